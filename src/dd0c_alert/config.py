@@ -1,0 +1,57 @@
+"""The one configuration object. Environment variables use the ``DD0C_`` prefix, plus
+the conventional ``DATABASE_URL``; the defaults run the embedded mode with data under
+``./data``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DD0C_", extra="ignore")
+
+    data_dir: Path = Path("data")
+    database_url: str = Field(
+        default="",
+        validation_alias=AliasChoices("DATABASE_URL", "DD0C_DATABASE_URL"),
+        description="Empty means sqlite:///<data_dir>/dd0c.db.",
+    )
+    public_url: str = Field(
+        default="http://127.0.0.1:8080",
+        description="Base URL printed in webhook URLs handed to monitoring tools.",
+    )
+    secret_key: str = Field(
+        default="",
+        description="Fernet key for secrets at rest; empty means <data_dir>/secret.key.",
+    )
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
+        default="FULL",
+        description="FULL survives power loss; NORMAL survives process crashes only.",
+    )
+
+    max_body_bytes: int = 1024 * 1024
+    claim_check_bytes: int = 256 * 1024
+    rate_limit_per_second: float = Field(
+        default=20_000, description="Per-tenant default webhook rate; 0 disables."
+    )
+    monthly_quota: int = Field(default=0, description="Per-tenant default events/month; 0 = none.")
+    idempotency_ttl_seconds: int = 24 * 3600
+
+    worker_batch_size: int = 500
+    worker_max_attempts: int = 5
+    worker_lease_seconds: float = 60.0
+    worker_poll_seconds: float = 0.5
+
+    log_level: str = "info"
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'dd0c.db'}"
+
+    @property
+    def archive_dir(self) -> Path:
+        return self.data_dir / "archive"

@@ -1,0 +1,1 @@
+"""Ingestion and processing: the glue between the ports and the pure core."""

@@ -1,0 +1,241 @@
+"""Admission of one webhook delivery: who sent it, may they, and is it new.
+
+The order of checks is the cheapest refusal first, and nothing is written unless
+every check passed. A delivery is answered 202 only after its raw event is committed
+to the queue (design §2, durability rule).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Generic, TypeVar
+
+import orjson
+
+from dd0c_alert.domain.ids import new_id
+from dd0c_alert.providers import PROVIDERS
+from dd0c_alert.providers.base import AuthError
+from dd0c_alert.storage.archive import archive_key
+from dd0c_alert.storage.ports import (
+    Archive,
+    EnqueueOutcome,
+    IngestQueue,
+    Integration,
+    RawEvent,
+    Store,
+    Tenant,
+)
+
+from .limits import TokenBuckets
+
+#: Never stored: credentials, and hop-by-hop headers that say nothing about the event.
+_DROPPED_HEADERS = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "x-dd0c-token",
+        "x-gitlab-token",
+        "connection",
+        "content-length",
+        "transfer-encoding",
+        "accept-encoding",
+        "keep-alive",
+    }
+)
+
+_TENANT_TTL = 5.0
+
+
+class Rejected(Exception):
+    """A delivery refused with an HTTP status and a machine-readable reason."""
+
+    def __init__(
+        self, status: int, reason: str, detail: str, headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.reason = reason
+        self.detail = detail
+        self.headers = dict(headers or {})
+
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class _Cached(Generic[T]):
+    value: T
+    expires: float
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_body_bytes: int = 1024 * 1024
+    claim_check_bytes: int = 256 * 1024
+    rate_limit_per_second: float = 20_000
+    monthly_quota: int = 0
+
+
+class IngestService:
+    def __init__(self, store: Store, queue: IngestQueue, archive: Archive, limits: Limits) -> None:
+        self._store = store
+        self._queue = queue
+        self._archive = archive
+        self.limits = limits
+        self._tenants: dict[str, _Cached[Tenant | None]] = {}
+        self._integrations: dict[tuple[str, str], _Cached[list[Integration]]] = {}
+        self._buckets = TokenBuckets()
+        self._month = ""
+        self._monthly: dict[str, int] = {}
+
+    async def receive(
+        self,
+        tenant_id: str,
+        provider_name: str,
+        integration_id: str | None,
+        headers: Mapping[str, str],
+        body: bytes,
+    ) -> EnqueueOutcome:
+        """Admit and enqueue one delivery; raise Rejected with the reason otherwise.
+
+        ``headers`` must have lower-case names.
+        """
+        provider = PROVIDERS.get(provider_name)
+        if provider is None:
+            raise Rejected(404, "unknown_provider", f"no provider named {provider_name!r}")
+        tenant = await self._tenant(tenant_id)
+        if tenant is None:
+            raise Rejected(404, "unknown_tenant", "no such tenant")
+        if len(body) > self.limits.max_body_bytes:
+            raise Rejected(
+                413, "body_too_large", f"body exceeds {self.limits.max_body_bytes} bytes"
+            )
+        try:
+            orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise Rejected(400, "invalid_json", f"body is not valid JSON: {exc}") from None
+        integration = await self._authenticate(
+            tenant_id, provider_name, integration_id, headers, body
+        )
+        now = time.time()
+        self._admit(tenant, now)
+        event_id = new_id()
+        event = RawEvent(
+            event_id=event_id,
+            tenant_id=tenant_id,
+            integration_id=integration.id,
+            provider=provider_name,
+            received_at=now,
+            headers={k: v for k, v in headers.items() if k not in _DROPPED_HEADERS},
+            body=body,
+            idempotency_key=_delivery_id(provider_name, provider.DELIVERY_ID_HEADERS, headers),
+        )
+        if len(body) > self.limits.claim_check_bytes:
+            # Claim check: the queue row points at the archived body, fsynced first.
+            event.body_ref = archive_key(tenant_id, event_id, now)
+            event.body = None
+            await asyncio.to_thread(self._archive.put, event.body_ref, body, durable=True)
+        outcome = await self._queue.put(event)
+        if not outcome.duplicate:
+            self._monthly[tenant_id] = self._monthly.get(tenant_id, 0) + 1
+        return outcome
+
+    async def _tenant(self, tenant_id: str) -> Tenant | None:
+        now = time.monotonic()
+        cached = self._tenants.get(tenant_id)
+        if cached is None or cached.expires < now:
+            if len(tenant_id) > 64:
+                return None
+            tenant = await asyncio.to_thread(self._store.get_tenant, tenant_id)
+            cached = self._tenants[tenant_id] = _Cached(tenant, now + _TENANT_TTL)
+        return cached.value
+
+    async def _authenticate(
+        self,
+        tenant_id: str,
+        provider_name: str,
+        integration_id: str | None,
+        headers: Mapping[str, str],
+        body: bytes,
+    ) -> Integration:
+        candidates = await self._candidates(tenant_id, provider_name, integration_id)
+        if not candidates:
+            raise Rejected(401, "unknown_integration", f"no {provider_name} integration here")
+        now = time.time()
+        failure: AuthError | None = None
+        provider = PROVIDERS[provider_name]
+        for integration in candidates:
+            try:
+                provider.verify(headers, body, integration.secret, now)
+            except AuthError as exc:
+                failure = exc
+            else:
+                return integration
+        assert failure is not None
+        raise Rejected(401, failure.reason, failure.detail, {"WWW-Authenticate": "Bearer"})
+
+    async def _candidates(
+        self, tenant_id: str, provider_name: str, integration_id: str | None
+    ) -> list[Integration]:
+        """The tenant's integrations of this provider, cached briefly; a miss is always
+        re-read so an integration created a moment ago works at once."""
+        key = (tenant_id, provider_name)
+        now = time.monotonic()
+        cached = self._integrations.get(key)
+        found = [] if cached is None or cached.expires < now else cached.value
+        if integration_id is not None:
+            found = [i for i in found if i.id == integration_id]
+        if not found:
+            fresh = await asyncio.to_thread(self._store.integrations_for, tenant_id, provider_name)
+            self._integrations[key] = _Cached(fresh, now + _TENANT_TTL)
+            found = [i for i in fresh if integration_id is None or i.id == integration_id]
+        return found
+
+    def _admit(self, tenant: Tenant, now: float) -> None:
+        rate = tenant.rate_limit_per_second
+        rate = self.limits.rate_limit_per_second if rate is None else rate
+        if rate > 0:
+            wait = self._buckets.take(tenant.id, rate)
+            if wait > 0:
+                raise Rejected(
+                    429, "rate_limited", f"over {rate:g} requests/s", {"Retry-After": _ceil(wait)}
+                )
+        quota = self.limits.monthly_quota if tenant.monthly_quota is None else tenant.monthly_quota
+        if quota > 0:
+            month = datetime.fromtimestamp(now, UTC).strftime("%Y-%m")
+            if month != self._month:
+                self._month, self._monthly = month, {}
+            if tenant.id not in self._monthly:
+                self._monthly[tenant.id] = self._store.events_this_month(tenant.id)
+            if self._monthly[tenant.id] >= quota:
+                raise Rejected(
+                    429,
+                    "quota_exceeded",
+                    f"monthly quota of {quota} events used",
+                    {"Retry-After": _ceil(_seconds_to_next_month(now))},
+                )
+
+
+def _delivery_id(provider: str, names: tuple[str, ...], headers: Mapping[str, str]) -> str | None:
+    for name in (*names, "idempotency-key"):
+        value = headers.get(name)
+        if value:
+            return f"{provider}:{value[:150]}"
+    return None
+
+
+def _ceil(seconds: float) -> str:
+    return str(max(1, int(seconds + 0.999)))
+
+
+def _seconds_to_next_month(now: float) -> float:
+    current = datetime.fromtimestamp(now, UTC)
+    year, month = (
+        (current.year + 1, 1) if current.month == 12 else (current.year, current.month + 1)
+    )
+    return datetime(year, month, 1, tzinfo=UTC).timestamp() - now

@@ -1,0 +1,192 @@
+"""The queue consumer: raw events in, canonical records stored, messages acknowledged.
+
+A batch is stored and acknowledged in one transaction, so a crash at any point
+leaves each event either fully processed and gone from the queue, or untouched and
+delivered again: processing is exactly-once per event id.
+
+Failures are sorted by kind. A body the provider module does not understand
+(PayloadError) cannot succeed on retry and is dead-lettered at once; anything else
+(a full disk, a bug) is retried with exponential backoff and dead-lettered after the
+last attempt. Either way the raw event is kept and can be replayed.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import traceback
+from datetime import UTC, datetime
+
+import orjson
+import structlog
+
+from dd0c_alert.domain.ids import new_id
+from dd0c_alert.domain.models import CanonicalAlert, Normalised
+from dd0c_alert.providers import PROVIDERS
+from dd0c_alert.providers.base import Delivery, PayloadError
+from dd0c_alert.storage.archive import archive_key
+from dd0c_alert.storage.ports import (
+    Archive,
+    BatchOutcome,
+    DeadLetter,
+    IngestQueue,
+    RawEvent,
+    Retry,
+    Store,
+)
+
+log = structlog.get_logger(__name__)
+
+MAX_BACKOFF_SECONDS = 300.0
+
+
+class Worker:
+    def __init__(
+        self,
+        store: Store,
+        queue: IngestQueue,
+        archive: Archive,
+        *,
+        batch_size: int = 500,
+        max_attempts: int = 5,
+        lease_seconds: float = 60.0,
+        poll_seconds: float = 0.5,
+    ) -> None:
+        self._store = store
+        self._queue = queue
+        self._archive = archive
+        self._batch_size = batch_size
+        self._max_attempts = max_attempts
+        self._lease = lease_seconds
+        self._poll = poll_seconds
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.processed = 0
+        self.last_error: str | None = None
+
+    def is_alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self.run, name="worker", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                handled = self.run_once()
+            except Exception as exc:  # the database itself failed: wait and try again
+                self.last_error = repr(exc)
+                log.exception("worker_batch_failed")
+                handled = 0
+            if handled < self._batch_size:
+                self._wake.wait(self._poll)
+                self._wake.clear()
+
+    def run_once(self) -> int:
+        """Process one batch; return how many events it held."""
+        events = self._queue.claim(self._batch_size, self._lease)
+        if not events:
+            return 0
+        outcome = BatchOutcome()
+        for event in events:
+            self._process(event, outcome)
+        try:
+            self._store.apply(outcome)
+        except Exception:
+            # One bad record must not hold the others back: store them one by one.
+            log.exception("batch_apply_failed", events=len(events))
+            self._apply_one_by_one(events)
+        self.processed += len(events)
+        return len(events)
+
+    def _apply_one_by_one(self, events: list[RawEvent]) -> None:
+        for event in events:
+            outcome = BatchOutcome()
+            self._process(event, outcome)
+            try:
+                self._store.apply(outcome)
+            except Exception as exc:
+                self._store.apply(self._failed(event, exc, permanent=False))
+
+    def _process(self, event: RawEvent, outcome: BatchOutcome) -> None:
+        try:
+            records = self.normalise(event)
+        except PayloadError as exc:
+            _merge(outcome, self._failed(event, exc, permanent=True))
+            return
+        except Exception as exc:
+            _merge(outcome, self._failed(event, exc, permanent=False))
+            return
+        for record in records:
+            if isinstance(record, CanonicalAlert):
+                outcome.alerts.append(record)
+            else:
+                outcome.deploys.append(record)
+        outcome.acked.append(event.event_id)
+
+    def normalise(self, event: RawEvent) -> list[Normalised]:
+        """Archive the raw body and turn it into canonical records with ids."""
+        body = event.body
+        if body is None:
+            raw_ref = event.body_ref or ""
+            body = self._archive.get(raw_ref)
+        else:
+            raw_ref = archive_key(event.tenant_id, event.event_id, event.received_at)
+            self._archive.put(raw_ref, body)
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise PayloadError(f"body is not valid JSON: {exc}") from None
+        provider = PROVIDERS.get(event.provider)
+        if provider is None:
+            raise PayloadError(f"no provider named {event.provider!r}")
+        delivery = Delivery(
+            tenant_id=event.tenant_id,
+            provider=event.provider,
+            event_id=event.event_id,
+            received_at=datetime.fromtimestamp(event.received_at, UTC),
+            headers=event.headers,
+        )
+        records = provider.normalise(payload, delivery)
+        for record in records:
+            record.id = new_id()
+            record.event_id = event.event_id
+            record.raw_ref = raw_ref
+        return records
+
+    def _failed(self, event: RawEvent, exc: Exception, *, permanent: bool) -> BatchOutcome:
+        error = f"{type(exc).__name__}: {exc}" if permanent else _describe(exc)
+        log.warning(
+            "event_failed",
+            event_id=event.event_id,
+            provider=event.provider,
+            attempts=event.attempts,
+            permanent=permanent,
+            error=error.splitlines()[0][:300],
+        )
+        if permanent or event.attempts >= self._max_attempts:
+            return BatchOutcome(dead=[DeadLetter(event=event, error=error)])
+        delay = min(MAX_BACKOFF_SECONDS, 2.0**event.attempts) * random.uniform(0.8, 1.2)
+        return BatchOutcome(retries=[Retry(event.event_id, error, delay)])
+
+
+def _describe(exc: Exception) -> str:
+    return "".join(traceback.format_exception(exc, limit=5))[-4000:]
+
+
+def _merge(into: BatchOutcome, other: BatchOutcome) -> None:
+    into.retries.extend(other.retries)
+    into.dead.extend(other.dead)

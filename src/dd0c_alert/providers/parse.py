@@ -1,0 +1,138 @@
+"""Tolerant readers for provider payloads.
+
+Real senders omit fields, send numbers as strings and nest what docs say is flat;
+these helpers coerce what can be understood and return a default otherwise, so a
+provider module raises PayloadError only when the body truly is not its kind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from .base import PayloadError
+
+_MAX_TEXT = 8192  # titles and descriptions beyond this are truncated, not rejected
+
+
+def text(value: Any, limit: int = _MAX_TEXT) -> str:
+    """A display string for any scalar; containers and None become ''."""
+    if value is None or isinstance(value, dict | list | tuple):
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    result = str(value).strip()
+    # Lone surrogates cannot be stored as UTF-8; replace rather than fail.
+    result = result.encode("utf-8", "replace").decode("utf-8")
+    return result[:limit]
+
+
+def first_text(*values: Any) -> str:
+    for value in values:
+        result = text(value)
+        if result:
+            return result
+    return ""
+
+
+def labels(value: Any) -> dict[str, str]:
+    """A str→str mapping from whatever the provider sent as labels or tags.
+
+    Accepts a mapping, or a list of ``key:value`` / ``key=value`` strings (Datadog tags).
+    """
+    result: dict[str, str] = {}
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            name = text(key, 256)
+            if name:
+                result[name] = text(item, 1024)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            tag = text(item, 1024)
+            if not tag:
+                continue
+            sep = ":" if ":" in tag else "=" if "=" in tag else ""
+            if sep:
+                key, _, val = tag.partition(sep)
+                result[key.strip()[:256]] = val.strip()
+            else:
+                result[tag[:256]] = ""
+    return result
+
+
+def timestamp(value: Any) -> datetime | None:
+    """An aware UTC datetime from ISO 8601 text or seconds / milliseconds since the epoch.
+
+    Go's zero time (``0001-01-01T00:00:00Z``, Alertmanager's "not set") is None.
+    """
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int | float) or (isinstance(value, str) and _is_number(value)):
+        try:
+            number = float(value)
+        except OverflowError:  # a JSON integer too large for a float is not a time
+            return None
+        if number <= 0:
+            return None
+        if number > 1e14:  # microseconds
+            number /= 1e6
+        elif number > 1e11:  # milliseconds
+            number /= 1e3
+        try:
+            return datetime.fromtimestamp(number, UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+    if not isinstance(value, str):
+        return None
+    raw = value.strip()
+    if not raw or raw.startswith("0001-01-01"):
+        return None
+    raw = raw.replace(" UTC", "+00:00").replace("Z", "+00:00").replace("z", "+00:00")
+    # Go and some SDKs send nanoseconds; Python accepts at most microseconds.
+    if "." in raw:
+        head, _, rest = raw.partition(".")
+        digits = len(rest) - len(rest.lstrip("0123456789"))
+        raw = (
+            head + "." + rest[: min(digits, 6)] + rest[digits:] if digits else head + rest[digits:]
+        )
+    try:
+        parsed = datetime.fromisoformat(raw)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def _is_number(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+def mapping(value: Any, what: str) -> Mapping[str, Any]:
+    """The value as a JSON object, or PayloadError naming what was expected."""
+    if not isinstance(value, Mapping):
+        raise PayloadError(f"{what} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def items(value: Any, what: str) -> list[Any]:
+    """A JSON array (or a single object treated as a one-item array)."""
+    if isinstance(value, list):
+        return value
+    if isinstance(value, Mapping):
+        return [value]
+    raise PayloadError(f"{what} must be a JSON object or array, got {type(value).__name__}")
+
+
+def dig(value: Any, *keys: str) -> Any:
+    """``value[k1][k2]…`` through nested JSON objects; None as soon as one is missing."""
+    for key in keys:
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(key)
+    return value

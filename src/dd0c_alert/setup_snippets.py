@@ -1,0 +1,85 @@
+"""Ready-to-paste configuration for each tool, printed by ``integration create``."""
+
+from __future__ import annotations
+
+import json
+
+
+def snippet(provider: str, url: str, secret: str) -> str:
+    if provider == "alertmanager":
+        return f"""# alertmanager.yml
+receivers:
+  - name: dd0c
+    webhook_configs:
+      - url: {url}
+        send_resolved: true
+        max_alerts: 0
+        http_config:
+          authorization:
+            type: Bearer
+            credentials: {secret}
+"""
+    if provider == "grafana":
+        return f"""Grafana → Alerting → Contact points → New → Webhook
+  URL: {url}
+  Optional → HMAC signature secret: {secret}      (or Authorization header: Bearer {secret})
+"""
+    if provider == "datadog":
+        return f"""Datadog → Integrations → Webhooks → New
+  URL: {url}
+  Custom headers: {{"X-DD0C-Token": "{secret}"}}
+  Payload: keep the default, or add "tags": "$TAGS", "alert_priority": "$ALERT_PRIORITY"
+  Then mention @webhook-<name> in your monitors.
+"""
+    if provider == "pagerduty":
+        return f"""PagerDuty → Integrations → Generic Webhooks (v3) → New webhook
+  URL: {url}
+  Then set this integration's secret to PagerDuty's signing secret:
+  dd0c-alert integration create --tenant <id> --provider pagerduty --secret <signing secret>
+"""
+    if provider == "pagerduty-events":
+        return f"""Any tool that pages PagerDuty (Events API v2) can send here instead:
+  Events URL: {url}
+  routing_key: {secret}
+"""
+    if provider == "opsgenie":
+        return f"""Opsgenie → Settings → Integrations → Webhook
+  Webhook URL: {url}
+  Add custom header: X-DD0C-Token = {secret}
+"""
+    if provider == "github":
+        return f"""GitHub → Repository → Settings → Webhooks → Add webhook
+  Payload URL: {url}      Content type: application/json
+  Secret: {secret}
+  Events: Deployments, Deployment statuses, Workflow runs
+"""
+    if provider == "gitlab":
+        return f"""GitLab → Project → Settings → Webhooks → Add new webhook
+  URL: {url}
+  Secret token: {secret}
+  Trigger: Deployment events, Pipeline events
+"""
+    if provider == "argocd":
+        return f"""# argocd-notifications-cm
+service.webhook.dd0c: |
+  url: {url}
+  headers:
+    - name: Authorization
+      value: Bearer {secret}
+# then use the template documented in dd0c_alert/providers/argocd.py
+"""
+    example = json.dumps(
+        {
+            "title": "Checkout latency high",
+            "status": "firing",
+            "severity": "high",
+            "service": "checkout",
+        }
+    )
+    return f"""# sign timestamp + "." + body with HMAC-SHA256
+body='{example}'
+ts=$(date +%s)
+sig=$(printf '%s.%s' "$ts" "$body" | openssl dgst -sha256 -hmac '{secret}' -hex | sed 's/^.* //')
+curl -sS -X POST '{url}' -H 'Content-Type: application/json' \\
+  -H "X-DD0C-Timestamp: $ts" -H "X-DD0C-Signature: v1=$sig" --data "$body"
+"""

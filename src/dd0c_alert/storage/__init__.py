@@ -1,0 +1,1 @@
+"""Ports (Protocols) and their adapters: schema, migrations, SQL store, queue, archive."""

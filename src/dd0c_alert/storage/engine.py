@@ -1,0 +1,51 @@
+"""Database engines with the connection settings each dialect needs."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+
+
+def sqlite_path(url: str) -> Path:
+    return Path(sa.make_url(url).database or "")
+
+
+def configure_sqlite(conn: sqlite3.Connection, synchronous: str) -> None:
+    """WAL lets readers run beside the single writer; busy_timeout makes writers queue."""
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={synchronous}")
+    conn.execute("PRAGMA busy_timeout=30000")
+    conn.execute("PRAGMA foreign_keys=ON")
+
+
+def make_engines(url: str, synchronous: str = "FULL") -> tuple[sa.Engine, sa.Engine]:
+    """A write engine and a read engine.
+
+    On SQLite, write transactions start with ``BEGIN IMMEDIATE`` so two writers queue
+    on the lock instead of failing to upgrade a read lock; reads use a plain
+    ``BEGIN`` and, under WAL, never wait for writers.
+    """
+    if not url.startswith("sqlite"):
+        engine = sa.create_engine(url, pool_pre_ping=True)
+        return engine, engine
+    sqlite_path(url).parent.mkdir(parents=True, exist_ok=True)
+
+    def build(begin: str) -> sa.Engine:
+        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+            configure_sqlite(dbapi_conn, synchronous)
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn: sa.Connection) -> None:
+            conn.exec_driver_sql(begin)
+
+        return engine
+
+    return build("BEGIN IMMEDIATE"), build("BEGIN")

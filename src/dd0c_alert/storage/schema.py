@@ -1,0 +1,192 @@
+"""Tables, as SQLAlchemy Core metadata. Alembic migrations are the source of truth for
+deployed databases; this module mirrors them for queries and for the migration check
+in the test suite.
+
+Times are stored as UTC. JSON columns hold labels, links and headers.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.types import TypeDecorator
+
+metadata = sa.MetaData()
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on every dialect."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> Any:
+        if value is None:
+            return None
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        parsed: datetime = datetime.fromisoformat(value) if isinstance(value, str) else value
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+JSONDoc = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+tenants = sa.Table(
+    "tenants",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("rate_limit_per_second", sa.Float, nullable=True),
+    sa.Column("monthly_quota", sa.Integer, nullable=True),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("tenant_id", sa.String(32), sa.ForeignKey("tenants.id"), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+integrations = sa.Table(
+    "integrations",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("tenant_id", sa.String(32), sa.ForeignKey("tenants.id"), nullable=False),
+    sa.Column("provider", sa.String(40), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("secret_encrypted", sa.Text, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index("ix_integrations_tenant_provider", "tenant_id", "provider"),
+)
+
+# The durable hand-off between ingestion and processing. A row is deleted in the same
+# transaction that stores what it produced, which is what makes processing exactly-once.
+ingest_queue = sa.Table(
+    "ingest_queue",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("event_id", sa.String(32), nullable=False, unique=True),
+    sa.Column("tenant_id", sa.String(32), nullable=False),
+    sa.Column("integration_id", sa.String(32), nullable=False),
+    sa.Column("provider", sa.String(40), nullable=False),
+    sa.Column("received_at", sa.Float, nullable=False),
+    sa.Column("headers", sa.Text, nullable=False),
+    sa.Column("body", sa.LargeBinary, nullable=True),
+    sa.Column("body_ref", sa.String(300), nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("visible_at", sa.Float, nullable=False, server_default="0"),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Index("ix_ingest_queue_visible", "visible_at", "seq"),
+)
+
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("tenant_id", sa.String(32), primary_key=True),
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("event_id", sa.String(32), nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+    sa.Index("ix_idempotency_expires", "expires_at"),
+)
+
+usage = sa.Table(
+    "usage",
+    metadata,
+    sa.Column("tenant_id", sa.String(32), primary_key=True),
+    sa.Column("month", sa.String(7), primary_key=True),
+    sa.Column("events", sa.Integer, nullable=False),
+)
+
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("tenant_id", sa.String(32), nullable=False),
+    sa.Column("event_id", sa.String(32), nullable=False),
+    sa.Column("source", sa.String(40), nullable=False),
+    sa.Column("source_ref", sa.Text, nullable=False),
+    sa.Column("fingerprint", sa.String(200), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("service", sa.String(256), nullable=False),
+    sa.Column("environment", sa.String(256), nullable=False),
+    sa.Column("resource", sa.String(512), nullable=False),
+    sa.Column("labels", JSONDoc, nullable=False),
+    sa.Column("links", JSONDoc, nullable=False),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("received_at", UTCDateTime, nullable=False),
+    sa.Column("last_seen_at", UTCDateTime, nullable=False),
+    sa.Column("ended_at", UTCDateTime, nullable=True),
+    sa.Column("raw_ref", sa.String(300), nullable=False),
+    sa.Column("repeat_count", sa.Integer, nullable=False),
+    sa.Index("ix_alerts_tenant_id", "tenant_id", "id"),
+    sa.Index("ix_alerts_tenant_fingerprint", "tenant_id", "fingerprint", "status"),
+    sa.Index("ix_alerts_tenant_service", "tenant_id", "service", "id"),
+    sa.Index("ix_alerts_tenant_started", "tenant_id", "started_at"),
+    # At most one firing alert per fingerprint: repeats fold into it.
+    sa.Index(
+        "ux_alerts_active_fingerprint",
+        "tenant_id",
+        "fingerprint",
+        unique=True,
+        sqlite_where=sa.text("status = 'firing'"),
+        postgresql_where=sa.text("status = 'firing'"),
+    ),
+)
+
+deploys = sa.Table(
+    "deploys",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("tenant_id", sa.String(32), nullable=False),
+    sa.Column("event_id", sa.String(32), nullable=False),
+    sa.Column("source", sa.String(40), nullable=False),
+    sa.Column("source_ref", sa.String(300), nullable=False),
+    sa.Column("service", sa.String(256), nullable=False),
+    sa.Column("environment", sa.String(256), nullable=False),
+    sa.Column("version", sa.String(256), nullable=False),
+    sa.Column("commit", sa.String(256), nullable=False),
+    sa.Column("author", sa.String(256), nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("finished_at", UTCDateTime, nullable=True),
+    sa.Column("received_at", UTCDateTime, nullable=False),
+    sa.Column("raw_ref", sa.String(300), nullable=False),
+    sa.UniqueConstraint("tenant_id", "source", "source_ref", name="ux_deploys_source_ref"),
+    sa.Index("ix_deploys_tenant_id", "tenant_id", "id"),
+    sa.Index("ix_deploys_tenant_service", "tenant_id", "service", "started_at"),
+)
+
+dead_letters = sa.Table(
+    "dead_letters",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("event_id", sa.String(32), nullable=False, unique=True),
+    sa.Column("tenant_id", sa.String(32), nullable=False),
+    sa.Column("integration_id", sa.String(32), nullable=False),
+    sa.Column("provider", sa.String(40), nullable=False),
+    sa.Column("received_at", sa.Float, nullable=False),
+    sa.Column("headers", sa.Text, nullable=False),
+    sa.Column("body", sa.LargeBinary, nullable=True),
+    sa.Column("body_ref", sa.String(300), nullable=True),
+    sa.Column("error", sa.Text, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("failed_at", UTCDateTime, nullable=False),
+    sa.Column("replayed_at", UTCDateTime, nullable=True),
+    sa.Index("ix_dead_letters_tenant", "tenant_id", "id"),
+)

@@ -1,0 +1,509 @@
+"""The store on SQLAlchemy Core: one implementation for SQLite, dialect-aware where
+PostgreSQL differs."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+
+from dd0c_alert.domain.ids import new_id
+from dd0c_alert.domain.models import AlertStatus, CanonicalAlert, DeployEvent
+
+from . import schema as t
+from .ports import (
+    AlertFilter,
+    BatchOutcome,
+    DeadLetter,
+    Integration,
+    Page,
+    RawEvent,
+    Tenant,
+)
+from .secrets import SecretBox
+
+API_KEY_PREFIX = "dd0c_"
+
+
+def hash_api_key(key: str) -> str:
+    """API keys carry 256 random bits, so a fast hash is as safe as a slow one here
+    and keeps per-request authentication cheap."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def encode_cursor(last_id: str) -> str:
+    return base64.urlsafe_b64encode(last_id.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    padded = cursor + "=" * (-len(cursor) % 4)
+    try:
+        return base64.urlsafe_b64decode(padded.encode()).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError("invalid cursor") from None
+
+
+def iso(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def month_of(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m")
+
+
+class SqlStore:
+    def __init__(self, engine: sa.Engine, read_engine: sa.Engine, box: SecretBox) -> None:
+        self._engine = engine
+        self._read = read_engine
+        self._box = box
+
+    # --- tenants, keys, integrations -------------------------------------------------
+
+    def create_tenant(self, name: str) -> Tenant:
+        tenant = Tenant(id=new_id(), name=name, created_at=datetime.now(UTC))
+        with self._engine.begin() as conn:
+            conn.execute(
+                t.tenants.insert().values(id=tenant.id, name=name, created_at=tenant.created_at)
+            )
+        return tenant
+
+    def get_tenant(self, tenant_id: str) -> Tenant | None:
+        with self._read.begin() as conn:
+            row = conn.execute(sa.select(t.tenants).where(t.tenants.c.id == tenant_id)).first()
+        return None if row is None else Tenant(**row._asdict())
+
+    def list_tenants(self) -> list[Tenant]:
+        with self._read.begin() as conn:
+            rows = conn.execute(sa.select(t.tenants).order_by(t.tenants.c.id)).all()
+        return [Tenant(**row._asdict()) for row in rows]
+
+    def create_api_key(self, tenant_id: str, name: str) -> str:
+        key = API_KEY_PREFIX + secrets.token_urlsafe(32)
+        with self._engine.begin() as conn:
+            conn.execute(
+                t.api_keys.insert().values(
+                    id=new_id(),
+                    tenant_id=tenant_id,
+                    name=name,
+                    key_hash=hash_api_key(key),
+                    created_at=datetime.now(UTC),
+                )
+            )
+        return key
+
+    def tenant_for_api_key(self, key: str) -> str | None:
+        with self._read.begin() as conn:
+            return conn.execute(
+                sa.select(t.api_keys.c.tenant_id).where(t.api_keys.c.key_hash == hash_api_key(key))
+            ).scalar()
+
+    def create_integration(
+        self, tenant_id: str, provider: str, name: str, secret: str
+    ) -> Integration:
+        integration = Integration(
+            id=new_id(),
+            tenant_id=tenant_id,
+            provider=provider,
+            name=name,
+            secret=secret,
+            created_at=datetime.now(UTC),
+        )
+        with self._engine.begin() as conn:
+            conn.execute(
+                t.integrations.insert().values(
+                    id=integration.id,
+                    tenant_id=tenant_id,
+                    provider=provider,
+                    name=name,
+                    secret_encrypted=self._box.encrypt(secret),
+                    created_at=integration.created_at,
+                )
+            )
+        return integration
+
+    def integrations_for(self, tenant_id: str, provider: str) -> list[Integration]:
+        query = (
+            sa.select(t.integrations)
+            .where(t.integrations.c.tenant_id == tenant_id, t.integrations.c.provider == provider)
+            .order_by(t.integrations.c.id)
+        )
+        with self._read.begin() as conn:
+            rows = conn.execute(query).all()
+        return [
+            Integration(
+                id=row.id,
+                tenant_id=row.tenant_id,
+                provider=row.provider,
+                name=row.name,
+                secret=self._box.decrypt(row.secret_encrypted),
+                created_at=row.created_at,
+            )
+            for row in rows
+        ]
+
+    def events_this_month(self, tenant_id: str) -> int:
+        query = sa.select(t.usage.c.events).where(
+            t.usage.c.tenant_id == tenant_id, t.usage.c.month == month_of(time.time())
+        )
+        with self._read.begin() as conn:
+            return conn.execute(query).scalar() or 0
+
+    # --- the worker's batch -----------------------------------------------------------
+
+    def apply(self, outcome: BatchOutcome) -> None:
+        with self._engine.begin() as conn:
+            for alert in outcome.alerts:
+                self._fold_alert(conn, alert)
+            for deploy in outcome.deploys:
+                self._fold_deploy(conn, deploy)
+            now = datetime.now(UTC)
+            for dead in outcome.dead:
+                self._insert_dead_letter(conn, dead, now)
+            for retry in outcome.retries:
+                conn.execute(
+                    t.ingest_queue.update()
+                    .where(t.ingest_queue.c.event_id == retry.event_id)
+                    .values(visible_at=time.time() + retry.delay_seconds, last_error=retry.error)
+                )
+            done = outcome.acked + [dead.event.event_id for dead in outcome.dead]
+            if done:
+                conn.execute(t.ingest_queue.delete().where(t.ingest_queue.c.event_id.in_(done)))
+
+    def _fold_alert(self, conn: sa.Connection, alert: CanonicalAlert) -> None:
+        """Fold a notification into the alert it repeats, resolves, or start a new one."""
+        a = t.alerts
+        same = (a.c.tenant_id == alert.tenant_id) & (a.c.fingerprint == alert.fingerprint)
+        active = conn.execute(
+            sa.select(a.c.id, a.c.last_seen_at).where(same, a.c.status == AlertStatus.FIRING)
+        ).first()
+        seen = alert.received_at
+        if active is not None:
+            last_seen = max(active.last_seen_at, seen)
+            if alert.status is AlertStatus.FIRING:
+                conn.execute(
+                    a.update()
+                    .where(a.c.id == active.id)
+                    .values(
+                        repeat_count=a.c.repeat_count + 1,
+                        last_seen_at=last_seen,
+                        severity=alert.severity,
+                        title=alert.title,
+                        description=alert.description,
+                        labels=alert.labels,
+                        links=alert.links,
+                    )
+                )
+            else:
+                conn.execute(
+                    a.update()
+                    .where(a.c.id == active.id)
+                    .values(
+                        status=AlertStatus.RESOLVED,
+                        ended_at=alert.ended_at or alert.started_at,
+                        last_seen_at=last_seen,
+                    )
+                )
+            return
+        # No active alert: is this a late copy of an occurrence that already ended?
+        latest = conn.execute(
+            sa.select(a.c.id, a.c.started_at, a.c.ended_at, a.c.last_seen_at)
+            .where(same, a.c.status == AlertStatus.RESOLVED)
+            .order_by(a.c.started_at.desc())
+            .limit(1)
+        ).first()
+        if latest is not None and latest.ended_at is not None:
+            late_firing = (
+                alert.status is AlertStatus.FIRING
+                and latest.started_at <= alert.started_at <= latest.ended_at
+            )
+            repeated_resolve = alert.status is AlertStatus.RESOLVED and (
+                alert.started_at == latest.started_at or alert.ended_at == latest.ended_at
+            )
+            if late_firing or repeated_resolve:
+                conn.execute(
+                    a.update()
+                    .where(a.c.id == latest.id)
+                    .values(
+                        repeat_count=a.c.repeat_count + (1 if late_firing else 0),
+                        last_seen_at=max(latest.last_seen_at, seen),
+                    )
+                )
+                return
+        conn.execute(
+            a.insert().values(
+                id=alert.id,
+                tenant_id=alert.tenant_id,
+                event_id=alert.event_id,
+                source=alert.source,
+                source_ref=alert.source_ref,
+                fingerprint=alert.fingerprint,
+                status=alert.status,
+                severity=alert.severity,
+                title=alert.title,
+                description=alert.description,
+                service=alert.service,
+                environment=alert.environment,
+                resource=alert.resource,
+                labels=alert.labels,
+                links=alert.links,
+                started_at=alert.started_at,
+                received_at=alert.received_at,
+                last_seen_at=seen,
+                ended_at=alert.ended_at,
+                raw_ref=alert.raw_ref,
+                repeat_count=1 if alert.status is AlertStatus.FIRING else 0,
+            )
+        )
+
+    def _fold_deploy(self, conn: sa.Connection, deploy: DeployEvent) -> None:
+        """Later status updates of one deploy update its record; empty fields keep
+        what an earlier update said."""
+        d = t.deploys
+        existing = conn.execute(
+            sa.select(d).where(
+                d.c.tenant_id == deploy.tenant_id,
+                d.c.source == deploy.source,
+                d.c.source_ref == deploy.source_ref,
+            )
+        ).first()
+        fields = {
+            "service": deploy.service,
+            "environment": deploy.environment,
+            "version": deploy.version,
+            "commit": deploy.commit,
+            "author": deploy.author,
+            "title": deploy.title,
+            "url": deploy.url,
+        }
+        if existing is None:
+            conn.execute(
+                d.insert().values(
+                    id=deploy.id,
+                    tenant_id=deploy.tenant_id,
+                    event_id=deploy.event_id,
+                    source=deploy.source,
+                    source_ref=deploy.source_ref,
+                    status=deploy.status,
+                    started_at=deploy.started_at,
+                    finished_at=deploy.finished_at,
+                    received_at=deploy.received_at,
+                    raw_ref=deploy.raw_ref,
+                    **fields,
+                )
+            )
+            return
+        updates: dict[str, Any] = {k: v for k, v in fields.items() if v}
+        updates["status"] = deploy.status
+        updates["started_at"] = min(existing.started_at, deploy.started_at)
+        updates["finished_at"] = deploy.finished_at or existing.finished_at
+        updates["raw_ref"] = deploy.raw_ref or existing.raw_ref
+        conn.execute(d.update().where(d.c.id == existing.id).values(**updates))
+
+    def _insert_dead_letter(self, conn: sa.Connection, dead: DeadLetter, now: datetime) -> None:
+        event = dead.event
+        conn.execute(t.dead_letters.delete().where(t.dead_letters.c.event_id == event.event_id))
+        conn.execute(
+            t.dead_letters.insert().values(
+                id=new_id(),
+                event_id=event.event_id,
+                tenant_id=event.tenant_id,
+                integration_id=event.integration_id,
+                provider=event.provider,
+                received_at=event.received_at,
+                headers=orjson.dumps(event.headers).decode(),
+                body=event.body,
+                body_ref=event.body_ref,
+                error=dead.error,
+                attempts=event.attempts,
+                failed_at=now,
+            )
+        )
+
+    # --- reads ------------------------------------------------------------------------
+
+    def _page(
+        self,
+        table: sa.Table,
+        tenant_id: str,
+        conditions: list[sa.ColumnElement[bool]],
+        limit: int,
+        cursor: str | None,
+        render: Any,
+    ) -> Page:
+        query = sa.select(table).where(table.c.tenant_id == tenant_id, *conditions)
+        if cursor:
+            query = query.where(table.c.id < decode_cursor(cursor))
+        query = query.order_by(table.c.id.desc()).limit(limit + 1)
+        with self._read.begin() as conn:
+            rows = conn.execute(query).all()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return Page(
+            items=[render(row) for row in rows],
+            next_cursor=encode_cursor(rows[-1].id) if more and rows else None,
+        )
+
+    def list_alerts(
+        self, tenant_id: str, filters: AlertFilter, limit: int, cursor: str | None
+    ) -> Page:
+        a = t.alerts
+        conditions: list[sa.ColumnElement[bool]] = []
+        for column, value in (
+            (a.c.source, filters.source),
+            (a.c.status, filters.status),
+            (a.c.service, filters.service),
+            (a.c.fingerprint, filters.fingerprint),
+        ):
+            if value is not None:
+                conditions.append(column == value)
+        if filters.since is not None:
+            conditions.append(a.c.started_at >= filters.since)
+        if filters.until is not None:
+            conditions.append(a.c.started_at < filters.until)
+        return self._page(a, tenant_id, conditions, limit, cursor, alert_dict)
+
+    def get_alert(self, tenant_id: str, alert_id: str) -> dict[str, Any] | None:
+        a = t.alerts
+        with self._read.begin() as conn:
+            row = conn.execute(
+                sa.select(a).where(a.c.tenant_id == tenant_id, a.c.id == alert_id)
+            ).first()
+        return None if row is None else alert_dict(row)
+
+    def list_deploys(
+        self, tenant_id: str, filters: AlertFilter, limit: int, cursor: str | None
+    ) -> Page:
+        d = t.deploys
+        conditions: list[sa.ColumnElement[bool]] = []
+        for column, value in (
+            (d.c.source, filters.source),
+            (d.c.status, filters.status),
+            (d.c.service, filters.service),
+        ):
+            if value is not None:
+                conditions.append(column == value)
+        if filters.since is not None:
+            conditions.append(d.c.started_at >= filters.since)
+        if filters.until is not None:
+            conditions.append(d.c.started_at < filters.until)
+        return self._page(d, tenant_id, conditions, limit, cursor, deploy_dict)
+
+    def list_dead_letters(self, tenant_id: str | None, limit: int) -> list[dict[str, Any]]:
+        dl = t.dead_letters
+        query = sa.select(
+            dl.c.id,
+            dl.c.event_id,
+            dl.c.tenant_id,
+            dl.c.provider,
+            dl.c.error,
+            dl.c.attempts,
+            dl.c.failed_at,
+            dl.c.replayed_at,
+        ).order_by(dl.c.id.desc())
+        if tenant_id is not None:
+            query = query.where(dl.c.tenant_id == tenant_id)
+        with self._read.begin() as conn:
+            rows = conn.execute(query.limit(limit)).all()
+        return [
+            {
+                **row._asdict(),
+                "failed_at": iso(row.failed_at),
+                "replayed_at": iso(row.replayed_at),
+            }
+            for row in rows
+        ]
+
+    def get_dead_letter(self, dead_letter_id: str) -> DeadLetter | None:
+        dl = t.dead_letters
+        with self._read.begin() as conn:
+            row = conn.execute(
+                sa.select(dl).where((dl.c.id == dead_letter_id) | (dl.c.event_id == dead_letter_id))
+            ).first()
+        if row is None:
+            return None
+        event = RawEvent(
+            event_id=row.event_id,
+            tenant_id=row.tenant_id,
+            integration_id=row.integration_id,
+            provider=row.provider,
+            received_at=row.received_at,
+            headers=orjson.loads(row.headers),
+            body=row.body,
+            body_ref=row.body_ref,
+            attempts=row.attempts,
+        )
+        return DeadLetter(event=event, error=row.error)
+
+    def mark_replayed(self, dead_letter_id: str) -> None:
+        dl = t.dead_letters
+        with self._engine.begin() as conn:
+            conn.execute(
+                dl.update()
+                .where((dl.c.id == dead_letter_id) | (dl.c.event_id == dead_letter_id))
+                .values(replayed_at=datetime.now(UTC))
+            )
+
+    def purge_idempotency_keys(self, now: float) -> int:
+        with self._engine.begin() as conn:
+            result = conn.execute(
+                t.idempotency_keys.delete().where(t.idempotency_keys.c.expires_at < now)
+            )
+        return result.rowcount
+
+    def ping(self) -> None:
+        with self._read.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+
+
+def alert_dict(row: sa.Row[Any]) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "tenant_id": row.tenant_id,
+        "source": row.source,
+        "source_ref": row.source_ref,
+        "fingerprint": row.fingerprint,
+        "status": row.status,
+        "severity": row.severity,
+        "title": row.title,
+        "description": row.description,
+        "service": row.service,
+        "environment": row.environment,
+        "resource": row.resource,
+        "labels": row.labels,
+        "links": row.links,
+        "started_at": iso(row.started_at),
+        "received_at": iso(row.received_at),
+        "last_seen_at": iso(row.last_seen_at),
+        "ended_at": iso(row.ended_at),
+        "repeat_count": row.repeat_count,
+        "event_id": row.event_id,
+        "raw_ref": row.raw_ref,
+    }
+
+
+def deploy_dict(row: sa.Row[Any]) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "tenant_id": row.tenant_id,
+        "source": row.source,
+        "source_ref": row.source_ref,
+        "service": row.service,
+        "environment": row.environment,
+        "version": row.version,
+        "commit": row.commit,
+        "author": row.author,
+        "title": row.title,
+        "url": row.url,
+        "status": row.status,
+        "started_at": iso(row.started_at),
+        "finished_at": iso(row.finished_at),
+        "received_at": iso(row.received_at),
+        "event_id": row.event_id,
+        "raw_ref": row.raw_ref,
+    }

@@ -1,0 +1,244 @@
+"""The embedded ingest queue: a table in the SQLite database, written by group commit.
+
+Webhook handlers hand their event to one writer thread and wait. The writer takes
+everything that arrived while it was busy and commits it in one transaction, so
+thousands of requests share one fsync; each handler is answered only after the
+commit that holds its event. Idempotency keys and monthly usage counters are written
+in the same transaction, which keeps "accepted" and "counted" in step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .engine import configure_sqlite
+from .ports import EnqueueOutcome, QueueDepth, RawEvent
+from .sql import month_of
+
+_INSERT = (
+    "INSERT OR IGNORE INTO ingest_queue (event_id, tenant_id, integration_id, provider,"
+    " received_at, headers, body, body_ref, attempts, visible_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, 0)"
+)
+_COLUMNS = (
+    "event_id, tenant_id, integration_id, provider, received_at, headers, body, body_ref, attempts"
+)
+
+Waiter = tuple[RawEvent, asyncio.Future[EnqueueOutcome], asyncio.AbstractEventLoop]
+
+
+class SqliteIngestQueue:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        synchronous: str = "FULL",
+        idempotency_ttl: float = 24 * 3600,
+        on_commit: Callable[[], None] | None = None,
+    ) -> None:
+        self._path = path
+        self._synchronous = synchronous
+        self._ttl = idempotency_ttl
+        self._on_commit = on_commit
+        self._pending: list[Waiter] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._local = threading.local()
+        self.batches = 0  # commits made, for the metrics endpoint and benchmarks
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        configure_sqlite(conn, self._synchronous)
+        return conn
+
+    def _conn(self) -> sqlite3.Connection:
+        """A connection per calling thread, for the worker-side operations."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._connect()
+        return conn
+
+    # --- producer side ----------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="ingest-writer", daemon=True)
+            self._thread.start()
+
+    def close(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    async def put(self, event: RawEvent) -> EnqueueOutcome:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[EnqueueOutcome] = loop.create_future()
+        with self._lock:
+            self._pending.append((event, future, loop))
+        self._wake.set()
+        return await future
+
+    def _run(self) -> None:
+        conn = self._connect()
+        try:
+            while True:
+                self._wake.wait()
+                self._wake.clear()
+                with self._lock:
+                    batch, self._pending = self._pending, []
+                if batch:
+                    self._commit(conn, batch)
+                elif self._stopping:
+                    return
+        finally:
+            conn.close()
+
+    def _commit(self, conn: sqlite3.Connection, batch: list[Waiter]) -> None:
+        try:
+            outcomes = self._write(conn, [event for event, _, _ in batch])
+        except Exception as exc:  # disk full, locked too long: every waiter learns it
+            if conn.in_transaction:
+                conn.rollback()
+            _settle(batch, exc)
+            return
+        self.batches += 1
+        _settle(batch, outcomes)
+        if self._on_commit is not None:
+            self._on_commit()
+
+    def _write(self, conn: sqlite3.Connection, events: list[RawEvent]) -> list[EnqueueOutcome]:
+        now = time.time()
+        outcomes: list[EnqueueOutcome] = []
+        rows: list[tuple[Any, ...]] = []
+        usage: dict[tuple[str, str], int] = defaultdict(int)
+        conn.execute("BEGIN IMMEDIATE")
+        for event in events:
+            if event.idempotency_key:
+                original = self._claim_key(conn, event, now)
+                if original is not None:
+                    outcomes.append(EnqueueOutcome(original, duplicate=True))
+                    continue
+            outcomes.append(EnqueueOutcome(event.event_id))
+            rows.append(_row(event))
+            usage[(event.tenant_id, month_of(event.received_at))] += 1
+        conn.executemany(_INSERT, rows)
+        conn.executemany(
+            "INSERT INTO usage (tenant_id, month, events) VALUES (?, ?, ?)"
+            " ON CONFLICT (tenant_id, month) DO UPDATE SET events = events + excluded.events",
+            [(tenant, month, count) for (tenant, month), count in usage.items()],
+        )
+        conn.execute("COMMIT")
+        return outcomes
+
+    def _claim_key(self, conn: sqlite3.Connection, event: RawEvent, now: float) -> str | None:
+        """Remember the delivery id; return the original event id if it is a repeat."""
+        row = conn.execute(
+            "SELECT event_id, expires_at FROM idempotency_keys WHERE tenant_id = ? AND key = ?",
+            (event.tenant_id, event.idempotency_key),
+        ).fetchone()
+        if row is not None and row[1] > now:
+            return str(row[0])
+        conn.execute(
+            "INSERT OR REPLACE INTO idempotency_keys (tenant_id, key, event_id, expires_at)"
+            " VALUES (?, ?, ?, ?)",
+            (event.tenant_id, event.idempotency_key, event.event_id, now + self._ttl),
+        )
+        return None
+
+    # --- consumer side ----------------------------------------------------------------
+
+    def claim(self, limit: int, lease_seconds: float) -> list[RawEvent]:
+        now = time.time()
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            rows = conn.execute(
+                f"UPDATE ingest_queue SET visible_at = ?, attempts = attempts + 1"  # noqa: S608
+                f" WHERE seq IN (SELECT seq FROM ingest_queue WHERE visible_at <= ?"
+                f" ORDER BY seq LIMIT ?) RETURNING seq, {_COLUMNS}",
+                (now + lease_seconds, now, limit),
+            ).fetchall()
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.rollback()
+            raise
+        rows.sort(key=lambda row: row[0])
+        return [
+            RawEvent(
+                event_id=row[1],
+                tenant_id=row[2],
+                integration_id=row[3],
+                provider=row[4],
+                received_at=row[5],
+                headers=orjson.loads(row[6]),
+                body=row[7],
+                body_ref=row[8],
+                attempts=row[9],
+            )
+            for row in rows
+        ]
+
+    def requeue(self, event: RawEvent) -> None:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(_INSERT, _row(event))
+        conn.execute("COMMIT")
+        if self._on_commit is not None:
+            self._on_commit()
+
+    def release_leases(self) -> None:
+        conn = self._conn()
+        conn.execute("UPDATE ingest_queue SET visible_at = 0 WHERE visible_at > 0")
+
+    def depth(self) -> QueueDepth:
+        count, oldest = (
+            self._conn().execute("SELECT count(*), min(received_at) FROM ingest_queue").fetchone()
+        )
+        return QueueDepth(count, max(0.0, time.time() - oldest) if oldest else 0.0)
+
+
+def _row(event: RawEvent) -> tuple[Any, ...]:
+    return (
+        event.event_id,
+        event.tenant_id,
+        event.integration_id,
+        event.provider,
+        event.received_at,
+        orjson.dumps(event.headers).decode(),
+        event.body,
+        event.body_ref,
+    )
+
+
+def _settle(batch: list[Waiter], result: list[EnqueueOutcome] | Exception) -> None:
+    """Resolve waiters with one thread-safe call per event loop, not one per request."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[EnqueueOutcome], Any]]]
+    by_loop = defaultdict(list)
+    for index, (_, future, loop) in enumerate(batch):
+        value = result if isinstance(result, Exception) else result[index]
+        by_loop[loop].append((future, value))
+    for loop, pairs in by_loop.items():
+        loop.call_soon_threadsafe(_resolve_all, pairs)
+
+
+def _resolve_all(pairs: list[tuple[asyncio.Future[EnqueueOutcome], Any]]) -> None:
+    for future, value in pairs:
+        if future.done():
+            continue
+        if isinstance(value, Exception):
+            future.set_exception(value)
+        else:
+            future.set_result(value)

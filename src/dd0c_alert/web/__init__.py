@@ -1,0 +1,1 @@
+"""FastAPI application: webhooks, REST API, health. Thin: parse, authorise, call, render."""

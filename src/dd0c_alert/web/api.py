@@ -1,0 +1,162 @@
+"""Read API: alerts and deploys of the caller's tenant."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel
+
+from dd0c_alert.storage.ports import AlertFilter, Page
+
+from .auth import TenantId
+
+router = APIRouter(prefix="/v1", tags=["alerts"])
+
+
+class Alert(BaseModel):
+    """A canonical alert (design §4). Repeats of one firing fold into ``repeat_count``."""
+
+    id: str
+    tenant_id: str
+    source: str
+    source_ref: str
+    fingerprint: str
+    status: Literal["firing", "resolved"]
+    severity: Literal["critical", "high", "medium", "low", "info"]
+    title: str
+    description: str
+    service: str
+    environment: str
+    resource: str
+    labels: dict[str, str]
+    links: dict[str, str]
+    started_at: datetime
+    received_at: datetime
+    last_seen_at: datetime
+    ended_at: datetime | None
+    repeat_count: int
+    event_id: str
+    raw_ref: str
+    raw_url: str
+
+
+class Deploy(BaseModel):
+    id: str
+    tenant_id: str
+    source: str
+    source_ref: str
+    service: str
+    environment: str
+    version: str
+    commit: str
+    author: str
+    title: str
+    url: str
+    status: Literal["pending", "in_progress", "success", "failure", "cancelled"]
+    started_at: datetime
+    finished_at: datetime | None
+    received_at: datetime
+    event_id: str
+    raw_ref: str
+
+
+class AlertPage(BaseModel):
+    items: list[Alert]
+    next_cursor: str | None
+
+
+class DeployPage(BaseModel):
+    items: list[Deploy]
+    next_cursor: str | None
+
+
+Limit = Annotated[int, Query(ge=1, le=500)]
+
+
+def _filters(
+    source: str | None,
+    status: str | None,
+    service: str | None,
+    fingerprint: str | None,
+    since: datetime | None,
+    until: datetime | None,
+) -> AlertFilter:
+    return AlertFilter(source, status, service, fingerprint, since, until)
+
+
+def _with_raw_url(item: dict[str, Any]) -> dict[str, Any]:
+    return {**item, "raw_url": f"/v1/alerts/{item['id']}/raw"}
+
+
+async def _paged(call: Any, *args: Any) -> Page:
+    try:
+        page: Page = await run_in_threadpool(call, *args)
+    except ValueError as exc:  # an undecodable cursor
+        raise HTTPException(400, str(exc)) from None
+    return page
+
+
+@router.get("/alerts", response_model=AlertPage, summary="List alerts, newest first")
+async def list_alerts(
+    request: Request,
+    tenant: TenantId,
+    source: str | None = None,
+    status: Literal["firing", "resolved"] | None = None,
+    service: str | None = None,
+    fingerprint: str | None = None,
+    since: Annotated[datetime | None, Query(description="started_at ≥ since")] = None,
+    until: Annotated[datetime | None, Query(description="started_at < until")] = None,
+    limit: Limit = 50,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    filters = _filters(source, status, service, fingerprint, since, until)
+    store = request.app.state.runtime.store
+    page = await _paged(store.list_alerts, tenant, filters, limit, cursor)
+    return {"items": [_with_raw_url(i) for i in page.items], "next_cursor": page.next_cursor}
+
+
+@router.get("/alerts/{alert_id}", response_model=Alert, summary="One alert")
+async def get_alert(request: Request, tenant: TenantId, alert_id: str) -> dict[str, Any]:
+    item = await run_in_threadpool(request.app.state.runtime.store.get_alert, tenant, alert_id)
+    if item is None:
+        raise HTTPException(404, "no such alert")
+    return _with_raw_url(item)
+
+
+@router.get(
+    "/alerts/{alert_id}/raw",
+    summary="The raw payload the alert was normalised from, byte for byte",
+    response_class=Response,
+    responses={200: {"content": {"application/json": {}}}},
+)
+async def get_alert_raw(request: Request, tenant: TenantId, alert_id: str) -> Response:
+    runtime = request.app.state.runtime
+    item = await run_in_threadpool(runtime.store.get_alert, tenant, alert_id)
+    if item is None or not item["raw_ref"]:
+        raise HTTPException(404, "no such alert")
+    try:
+        body = await run_in_threadpool(runtime.archive.get, item["raw_ref"])
+    except FileNotFoundError:
+        raise HTTPException(404, "raw payload no longer retained") from None
+    return Response(body, media_type="application/json")
+
+
+@router.get("/deploys", response_model=DeployPage, tags=["deploys"], summary="List deploys")
+async def list_deploys(
+    request: Request,
+    tenant: TenantId,
+    source: str | None = None,
+    status: str | None = None,
+    service: str | None = None,
+    since: Annotated[datetime | None, Query(description="started_at ≥ since")] = None,
+    until: Annotated[datetime | None, Query(description="started_at < until")] = None,
+    limit: Limit = 50,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    filters = _filters(source, status, service, None, since, until)
+    store = request.app.state.runtime.store
+    page = await _paged(store.list_deploys, tenant, filters, limit, cursor)
+    return {"items": page.items, "next_cursor": page.next_cursor}
