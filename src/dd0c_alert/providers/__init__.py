@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from . import custom
+from . import alertmanager, custom, grafana, pagerduty, pagerduty_events
 from .base import Provider
 
 PROVIDERS: dict[str, Provider] = {
-    "custom": custom,
+    module.NAME: module
+    for module in (alertmanager, grafana, pagerduty, pagerduty_events, custom)
 }
