@@ -42,3 +42,11 @@ def parse_severity(value: object, table: dict[str, Severity] | None = None) -> S
         return Severity.MEDIUM
     key = str(value).strip().lower()
     return (table or COMMON_SPELLINGS).get(key, Severity.MEDIUM)
+
+
+_RANK = {severity: rank for rank, severity in enumerate(Severity)}
+
+
+def worst(a: Severity, b: Severity) -> Severity:
+    """The more severe of two (critical is worst)."""
+    return a if _RANK[a] <= _RANK[b] else b

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from . import alertmanager, custom, grafana, pagerduty, pagerduty_events
+from . import alertmanager, custom, datadog, grafana, opsgenie, pagerduty, pagerduty_events
 from .base import Provider
 
 PROVIDERS: dict[str, Provider] = {
     module.NAME: module
-    for module in (alertmanager, grafana, pagerduty, pagerduty_events, custom)
+    for module in (alertmanager, grafana, datadog, pagerduty, pagerduty_events, opsgenie, custom)
 }

@@ -14,7 +14,8 @@ import orjson
 import sqlalchemy as sa
 
 from dd0c_alert.domain.ids import new_id
-from dd0c_alert.domain.models import AlertStatus, CanonicalAlert, DeployEvent
+from dd0c_alert.domain.models import AlertStatus, CanonicalAlert, DeployEvent, Severity
+from dd0c_alert.domain.severity import worst
 
 from . import schema as t
 from .ports import (
@@ -180,25 +181,30 @@ class SqlStore:
         a = t.alerts
         same = (a.c.tenant_id == alert.tenant_id) & (a.c.fingerprint == alert.fingerprint)
         active = conn.execute(
-            sa.select(a.c.id, a.c.last_seen_at).where(same, a.c.status == AlertStatus.FIRING)
+            sa.select(a.c.id, a.c.last_seen_at, a.c.severity, a.c.labels).where(
+                same, a.c.status == AlertStatus.FIRING
+            )
         ).first()
         seen = alert.received_at
         if active is not None:
             last_seen = max(active.last_seen_at, seen)
             if alert.status is AlertStatus.FIRING:
-                conn.execute(
-                    a.update()
-                    .where(a.c.id == active.id)
-                    .values(
-                        repeat_count=a.c.repeat_count + 1,
-                        last_seen_at=last_seen,
-                        severity=alert.severity,
-                        title=alert.title,
-                        description=alert.description,
-                        labels=alert.labels,
-                        links=alert.links,
-                    )
-                )
+                # Follow-ups often carry less than the first notification (an OpsGenie
+                # acknowledge has no priority, a Datadog re-notify no description):
+                # keep the worst severity seen and never blank out what was known.
+                updates: dict[str, Any] = {
+                    "repeat_count": a.c.repeat_count + 1,
+                    "last_seen_at": last_seen,
+                    "severity": worst(Severity(active.severity), alert.severity),
+                    "labels": {**active.labels, **alert.labels},
+                }
+                if alert.title:
+                    updates["title"] = alert.title
+                if alert.description:
+                    updates["description"] = alert.description
+                if alert.links:
+                    updates["links"] = alert.links
+                conn.execute(a.update().where(a.c.id == active.id).values(**updates))
             else:
                 conn.execute(
                     a.update()
