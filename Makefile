@@ -1,0 +1,39 @@
+# dd0c/alert — the two commands that matter: `make run` and `make test`.
+VENV ?= .venv
+HOST ?= 127.0.0.1
+PORT ?= 8080
+UV_VERSION := 0.13.9
+export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
+
+.PHONY: install run test lint format bench clean
+
+# Bootstraps a virtualenv with uv, then installs exactly what uv.lock pins.
+$(VENV)/.installed: pyproject.toml uv.lock
+	test -x $(VENV)/bin/python || python3 -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check "uv==$(UV_VERSION)"
+	$(VENV)/bin/uv sync --frozen --inexact --quiet
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install  ## serve the embedded mode on http://$(HOST):$(PORT), data in ./data
+	$(VENV)/bin/dd0c-alert serve --host $(HOST) --port $(PORT)
+
+test: install  ## the whole test suite
+	$(VENV)/bin/pytest
+
+lint: install  ## style, types and layer rules
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+format: install
+	$(VENV)/bin/ruff format src tests bench
+	$(VENV)/bin/ruff check --fix src tests bench
+
+bench: install  ## throughput and latency figures (needs wrk for the best numbers)
+	$(VENV)/bin/python bench/ingest.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
