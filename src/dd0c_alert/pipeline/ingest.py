@@ -19,6 +19,7 @@ import orjson
 from dd0c_alert.domain.ids import new_id
 from dd0c_alert.providers import PROVIDERS
 from dd0c_alert.providers.base import AuthError
+from dd0c_alert.providers.parse import json_document
 from dd0c_alert.storage.archive import archive_key
 from dd0c_alert.storage.ports import (
     Archive,
@@ -116,7 +117,7 @@ class IngestService:
                 413, "body_too_large", f"body exceeds {self.limits.max_body_bytes} bytes"
             )
         try:
-            orjson.loads(body)
+            json_document(body)
         except orjson.JSONDecodeError as exc:
             raise Rejected(400, "invalid_json", f"body is not valid JSON: {exc}") from None
         integration = await self._authenticate(

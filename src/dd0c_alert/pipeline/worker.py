@@ -24,6 +24,7 @@ from dd0c_alert.domain.ids import new_id
 from dd0c_alert.domain.models import CanonicalAlert, Normalised
 from dd0c_alert.providers import PROVIDERS
 from dd0c_alert.providers.base import Delivery, PayloadError
+from dd0c_alert.providers.parse import json_document
 from dd0c_alert.storage.archive import archive_key
 from dd0c_alert.storage.ports import (
     Archive,
@@ -147,7 +148,7 @@ class Worker:
             raw_ref = archive_key(event.tenant_id, event.event_id, event.received_at)
             self._archive.put(raw_ref, body)
         try:
-            payload = orjson.loads(body)
+            payload = json_document(body)
         except orjson.JSONDecodeError as exc:
             raise PayloadError(f"body is not valid JSON: {exc}") from None
         provider = PROVIDERS.get(event.provider)

@@ -9,6 +9,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import math
 from collections.abc import Iterable, Mapping
 
 from .base import AuthError
@@ -73,6 +74,8 @@ def check_timestamp(raw: str, now: float, max_age: float = MAX_TIMESTAMP_AGE) ->
         stamp = float(raw)
     except ValueError:
         raise AuthError("timestamp_expired", "timestamp is not a number") from None
+    if not math.isfinite(stamp):  # "nan" compares false with everything: no window at all
+        raise AuthError("timestamp_expired", "timestamp is not a finite number")
     if stamp > 1e11:  # milliseconds
         stamp /= 1000.0
     if abs(now - stamp) > max_age:

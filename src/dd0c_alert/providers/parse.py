@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from .base import PayloadError
 
 _MAX_TEXT = 8192  # titles and descriptions beyond this are truncated, not rejected
@@ -102,7 +104,10 @@ def timestamp(value: Any) -> datetime | None:
         return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-05:00 is past datetime.max in UTC
+        return None
 
 
 def _is_number(value: str) -> bool:
@@ -136,3 +141,12 @@ def dig(value: Any, *keys: str) -> Any:
             return None
         value = value.get(key)
     return value
+
+
+_BOM = b"\xef\xbb\xbf"
+
+
+def json_document(body: bytes) -> Any:
+    """Parse a webhook body; a UTF-8 byte-order mark (some .NET senders add one, and
+    RFC 8259 lets receivers ignore it) is skipped. Raises orjson.JSONDecodeError."""
+    return orjson.loads(body[3:] if body.startswith(_BOM) else body)

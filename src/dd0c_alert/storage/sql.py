@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import secrets
 import time
 from datetime import UTC, datetime
@@ -30,6 +31,8 @@ from .ports import (
 from .secrets import SecretBox
 
 API_KEY_PREFIX = "dd0c_"
+#: The ids cursors point at: ULIDs from ``domain.ids.new_id``.
+_ID = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")
 
 
 def hash_api_key(key: str) -> str:
@@ -43,11 +46,16 @@ def encode_cursor(last_id: str) -> str:
 
 
 def decode_cursor(cursor: str) -> str:
+    """The id a cursor from ``encode_cursor`` points after; ValueError for anything else
+    (a cursor that decodes to no id must not silently answer an empty page)."""
     padded = cursor + "=" * (-len(cursor) % 4)
     try:
-        return base64.urlsafe_b64decode(padded.encode()).decode()
+        last_id = base64.b64decode(padded.encode(), altchars=b"-_", validate=True).decode()
     except (ValueError, UnicodeDecodeError):
         raise ValueError("invalid cursor") from None
+    if not _ID.fullmatch(last_id):
+        raise ValueError("invalid cursor")
+    return last_id
 
 
 def iso(value: datetime | None) -> str | None:
