@@ -12,6 +12,7 @@ from dd0c_alert.domain.models import (
     DeployStatus,
     Severity,
 )
+from dd0c_alert.pipeline.persist import persist
 from dd0c_alert.pipeline.runtime import Runtime
 from dd0c_alert.storage.ports import AlertFilter, BatchOutcome
 
@@ -50,7 +51,7 @@ def stored(runtime: Runtime, tenant: str) -> list[dict]:
 
 
 def apply(runtime: Runtime, *alerts: CanonicalAlert) -> None:
-    runtime.store.apply(BatchOutcome(alerts=list(alerts)))
+    persist(runtime.store, BatchOutcome(alerts=list(alerts)))
 
 
 def test_repeats_fold_into_one_alert_with_a_count(runtime: Runtime, tenant) -> None:
@@ -113,8 +114,8 @@ def test_deploy_status_updates_fold_into_one_deploy(runtime, tenant) -> None:
             finished_at=T0 + timedelta(minutes=2) if status is DeployStatus.SUCCESS else None,
         )
 
-    runtime.store.apply(BatchOutcome(deploys=[deploy(DeployStatus.PENDING, "Ship v2")]))
-    runtime.store.apply(BatchOutcome(deploys=[deploy(DeployStatus.SUCCESS)]))
+    persist(runtime.store, BatchOutcome(deploys=[deploy(DeployStatus.PENDING, "Ship v2")]))
+    persist(runtime.store, BatchOutcome(deploys=[deploy(DeployStatus.SUCCESS)]))
     [only] = runtime.store.list_deploys(tenant.id, AlertFilter(), 10, None).items
     assert (only["status"], only["title"], only["finished_at"]) == (
         "success",

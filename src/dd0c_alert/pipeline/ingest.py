@@ -138,7 +138,7 @@ class IngestService:
         )
         if len(body) > self.limits.claim_check_bytes:
             # Claim check: the queue row points at the archived body, fsynced first.
-            event.body_ref = archive_key(tenant_id, event_id, now)
+            event.body_ref = archive_key(tenant_id, f"{event_id}.json", now)
             event.body = None
             await asyncio.to_thread(self._archive.put, event.body_ref, body, durable=True)
         outcome = await self._queue.put(event)

@@ -36,6 +36,8 @@ from dd0c_alert.storage.ports import (
     Store,
 )
 
+from .persist import persist
+
 log = structlog.get_logger(__name__)
 
 MAX_BACKOFF_SECONDS = 300.0
@@ -102,29 +104,56 @@ class Worker:
         if not events:
             return 0
         outcome = BatchOutcome()
-        for event in events:
-            self._process(event, outcome)
         try:
-            self._store.apply(outcome)
+            refs = self._archive_batch(events)
+        except Exception as exc:  # the archive is unwritable: every event waits for it
+            for event in events:
+                _merge(outcome, self._failed(event, exc, permanent=False))
+            persist(self._store, outcome)
+            return len(events)
+        for event in events:
+            self._process(event, refs[event.event_id], outcome)
+        try:
+            persist(self._store, outcome)
         except Exception:
             # One bad record must not hold the others back: store them one by one.
             log.exception("batch_apply_failed", events=len(events))
-            self._apply_one_by_one(events)
+            self._apply_one_by_one(events, refs)
         self.processed += len(events)
         return len(events)
 
-    def _apply_one_by_one(self, events: list[RawEvent]) -> None:
+    def _archive_batch(self, events: list[RawEvent]) -> dict[str, str]:
+        """Archive inline bodies, one segment per tenant; claim-checked bodies are
+        archived already."""
+        refs = {e.event_id: e.body_ref for e in events if e.body is None and e.body_ref}
+        by_tenant: dict[str, list[RawEvent]] = {}
+        for event in events:
+            if event.body is not None:
+                by_tenant.setdefault(event.tenant_id, []).append(event)
+        for tenant_id, group in by_tenant.items():
+            key = archive_key(tenant_id, f"{new_id()}.seg", group[0].received_at)
+            payloads = [event.body for event in group if event.body is not None]
+            refs.update(
+                zip(
+                    (e.event_id for e in group),
+                    self._archive.put_segment(key, payloads),
+                    strict=True,
+                )
+            )
+        return refs
+
+    def _apply_one_by_one(self, events: list[RawEvent], refs: dict[str, str]) -> None:
         for event in events:
             outcome = BatchOutcome()
-            self._process(event, outcome)
+            self._process(event, refs[event.event_id], outcome)
             try:
-                self._store.apply(outcome)
+                persist(self._store, outcome)
             except Exception as exc:
-                self._store.apply(self._failed(event, exc, permanent=False))
+                persist(self._store, self._failed(event, exc, permanent=False))
 
-    def _process(self, event: RawEvent, outcome: BatchOutcome) -> None:
+    def _process(self, event: RawEvent, raw_ref: str, outcome: BatchOutcome) -> None:
         try:
-            records = self.normalise(event)
+            records = self.normalise(event, raw_ref)
         except PayloadError as exc:
             _merge(outcome, self._failed(event, exc, permanent=True))
             return
@@ -138,15 +167,9 @@ class Worker:
                 outcome.deploys.append(record)
         outcome.acked.append(event.event_id)
 
-    def normalise(self, event: RawEvent) -> list[Normalised]:
-        """Archive the raw body and turn it into canonical records with ids."""
-        body = event.body
-        if body is None:
-            raw_ref = event.body_ref or ""
-            body = self._archive.get(raw_ref)
-        else:
-            raw_ref = archive_key(event.tenant_id, event.event_id, event.received_at)
-            self._archive.put(raw_ref, body)
+    def normalise(self, event: RawEvent, raw_ref: str) -> list[Normalised]:
+        """Turn an archived raw event into canonical records with ids."""
+        body = event.body if event.body is not None else self._archive.get(raw_ref)
         try:
             payload = json_document(body)
         except orjson.JSONDecodeError as exc:

@@ -1,4 +1,9 @@
-"""Raw payload archive in a local folder (the embedded default)."""
+"""Raw payload archive in a local folder (the embedded default).
+
+The worker archives a batch's payloads as one segment file per tenant, not one file
+per payload: creating a file costs far more than writing its bytes, and a segment
+keeps every payload addressable as ``<segment key>#<offset>:<length>``.
+"""
 
 from __future__ import annotations
 
@@ -35,11 +40,24 @@ class LocalArchive:
             finally:
                 os.close(dir_fd)
 
-    def get(self, key: str) -> bytes:
-        return self._path(key).read_bytes()
+    def put_segment(self, key: str, payloads: list[bytes]) -> list[str]:
+        """Write payloads as one file; return each one's reference."""
+        refs: list[str] = []
+        offset = 0
+        for payload in payloads:
+            refs.append(f"{key}#{offset}:{len(payload)}")
+            offset += len(payload)
+        self.put(key, b"".join(payloads))
+        return refs
 
-    def exists(self, key: str) -> bool:
-        return self._path(key).exists()
+    def get(self, ref: str) -> bytes:
+        key, _, span = ref.partition("#")
+        if not span:
+            return self._path(key).read_bytes()
+        offset, _, length = span.partition(":")
+        with open(self._path(key), "rb") as handle:
+            handle.seek(int(offset))
+            return handle.read(int(length))
 
 
 def archive_key(tenant_id: str, event_id: str, received_at: float) -> str:

@@ -6,10 +6,12 @@ sees them.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from dd0c_alert.correlation.dedup import AlertRecord, FingerprintState
 from dd0c_alert.domain.models import CanonicalAlert, DeployEvent
 
 
@@ -132,6 +134,24 @@ class IngestQueue(Protocol):
     def close(self) -> None: ...
 
 
+class Transaction(Protocol):
+    """One atomic unit of the worker's writes: read the state the pure core needs,
+    write what it decided, acknowledge the queue messages, commit together."""
+
+    def fingerprint_states(
+        self, keys: set[tuple[str, str]]
+    ) -> dict[tuple[str, str], FingerprintState]:
+        """The active and latest ended occurrence of each (tenant, fingerprint)."""
+
+    def save_alerts(self, created: list[AlertRecord], updated: list[AlertRecord]) -> None: ...
+
+    def save_deploys(self, deploys: list[DeployEvent]) -> None:
+        """Insert, or fold status updates into the deploy with the same source_ref."""
+
+    def finish(self, outcome: BatchOutcome) -> None:
+        """Dead-letter, schedule retries and acknowledge the batch's queue messages."""
+
+
 class Store(Protocol):
     """Tenants, integrations, processed records and dead letters."""
 
@@ -152,8 +172,8 @@ class Store(Protocol):
 
     def events_this_month(self, tenant_id: str) -> int: ...
 
-    def apply(self, outcome: BatchOutcome) -> None:
-        """Store a batch's records and acknowledge its queue messages, atomically."""
+    def transaction(self) -> AbstractContextManager[Transaction]:
+        """A Transaction that commits on normal exit and rolls back on error."""
 
     def list_alerts(
         self, tenant_id: str, filters: AlertFilter, limit: int, cursor: str | None
@@ -181,6 +201,7 @@ class Archive(Protocol):
 
     def put(self, key: str, data: bytes, *, durable: bool = False) -> None: ...
 
-    def get(self, key: str) -> bytes: ...
+    def put_segment(self, key: str, payloads: list[bytes]) -> list[str]:
+        """Store payloads together; return a reference to each for ``get``."""
 
-    def exists(self, key: str) -> bool: ...
+    def get(self, ref: str) -> bytes: ...

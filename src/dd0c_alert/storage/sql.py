@@ -8,15 +8,17 @@ import hashlib
 import re
 import secrets
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 import sqlalchemy as sa
 
+from dd0c_alert.correlation.dedup import AlertRecord, FingerprintState
 from dd0c_alert.domain.ids import new_id
 from dd0c_alert.domain.models import AlertStatus, CanonicalAlert, DeployEvent, Severity
-from dd0c_alert.domain.severity import worst
 
 from . import schema as t
 from .ports import (
@@ -165,179 +167,10 @@ class SqlStore:
 
     # --- the worker's batch -----------------------------------------------------------
 
-    def apply(self, outcome: BatchOutcome) -> None:
+    @contextmanager
+    def transaction(self) -> Iterator[SqlTransaction]:
         with self._engine.begin() as conn:
-            for alert in outcome.alerts:
-                self._fold_alert(conn, alert)
-            for deploy in outcome.deploys:
-                self._fold_deploy(conn, deploy)
-            now = datetime.now(UTC)
-            for dead in outcome.dead:
-                self._insert_dead_letter(conn, dead, now)
-            for retry in outcome.retries:
-                conn.execute(
-                    t.ingest_queue.update()
-                    .where(t.ingest_queue.c.event_id == retry.event_id)
-                    .values(visible_at=time.time() + retry.delay_seconds, last_error=retry.error)
-                )
-            done = outcome.acked + [dead.event.event_id for dead in outcome.dead]
-            if done:
-                conn.execute(t.ingest_queue.delete().where(t.ingest_queue.c.event_id.in_(done)))
-
-    def _fold_alert(self, conn: sa.Connection, alert: CanonicalAlert) -> None:
-        """Fold a notification into the alert it repeats, resolves, or start a new one."""
-        a = t.alerts
-        same = (a.c.tenant_id == alert.tenant_id) & (a.c.fingerprint == alert.fingerprint)
-        active = conn.execute(
-            sa.select(a.c.id, a.c.last_seen_at, a.c.severity, a.c.labels).where(
-                same, a.c.status == AlertStatus.FIRING
-            )
-        ).first()
-        seen = alert.received_at
-        if active is not None:
-            last_seen = max(active.last_seen_at, seen)
-            if alert.status is AlertStatus.FIRING:
-                # Follow-ups often carry less than the first notification (an OpsGenie
-                # acknowledge has no priority, a Datadog re-notify no description):
-                # keep the worst severity seen and never blank out what was known.
-                updates: dict[str, Any] = {
-                    "repeat_count": a.c.repeat_count + 1,
-                    "last_seen_at": last_seen,
-                    "severity": worst(Severity(active.severity), alert.severity),
-                    "labels": {**active.labels, **alert.labels},
-                }
-                if alert.title:
-                    updates["title"] = alert.title
-                if alert.description:
-                    updates["description"] = alert.description
-                if alert.links:
-                    updates["links"] = alert.links
-                conn.execute(a.update().where(a.c.id == active.id).values(**updates))
-            else:
-                conn.execute(
-                    a.update()
-                    .where(a.c.id == active.id)
-                    .values(
-                        status=AlertStatus.RESOLVED,
-                        ended_at=alert.ended_at or alert.started_at,
-                        last_seen_at=last_seen,
-                    )
-                )
-            return
-        # No active alert: is this a late copy of an occurrence that already ended?
-        latest = conn.execute(
-            sa.select(a.c.id, a.c.started_at, a.c.ended_at, a.c.last_seen_at)
-            .where(same, a.c.status == AlertStatus.RESOLVED)
-            .order_by(a.c.started_at.desc())
-            .limit(1)
-        ).first()
-        if latest is not None and latest.ended_at is not None:
-            late_firing = (
-                alert.status is AlertStatus.FIRING
-                and latest.started_at <= alert.started_at <= latest.ended_at
-            )
-            repeated_resolve = alert.status is AlertStatus.RESOLVED and (
-                alert.started_at == latest.started_at or alert.ended_at == latest.ended_at
-            )
-            if late_firing or repeated_resolve:
-                conn.execute(
-                    a.update()
-                    .where(a.c.id == latest.id)
-                    .values(
-                        repeat_count=a.c.repeat_count + (1 if late_firing else 0),
-                        last_seen_at=max(latest.last_seen_at, seen),
-                    )
-                )
-                return
-        conn.execute(
-            a.insert().values(
-                id=alert.id,
-                tenant_id=alert.tenant_id,
-                event_id=alert.event_id,
-                source=alert.source,
-                source_ref=alert.source_ref,
-                fingerprint=alert.fingerprint,
-                status=alert.status,
-                severity=alert.severity,
-                title=alert.title,
-                description=alert.description,
-                service=alert.service,
-                environment=alert.environment,
-                resource=alert.resource,
-                labels=alert.labels,
-                links=alert.links,
-                started_at=alert.started_at,
-                received_at=alert.received_at,
-                last_seen_at=seen,
-                ended_at=alert.ended_at,
-                raw_ref=alert.raw_ref,
-                repeat_count=1 if alert.status is AlertStatus.FIRING else 0,
-            )
-        )
-
-    def _fold_deploy(self, conn: sa.Connection, deploy: DeployEvent) -> None:
-        """Later status updates of one deploy update its record; empty fields keep
-        what an earlier update said."""
-        d = t.deploys
-        existing = conn.execute(
-            sa.select(d).where(
-                d.c.tenant_id == deploy.tenant_id,
-                d.c.source == deploy.source,
-                d.c.source_ref == deploy.source_ref,
-            )
-        ).first()
-        fields = {
-            "service": deploy.service,
-            "environment": deploy.environment,
-            "version": deploy.version,
-            "commit": deploy.commit,
-            "author": deploy.author,
-            "title": deploy.title,
-            "url": deploy.url,
-        }
-        if existing is None:
-            conn.execute(
-                d.insert().values(
-                    id=deploy.id,
-                    tenant_id=deploy.tenant_id,
-                    event_id=deploy.event_id,
-                    source=deploy.source,
-                    source_ref=deploy.source_ref,
-                    status=deploy.status,
-                    started_at=deploy.started_at,
-                    finished_at=deploy.finished_at,
-                    received_at=deploy.received_at,
-                    raw_ref=deploy.raw_ref,
-                    **fields,
-                )
-            )
-            return
-        updates: dict[str, Any] = {k: v for k, v in fields.items() if v}
-        updates["status"] = deploy.status
-        updates["started_at"] = min(existing.started_at, deploy.started_at)
-        updates["finished_at"] = deploy.finished_at or existing.finished_at
-        updates["raw_ref"] = deploy.raw_ref or existing.raw_ref
-        conn.execute(d.update().where(d.c.id == existing.id).values(**updates))
-
-    def _insert_dead_letter(self, conn: sa.Connection, dead: DeadLetter, now: datetime) -> None:
-        event = dead.event
-        conn.execute(t.dead_letters.delete().where(t.dead_letters.c.event_id == event.event_id))
-        conn.execute(
-            t.dead_letters.insert().values(
-                id=new_id(),
-                event_id=event.event_id,
-                tenant_id=event.tenant_id,
-                integration_id=event.integration_id,
-                provider=event.provider,
-                received_at=event.received_at,
-                headers=orjson.dumps(event.headers).decode(),
-                body=event.body,
-                body_ref=event.body_ref,
-                error=dead.error,
-                attempts=event.attempts,
-                failed_at=now,
-            )
-        )
+            yield SqlTransaction(conn)
 
     # --- reads ------------------------------------------------------------------------
 
@@ -473,6 +306,232 @@ class SqlStore:
     def ping(self) -> None:
         with self._read.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
+
+
+_ALERT_FIELDS = (
+    "status",
+    "severity",
+    "title",
+    "description",
+    "labels",
+    "links",
+    "ended_at",
+)
+_UPDATE_ALERT = (
+    t.alerts.update()
+    .where(t.alerts.c.id == sa.bindparam("_id"))
+    .values({name: sa.bindparam(name) for name in (*_ALERT_FIELDS, "last_seen_at", "repeat_count")})
+)
+_STATE_QUERY_CHUNK = 500
+
+
+class SqlTransaction:
+    """The worker's writes for one batch, on one connection inside one transaction.
+
+    Reads are one query per tenant and chunk of fingerprints, writes one
+    ``executemany`` per kind: a batch costs a handful of statements, not several per
+    alert, so the write lock is held briefly and ingestion is not kept waiting.
+    """
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self._conn = conn
+
+    def fingerprint_states(
+        self, keys: set[tuple[str, str]]
+    ) -> dict[tuple[str, str], FingerprintState]:
+        a = t.alerts
+        by_tenant: dict[str, list[str]] = {}
+        for tenant_id, fingerprint in keys:
+            by_tenant.setdefault(tenant_id, []).append(fingerprint)
+        states: dict[tuple[str, str], FingerprintState] = {}
+        rank = (
+            sa.func.row_number()
+            .over(
+                partition_by=(a.c.fingerprint, a.c.status),
+                order_by=(a.c.started_at.desc(), a.c.id.desc()),
+            )
+            .label("rank")
+        )
+        for tenant_id, fingerprints in by_tenant.items():
+            for start in range(0, len(fingerprints), _STATE_QUERY_CHUNK):
+                chunk = fingerprints[start : start + _STATE_QUERY_CHUNK]
+                ranked = (
+                    sa.select(a, rank)
+                    .where(a.c.tenant_id == tenant_id, a.c.fingerprint.in_(chunk))
+                    .subquery()
+                )
+                rows = self._conn.execute(sa.select(ranked).where(ranked.c.rank == 1)).all()
+                for row in rows:
+                    state = states.setdefault((tenant_id, row.fingerprint), FingerprintState())
+                    record = _record(row)
+                    if row.status == AlertStatus.FIRING:
+                        state.active = record
+                    else:
+                        state.last_ended = record
+        return states
+
+    def save_alerts(self, created: list[AlertRecord], updated: list[AlertRecord]) -> None:
+        if created:
+            self._conn.execute(t.alerts.insert(), [_insert_row(r) for r in created])
+        if updated:
+            rows = [
+                {
+                    "_id": r.id,
+                    "last_seen_at": r.last_seen_at,
+                    "repeat_count": r.repeat_count,
+                    **{name: getattr(r.alert, name) for name in _ALERT_FIELDS},
+                }
+                for r in updated
+            ]
+            self._conn.execute(_UPDATE_ALERT, rows)
+
+    def save_deploys(self, deploys: list[DeployEvent]) -> None:
+        for deploy in deploys:
+            self._fold_deploy(deploy)
+
+    def _fold_deploy(self, deploy: DeployEvent) -> None:
+        """Later status updates of one deploy update its record; empty fields keep
+        what an earlier update said."""
+        d = t.deploys
+        existing = self._conn.execute(
+            sa.select(d).where(
+                d.c.tenant_id == deploy.tenant_id,
+                d.c.source == deploy.source,
+                d.c.source_ref == deploy.source_ref,
+            )
+        ).first()
+        fields = {
+            "service": deploy.service,
+            "environment": deploy.environment,
+            "version": deploy.version,
+            "commit": deploy.commit,
+            "author": deploy.author,
+            "title": deploy.title,
+            "url": deploy.url,
+        }
+        if existing is None:
+            self._conn.execute(
+                d.insert().values(
+                    id=deploy.id,
+                    tenant_id=deploy.tenant_id,
+                    event_id=deploy.event_id,
+                    source=deploy.source,
+                    source_ref=deploy.source_ref,
+                    status=deploy.status,
+                    started_at=deploy.started_at,
+                    finished_at=deploy.finished_at,
+                    received_at=deploy.received_at,
+                    raw_ref=deploy.raw_ref,
+                    **fields,
+                )
+            )
+            return
+        updates: dict[str, Any] = {k: v for k, v in fields.items() if v}
+        updates["status"] = deploy.status
+        updates["started_at"] = min(existing.started_at, deploy.started_at)
+        updates["finished_at"] = deploy.finished_at or existing.finished_at
+        updates["raw_ref"] = deploy.raw_ref or existing.raw_ref
+        self._conn.execute(d.update().where(d.c.id == existing.id).values(**updates))
+
+    def finish(self, outcome: BatchOutcome) -> None:
+        now = datetime.now(UTC)
+        if outcome.dead:
+            dead_ids = [dead.event.event_id for dead in outcome.dead]
+            self._conn.execute(
+                t.dead_letters.delete().where(t.dead_letters.c.event_id.in_(dead_ids))
+            )
+            self._conn.execute(t.dead_letters.insert(), [_dead_row(d, now) for d in outcome.dead])
+        if outcome.retries:
+            later = time.time()
+            self._conn.execute(
+                t.ingest_queue.update()
+                .where(t.ingest_queue.c.event_id == sa.bindparam("_event_id"))
+                .values(
+                    visible_at=sa.bindparam("visible_at"), last_error=sa.bindparam("last_error")
+                ),
+                [
+                    {
+                        "_event_id": r.event_id,
+                        "visible_at": later + r.delay_seconds,
+                        "last_error": r.error,
+                    }
+                    for r in outcome.retries
+                ],
+            )
+        done = outcome.acked + [dead.event.event_id for dead in outcome.dead]
+        if done:
+            self._conn.execute(t.ingest_queue.delete().where(t.ingest_queue.c.event_id.in_(done)))
+
+
+def _record(row: sa.Row[Any]) -> AlertRecord:
+    alert = CanonicalAlert(
+        id=row.id,
+        tenant_id=row.tenant_id,
+        source=row.source,
+        source_ref=row.source_ref,
+        fingerprint=row.fingerprint,
+        status=AlertStatus(row.status),
+        severity=Severity(row.severity),
+        title=row.title,
+        description=row.description,
+        service=row.service,
+        environment=row.environment,
+        resource=row.resource,
+        labels=row.labels,
+        links=row.links,
+        started_at=row.started_at,
+        received_at=row.received_at,
+        ended_at=row.ended_at,
+        raw_ref=row.raw_ref,
+        event_id=row.event_id,
+    )
+    return AlertRecord(alert=alert, last_seen_at=row.last_seen_at, repeat_count=row.repeat_count)
+
+
+def _insert_row(record: AlertRecord) -> dict[str, Any]:
+    alert = record.alert
+    return {
+        "id": alert.id,
+        "tenant_id": alert.tenant_id,
+        "event_id": alert.event_id,
+        "source": alert.source,
+        "source_ref": alert.source_ref,
+        "fingerprint": alert.fingerprint,
+        "status": alert.status,
+        "severity": alert.severity,
+        "title": alert.title,
+        "description": alert.description,
+        "service": alert.service,
+        "environment": alert.environment,
+        "resource": alert.resource,
+        "labels": alert.labels,
+        "links": alert.links,
+        "started_at": alert.started_at,
+        "received_at": alert.received_at,
+        "last_seen_at": record.last_seen_at,
+        "ended_at": alert.ended_at,
+        "raw_ref": alert.raw_ref,
+        "repeat_count": record.repeat_count,
+    }
+
+
+def _dead_row(dead: DeadLetter, now: datetime) -> dict[str, Any]:
+    event = dead.event
+    return {
+        "id": new_id(),
+        "event_id": event.event_id,
+        "tenant_id": event.tenant_id,
+        "integration_id": event.integration_id,
+        "provider": event.provider,
+        "received_at": event.received_at,
+        "headers": orjson.dumps(event.headers).decode(),
+        "body": event.body,
+        "body_ref": event.body_ref,
+        "error": dead.error,
+        "attempts": event.attempts,
+        "failed_at": now,
+        "replayed_at": None,
+    }
 
 
 def alert_dict(row: sa.Row[Any]) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""The correlation engine: pure decisions over alert and incident state (design §6)."""

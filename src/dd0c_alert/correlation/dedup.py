@@ -1,0 +1,110 @@
+"""Dedup by fingerprint: which stored alert a notification repeats, resolves or starts.
+
+Pure: the caller loads the state of each fingerprint (its active alert and its most
+recently ended one), folds the batch's notifications in order, and persists the
+records that changed. Keeping this out of SQL is what lets a batch be read in one
+query and written with one statement per kind, and lets the rules be tested alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from enum import StrEnum
+
+from dd0c_alert.domain.models import AlertStatus, CanonicalAlert, Severity
+from dd0c_alert.domain.severity import worst
+
+
+class Fold(StrEnum):
+    NEW = "new"  # a new occurrence: a new alert record
+    REPEAT = "repeat"  # another notification of the active alert
+    RESOLVE = "resolve"  # the active alert ended
+    LATE_REPEAT = "late_repeat"  # a delayed copy of an occurrence that already ended
+    REPEAT_RESOLVE = "repeat_resolve"  # the end of an ended occurrence, sent again
+
+
+@dataclass(slots=True, kw_only=True)
+class AlertRecord:
+    """One occurrence of an alert as stored: its first notification's identity, with
+    what later notifications added."""
+
+    alert: CanonicalAlert
+    last_seen_at: datetime
+    repeat_count: int
+
+    @property
+    def id(self) -> str:
+        return self.alert.id
+
+
+@dataclass(slots=True)
+class FingerprintState:
+    """What is known of one fingerprint: its active occurrence and its latest ended one."""
+
+    active: AlertRecord | None = None
+    last_ended: AlertRecord | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FoldResult:
+    fold: Fold
+    record: AlertRecord
+
+
+def fold(state: FingerprintState, alert: CanonicalAlert) -> FoldResult:
+    """Fold one notification into its fingerprint's state (which it updates); the
+    result's record is the one to persist."""
+    seen = alert.received_at
+    active = state.active
+    if active is not None:
+        active.last_seen_at = max(active.last_seen_at, seen)
+        if alert.status is AlertStatus.FIRING:
+            active.repeat_count += 1
+            active.alert = _merged(active.alert, alert)
+            return FoldResult(Fold.REPEAT, active)
+        active.alert = replace(
+            active.alert,
+            status=AlertStatus.RESOLVED,
+            ended_at=alert.ended_at or alert.started_at,
+        )
+        state.active, state.last_ended = None, active
+        return FoldResult(Fold.RESOLVE, active)
+
+    ended = state.last_ended
+    if ended is not None and ended.alert.ended_at is not None:
+        first, last = ended.alert.started_at, ended.alert.ended_at
+        if alert.status is AlertStatus.FIRING and first <= alert.started_at <= last:
+            ended.repeat_count += 1
+            ended.last_seen_at = max(ended.last_seen_at, seen)
+            return FoldResult(Fold.LATE_REPEAT, ended)
+        if alert.status is AlertStatus.RESOLVED and (
+            alert.started_at == first or alert.ended_at == last
+        ):
+            ended.last_seen_at = max(ended.last_seen_at, seen)
+            return FoldResult(Fold.REPEAT_RESOLVE, ended)
+
+    record = AlertRecord(
+        alert=alert,
+        last_seen_at=seen,
+        repeat_count=1 if alert.status is AlertStatus.FIRING else 0,
+    )
+    if alert.status is AlertStatus.FIRING:
+        state.active = record
+    else:  # a resolve we never saw fire: kept, so nothing the sender said is lost
+        state.last_ended = record
+    return FoldResult(Fold.NEW, record)
+
+
+def _merged(known: CanonicalAlert, update: CanonicalAlert) -> CanonicalAlert:
+    """Follow-ups often carry less than the first notification (an OpsGenie
+    acknowledge has no priority, a Datadog re-notify no description): keep the worst
+    severity seen and never blank out what was known."""
+    return replace(
+        known,
+        severity=worst(Severity(known.severity), update.severity),
+        title=update.title or known.title,
+        description=update.description or known.description,
+        labels={**known.labels, **update.labels},
+        links=update.links or known.links,
+    )
