@@ -41,6 +41,9 @@ from .persist import persist
 log = structlog.get_logger(__name__)
 
 MAX_BACKOFF_SECONDS = 300.0
+#: Bounds how long one transaction holds SQLite's write lock, which webhook
+#: admission waits for: a batch of large alert groups is stored in several.
+MAX_RECORDS_PER_TRANSACTION = 2000
 
 
 class Worker:
@@ -111,16 +114,24 @@ class Worker:
                 _merge(outcome, self._failed(event, exc, permanent=False))
             persist(self._store, outcome)
             return len(events)
+        chunk: list[RawEvent] = []
         for event in events:
             self._process(event, refs[event.event_id], outcome)
+            chunk.append(event)
+            if len(outcome.alerts) + len(outcome.deploys) >= MAX_RECORDS_PER_TRANSACTION:
+                self._persist(outcome, chunk, refs)
+                outcome, chunk = BatchOutcome(), []
+        self._persist(outcome, chunk, refs)
+        self.processed += len(events)
+        return len(events)
+
+    def _persist(self, outcome: BatchOutcome, events: list[RawEvent], refs: dict[str, str]) -> None:
         try:
             persist(self._store, outcome)
         except Exception:
             # One bad record must not hold the others back: store them one by one.
             log.exception("batch_apply_failed", events=len(events))
             self._apply_one_by_one(events, refs)
-        self.processed += len(events)
-        return len(events)
 
     def _archive_batch(self, events: list[RawEvent]) -> dict[str, str]:
         """Archive inline bodies, one segment per tenant; claim-checked bodies are
