@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dd0c_alert.config import Settings
+from dd0c_alert.correlation.model import TenantSettings
 from dd0c_alert.pipeline.ingest import IngestService, Limits
 from dd0c_alert.pipeline.runtime import Runtime
 from dd0c_alert.pipeline.worker import Worker
@@ -19,7 +20,8 @@ def open_store(settings: Settings, *, migrate: bool = True) -> SqlStore:
     if migrate:
         upgrade(engine)
     box = SecretBox.from_config(settings.secret_key, settings.data_dir / "secret.key")
-    return SqlStore(engine, read_engine, box)
+    defaults = TenantSettings(governance_mode=settings.governance_mode)
+    return SqlStore(engine, read_engine, box, defaults)
 
 
 def build_runtime(settings: Settings, *, with_worker: bool = True) -> Runtime:

@@ -46,6 +46,12 @@ class Settings(BaseSettings):
     worker_lease_seconds: float = 60.0
     worker_poll_seconds: float = 0.5
 
+    governance_mode: Literal["audit", "strict"] = Field(
+        default="audit",
+        validation_alias=AliasChoices("GOVERNANCE_MODE", "DD0C_GOVERNANCE_MODE"),
+        description="audit: rules only log 'would suppress'; strict: approved rules suppress.",
+    )
+
     log_level: str = "info"
 
     @property

@@ -32,6 +32,7 @@ class AlertRecord:
     alert: CanonicalAlert
     last_seen_at: datetime
     repeat_count: int
+    incident_id: str = ""
 
     @property
     def id(self) -> str:
@@ -56,42 +57,41 @@ def fold(state: FingerprintState, alert: CanonicalAlert) -> FoldResult:
     """Fold one notification into its fingerprint's state (which it updates); the
     result's record is the one to persist."""
     seen = alert.received_at
-    active = state.active
-    if active is not None:
-        active.last_seen_at = max(active.last_seen_at, seen)
-        if alert.status is AlertStatus.FIRING:
-            active.repeat_count += 1
-            active.alert = _merged(active.alert, alert)
-            return FoldResult(Fold.REPEAT, active)
-        active.alert = replace(
-            active.alert,
-            status=AlertStatus.RESOLVED,
-            ended_at=alert.ended_at or alert.started_at,
-        )
-        state.active, state.last_ended = None, active
-        return FoldResult(Fold.RESOLVE, active)
+    moment = alert.ended_at or alert.started_at if alert.status is AlertStatus.RESOLVED else None
 
+    # Anything no newer than the latest ended occurrence is a late copy of it (or of an
+    # even older one, which the state no longer holds): folded there, never a new
+    # occurrence that would stay "firing" for ever.
     ended = state.last_ended
     if ended is not None and ended.alert.ended_at is not None:
-        first, last = ended.alert.started_at, ended.alert.ended_at
-        if alert.status is AlertStatus.FIRING and first <= alert.started_at <= last:
+        last = ended.alert.ended_at
+        if moment is None and alert.started_at <= last:
             ended.repeat_count += 1
             ended.last_seen_at = max(ended.last_seen_at, seen)
             return FoldResult(Fold.LATE_REPEAT, ended)
-        if alert.status is AlertStatus.RESOLVED and (
-            alert.started_at == first or alert.ended_at == last
-        ):
+        if moment is not None and moment <= last:
             ended.last_seen_at = max(ended.last_seen_at, seen)
             return FoldResult(Fold.REPEAT_RESOLVE, ended)
+
+    active = state.active
+    if active is not None and (moment is None or moment >= active.alert.started_at):
+        active.last_seen_at = max(active.last_seen_at, seen)
+        if moment is None:
+            active.repeat_count += 1
+            active.alert = _merged(active.alert, alert)
+            return FoldResult(Fold.REPEAT, active)
+        active.alert = replace(active.alert, status=AlertStatus.RESOLVED, ended_at=moment)
+        state.active, state.last_ended = None, active
+        return FoldResult(Fold.RESOLVE, active)
 
     record = AlertRecord(
         alert=alert,
         last_seen_at=seen,
-        repeat_count=1 if alert.status is AlertStatus.FIRING else 0,
+        repeat_count=1 if moment is None else 0,
     )
-    if alert.status is AlertStatus.FIRING:
+    if moment is None:
         state.active = record
-    else:  # a resolve we never saw fire: kept, so nothing the sender said is lost
+    elif active is None:  # a resolve we never saw fire: kept, nothing said is lost
         state.last_ended = record
     return FoldResult(Fold.NEW, record)
 
@@ -102,6 +102,7 @@ def _merged(known: CanonicalAlert, update: CanonicalAlert) -> CanonicalAlert:
     severity seen and never blank out what was known."""
     return replace(
         known,
+        started_at=min(known.started_at, update.started_at),
         severity=worst(Severity(known.severity), update.severity),
         title=update.title or known.title,
         description=update.description or known.description,

@@ -1,30 +1,60 @@
-"""Applies one worker batch: fold its alerts by fingerprint, store what changed and
-acknowledge its queue messages, in one transaction."""
+"""Applies one worker batch in one transaction: fold alerts by fingerprint, correlate
+them into incidents, store every record and decision, acknowledge the queue messages."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from dd0c_alert.correlation.dedup import AlertRecord, FingerprintState, Fold, FoldResult, fold
+from dd0c_alert.correlation.engine import correlate, event_time
+from dd0c_alert.correlation.model import Decision, Rules, TenantSettings
+from dd0c_alert.domain.ids import new_id
 from dd0c_alert.storage.ports import BatchOutcome, Store
 
+TenantConfig = Callable[[str], tuple[TenantSettings, Rules]]
 
-def persist(store: Store, outcome: BatchOutcome) -> list[FoldResult]:
-    """Store the batch; return each alert's fold, in batch order."""
+
+def persist(
+    store: Store, outcome: BatchOutcome, config: TenantConfig | None = None
+) -> list[tuple[FoldResult, Decision]]:
+    """Store the batch; return each alert's fold and decision, in event-time order.
+
+    Alerts are folded and correlated in event-time order (the order they happened),
+    not delivery order, so a batch's shuffled deliveries give the same incidents.
+    """
+    config = config or store.tenant_config
+    alerts = sorted(outcome.alerts, key=event_time)
     with store.transaction() as tx:
-        states = tx.fingerprint_states({(a.tenant_id, a.fingerprint) for a in outcome.alerts})
+        states = tx.fingerprint_states({(a.tenant_id, a.fingerprint) for a in alerts})
         changed: dict[str, AlertRecord] = {}
         created: set[str] = set()
-        results: list[FoldResult] = []
-        for alert in outcome.alerts:
+        by_tenant: dict[str, list[FoldResult]] = {}
+        for alert in alerts:
             state = states.setdefault((alert.tenant_id, alert.fingerprint), FingerprintState())
             result = fold(state, alert)
-            results.append(result)
+            by_tenant.setdefault(alert.tenant_id, []).append(result)
             changed[result.record.id] = result.record
             if result.fold is Fold.NEW:
                 created.add(result.record.id)
+        deploys = tx.save_deploys(outcome.deploys)
+        deploy_tenants = {d.tenant_id: d for d in outcome.deploys}
+        pairs: list[tuple[FoldResult, Decision]] = []
+        for tenant_id in sorted(set(by_tenant) | set(deploy_tenants)):
+            folds = by_tenant.get(tenant_id, [])
+            tenant_deploys = [
+                ref
+                for ref, event in zip(deploys, outcome.deploys, strict=True)
+                if event.tenant_id == tenant_id
+            ]
+            settings, rules = config(tenant_id)
+            engine_state = tx.correlation_state(tenant_id, settings, rules, folds, tenant_deploys)
+            decisions = correlate(engine_state, folds, tenant_deploys, new_id)
+            tenant_pairs = list(zip(folds, decisions, strict=True))
+            tx.save_correlation(engine_state, tenant_pairs)
+            pairs += tenant_pairs
         tx.save_alerts(
             [r for key, r in changed.items() if key in created],
             [r for key, r in changed.items() if key not in created],
         )
-        tx.save_deploys(outcome.deploys)
         tx.finish(outcome)
-    return results
+    return pairs

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 import traceback
 from datetime import UTC, datetime
 
 import orjson
 import structlog
 
+from dd0c_alert.correlation.model import Rules, TenantSettings
 from dd0c_alert.domain.ids import new_id
 from dd0c_alert.domain.models import CanonicalAlert, Normalised
 from dd0c_alert.providers import PROVIDERS
@@ -44,6 +46,7 @@ MAX_BACKOFF_SECONDS = 300.0
 #: Bounds how long one transaction holds SQLite's write lock, which webhook
 #: admission waits for: a batch of large alert groups is stored in several.
 MAX_RECORDS_PER_TRANSACTION = 2000
+CONFIG_TTL_SECONDS = 2.0
 
 
 class Worker:
@@ -70,6 +73,18 @@ class Worker:
         self._thread: threading.Thread | None = None
         self.processed = 0
         self.last_error: str | None = None
+        self._configs: dict[str, tuple[float, tuple[TenantSettings, Rules]]] = {}
+
+    def _config(self, tenant_id: str) -> tuple[TenantSettings, Rules]:
+        """Tenant settings and rules, re-read at most every few seconds."""
+        now = time.monotonic()
+        cached = self._configs.get(tenant_id)
+        if cached is None or cached[0] < now:
+            cached = self._configs[tenant_id] = (
+                now + CONFIG_TTL_SECONDS,
+                self._store.tenant_config(tenant_id),
+            )
+        return cached[1]
 
     def is_alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
@@ -112,7 +127,7 @@ class Worker:
         except Exception as exc:  # the archive is unwritable: every event waits for it
             for event in events:
                 _merge(outcome, self._failed(event, exc, permanent=False))
-            persist(self._store, outcome)
+            persist(self._store, outcome, self._config)
             return len(events)
         chunk: list[RawEvent] = []
         for event in events:
@@ -127,7 +142,7 @@ class Worker:
 
     def _persist(self, outcome: BatchOutcome, events: list[RawEvent], refs: dict[str, str]) -> None:
         try:
-            persist(self._store, outcome)
+            persist(self._store, outcome, self._config)
         except Exception:
             # One bad record must not hold the others back: store them one by one.
             log.exception("batch_apply_failed", events=len(events))
@@ -158,9 +173,9 @@ class Worker:
             outcome = BatchOutcome()
             self._process(event, refs[event.event_id], outcome)
             try:
-                persist(self._store, outcome)
+                persist(self._store, outcome, self._config)
             except Exception as exc:
-                persist(self._store, self._failed(event, exc, permanent=False))
+                persist(self._store, self._failed(event, exc, permanent=False), self._config)
 
     def _process(self, event: RawEvent, raw_ref: str, outcome: BatchOutcome) -> None:
         try:

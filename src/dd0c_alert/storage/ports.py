@@ -6,12 +6,15 @@ sees them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from dd0c_alert.correlation.dedup import AlertRecord, FingerprintState
+from dd0c_alert.correlation.dedup import AlertRecord, FingerprintState, FoldResult
+from dd0c_alert.correlation.engine import EngineState
+from dd0c_alert.correlation.model import Decision, DeployRef, Rules, TenantSettings
 from dd0c_alert.domain.models import CanonicalAlert, DeployEvent
 
 
@@ -145,8 +148,24 @@ class Transaction(Protocol):
 
     def save_alerts(self, created: list[AlertRecord], updated: list[AlertRecord]) -> None: ...
 
-    def save_deploys(self, deploys: list[DeployEvent]) -> None:
-        """Insert, or fold status updates into the deploy with the same source_ref."""
+    def save_deploys(self, deploys: list[DeployEvent]) -> list[DeployRef]:
+        """Insert, or fold status updates into the deploy with the same source_ref;
+        return the stored deploys."""
+
+    def correlation_state(
+        self,
+        tenant_id: str,
+        settings: TenantSettings,
+        rules: Rules,
+        folds: Sequence[FoldResult],
+        deploys: Sequence[DeployRef],
+    ) -> EngineState:
+        """The incidents near the batch in event time, recent deploys, history."""
+
+    def save_correlation(
+        self, state: EngineState, pairs: Sequence[tuple[FoldResult, Decision]]
+    ) -> None:
+        """Persist touched incidents, merges and one decision per alert."""
 
     def finish(self, outcome: BatchOutcome) -> None:
         """Dead-letter, schedule retries and acknowledge the batch's queue messages."""
@@ -171,6 +190,9 @@ class Store(Protocol):
     def integrations_for(self, tenant_id: str, provider: str) -> list[Integration]: ...
 
     def events_this_month(self, tenant_id: str) -> int: ...
+
+    def tenant_config(self, tenant_id: str) -> tuple[TenantSettings, Rules]:
+        """The tenant's correlation settings and human-made rules."""
 
     def transaction(self) -> AbstractContextManager[Transaction]:
         """A Transaction that commits on normal exit and rolls back on error."""

@@ -132,7 +132,9 @@ alerts = sa.Table(
     sa.Column("ended_at", UTCDateTime, nullable=True),
     sa.Column("raw_ref", sa.String(300), nullable=False),
     sa.Column("repeat_count", sa.Integer, nullable=False),
+    sa.Column("incident_id", sa.String(32), nullable=True),
     sa.Index("ix_alerts_tenant_id", "tenant_id", "id"),
+    sa.Index("ix_alerts_tenant_incident", "tenant_id", "incident_id"),
     sa.Index("ix_alerts_tenant_fingerprint", "tenant_id", "fingerprint", "status"),
     sa.Index("ix_alerts_tenant_service", "tenant_id", "service", "id"),
     sa.Index("ix_alerts_tenant_started", "tenant_id", "started_at"),
@@ -189,4 +191,133 @@ dead_letters = sa.Table(
     sa.Column("failed_at", UTCDateTime, nullable=False),
     sa.Column("replayed_at", UTCDateTime, nullable=True),
     sa.Index("ix_dead_letters_tenant", "tenant_id", "id"),
+)
+
+tenant_settings = sa.Table(
+    "tenant_settings",
+    metadata,
+    sa.Column("tenant_id", sa.String(32), primary_key=True),
+    sa.Column("settings", JSONDoc, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+service_dependencies = sa.Table(
+    "service_dependencies",
+    metadata,
+    sa.Column("tenant_id", sa.String(32), primary_key=True),
+    sa.Column("service", sa.String(256), primary_key=True),
+    sa.Column("depends_on", sa.String(256), primary_key=True),
+)
+
+silences = sa.Table(
+    "silences",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("tenant_id", sa.String(32), nullable=False),
+    sa.Column("matchers", sa.Text, nullable=False),
+    sa.Column("starts_at", UTCDateTime, nullable=True),
+    sa.Column("ends_at", UTCDateTime, nullable=True),
+    sa.Column("schedule", sa.String(200), nullable=False),
+    sa.Column("author", sa.String(200), nullable=False),
+    sa.Column("comment", sa.Text, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index("ix_silences_tenant", "tenant_id"),
+)
+
+inhibit_rules = sa.Table(
+    "inhibit_rules",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("tenant_id", sa.String(32), nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("target", sa.Text, nullable=False),
+    sa.Column("equal", JSONDoc, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index("ix_inhibit_rules_tenant", "tenant_id"),
+)
+
+incidents = sa.Table(
+    "incidents",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("tenant_id", sa.String(32), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("services", JSONDoc, nullable=False),
+    sa.Column("first_at", UTCDateTime, nullable=False),
+    sa.Column("last_at", UTCDateTime, nullable=False),
+    sa.Column("resolved_at", UTCDateTime, nullable=True),
+    sa.Column("acknowledged_at", UTCDateTime, nullable=True),
+    sa.Column("snoozed_until", UTCDateTime, nullable=True),
+    sa.Column("alert_count", sa.Integer, nullable=False),
+    sa.Column("firing", sa.Integer, nullable=False),
+    sa.Column("probable_root", sa.String(256), nullable=False),
+    sa.Column("deploys", JSONDoc, nullable=False),
+    sa.Column("noise_score", sa.Integer, nullable=False),
+    sa.Column("noise_reasons", JSONDoc, nullable=False),
+    sa.Column("fingerprints", JSONDoc, nullable=False),
+    sa.Column("flapping", JSONDoc, nullable=False),
+    sa.Column("paged", sa.Boolean, nullable=False),
+    sa.Column("merged_into", sa.String(32), nullable=True),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index("ix_incidents_tenant_id", "tenant_id", "id"),
+    sa.Index("ix_incidents_tenant_last", "tenant_id", "last_at"),
+    sa.Index("ix_incidents_tenant_status", "tenant_id", "status", "id"),
+)
+
+incident_services = sa.Table(
+    "incident_services",
+    metadata,
+    sa.Column("tenant_id", sa.String(32), primary_key=True),
+    sa.Column("service", sa.String(256), primary_key=True),
+    sa.Column("incident_id", sa.String(32), primary_key=True),
+)
+
+decisions = sa.Table(
+    "decisions",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("tenant_id", sa.String(32), nullable=False),
+    sa.Column("alert_id", sa.String(32), nullable=False),
+    sa.Column("incident_id", sa.String(32), nullable=False),
+    sa.Column("event_id", sa.String(32), nullable=False),
+    sa.Column("outcome", sa.String(32), nullable=False),
+    sa.Column("reasons", JSONDoc, nullable=False),
+    sa.Column("page", sa.Boolean, nullable=False),
+    sa.Column("flapping", sa.Boolean, nullable=False),
+    sa.Column("suppressed_by", sa.String(32), nullable=True),
+    sa.Column("would_suppress", sa.String(32), nullable=True),
+    sa.Column("inhibited_by", sa.String(32), nullable=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("replayed_at", UTCDateTime, nullable=True),
+    sa.Index("ix_decisions_tenant_incident", "tenant_id", "incident_id", "at"),
+    sa.Index("ix_decisions_tenant_alert", "tenant_id", "alert_id"),
+)
+
+feedback = sa.Table(
+    "feedback",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("tenant_id", sa.String(32), nullable=False),
+    sa.Column("incident_id", sa.String(32), nullable=False),
+    sa.Column("verdict", sa.String(16), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index("ix_feedback_tenant_incident", "tenant_id", "incident_id"),
+)
+
+suggestions = sa.Table(
+    "suggestions",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("tenant_id", sa.String(32), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("key", sa.String(300), nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("evidence", JSONDoc, nullable=False),
+    sa.Column("proposal", JSONDoc, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("decided_at", UTCDateTime, nullable=True),
+    sa.UniqueConstraint("tenant_id", "kind", "key", name="ux_suggestions_key"),
 )

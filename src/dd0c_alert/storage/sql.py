@@ -8,7 +8,7 @@ import hashlib
 import re
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -16,11 +16,24 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
-from dd0c_alert.correlation.dedup import AlertRecord, FingerprintState
+from dd0c_alert.correlation.dedup import AlertRecord, FingerprintState, FoldResult
+from dd0c_alert.correlation.engine import EngineState
+from dd0c_alert.correlation.model import (
+    Decision,
+    DeployRef,
+    InhibitRule,
+    Rules,
+    Silence,
+    TenantSettings,
+    settings_dict,
+    settings_from,
+)
+from dd0c_alert.correlation.rules import parse_matchers
 from dd0c_alert.domain.ids import new_id
-from dd0c_alert.domain.models import AlertStatus, CanonicalAlert, DeployEvent, Severity
+from dd0c_alert.domain.models import AlertStatus, DeployEvent
 
 from . import schema as t
+from .correlation_sql import load_state, record_from_row, save_state, stored_deploy_refs
 from .ports import (
     AlertFilter,
     BatchOutcome,
@@ -69,10 +82,94 @@ def month_of(epoch: float) -> str:
 
 
 class SqlStore:
-    def __init__(self, engine: sa.Engine, read_engine: sa.Engine, box: SecretBox) -> None:
+    def __init__(
+        self,
+        engine: sa.Engine,
+        read_engine: sa.Engine,
+        box: SecretBox,
+        default_settings: TenantSettings | None = None,
+    ) -> None:
         self._engine = engine
         self._read = read_engine
         self._box = box
+        self.default_settings = default_settings or TenantSettings()
+
+    # --- correlation configuration ----------------------------------------------------
+
+    def tenant_config(self, tenant_id: str) -> tuple[TenantSettings, Rules]:
+        with self._read.begin() as conn:
+            stored = conn.execute(
+                sa.select(t.tenant_settings.c.settings).where(
+                    t.tenant_settings.c.tenant_id == tenant_id
+                )
+            ).scalar()
+            deps = conn.execute(
+                sa.select(t.service_dependencies).where(
+                    t.service_dependencies.c.tenant_id == tenant_id
+                )
+            ).all()
+            silence_rows = conn.execute(
+                sa.select(t.silences).where(t.silences.c.tenant_id == tenant_id)
+            ).all()
+            inhibit_rows = conn.execute(
+                sa.select(t.inhibit_rules).where(t.inhibit_rules.c.tenant_id == tenant_id)
+            ).all()
+        dependencies: dict[str, set[str]] = {}
+        for row in deps:
+            dependencies.setdefault(row.service, set()).add(row.depends_on)
+        rules = Rules(
+            silences=tuple(
+                Silence(
+                    id=row.id,
+                    matchers=parse_matchers(row.matchers),
+                    starts_at=row.starts_at,
+                    ends_at=row.ends_at,
+                    schedule=row.schedule,
+                    author=row.author,
+                    comment=row.comment,
+                )
+                for row in silence_rows
+            ),
+            inhibitions=tuple(
+                InhibitRule(
+                    id=row.id,
+                    source=parse_matchers(row.source),
+                    target=parse_matchers(row.target),
+                    equal=tuple(row.equal),
+                )
+                for row in inhibit_rows
+            ),
+            dependencies={k: frozenset(v) for k, v in dependencies.items()},
+        )
+        return settings_from(self.default_settings, stored or {}), rules
+
+    def update_settings(self, tenant_id: str, changes: dict[str, Any]) -> TenantSettings:
+        current, _ = self.tenant_config(tenant_id)
+        merged = settings_from(current, changes)
+        ts = t.tenant_settings
+        with self._engine.begin() as conn:
+            conn.execute(ts.delete().where(ts.c.tenant_id == tenant_id))
+            conn.execute(
+                ts.insert().values(
+                    tenant_id=tenant_id,
+                    settings=settings_dict(merged),
+                    updated_at=datetime.now(UTC),
+                )
+            )
+        return merged
+
+    def set_dependencies(self, tenant_id: str, dependencies: dict[str, list[str]]) -> None:
+        sd = t.service_dependencies
+        rows = [
+            {"tenant_id": tenant_id, "service": service, "depends_on": upstream}
+            for service, upstreams in dependencies.items()
+            for upstream in sorted(set(upstreams))
+            if upstream != service
+        ]
+        with self._engine.begin() as conn:
+            conn.execute(sd.delete().where(sd.c.tenant_id == tenant_id))
+            if rows:
+                conn.execute(sd.insert(), rows)
 
     # --- tenants, keys, integrations -------------------------------------------------
 
@@ -317,6 +414,7 @@ _ALERT_FIELDS = (
     "links",
     "ended_at",
 )
+_RECORD_FIELDS = ("last_seen_at", "repeat_count", "incident_id")
 _UPDATE_ALERT = (
     t.alerts.update()
     .where(t.alerts.c.id == sa.bindparam("_id"))
@@ -335,6 +433,24 @@ class SqlTransaction:
 
     def __init__(self, conn: sa.Connection) -> None:
         self._conn = conn
+        self._loaded: dict[str, set[str]] = {}
+
+    def correlation_state(
+        self,
+        tenant_id: str,
+        settings: TenantSettings,
+        rules: Rules,
+        folds: Sequence[FoldResult],
+        deploys: Sequence[DeployRef],
+    ) -> EngineState:
+        state = load_state(self._conn, tenant_id, settings, rules, folds, deploys)
+        self._loaded[tenant_id] = set(state.incidents)
+        return state
+
+    def save_correlation(
+        self, state: EngineState, pairs: Sequence[tuple[FoldResult, Decision]]
+    ) -> None:
+        save_state(self._conn, state, self._loaded.get(state.tenant_id, set()), pairs)
 
     def fingerprint_states(
         self, keys: set[tuple[str, str]]
@@ -363,7 +479,7 @@ class SqlTransaction:
                 rows = self._conn.execute(sa.select(ranked).where(ranked.c.rank == 1)).all()
                 for row in rows:
                     state = states.setdefault((tenant_id, row.fingerprint), FingerprintState())
-                    record = _record(row)
+                    record = record_from_row(row)
                     if row.status == AlertStatus.FIRING:
                         state.active = record
                     else:
@@ -379,15 +495,17 @@ class SqlTransaction:
                     "_id": r.id,
                     "last_seen_at": r.last_seen_at,
                     "repeat_count": r.repeat_count,
+                    "incident_id": r.incident_id or None,
                     **{name: getattr(r.alert, name) for name in _ALERT_FIELDS},
                 }
                 for r in updated
             ]
             self._conn.execute(_UPDATE_ALERT, rows)
 
-    def save_deploys(self, deploys: list[DeployEvent]) -> None:
+    def save_deploys(self, deploys: list[DeployEvent]) -> list[DeployRef]:
         for deploy in deploys:
             self._fold_deploy(deploy)
+        return stored_deploy_refs(self._conn, deploys)
 
     def _fold_deploy(self, deploy: DeployEvent) -> None:
         """Later status updates of one deploy update its record; empty fields keep
@@ -463,31 +581,6 @@ class SqlTransaction:
             self._conn.execute(t.ingest_queue.delete().where(t.ingest_queue.c.event_id.in_(done)))
 
 
-def _record(row: sa.Row[Any]) -> AlertRecord:
-    alert = CanonicalAlert(
-        id=row.id,
-        tenant_id=row.tenant_id,
-        source=row.source,
-        source_ref=row.source_ref,
-        fingerprint=row.fingerprint,
-        status=AlertStatus(row.status),
-        severity=Severity(row.severity),
-        title=row.title,
-        description=row.description,
-        service=row.service,
-        environment=row.environment,
-        resource=row.resource,
-        labels=row.labels,
-        links=row.links,
-        started_at=row.started_at,
-        received_at=row.received_at,
-        ended_at=row.ended_at,
-        raw_ref=row.raw_ref,
-        event_id=row.event_id,
-    )
-    return AlertRecord(alert=alert, last_seen_at=row.last_seen_at, repeat_count=row.repeat_count)
-
-
 def _insert_row(record: AlertRecord) -> dict[str, Any]:
     alert = record.alert
     return {
@@ -512,6 +605,7 @@ def _insert_row(record: AlertRecord) -> dict[str, Any]:
         "ended_at": alert.ended_at,
         "raw_ref": alert.raw_ref,
         "repeat_count": record.repeat_count,
+        "incident_id": record.incident_id or None,
     }
 
 

@@ -1,0 +1,419 @@
+"""The correlation engine: folded alerts in, explained incident decisions out.
+
+Pure and deterministic. The caller loads an ``EngineState`` for one tenant (incidents
+whose alerts lie near the batch in event time, recent deploys, rules, history), calls
+``correlate``, and persists what changed. Everything runs on event time — the alert's
+own timestamp — so a delayed sender, a backfill or a replay of history yields the
+incidents live delivery would have.
+
+Grouping (design §6.2-6.4): a new alert joins an incident of the same service, or of a
+service connected to it by declared dependencies, when its event time lies within the
+correlation window W of the incident's span. A late alert (event time before the
+incident's latest, or delivered more than W after it happened) may join within 2W of
+any incident, and within 3W of one still open; it is placed at its own time and
+never re-pages. An alert that bridges two open incidents merges the younger into the
+older, so the grouping does not depend on delivery order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from dd0c_alert.domain.models import AlertStatus, CanonicalAlert
+from dd0c_alert.domain.severity import worst
+
+from .dedup import Fold, FoldResult
+from .model import (
+    Decision,
+    DeployRef,
+    FingerprintHistory,
+    IncidentState,
+    IncidentStatus,
+    Outcome,
+    Rules,
+    TenantSettings,
+)
+from .noise import noise_score
+from .rules import govern, inhibitor, silencing
+from .topology import neighbours, probable_root, upstream_of
+
+
+@dataclass(slots=True, kw_only=True)
+class EngineState:
+    """What the engine reads for one tenant's batch, and mutates as it decides."""
+
+    tenant_id: str
+    settings: TenantSettings
+    rules: Rules
+    incidents: dict[str, IncidentState]
+    deploys: list[DeployRef] = field(default_factory=list)
+    #: Firing alerts of the tenant that may inhibit others.
+    firing: list[CanonicalAlert] = field(default_factory=list)
+    #: fingerprint -> event times of its recent state changes (firing / resolved).
+    transitions: dict[str, list[datetime]] = field(default_factory=dict)
+    history: dict[str, FingerprintHistory] = field(default_factory=dict)
+    #: incident id -> the incident it was merged into, during this batch.
+    merges: dict[str, str] = field(default_factory=dict)
+    touched: set[str] = field(default_factory=set)
+
+
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
+_LATEST = datetime.max.replace(tzinfo=UTC)
+
+
+def shift(moment: datetime, delta: timedelta) -> datetime:
+    """``moment + delta``, clamped to the representable range (senders do send year 9999)."""
+    try:
+        return moment + delta
+    except OverflowError:
+        return _LATEST if delta > timedelta(0) else _EARLIEST
+
+
+def event_time(alert: CanonicalAlert) -> datetime:
+    """When the notification's state change happened, by the sender's clock."""
+    if alert.status is AlertStatus.RESOLVED and alert.ended_at is not None:
+        return alert.ended_at
+    return alert.started_at
+
+
+def group_key(alert: CanonicalAlert) -> str:
+    """Alerts without a service group by their title, never all together."""
+    return alert.service or f"(no service) {alert.title}"
+
+
+def correlate(
+    state: EngineState,
+    folds: Sequence[FoldResult],
+    deploys: Sequence[DeployRef],
+    new_id: Callable[[], str],
+) -> list[Decision]:
+    """Decide every folded alert of one tenant's batch; update ``state`` in place.
+
+    Each ``FoldResult.record.incident_id`` is set to the incident the alert belongs to.
+    """
+    for deploy in deploys:
+        _add_deploy(state, deploy)
+    decisions = [_decide(state, result, new_id) for result in folds]
+    for incident_id in state.touched:
+        incident = state.incidents[incident_id]
+        if incident.merged_into is None:
+            incident.noise_score, incident.noise_reasons = noise_score(
+                incident, state.history, state.settings
+            )
+    return decisions
+
+
+def _decide(state: EngineState, result: FoldResult, new_id: Callable[[], str]) -> Decision:
+    record, alert = result.record, result.record.alert
+    known = _live(state, record.incident_id) if record.incident_id else None
+    if result.fold is Fold.NEW or known is None:
+        return _place(state, result, new_id)
+    if result.fold is Fold.RESOLVE:
+        _note_transition(state, alert.fingerprint, event_time(alert))
+        known.firing = max(0, known.firing - 1)
+        reasons = [f"resolves alert {alert.id}"]
+        if known.firing == 0 and state.settings.auto_resolve:
+            known.status = IncidentStatus.RESOLVED
+            known.resolved_at = max(known.resolved_at or event_time(alert), event_time(alert))
+            reasons.append("every alert of the incident has resolved: incident resolved")
+        record.incident_id = known.id
+        state.touched.add(known.id)
+        return Decision(
+            alert_id=alert.id, incident_id=known.id, outcome=Outcome.RESOLVED, reasons=reasons
+        )
+    record.incident_id = known.id
+    what = {
+        Fold.REPEAT: f"repeat #{record.repeat_count} of alert {alert.id}",
+        Fold.LATE_REPEAT: f"late copy of alert {alert.id}, which already ended",
+        Fold.REPEAT_RESOLVE: f"repeated resolve of alert {alert.id}",
+    }[result.fold]
+    return Decision(
+        alert_id=alert.id,
+        incident_id=known.id,
+        outcome=Outcome.DEDUP,
+        reasons=[f"{what} (fingerprint {alert.fingerprint}): no new page"],
+    )
+
+
+def _live(state: EngineState, incident_id: str) -> IncidentState | None:
+    """Follow merges to the incident that absorbed this one."""
+    seen = 0
+    while incident_id in state.merges and seen < 100:
+        incident_id, seen = state.merges[incident_id], seen + 1
+    incident = state.incidents.get(incident_id)
+    if incident is not None and incident.merged_into:
+        return _live(state, incident.merged_into) if seen < 100 else None
+    return incident
+
+
+def _place(state: EngineState, result: FoldResult, new_id: Callable[[], str]) -> Decision:
+    """A new alert occurrence: find its incident, or open one."""
+    settings = state.settings
+    record, alert = result.record, result.record.alert
+    at = event_time(alert)
+    key = group_key(alert)
+    flags = settings.features
+    reasons = [
+        f"features: topology {'on' if flags.topology else 'off'}, deploys "
+        f"{'on' if flags.deploys else 'off'}, flapping {'on' if flags.flapping else 'off'}, "
+        f"inhibition {'on' if flags.inhibition else 'off'}"
+    ]
+    flapping = _note_transition(state, alert.fingerprint, alert.started_at) and flags.flapping
+    if alert.status is AlertStatus.RESOLVED:
+        _note_transition(state, alert.fingerprint, at)
+
+    matches = _candidates(state, alert, key, at)
+    if matches:
+        incident, gap, tier, via = matches[0]
+        for other, other_gap, other_tier, _ in matches[1:]:
+            if other_tier == "window" and other.status is not IncidentStatus.RESOLVED:
+                _merge(state, into=incident, merged=other)
+                reasons.append(
+                    f"bridges incident {other.id} ({_minutes(other_gap)} away): "
+                    f"merged into {incident.id}"
+                )
+        late = tier != "window"
+        reopened = incident.status is IncidentStatus.RESOLVED and alert.status is AlertStatus.FIRING
+        reasons.append(_join_reason(incident, key, via, gap, tier, settings))
+        outcome = Outcome.LATE_JOINED if late else Outcome.JOINED
+        page = reopened and not late
+        if reopened:
+            incident.status = IncidentStatus.OPEN
+            incident.resolved_at = None
+            reasons.append("reopens the incident" + (" quietly (late alert)" if late else ""))
+    else:
+        incident = IncidentState(
+            id=new_id(),
+            tenant_id=state.tenant_id,
+            status=IncidentStatus.OPEN,
+            title=alert.title,
+            severity=alert.severity,
+            services={key},
+            first_at=at,
+            last_at=at,
+            probable_root=key,
+        )
+        state.incidents[incident.id] = incident
+        outcome, page = Outcome.NEW_INCIDENT, True
+        window = _minutes(timedelta(seconds=settings.correlation_window_seconds))
+        reasons.append(f"no incident of {key} or its neighbours within the {window} window")
+
+    record.incident_id = incident.id
+    _add_alert(state, incident, alert, at, key, flapping)
+    if flapping:
+        page = False
+        reasons.append(
+            f"fingerprint is flapping ({len(state.transitions[alert.fingerprint])} state changes "
+            f"in {_minutes(timedelta(seconds=settings.flap_window_seconds))}): updated quietly"
+        )
+    if incident.paged and outcome is Outcome.NEW_INCIDENT:
+        page = False
+    if alert.status is AlertStatus.RESOLVED:
+        page = False
+        reasons.append("arrived already resolved: recorded, not paged")
+
+    decision = Decision(
+        alert_id=alert.id,
+        incident_id=incident.id,
+        outcome=outcome,
+        reasons=reasons,
+        page=page,
+        flapping=flapping,
+    )
+    _govern(state, alert, at, decision)
+    if decision.page:
+        incident.paged = True
+    if alert.status is AlertStatus.FIRING:
+        state.firing.append(alert)
+    return decision
+
+
+def _candidates(
+    state: EngineState, alert: CanonicalAlert, key: str, at: datetime
+) -> list[tuple[IncidentState, timedelta, str, str]]:
+    """Incidents this alert may join, best first, with the gap, tier and the service
+    that connects them."""
+    settings = state.settings
+    window = timedelta(seconds=settings.correlation_window_seconds)
+    max_span = timedelta(seconds=settings.max_incident_span_seconds)
+    related = {key}
+    if settings.features.topology and alert.service:
+        related |= neighbours(state.rules.dependencies, alert.service)
+    delayed = alert.received_at - alert.started_at > window
+    found: list[tuple[IncidentState, timedelta, str, str]] = []
+    for incident in state.incidents.values():
+        if incident.merged_into is not None or incident.tenant_id != alert.tenant_id:
+            continue
+        shared = related & incident.services
+        if not shared:
+            continue
+        gap = max(incident.first_at - at, at - incident.last_at, timedelta(0))
+        if max(incident.last_at, at) - min(incident.first_at, at) > max_span:
+            continue
+        late = delayed or at < incident.last_at
+        if gap <= window:
+            tier = "window"
+        elif late and gap <= 2 * window:
+            tier = "late"
+        elif late and gap <= 3 * window and incident.status is not IncidentStatus.RESOLVED:
+            tier = "late_open"
+        else:
+            continue
+        via = key if key in shared else min(shared)
+        found.append((incident, gap, tier, via))
+    found.sort(key=lambda m: (m[1], m[0].first_at, m[0].id))
+    return found
+
+
+def _join_reason(
+    incident: IncidentState,
+    key: str,
+    via: str,
+    gap: timedelta,
+    tier: str,
+    settings: TenantSettings,
+) -> str:
+    window = timedelta(seconds=settings.correlation_window_seconds)
+    link = (
+        f"same service {key}"
+        if via == key
+        else f"{key} is connected to {via} by declared dependencies"
+    )
+    if tier == "window":
+        return f"{link}, {_minutes(gap)} from incident {incident.id} (window {_minutes(window)})"
+    bound = "twice" if tier == "late" else "three times (incident still open)"
+    return (
+        f"late alert: {link}, {_minutes(gap)} from incident {incident.id}, within {bound} the "
+        f"{_minutes(window)} window; placed at its own time, no page"
+    )
+
+
+def _add_alert(
+    state: EngineState,
+    incident: IncidentState,
+    alert: CanonicalAlert,
+    at: datetime,
+    key: str,
+    flapping: bool,
+) -> None:
+    first_service = incident.probable_root or key
+    incident.alert_count += 1
+    if alert.status is AlertStatus.FIRING:
+        incident.firing += 1
+    elif incident.firing == 0 and state.settings.auto_resolve:
+        incident.status = IncidentStatus.RESOLVED
+        incident.resolved_at = max(incident.resolved_at or at, at)
+    incident.severity = worst(incident.severity, alert.severity)
+    incident.services.add(key)
+    incident.fingerprints.add(alert.fingerprint)
+    if flapping:
+        incident.flapping.add(alert.fingerprint)
+    if at < incident.first_at:
+        incident.first_at = at
+        first_service = key
+    incident.last_at = max(incident.last_at, at)
+    dependencies = state.rules.dependencies if state.settings.features.topology else {}
+    incident.probable_root = probable_root(dependencies, incident.services, first_service)
+    if state.settings.features.deploys:
+        _attach_deploys(state, incident)
+    state.touched.add(incident.id)
+
+
+def _attach_deploys(state: EngineState, incident: IncidentState) -> None:
+    """A deploy of an affected service, or of something it depends on, shortly
+    before the incident began is its likely cause."""
+    lookback = timedelta(seconds=state.settings.deploy_lookback_seconds)
+    suspects = set(incident.services)
+    if state.settings.features.topology:
+        for service in incident.services:
+            suspects |= upstream_of(state.rules.dependencies, service)
+    known = {d.id for d in incident.deploys}
+    for deploy in state.deploys:
+        if (
+            deploy.id not in known
+            and deploy.service in suspects
+            and shift(incident.first_at, -lookback) <= deploy.started_at <= incident.last_at
+        ):
+            incident.deploys.append(deploy)
+            known.add(deploy.id)
+    incident.deploys.sort(key=lambda d: (d.started_at, d.id))
+
+
+def _add_deploy(state: EngineState, ref: DeployRef) -> None:
+    state.deploys = [d for d in state.deploys if d.id != ref.id] + [ref]
+    if not state.settings.features.deploys:
+        return
+    for incident in state.incidents.values():  # a deploy reported late still attaches
+        if incident.merged_into is None and incident.status is not IncidentStatus.RESOLVED:
+            before = len(incident.deploys)
+            _attach_deploys(state, incident)
+            if len(incident.deploys) != before:
+                state.touched.add(incident.id)
+
+
+def _merge(state: EngineState, *, into: IncidentState, merged: IncidentState) -> None:
+    into.alert_count += merged.alert_count
+    into.firing += merged.firing
+    into.severity = worst(into.severity, merged.severity)
+    into.services |= merged.services
+    into.fingerprints |= merged.fingerprints
+    into.flapping |= merged.flapping
+    into.first_at = min(into.first_at, merged.first_at)
+    into.last_at = max(into.last_at, merged.last_at)
+    into.paged = into.paged or merged.paged
+    into.deploys.extend(d for d in merged.deploys if d.id not in {x.id for x in into.deploys})
+    merged.merged_into = into.id
+    merged.status = IncidentStatus.RESOLVED
+    state.merges[merged.id] = into.id
+    state.touched.update((into.id, merged.id))
+
+
+def _note_transition(state: EngineState, fingerprint: str, at: datetime) -> bool:
+    """Record a state change; True when the fingerprint now counts as flapping."""
+    window = timedelta(seconds=state.settings.flap_window_seconds)
+    times = state.transitions.setdefault(fingerprint, [])
+    if at not in times:
+        times.append(at)
+        times.sort()
+    recent = [t for t in times if shift(at, -window) <= t <= shift(at, window)]
+    return len(recent) >= state.settings.flap_threshold
+
+
+def _govern(state: EngineState, alert: CanonicalAlert, at: datetime, decision: Decision) -> None:
+    """Human-made rules (silences, inhibitions) may suppress delivery, as governance allows."""
+    rule_id, kind = None, ""
+    silence = silencing(state.rules.silences, alert, at)
+    if silence is not None:
+        rule_id, kind = silence.id, "silence"
+        decision.reasons.append(
+            f"matches silence {silence.id}"
+            + (f" by {silence.author}" if silence.author else "")
+            + (f": {silence.comment}" if silence.comment else "")
+        )
+    elif state.settings.features.inhibition and state.rules.inhibitions:
+        found = inhibitor(state.rules.inhibitions, alert, state.firing)
+        if found is not None:
+            rule, source = found
+            rule_id, kind = rule.id, "inhibition"
+            decision.inhibited_by = source.id
+            decision.reasons.append(
+                f"inhibited by firing alert {source.id} ({source.title}) under rule {rule.id}"
+            )
+    if rule_id is None:
+        return
+    verdict = govern(alert, rule_id, kind, state.settings)
+    decision.reasons.extend(verdict.reasons)
+    decision.suppressed_by = verdict.suppressed_by
+    decision.would_suppress = verdict.would_suppress
+    if verdict.suppressed_by is not None:
+        decision.page = False
+
+
+def _minutes(delta: timedelta) -> str:
+    seconds = int(abs(delta.total_seconds()))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, rest = divmod(seconds, 60)
+    return f"{minutes} min" if not rest else f"{minutes} min {rest} s"

@@ -1,0 +1,493 @@
+"""Human-made rules: matchers, silences, inhibitions, and the governance that decides
+whether a matching rule may suppress delivery (design §6.7, §6.10).
+
+Matchers follow Alertmanager: every matcher must match; ``=``/``!=`` compare exactly,
+``=~``/``!~`` are regexes anchored at both ends; a missing label equals ``""``.
+
+The guiding rule is the product's first promise, *never eat an alert*: whatever is
+broken or ambiguous in a rule makes it suppress less, never more. An invalid regex
+makes its matcher fail, a silence without matchers or with an unreadable schedule
+never applies, an unknown governance mode behaves like ``audit``, and critical alerts
+and never-suppress services are always delivered.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+from dd0c_alert.domain.models import AlertStatus, CanonicalAlert, Severity
+
+from .model import InhibitRule, Matcher, Silence, TenantSettings
+
+Op = Literal["=", "!=", "=~", "!~"]
+
+#: Pseudo-labels taken from the canonical fields only when the alert has no real label
+#: of that name (a provider's own ``environment`` label is the more precise one).
+_SOFT_PSEUDO = ("environment", "title", "fingerprint", "resource")
+#: Pseudo-labels that always reflect the canonical field, so one rule reads the same
+#: for every provider (``severity="medium"``, not each tool's own spelling).
+_HARD_PSEUDO = ("service", "severity", "source")
+
+
+# --------------------------------------------------------------------------- labels
+
+
+def label_view(alert: CanonicalAlert) -> dict[str, str]:
+    """The labels rules match against: the alert's own labels plus pseudo-labels.
+
+    ``service``, ``severity`` and ``source`` always hold the canonical values, so a
+    rule such as ``severity="critical"`` means the same whichever tool sent the alert
+    (the raw label may say ``P1`` or ``page``). ``environment``, ``title``,
+    ``fingerprint`` and ``resource`` are filled from the canonical fields only when
+    the alert carries no real label of that name. Empty values are left out, as in
+    Alertmanager, where an empty label is the same as an absent one.
+    """
+    soft = {name: str(getattr(alert, name)) for name in _SOFT_PSEUDO}
+    hard = {name: str(getattr(alert, name)) for name in _HARD_PSEUDO}
+    view = {**soft, **alert.labels, **hard}
+    return {name: value for name, value in view.items() if value}
+
+
+# --------------------------------------------------------------------------- matching
+
+
+@functools.lru_cache(maxsize=1024)
+def _regex(pattern: str) -> re.Pattern[str] | None:
+    """Compiled once per pattern; ``None`` when the pattern is not a valid regex."""
+    try:
+        return re.compile(pattern)
+    except re.error:
+        return None
+
+
+def _matches_one(matcher: Matcher, labels: Mapping[str, str]) -> bool:
+    value = labels.get(matcher.name, "")
+    if matcher.op == "=":
+        return value == matcher.value
+    if matcher.op == "!=":
+        return value != matcher.value
+    pattern = _regex(matcher.value)
+    if pattern is None:  # a broken rule matches nothing, so it suppresses nothing
+        return False
+    hit = pattern.fullmatch(value) is not None
+    return hit if matcher.op == "=~" else not hit
+
+
+def matches_labels(matchers: Sequence[Matcher], labels: Mapping[str, str]) -> bool:
+    """All matchers match ``labels`` (an empty matcher list matches everything)."""
+    return all(_matches_one(m, labels) for m in matchers)
+
+
+def matches(matchers: Sequence[Matcher], alert: CanonicalAlert) -> bool:
+    """All matchers match the alert's :func:`label_view`."""
+    return matches_labels(matchers, label_view(alert))
+
+
+# --------------------------------------------------------------------------- matcher text
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:/-]*")
+_OP = re.compile(r"=~|!~|!=|=")
+_BARE_VALUE = re.compile(r'[^\s,{}"\\]+')
+_UNESCAPE = {"n": "\n", '"': '"', "\\": "\\"}
+_OPS: dict[str, Op] = {"=": "=", "!=": "!=", "=~": "=~", "!~": "!~"}
+
+
+class _Cursor:
+    """A position in matcher text, with errors that say where and what was expected."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.pos = 0
+
+    def skip_space(self) -> None:
+        while self.pos < len(self.text) and self.text[self.pos].isspace():
+            self.pos += 1
+
+    def at_end(self) -> bool:
+        return self.pos >= len(self.text)
+
+    def peek(self) -> str:
+        return self.text[self.pos] if self.pos < len(self.text) else ""
+
+    def take(self, pattern: re.Pattern[str]) -> str | None:
+        found = pattern.match(self.text, self.pos)
+        if found is None:
+            return None
+        self.pos = found.end()
+        return found.group()
+
+    def error(self, expected: str) -> ValueError:
+        got = repr(self.text[self.pos]) if self.pos < len(self.text) else "end of text"
+        return ValueError(
+            f"bad matchers {self.text!r}: expected {expected} at column {self.pos + 1}, found {got}"
+        )
+
+
+def _quoted(cursor: _Cursor) -> str:
+    """A double-quoted string. ``\\"``, ``\\\\`` and ``\\n`` are escapes; any other
+    backslash stays literal (as in Alertmanager), so ``"db\\.prod"`` is a regex."""
+    start = cursor.pos
+    cursor.pos += 1  # the opening quote
+    out: list[str] = []
+    text = cursor.text
+    while cursor.pos < len(text):
+        char = text[cursor.pos]
+        cursor.pos += 1
+        if char == '"':
+            return "".join(out)
+        if char == "\\" and cursor.pos < len(text):
+            escaped = text[cursor.pos]
+            cursor.pos += 1
+            out.append(_UNESCAPE.get(escaped, "\\" + escaped))
+        else:
+            out.append(char)
+    cursor.pos = start
+    raise cursor.error("a closing double quote for the string starting here")
+
+
+def _name(cursor: _Cursor) -> str:
+    name = _quoted(cursor) if cursor.peek() == '"' else cursor.take(_NAME) or ""
+    if not name:
+        raise cursor.error("a label name")
+    return name
+
+
+def _value(cursor: _Cursor, name: str) -> str:
+    if cursor.peek() == '"':
+        return _quoted(cursor)
+    value = cursor.take(_BARE_VALUE)
+    if value is None:
+        raise cursor.error(f'a value for {name} (write {name}="" to match an absent label)')
+    return value
+
+
+def _matcher(cursor: _Cursor) -> Matcher:
+    name = _name(cursor)
+    cursor.skip_space()
+    op_text = cursor.take(_OP)
+    if op_text is None:
+        raise cursor.error("one of =, !=, =~, !~")
+    op = _OPS[op_text]
+    cursor.skip_space()
+    value_at = cursor.pos
+    value = _value(cursor, name)
+    if op in ("=~", "!~"):
+        try:
+            re.compile(value)
+        except re.error as exc:
+            cursor.pos = value_at
+            raise ValueError(
+                f"bad matchers {cursor.text!r}: invalid regex for {name} at column "
+                f"{value_at + 1}: {exc}"
+            ) from None
+    return Matcher(name, op, value)
+
+
+def _closed(cursor: _Cursor, braced: bool) -> bool:
+    """At the end of the matcher list: its ``}``, or the end of unbraced text."""
+    return cursor.peek() == "}" if braced else cursor.at_end()
+
+
+def parse_matchers(text: str) -> tuple[Matcher, ...]:
+    """Parse ``{service="db", severity=~"high|critical", env!="dev"}``.
+
+    Braces are optional; matchers are comma-separated (a trailing comma is fine);
+    values are double-quoted, or bare words without spaces, commas, braces, quotes or
+    backslashes. Regexes are checked here, so matching never meets a broken one.
+    Raises ``ValueError`` saying what was expected where. ``"{}"`` or ``""`` give no
+    matchers — which match everything, so callers creating silences should insist on
+    at least one.
+    """
+    cursor = _Cursor(text)
+    cursor.skip_space()
+    braced = cursor.peek() == "{"
+    if braced:
+        cursor.pos += 1
+    found: list[Matcher] = []
+    while True:
+        cursor.skip_space()
+        if _closed(cursor, braced):
+            break
+        if cursor.at_end():
+            raise cursor.error("a closing }")
+        found.append(_matcher(cursor))
+        cursor.skip_space()
+        if cursor.peek() == ",":
+            cursor.pos += 1
+        elif not _closed(cursor, braced):
+            raise cursor.error("a comma" + (" or }" if braced else " or the end"))
+    if braced:
+        cursor.pos += 1
+        cursor.skip_space()
+        if not cursor.at_end():
+            raise cursor.error("nothing after the closing }")
+    return tuple(found)
+
+
+def _quote(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
+def format_matchers(matchers: Iterable[Matcher]) -> str:
+    """The text :func:`parse_matchers` reads back to the same matchers. Values are
+    always quoted; names only when they are not plain identifiers."""
+    parts = [
+        (m.name if _NAME.fullmatch(m.name) else _quote(m.name)) + m.op + _quote(m.value)
+        for m in matchers
+    ]
+    return "{" + ", ".join(parts) + "}"
+
+
+# --------------------------------------------------------------------------- schedules
+
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_FULL_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_CLOCK = re.compile(r"([0-9]{1,2}):([0-9]{2})")
+_CLAUSE = re.compile(r"\s*(?P<days>\S.*?)\s+(?P<start>[0-9:]+)\s*-\s*(?P<end>[0-9:]+)\s*")
+_MINUTES_PER_DAY = 24 * 60
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleWindow:
+    """One recurring window: on each of ``days`` (0 = Monday) from minute ``start`` of
+    the day until minute ``end``. When ``end <= start`` the window crosses midnight
+    and its end lies on the next day."""
+
+    days: frozenset[int]
+    start: int
+    end: int
+
+
+def _day(word: str, clause: str) -> int:
+    word = word.strip().lower()
+    for names in (_DAYS, _FULL_DAYS):
+        if word in names:
+            return names.index(word)
+    raise ValueError(
+        f"bad schedule {clause.strip()!r}: unknown day {word!r} (use mon..sun, mon-fri or daily)"
+    )
+
+
+def _days(text: str, clause: str) -> frozenset[int]:
+    """``daily``, or a comma list of days and ranges; a range may wrap (``fri-mon``)."""
+    if text.strip().lower() == "daily":
+        return frozenset(range(7))
+    days: set[int] = set()
+    for part in text.split(","):
+        first, dash, last = part.partition("-")
+        start = _day(first, clause)
+        end = _day(last, clause) if dash else start
+        days.update((start + offset) % 7 for offset in range((end - start) % 7 + 1))
+    return frozenset(days)
+
+
+def _clock(text: str, clause: str, *, is_end: bool) -> int:
+    found = _CLOCK.fullmatch(text.strip())
+    if found is None:
+        raise ValueError(f"bad schedule {clause.strip()!r}: expected HH:MM, found {text!r}")
+    hours, minutes = int(found.group(1)), int(found.group(2))
+    minute_of_day = hours * 60 + minutes
+    limit = _MINUTES_PER_DAY if is_end else _MINUTES_PER_DAY - 1
+    if minutes > 59 or minute_of_day > limit:
+        raise ValueError(f"bad schedule {clause.strip()!r}: {text!r} is not a time of day")
+    return minute_of_day
+
+
+def _window(clause: str) -> ScheduleWindow:
+    found = _CLAUSE.fullmatch(clause)
+    if found is None:
+        raise ValueError(
+            f'bad schedule {clause.strip()!r}: expected "<days> HH:MM-HH:MM", '
+            'e.g. "sat,sun 02:00-04:00"'
+        )
+    start = _clock(found["start"], clause, is_end=False)
+    end = _clock(found["end"], clause, is_end=True)
+    if start == end:
+        raise ValueError(f"bad schedule {clause.strip()!r}: the window is empty (start = end)")
+    days = _days(found["days"].replace(" ", ""), clause)
+    return ScheduleWindow(days, start, end % _MINUTES_PER_DAY)
+
+
+def parse_schedule(text: str) -> tuple[ScheduleWindow, ...]:
+    """Parse a recurring window, in UTC: ``"<days> HH:MM-HH:MM"``.
+
+    ``days`` is ``daily`` or a comma list of ``mon``..``sun`` (full names too) and
+    ranges such as ``mon-fri`` (a range may wrap: ``fri-mon``). The window is
+    ``[start, end)``; ``24:00`` may end one. A window that crosses midnight, such as
+    ``fri 22:00-02:00``, belongs to the night of the day listed: it runs from Friday
+    22:00 to Saturday 02:00. Several windows may be joined with ``;``. Raises
+    ``ValueError`` with what is wrong.
+    """
+    clauses = [c for c in text.split(";") if c.strip()]
+    if not clauses:
+        raise ValueError("bad schedule: it is empty")
+    return tuple(_window(clause) for clause in clauses)
+
+
+@functools.lru_cache(maxsize=256)
+def _schedule(text: str) -> tuple[ScheduleWindow, ...] | None:
+    """Parsed once per text; ``None`` when unreadable (then the silence never applies)."""
+    try:
+        return parse_schedule(text)
+    except ValueError:
+        return None
+
+
+def _in_window(window: ScheduleWindow, weekday: int, minute: int) -> bool:
+    if window.start < window.end:
+        return weekday in window.days and window.start <= minute < window.end
+    # Crosses midnight: the evening part is on a listed day, the early part the day after.
+    evening = weekday in window.days and minute >= window.start
+    early = (weekday - 1) % 7 in window.days and minute < window.end
+    return evening or early
+
+
+def in_schedule(windows: Iterable[ScheduleWindow], at: datetime) -> bool:
+    """``at`` (UTC; naive means UTC) lies in one of the windows."""
+    at = _utc(at)
+    minute = at.hour * 60 + at.minute
+    return any(_in_window(w, at.weekday(), minute) for w in windows)
+
+
+def _utc(moment: datetime) -> datetime:
+    """Naive datetimes are taken as UTC, so naive and aware values compare safely."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+# --------------------------------------------------------------------------- silences
+
+
+def silence_active(silence: Silence, at: datetime) -> bool:
+    """Within ``[starts_at, ends_at)`` (each bound optional) and, when the silence has
+    a ``schedule``, inside one of its recurring windows. An unreadable schedule makes
+    the silence inactive rather than always on."""
+    at = _utc(at)
+    if silence.starts_at is not None and at < _utc(silence.starts_at):
+        return False
+    if silence.ends_at is not None and at >= _utc(silence.ends_at):
+        return False
+    if not silence.schedule.strip():
+        return True
+    windows = _schedule(silence.schedule)
+    return windows is not None and in_schedule(windows, at)
+
+
+def silencing(silences: Sequence[Silence], alert: CanonicalAlert, at: datetime) -> Silence | None:
+    """The first silence active at ``at`` whose matchers match the alert. A silence
+    without matchers would silence everything, so it never applies."""
+    labels = label_view(alert)
+    for silence in silences:
+        active = bool(silence.matchers) and silence_active(silence, at)
+        if active and matches_labels(silence.matchers, labels):
+            return silence
+    return None
+
+
+# --------------------------------------------------------------------------- inhibition
+
+
+def _same_alert(a: CanonicalAlert, b: CanonicalAlert) -> bool:
+    return a is b or (bool(a.id) and a.id == b.id) or a.fingerprint == b.fingerprint
+
+
+def _equal_labels(names: Sequence[str], a: Mapping[str, str], b: Mapping[str, str]) -> bool:
+    """Missing equals missing (both ``""``), as in Alertmanager."""
+    return all(a.get(name, "") == b.get(name, "") for name in names)
+
+
+def inhibitor(
+    rules: Sequence[InhibitRule],
+    target: CanonicalAlert,
+    firing: Iterable[CanonicalAlert],
+) -> tuple[InhibitRule, CanonicalAlert] | None:
+    """The first rule, and the firing source alert, that inhibit ``target``.
+
+    A firing alert matching ``rule.source`` inhibits a target matching
+    ``rule.target`` when every label in ``rule.equal`` has the same value on both.
+    An alert never inhibits itself (same id or fingerprint). As in Alertmanager, when
+    the target also matches the source side, sources that also match the target side
+    are skipped, so two alerts cannot inhibit each other and both go unseen.
+    Sources from another tenant or no longer firing are ignored.
+    """
+    view = label_view(target)
+    candidates = [
+        (source, label_view(source))
+        for source in firing
+        if source.status is AlertStatus.FIRING
+        and source.tenant_id == target.tenant_id
+        and not _same_alert(source, target)
+    ]
+    for rule in rules:
+        if not matches_labels(rule.target, view):
+            continue
+        two_sided = matches_labels(rule.source, view)
+        for source, source_view in candidates:
+            if (
+                matches_labels(rule.source, source_view)
+                and _equal_labels(rule.equal, source_view, view)
+                and not (two_sided and matches_labels(rule.target, source_view))
+            ):
+                return rule, source
+    return None
+
+
+# --------------------------------------------------------------------------- governance
+
+
+@dataclass(frozen=True, slots=True)
+class Governance:
+    """What governance allowed a matching rule to do, and why.
+
+    ``suppressed_by`` is set only in strict mode; ``would_suppress`` (audit mode) is
+    what strict mode would have done, so it is never set for alerts strict mode would
+    deliver anyway.
+    """
+
+    suppressed_by: str | None = None
+    would_suppress: str | None = None
+    reasons: tuple[str, ...] = ()
+
+
+def _protection(alert: CanonicalAlert, settings: TenantSettings) -> str | None:
+    """Why this alert may never be suppressed, if it may not. Service names compare
+    case-insensitively: a spelling difference must not let a protected alert go."""
+    if alert.severity is Severity.CRITICAL:
+        return "critical alerts are never suppressed"
+    protected = {s.casefold() for s in settings.never_suppress_services}
+    if alert.service and alert.service.casefold() in protected:
+        return f"service {alert.service} is on the never-suppress list"
+    return None
+
+
+def govern(
+    alert: CanonicalAlert, rule_id: str | None, rule_kind: str, settings: TenantSettings
+) -> Governance:
+    """Decide what a matching human-made rule (``rule_kind`` such as ``silence`` or
+    ``inhibition``) may do to delivery (design §6.10).
+
+    ``audit`` mode (and any unknown mode) only logs "would suppress" and delivers;
+    ``strict`` mode suppresses, except critical alerts and never-suppress services,
+    which are delivered with the reason. No rule (``rule_id`` None): nothing to do.
+    """
+    if rule_id is None:
+        return Governance()
+    rule = f"{rule_kind} {rule_id}".strip()
+    protection = _protection(alert, settings)
+    if settings.governance_mode != "strict":
+        if protection is not None:
+            reason = f"audit mode: {rule} matches but would not suppress this: {protection}"
+            return Governance(reasons=(reason,))
+        reason = f"audit mode: {rule} would suppress this; delivered"
+        return Governance(would_suppress=rule_id, reasons=(reason,))
+    if protection is not None:
+        reason = f"strict mode: {rule} matches, delivered anyway: {protection}"
+        return Governance(reasons=(reason,))
+    return Governance(suppressed_by=rule_id, reasons=(f"strict mode: suppressed by {rule}",))

@@ -1,0 +1,333 @@
+"""Reading and writing the correlation engine's state in SQL.
+
+The engine is pure; these functions load what it needs for one tenant's batch (the
+incidents near the batch in event time, recent deploys, history of the batch's
+fingerprints) and persist what it decided, inside the worker's transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from dd0c_alert.correlation.dedup import AlertRecord, FoldResult
+from dd0c_alert.correlation.engine import EngineState, event_time, shift
+from dd0c_alert.correlation.model import (
+    Decision,
+    DeployRef,
+    FingerprintHistory,
+    IncidentState,
+    IncidentStatus,
+    Rules,
+    TenantSettings,
+)
+from dd0c_alert.domain.ids import new_id
+from dd0c_alert.domain.models import AlertStatus, CanonicalAlert, DeployEvent, Severity
+
+from . import schema as t
+
+HISTORY = timedelta(days=7)
+QUICK_RESOLVE = timedelta(minutes=2)
+_CHUNK = 500
+
+
+def insert_ignoring_duplicates(
+    conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]
+) -> None:
+    if not rows:
+        return
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    conn.execute(dialect.insert(table).on_conflict_do_nothing(), rows)
+
+
+def load_state(
+    conn: sa.Connection,
+    tenant_id: str,
+    settings: TenantSettings,
+    rules: Rules,
+    folds: Sequence[FoldResult],
+    deploys: Sequence[DeployRef],
+) -> EngineState:
+    times = [event_time(f.record.alert) for f in folds] + [d.started_at for d in deploys]
+    window = timedelta(seconds=settings.correlation_window_seconds)
+    lookback = timedelta(seconds=settings.deploy_lookback_seconds)
+    low, high = min(times), max(times)
+    i = t.incidents
+    near = (i.c.last_at >= shift(low, -3 * window)) & (
+        i.c.first_at <= shift(high, 3 * window + lookback)
+    )
+    known = {f.record.incident_id for f in folds if f.record.incident_id}
+    wanted = near if not known else near | i.c.id.in_(list(known))
+    rows = conn.execute(
+        sa.select(i).where(i.c.tenant_id == tenant_id, i.c.merged_into.is_(None), wanted)
+    ).all()
+    state = EngineState(
+        tenant_id=tenant_id,
+        settings=settings,
+        rules=rules,
+        incidents={row.id: _incident(row) for row in rows},
+    )
+    d = t.deploys
+    deploy_rows = conn.execute(
+        sa.select(d).where(
+            d.c.tenant_id == tenant_id,
+            d.c.started_at >= shift(low, -lookback),
+            d.c.started_at <= high,
+        )
+    ).all()
+    state.deploys = [deploy_ref(row) for row in deploy_rows]
+    fingerprints = sorted({f.record.alert.fingerprint for f in folds})
+    _load_history(conn, state, fingerprints, low, high)
+    if rules.inhibitions and settings.features.inhibition:
+        a = t.alerts
+        firing = conn.execute(
+            sa.select(a).where(a.c.tenant_id == tenant_id, a.c.status == "firing").limit(10_000)
+        ).all()
+        state.firing = [record_from_row(row).alert for row in firing]
+    return state
+
+
+def _load_history(
+    conn: sa.Connection, state: EngineState, fingerprints: list[str], low: datetime, high: datetime
+) -> None:
+    """Per fingerprint: the last 7 days' outcomes (for the noise score) and recent state
+    changes (for flapping)."""
+    a, i, f = t.alerts, t.incidents, t.feedback
+    flap = timedelta(seconds=state.settings.flap_window_seconds)
+    stats: dict[str, dict[str, int]] = {}
+    for start in range(0, len(fingerprints), _CHUNK):
+        chunk = fingerprints[start : start + _CHUNK]
+        rows = conn.execute(
+            sa.select(a.c.fingerprint, a.c.started_at, a.c.ended_at, i.c.acknowledged_at)
+            .select_from(a.outerjoin(i, i.c.id == a.c.incident_id))
+            .where(
+                a.c.tenant_id == state.tenant_id,
+                a.c.fingerprint.in_(chunk),
+                a.c.started_at >= shift(low, -HISTORY),
+            )
+        ).all()
+        for row in rows:
+            counts = stats.setdefault(row.fingerprint, {})
+            counts["fired"] = counts.get("fired", 0) + 1
+            if row.acknowledged_at is not None:
+                counts["acknowledged"] = counts.get("acknowledged", 0) + 1
+            elif row.ended_at is not None and row.ended_at - row.started_at <= QUICK_RESOLVE:
+                counts["quick"] = counts.get("quick", 0) + 1
+            times = state.transitions.setdefault(row.fingerprint, [])
+            for moment in (row.started_at, row.ended_at):
+                if moment is not None and shift(low, -flap) <= moment <= shift(high, flap):
+                    times.append(moment)
+        verdicts = conn.execute(
+            sa.select(a.c.fingerprint, f.c.verdict, sa.func.count())
+            .select_from(
+                f.join(a, (a.c.incident_id == f.c.incident_id) & (a.c.tenant_id == f.c.tenant_id))
+            )
+            .where(f.c.tenant_id == state.tenant_id, a.c.fingerprint.in_(chunk))
+            .group_by(a.c.fingerprint, f.c.verdict)
+        ).all()
+        for fingerprint, verdict, count in verdicts:
+            stats.setdefault(fingerprint, {})[verdict] = count
+    for times in state.transitions.values():
+        times.sort()
+    state.history = {
+        fingerprint: FingerprintHistory(
+            fired=c.get("fired", 0),
+            quick_auto_resolved=c.get("quick", 0),
+            acknowledged=c.get("acknowledged", 0),
+            noise_feedback=c.get("noise", 0),
+            useful_feedback=c.get("useful", 0),
+        )
+        for fingerprint, c in stats.items()
+    }
+
+
+def save_state(
+    conn: sa.Connection,
+    state: EngineState,
+    loaded: Iterable[str],
+    pairs: Sequence[tuple[FoldResult, Decision]],
+) -> None:
+    """Persist the incidents the batch touched, merges, and one decision per alert."""
+    existing = set(loaded)
+    now = datetime.now(UTC)
+    touched = [state.incidents[incident_id] for incident_id in sorted(state.touched)]
+    new_rows = [_incident_row(x, now) for x in touched if x.id not in existing]
+    if new_rows:
+        conn.execute(t.incidents.insert(), new_rows)
+    old_rows = [{"_id": x.id, **_incident_row(x, now)} for x in touched if x.id in existing]
+    if old_rows:
+        columns: dict[str, Any] = {
+            k: sa.bindparam(k) for k in old_rows[0] if k not in ("_id", "id", "tenant_id")
+        }
+        conn.execute(
+            t.incidents.update().where(t.incidents.c.id == sa.bindparam("_id")).values(columns),
+            old_rows,
+        )
+    insert_ignoring_duplicates(
+        conn,
+        t.incident_services,
+        [
+            {"tenant_id": x.tenant_id, "service": service, "incident_id": x.id}
+            for x in touched
+            if x.merged_into is None
+            for service in x.services
+        ],
+    )
+    for merged, into in state.merges.items():
+        conn.execute(
+            t.alerts.update()
+            .where(t.alerts.c.tenant_id == state.tenant_id, t.alerts.c.incident_id == merged)
+            .values(incident_id=into)
+        )
+    if pairs:
+        conn.execute(
+            t.decisions.insert(),
+            [
+                {
+                    "id": new_id(),
+                    "tenant_id": state.tenant_id,
+                    "alert_id": decision.alert_id,
+                    "incident_id": decision.incident_id,
+                    "event_id": fold.record.alert.event_id,
+                    "outcome": decision.outcome,
+                    "reasons": decision.reasons,
+                    "page": decision.page,
+                    "flapping": decision.flapping,
+                    "suppressed_by": decision.suppressed_by,
+                    "would_suppress": decision.would_suppress,
+                    "inhibited_by": decision.inhibited_by,
+                    "at": event_time(fold.record.alert),
+                    "replayed_at": None,
+                }
+                for fold, decision in pairs
+            ],
+        )
+
+
+def record_from_row(row: Any) -> AlertRecord:
+    alert = CanonicalAlert(
+        id=row.id,
+        tenant_id=row.tenant_id,
+        source=row.source,
+        source_ref=row.source_ref,
+        fingerprint=row.fingerprint,
+        status=AlertStatus(row.status),
+        severity=Severity(row.severity),
+        title=row.title,
+        description=row.description,
+        service=row.service,
+        environment=row.environment,
+        resource=row.resource,
+        labels=row.labels,
+        links=row.links,
+        started_at=row.started_at,
+        received_at=row.received_at,
+        ended_at=row.ended_at,
+        raw_ref=row.raw_ref,
+        event_id=row.event_id,
+    )
+    return AlertRecord(
+        alert=alert,
+        last_seen_at=row.last_seen_at,
+        repeat_count=row.repeat_count,
+        incident_id=row.incident_id or "",
+    )
+
+
+def deploy_ref(row: Any) -> DeployRef:
+    return DeployRef(
+        id=row.id,
+        service=row.service,
+        started_at=row.started_at,
+        version=row.version,
+        author=row.author,
+        title=row.title,
+        url=row.url,
+        environment=row.environment,
+    )
+
+
+def stored_deploy_refs(conn: sa.Connection, deploys: Sequence[DeployEvent]) -> list[DeployRef]:
+    """The stored versions of a batch's deploys (status updates fold into older rows)."""
+    d = t.deploys
+    refs: list[DeployRef] = []
+    for deploy in deploys:
+        row = conn.execute(
+            sa.select(d).where(
+                d.c.tenant_id == deploy.tenant_id,
+                d.c.source == deploy.source,
+                d.c.source_ref == deploy.source_ref,
+            )
+        ).first()
+        if row is not None:
+            refs.append(deploy_ref(row))
+    return refs
+
+
+def _deploy_dict(ref: DeployRef) -> dict[str, Any]:
+    return {
+        "id": ref.id,
+        "service": ref.service,
+        "started_at": ref.started_at.isoformat(),
+        "version": ref.version,
+        "author": ref.author,
+        "title": ref.title,
+        "url": ref.url,
+        "environment": ref.environment,
+    }
+
+
+def _incident_row(incident: IncidentState, now: datetime) -> dict[str, Any]:
+    return {
+        "id": incident.id,
+        "tenant_id": incident.tenant_id,
+        "status": incident.status,
+        "title": incident.title,
+        "severity": incident.severity,
+        "services": sorted(incident.services),
+        "first_at": incident.first_at,
+        "last_at": incident.last_at,
+        "resolved_at": incident.resolved_at,
+        "alert_count": incident.alert_count,
+        "firing": incident.firing,
+        "probable_root": incident.probable_root,
+        "deploys": [_deploy_dict(d) for d in incident.deploys],
+        "noise_score": incident.noise_score,
+        "noise_reasons": incident.noise_reasons,
+        "fingerprints": sorted(incident.fingerprints),
+        "flapping": sorted(incident.flapping),
+        "paged": incident.paged,
+        "merged_into": incident.merged_into,
+        "updated_at": now,
+    }
+
+
+def _incident(row: Any) -> IncidentState:
+    return IncidentState(
+        id=row.id,
+        tenant_id=row.tenant_id,
+        status=IncidentStatus(row.status),
+        title=row.title,
+        severity=Severity(row.severity),
+        services=set(row.services),
+        first_at=row.first_at,
+        last_at=row.last_at,
+        alert_count=row.alert_count,
+        firing=row.firing,
+        resolved_at=row.resolved_at,
+        probable_root=row.probable_root,
+        deploys=[
+            DeployRef(**{**d, "started_at": datetime.fromisoformat(d["started_at"])})
+            for d in row.deploys
+        ],
+        noise_score=row.noise_score,
+        noise_reasons=list(row.noise_reasons),
+        fingerprints=set(row.fingerprints),
+        flapping=set(row.flapping),
+        paged=row.paged,
+        merged_into=row.merged_into,
+    )

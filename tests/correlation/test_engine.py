@@ -1,0 +1,400 @@
+"""The correlation engine, rule by rule, and its properties over random streams."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dd0c_alert.correlation.dedup import FingerprintState, Fold, fold
+from dd0c_alert.correlation.engine import EngineState, correlate, event_time
+from dd0c_alert.correlation.model import (
+    DeployRef,
+    Features,
+    IncidentStatus,
+    Matcher,
+    Outcome,
+    Rules,
+    Silence,
+    TenantSettings,
+)
+from dd0c_alert.domain.models import AlertStatus, CanonicalAlert, Severity
+
+T0 = datetime(2026, 11, 27, 3, 0, tzinfo=UTC)
+_ids = itertools.count()
+
+
+def new_id() -> str:
+    return f"I{next(_ids):06d}"
+
+
+def alert(
+    minute: float,
+    service: str = "db",
+    *,
+    fp: str | None = None,
+    status: AlertStatus = AlertStatus.FIRING,
+    severity: Severity = Severity.HIGH,
+    tenant: str = "t1",
+    delay_minutes: float = 0,
+) -> CanonicalAlert:
+    at = T0 + timedelta(minutes=minute)
+    return CanonicalAlert(
+        id=f"A{next(_ids):06d}",
+        tenant_id=tenant,
+        source="custom",
+        source_ref="x",
+        fingerprint=fp or f"{service}-{minute}",
+        status=status,
+        severity=severity,
+        title=f"{service} is unwell",
+        service=service,
+        started_at=at,
+        ended_at=at if status is AlertStatus.RESOLVED else None,
+        received_at=at + timedelta(minutes=delay_minutes),
+    )
+
+
+class Engine:
+    """Feeds alerts through dedup and correlation as the worker does, batch by batch,
+    keeping state between batches like the database would."""
+
+    def __init__(self, settings: TenantSettings | None = None, rules: Rules | None = None) -> None:
+        self.fingerprints: dict[tuple[str, str], FingerprintState] = {}
+        self.states: dict[str, EngineState] = {}
+        self.settings = settings or TenantSettings()
+        self.rules = rules or Rules()
+        self.decisions: list = []
+        self.alert_incident: dict[str, str] = {}
+
+    def state(self, tenant: str) -> EngineState:
+        if tenant not in self.states:
+            self.states[tenant] = EngineState(
+                tenant_id=tenant, settings=self.settings, rules=self.rules, incidents={}
+            )
+        return self.states[tenant]
+
+    def send(self, *alerts: CanonicalAlert, deploys: list[DeployRef] | None = None) -> list:
+        batch = []
+        for tenant in sorted({a.tenant_id for a in alerts} or {"t1"}):
+            folds = [
+                fold(
+                    self.fingerprints.setdefault((a.tenant_id, a.fingerprint), FingerprintState()),
+                    a,
+                )
+                for a in sorted((a for a in alerts if a.tenant_id == tenant), key=event_time)
+            ]
+            state = self.state(tenant)
+            state.touched.clear()
+            decided = correlate(state, folds, deploys or [], new_id)
+            for result, decision in zip(folds, decided, strict=True):
+                self.alert_incident[result.record.id] = decision.incident_id
+            batch += decided
+        self.decisions += batch
+        return batch
+
+    def incidents(self, tenant: str = "t1") -> list:
+        return [i for i in self.state(tenant).incidents.values() if i.merged_into is None]
+
+    def groups(self) -> set[frozenset[str]]:
+        """Which alerts ended up together (following merges)."""
+        live: dict[str, set[str]] = {}
+        for alert_id, incident_id in self.alert_incident.items():
+            final = incident_id
+            for state in self.states.values():
+                while final in state.merges:
+                    final = state.merges[final]
+            live.setdefault(final, set()).add(alert_id)
+        return {frozenset(v) for v in live.values()}
+
+
+def test_three_alerts_for_one_service_within_five_minutes_are_one_incident() -> None:
+    engine = Engine()
+    decisions = engine.send(alert(0), alert(2), alert(4))
+    [incident] = engine.incidents()
+    assert incident.alert_count == 3
+    assert [d.outcome for d in decisions] == [Outcome.NEW_INCIDENT, Outcome.JOINED, Outcome.JOINED]
+    assert [d.page for d in decisions] == [True, False, False]
+    assert "same service db" in decisions[1].reasons[-1]
+
+
+def test_the_window_slides_with_each_joining_alert_up_to_the_max_span() -> None:
+    engine = Engine(TenantSettings(max_incident_span_seconds=30 * 60))
+    engine.send(*(alert(m) for m in range(0, 40, 4)))
+    spans = sorted(i.alert_count for i in engine.incidents())
+    assert spans == [2, 8]  # 0..28 fits in 30 min; 32 would stretch it past the cap
+
+
+def test_different_services_without_topology_are_separate() -> None:
+    engine = Engine()
+    engine.send(alert(0, "db"), alert(1, "checkout"))
+    assert len(engine.incidents()) == 2
+
+
+def test_topology_groups_a_cascade_and_names_the_upstream_root() -> None:
+    deps = {"checkout": frozenset({"payments"}), "payments": frozenset({"payments-db"})}
+    engine = Engine(rules=Rules(dependencies=deps))
+    decisions = engine.send(alert(0, "checkout"), alert(1, "payments"), alert(2, "payments-db"))
+    [incident] = engine.incidents()
+    assert incident.services == {"checkout", "payments", "payments-db"}
+    assert incident.probable_root == "payments-db"
+    assert "connected to" in decisions[1].reasons[-1]
+
+
+def test_topology_off_keeps_services_apart_and_says_so() -> None:
+    deps = {"checkout": frozenset({"payments-db"})}
+    off = TenantSettings(features=Features(topology=False))
+    engine = Engine(off, Rules(dependencies=deps))
+    decisions = engine.send(alert(0, "checkout"), alert(1, "payments-db"))
+    assert len(engine.incidents()) == 2
+    assert "topology off" in decisions[0].reasons[0]
+
+
+def test_late_alert_within_twice_the_window_joins_without_paging() -> None:
+    engine = Engine()
+    engine.send(alert(10), alert(12))
+    [late] = engine.send(alert(2, delay_minutes=20))  # 8 min before the incident began
+    assert late.outcome is Outcome.LATE_JOINED and not late.page
+    [incident] = engine.incidents()
+    assert incident.first_at == T0 + timedelta(minutes=2)
+
+
+def test_late_alert_between_two_and_three_windows_joins_only_an_open_incident() -> None:
+    engine = Engine()
+    engine.send(alert(20))
+    [late] = engine.send(alert(8, delay_minutes=30))  # 12 min before: between 2W and 3W
+    assert late.outcome is Outcome.LATE_JOINED
+    resolved = Engine()
+    resolved.send(alert(20, fp="x"), alert(21, fp="x", status=AlertStatus.RESOLVED))
+    [other] = resolved.send(alert(8, delay_minutes=30))
+    assert other.outcome is Outcome.NEW_INCIDENT
+
+
+def test_alert_beyond_three_windows_opens_a_new_incident() -> None:
+    engine = Engine()
+    engine.send(alert(30))
+    [late] = engine.send(alert(0, delay_minutes=40))
+    assert late.outcome is Outcome.NEW_INCIDENT
+
+
+def test_live_alert_after_the_window_opens_a_new_incident() -> None:
+    engine = Engine()
+    engine.send(alert(0))
+    [next_one] = engine.send(alert(7))
+    assert next_one.outcome is Outcome.NEW_INCIDENT
+
+
+def test_a_bridging_alert_merges_incidents_so_order_does_not_matter() -> None:
+    engine = Engine()
+    engine.send(alert(0))
+    engine.send(alert(8))  # 8 min later: a second incident
+    [bridge] = engine.send(alert(4, delay_minutes=5))
+    assert len(engine.incidents()) == 1
+    assert any("merged into" in r for r in bridge.reasons)
+
+
+def test_dedup_and_resolve_close_the_incident() -> None:
+    engine = Engine()
+    engine.send(alert(0, fp="cpu"))
+    [repeat] = engine.send(alert(0, fp="cpu"))
+    assert repeat.outcome is Outcome.DEDUP and not repeat.page
+    [resolve] = engine.send(alert(3, fp="cpu", status=AlertStatus.RESOLVED))
+    assert resolve.outcome is Outcome.RESOLVED
+    [incident] = engine.incidents()
+    assert incident.status is IncidentStatus.RESOLVED
+    assert incident.resolved_at == T0 + timedelta(minutes=3)
+
+
+def test_deploy_shortly_before_is_attached_as_likely_cause() -> None:
+    deploy = DeployRef(id="D1", service="db", started_at=T0 - timedelta(minutes=6), version="v42")
+    old = DeployRef(id="D0", service="db", started_at=T0 - timedelta(minutes=40))
+    engine = Engine()
+    engine.send(alert(0), deploys=[deploy, old])
+    [incident] = engine.incidents()
+    assert [d.id for d in incident.deploys] == ["D1"]
+    assert any(r.startswith("+25") for r in incident.noise_reasons)
+
+
+def test_deploy_of_an_upstream_service_attaches_to_its_dependents_incident() -> None:
+    deps = {"checkout": frozenset({"payments-db"})}
+    deploy = DeployRef(id="D1", service="payments-db", started_at=T0 - timedelta(minutes=3))
+    engine = Engine(rules=Rules(dependencies=deps))
+    engine.send(alert(0, "checkout"), deploys=[deploy])
+    [incident] = engine.incidents()
+    assert [d.id for d in incident.deploys] == ["D1"]
+
+
+def test_deploy_reported_after_the_alerts_still_attaches() -> None:
+    engine = Engine()
+    engine.send(alert(0))
+    engine.send(deploys=[DeployRef(id="D9", service="db", started_at=T0 - timedelta(minutes=2))])
+    [incident] = engine.incidents()
+    assert [d.id for d in incident.deploys] == ["D9"]
+
+
+def test_flapping_fingerprint_updates_quietly() -> None:
+    engine = Engine()
+    pages = []
+    for minute in range(0, 40, 5):
+        status = AlertStatus.FIRING if minute % 10 == 0 else AlertStatus.RESOLVED
+        pages += [d.page for d in engine.send(alert(minute, fp="cpu", status=status))]
+    assert pages[0] is True
+    assert not any(pages[3:])
+    assert any(d.flapping for d in engine.decisions)
+    assert any("flapping" in r for d in engine.decisions for r in d.reasons)
+
+
+def test_silence_in_audit_mode_delivers_and_says_it_would_suppress() -> None:
+    silence = Silence(id="S1", matchers=(Matcher("service", "=", "db"),), author="ops")
+    engine = Engine(rules=Rules(silences=(silence,)))
+    [decision] = engine.send(alert(0))
+    assert decision.page and decision.would_suppress == "S1" and decision.suppressed_by is None
+
+
+def test_silence_in_strict_mode_suppresses_but_never_critical() -> None:
+    silence = Silence(id="S1", matchers=(Matcher("service", "=", "db"),))
+    engine = Engine(TenantSettings(governance_mode="strict"), Rules(silences=(silence,)))
+    [quiet] = engine.send(alert(0, fp="a"))
+    assert quiet.suppressed_by == "S1" and not quiet.page
+    engine2 = Engine(TenantSettings(governance_mode="strict"), Rules(silences=(silence,)))
+    [loud] = engine2.send(alert(0, fp="b", severity=Severity.CRITICAL))
+    assert loud.suppressed_by is None and loud.page
+
+
+# --- properties over random streams --------------------------------------------------
+
+stream = st.lists(
+    st.tuples(
+        st.integers(0, 120),  # minute
+        st.sampled_from(["db", "api", "web"]),
+        st.sampled_from(["t1", "t2"]),
+        st.integers(0, 5),  # fingerprint variant
+        st.booleans(),  # resolved?
+        st.sampled_from(list(Severity)),
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+
+def _alerts(spec: list[tuple]) -> list[CanonicalAlert]:
+    return [
+        alert(
+            m,
+            s,
+            fp=f"{s}-{v}",
+            tenant=t,
+            status=AlertStatus.RESOLVED if r else AlertStatus.FIRING,
+            severity=sev,
+        )
+        for m, s, t, v, r, sev in spec
+    ]
+
+
+@settings(max_examples=150, deadline=None)
+@given(stream, st.data())
+def test_every_alert_lands_in_exactly_one_incident_of_its_own_tenant(spec, data) -> None:
+    alerts = _alerts(spec)
+    strict = data.draw(st.booleans())
+    silence = Silence(id="S", matchers=(Matcher("service", "=~", ".+"),))
+    engine = Engine(
+        TenantSettings(
+            governance_mode="strict" if strict else "audit",
+            never_suppress_services=frozenset({"web"}),
+        ),
+        Rules(silences=(silence,)),
+    )
+    for chunk in _chunks(alerts, data.draw(st.integers(1, 5))):
+        engine.send(*chunk)
+    by_id = {a.id: a for a in alerts}
+    assert len(engine.decisions) == len(alerts)
+    for decision in engine.decisions:
+        tenant = by_id[decision.alert_id].tenant_id if decision.alert_id in by_id else None
+        incident = engine.state(tenant or "t1").incidents.get(decision.incident_id)
+        assert incident is not None and incident.tenant_id == (tenant or incident.tenant_id)
+        source = by_id.get(decision.alert_id)
+        if source is not None and (source.severity is Severity.CRITICAL or source.service == "web"):
+            assert decision.suppressed_by is None
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.integers(0, 4 * 60), min_size=1, max_size=12, unique=True),
+    st.randoms(use_true_random=False),
+)
+def test_delivery_order_within_a_window_does_not_change_grouping(
+    seconds, rnd: random.Random
+) -> None:
+    """Alerts of one service whose event times lie within one window form one incident,
+    whatever order (and batching) they are delivered in."""
+    alerts = [alert(s / 60, fp=f"f{s}") for s in seconds]
+    shuffled = alerts[:]
+    rnd.shuffle(shuffled)
+    engine = Engine()
+    for one in shuffled:
+        engine.send(one)
+    assert len(engine.groups()) == 1
+
+
+@settings(max_examples=100, deadline=None)
+@given(stream, st.randoms(use_true_random=False))
+def test_grouping_of_alerts_with_clear_gaps_is_order_independent(spec, rnd: random.Random) -> None:
+    """Gaps are either within the window or beyond three windows: no late-arrival
+    tolerance applies, so any delivery order must give the same groups."""
+    firing = [(m * 20 // 20, s, t, v, False, sev) for m, s, t, v, _, sev in spec]
+    minutes = sorted({m for m, *_ in firing})
+    spread = {m: i * 30 + (m % 3) for i, m in enumerate(minutes)}  # clusters 30 min apart
+    alerts = [  # a still-firing fingerprint in two clusters would be one alert: keep them apart
+        alert(spread[m], s, fp=f"{s}-{v}-{spread[m] // 30}", tenant=t, severity=sev)
+        for m, s, t, v, _, sev in firing
+    ]
+    ordered = Engine()
+    for one in sorted(alerts, key=lambda a: a.started_at):
+        ordered.send(one)
+    shuffled = alerts[:]
+    rnd.shuffle(shuffled)
+    other = Engine()
+    for one in shuffled:
+        other.send(one)
+    assert _by_fingerprint(ordered, alerts) == _by_fingerprint(other, alerts)
+
+
+def _by_fingerprint(engine: Engine, alerts: list[CanonicalAlert]) -> set[frozenset[str]]:
+    """Groups named by the alerts' identity, since repeats fold into whichever copy came
+    first (no resolves here, so a fingerprint is one alert)."""
+    name = {a.id: (a.tenant_id, a.fingerprint) for a in alerts}
+    return {frozenset(name[i] for i in group if i in name) for group in engine.groups()}
+
+
+@settings(max_examples=100, deadline=None)
+@given(stream)
+def test_redelivering_a_stream_changes_nothing(spec) -> None:
+    alerts = _alerts(spec)
+    engine = Engine()
+    engine.send(*alerts)
+    before = {
+        (i.id, i.alert_count, i.status, i.firing)
+        for s in engine.states.values()
+        for i in s.incidents.values()
+    }
+    replay = engine.send(*alerts)  # the same notifications again, as after a crash
+    after = {
+        (i.id, i.alert_count, i.status, i.firing)
+        for s in engine.states.values()
+        for i in s.incidents.values()
+    }
+    assert after == before
+    assert all(d.outcome in (Outcome.DEDUP, Outcome.RESOLVED) or not d.page for d in replay)
+
+
+def _chunks(items: list, size: int) -> list[list]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def test_fold_kinds_reach_the_engine_as_dedup() -> None:
+    state = FingerprintState()
+    first = alert(0, fp="x")
+    assert fold(state, first).fold is Fold.NEW
