@@ -61,4 +61,5 @@ def build_runtime(settings: Settings, *, with_worker: bool = True) -> Runtime:
         ingest=ingest,
         worker=worker,
         sole_consumer=with_worker,
+        suggest_interval_seconds=settings.suggest_interval_seconds,
     )

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import secrets
-from typing import Annotated
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
@@ -23,6 +26,11 @@ dlq_app = typer.Typer(
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(integration_app, name="integration")
 app.add_typer(dlq_app, name="dlq")
+topology_app = typer.Typer(
+    help="Declared service dependencies: which services each service depends on.",
+    no_args_is_help=True,
+)
+app.add_typer(topology_app, name="topology")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
@@ -164,6 +172,192 @@ def dlq_replay(dead_letter_ids: list[str]) -> None:
         runtime.queue.requeue(dead.event)
         runtime.store.mark_replayed(dead_letter_id)
         typer.echo(f"requeued {dead.event.event_id}")
+
+
+def _read_document(path: Path) -> Any:
+    """JSON, or YAML (``.yaml``/``.yml``) when PyYAML is installed."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() not in (".yaml", ".yml"):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise typer.BadParameter(f"{path} is not valid JSON: {exc}") from None
+    try:
+        yaml = importlib.import_module("yaml")
+    except ImportError:
+        raise typer.BadParameter("reading YAML needs PyYAML installed; or use JSON") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise typer.BadParameter(f"{path} is not valid YAML: {exc}") from None
+
+
+def _print_topology(dependencies: dict[str, list[str]], as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps({"dependencies": dependencies}))
+        return
+    if not dependencies:
+        typer.echo("no dependencies declared")
+    for service, upstreams in dependencies.items():
+        typer.echo(f"{service} -> {', '.join(upstreams)}")
+
+
+@topology_app.command("import")
+def topology_import(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="JSON or YAML: {service: [services it depends on]}, optionally under "
+            "a top-level 'dependencies' key (the shape of PUT /v1/topology).",
+            exists=True,
+            dir_okay=False,
+        ),
+    ],
+    tenant: Annotated[str, typer.Option(help="Tenant id.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Replace a tenant's declared service dependencies with those in FILE."""
+    from pydantic import ValidationError
+
+    from dd0c_alert.web.config_api import Topology, topology_of
+
+    store = open_store(Settings())
+    if store.get_tenant(tenant) is None:
+        raise typer.BadParameter(f"no tenant {tenant!r}")
+    document = _read_document(file)
+    wrapped = isinstance(document, dict) and list(document) == ["dependencies"]
+    try:
+        topology = Topology.model_validate(document if wrapped else {"dependencies": document})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise typer.BadParameter(f"{file}: {problems}") from None
+    store.set_dependencies(tenant, topology.dependencies)
+    _, rules = store.tenant_config(tenant)
+    _print_topology(topology_of(rules), as_json)
+
+
+@topology_app.command("show")
+def topology_show(
+    tenant: Annotated[str, typer.Option(help="Tenant id.")], as_json: JsonFlag = False
+) -> None:
+    """Print a tenant's declared service dependencies."""
+    from dd0c_alert.web.config_api import topology_of
+
+    store = open_store(Settings())
+    if store.get_tenant(tenant) is None:
+        raise typer.BadParameter(f"no tenant {tenant!r}")
+    _, rules = store.tenant_config(tenant)
+    _print_topology(topology_of(rules), as_json)
+
+
+@app.command()
+def suggest(
+    tenant: Annotated[str, typer.Option(help="Tenant id.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Compute a tenant's suggestions from its history now; print the open ones."""
+    from dd0c_alert.pipeline.suggest import run_suggestions
+
+    store = open_store(Settings())
+    if store.get_tenant(tenant) is None:
+        raise typer.BadParameter(f"no tenant {tenant!r}")
+    run_suggestions(store, tenant)
+    items = store.list_suggestions(tenant, "open", None, 500, None).items
+    if as_json:
+        typer.echo(json.dumps(items, default=str))
+        return
+    if not items:
+        typer.echo("no open suggestions: the history supports none")
+    for item in items:
+        typer.echo(f"{item['id']}  {item['kind']:<12} {item['title']}")
+
+
+def _moment(text: str, option: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(f"{option}: expected an ISO 8601 time, got {text!r}") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+@app.command()
+def replay(
+    tenant: Annotated[str, typer.Option(help="Tenant id.")],
+    since: Annotated[str, typer.Option(help="Replay alerts that started from this ISO time...")],
+    until: Annotated[str | None, typer.Option(help="...until this one (default: now).")] = None,
+    rules: Annotated[
+        Path | None,
+        typer.Option(
+            help='Proposed configuration (JSON): {"settings": {...}, "dependencies": {...}, '
+            '"silences": [...], "inhibitions": [...]}; default: the current one.',
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """What if: re-run stored alerts through a proposed configuration and compare with
+    what actually happened. Nothing is changed."""
+    from dd0c_alert.pipeline.replay import Proposal, parse_proposal
+    from dd0c_alert.pipeline.replay import replay as run_replay
+
+    store = open_store(Settings())
+    if store.get_tenant(tenant) is None:
+        raise typer.BadParameter(f"no tenant {tenant!r}")
+    try:
+        proposal = Proposal() if rules is None else parse_proposal(_read_document(rules))
+        report = run_replay(
+            store,
+            tenant,
+            _moment(since, "--since"),
+            None if until is None else _moment(until, "--until"),
+            proposal,
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    if as_json:
+        typer.echo(json.dumps(report))
+        return
+    _print_replay(report)
+
+
+def _print_replay(report: dict[str, Any]) -> None:
+    changed = ", ".join(report["configuration"]["changed"]) or "nothing (current configuration)"
+    typer.echo(f"replayed {report['alerts']} alerts, {report['since']} .. {report['until']}")
+    typer.echo(f"proposal changes: {changed}\n")
+    actual, proposed = report["actual"], report["proposed"]
+    typer.echo(f"{'':<26}{'actual':>8}{'proposed':>10}")
+    for label, key in (
+        ("incidents", "incidents"),
+        ("pages", "pages"),
+        ("alerts suppressed", "alerts_suppressed"),
+        ("alerts would-suppress", "alerts_would_suppress"),
+    ):
+        typer.echo(f"{label:<26}{actual[key]:>8}{proposed[key]:>10}")
+    critical = report["critical_alerts_affected"]
+    typer.echo(f"\ncritical alerts affected: {len(critical)}")
+    for item in critical:
+        was, would = item["actual"], item["proposed"]
+        typer.echo(
+            f"  {item['alert_id']}  {item['title']} ({item['service']}): "
+            f"paged {was['paged']} -> {would['paged']}, "
+            f"suppressed by {was['suppressed_by']} -> {would['suppressed_by']}"
+        )
+    grouping = report["grouping"]
+    typer.echo(
+        f"grouping: {grouping['unchanged']} unchanged, {grouping['merged']} merged, "
+        f"{grouping['split']} split"
+    )
+    for diff in grouping["differences"]:
+        if diff["change"] == "merged":
+            what = f"{', '.join(diff['actual'])} -> {diff['proposed']}"
+        else:
+            what = f"{diff['actual']} -> {', '.join(diff['proposed'])}"
+        typer.echo(f"  {diff['change']}: {what} ({diff['alerts']} alerts)")
+    for note in report["notes"]:
+        typer.echo(f"note: {note}")
 
 
 @app.command()

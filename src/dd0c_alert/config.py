@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     worker_lease_seconds: float = 60.0
     worker_poll_seconds: float = 0.5
 
+    suggest_interval_seconds: float = Field(
+        default=600, description="How often the suggestion job runs (embedded mode); 0 disables."
+    )
+
     governance_mode: Literal["audit", "strict"] = Field(
         default="audit",
         validation_alias=AliasChoices("GOVERNANCE_MODE", "DD0C_GOVERNANCE_MODE"),

@@ -33,6 +33,9 @@ def run_demo(settings: Settings, base_url: str, count: int) -> None:
     api_key = store.create_api_key(tenant.id, "demo")
     secret = "demo-" + hashlib.sha256(tenant.id.encode()).hexdigest()[:24]
     store.create_integration(tenant.id, "custom", "demo", secret)
+    store.set_dependencies(
+        tenant.id, {"checkout": ["payments-api"], "payments-api": ["payments-db"]}
+    )
     url = f"{base_url.rstrip('/')}/v1/wh/{tenant.id}/custom"
     rng = random.Random(7)
     now = datetime.now(UTC)

@@ -49,8 +49,13 @@ class FingerprintState:
 
 @dataclass(frozen=True, slots=True)
 class FoldResult:
+    """``record`` is shared by every fold of one occurrence and ends the batch in its
+    final state; ``alert`` is the occurrence as this notification left it, which is
+    what correlation must judge (a fire and its resolve can share a batch)."""
+
     fold: Fold
     record: AlertRecord
+    alert: CanonicalAlert
 
 
 def fold(state: FingerprintState, alert: CanonicalAlert) -> FoldResult:
@@ -68,10 +73,10 @@ def fold(state: FingerprintState, alert: CanonicalAlert) -> FoldResult:
         if moment is None and alert.started_at <= last:
             ended.repeat_count += 1
             ended.last_seen_at = max(ended.last_seen_at, seen)
-            return FoldResult(Fold.LATE_REPEAT, ended)
+            return FoldResult(Fold.LATE_REPEAT, ended, ended.alert)
         if moment is not None and moment <= last:
             ended.last_seen_at = max(ended.last_seen_at, seen)
-            return FoldResult(Fold.REPEAT_RESOLVE, ended)
+            return FoldResult(Fold.REPEAT_RESOLVE, ended, ended.alert)
 
     active = state.active
     if active is not None and (moment is None or moment >= active.alert.started_at):
@@ -79,10 +84,10 @@ def fold(state: FingerprintState, alert: CanonicalAlert) -> FoldResult:
         if moment is None:
             active.repeat_count += 1
             active.alert = _merged(active.alert, alert)
-            return FoldResult(Fold.REPEAT, active)
+            return FoldResult(Fold.REPEAT, active, active.alert)
         active.alert = replace(active.alert, status=AlertStatus.RESOLVED, ended_at=moment)
         state.active, state.last_ended = None, active
-        return FoldResult(Fold.RESOLVE, active)
+        return FoldResult(Fold.RESOLVE, active, active.alert)
 
     record = AlertRecord(
         alert=alert,
@@ -93,7 +98,7 @@ def fold(state: FingerprintState, alert: CanonicalAlert) -> FoldResult:
         state.active = record
     elif active is None:  # a resolve we never saw fire: kept, nothing said is lost
         state.last_ended = record
-    return FoldResult(Fold.NEW, record)
+    return FoldResult(Fold.NEW, record, alert)
 
 
 def _merged(known: CanonicalAlert, update: CanonicalAlert) -> CanonicalAlert:

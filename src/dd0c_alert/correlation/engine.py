@@ -57,6 +57,11 @@ class EngineState:
     #: incident id -> the incident it was merged into, during this batch.
     merges: dict[str, str] = field(default_factory=dict)
     touched: set[str] = field(default_factory=set)
+    #: service -> everything it depends on, transitively; (services, first service)
+    #: -> probable root. The rules do not change during a batch, and every joining
+    #: alert asks again, though an incident's services rarely change.
+    upstream: dict[str, frozenset[str]] = field(default_factory=dict)
+    roots: dict[tuple[frozenset[str], str], str] = field(default_factory=dict)
 
 
 _EARLIEST = datetime.min.replace(tzinfo=UTC)
@@ -96,6 +101,10 @@ def correlate(
     for deploy in deploys:
         _add_deploy(state, deploy)
     decisions = [_decide(state, result, new_id) for result in folds]
+    for result in folds:  # an incident merged later in the batch hands its alerts on
+        live = _live(state, result.record.incident_id) if state.merges else None
+        if live is not None:
+            result.record.incident_id = live.id
     for incident_id in state.touched:
         incident = state.incidents[incident_id]
         if incident.merged_into is None:
@@ -106,7 +115,7 @@ def correlate(
 
 
 def _decide(state: EngineState, result: FoldResult, new_id: Callable[[], str]) -> Decision:
-    record, alert = result.record, result.record.alert
+    record, alert = result.record, result.alert
     known = _live(state, record.incident_id) if record.incident_id else None
     if result.fold is Fold.NEW or known is None:
         return _place(state, result, new_id)
@@ -151,7 +160,7 @@ def _live(state: EngineState, incident_id: str) -> IncidentState | None:
 def _place(state: EngineState, result: FoldResult, new_id: Callable[[], str]) -> Decision:
     """A new alert occurrence: find its incident, or open one."""
     settings = state.settings
-    record, alert = result.record, result.record.alert
+    record, alert = result.record, result.alert
     at = event_time(alert)
     key = group_key(alert)
     flags = settings.features
@@ -178,7 +187,12 @@ def _place(state: EngineState, result: FoldResult, new_id: Callable[[], str]) ->
         reopened = incident.status is IncidentStatus.RESOLVED and alert.status is AlertStatus.FIRING
         reasons.append(_join_reason(incident, key, via, gap, tier, settings))
         outcome = Outcome.LATE_JOINED if late else Outcome.JOINED
-        page = reopened and not late
+        # An incident nobody was told about (its alerts were suppressed, flapping or
+        # already resolved) pages for the first alert that may: never a silent incident.
+        unannounced = not incident.paged and alert.status is AlertStatus.FIRING
+        page = (reopened and not late) or unannounced
+        if unannounced:
+            reasons.append("the incident has not paged yet")
         if reopened:
             incident.status = IncidentStatus.OPEN
             incident.resolved_at = None
@@ -314,8 +328,7 @@ def _add_alert(
         incident.first_at = at
         first_service = key
     incident.last_at = max(incident.last_at, at)
-    dependencies = state.rules.dependencies if state.settings.features.topology else {}
-    incident.probable_root = probable_root(dependencies, incident.services, first_service)
+    incident.probable_root = _root(state, incident.services, first_service)
     if state.settings.features.deploys:
         _attach_deploys(state, incident)
     state.touched.add(incident.id)
@@ -325,20 +338,40 @@ def _attach_deploys(state: EngineState, incident: IncidentState) -> None:
     """A deploy of an affected service, or of something it depends on, shortly
     before the incident began is its likely cause."""
     lookback = timedelta(seconds=state.settings.deploy_lookback_seconds)
-    suspects = set(incident.services)
-    if state.settings.features.topology:
-        for service in incident.services:
-            suspects |= upstream_of(state.rules.dependencies, service)
     known = {d.id for d in incident.deploys}
-    for deploy in state.deploys:
-        if (
-            deploy.id not in known
-            and deploy.service in suspects
-            and shift(incident.first_at, -lookback) <= deploy.started_at <= incident.last_at
-        ):
-            incident.deploys.append(deploy)
-            known.add(deploy.id)
+    since = shift(incident.first_at, -lookback)
+    fresh = {
+        d.id: d
+        for d in state.deploys
+        if d.id not in known and since <= d.started_at <= incident.last_at
+    }
+    if fresh:
+        suspects = set(incident.services)
+        if state.settings.features.topology:
+            for service in incident.services:
+                suspects |= _upstream(state, service)
+        incident.deploys.extend(d for d in fresh.values() if d.service in suspects)
     incident.deploys.sort(key=lambda d: (d.started_at, d.id))
+
+
+def _root(state: EngineState, services: set[str], first_service: str) -> str:
+    memo = (frozenset(services), first_service)
+    found = state.roots.get(memo)
+    if found is None:
+        topology = state.settings.features.topology and bool(state.rules.dependencies)
+        found = state.roots[memo] = probable_root(
+            (lambda service: _upstream(state, service)) if topology else None,
+            services,
+            first_service,
+        )
+    return found
+
+
+def _upstream(state: EngineState, service: str) -> frozenset[str]:
+    found = state.upstream.get(service)
+    if found is None:
+        found = state.upstream[service] = frozenset(upstream_of(state.rules.dependencies, service))
+    return found
 
 
 def _add_deploy(state: EngineState, ref: DeployRef) -> None:

@@ -8,7 +8,8 @@ neighbours with it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Set as AbstractSet
 
 
 def neighbours(dependencies: Mapping[str, frozenset[str]], service: str) -> set[str]:
@@ -31,15 +32,18 @@ def upstream_of(dependencies: Mapping[str, frozenset[str]], service: str) -> set
 
 
 def probable_root(
-    dependencies: Mapping[str, frozenset[str]], services: Iterable[str], first_service: str
+    upstream_of: Callable[[str], AbstractSet[str]] | None,
+    services: Iterable[str],
+    first_service: str,
 ) -> str:
     """The most upstream affected service: one that no other affected service is
-    upstream of, and that the most affected services depend on. Without topology, the
-    service that alerted first."""
+    upstream of, and that the most affected services depend on. Without topology
+    (``upstream_of`` None: what a service depends on, transitively), the service that
+    alerted first."""
     affected = sorted(set(services))
-    if len(affected) <= 1 or not dependencies:
+    if len(affected) <= 1 or upstream_of is None:
         return first_service
-    upstream = {s: upstream_of(dependencies, s) & set(affected) for s in affected}
+    upstream = {s: upstream_of(s) & set(affected) for s in affected}
     roots = [s for s in affected if not upstream[s]]
     if not roots:  # a cycle: nothing is clearly upstream
         return first_service

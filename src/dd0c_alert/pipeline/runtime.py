@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from dd0c_alert.storage.ports import Archive, IngestQueue, Store
 
 from .ingest import IngestService
+from .suggest import SuggestionScheduler
 from .worker import Worker
 
 
@@ -20,6 +21,9 @@ class Runtime:
     #: A single embedded worker owns the queue, so leases left by a crash can be
     #: released at once instead of waiting for them to expire.
     sole_consumer: bool = False
+    #: Scheduled jobs run beside the worker (embedded mode); 0 disables them.
+    suggest_interval_seconds: float = 0.0
+    scheduler: SuggestionScheduler | None = None
 
     def start(self) -> None:
         if self.sole_consumer:
@@ -27,8 +31,14 @@ class Runtime:
         self.queue.start()
         if self.worker is not None:
             self.worker.start()
+            if self.suggest_interval_seconds > 0:
+                self.scheduler = SuggestionScheduler(self.store, self.suggest_interval_seconds)
+                self.scheduler.start()
 
     def stop(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.stop()
+            self.scheduler = None
         self.queue.close()  # flush what was admitted before stopping the consumer
         if self.worker is not None:
             self.worker.stop()

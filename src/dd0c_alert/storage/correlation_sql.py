@@ -52,7 +52,7 @@ def load_state(
     folds: Sequence[FoldResult],
     deploys: Sequence[DeployRef],
 ) -> EngineState:
-    times = [event_time(f.record.alert) for f in folds] + [d.started_at for d in deploys]
+    times = [event_time(f.alert) for f in folds] + [d.started_at for d in deploys]
     window = timedelta(seconds=settings.correlation_window_seconds)
     lookback = timedelta(seconds=settings.deploy_lookback_seconds)
     low, high = min(times), max(times)
@@ -122,7 +122,8 @@ def _load_history(
                 if moment is not None and shift(low, -flap) <= moment <= shift(high, flap):
                     times.append(moment)
         verdicts = conn.execute(
-            sa.select(a.c.fingerprint, f.c.verdict, sa.func.count())
+            # One verdict counts once, however many occurrences of the alert it covers.
+            sa.select(a.c.fingerprint, f.c.verdict, sa.func.count(sa.distinct(f.c.id)))
             .select_from(
                 f.join(a, (a.c.incident_id == f.c.incident_id) & (a.c.tenant_id == f.c.tenant_id))
             )
@@ -200,7 +201,7 @@ def save_state(
                     "suppressed_by": decision.suppressed_by,
                     "would_suppress": decision.would_suppress,
                     "inhibited_by": decision.inhibited_by,
-                    "at": event_time(fold.record.alert),
+                    "at": event_time(fold.alert),
                     "replayed_at": None,
                 }
                 for fold, decision in pairs

@@ -9,12 +9,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Protocol
+from datetime import datetime, timedelta
+from typing import Any, Literal, Protocol
 
 from dd0c_alert.correlation.dedup import AlertRecord, FingerprintState, FoldResult
 from dd0c_alert.correlation.engine import EngineState
-from dd0c_alert.correlation.model import Decision, DeployRef, Rules, TenantSettings
+from dd0c_alert.correlation.model import (
+    Decision,
+    DeployRef,
+    InhibitRule,
+    Rules,
+    Silence,
+    TenantSettings,
+)
+from dd0c_alert.correlation.suggestions import History, Suggestion
 from dd0c_alert.domain.models import CanonicalAlert, DeployEvent
 
 
@@ -107,6 +115,26 @@ class AlertFilter:
     fingerprint: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentFilter:
+    status: str | None = None
+    severity: str | None = None
+    service: str | None = None
+    since: datetime | None = None  # on the incident's first event time
+    until: datetime | None = None
+
+
+IncidentAction = Literal["ack", "resolve", "snooze", "reopen"]
+Verdict = Literal["noise", "useful"]
+#: ``suppressed``: a rule stopped delivery (strict mode); ``would_suppress``: audit mode.
+SuppressionMode = Literal["suppressed", "would_suppress"]
+RuleKind = Literal["silence", "inhibition"]
+
+
+class InvalidTransition(Exception):
+    """The object's current state does not allow what was asked (409 in the API)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +244,124 @@ class Store(Protocol):
     def purge_idempotency_keys(self, now: float) -> int: ...
 
     def ping(self) -> None: ...
+
+    # --- incidents, rules and settings, for the REST API (tenant-scoped) ----------------
+
+    def update_settings(self, tenant_id: str, changes: dict[str, Any]) -> TenantSettings:
+        """Merge ``changes`` (a partial ``settings_dict``) into the tenant's settings."""
+
+    def set_dependencies(self, tenant_id: str, dependencies: dict[str, list[str]]) -> None:
+        """Replace the tenant's declared service dependencies."""
+
+    def list_incidents(
+        self, tenant_id: str, filters: IncidentFilter, limit: int, cursor: str | None
+    ) -> Page: ...
+
+    def get_incident(self, tenant_id: str, incident_id: str) -> dict[str, Any] | None:
+        """The incident with its alerts, timeline and noise score."""
+
+    def incident_action(
+        self, tenant_id: str, incident_id: str, action: IncidentAction, snooze_minutes: int = 60
+    ) -> dict[str, Any] | None:
+        """ack | resolve | snooze | reopen, recorded on the timeline; None when unknown.
+        Raises InvalidTransition when the incident's status does not allow it."""
+
+    def add_feedback(
+        self, tenant_id: str, incident_id: str, verdict: Verdict
+    ) -> dict[str, Any] | None: ...
+
+    def alert_decision(self, tenant_id: str, alert_id: str) -> dict[str, Any] | None:
+        """The alert's latest correlation decision."""
+
+    def list_suppressions(
+        self, tenant_id: str, mode: SuppressionMode | None, limit: int, cursor: str | None
+    ) -> Page: ...
+
+    def replay_suppression(self, tenant_id: str, decision_id: str) -> dict[str, Any] | None:
+        """Mark a suppressed decision for delivery after all; InvalidTransition when it
+        was not suppressed."""
+
+    def list_silences(self, tenant_id: str) -> list[dict[str, Any]]: ...
+
+    def create_silence(self, tenant_id: str, silence: Silence) -> dict[str, Any]: ...
+
+    def list_inhibitions(self, tenant_id: str) -> list[dict[str, Any]]: ...
+
+    def create_inhibition(self, tenant_id: str, rule: InhibitRule) -> dict[str, Any]: ...
+
+    def delete_rule(self, tenant_id: str, kind: RuleKind, rule_id: str) -> bool:
+        """Delete a ``silence`` or ``inhibition``; False when the tenant has none such."""
+
+    # --- suggestions and the what-if replay (tenant-scoped) ----------------------------
+
+    def list_tenants(self) -> list[Tenant]: ...
+
+    def suggestion_history(self, tenant_id: str, now: datetime) -> History:
+        """The alerts, deploys and feedback the suggestion rules read."""
+
+    def save_suggestions(self, tenant_id: str, found: Sequence[Suggestion], now: datetime) -> None:
+        """Upsert by (kind, key): new ones open, open ones refreshed, decided ones kept;
+        open ones no longer found expire."""
+
+    def list_suggestions(
+        self,
+        tenant_id: str,
+        status: str | None,
+        kind: str | None,
+        limit: int,
+        cursor: str | None,
+    ) -> Page: ...
+
+    def accept_suggestion(
+        self, tenant_id: str, suggestion_id: str, now: datetime
+    ) -> SuggestionVerdict | None:
+        """Turn an open suggestion into its rule; None when the tenant has none such."""
+
+    def dismiss_suggestion(
+        self, tenant_id: str, suggestion_id: str, now: datetime
+    ) -> SuggestionVerdict | None: ...
+
+    def replay_source(
+        self,
+        tenant_id: str,
+        since: datetime,
+        until: datetime,
+        limit: int,
+        deploy_lookback: timedelta,
+    ) -> ReplaySource:
+        """Read-only: stored alerts of a range and what actually happened to them."""
+
+
+@dataclass(frozen=True, slots=True)
+class SuggestionVerdict:
+    """What accepting or dismissing a suggestion did. ``changed`` is False when it was
+    already decided (nothing happened); ``rule`` is the rule an accept created."""
+
+    suggestion: dict[str, Any]
+    changed: bool
+    rule: dict[str, Any] | None = None
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ActualDecision:
+    alert_id: str
+    page: bool
+    suppressed_by: str | None
+    would_suppress: str | None
+
+
+@dataclass(slots=True)
+class ReplaySource:
+    """What a what-if replay reads: stored alerts in event-time order (``truncated``
+    when there were more than asked for), deploys that may attach to them, every
+    decision actually taken on them, and whether the incidents they are in now paged."""
+
+    records: list[AlertRecord]
+    deploys: list[DeployRef]
+    decisions: list[ActualDecision]
+    incident_paged: dict[str, bool]
+    truncated: bool = False
 
 
 class Archive(Protocol):

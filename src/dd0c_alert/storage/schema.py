@@ -264,6 +264,7 @@ incidents = sa.Table(
     sa.Index("ix_incidents_tenant_id", "tenant_id", "id"),
     sa.Index("ix_incidents_tenant_last", "tenant_id", "last_at"),
     sa.Index("ix_incidents_tenant_status", "tenant_id", "status", "id"),
+    sa.Index("ix_incidents_tenant_merged", "tenant_id", "merged_into"),
 )
 
 incident_services = sa.Table(
@@ -273,6 +274,8 @@ incident_services = sa.Table(
     sa.Column("service", sa.String(256), primary_key=True),
     sa.Column("incident_id", sa.String(32), primary_key=True),
 )
+
+_SUPPRESSED = "suppressed_by IS NOT NULL OR would_suppress IS NOT NULL"
 
 decisions = sa.Table(
     "decisions",
@@ -293,6 +296,14 @@ decisions = sa.Table(
     sa.Column("replayed_at", UTCDateTime, nullable=True),
     sa.Index("ix_decisions_tenant_incident", "tenant_id", "incident_id", "at"),
     sa.Index("ix_decisions_tenant_alert", "tenant_id", "alert_id"),
+    # The suppression log: the few decisions a rule suppressed or would have.
+    sa.Index(
+        "ix_decisions_tenant_suppression",
+        "tenant_id",
+        "id",
+        sqlite_where=sa.text(_SUPPRESSED),
+        postgresql_where=sa.text(_SUPPRESSED),
+    ),
 )
 
 feedback = sa.Table(
@@ -304,6 +315,21 @@ feedback = sa.Table(
     sa.Column("verdict", sa.String(16), nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Index("ix_feedback_tenant_incident", "tenant_id", "incident_id"),
+)
+
+# What people did to an incident (ack, resolve, snooze, reopen, feedback, replay), for
+# its timeline beside the engine's decisions.
+incident_events = sa.Table(
+    "incident_events",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("tenant_id", sa.String(32), nullable=False),
+    sa.Column("incident_id", sa.String(32), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("detail", JSONDoc, nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Index("ix_incident_events_tenant_incident", "tenant_id", "incident_id", "at"),
 )
 
 suggestions = sa.Table(

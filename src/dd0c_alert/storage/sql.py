@@ -10,7 +10,7 @@ import secrets
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -29,19 +29,28 @@ from dd0c_alert.correlation.model import (
     settings_from,
 )
 from dd0c_alert.correlation.rules import parse_matchers
+from dd0c_alert.correlation.suggestions import History, Suggestion
 from dd0c_alert.domain.ids import new_id
 from dd0c_alert.domain.models import AlertStatus, DeployEvent
 
+from . import incident_queries, suggestion_queries
 from . import schema as t
 from .correlation_sql import load_state, record_from_row, save_state, stored_deploy_refs
 from .ports import (
     AlertFilter,
     BatchOutcome,
     DeadLetter,
+    IncidentAction,
+    IncidentFilter,
     Integration,
     Page,
     RawEvent,
+    ReplaySource,
+    RuleKind,
+    SuggestionVerdict,
+    SuppressionMode,
     Tenant,
+    Verdict,
 )
 from .secrets import SecretBox
 
@@ -404,6 +413,103 @@ class SqlStore:
         with self._read.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
 
+    # --- incidents, rules and the suppression log (see incident_queries) --------------
+
+    def list_incidents(
+        self, tenant_id: str, filters: IncidentFilter, limit: int, cursor: str | None
+    ) -> Page:
+        return incident_queries.list_incidents(self._read, tenant_id, filters, limit, cursor)
+
+    def get_incident(self, tenant_id: str, incident_id: str) -> dict[str, Any] | None:
+        return incident_queries.get_incident(self._read, tenant_id, incident_id)
+
+    def incident_action(
+        self, tenant_id: str, incident_id: str, action: IncidentAction, snooze_minutes: int = 60
+    ) -> dict[str, Any] | None:
+        return incident_queries.transition(
+            self._engine, tenant_id, incident_id, action, snooze_minutes
+        )
+
+    def add_feedback(
+        self, tenant_id: str, incident_id: str, verdict: Verdict
+    ) -> dict[str, Any] | None:
+        return incident_queries.add_feedback(self._engine, tenant_id, incident_id, verdict)
+
+    def alert_decision(self, tenant_id: str, alert_id: str) -> dict[str, Any] | None:
+        return incident_queries.alert_decision(self._read, tenant_id, alert_id)
+
+    def list_suppressions(
+        self, tenant_id: str, mode: SuppressionMode | None, limit: int, cursor: str | None
+    ) -> Page:
+        return incident_queries.list_suppressions(self._read, tenant_id, mode, limit, cursor)
+
+    def replay_suppression(self, tenant_id: str, decision_id: str) -> dict[str, Any] | None:
+        return incident_queries.mark_replayed(self._engine, tenant_id, decision_id)
+
+    def list_silences(self, tenant_id: str) -> list[dict[str, Any]]:
+        return incident_queries.list_silences(self._read, tenant_id)
+
+    def create_silence(self, tenant_id: str, silence: Silence) -> dict[str, Any]:
+        return incident_queries.create_silence(self._engine, tenant_id, silence)
+
+    def list_inhibitions(self, tenant_id: str) -> list[dict[str, Any]]:
+        return incident_queries.list_inhibitions(self._read, tenant_id)
+
+    def create_inhibition(self, tenant_id: str, rule: InhibitRule) -> dict[str, Any]:
+        return incident_queries.create_inhibition(self._engine, tenant_id, rule)
+
+    def delete_rule(self, tenant_id: str, kind: RuleKind, rule_id: str) -> bool:
+        return incident_queries.delete_rule(self._engine, tenant_id, kind, rule_id)
+
+    # --- suggestions and the what-if replay (see suggestion_queries) -------------------
+
+    def suggestion_history(self, tenant_id: str, now: datetime) -> History:
+        with self._read.begin() as conn:
+            return suggestion_queries.load_history(conn, tenant_id, now)
+
+    def save_suggestions(self, tenant_id: str, found: Sequence[Suggestion], now: datetime) -> None:
+        with self._engine.begin() as conn:
+            suggestion_queries.save_suggestions(conn, tenant_id, found, now)
+
+    def list_suggestions(
+        self,
+        tenant_id: str,
+        status: str | None,
+        kind: str | None,
+        limit: int,
+        cursor: str | None,
+    ) -> Page:
+        after = decode_cursor(cursor) if cursor else None
+        with self._read.begin() as conn:
+            page = suggestion_queries.list_suggestions(conn, tenant_id, status, kind, limit, after)
+        return Page(page.items, encode_cursor(page.next_cursor) if page.next_cursor else None)
+
+    def accept_suggestion(
+        self, tenant_id: str, suggestion_id: str, now: datetime
+    ) -> SuggestionVerdict | None:
+        settings, _ = self.tenant_config(tenant_id)
+        with self._engine.begin() as conn:
+            return suggestion_queries.accept(conn, tenant_id, suggestion_id, now, settings)
+
+    def dismiss_suggestion(
+        self, tenant_id: str, suggestion_id: str, now: datetime
+    ) -> SuggestionVerdict | None:
+        with self._engine.begin() as conn:
+            return suggestion_queries.dismiss(conn, tenant_id, suggestion_id, now)
+
+    def replay_source(
+        self,
+        tenant_id: str,
+        since: datetime,
+        until: datetime,
+        limit: int,
+        deploy_lookback: timedelta,
+    ) -> ReplaySource:
+        with self._read.begin() as conn:
+            return suggestion_queries.replay_source(
+                conn, tenant_id, since, until, limit, deploy_lookback
+            )
+
 
 _ALERT_FIELDS = (
     "status",
@@ -487,8 +593,9 @@ class SqlTransaction:
         return states
 
     def save_alerts(self, created: list[AlertRecord], updated: list[AlertRecord]) -> None:
-        if created:
-            self._conn.execute(t.alerts.insert(), [_insert_row(r) for r in created])
+        # Updates first: a stored firing alert that a batch resolves and sees fire again
+        # must be resolved before its new occurrence is inserted (one firing alert per
+        # fingerprint, ux_alerts_active_fingerprint). Updates never make an alert fire.
         if updated:
             rows = [
                 {
@@ -501,6 +608,8 @@ class SqlTransaction:
                 for r in updated
             ]
             self._conn.execute(_UPDATE_ALERT, rows)
+        if created:
+            self._conn.execute(t.alerts.insert(), [_insert_row(r) for r in created])
 
     def save_deploys(self, deploys: list[DeployEvent]) -> list[DeployRef]:
         for deploy in deploys:
@@ -651,6 +760,7 @@ def alert_dict(row: sa.Row[Any]) -> dict[str, Any]:
         "repeat_count": row.repeat_count,
         "event_id": row.event_id,
         "raw_ref": row.raw_ref,
+        "incident_id": row.incident_id,
     }
 
 

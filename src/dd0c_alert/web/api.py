@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from dd0c_alert.storage.ports import AlertFilter, Page
 
@@ -41,6 +41,30 @@ class Alert(BaseModel):
     event_id: str
     raw_ref: str
     raw_url: str
+    incident_id: str | None = Field(
+        description="The incident the alert belongs to; null until it is correlated."
+    )
+
+
+class AlertDecision(BaseModel):
+    """What the correlation engine decided about one notification of an alert, and why."""
+
+    decision_id: str
+    alert_id: str
+    incident_id: str
+    at: datetime = Field(description="The notification's event time.")
+    outcome: Literal["new_incident", "joined", "late_joined", "dedup", "resolved"]
+    reasons: list[str]
+    page: bool
+    flapping: bool
+    suppressed_by: str | None = Field(description="Rule that suppressed delivery (strict mode).")
+    would_suppress: str | None = Field(description="Rule that would have (audit mode).")
+    inhibited_by: str | None = Field(description="The firing alert that inhibited this one.")
+    replayed_at: datetime | None
+
+
+class AlertDetail(Alert):
+    decision: AlertDecision | None = Field(description="The alert's latest decision.")
 
 
 class Deploy(BaseModel):
@@ -87,7 +111,7 @@ def _filters(
     return AlertFilter(source, status, service, fingerprint, since, until)
 
 
-def _with_raw_url(item: dict[str, Any]) -> dict[str, Any]:
+def with_raw_url(item: dict[str, Any]) -> dict[str, Any]:
     return {**item, "raw_url": f"/v1/alerts/{item['id']}/raw"}
 
 
@@ -115,15 +139,17 @@ async def list_alerts(
     filters = _filters(source, status, service, fingerprint, since, until)
     store = request.app.state.runtime.store
     page = await _paged(store.list_alerts, tenant, filters, limit, cursor)
-    return {"items": [_with_raw_url(i) for i in page.items], "next_cursor": page.next_cursor}
+    return {"items": [with_raw_url(i) for i in page.items], "next_cursor": page.next_cursor}
 
 
-@router.get("/alerts/{alert_id}", response_model=Alert, summary="One alert")
+@router.get("/alerts/{alert_id}", response_model=AlertDetail, summary="One alert, and why")
 async def get_alert(request: Request, tenant: TenantId, alert_id: str) -> dict[str, Any]:
-    item = await run_in_threadpool(request.app.state.runtime.store.get_alert, tenant, alert_id)
+    store = request.app.state.runtime.store
+    item = await run_in_threadpool(store.get_alert, tenant, alert_id)
     if item is None:
         raise HTTPException(404, "no such alert")
-    return _with_raw_url(item)
+    decision = await run_in_threadpool(store.alert_decision, tenant, alert_id)
+    return {**with_raw_url(item), "decision": decision}
 
 
 @router.get(

@@ -4,16 +4,40 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
+from starlette.types import Receive, Scope, Send
 
 from dd0c_alert import __version__
 from dd0c_alert.pipeline.runtime import Runtime
 
-from . import api, health, webhooks
+from . import api, config_api, health, incidents, replay_api, suggestions, webhooks
 from .responses import error_response
+
+
+class _App(FastAPI):
+    """FastAPI, except that webhook deliveries (every HTTP request under
+    ``webhooks.PREFIX``) go straight to the raw ASGI handler, past FastAPI's middleware
+    and routing; lifespan, the REST API and the docs are FastAPI's."""
+
+    def __init__(self, runtime: Runtime, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.state.runtime = runtime
+        self._deliveries = webhooks.WebhookEndpoint(runtime.ingest)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and webhooks.route_path(scope).startswith(webhooks.PREFIX):
+            await self._deliveries(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+    def openapi(self) -> dict[str, Any]:
+        schema = super().openapi()  # cached by FastAPI: merging again changes nothing
+        schema["paths"] = {**webhooks.openapi_paths(), **schema["paths"]}
+        return schema
 
 
 def create_app(runtime: Runtime) -> FastAPI:
@@ -25,15 +49,18 @@ def create_app(runtime: Runtime) -> FastAPI:
         finally:
             await run_in_threadpool(runtime.stop)
 
-    app = FastAPI(
+    app = _App(
+        runtime,
         title="dd0c/alert",
         version=__version__,
         summary="Every alert in, nothing lost, one clear incident out.",
         lifespan=lifespan,
     )
-    app.state.runtime = runtime
-    app.include_router(webhooks.router)
     app.include_router(api.router)
+    app.include_router(incidents.router)
+    app.include_router(config_api.router)
+    app.include_router(suggestions.router)
+    app.include_router(replay_api.router)
     app.include_router(health.router)
 
     @app.exception_handler(HTTPException)

@@ -1,89 +1,196 @@
-"""``POST /v1/wh/{tenant_id}/{provider}[/{integration_id}]``: every source's way in."""
+"""``POST /v1/wh/{tenant_id}/{provider}[/{integration_id}]``: every source's way in.
+
+The hottest path of the service, so it is a raw ASGI handler that create_app puts in
+front of FastAPI: it owns every ``/v1/wh/`` path, parses it itself, reads the body
+straight from ``receive`` under the size cap and answers with two ``send`` calls.
+FastAPI's per-request machinery (dependency solving, Request and Response objects)
+costs more than admission itself. Their OpenAPI docs, openapi_paths(), are merged into
+the app's schema.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from starlette.datastructures import URL
+from starlette.responses import RedirectResponse
+from starlette.types import Receive, Scope, Send
 
 from dd0c_alert.pipeline.ingest import IngestService, Rejected
 
-from .responses import error_response, json_response
-
-router = APIRouter(tags=["webhooks"])
-
-_RESPONSES: dict[int | str, dict[str, str]] = {
-    202: {"description": 'Committed to the queue: `{"event_id", "status": "accepted"}`.'},
-    200: {"description": 'A delivery id seen in the last 24 h: `{"status": "duplicate"}`.'},
-    400: {"description": "`invalid_json`: the body does not parse."},
-    401: {
-        "description": "`missing_signature`, `signature_mismatch`, `timestamp_expired` or "
-        "`unknown_integration`. Nothing is stored."
-    },
-    404: {"description": "`unknown_tenant` or `unknown_provider`."},
-    413: {"description": "`body_too_large`."},
-    429: {"description": "`rate_limited` or `quota_exceeded`, with `Retry-After`."},
-}
-_BODY = {"requestBody": {"content": {"application/json": {"schema": {}}}, "required": True}}
+PREFIX = "/v1/wh/"
+_NOT_FOUND_DETAIL = (
+    "no such endpoint: POST webhooks to /v1/wh/{tenant_id}/{provider}[/{integration_id}]"
+)
+_JSON = (b"content-type", b"application/json")
 
 
-class _TooLarge(Exception):
-    pass
+def route_path(scope: Scope) -> str:
+    """The path routes match against: scope["path"] without the root path (as Starlette)."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root) and path[len(root) : len(root) + 1] == "/":
+        return path[len(root) :]
+    return path
 
 
-async def _read_capped(request: Request, cap: int) -> bytes:
-    """Read the body, refusing early (by Content-Length or while streaming) past ``cap``."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > cap:
-        raise _TooLarge
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > cap:
-            raise _TooLarge
+def _segments(path: str) -> list[str] | None:
+    """tenant_id, provider[, integration_id] of a webhook path, or None if it is not one."""
+    parts = path[len(PREFIX) :].split("/")
+    if 2 <= len(parts) <= 3 and all(parts):
+        return parts
+    return None
+
+
+class WebhookEndpoint:
+    """The ASGI handler for every HTTP request whose path starts with PREFIX."""
+
+    def __init__(self, ingest: IngestService) -> None:
+        self._ingest = ingest
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = route_path(scope)
+        parts = _segments(path)
+        if parts is None:
+            if path.endswith("/") and _segments(path.rstrip("/")) is not None:
+                # As FastAPI's router did: a trailing slash is redirected (307, keeps POST).
+                redirect = dict(scope, path=scope["path"].rstrip("/"))
+                await RedirectResponse(str(URL(scope=redirect)))(scope, receive, send)
+                return
+            await _error(send, 404, "not_found", _NOT_FOUND_DETAIL)
+            return
+        if scope["method"] != "POST":
+            detail = f"{scope['method']} is not allowed here: deliver webhooks with POST"
+            await _error(send, 405, "method_not_allowed", detail, {"Allow": "POST"})
+            return
+        headers = {
+            key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]
+        }
+        cap = self._ingest.limits.max_body_bytes
+        declared = headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > cap:
+            await _error(send, 413, "body_too_large", f"body exceeds {cap} bytes")
+            return
+        body = await _read_body(receive, cap)
+        if body is None:  # the client went away: nobody to answer
+            return
+        if len(body) > cap:
+            await _error(send, 413, "body_too_large", f"body exceeds {cap} bytes")
+            return
+        tenant_id, provider, *integration = parts
+        try:
+            outcome = await self._ingest.receive(
+                tenant_id, provider, integration[0] if integration else None, headers, body
+            )
+        except Rejected as exc:
+            await _error(send, exc.status, exc.reason, exc.detail, exc.headers)
+            return
+        if outcome.duplicate:
+            await _json(send, 200, {"event_id": outcome.event_id, "status": "duplicate"})
+        else:
+            await _json(send, 202, {"event_id": outcome.event_id, "status": "accepted"})
+
+
+async def _read_body(receive: Receive, cap: int) -> bytes | None:
+    """The request body; it stops reading once past ``cap`` (the result is then longer
+    than ``cap``); None if the client disconnected first."""
+    message = await receive()
+    if message["type"] != "http.request":
+        return None
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body", False):
+        return body  # the usual case: the whole body in one message
+    chunks = [body]
+    size = len(body)
+    while size <= cap:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunk: bytes = message.get("body", b"")
         chunks.append(chunk)
+        size += len(chunk)
+        if not message.get("more_body", False):
+            break
     return b"".join(chunks)
 
 
-async def _receive(
-    request: Request, tenant_id: str, provider: str, integration_id: str | None
-) -> Response:
-    ingest: IngestService = request.app.state.runtime.ingest
-    cap = ingest.limits.max_body_bytes
-    try:
-        body = await _read_capped(request, cap)
-    except _TooLarge:
-        return error_response(413, "body_too_large", f"body exceeds {cap} bytes")
-    headers = {
-        key.decode("latin-1"): value.decode("latin-1") for key, value in request.scope["headers"]
+async def _json(
+    send: Send, status: int, content: Any, headers: Mapping[str, str] | None = None
+) -> None:
+    body = orjson.dumps(content)
+    raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
+    raw.append((b"content-length", str(len(body)).encode()))
+    raw.append(_JSON)
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _error(
+    send: Send, status: int, reason: str, detail: str, headers: Mapping[str, str] | None = None
+) -> None:
+    """The error shape of responses.error_response."""
+    await _json(send, status, {"error": reason, "detail": detail}, headers)
+
+
+# --- OpenAPI -------------------------------------------------------------------------------
+
+
+def _responses() -> dict[str, dict[str, Any]]:
+    return {
+        "202": {
+            "description": 'Committed to the queue: `{"event_id", "status": "accepted"}`.',
+            "content": {"application/json": {"schema": {}}},
+        },
+        "200": {"description": 'A delivery id seen in the last 24 h: `{"status": "duplicate"}`.'},
+        "400": {"description": "`invalid_json`: the body does not parse."},
+        "401": {
+            "description": "`missing_signature`, `signature_mismatch`, `timestamp_expired` or "
+            "`unknown_integration`. Nothing is stored."
+        },
+        "404": {"description": "`unknown_tenant` or `unknown_provider`."},
+        "413": {"description": "`body_too_large`."},
+        "429": {"description": "`rate_limited` or `quota_exceeded`, with `Retry-After`."},
     }
-    try:
-        outcome = await ingest.receive(tenant_id, provider, integration_id, headers, body)
-    except Rejected as exc:
-        return error_response(exc.status, exc.reason, exc.detail, exc.headers)
-    if outcome.duplicate:
-        return json_response({"event_id": outcome.event_id, "status": "duplicate"}, 200)
-    return json_response({"event_id": outcome.event_id, "status": "accepted"}, 202)
 
 
-@router.post(
-    "/v1/wh/{tenant_id}/{provider}",
-    status_code=202,
-    responses=_RESPONSES,
-    openapi_extra=_BODY,
-    summary="Receive a webhook from a monitoring or CI/CD tool",
-)
-async def receive(request: Request, tenant_id: str, provider: str) -> Response:
-    return await _receive(request, tenant_id, provider, None)
+def _operation(operation_id: str, summary: str, *params: str) -> dict[str, Any]:
+    return {
+        "post": {
+            "tags": ["webhooks"],
+            "summary": summary,
+            "operationId": operation_id,
+            "parameters": [
+                {
+                    "name": name,
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "title": name.replace("_", " ").title()},
+                }
+                for name in params
+            ],
+            "requestBody": {"content": {"application/json": {"schema": {}}}, "required": True},
+            "responses": _responses(),
+        }
+    }
 
 
-@router.post(
-    "/v1/wh/{tenant_id}/{provider}/{integration_id}",
-    status_code=202,
-    responses=_RESPONSES,
-    openapi_extra=_BODY,
-    summary="Receive a webhook for one of several integrations of a provider",
-)
-async def receive_for_integration(
-    request: Request, tenant_id: str, provider: str, integration_id: str
-) -> Response:
-    return await _receive(request, tenant_id, provider, integration_id)
+def openapi_paths() -> dict[str, Any]:
+    """The OpenAPI path items of the two webhook paths, as FastAPI generated them when
+    they were routes (operation ids kept, for client generators)."""
+    return {
+        "/v1/wh/{tenant_id}/{provider}": _operation(
+            "receive_v1_wh__tenant_id___provider__post",
+            "Receive a webhook from a monitoring or CI/CD tool",
+            "tenant_id",
+            "provider",
+        ),
+        "/v1/wh/{tenant_id}/{provider}/{integration_id}": _operation(
+            "receive_for_integration_v1_wh__tenant_id___provider___integration_id__post",
+            "Receive a webhook for one of several integrations of a provider",
+            "tenant_id",
+            "provider",
+            "integration_id",
+        ),
+    }

@@ -1,0 +1,527 @@
+"""Incidents as the REST API reads and changes them, the tenant's human-made rules,
+and the suppression log. ``SqlStore`` delegates here, so ``sql.py`` stays about the
+worker's hot path.
+
+Every query is scoped by tenant: another tenant's id finds nothing, exactly like an
+unknown one. Human actions run in one transaction whose ``UPDATE`` re-checks the
+status, so an action and the worker (which also writes incidents) never interleave
+into a state neither chose.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from dd0c_alert.correlation.model import IncidentStatus, InhibitRule, Silence
+from dd0c_alert.correlation.rules import format_matchers, parse_matchers, silence_active
+from dd0c_alert.domain.ids import new_id
+
+from . import schema as t
+from . import sql
+from .ports import (
+    IncidentAction,
+    IncidentFilter,
+    InvalidTransition,
+    Page,
+    RuleKind,
+    SuppressionMode,
+    Verdict,
+)
+
+#: Who acted, until user sessions exist: every REST call is authenticated by an API key.
+ACTOR = "api"
+#: Alerts and decisions shown in one incident's detail; ``alert_count`` stays exact.
+DETAIL_LIMIT = 1000
+#: Merges chain (A into B, B into C); a chain longer than this is cut, not followed forever.
+MAX_MERGE_DEPTH = 50
+
+_OPEN, _ACKED, _RESOLVED = IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED, IncidentStatus.RESOLVED
+#: The statuses each action may start from.
+ALLOWED: dict[IncidentAction, tuple[IncidentStatus, ...]] = {
+    "ack": (_OPEN,),
+    "resolve": (_OPEN, _ACKED),
+    "snooze": (_OPEN, _ACKED),
+    "reopen": (_RESOLVED,),
+}
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def incident_dict(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "status": row.status,
+        "severity": row.severity,
+        "title": row.title,
+        "services": list(row.services),
+        "alert_count": row.alert_count,
+        "firing": row.firing,
+        "noise_score": row.noise_score,
+        "noise_reasons": list(row.noise_reasons),
+        "opened_at": sql.iso(row.first_at),
+        "last_at": sql.iso(row.last_at),
+        "acknowledged_at": sql.iso(row.acknowledged_at),
+        "snoozed_until": sql.iso(row.snoozed_until),
+        "resolved_at": sql.iso(row.resolved_at),
+        "probable_root": row.probable_root,
+        "deploys": [_deploy(d) for d in row.deploys],
+        "flapping": bool(row.flapping),
+        "paged": row.paged,
+        "merged_into": row.merged_into,
+    }
+
+
+def _deploy(stored: dict[str, Any]) -> dict[str, Any]:
+    keys = ("id", "service", "version", "author", "title", "url", "environment")
+    started = datetime.fromisoformat(stored["started_at"])
+    return {**{k: stored.get(k, "") for k in keys}, "started_at": sql.iso(started)}
+
+
+def _decision(row: Any) -> dict[str, Any]:
+    return {
+        "kind": "decision",
+        "at": sql.iso(row.at),
+        "incident_id": row.incident_id,
+        "decision_id": row.id,
+        "alert_id": row.alert_id,
+        "outcome": row.outcome,
+        "reasons": list(row.reasons),
+        "page": row.page,
+        "flapping": row.flapping,
+        "suppressed_by": row.suppressed_by,
+        "would_suppress": row.would_suppress,
+        "inhibited_by": row.inhibited_by,
+        "replayed_at": sql.iso(row.replayed_at),
+    }
+
+
+def _event(row: Any) -> dict[str, Any]:
+    return {
+        "kind": row.kind,
+        "at": sql.iso(row.at),
+        "incident_id": row.incident_id,
+        "actor": row.actor,
+        "detail": dict(row.detail),
+    }
+
+
+# --------------------------------------------------------------------------- incidents
+
+
+def list_incidents(
+    read: sa.Engine, tenant_id: str, filters: IncidentFilter, limit: int, cursor: str | None
+) -> Page:
+    """Newest first by id; incidents merged into another are left out (their alerts
+    moved to the one that absorbed them)."""
+    i, s = t.incidents, t.incident_services
+    query = sa.select(i).where(i.c.tenant_id == tenant_id, i.c.merged_into.is_(None))
+    for column, value in ((i.c.status, filters.status), (i.c.severity, filters.severity)):
+        if value is not None:
+            query = query.where(column == value)
+    if filters.service is not None:
+        query = query.where(
+            sa.exists().where(
+                s.c.tenant_id == tenant_id,
+                s.c.service == filters.service,
+                s.c.incident_id == i.c.id,
+            )
+        )
+    if filters.since is not None:
+        query = query.where(i.c.first_at >= filters.since)
+    if filters.until is not None:
+        query = query.where(i.c.first_at < filters.until)
+    if cursor:
+        query = query.where(i.c.id < sql.decode_cursor(cursor))
+    with read.begin() as conn:
+        rows = conn.execute(query.order_by(i.c.id.desc()).limit(limit + 1)).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page(
+        items=[incident_dict(row) for row in rows],
+        next_cursor=sql.encode_cursor(rows[-1].id) if more and rows else None,
+    )
+
+
+def _absorbed(conn: sa.Connection, tenant_id: str, incident_id: str) -> list[str]:
+    """The incident and every incident merged into it, directly or along a chain: their
+    decisions and human actions are part of its story."""
+    i = t.incidents
+    found, frontier = [incident_id], [incident_id]
+    for _ in range(MAX_MERGE_DEPTH):
+        frontier = [
+            merged
+            for merged in conn.execute(
+                sa.select(i.c.id).where(i.c.tenant_id == tenant_id, i.c.merged_into.in_(frontier))
+            ).scalars()
+            if merged not in found
+        ]
+        if not frontier:
+            break
+        found += frontier
+    return found
+
+
+def get_incident(read: sa.Engine, tenant_id: str, incident_id: str) -> dict[str, Any] | None:
+    """The incident with its alerts (in event-time order), timeline and noise score.
+
+    The timeline interleaves the engine's decisions (at the alert's event time) with
+    what people did (at the time they did it). A merged incident answers as itself,
+    with ``merged_into`` naming the incident that now holds its alerts.
+    """
+    i, a, d, e = t.incidents, t.alerts, t.decisions, t.incident_events
+    with read.begin() as conn:
+        row = conn.execute(
+            sa.select(i).where(i.c.tenant_id == tenant_id, i.c.id == incident_id)
+        ).first()
+        if row is None:
+            return None
+        ids = _absorbed(conn, tenant_id, incident_id)
+        alerts = conn.execute(
+            sa.select(a)
+            .where(a.c.tenant_id == tenant_id, a.c.incident_id.in_(ids))
+            .order_by(a.c.started_at, a.c.id)
+            .limit(DETAIL_LIMIT + 1)
+        ).all()
+        decisions = conn.execute(
+            sa.select(d)
+            .where(d.c.tenant_id == tenant_id, d.c.incident_id.in_(ids))
+            .order_by(d.c.at, d.c.id)
+            .limit(DETAIL_LIMIT + 1)
+        ).all()
+        events = conn.execute(
+            sa.select(e).where(e.c.tenant_id == tenant_id, e.c.incident_id.in_(ids))
+        ).all()
+    entries = [(x.at, 0, _decision(x)) for x in decisions[:DETAIL_LIMIT]]
+    entries += [(x.at, 1, _event(x)) for x in events]
+    timeline = [entry for _, _, entry in sorted(entries, key=lambda e: (e[0], e[1]))]
+    return {
+        **incident_dict(row),
+        "alerts": [sql.alert_dict(x) for x in alerts[:DETAIL_LIMIT]],
+        "alerts_truncated": len(alerts) > DETAIL_LIMIT,
+        "timeline": timeline,
+        "timeline_truncated": len(decisions) > DETAIL_LIMIT,
+        "noise": {"score": row.noise_score, "reasons": list(row.noise_reasons)},
+    }
+
+
+def _record(
+    conn: sa.Connection,
+    tenant_id: str,
+    incident_id: str,
+    kind: str,
+    detail: dict[str, Any],
+    at: datetime,
+) -> None:
+    conn.execute(
+        t.incident_events.insert().values(
+            id=new_id(),
+            tenant_id=tenant_id,
+            incident_id=incident_id,
+            kind=kind,
+            actor=ACTOR,
+            detail=detail,
+            at=at,
+        )
+    )
+
+
+def transition(
+    write: sa.Engine,
+    tenant_id: str,
+    incident_id: str,
+    action: IncidentAction,
+    snooze_minutes: int = 60,
+) -> dict[str, Any] | None:
+    """Apply a human action and record it on the timeline; the updated incident, or
+    None when the tenant has no such incident. Raises ``InvalidTransition`` when the
+    incident's status does not allow the action (or it was merged away)."""
+    i = t.incidents
+    now = datetime.now(UTC)
+    values: dict[str, Any] = {"updated_at": now}
+    detail: dict[str, Any] = {}
+    if action == "ack":
+        values |= {
+            "status": _ACKED,
+            "acknowledged_at": sa.func.coalesce(
+                i.c.acknowledged_at, sa.literal(now, t.UTCDateTime())
+            ),
+        }
+    elif action == "resolve":
+        values |= {"status": _RESOLVED, "resolved_at": now}
+    elif action == "reopen":
+        values |= {"status": _OPEN, "resolved_at": None}
+    else:
+        until = now + timedelta(minutes=snooze_minutes)
+        values["snoozed_until"] = until
+        detail = {"minutes": snooze_minutes, "until": sql.iso(until)}
+    mine = (i.c.tenant_id == tenant_id) & (i.c.id == incident_id)
+    with write.begin() as conn:
+        changed = conn.execute(
+            i.update()
+            .where(mine, i.c.merged_into.is_(None), i.c.status.in_(ALLOWED[action]))
+            .values(values)
+        ).rowcount
+        if not changed:
+            found = conn.execute(sa.select(i.c.status, i.c.merged_into).where(mine)).first()
+            if found is None:
+                return None
+            if found.merged_into is not None:
+                raise InvalidTransition(
+                    f"incident {incident_id} was merged into {found.merged_into}: act on that one"
+                )
+            allowed = " or ".join(ALLOWED[action])
+            raise InvalidTransition(
+                f"cannot {action} an incident that is {found.status} (only when {allowed})"
+            )
+        _record(conn, tenant_id, incident_id, action, detail, now)
+        row = conn.execute(sa.select(i).where(mine)).one()
+    return incident_dict(row)
+
+
+def _live_id(conn: sa.Connection, tenant_id: str, incident_id: str) -> str | None:
+    """Follow ``merged_into`` to the incident that holds the alerts now."""
+    i = t.incidents
+    current: str | None = incident_id
+    for _ in range(MAX_MERGE_DEPTH):
+        merged_into = conn.execute(
+            sa.select(i.c.merged_into).where(i.c.tenant_id == tenant_id, i.c.id == current)
+        ).first()
+        if merged_into is None:
+            return None
+        if merged_into[0] is None:
+            return current
+        current = merged_into[0]
+    return current
+
+
+def add_feedback(
+    write: sa.Engine, tenant_id: str, incident_id: str, verdict: Verdict
+) -> dict[str, Any] | None:
+    """Record a verdict on the incident that holds the alerts now (following merges).
+
+    An incident keeps one verdict, the latest: the noise score counts verdicts per
+    incident, and a second click must not count twice.
+    """
+    f = t.feedback
+    now = datetime.now(UTC)
+    with write.begin() as conn:
+        live = _live_id(conn, tenant_id, incident_id)
+        if live is None:
+            return None
+        conn.execute(f.delete().where(f.c.tenant_id == tenant_id, f.c.incident_id == live))
+        feedback_id = new_id()
+        conn.execute(
+            f.insert().values(
+                id=feedback_id,
+                tenant_id=tenant_id,
+                incident_id=live,
+                verdict=verdict,
+                created_at=now,
+            )
+        )
+        _record(conn, tenant_id, live, "feedback", {"verdict": verdict}, now)
+    return {"id": feedback_id, "incident_id": live, "verdict": verdict, "created_at": sql.iso(now)}
+
+
+def alert_decision(read: sa.Engine, tenant_id: str, alert_id: str) -> dict[str, Any] | None:
+    """The alert's latest decision by event time (its resolve after its placement)."""
+    d = t.decisions
+    with read.begin() as conn:
+        row = conn.execute(
+            sa.select(d)
+            .where(d.c.tenant_id == tenant_id, d.c.alert_id == alert_id)
+            .order_by(d.c.at.desc(), d.c.id.desc())
+            .limit(1)
+        ).first()
+    if row is None:
+        return None
+    entry = _decision(row)
+    del entry["kind"]
+    return entry
+
+
+# --------------------------------------------------------------------------- suppression log
+
+_SUPPRESSION = t.decisions.c.suppressed_by.is_not(None) | t.decisions.c.would_suppress.is_not(None)
+
+
+def _suppression(row: Any) -> dict[str, Any]:
+    entry = _decision(row)
+    del entry["kind"]
+    return {
+        **entry,
+        "mode": "suppressed" if row.suppressed_by is not None else "would_suppress",
+        "rule_id": row.suppressed_by or row.would_suppress,
+        "title": row.title,
+        "service": row.service,
+        "severity": row.severity,
+    }
+
+
+def _suppressions(tenant_id: str) -> sa.Select[Any]:
+    d, a = t.decisions, t.alerts
+    return (
+        sa.select(d, a.c.title, a.c.service, a.c.severity)
+        .select_from(d.outerjoin(a, (a.c.tenant_id == d.c.tenant_id) & (a.c.id == d.c.alert_id)))
+        .where(d.c.tenant_id == tenant_id, _SUPPRESSION)
+    )
+
+
+def list_suppressions(
+    read: sa.Engine,
+    tenant_id: str,
+    mode: SuppressionMode | None,
+    limit: int,
+    cursor: str | None,
+) -> Page:
+    """Decisions a rule suppressed (strict mode) or would have (audit mode), newest first."""
+    d = t.decisions
+    query = _suppressions(tenant_id)
+    if mode == "suppressed":
+        query = query.where(d.c.suppressed_by.is_not(None))
+    elif mode == "would_suppress":
+        query = query.where(d.c.suppressed_by.is_(None))
+    if cursor:
+        query = query.where(d.c.id < sql.decode_cursor(cursor))
+    with read.begin() as conn:
+        rows = conn.execute(query.order_by(d.c.id.desc()).limit(limit + 1)).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page(
+        items=[_suppression(row) for row in rows],
+        next_cursor=sql.encode_cursor(rows[-1].id) if more and rows else None,
+    )
+
+
+def mark_replayed(write: sa.Engine, tenant_id: str, decision_id: str) -> dict[str, Any] | None:
+    """Record that a suppressed alert is to be delivered after all; idempotent.
+
+    Only the intent is recorded (``replayed_at``, and a ``replay`` entry on the
+    incident's timeline): no notifier exists yet. The notifier, when it comes, delivers
+    the decisions marked replayed. Raises ``InvalidTransition`` for a decision that
+    was not suppressed (audit mode delivered it already).
+    """
+    d = t.decisions
+    now = datetime.now(UTC)
+    mine = (d.c.tenant_id == tenant_id) & (d.c.id == decision_id)
+    with write.begin() as conn:
+        row = conn.execute(sa.select(d).where(mine)).first()
+        if row is None or (row.suppressed_by is None and row.would_suppress is None):
+            return None
+        if row.suppressed_by is None:
+            raise InvalidTransition(
+                f"decision {decision_id} was delivered (audit mode only logged "
+                f"rule {row.would_suppress}): nothing to replay"
+            )
+        if row.replayed_at is None:
+            conn.execute(d.update().where(mine).values(replayed_at=now))
+            detail = {"decision_id": decision_id, "alert_id": row.alert_id}
+            _record(conn, tenant_id, row.incident_id, "replay", detail, now)
+        replayed = conn.execute(_suppressions(tenant_id).where(d.c.id == decision_id)).one()
+    return _suppression(replayed)
+
+
+# --------------------------------------------------------------------------- rules
+
+
+def _silence_dict(row: Any, now: datetime) -> dict[str, Any]:
+    silence = Silence(
+        id=row.id,
+        matchers=parse_matchers(row.matchers),
+        starts_at=row.starts_at,
+        ends_at=row.ends_at,
+        schedule=row.schedule,
+    )
+    return {
+        "id": row.id,
+        "matchers": row.matchers,
+        "starts_at": sql.iso(row.starts_at),
+        "ends_at": sql.iso(row.ends_at),
+        "schedule": row.schedule,
+        "author": row.author,
+        "comment": row.comment,
+        "created_at": sql.iso(row.created_at),
+        "active": silence_active(silence, now),
+    }
+
+
+def list_silences(read: sa.Engine, tenant_id: str) -> list[dict[str, Any]]:
+    s = t.silences
+    with read.begin() as conn:
+        rows = conn.execute(
+            sa.select(s).where(s.c.tenant_id == tenant_id).order_by(s.c.id.desc())
+        ).all()
+    now = datetime.now(UTC)
+    return [_silence_dict(row, now) for row in rows]
+
+
+def create_silence(write: sa.Engine, tenant_id: str, silence: Silence) -> dict[str, Any]:
+    s = t.silences
+    now = datetime.now(UTC)
+    with write.begin() as conn:
+        conn.execute(
+            s.insert().values(
+                id=silence.id,
+                tenant_id=tenant_id,
+                matchers=format_matchers(silence.matchers),
+                starts_at=silence.starts_at,
+                ends_at=silence.ends_at,
+                schedule=silence.schedule,
+                author=silence.author,
+                comment=silence.comment,
+                created_at=now,
+            )
+        )
+        row = conn.execute(sa.select(s).where(s.c.id == silence.id)).one()
+    return _silence_dict(row, now)
+
+
+def _inhibition_dict(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "source": row.source,
+        "target": row.target,
+        "equal": list(row.equal),
+        "created_at": sql.iso(row.created_at),
+    }
+
+
+def list_inhibitions(read: sa.Engine, tenant_id: str) -> list[dict[str, Any]]:
+    r = t.inhibit_rules
+    with read.begin() as conn:
+        rows = conn.execute(
+            sa.select(r).where(r.c.tenant_id == tenant_id).order_by(r.c.id.desc())
+        ).all()
+    return [_inhibition_dict(row) for row in rows]
+
+
+def create_inhibition(write: sa.Engine, tenant_id: str, rule: InhibitRule) -> dict[str, Any]:
+    r = t.inhibit_rules
+    with write.begin() as conn:
+        conn.execute(
+            r.insert().values(
+                id=rule.id,
+                tenant_id=tenant_id,
+                source=format_matchers(rule.source),
+                target=format_matchers(rule.target),
+                equal=list(rule.equal),
+                created_at=datetime.now(UTC),
+            )
+        )
+        row = conn.execute(sa.select(r).where(r.c.id == rule.id)).one()
+    return _inhibition_dict(row)
+
+
+def delete_rule(write: sa.Engine, tenant_id: str, kind: RuleKind, rule_id: str) -> bool:
+    """Remove one of the tenant's silences or inhibition rules; False when it has none
+    with that id. Decisions already taken keep naming the rule."""
+    table = t.silences if kind == "silence" else t.inhibit_rules
+    with write.begin() as conn:
+        gone = conn.execute(
+            table.delete().where(table.c.tenant_id == tenant_id, table.c.id == rule_id)
+        ).rowcount
+    return bool(gone)

@@ -1,0 +1,383 @@
+"""How the caller's tenant wants its alerts correlated: service topology, settings,
+silences and inhibition rules.
+
+The worker re-reads a tenant's configuration every few seconds
+(``pipeline.worker.CONFIG_TTL_SECONDS``), so a change applies to alerts processed
+from then on; incidents already formed are not regrouped.
+
+Rules are validated strictly on the way in, with the parser's own message, because a
+rule that is stored broken would silently match nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from dd0c_alert.correlation.model import (
+    InhibitRule,
+    Matcher,
+    Rules,
+    Silence,
+    settings_dict,
+    settings_from,
+)
+from dd0c_alert.correlation.rules import format_matchers, parse_matchers, parse_schedule
+from dd0c_alert.domain.ids import new_id
+from dd0c_alert.storage.ports import Store
+
+from .auth import TenantId
+from .responses import error_response
+
+router = APIRouter(prefix="/v1", tags=["configuration"])
+
+ServiceName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+LabelName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+def _store(request: Request) -> Store:
+    store: Store = request.app.state.runtime.store
+    return store
+
+
+# --------------------------------------------------------------------------- topology
+
+
+class Topology(BaseModel):
+    """``service -> the services it depends on``. A service that depends on nothing
+    need not be listed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dependencies: dict[ServiceName, list[ServiceName]]
+
+    @field_validator("dependencies")
+    @classmethod
+    def _no_self_dependency(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for service, upstreams in value.items():
+            if service in upstreams:
+                raise ValueError(f"{service!r} cannot depend on itself")
+        return value
+
+
+def topology_of(rules: Rules) -> dict[str, list[str]]:
+    """The stored dependencies in one stable shape: services and upstreams sorted."""
+    return {service: sorted(ups) for service, ups in sorted(rules.dependencies.items())}
+
+
+@router.get("/topology", response_model=Topology, summary="Declared service dependencies")
+async def get_topology(request: Request, tenant: TenantId) -> dict[str, Any]:
+    _, rules = await run_in_threadpool(_store(request).tenant_config, tenant)
+    return {"dependencies": topology_of(rules)}
+
+
+@router.put(
+    "/topology",
+    response_model=Topology,
+    summary="Replace the declared service dependencies",
+)
+async def put_topology(request: Request, tenant: TenantId, body: Topology) -> dict[str, Any]:
+    store = _store(request)
+    await run_in_threadpool(store.set_dependencies, tenant, body.dependencies)
+    _, rules = await run_in_threadpool(store.tenant_config, tenant)
+    return {"dependencies": topology_of(rules)}
+
+
+# --------------------------------------------------------------------------- settings
+
+
+class Features(BaseModel):
+    topology: bool
+    deploys: bool
+    flapping: bool
+    inhibition: bool
+
+
+class CorrelationSettings(BaseModel):
+    correlation_window_seconds: int
+    max_incident_span_seconds: int
+    deploy_lookback_seconds: int
+    flap_threshold: int
+    flap_window_seconds: int
+    governance_mode: Literal["audit", "strict"]
+    never_suppress_services: list[str]
+    auto_resolve: bool
+    features: Features
+
+
+class _Patch(BaseModel):
+    """A partial update: only the keys given change; unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nulls(cls, value: Any) -> Any:
+        """``null`` is not a setting: leave a key out to keep its value."""
+        if isinstance(value, Mapping):
+            for key, item in value.items():
+                if item is None:
+                    raise ValueError(f"{key} may not be null (leave it out to keep its value)")
+        return value
+
+
+class FeaturesPatch(_Patch):
+    topology: bool | None = None
+    deploys: bool | None = None
+    flapping: bool | None = None
+    inhibition: bool | None = None
+
+
+class SettingsPatch(_Patch):
+    """Bounds keep the engine meaningful: a window under 30 s groups nothing, one over
+    a day groups unrelated failures."""
+
+    correlation_window_seconds: int | None = Field(default=None, ge=30, le=86_400)
+    max_incident_span_seconds: int | None = Field(default=None, ge=60, le=30 * 86_400)
+    deploy_lookback_seconds: int | None = Field(default=None, ge=0, le=86_400)
+    flap_threshold: int | None = Field(default=None, ge=2, le=100)
+    flap_window_seconds: int | None = Field(default=None, ge=60, le=86_400)
+    governance_mode: Literal["audit", "strict"] | None = None
+    never_suppress_services: list[ServiceName] | None = Field(default=None, max_length=10_000)
+    auto_resolve: bool | None = None
+    features: FeaturesPatch | None = None
+
+
+@router.get("/settings", response_model=CorrelationSettings, summary="Correlation settings")
+async def get_settings(request: Request, tenant: TenantId) -> dict[str, Any]:
+    settings, _ = await run_in_threadpool(_store(request).tenant_config, tenant)
+    return settings_dict(settings)
+
+
+@router.patch(
+    "/settings",
+    response_model=CorrelationSettings,
+    summary="Change some correlation settings",
+    responses={422: {"description": "Unknown key, wrong type or out of bounds."}},
+)
+async def patch_settings(
+    request: Request, tenant: TenantId, body: SettingsPatch
+) -> Response | dict[str, Any]:
+    store = _store(request)
+    changes = body.model_dump(exclude_unset=True)
+    current, _ = await run_in_threadpool(store.tenant_config, tenant)
+    merged = settings_from(current, changes)
+    if merged.max_incident_span_seconds < merged.correlation_window_seconds:
+        return error_response(
+            422,
+            "invalid_request",
+            f"max_incident_span_seconds ({merged.max_incident_span_seconds}) must be at least "
+            f"correlation_window_seconds ({merged.correlation_window_seconds})",
+        )
+    updated = await run_in_threadpool(store.update_settings, tenant, changes)
+    return settings_dict(updated)
+
+
+# --------------------------------------------------------------------------- rules
+
+
+class MatcherIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: LabelName
+    op: Literal["=", "!=", "=~", "!~"]
+    value: str
+
+
+MatchersIn = Annotated[
+    str | list[MatcherIn],
+    Field(
+        description='Alertmanager matchers, as text (`{service="db", severity=~"high|critical"}`) '
+        "or a list of {name, op, value}; at least one.",
+        examples=['{service="db"}'],
+    ),
+]
+
+
+def matchers_of(value: str | list[MatcherIn]) -> tuple[Matcher, ...]:
+    """Parse and check; ``ValueError`` with the parser's message. An empty list would
+    match every alert, so at least one matcher is required."""
+    text = (
+        value
+        if isinstance(value, str)
+        else format_matchers(Matcher(m.name, m.op, m.value) for m in value)
+    )
+    parsed = parse_matchers(text)
+    if not parsed:
+        raise ValueError("at least one matcher is required (none would match every alert)")
+    return parsed
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """A time without an offset is UTC, as everywhere in the API."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+class SilenceIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    matchers: MatchersIn
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    schedule: str = Field(
+        default="",
+        max_length=200,
+        description='Recurring window in UTC, e.g. "sat,sun 02:00-04:00" or "mon-fri 22:00-06:00"',
+    )
+    author: str = Field(default="", max_length=200)
+    comment: str = Field(default="", max_length=4000)
+
+    @field_validator("matchers")
+    @classmethod
+    def _valid_matchers(cls, value: str | list[MatcherIn]) -> str | list[MatcherIn]:
+        matchers_of(value)
+        return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _valid_schedule(cls, value: str) -> str:
+        if value.strip():
+            parse_schedule(value)
+        return value
+
+    @field_validator("starts_at", "ends_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        return _utc(value)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SilenceIn:
+        if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
+            raise ValueError("ends_at must be after starts_at")
+        return self
+
+
+class SilenceOut(BaseModel):
+    id: str
+    matchers: str = Field(description="Canonical matcher text.")
+    starts_at: datetime | None
+    ends_at: datetime | None
+    schedule: str
+    author: str
+    comment: str
+    created_at: datetime
+    active: bool = Field(description="In force right now.")
+
+
+class SilenceList(BaseModel):
+    items: list[SilenceOut]
+
+
+class InhibitionIn(BaseModel):
+    """When a firing alert matches ``source``, alerts matching ``target`` with the same
+    values for the ``equal`` labels are inhibited."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: MatchersIn
+    target: MatchersIn
+    equal: list[LabelName] = Field(default=[], max_length=50)
+
+    @field_validator("source", "target")
+    @classmethod
+    def _valid_matchers(cls, value: str | list[MatcherIn]) -> str | list[MatcherIn]:
+        matchers_of(value)
+        return value
+
+
+class InhibitionOut(BaseModel):
+    id: str
+    source: str
+    target: str
+    equal: list[str]
+    created_at: datetime
+
+
+class InhibitionList(BaseModel):
+    items: list[InhibitionOut]
+
+
+@router.get("/silences", response_model=SilenceList, tags=["rules"], summary="Silences")
+async def list_silences(request: Request, tenant: TenantId) -> dict[str, Any]:
+    return {"items": await run_in_threadpool(_store(request).list_silences, tenant)}
+
+
+@router.post(
+    "/silences",
+    response_model=SilenceOut,
+    status_code=201,
+    tags=["rules"],
+    summary="Create a silence or maintenance window",
+)
+async def create_silence(request: Request, tenant: TenantId, body: SilenceIn) -> dict[str, Any]:
+    silence = Silence(
+        id=new_id(),
+        matchers=matchers_of(body.matchers),
+        starts_at=body.starts_at,
+        ends_at=body.ends_at,
+        schedule=body.schedule.strip(),
+        author=body.author,
+        comment=body.comment,
+    )
+    return await run_in_threadpool(_store(request).create_silence, tenant, silence)
+
+
+@router.delete(
+    "/silences/{silence_id}", status_code=204, tags=["rules"], summary="Delete a silence"
+)
+async def delete_silence(request: Request, tenant: TenantId, silence_id: str) -> Response:
+    if not await run_in_threadpool(_store(request).delete_rule, tenant, "silence", silence_id):
+        raise HTTPException(404, "no such silence")
+    return Response(status_code=204)
+
+
+@router.get(
+    "/inhibitions", response_model=InhibitionList, tags=["rules"], summary="Inhibition rules"
+)
+async def list_inhibitions(request: Request, tenant: TenantId) -> dict[str, Any]:
+    return {"items": await run_in_threadpool(_store(request).list_inhibitions, tenant)}
+
+
+@router.post(
+    "/inhibitions",
+    response_model=InhibitionOut,
+    status_code=201,
+    tags=["rules"],
+    summary="Create an inhibition rule",
+)
+async def create_inhibition(
+    request: Request, tenant: TenantId, body: InhibitionIn
+) -> dict[str, Any]:
+    rule = InhibitRule(
+        id=new_id(),
+        source=matchers_of(body.source),
+        target=matchers_of(body.target),
+        equal=tuple(body.equal),
+    )
+    return await run_in_threadpool(_store(request).create_inhibition, tenant, rule)
+
+
+@router.delete(
+    "/inhibitions/{rule_id}",
+    status_code=204,
+    tags=["rules"],
+    summary="Delete an inhibition rule",
+)
+async def delete_inhibition(request: Request, tenant: TenantId, rule_id: str) -> Response:
+    if not await run_in_threadpool(_store(request).delete_rule, tenant, "inhibition", rule_id):
+        raise HTTPException(404, "no such inhibition rule")
+    return Response(status_code=204)

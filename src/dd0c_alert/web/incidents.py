@@ -1,0 +1,308 @@
+"""Incidents of the caller's tenant: list, detail with the reasons behind every
+decision, the human actions on them, and the suppression log.
+
+Actions check the incident's status in the same statement that changes it, so an
+action that no longer applies (someone, or the engine, got there first) answers 409
+``invalid_transition`` instead of silently overwriting.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, ConfigDict, Field
+
+from dd0c_alert.storage.ports import (
+    IncidentAction,
+    IncidentFilter,
+    InvalidTransition,
+    Page,
+    Store,
+    SuppressionMode,
+)
+
+from .api import Alert, AlertDecision, Limit, with_raw_url
+from .auth import TenantId
+from .responses import error_response
+
+router = APIRouter(prefix="/v1", tags=["incidents"])
+
+Status = Literal["open", "acknowledged", "resolved"]
+Severity = Literal["critical", "high", "medium", "low", "info"]
+
+
+class DeployCause(BaseModel):
+    """A deploy shortly before the incident began: its likely cause."""
+
+    id: str
+    service: str
+    version: str
+    author: str
+    title: str
+    url: str
+    environment: str
+    started_at: datetime
+
+
+class Incident(BaseModel):
+    id: str
+    status: Status
+    severity: Severity
+    title: str
+    services: list[str]
+    alert_count: int
+    firing: int = Field(description="Alerts of the incident still firing.")
+    noise_score: int = Field(ge=0, le=100)
+    noise_reasons: list[str]
+    opened_at: datetime = Field(description="Event time of its earliest alert.")
+    last_at: datetime = Field(description="Event time of its latest alert.")
+    acknowledged_at: datetime | None
+    snoozed_until: datetime | None
+    resolved_at: datetime | None
+    probable_root: str = Field(description="The most upstream affected service.")
+    deploys: list[DeployCause]
+    flapping: bool = Field(description="Some alert of the incident is flapping.")
+    paged: bool = Field(description="The incident asked for a page.")
+    merged_into: str | None = Field(
+        description="Set when an alert bridged this incident into an older one, which now "
+        "holds its alerts: follow it."
+    )
+
+
+class TimelineEntry(BaseModel):
+    """A decision of the engine (``kind`` = ``decision``, at the alert's event time) or
+    something a person did (at the time they did it)."""
+
+    kind: Literal["decision", "ack", "resolve", "snooze", "reopen", "feedback", "replay"]
+    at: datetime
+    incident_id: str = Field(description="Differs when the entry came with a merged incident.")
+    decision_id: str | None = None
+    alert_id: str | None = None
+    outcome: Literal["new_incident", "joined", "late_joined", "dedup", "resolved"] | None = None
+    reasons: list[str] = []
+    page: bool | None = None
+    flapping: bool | None = None
+    suppressed_by: str | None = None
+    would_suppress: str | None = None
+    inhibited_by: str | None = None
+    replayed_at: datetime | None = None
+    actor: str | None = None
+    detail: dict[str, Any] = {}
+
+
+class Noise(BaseModel):
+    score: int
+    reasons: list[str] = Field(description="Signed contributions that add up to the score.")
+
+
+class IncidentDetail(Incident):
+    alerts: list[Alert] = Field(description="In event-time order, at most 1000.")
+    alerts_truncated: bool
+    timeline: list[TimelineEntry]
+    timeline_truncated: bool = Field(description="More than 1000 decisions: the first shown.")
+    noise: Noise
+
+
+class IncidentPage(BaseModel):
+    items: list[Incident]
+    next_cursor: str | None
+
+
+class Snooze(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    minutes: int = Field(default=60, ge=1, le=7 * 24 * 60)
+
+
+class FeedbackIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    verdict: Literal["noise", "useful"]
+
+
+class Feedback(BaseModel):
+    id: str
+    incident_id: str = Field(description="The incident that holds the alerts (after merges).")
+    verdict: Literal["noise", "useful"]
+    created_at: datetime
+
+
+class Suppression(AlertDecision):
+    mode: SuppressionMode
+    rule_id: str
+    title: str | None
+    service: str | None
+    severity: Severity | None
+
+
+class SuppressionPage(BaseModel):
+    items: list[Suppression]
+    next_cursor: str | None
+
+
+_CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: {"description": "The incident's status does not allow this action."}
+}
+_NOT_FOUND = "no such incident"
+
+
+def _store(request: Request) -> Store:
+    store: Store = request.app.state.runtime.store
+    return store
+
+
+async def _page(call: Any, *args: Any) -> Page:
+    try:
+        page: Page = await run_in_threadpool(call, *args)
+    except ValueError as exc:  # an undecodable cursor
+        raise HTTPException(400, str(exc)) from None
+    return page
+
+
+@router.get("/incidents", response_model=IncidentPage, summary="List incidents, newest first")
+async def list_incidents(
+    request: Request,
+    tenant: TenantId,
+    status: Status | None = None,
+    severity: Severity | None = None,
+    service: Annotated[str | None, Query(description="Any of its services")] = None,
+    since: Annotated[datetime | None, Query(description="opened_at ≥ since")] = None,
+    until: Annotated[datetime | None, Query(description="opened_at < until")] = None,
+    limit: Limit = 50,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    store = _store(request)
+    filters = IncidentFilter(status, severity, service, since, until)
+    page = await _page(store.list_incidents, tenant, filters, limit, cursor)
+    return {"items": page.items, "next_cursor": page.next_cursor}
+
+
+@router.get(
+    "/incidents/{incident_id}",
+    response_model=IncidentDetail,
+    summary="One incident: alerts, deploys, timeline with reasons, noise score",
+)
+async def get_incident(request: Request, tenant: TenantId, incident_id: str) -> dict[str, Any]:
+    store = _store(request)
+    item = await run_in_threadpool(store.get_incident, tenant, incident_id)
+    if item is None:
+        raise HTTPException(404, _NOT_FOUND)
+    return {**item, "alerts": [with_raw_url(a) for a in item["alerts"]]}
+
+
+async def _act(
+    request: Request, tenant: str, incident_id: str, action: IncidentAction, minutes: int = 60
+) -> Response | dict[str, Any]:
+    store = _store(request)
+    try:
+        item = await run_in_threadpool(store.incident_action, tenant, incident_id, action, minutes)
+    except InvalidTransition as exc:
+        return error_response(409, "invalid_transition", str(exc))
+    if item is None:
+        raise HTTPException(404, _NOT_FOUND)
+    return item
+
+
+@router.post(
+    "/incidents/{incident_id}/ack",
+    response_model=Incident,
+    responses=_CONFLICT,
+    summary="Acknowledge an open incident",
+)
+async def ack(request: Request, tenant: TenantId, incident_id: str) -> Response | dict[str, Any]:
+    return await _act(request, tenant, incident_id, "ack")
+
+
+@router.post(
+    "/incidents/{incident_id}/resolve",
+    response_model=Incident,
+    responses=_CONFLICT,
+    summary="Resolve an open or acknowledged incident",
+)
+async def resolve(
+    request: Request, tenant: TenantId, incident_id: str
+) -> Response | dict[str, Any]:
+    return await _act(request, tenant, incident_id, "resolve")
+
+
+@router.post(
+    "/incidents/{incident_id}/reopen",
+    response_model=Incident,
+    responses=_CONFLICT,
+    summary="Reopen a resolved incident",
+)
+async def reopen(request: Request, tenant: TenantId, incident_id: str) -> Response | dict[str, Any]:
+    return await _act(request, tenant, incident_id, "reopen")
+
+
+@router.post(
+    "/incidents/{incident_id}/snooze",
+    response_model=Incident,
+    responses=_CONFLICT,
+    summary="Snooze an open or acknowledged incident (default 60 minutes)",
+)
+async def snooze(
+    request: Request, tenant: TenantId, incident_id: str, body: Snooze | None = None
+) -> Response | dict[str, Any]:
+    minutes = (body or Snooze()).minutes
+    return await _act(request, tenant, incident_id, "snooze", minutes)
+
+
+@router.post(
+    "/incidents/{incident_id}/feedback",
+    response_model=Feedback,
+    status_code=201,
+    summary="Say whether the incident was noise; later incidents' noise scores count it",
+)
+async def feedback(
+    request: Request, tenant: TenantId, incident_id: str, body: FeedbackIn
+) -> dict[str, Any]:
+    store = _store(request)
+    item = await run_in_threadpool(store.add_feedback, tenant, incident_id, body.verdict)
+    if item is None:
+        raise HTTPException(404, _NOT_FOUND)
+    return item
+
+
+@router.get(
+    "/suppressions",
+    response_model=SuppressionPage,
+    tags=["governance"],
+    summary="Decisions a rule suppressed (strict) or would have suppressed (audit), newest first",
+)
+async def list_suppressions(
+    request: Request,
+    tenant: TenantId,
+    mode: SuppressionMode | None = None,
+    limit: Limit = 50,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    store = _store(request)
+    page = await _page(store.list_suppressions, tenant, mode, limit, cursor)
+    return {"items": page.items, "next_cursor": page.next_cursor}
+
+
+@router.post(
+    "/suppressions/{decision_id}/replay",
+    response_model=Suppression,
+    tags=["governance"],
+    responses={409: {"description": "The decision was not suppressed: nothing to replay."}},
+    summary="Deliver a suppressed alert after all",
+)
+async def replay_suppression(
+    request: Request, tenant: TenantId, decision_id: str
+) -> Response | dict[str, Any]:
+    """Records the intent (``replayed_at`` and a ``replay`` entry on the incident's
+    timeline); idempotent. Notifications are not built yet: the notifier, when it
+    exists, delivers the decisions marked replayed. Until then nothing is sent."""
+    store = _store(request)
+    try:
+        item = await run_in_threadpool(store.replay_suppression, tenant, decision_id)
+    except InvalidTransition as exc:
+        return error_response(409, "not_suppressed", str(exc))
+    if item is None:
+        raise HTTPException(404, "no such suppression")
+    return item
