@@ -398,3 +398,30 @@ def test_fold_kinds_reach_the_engine_as_dedup() -> None:
     state = FingerprintState()
     first = alert(0, fp="x")
     assert fold(state, first).fold is Fold.NEW
+
+
+def test_a_fire_and_its_resolve_in_one_batch_are_judged_one_by_one() -> None:
+    engine = Engine()
+    engine.send(alert(0, fp="a"))
+    decisions = engine.send(alert(1, fp="b"), alert(2, fp="b", status=AlertStatus.RESOLVED))
+    assert [d.outcome for d in decisions] == [Outcome.JOINED, Outcome.RESOLVED]
+    [incident] = engine.incidents()
+    assert (incident.status, incident.firing) == (IncidentStatus.OPEN, 1)
+
+
+def test_a_critical_alert_joining_a_suppressed_incident_pages() -> None:
+    silence = Silence(id="S1", matchers=(Matcher("service", "=", "db"),))
+    engine = Engine(TenantSettings(governance_mode="strict"), Rules(silences=(silence,)))
+    [quiet] = engine.send(alert(0, fp="a", severity=Severity.MEDIUM))
+    [loud] = engine.send(alert(1, fp="b", severity=Severity.CRITICAL))
+    assert not quiet.page and quiet.suppressed_by == "S1"
+    assert loud.page and loud.incident_id == quiet.incident_id
+
+
+def test_a_backfill_in_event_time_order_groups_like_live_delivery() -> None:
+    minutes = [0, 3, 10, 12, 30]
+    live, backfill = Engine(), Engine()
+    for m in minutes:
+        live.send(alert(m, fp=f"f{m}"))
+        backfill.send(alert(m, fp=f"f{m}", delay_minutes=120))
+    assert len(live.incidents()) == len(backfill.incidents()) == 3

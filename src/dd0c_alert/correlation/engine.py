@@ -9,7 +9,7 @@ incidents live delivery would have.
 Grouping (design §6.2-6.4): a new alert joins an incident of the same service, or of a
 service connected to it by declared dependencies, when its event time lies within the
 correlation window W of the incident's span. A late alert (event time before the
-incident's latest, or delivered more than W after it happened) may join within 2W of
+incident's latest: it arrived out of order) may join within 2W of
 any incident, and within 3W of one still open; it is placed at its own time and
 never re-pages. An alert that bridges two open incidents merges the younger into the
 older, so the grouping does not depend on delivery order.
@@ -255,7 +255,6 @@ def _candidates(
     related = {key}
     if settings.features.topology and alert.service:
         related |= neighbours(state.rules.dependencies, alert.service)
-    delayed = alert.received_at - alert.started_at > window
     found: list[tuple[IncidentState, timedelta, str, str]] = []
     for incident in state.incidents.values():
         if incident.merged_into is not None or incident.tenant_id != alert.tenant_id:
@@ -266,7 +265,9 @@ def _candidates(
         gap = max(incident.first_at - at, at - incident.last_at, timedelta(0))
         if max(incident.last_at, at) - min(incident.first_at, at) > max_span:
             continue
-        late = delayed or at < incident.last_at
+        # Late means out of order: earlier than what the incident has already seen.
+        # How long delivery took does not count, so a backfill groups like live.
+        late = at < incident.last_at
         if gap <= window:
             tier = "window"
         elif late and gap <= 2 * window:
