@@ -1,10 +1,10 @@
-import copy
 import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from junk import JUNK, paths, replaced
 
 from dd0c_alert.domain.models import AlertStatus, CanonicalAlert, Severity
 from dd0c_alert.providers import pagerduty
@@ -270,54 +270,16 @@ def test_foreign_bodies_raise_payload_error(body: Any, message: str) -> None:
         pagerduty.normalise(body, _delivery())
 
 
-_JUNK: list[Any] = [
-    None,
-    0,
-    -1,
-    1e308,
-    True,
-    "",
-    "x" * 100_000,
-    "\ud800",
-    [],
-    {},
-    [None, {"a": [1]}],
-    {"summary": {"deep": [[[]]]}},
-]
-
-
-def _paths(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    found = [path]
-    if isinstance(value, dict):
-        for key, item in value.items():
-            found += _paths(item, (*path, key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            found += _paths(item, (*path, index))
-    return found
-
-
-def _replaced(document: Any, path: tuple[Any, ...], junk: Any) -> Any:
-    if not path:
-        return junk
-    result = copy.deepcopy(document)
-    target = result
-    for step in path[:-1]:
-        target = target[step]
-    target[path[-1]] = junk
-    return result
-
-
 _BODIES = sorted(p.name for p in FIXTURES.glob("v3_*.json") if not p.name.endswith(".headers.json"))
 
 
 @pytest.mark.parametrize("name", _BODIES)
 def test_any_junk_in_any_field_raises_only_payload_error(name: str) -> None:
     document = _load(name)
-    for path in _paths(document):
-        for junk in _JUNK:
+    for path in paths(document):
+        for junk in JUNK:
             try:
-                records = pagerduty.normalise(_replaced(document, path, junk), _delivery())
+                records = pagerduty.normalise(replaced(document, path, junk), _delivery())
             except PayloadError:
                 continue
             for record in records:
