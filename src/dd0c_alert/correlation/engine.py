@@ -148,13 +148,12 @@ def _decide(state: EngineState, result: FoldResult, new_id: Callable[[], str]) -
 
 def _live(state: EngineState, incident_id: str) -> IncidentState | None:
     """Follow merges to the incident that absorbed this one."""
-    seen = 0
-    while incident_id in state.merges and seen < 100:
-        incident_id, seen = state.merges[incident_id], seen + 1
     incident = state.incidents.get(incident_id)
-    if incident is not None and incident.merged_into:
-        return _live(state, incident.merged_into) if seen < 100 else None
-    return incident
+    for _ in range(len(state.incidents)):  # a merge chain is never longer than this
+        if incident is None or incident.merged_into is None:
+            return incident
+        incident = state.incidents.get(incident.merged_into)
+    return None
 
 
 def _place(state: EngineState, result: FoldResult, new_id: Callable[[], str]) -> Decision:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from dd0c_alert.correlation.dedup import AlertRecord, FingerprintState, Fold, FoldResult, fold
 from dd0c_alert.correlation.engine import correlate, event_time
-from dd0c_alert.correlation.model import Decision, Rules, TenantSettings
+from dd0c_alert.correlation.model import Decision, DeployRef, Rules, TenantSettings
 from dd0c_alert.domain.ids import new_id
 from dd0c_alert.storage.ports import BatchOutcome, Store
 
@@ -36,16 +36,14 @@ def persist(
             changed[result.record.id] = result.record
             if result.fold is Fold.NEW:
                 created.add(result.record.id)
-        deploys = tx.save_deploys(outcome.deploys)
-        deploy_tenants = {d.tenant_id: d for d in outcome.deploys}
+        deploys_by_tenant: dict[str, list[DeployRef]] = {}
+        stored = tx.save_deploys(outcome.deploys)
+        for ref, event in zip(stored, outcome.deploys, strict=True):
+            deploys_by_tenant.setdefault(event.tenant_id, []).append(ref)
         pairs: list[tuple[FoldResult, Decision]] = []
-        for tenant_id in sorted(set(by_tenant) | set(deploy_tenants)):
+        for tenant_id in sorted(set(by_tenant) | set(deploys_by_tenant)):
             folds = by_tenant.get(tenant_id, [])
-            tenant_deploys = [
-                ref
-                for ref, event in zip(deploys, outcome.deploys, strict=True)
-                if event.tenant_id == tenant_id
-            ]
+            tenant_deploys = deploys_by_tenant.get(tenant_id, [])
             settings, rules = config(tenant_id)
             engine_state = tx.correlation_state(tenant_id, settings, rules, folds, tenant_deploys)
             decisions = correlate(engine_state, folds, tenant_deploys, new_id)
