@@ -20,6 +20,11 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("DATABASE_URL", "DD0C_DATABASE_URL"),
         description="Empty means sqlite:///<data_dir>/dd0c.db.",
     )
+    redis_url: str = Field(
+        default="",
+        validation_alias=AliasChoices("REDIS_URL", "DD0C_REDIS_URL"),
+        description="Empty keeps rate limits and circuit breakers in process memory.",
+    )
     public_url: str = Field(
         default="http://127.0.0.1:8080",
         description="Base URL printed in webhook URLs handed to monitoring tools.",

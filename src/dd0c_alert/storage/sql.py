@@ -8,7 +8,7 @@ import hashlib
 import re
 import secrets
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -59,6 +59,12 @@ API_KEY_PREFIX = "dd0c_"
 _ID = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")
 
 
+#: Acknowledges a batch's queue messages inside the worker's transaction; the queue
+#: lives in the same database as the store, so "stored" and "acknowledged" commit
+#: together whichever queue it is.
+QueueSettle = Callable[[sa.Connection, BatchOutcome], None]
+
+
 def hash_api_key(key: str) -> str:
     """API keys carry 256 random bits, so a fast hash is as safe as a slow one here
     and keeps per-request authentication cheap."""
@@ -97,8 +103,10 @@ class SqlStore:
         read_engine: sa.Engine,
         box: SecretBox,
         default_settings: TenantSettings | None = None,
+        settle: QueueSettle | None = None,
     ) -> None:
         self._engine = engine
+        self._settle = settle or settle_table_queue
         self._read = read_engine
         self._box = box
         self.default_settings = default_settings or TenantSettings()
@@ -276,7 +284,7 @@ class SqlStore:
     @contextmanager
     def transaction(self) -> Iterator[SqlTransaction]:
         with self._engine.begin() as conn:
-            yield SqlTransaction(conn)
+            yield SqlTransaction(conn, self._settle)
 
     # --- reads ------------------------------------------------------------------------
 
@@ -537,8 +545,9 @@ class SqlTransaction:
     alert, so the write lock is held briefly and ingestion is not kept waiting.
     """
 
-    def __init__(self, conn: sa.Connection) -> None:
+    def __init__(self, conn: sa.Connection, settle: QueueSettle) -> None:
         self._conn = conn
+        self._settle = settle
         self._loaded: dict[str, set[str]] = {}
 
     def correlation_state(
@@ -661,33 +670,37 @@ class SqlTransaction:
         self._conn.execute(d.update().where(d.c.id == existing.id).values(**updates))
 
     def finish(self, outcome: BatchOutcome) -> None:
-        now = datetime.now(UTC)
         if outcome.dead:
+            now = datetime.now(UTC)
             dead_ids = [dead.event.event_id for dead in outcome.dead]
             self._conn.execute(
                 t.dead_letters.delete().where(t.dead_letters.c.event_id.in_(dead_ids))
             )
             self._conn.execute(t.dead_letters.insert(), [_dead_row(d, now) for d in outcome.dead])
-        if outcome.retries:
-            later = time.time()
-            self._conn.execute(
-                t.ingest_queue.update()
-                .where(t.ingest_queue.c.event_id == sa.bindparam("_event_id"))
-                .values(
-                    visible_at=sa.bindparam("visible_at"), last_error=sa.bindparam("last_error")
-                ),
-                [
-                    {
-                        "_event_id": r.event_id,
-                        "visible_at": later + r.delay_seconds,
-                        "last_error": r.error,
-                    }
-                    for r in outcome.retries
-                ],
-            )
-        done = outcome.acked + [dead.event.event_id for dead in outcome.dead]
-        if done:
-            self._conn.execute(t.ingest_queue.delete().where(t.ingest_queue.c.event_id.in_(done)))
+        self._settle(self._conn, outcome)
+
+
+def settle_table_queue(conn: sa.Connection, outcome: BatchOutcome) -> None:
+    """Acknowledge a batch on the ``ingest_queue`` table (the embedded queue): done
+    and dead-lettered messages go, retried ones become visible after their delay."""
+    if outcome.retries:
+        later = time.time()
+        conn.execute(
+            t.ingest_queue.update()
+            .where(t.ingest_queue.c.event_id == sa.bindparam("_event_id"))
+            .values(visible_at=sa.bindparam("visible_at"), last_error=sa.bindparam("last_error")),
+            [
+                {
+                    "_event_id": r.event_id,
+                    "visible_at": later + r.delay_seconds,
+                    "last_error": r.error,
+                }
+                for r in outcome.retries
+            ],
+        )
+    done = outcome.acked + [dead.event.event_id for dead in outcome.dead]
+    if done:
+        conn.execute(t.ingest_queue.delete().where(t.ingest_queue.c.event_id.in_(done)))
 
 
 def _insert_row(record: AlertRecord) -> dict[str, Any]:
