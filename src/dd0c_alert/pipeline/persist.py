@@ -24,7 +24,13 @@ def persist(
     """
     config = config or store.tenant_config
     alerts = sorted(outcome.alerts, key=event_time)
-    with store.transaction() as tx:
+    # Retries only touch the queue, which is not tenant data: no claim needed for them.
+    tenant_ids = sorted(
+        {a.tenant_id for a in alerts}
+        | {d.tenant_id for d in outcome.deploys}
+        | {dead.event.tenant_id for dead in outcome.dead}
+    )
+    with store.transaction(tenant_ids) as tx:
         states = tx.fingerprint_states({(a.tenant_id, a.fingerprint) for a in alerts})
         changed: dict[str, AlertRecord] = {}
         created: set[str] = set()

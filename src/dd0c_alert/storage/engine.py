@@ -22,15 +22,27 @@ def configure_sqlite(conn: sqlite3.Connection, synchronous: str) -> None:
     conn.execute("PRAGMA foreign_keys=ON")
 
 
+def normalise_database_url(url: str) -> str:
+    """Route the conventional ``postgres://`` and ``postgresql://`` URLs (what hosting
+    providers and ``DATABASE_URL`` usually hold) to the psycopg 3 driver, the one
+    installed; SQLAlchemy would otherwise pick psycopg2."""
+    for scheme in ("postgres://", "postgresql://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url.removeprefix(scheme)
+    return url
+
+
 def make_engines(url: str, synchronous: str = "FULL") -> tuple[sa.Engine, sa.Engine]:
     """A write engine and a read engine.
 
     On SQLite, write transactions start with ``BEGIN IMMEDIATE`` so two writers queue
     on the lock instead of failing to upgrade a read lock; reads use a plain
-    ``BEGIN`` and, under WAL, never wait for writers.
+    ``BEGIN`` and, under WAL, never wait for writers. PostgreSQL needs no such split:
+    one pooled engine serves both (pre-ping drops connections a server restart broke).
     """
     if not url.startswith("sqlite"):
-        engine = sa.create_engine(url, pool_pre_ping=True)
+        url = normalise_database_url(url)
+        engine = sa.create_engine(url, pool_size=5, max_overflow=10, pool_pre_ping=True)
         return engine, engine
     sqlite_path(url).parent.mkdir(parents=True, exist_ok=True)
 

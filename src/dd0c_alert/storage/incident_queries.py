@@ -2,10 +2,11 @@
 and the suppression log. ``SqlStore`` delegates here, so ``sql.py`` stays about the
 worker's hot path.
 
-Every query is scoped by tenant: another tenant's id finds nothing, exactly like an
-unknown one. Human actions run in one transaction whose ``UPDATE`` re-checks the
-status, so an action and the worker (which also writes incidents) never interleave
-into a state neither chose.
+Every query is scoped by tenant, in its ``WHERE`` and (PostgreSQL) by row-level
+security: another tenant's id finds nothing, exactly like an unknown one. Human
+actions run in one transaction whose ``UPDATE`` re-checks the status, so an action
+and the worker (which also writes incidents) never interleave into a state neither
+chose.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from .ports import (
     SuppressionMode,
     Verdict,
 )
+from .tenancy import scoped
 
 #: Who acted, until user sessions exist: every REST call is authenticated by an API key.
 ACTOR = "api"
@@ -136,7 +138,7 @@ def list_incidents(
         query = query.where(i.c.first_at < filters.until)
     if cursor:
         query = query.where(i.c.id < sql.decode_cursor(cursor))
-    with read.begin() as conn:
+    with scoped(read, tenant_id) as conn:
         rows = conn.execute(query.order_by(i.c.id.desc()).limit(limit + 1)).all()
     more = len(rows) > limit
     rows = rows[:limit]
@@ -173,7 +175,7 @@ def get_incident(read: sa.Engine, tenant_id: str, incident_id: str) -> dict[str,
     with ``merged_into`` naming the incident that now holds its alerts.
     """
     i, a, d, e = t.incidents, t.alerts, t.decisions, t.incident_events
-    with read.begin() as conn:
+    with scoped(read, tenant_id) as conn:
         row = conn.execute(
             sa.select(i).where(i.c.tenant_id == tenant_id, i.c.id == incident_id)
         ).first()
@@ -259,7 +261,7 @@ def transition(
         values["snoozed_until"] = until
         detail = {"minutes": snooze_minutes, "until": sql.iso(until)}
     mine = (i.c.tenant_id == tenant_id) & (i.c.id == incident_id)
-    with write.begin() as conn:
+    with scoped(write, tenant_id) as conn:
         changed = conn.execute(
             i.update()
             .where(mine, i.c.merged_into.is_(None), i.c.status.in_(ALLOWED[action]))
@@ -308,7 +310,7 @@ def add_feedback(
     """
     f = t.feedback
     now = datetime.now(UTC)
-    with write.begin() as conn:
+    with scoped(write, tenant_id) as conn:
         live = _live_id(conn, tenant_id, incident_id)
         if live is None:
             return None
@@ -330,7 +332,7 @@ def add_feedback(
 def alert_decision(read: sa.Engine, tenant_id: str, alert_id: str) -> dict[str, Any] | None:
     """The alert's latest decision by event time (its resolve after its placement)."""
     d = t.decisions
-    with read.begin() as conn:
+    with scoped(read, tenant_id) as conn:
         row = conn.execute(
             sa.select(d)
             .where(d.c.tenant_id == tenant_id, d.c.alert_id == alert_id)
@@ -387,7 +389,7 @@ def list_suppressions(
         query = query.where(d.c.suppressed_by.is_(None))
     if cursor:
         query = query.where(d.c.id < sql.decode_cursor(cursor))
-    with read.begin() as conn:
+    with scoped(read, tenant_id) as conn:
         rows = conn.execute(query.order_by(d.c.id.desc()).limit(limit + 1)).all()
     more = len(rows) > limit
     rows = rows[:limit]
@@ -408,7 +410,7 @@ def mark_replayed(write: sa.Engine, tenant_id: str, decision_id: str) -> dict[st
     d = t.decisions
     now = datetime.now(UTC)
     mine = (d.c.tenant_id == tenant_id) & (d.c.id == decision_id)
-    with write.begin() as conn:
+    with scoped(write, tenant_id) as conn:
         row = conn.execute(sa.select(d).where(mine)).first()
         if row is None or (row.suppressed_by is None and row.would_suppress is None):
             return None
@@ -451,7 +453,7 @@ def _silence_dict(row: Any, now: datetime) -> dict[str, Any]:
 
 def list_silences(read: sa.Engine, tenant_id: str) -> list[dict[str, Any]]:
     s = t.silences
-    with read.begin() as conn:
+    with scoped(read, tenant_id) as conn:
         rows = conn.execute(
             sa.select(s).where(s.c.tenant_id == tenant_id).order_by(s.c.id.desc())
         ).all()
@@ -462,7 +464,7 @@ def list_silences(read: sa.Engine, tenant_id: str) -> list[dict[str, Any]]:
 def create_silence(write: sa.Engine, tenant_id: str, silence: Silence) -> dict[str, Any]:
     s = t.silences
     now = datetime.now(UTC)
-    with write.begin() as conn:
+    with scoped(write, tenant_id) as conn:
         conn.execute(
             s.insert().values(
                 id=silence.id,
@@ -492,7 +494,7 @@ def _inhibition_dict(row: Any) -> dict[str, Any]:
 
 def list_inhibitions(read: sa.Engine, tenant_id: str) -> list[dict[str, Any]]:
     r = t.inhibit_rules
-    with read.begin() as conn:
+    with scoped(read, tenant_id) as conn:
         rows = conn.execute(
             sa.select(r).where(r.c.tenant_id == tenant_id).order_by(r.c.id.desc())
         ).all()
@@ -501,7 +503,7 @@ def list_inhibitions(read: sa.Engine, tenant_id: str) -> list[dict[str, Any]]:
 
 def create_inhibition(write: sa.Engine, tenant_id: str, rule: InhibitRule) -> dict[str, Any]:
     r = t.inhibit_rules
-    with write.begin() as conn:
+    with scoped(write, tenant_id) as conn:
         conn.execute(
             r.insert().values(
                 id=rule.id,
@@ -520,7 +522,7 @@ def delete_rule(write: sa.Engine, tenant_id: str, kind: RuleKind, rule_id: str) 
     """Remove one of the tenant's silences or inhibition rules; False when it has none
     with that id. Decisions already taken keep naming the rule."""
     table = t.silences if kind == "silence" else t.inhibit_rules
-    with write.begin() as conn:
+    with scoped(write, tenant_id) as conn:
         gone = conn.execute(
             table.delete().where(table.c.tenant_id == tenant_id, table.c.id == rule_id)
         ).rowcount

@@ -38,6 +38,15 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 JSONDoc = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
+
+def gin_index(name: str, column: str) -> sa.Index:
+    """A containment index on a JSONB document (``labels @> {...}``); PostgreSQL only,
+    SQLite has no such index and scans."""
+    return sa.Index(
+        name, column, postgresql_using="gin", postgresql_ops={column: "jsonb_path_ops"}
+    ).ddl_if(dialect="postgresql")
+
+
 tenants = sa.Table(
     "tenants",
     metadata,
@@ -147,6 +156,7 @@ alerts = sa.Table(
         sqlite_where=sa.text("status = 'firing'"),
         postgresql_where=sa.text("status = 'firing'"),
     ),
+    gin_index("ix_alerts_labels", "labels"),
 )
 
 deploys = sa.Table(
@@ -265,6 +275,8 @@ incidents = sa.Table(
     sa.Index("ix_incidents_tenant_last", "tenant_id", "last_at"),
     sa.Index("ix_incidents_tenant_status", "tenant_id", "status", "id"),
     sa.Index("ix_incidents_tenant_merged", "tenant_id", "merged_into"),
+    gin_index("ix_incidents_services", "services"),
+    gin_index("ix_incidents_fingerprints", "fingerprints"),
 )
 
 incident_services = sa.Table(

@@ -1,5 +1,12 @@
-"""The store on SQLAlchemy Core: one implementation for SQLite, dialect-aware where
-PostgreSQL differs."""
+"""The store on SQLAlchemy Core: one implementation for SQLite and PostgreSQL,
+dialect-aware where they differ.
+
+On PostgreSQL the application role is subject to row-level security: every
+transaction that touches tenant tables is first scoped to its tenant
+(``tenancy.scope``), and the few lookups that must cross tenants (an API key's
+tenant, all tenant ids, a dead letter's tenant, the idempotency purge) go through
+``SECURITY DEFINER`` functions (migration 0004) that answer ids only.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +15,7 @@ import hashlib
 import re
 import secrets
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -53,6 +60,7 @@ from .ports import (
     Verdict,
 )
 from .secrets import SecretBox
+from .tenancy import scope, scoped
 
 API_KEY_PREFIX = "dd0c_"
 #: The ids cursors point at: ULIDs from ``domain.ids.new_id``.
@@ -96,6 +104,34 @@ def month_of(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m")
 
 
+def _row_security(conn: sa.Connection) -> bool:
+    """Whether tenant rows are hidden behind row-level security (PostgreSQL), so a
+    lookup across tenants must go through a migration 0004 function."""
+    return conn.dialect.name == "postgresql"
+
+
+def _tenant_ids(conn: sa.Connection) -> list[str]:
+    if _row_security(conn):
+        return list(conn.execute(sa.select(sa.func.dd0c_tenant_ids())).scalars())
+    return list(conn.execute(sa.select(t.tenants.c.id).order_by(t.tenants.c.id)).scalars())
+
+
+def _dead_letter_tenant(conn: sa.Connection, ref: str) -> str | None:
+    """The tenant of a dead letter named by its id or its event id."""
+    if _row_security(conn):
+        return conn.execute(sa.select(sa.func.dd0c_dead_letter_tenant(ref))).scalar()
+    dl = t.dead_letters
+    return conn.execute(
+        sa.select(dl.c.tenant_id).where((dl.c.id == ref) | (dl.c.event_id == ref)).limit(1)
+    ).scalar()
+
+
+#: One lock per tenant for the worker's transaction; see ``SqlStore.transaction``.
+_CLAIM_TENANT = sa.text(
+    "SELECT pg_advisory_xact_lock(hashtextextended('dd0c:tenant:' || :tenant_id, 0))"
+)
+
+
 class SqlStore:
     def __init__(
         self,
@@ -114,7 +150,7 @@ class SqlStore:
     # --- correlation configuration ----------------------------------------------------
 
     def tenant_config(self, tenant_id: str) -> tuple[TenantSettings, Rules]:
-        with self._read.begin() as conn:
+        with scoped(self._read, tenant_id) as conn:
             stored = conn.execute(
                 sa.select(t.tenant_settings.c.settings).where(
                     t.tenant_settings.c.tenant_id == tenant_id
@@ -164,7 +200,7 @@ class SqlStore:
         current, _ = self.tenant_config(tenant_id)
         merged = settings_from(current, changes)
         ts = t.tenant_settings
-        with self._engine.begin() as conn:
+        with scoped(self._engine, tenant_id) as conn:
             conn.execute(ts.delete().where(ts.c.tenant_id == tenant_id))
             conn.execute(
                 ts.insert().values(
@@ -183,7 +219,7 @@ class SqlStore:
             for upstream in sorted(set(upstreams))
             if upstream != service
         ]
-        with self._engine.begin() as conn:
+        with scoped(self._engine, tenant_id) as conn:
             conn.execute(sd.delete().where(sd.c.tenant_id == tenant_id))
             if rows:
                 conn.execute(sd.insert(), rows)
@@ -192,25 +228,30 @@ class SqlStore:
 
     def create_tenant(self, name: str) -> Tenant:
         tenant = Tenant(id=new_id(), name=name, created_at=datetime.now(UTC))
-        with self._engine.begin() as conn:
+        with scoped(self._engine, tenant.id) as conn:
             conn.execute(
                 t.tenants.insert().values(id=tenant.id, name=name, created_at=tenant.created_at)
             )
         return tenant
 
     def get_tenant(self, tenant_id: str) -> Tenant | None:
-        with self._read.begin() as conn:
+        with scoped(self._read, tenant_id) as conn:
             row = conn.execute(sa.select(t.tenants).where(t.tenants.c.id == tenant_id)).first()
         return None if row is None else Tenant(**row._asdict())
 
     def list_tenants(self) -> list[Tenant]:
+        """Every tenant; under row-level security one scoped read per tenant (this
+        serves the scheduled jobs, not a request path)."""
+        rows: list[sa.Row[Any]] = []
         with self._read.begin() as conn:
-            rows = conn.execute(sa.select(t.tenants).order_by(t.tenants.c.id)).all()
+            for tenant_id in _tenant_ids(conn):
+                scope(conn, tenant_id)
+                rows += conn.execute(sa.select(t.tenants).where(t.tenants.c.id == tenant_id))
         return [Tenant(**row._asdict()) for row in rows]
 
     def create_api_key(self, tenant_id: str, name: str) -> str:
         key = API_KEY_PREFIX + secrets.token_urlsafe(32)
-        with self._engine.begin() as conn:
+        with scoped(self._engine, tenant_id) as conn:
             conn.execute(
                 t.api_keys.insert().values(
                     id=new_id(),
@@ -223,10 +264,14 @@ class SqlStore:
         return key
 
     def tenant_for_api_key(self, key: str) -> str | None:
+        key_hash = hash_api_key(key)
         with self._read.begin() as conn:
-            return conn.execute(
-                sa.select(t.api_keys.c.tenant_id).where(t.api_keys.c.key_hash == hash_api_key(key))
-            ).scalar()
+            if _row_security(conn):
+                query = sa.select(sa.func.dd0c_tenant_for_api_key(key_hash))
+            else:
+                query = sa.select(t.api_keys.c.tenant_id).where(t.api_keys.c.key_hash == key_hash)
+            tenant_id: str | None = conn.execute(query).scalar()
+        return tenant_id
 
     def create_integration(
         self, tenant_id: str, provider: str, name: str, secret: str
@@ -239,7 +284,7 @@ class SqlStore:
             secret=secret,
             created_at=datetime.now(UTC),
         )
-        with self._engine.begin() as conn:
+        with scoped(self._engine, tenant_id) as conn:
             conn.execute(
                 t.integrations.insert().values(
                     id=integration.id,
@@ -258,7 +303,7 @@ class SqlStore:
             .where(t.integrations.c.tenant_id == tenant_id, t.integrations.c.provider == provider)
             .order_by(t.integrations.c.id)
         )
-        with self._read.begin() as conn:
+        with scoped(self._read, tenant_id) as conn:
             rows = conn.execute(query).all()
         return [
             Integration(
@@ -276,15 +321,33 @@ class SqlStore:
         query = sa.select(t.usage.c.events).where(
             t.usage.c.tenant_id == tenant_id, t.usage.c.month == month_of(time.time())
         )
-        with self._read.begin() as conn:
+        with scoped(self._read, tenant_id) as conn:
             return conn.execute(query).scalar() or 0
 
     # --- the worker's batch -----------------------------------------------------------
 
     @contextmanager
-    def transaction(self) -> Iterator[SqlTransaction]:
+    def transaction(self, tenant_ids: Collection[str]) -> Iterator[SqlTransaction]:
+        """The worker's transaction, holding an exclusive claim on ``tenant_ids``.
+
+        Several ``correlate`` processes share one PostgreSQL: two of them must never
+        both load a tenant's open incidents and fingerprints and then write what each
+        decided from that stale view. So the transaction first takes a
+        transaction-level advisory lock per tenant, in sorted order (every worker
+        takes them in the same order, so they queue instead of deadlocking). A lock
+        held by the database transaction is released exactly at its commit or
+        rollback: it cannot expire while the writes it protects are still running,
+        nor outlive them, as a lease in Redis could. The reads that follow the lock see
+        the previous holder's commit because PostgreSQL's default READ COMMITTED
+        takes a fresh snapshot per statement. On SQLite, ``BEGIN IMMEDIATE``
+        already serialises writers.
+        """
+        claimed = sorted(set(tenant_ids))
         with self._engine.begin() as conn:
-            yield SqlTransaction(conn, self._settle)
+            if conn.dialect.name == "postgresql":
+                for tenant_id in claimed:
+                    conn.execute(_CLAIM_TENANT, {"tenant_id": tenant_id})
+            yield SqlTransaction(conn, self._settle, claimed)
 
     # --- reads ------------------------------------------------------------------------
 
@@ -301,7 +364,7 @@ class SqlStore:
         if cursor:
             query = query.where(table.c.id < decode_cursor(cursor))
         query = query.order_by(table.c.id.desc()).limit(limit + 1)
-        with self._read.begin() as conn:
+        with scoped(self._read, tenant_id) as conn:
             rows = conn.execute(query).all()
         more = len(rows) > limit
         rows = rows[:limit]
@@ -331,7 +394,7 @@ class SqlStore:
 
     def get_alert(self, tenant_id: str, alert_id: str) -> dict[str, Any] | None:
         a = t.alerts
-        with self._read.begin() as conn:
+        with scoped(self._read, tenant_id) as conn:
             row = conn.execute(
                 sa.select(a).where(a.c.tenant_id == tenant_id, a.c.id == alert_id)
             ).first()
@@ -356,6 +419,8 @@ class SqlStore:
         return self._page(d, tenant_id, conditions, limit, cursor, deploy_dict)
 
     def list_dead_letters(self, tenant_id: str | None, limit: int) -> list[dict[str, Any]]:
+        """Newest first, of one tenant or (``None``, the admin's view) of all: under
+        row-level security that reads each tenant's newest in turn."""
         dl = t.dead_letters
         query = sa.select(
             dl.c.id,
@@ -367,10 +432,15 @@ class SqlStore:
             dl.c.failed_at,
             dl.c.replayed_at,
         ).order_by(dl.c.id.desc())
-        if tenant_id is not None:
-            query = query.where(dl.c.tenant_id == tenant_id)
+        rows: list[sa.Row[Any]] = []
         with self._read.begin() as conn:
-            rows = conn.execute(query.limit(limit)).all()
+            if tenant_id is None and not _row_security(conn):
+                rows += conn.execute(query.limit(limit))
+            else:
+                for each in [tenant_id] if tenant_id is not None else _tenant_ids(conn):
+                    scope(conn, each)
+                    rows += conn.execute(query.where(dl.c.tenant_id == each).limit(limit))
+        rows = sorted(rows, key=lambda row: row.id, reverse=True)[:limit]
         return [
             {
                 **row._asdict(),
@@ -383,8 +453,15 @@ class SqlStore:
     def get_dead_letter(self, dead_letter_id: str) -> DeadLetter | None:
         dl = t.dead_letters
         with self._read.begin() as conn:
+            tenant_id = _dead_letter_tenant(conn, dead_letter_id)
+            if tenant_id is None:
+                return None
+            scope(conn, tenant_id)
             row = conn.execute(
-                sa.select(dl).where((dl.c.id == dead_letter_id) | (dl.c.event_id == dead_letter_id))
+                sa.select(dl).where(
+                    dl.c.tenant_id == tenant_id,
+                    (dl.c.id == dead_letter_id) | (dl.c.event_id == dead_letter_id),
+                )
             ).first()
         if row is None:
             return None
@@ -404,14 +481,24 @@ class SqlStore:
     def mark_replayed(self, dead_letter_id: str) -> None:
         dl = t.dead_letters
         with self._engine.begin() as conn:
+            tenant_id = _dead_letter_tenant(conn, dead_letter_id)
+            if tenant_id is None:
+                return
+            scope(conn, tenant_id)
             conn.execute(
                 dl.update()
-                .where((dl.c.id == dead_letter_id) | (dl.c.event_id == dead_letter_id))
+                .where(
+                    dl.c.tenant_id == tenant_id,
+                    (dl.c.id == dead_letter_id) | (dl.c.event_id == dead_letter_id),
+                )
                 .values(replayed_at=datetime.now(UTC))
             )
 
     def purge_idempotency_keys(self, now: float) -> int:
         with self._engine.begin() as conn:
+            if _row_security(conn):
+                query = sa.select(sa.func.dd0c_purge_idempotency_keys(now))
+                return int(conn.execute(query).scalar_one())
             result = conn.execute(
                 t.idempotency_keys.delete().where(t.idempotency_keys.c.expires_at < now)
             )
@@ -472,11 +559,11 @@ class SqlStore:
     # --- suggestions and the what-if replay (see suggestion_queries) -------------------
 
     def suggestion_history(self, tenant_id: str, now: datetime) -> History:
-        with self._read.begin() as conn:
+        with scoped(self._read, tenant_id) as conn:
             return suggestion_queries.load_history(conn, tenant_id, now)
 
     def save_suggestions(self, tenant_id: str, found: Sequence[Suggestion], now: datetime) -> None:
-        with self._engine.begin() as conn:
+        with scoped(self._engine, tenant_id) as conn:
             suggestion_queries.save_suggestions(conn, tenant_id, found, now)
 
     def list_suggestions(
@@ -488,7 +575,7 @@ class SqlStore:
         cursor: str | None,
     ) -> Page:
         after = decode_cursor(cursor) if cursor else None
-        with self._read.begin() as conn:
+        with scoped(self._read, tenant_id) as conn:
             page = suggestion_queries.list_suggestions(conn, tenant_id, status, kind, limit, after)
         return Page(page.items, encode_cursor(page.next_cursor) if page.next_cursor else None)
 
@@ -496,13 +583,13 @@ class SqlStore:
         self, tenant_id: str, suggestion_id: str, now: datetime
     ) -> SuggestionVerdict | None:
         settings, _ = self.tenant_config(tenant_id)
-        with self._engine.begin() as conn:
+        with scoped(self._engine, tenant_id) as conn:
             return suggestion_queries.accept(conn, tenant_id, suggestion_id, now, settings)
 
     def dismiss_suggestion(
         self, tenant_id: str, suggestion_id: str, now: datetime
     ) -> SuggestionVerdict | None:
-        with self._engine.begin() as conn:
+        with scoped(self._engine, tenant_id) as conn:
             return suggestion_queries.dismiss(conn, tenant_id, suggestion_id, now)
 
     def replay_source(
@@ -513,7 +600,7 @@ class SqlStore:
         limit: int,
         deploy_lookback: timedelta,
     ) -> ReplaySource:
-        with self._read.begin() as conn:
+        with scoped(self._read, tenant_id) as conn:
             return suggestion_queries.replay_source(
                 conn, tenant_id, since, until, limit, deploy_lookback
             )
@@ -541,14 +628,30 @@ class SqlTransaction:
     """The worker's writes for one batch, on one connection inside one transaction.
 
     Reads are one query per tenant and chunk of fingerprints, writes one
-    ``executemany`` per kind: a batch costs a handful of statements, not several per
-    alert, so the write lock is held briefly and ingestion is not kept waiting.
+    ``executemany`` per kind and tenant: a batch costs a handful of statements, not
+    several per alert, so the write lock is held briefly and ingestion is not kept
+    waiting.
+
+    A batch spans tenants: before each tenant's statements the transaction is scoped
+    to that tenant (row-level security on PostgreSQL), and only to tenants the
+    transaction claimed, so no write escapes the per-tenant lock.
     """
 
-    def __init__(self, conn: sa.Connection, settle: QueueSettle) -> None:
+    def __init__(self, conn: sa.Connection, settle: QueueSettle, claimed: Collection[str]) -> None:
         self._conn = conn
         self._settle = settle
+        self._claimed = frozenset(claimed)
+        self._scope: str | None = None
         self._loaded: dict[str, set[str]] = {}
+
+    def _use(self, tenant_id: str) -> sa.Connection:
+        """The connection, scoped to ``tenant_id``."""
+        if tenant_id not in self._claimed:
+            raise ValueError(f"tenant {tenant_id} was not claimed by this transaction")
+        if tenant_id != self._scope:
+            scope(self._conn, tenant_id)
+            self._scope = tenant_id
+        return self._conn
 
     def correlation_state(
         self,
@@ -558,14 +661,15 @@ class SqlTransaction:
         folds: Sequence[FoldResult],
         deploys: Sequence[DeployRef],
     ) -> EngineState:
-        state = load_state(self._conn, tenant_id, settings, rules, folds, deploys)
+        state = load_state(self._use(tenant_id), tenant_id, settings, rules, folds, deploys)
         self._loaded[tenant_id] = set(state.incidents)
         return state
 
     def save_correlation(
         self, state: EngineState, pairs: Sequence[tuple[FoldResult, Decision]]
     ) -> None:
-        save_state(self._conn, state, self._loaded.get(state.tenant_id, set()), pairs)
+        conn = self._use(state.tenant_id)
+        save_state(conn, state, self._loaded.get(state.tenant_id, set()), pairs)
 
     def fingerprint_states(
         self, keys: set[tuple[str, str]]
@@ -584,6 +688,7 @@ class SqlTransaction:
             .label("rank")
         )
         for tenant_id, fingerprints in by_tenant.items():
+            conn = self._use(tenant_id)
             for start in range(0, len(fingerprints), _STATE_QUERY_CHUNK):
                 chunk = fingerprints[start : start + _STATE_QUERY_CHUNK]
                 ranked = (
@@ -591,7 +696,7 @@ class SqlTransaction:
                     .where(a.c.tenant_id == tenant_id, a.c.fingerprint.in_(chunk))
                     .subquery()
                 )
-                rows = self._conn.execute(sa.select(ranked).where(ranked.c.rank == 1)).all()
+                rows = conn.execute(sa.select(ranked).where(ranked.c.rank == 1)).all()
                 for row in rows:
                     state = states.setdefault((tenant_id, row.fingerprint), FingerprintState())
                     record = record_from_row(row)
@@ -605,7 +710,7 @@ class SqlTransaction:
         # Updates first: a stored firing alert that a batch resolves and sees fire again
         # must be resolved before its new occurrence is inserted (one firing alert per
         # fingerprint, ux_alerts_active_fingerprint). Updates never make an alert fire.
-        if updated:
+        for tenant_id, records in _by_tenant(updated).items():
             rows = [
                 {
                     "_id": r.id,
@@ -614,70 +719,86 @@ class SqlTransaction:
                     "incident_id": r.incident_id or None,
                     **{name: getattr(r.alert, name) for name in _ALERT_FIELDS},
                 }
-                for r in updated
+                for r in records
             ]
-            self._conn.execute(_UPDATE_ALERT, rows)
-        if created:
-            self._conn.execute(t.alerts.insert(), [_insert_row(r) for r in created])
+            self._use(tenant_id).execute(_UPDATE_ALERT, rows)
+        for tenant_id, records in _by_tenant(created).items():
+            self._use(tenant_id).execute(t.alerts.insert(), [_insert_row(r) for r in records])
 
     def save_deploys(self, deploys: list[DeployEvent]) -> list[DeployRef]:
         for deploy in deploys:
-            self._fold_deploy(deploy)
-        return stored_deploy_refs(self._conn, deploys)
-
-    def _fold_deploy(self, deploy: DeployEvent) -> None:
-        """Later status updates of one deploy update its record; empty fields keep
-        what an earlier update said."""
-        d = t.deploys
-        existing = self._conn.execute(
-            sa.select(d).where(
-                d.c.tenant_id == deploy.tenant_id,
-                d.c.source == deploy.source,
-                d.c.source_ref == deploy.source_ref,
-            )
-        ).first()
-        fields = {
-            "service": deploy.service,
-            "environment": deploy.environment,
-            "version": deploy.version,
-            "commit": deploy.commit,
-            "author": deploy.author,
-            "title": deploy.title,
-            "url": deploy.url,
-        }
-        if existing is None:
-            self._conn.execute(
-                d.insert().values(
-                    id=deploy.id,
-                    tenant_id=deploy.tenant_id,
-                    event_id=deploy.event_id,
-                    source=deploy.source,
-                    source_ref=deploy.source_ref,
-                    status=deploy.status,
-                    started_at=deploy.started_at,
-                    finished_at=deploy.finished_at,
-                    received_at=deploy.received_at,
-                    raw_ref=deploy.raw_ref,
-                    **fields,
-                )
-            )
-            return
-        updates: dict[str, Any] = {k: v for k, v in fields.items() if v}
-        updates["status"] = deploy.status
-        updates["started_at"] = min(existing.started_at, deploy.started_at)
-        updates["finished_at"] = deploy.finished_at or existing.finished_at
-        updates["raw_ref"] = deploy.raw_ref or existing.raw_ref
-        self._conn.execute(d.update().where(d.c.id == existing.id).values(**updates))
+            _fold_deploy(self._use(deploy.tenant_id), deploy)
+        refs: list[DeployRef] = []
+        for deploy in deploys:  # after every fold: two updates of one deploy read alike
+            refs += stored_deploy_refs(self._use(deploy.tenant_id), [deploy])
+        return refs
 
     def finish(self, outcome: BatchOutcome) -> None:
-        if outcome.dead:
-            now = datetime.now(UTC)
-            dead_ids = [dead.event.event_id for dead in outcome.dead]
-            self._conn.execute(
-                t.dead_letters.delete().where(t.dead_letters.c.event_id.in_(dead_ids))
+        now = datetime.now(UTC)
+        by_tenant: dict[str, list[DeadLetter]] = {}
+        for dead in outcome.dead:
+            by_tenant.setdefault(dead.event.tenant_id, []).append(dead)
+        for tenant_id, letters in by_tenant.items():
+            conn = self._use(tenant_id)
+            dl = t.dead_letters
+            dead_ids = [dead.event.event_id for dead in letters]
+            conn.execute(
+                dl.delete().where(dl.c.tenant_id == tenant_id, dl.c.event_id.in_(dead_ids))
             )
-            self._conn.execute(t.dead_letters.insert(), [_dead_row(d, now) for d in outcome.dead])
+            conn.execute(dl.insert(), [_dead_row(d, now) for d in letters])
         self._settle(self._conn, outcome)
+
+
+def _by_tenant(records: list[AlertRecord]) -> dict[str, list[AlertRecord]]:
+    grouped: dict[str, list[AlertRecord]] = {}
+    for record in records:
+        grouped.setdefault(record.alert.tenant_id, []).append(record)
+    return grouped
+
+
+def _fold_deploy(conn: sa.Connection, deploy: DeployEvent) -> None:
+    """Later status updates of one deploy update its record; empty fields keep
+    what an earlier update said."""
+    d = t.deploys
+    existing = conn.execute(
+        sa.select(d).where(
+            d.c.tenant_id == deploy.tenant_id,
+            d.c.source == deploy.source,
+            d.c.source_ref == deploy.source_ref,
+        )
+    ).first()
+    fields = {
+        "service": deploy.service,
+        "environment": deploy.environment,
+        "version": deploy.version,
+        "commit": deploy.commit,
+        "author": deploy.author,
+        "title": deploy.title,
+        "url": deploy.url,
+    }
+    if existing is None:
+        conn.execute(
+            d.insert().values(
+                id=deploy.id,
+                tenant_id=deploy.tenant_id,
+                event_id=deploy.event_id,
+                source=deploy.source,
+                source_ref=deploy.source_ref,
+                status=deploy.status,
+                started_at=deploy.started_at,
+                finished_at=deploy.finished_at,
+                received_at=deploy.received_at,
+                raw_ref=deploy.raw_ref,
+                **fields,
+            )
+        )
+        return
+    updates: dict[str, Any] = {k: v for k, v in fields.items() if v}
+    updates["status"] = deploy.status
+    updates["started_at"] = min(existing.started_at, deploy.started_at)
+    updates["finished_at"] = deploy.finished_at or existing.finished_at
+    updates["raw_ref"] = deploy.raw_ref or existing.raw_ref
+    conn.execute(d.update().where(d.c.id == existing.id).values(**updates))
 
 
 def settle_table_queue(conn: sa.Connection, outcome: BatchOutcome) -> None:

@@ -137,7 +137,8 @@ def save_suggestions(
             refreshed.append({"_id": row.id, **content})
     insert_ignoring_duplicates(conn, s, fresh)
     # Conditional on the status, so a person's concurrent accept or dismiss wins.
-    undecided = s.c.status.in_((OPEN, EXPIRED))
+    # Spelled without IN: an expanding IN cannot be part of an executemany.
+    undecided = (s.c.status == OPEN) | (s.c.status == EXPIRED)
     if refreshed:
         conn.execute(
             s.update()
