@@ -95,7 +95,8 @@ class SqliteIngestQueue:
         conn = self._connect()
         try:
             while True:
-                self._wake.wait()
+                if not self._stopping:  # stopping: drain without waiting for a wake-up
+                    self._wake.wait()
                 self._wake.clear()
                 with self._lock:
                     batch, self._pending = self._pending, []

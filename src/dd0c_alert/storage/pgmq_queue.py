@@ -1,0 +1,328 @@
+"""The production ingest queue: pgmq in the same PostgreSQL as the store.
+
+Producers work like the embedded queue: one writer thread per process takes every
+pending webhook and commits it in one transaction (idempotency claims, monthly usage
+and ``pgmq.send_batch`` together), and each handler is answered after that commit.
+Several ingest processes may write at once, so idempotency rests on the primary key
+of ``idempotency_keys``, not on a read-then-write: of two concurrent deliveries of
+one key, exactly one claims it.
+
+Consumers read with ``pgmq.read``, which hides a message for its visibility timeout;
+what a worker acknowledges, retries or dead-letters is settled inside the worker's
+own transaction, so a rolled-back batch simply reappears when the timeout ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import math
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+
+from .ports import BatchOutcome, EnqueueOutcome, QueueDepth, RawEvent
+from .sql import month_of
+from .sqlite_queue import Waiter
+from .sqlite_queue import _settle as answer_waiters
+from .tenancy import scope
+
+#: W3C trace context, copied into pgmq's message headers for tools that trace the queue.
+_TRACE_HEADERS = ("traceparent", "tracestate")
+
+_CLAIM_KEYS = sa.text(
+    "INSERT INTO idempotency_keys (tenant_id, key, event_id, expires_at)"
+    " SELECT :tenant_id, k.key, k.event_id, :expires_at"
+    " FROM unnest(CAST(:keys AS text[]), CAST(:event_ids AS text[])) AS k(key, event_id)"
+    " ON CONFLICT (tenant_id, key) DO UPDATE"
+    " SET event_id = excluded.event_id, expires_at = excluded.expires_at"
+    " WHERE idempotency_keys.expires_at < :now"
+    " RETURNING idempotency_keys.key"
+)
+_ORIGINALS = sa.text(
+    "SELECT key, event_id FROM idempotency_keys WHERE tenant_id = :tenant_id AND key = ANY(:keys)"
+)
+_COUNT_USAGE = sa.text(
+    "INSERT INTO usage (tenant_id, month, events)"
+    " SELECT :tenant_id, u.month, u.events"
+    " FROM unnest(CAST(:months AS text[]), CAST(:counts AS integer[])) AS u(month, events)"
+    " ON CONFLICT (tenant_id, month) DO UPDATE SET events = usage.events + excluded.events"
+)
+_SEND = sa.text(
+    "SELECT count(*) FROM pgmq.send_batch("
+    ":queue, CAST(:messages AS jsonb[]), CAST(:headers AS jsonb[]))"
+)
+_READ = sa.text(
+    "SELECT msg_id, read_ct, message::text FROM pgmq.read(:queue, :vt, :qty) ORDER BY msg_id"
+)
+_DELETE = sa.text("SELECT count(*) FROM pgmq.delete(:queue, CAST(:ids AS bigint[]))")
+_ARCHIVE = sa.text("SELECT count(*) FROM pgmq.archive(:queue, CAST(:ids AS bigint[]))")
+_RETRY = sa.text(
+    "SELECT count(*)"
+    " FROM unnest(CAST(:ids AS bigint[]), CAST(:delays AS float8[])) AS r(id, delay),"
+    " LATERAL pgmq.set_vt(:queue, r.id, clock_timestamp() + make_interval(secs => r.delay))"
+)
+_METRICS = sa.text("SELECT queue_length, oldest_msg_age_sec FROM pgmq.metrics(:queue)")
+
+
+class PgmqIngestQueue:
+    def __init__(
+        self,
+        engine: sa.Engine,
+        *,
+        queue_name: str = "dd0c_ingest",
+        idempotency_ttl: float = 24 * 3600,
+        on_commit: Callable[[], None] | None = None,
+    ) -> None:
+        self._engine = engine
+        self._queue = queue_name
+        self._table = f"pgmq.{engine.dialect.identifier_preparer.quote('q_' + queue_name.lower())}"
+        self._ttl = idempotency_ttl
+        self._on_commit = on_commit
+        self._pending: list[Waiter] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        #: event id -> (msg id, lease end on the monotonic clock) of what this process
+        #: read, in read order. An entry outlives its settle, because a worker whose
+        #: transaction rolled back settles the same events again; it goes once its
+        #: lease has ended, when the message may be anyone's.
+        self._leased: dict[str, tuple[int, float]] = {}
+        self._leased_lock = threading.Lock()
+        self.batches = 0  # commits made, for the metrics endpoint and benchmarks
+
+    # --- producer side ----------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="ingest-writer", daemon=True)
+            self._thread.start()
+
+    def close(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    async def put(self, event: RawEvent) -> EnqueueOutcome:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[EnqueueOutcome] = loop.create_future()
+        with self._lock:
+            self._pending.append((event, future, loop))
+        self._wake.set()
+        return await future
+
+    def _run(self) -> None:
+        while True:
+            if not self._stopping:  # stopping: drain without waiting for a wake-up
+                self._wake.wait()
+            self._wake.clear()
+            with self._lock:
+                batch, self._pending = self._pending, []
+            if batch:
+                self._commit(batch)
+            elif self._stopping:
+                return
+
+    def _commit(self, batch: list[Waiter]) -> None:
+        try:
+            outcomes = self._write([event for event, _, _ in batch])
+        except Exception as exc:  # database down, failover: every waiter learns it (503)
+            answer_waiters(batch, exc)
+            return
+        self.batches += 1
+        answer_waiters(batch, outcomes)
+        if self._on_commit is not None:
+            self._on_commit()
+
+    def _write(self, events: list[RawEvent]) -> list[EnqueueOutcome]:
+        """One transaction for the whole group. Tenants, and keys within a tenant, are
+        written in sorted order, so concurrent writers take row locks in one order and
+        cannot deadlock."""
+        now = time.time()
+        by_tenant: dict[str, list[int]] = defaultdict(list)
+        for index, event in enumerate(events):
+            by_tenant[event.tenant_id].append(index)
+        outcomes: dict[int, EnqueueOutcome] = {}
+        with self._engine.begin() as conn:
+            for tenant_id in sorted(by_tenant):
+                scope(conn, tenant_id)
+                group = [events[index] for index in by_tenant[tenant_id]]
+                originals = self._claim_keys(conn, tenant_id, group, now)
+                usage: dict[str, int] = defaultdict(int)
+                for index, event in zip(by_tenant[tenant_id], group, strict=True):
+                    original = originals.get(event.idempotency_key or "", event.event_id)
+                    if original != event.event_id:
+                        outcomes[index] = EnqueueOutcome(original, duplicate=True)
+                        continue
+                    outcomes[index] = EnqueueOutcome(event.event_id)
+                    usage[month_of(event.received_at)] += 1
+                if usage:
+                    conn.execute(
+                        _COUNT_USAGE,
+                        {
+                            "tenant_id": tenant_id,
+                            "months": list(usage),
+                            "counts": list(usage.values()),
+                        },
+                    )
+            accepted = [events[i] for i in sorted(outcomes) if not outcomes[i].duplicate]
+            if accepted:
+                conn.execute(
+                    _SEND,
+                    {
+                        "queue": self._queue,
+                        "messages": [_message(event) for event in accepted],
+                        "headers": [_trace_headers(event) for event in accepted],
+                    },
+                )
+        return [outcomes[index] for index in range(len(events))]
+
+    def _claim_keys(
+        self, conn: sa.Connection, tenant_id: str, events: list[RawEvent], now: float
+    ) -> dict[str, str]:
+        """Claim the tenant's delivery ids; return, per key, the event that owns it (the
+        first of this group, or an earlier delivery whose key has not expired)."""
+        first: dict[str, str] = {}
+        for event in events:
+            if event.idempotency_key:
+                first.setdefault(event.idempotency_key, event.event_id)
+        if not first:
+            return {}
+        keys = sorted(first)
+        claimed = set(
+            conn.execute(
+                _CLAIM_KEYS,
+                {
+                    "tenant_id": tenant_id,
+                    "keys": keys,
+                    "event_ids": [first[key] for key in keys],
+                    "expires_at": now + self._ttl,
+                    "now": now,
+                },
+            ).scalars()
+        )
+        taken = [key for key in keys if key not in claimed]
+        if taken:
+            rows = conn.execute(_ORIGINALS, {"tenant_id": tenant_id, "keys": taken})
+            first.update({key: event_id for key, event_id in rows})
+        return first
+
+    # --- consumer side ----------------------------------------------------------------
+
+    def claim(self, limit: int, lease_seconds: float) -> list[RawEvent]:
+        """``pgmq.read`` takes whole seconds: a lease is rounded up, never down."""
+        vt = max(1, math.ceil(lease_seconds))
+        with self._engine.begin() as conn:
+            rows = conn.execute(_READ, {"queue": self._queue, "vt": vt, "qty": limit}).all()
+        events = [_event(orjson.loads(message), attempts) for _, attempts, message in rows]
+        now = time.monotonic()
+        with self._leased_lock:
+            while self._leased:
+                oldest = next(iter(self._leased))
+                if self._leased[oldest][1] > now:
+                    break
+                del self._leased[oldest]
+            for (msg_id, _, _), event in zip(rows, events, strict=True):
+                self._leased.pop(event.event_id, None)  # keep read order: re-insert at the end
+                self._leased[event.event_id] = (msg_id, now + vt)
+        return events
+
+    def settle(self, conn: sa.Connection, outcome: BatchOutcome) -> None:
+        """The store's ``QueueSettle``: runs in the worker's transaction, so the messages
+        are acknowledged exactly when what was made of them is committed. Events this
+        process no longer holds (not read here, or forgotten once their lease ended) are
+        left alone: their messages reappear and are processed again, which processing by
+        event id makes harmless."""
+        with self._leased_lock:
+            done = self._msg_ids(outcome.acked)
+            dead = self._msg_ids([letter.event.event_id for letter in outcome.dead])
+            retries = [
+                (self._leased[retry.event_id][0], retry.delay_seconds)
+                for retry in outcome.retries
+                if retry.event_id in self._leased
+            ]
+        if done:
+            conn.execute(_DELETE, {"queue": self._queue, "ids": done})
+        if dead:  # the dead_letters row is the store's; pgmq's archive keeps the message
+            conn.execute(_ARCHIVE, {"queue": self._queue, "ids": dead})
+        if retries:
+            ids, delays = zip(*retries, strict=True)
+            conn.execute(_RETRY, {"queue": self._queue, "ids": list(ids), "delays": list(delays)})
+
+    def _msg_ids(self, event_ids: list[str]) -> list[int]:
+        return [self._leased[e][0] for e in event_ids if e in self._leased]
+
+    def requeue(self, event: RawEvent) -> None:
+        # A scan of the queue table, which has no index on event ids (ingestion would pay
+        # for one on every message); replay is a rare admin action.
+        present = sa.text(
+            f"SELECT EXISTS (SELECT 1 FROM {self._table} WHERE message->>'event_id' = :id)"  # noqa: S608
+        )
+        with self._engine.begin() as conn:
+            if conn.execute(present, {"id": event.event_id}).scalar():
+                return
+            conn.execute(
+                _SEND,
+                {
+                    "queue": self._queue,
+                    "messages": [_message(event)],
+                    "headers": [_trace_headers(event)],
+                },
+            )
+        if self._on_commit is not None:
+            self._on_commit()
+
+    def release_leases(self) -> None:
+        """Nothing to do: several consumers share this queue, and the leases a crashed
+        one held are not this process's to cut short; they end with their visibility
+        timeout, after which the messages are read again."""
+
+    def depth(self) -> QueueDepth:
+        with self._engine.connect() as conn:
+            length, oldest = conn.execute(_METRICS, {"queue": self._queue}).one()
+        return QueueDepth(int(length), float(oldest or 0))
+
+
+def _message(event: RawEvent) -> str:
+    return orjson.dumps(
+        {
+            "event_id": event.event_id,
+            "tenant_id": event.tenant_id,
+            "integration_id": event.integration_id,
+            "provider": event.provider,
+            "received_at": event.received_at,
+            "headers": event.headers,
+            "body": None if event.body is None else base64.b64encode(event.body).decode(),
+            "body_ref": event.body_ref,
+            "idempotency_key": event.idempotency_key,
+        }
+    ).decode()
+
+
+def _trace_headers(event: RawEvent) -> str | None:
+    trace = {name: event.headers[name] for name in _TRACE_HEADERS if name in event.headers}
+    return orjson.dumps(trace).decode() if trace else None
+
+
+def _event(message: dict[str, Any], attempts: int) -> RawEvent:
+    body = message["body"]
+    return RawEvent(
+        event_id=message["event_id"],
+        tenant_id=message["tenant_id"],
+        integration_id=message["integration_id"],
+        provider=message["provider"],
+        received_at=message["received_at"],
+        headers=message["headers"],
+        body=None if body is None else base64.b64decode(body),
+        body_ref=message["body_ref"],
+        idempotency_key=message["idempotency_key"],
+        attempts=attempts,
+    )

@@ -1,0 +1,400 @@
+"""The ingest queue contract, run against the embedded SQLite queue and against pgmq on
+a real PostgreSQL (as the application role, so row-level security applies): what
+ingestion and the worker rely on must hold for both."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from dd0c_alert.domain.ids import new_id
+from dd0c_alert.storage.engine import make_engines
+from dd0c_alert.storage.migrate import upgrade
+from dd0c_alert.storage.pgmq_queue import PgmqIngestQueue
+from dd0c_alert.storage.ports import (
+    BatchOutcome,
+    DeadLetter,
+    EnqueueOutcome,
+    IngestQueue,
+    RawEvent,
+    Retry,
+)
+from dd0c_alert.storage.sql import QueueSettle, month_of, settle_table_queue
+from dd0c_alert.storage.sqlite_queue import SqliteIngestQueue
+from dd0c_alert.storage.tenancy import scoped
+from servers import APP, PostgresServer
+
+TENANT, OTHER = "T" * 26, "U" * 26
+LEASE = 1.0
+
+
+@dataclass
+class Harness:
+    """One backend: a way to open queue instances (each one a "process") on one
+    database, and the settle step the worker's transaction runs for them."""
+
+    name: str
+    engine: sa.Engine
+    open_queue: Callable[..., IngestQueue]
+    settle_of: Callable[[IngestQueue], QueueSettle]
+    opened: list[IngestQueue] = field(default_factory=list)
+
+    def queue(self, **kwargs: Any) -> IngestQueue:
+        queue = self.open_queue(**kwargs)
+        queue.start()
+        self.opened.append(queue)
+        return queue
+
+    def settle(self, queue: IngestQueue, outcome: BatchOutcome, *, fail: bool = False) -> None:
+        """Settle inside a store transaction; ``fail`` rolls that transaction back."""
+
+        class Rollback(Exception):
+            pass
+
+        try:
+            with self.engine.begin() as conn:
+                self.settle_of(queue)(conn, outcome)
+                if fail:
+                    raise Rollback
+        except Rollback:
+            pass
+
+    def usage(self, tenant_id: str, month: str) -> int:
+        with scoped(self.engine, tenant_id) as conn:
+            count = conn.execute(
+                sa.text("SELECT events FROM usage WHERE tenant_id = :t AND month = :m"),
+                {"t": tenant_id, "m": month},
+            ).scalar()
+        return int(count or 0)
+
+
+@pytest.fixture(params=["sqlite", "pgmq"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
+    if request.param == "sqlite":
+        path = tmp_path / "queue.db"
+        engine, _ = make_engines(f"sqlite:///{path}")
+        upgrade(engine)
+        harness = Harness(
+            "sqlite",
+            engine,
+            lambda **kw: SqliteIngestQueue(kw.pop("path", path), **kw),
+            lambda _queue: settle_table_queue,
+        )
+    else:
+        server: PostgresServer = request.getfixturevalue("pg_server")
+        database: str = request.getfixturevalue("pg_database")
+        engine = sa.create_engine(server.url(database, APP))
+        harness = Harness(
+            "pgmq",
+            engine,
+            lambda **kw: PgmqIngestQueue(engine, **kw),
+            lambda queue: queue.settle,  # type: ignore[attr-defined]
+        )
+    yield harness
+    for queue in harness.opened:
+        queue.close()
+    engine.dispose()
+
+
+def event(
+    tenant_id: str = TENANT,
+    *,
+    key: str | None = None,
+    body: bytes | None = b'{"ok": true}',
+    headers: dict[str, str] | None = None,
+) -> RawEvent:
+    return RawEvent(
+        event_id=new_id(),
+        tenant_id=tenant_id,
+        integration_id="I" * 26,
+        provider="custom",
+        received_at=time.time(),
+        headers=headers if headers is not None else {"content-type": "application/json"},
+        body=body,
+        idempotency_key=key,
+    )
+
+
+def put_all(*pairs: tuple[IngestQueue, RawEvent]) -> list[EnqueueOutcome]:
+    """Put every event at once (one group commit per queue, racing each other)."""
+
+    async def run() -> list[EnqueueOutcome]:
+        return list(await asyncio.gather(*(queue.put(e) for queue, e in pairs)))
+
+    return asyncio.run(run())
+
+
+def claim_until(
+    queue: IngestQueue, predicate: Callable[[list[RawEvent]], bool], timeout: float = 10.0
+) -> list[RawEvent]:
+    """Claim repeatedly until what comes back satisfies ``predicate``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        claimed = queue.claim(100, LEASE)
+        if predicate(claimed):
+            return claimed
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still not there after {timeout}s: {claimed}")
+        time.sleep(0.05)
+
+
+def ids(events: list[RawEvent]) -> set[str]:
+    return {e.event_id for e in events}
+
+
+def test_claim_returns_what_was_put_byte_for_byte(backend: Harness) -> None:
+    queue = backend.queue()
+    inline = event(
+        body=bytes(range(256)) + '€ \u2028 \\ "'.encode(),
+        headers={
+            "content-type": "application/json",
+            "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            "x-note": 'naïve ✓ \\ "quoted"',
+        },
+    )
+    pointed = event(body=None)
+    pointed.body_ref = "archive/T/2026/12/01/x.json"
+    outcomes = put_all((queue, inline), (queue, pointed))
+    assert outcomes == [EnqueueOutcome(inline.event_id), EnqueueOutcome(pointed.event_id)]
+    # 202 only after commit: claimable the moment put has returned, with no waiting.
+    claimed = {e.event_id: e for e in queue.claim(10, LEASE)}
+    assert set(claimed) == {inline.event_id, pointed.event_id}
+    for sent in (inline, pointed):
+        got = claimed[sent.event_id]
+        assert (got.tenant_id, got.integration_id, got.provider) == (
+            sent.tenant_id,
+            sent.integration_id,
+            sent.provider,
+        )
+        assert got.received_at == sent.received_at
+        assert got.headers == sent.headers
+        assert got.body == sent.body
+        assert got.body_ref == sent.body_ref
+        assert got.attempts == 1
+
+
+def test_a_repeated_delivery_id_answers_the_original_and_enqueues_once(backend: Harness) -> None:
+    queue = backend.queue()
+    first = event(key="delivery-1")
+    [accepted] = put_all((queue, first))
+    assert accepted == EnqueueOutcome(first.event_id)
+    # Later, and twice within one group commit: both repeats point at the first.
+    again, once_more = event(key="delivery-1"), event(key="delivery-1")
+    assert put_all((queue, again), (queue, once_more)) == [
+        EnqueueOutcome(first.event_id, duplicate=True),
+        EnqueueOutcome(first.event_id, duplicate=True),
+    ]
+    # Two new deliveries of one key in one group: the first wins.
+    a, b = event(key="delivery-2"), event(key="delivery-2")
+    assert put_all((queue, a), (queue, b)) == [
+        EnqueueOutcome(a.event_id),
+        EnqueueOutcome(a.event_id, duplicate=True),
+    ]
+    # Keys are per tenant.
+    elsewhere = event(OTHER, key="delivery-1")
+    assert put_all((queue, elsewhere)) == [EnqueueOutcome(elsewhere.event_id)]
+    assert queue.depth().messages == 3
+    assert ids(queue.claim(10, LEASE)) == {first.event_id, a.event_id, elsewhere.event_id}
+
+
+def test_a_delivery_id_past_its_ttl_is_accepted_again(backend: Harness) -> None:
+    queue = backend.queue(idempotency_ttl=0)
+    first, later = event(key="k"), event(key="k")
+    put_all((queue, first))
+    assert put_all((queue, later)) == [EnqueueOutcome(later.event_id)]
+    assert ids(queue.claim(10, LEASE)) == {first.event_id, later.event_id}
+
+
+def test_usage_counts_each_accepted_event_once(backend: Harness) -> None:
+    queue = backend.queue()
+    events = [event(key="a"), event(key="a"), event(), event(OTHER)]
+    put_all(*((queue, e) for e in events))
+    put_all((queue, event(key="a")))
+    month = month_of(events[0].received_at)
+    assert backend.usage(TENANT, month) == 2
+    assert backend.usage(OTHER, month) == 1
+
+
+def test_a_claimed_event_is_invisible_until_its_lease_ends(backend: Harness) -> None:
+    queue = backend.queue()
+    sent = event()
+    put_all((queue, sent))
+    [first] = queue.claim(10, LEASE)
+    assert first.attempts == 1
+    assert queue.claim(10, LEASE) == []
+    assert queue.depth().messages == 1  # leased, still queued
+    [again] = claim_until(queue, bool)
+    assert again.event_id == sent.event_id
+    assert again.attempts == 2
+
+
+def test_settle_acks_retries_and_dead_letters(backend: Harness) -> None:
+    queue = backend.queue()
+    done, retried, dead = event(), event(), event()
+    put_all((queue, done), (queue, retried), (queue, dead))
+    claimed = {e.event_id: e for e in queue.claim(10, 60)}
+    assert len(claimed) == 3
+    backend.settle(
+        queue,
+        BatchOutcome(
+            acked=[done.event_id],
+            retries=[Retry(retried.event_id, "boom", delay_seconds=0.5)],
+            dead=[DeadLetter(claimed[dead.event_id], "bad payload")],
+        ),
+    )
+    assert queue.depth().messages == 1
+    # The retry waits for its delay (not the 60 s lease), then comes back counted.
+    [back] = claim_until(queue, bool)
+    assert back.event_id == retried.event_id
+    assert back.attempts == 2
+    backend.settle(queue, BatchOutcome(acked=[back.event_id]))
+    assert queue.depth().messages == 0
+
+
+def test_a_rolled_back_settle_leaves_the_messages_queued(backend: Harness) -> None:
+    queue = backend.queue()
+    first, second = event(), event()
+    put_all((queue, first), (queue, second))
+    assert len(queue.claim(10, LEASE)) == 2
+    backend.settle(queue, BatchOutcome(acked=[first.event_id, second.event_id]), fail=True)
+    assert queue.depth().messages == 2
+    # The worker retries part of the batch in a new transaction (one by one).
+    backend.settle(queue, BatchOutcome(acked=[first.event_id]))
+    assert queue.depth().messages == 1
+    # The other was never acknowledged: it comes back once its lease ends.
+    [back] = claim_until(queue, bool)
+    assert back.event_id == second.event_id
+    assert back.attempts == 2
+
+
+def test_requeue_replays_a_dead_letter_once(backend: Harness) -> None:
+    queue = backend.queue()
+    sent = event(body=b"\x00\xff not json")
+    put_all((queue, sent))
+    [claimed] = queue.claim(10, 60)
+    backend.settle(queue, BatchOutcome(dead=[DeadLetter(claimed, "bad payload")]))
+    assert queue.depth().messages == 0
+    claimed.attempts = 0  # what ``dlq replay`` does
+    queue.requeue(claimed)
+    queue.requeue(claimed)  # still queued: nothing more
+    assert queue.depth().messages == 1
+    [replayed] = queue.claim(10, LEASE)
+    assert (replayed.event_id, replayed.body, replayed.attempts) == (sent.event_id, sent.body, 1)
+
+
+def test_depth_counts_messages_and_the_age_of_the_oldest(backend: Harness) -> None:
+    queue = backend.queue()
+    empty = queue.depth()
+    assert (empty.messages, empty.oldest_age_seconds) == (0, 0.0)
+    put_all((queue, event()), (queue, event()))
+    depth = queue.depth()
+    assert depth.messages == 2
+    assert depth.oldest_age_seconds >= 0.0
+
+
+def test_close_flushes_what_was_admitted_and_stops_the_writer(backend: Harness) -> None:
+    writers_before = _writers()
+    queue = backend.open_queue()
+    backend.opened.append(queue)
+    events = [event() for _ in range(20)]
+
+    async def run() -> list[EnqueueOutcome]:
+        tasks = [asyncio.ensure_future(queue.put(e)) for e in events]
+        await asyncio.sleep(0)  # every put is pending
+        # The writer's first wake-up finds both the pending events and the stop.
+        queue.start()
+        queue.close()
+        return list(await asyncio.gather(*tasks))
+
+    outcomes = asyncio.run(run())
+    assert [o.event_id for o in outcomes] == [e.event_id for e in events]
+    assert queue.depth().messages == 20
+    assert _writers() <= writers_before
+
+
+def _writers() -> set[threading.Thread]:
+    return {thread for thread in threading.enumerate() if thread.name == "ingest-writer"}
+
+
+def test_a_failed_commit_fails_every_waiter_of_its_group(backend: Harness, tmp_path: Path) -> None:
+    if backend.name == "sqlite":
+        broken = backend.queue(path=tmp_path / "not-migrated.db")
+    else:
+        broken = backend.queue(queue_name="no_such_queue")
+
+    async def run() -> list[EnqueueOutcome | BaseException]:
+        puts = (broken.put(event()) for _ in range(5))
+        return list(await asyncio.gather(*puts, return_exceptions=True))
+
+    results = asyncio.run(run())
+    assert all(isinstance(result, Exception) for result in results), results
+
+
+def test_concurrent_producers_enqueue_each_delivery_id_once(backend: Harness) -> None:
+    """Two queue instances stand for two ingest processes on one database; every
+    delivery arrives at both at the same moment."""
+    one, two = backend.queue(), backend.queue()
+    winners: set[str] = set()
+    for round_ in range(3):
+        pairs: list[tuple[IngestQueue, RawEvent]] = []
+        for n in range(40):
+            tenant = TENANT if n % 2 else OTHER
+            key = f"r{round_}-k{n}"
+            pairs += [(one, event(tenant, key=key)), (two, event(tenant, key=key))]
+        outcomes = put_all(*pairs)
+        for i in range(0, len(pairs), 2):
+            a, b = outcomes[i], outcomes[i + 1]
+            assert a.duplicate != b.duplicate, (a, b)
+            assert a.event_id == b.event_id  # the repeat names the original
+            winners.add(a.event_id)
+    assert len(winners) == 120
+    assert ids(one.claim(1000, LEASE)) == winners
+    month = month_of(time.time())
+    assert backend.usage(TENANT, month) + backend.usage(OTHER, month) == 120
+
+
+# --- pgmq only --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def pg_engine(pg_server: PostgresServer, pg_database: str) -> Iterator[sa.Engine]:
+    engine = sa.create_engine(pg_server.url(pg_database, APP))
+    yield engine
+    engine.dispose()
+
+
+def test_pgmq_carries_the_trace_context_in_message_headers(pg_engine: sa.Engine) -> None:
+    queue = PgmqIngestQueue(pg_engine)
+    queue.start()
+    traced = event(headers={"traceparent": "00-abc-def-01", "tracestate": "v=1", "x-a": "b"})
+    put_all((queue, traced), (queue, event()))
+    queue.close()
+    with pg_engine.connect() as conn:
+        headers = conn.execute(
+            sa.text("SELECT headers FROM pgmq.q_dd0c_ingest ORDER BY msg_id")
+        ).scalars()
+        assert list(headers) == [{"traceparent": "00-abc-def-01", "tracestate": "v=1"}, None]
+
+
+def test_pgmq_keeps_dead_lettered_messages_in_its_archive(pg_engine: sa.Engine) -> None:
+    queue = PgmqIngestQueue(pg_engine)
+    queue.start()
+    sent = event()
+    put_all((queue, sent))
+    queue.close()
+    [claimed] = queue.claim(10, 60)
+    with pg_engine.begin() as conn:
+        queue.settle(conn, BatchOutcome(dead=[DeadLetter(claimed, "bad")]))
+    with pg_engine.connect() as conn:
+        archived = conn.execute(
+            sa.text("SELECT message->>'event_id', read_ct FROM pgmq.a_dd0c_ingest")
+        ).all()
+    assert archived == [(sent.event_id, 1)]
