@@ -21,17 +21,17 @@ from dd0c_alert.providers import PROVIDERS
 from dd0c_alert.providers.base import AuthError
 from dd0c_alert.providers.parse import json_document
 from dd0c_alert.storage.archive import archive_key
+from dd0c_alert.storage.memory_state import TokenBuckets
 from dd0c_alert.storage.ports import (
     Archive,
     EnqueueOutcome,
     IngestQueue,
     Integration,
+    RateLimiter,
     RawEvent,
     Store,
     Tenant,
 )
-
-from .limits import TokenBuckets
 
 #: Never stored: credentials, and hop-by-hop headers that say nothing about the event.
 _DROPPED_HEADERS = frozenset(
@@ -83,14 +83,22 @@ class Limits:
 
 
 class IngestService:
-    def __init__(self, store: Store, queue: IngestQueue, archive: Archive, limits: Limits) -> None:
+    def __init__(
+        self,
+        store: Store,
+        queue: IngestQueue,
+        archive: Archive,
+        limits: Limits,
+        rate_limiter: RateLimiter | None = None,
+    ) -> None:
         self._store = store
         self._queue = queue
         self._archive = archive
         self.limits = limits
         self._tenants: dict[str, _Cached[Tenant | None]] = {}
         self._integrations: dict[tuple[str, str], _Cached[list[Integration]]] = {}
-        self._buckets = TokenBuckets()
+        #: Shared by every ingest process when backed by Redis; this process's alone by default.
+        self._rate_limiter = rate_limiter if rate_limiter is not None else TokenBuckets()
         self._month = ""
         self._monthly: dict[str, int] = {}
 
@@ -201,7 +209,7 @@ class IngestService:
         rate = tenant.rate_limit_per_second
         rate = self.limits.rate_limit_per_second if rate is None else rate
         if rate > 0:
-            wait = self._buckets.take(tenant.id, rate)
+            wait = self._rate_limiter.take(tenant.id, rate)
             if wait > 0:
                 raise Rejected(
                     429, "rate_limited", f"over {rate:g} requests/s", {"Retry-After": _ceil(wait)}

@@ -6,8 +6,8 @@ sees them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
@@ -222,8 +222,10 @@ class Store(Protocol):
     def tenant_config(self, tenant_id: str) -> tuple[TenantSettings, Rules]:
         """The tenant's correlation settings and human-made rules."""
 
-    def transaction(self) -> AbstractContextManager[Transaction]:
-        """A Transaction that commits on normal exit and rolls back on error."""
+    def transaction(self, tenant_ids: Sequence[str]) -> AbstractContextManager[Transaction]:
+        """A Transaction that commits on normal exit and rolls back on error. It holds
+        an exclusive claim on ``tenant_ids`` (every tenant it will write) until then,
+        so concurrent workers never correlate one tenant from a stale view."""
 
     def list_alerts(
         self, tenant_id: str, filters: AlertFilter, limit: int, cursor: str | None
@@ -373,3 +375,66 @@ class Archive(Protocol):
         """Store payloads together; return a reference to each for ``get``."""
 
     def get(self, ref: str) -> bytes: ...
+
+
+class RateLimiter(Protocol):
+    """Per-key token buckets (per-tenant admission, design §5)."""
+
+    def take(self, key: str, rate: float) -> float:
+        """Take a token from ``key``'s bucket, which refills at ``rate`` per second and
+        holds one second's worth (at least one token); 0 if admitted, else the seconds
+        until a token is available."""
+
+
+class CircuitOpen(Exception):
+    """An outbound call refused without being attempted: its target kept failing."""
+
+    def __init__(self, name: str, retry_after: float) -> None:
+        super().__init__(f"circuit {name!r} is open; next trial in {retry_after:.1f} s")
+        self.name = name
+        self.retry_after = retry_after
+
+
+class CircuitBreaker(Protocol):
+    """One circuit per outbound target (e.g. ``slack:T123``): after ``threshold``
+    consecutive failures the target is left alone for a cool-down, then a single
+    trial call decides whether it is back. Use it through ``guarded``."""
+
+    def acquire(self, name: str) -> float:
+        """0 if a call may go ahead (closed, or this caller holds the half-open trial),
+        else the seconds until a trial will be let through."""
+
+    def record_success(self, name: str) -> None: ...
+
+    def record_failure(self, name: str) -> None: ...
+
+
+class Degradable(Protocol):
+    """Shared state the service can run without (Redis): while it fails, adapters fall
+    back to process memory and readiness reports it as degraded, not failing."""
+
+    @property
+    def healthy(self) -> bool: ...
+
+    @property
+    def last_error(self) -> str | None: ...
+
+    def probe(self) -> None:
+        """Try the backend now, unless it is backing off after a failure."""
+
+    def close(self) -> None: ...
+
+
+@contextmanager
+def guarded(breaker: CircuitBreaker, name: str) -> Iterator[None]:
+    """Run the block through ``name``'s circuit: raise CircuitOpen without running it
+    while the circuit is open; an exception escaping the block counts as a failure."""
+    wait = breaker.acquire(name)
+    if wait > 0:
+        raise CircuitOpen(name, wait)
+    try:
+        yield
+    except Exception:
+        breaker.record_failure(name)
+        raise
+    breaker.record_success(name)

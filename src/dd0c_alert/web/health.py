@@ -15,7 +15,12 @@ async def healthz() -> Response:
     return json_response({"status": "ok"})
 
 
-@router.get("/readyz", summary="The database answers, the queue is readable, the worker runs")
+@router.get(
+    "/readyz",
+    summary="The database answers, the queue is readable, the worker runs",
+    description="200 `ready`, or 200 `degraded` while Redis is down (rate limits and circuit "
+    "breakers fall back to process memory); 503 `not_ready` when the database or worker fails.",
+)
 async def readyz(request: Request) -> Response:
     runtime = request.app.state.runtime
     checks: dict[str, str] = {}
@@ -28,7 +33,15 @@ async def readyz(request: Request) -> Response:
         checks["database"] = f"failing: {type(exc).__name__}"
     if runtime.worker is not None:
         checks["worker"] = "ok" if runtime.worker.is_alive() else "stopped"
+    # Judged before the Redis check: without Redis the service still works, on process
+    # memory and the database, so Redis down degrades readiness but never fails it.
     ready = all(value.startswith("ok") for value in checks.values())
-    return json_response(
-        {"status": "ready" if ready else "not_ready", "checks": checks}, 200 if ready else 503
-    )
+    degraded = False
+    if runtime.redis is not None:
+        await run_in_threadpool(runtime.redis.probe)
+        error = runtime.redis.last_error
+        degraded = error is not None
+        checks["redis"] = f"degraded: {error}" if degraded else "ok"
+    if not ready:
+        return json_response({"status": "not_ready", "checks": checks}, 503)
+    return json_response({"status": "degraded" if degraded else "ready", "checks": checks})
