@@ -19,8 +19,9 @@ install: $(VENV)/.installed
 run: install  ## serve the embedded mode on http://$(HOST):$(PORT), data in ./data
 	$(VENV)/bin/dd0c-alert serve --host $(HOST) --port $(PORT)
 
-test: install  ## the whole test suite
+test: install  ## the whole test suite: embedded mode, then the runtime tests on PostgreSQL + Redis
 	$(VENV)/bin/pytest
+	DD0C_TEST_BACKEND=production $(VENV)/bin/pytest
 
 lint: install  ## style, types and layer rules
 	$(VENV)/bin/ruff check src tests bench

@@ -38,13 +38,17 @@ import sqlite3
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from dd0c_alert.app import build_runtime
+import psycopg
+
+from dd0c_alert.app import build_runtime, migrate
 from dd0c_alert.config import Settings
 from dd0c_alert.correlation.model import DeployRef
 from dd0c_alert.domain.models import AlertStatus, CanonicalAlert, Severity
@@ -321,9 +325,12 @@ def bench_worker(args: argparse.Namespace, per_event: int, alerts: int) -> None:
     event times moved so the stream ends now."""
     hours = args.hours * alerts / args.alerts
     stream = synthetic_stream(alerts, args.services, args.tenants, args.seed, hours)
-    with tempfile.TemporaryDirectory(prefix="dd0c-bench-") as folder:
+    with tempfile.TemporaryDirectory(prefix="dd0c-bench-") as folder, ExitStack() as stack:
         settings = Settings(data_dir=Path(folder))
-        runtime = build_runtime(settings, with_worker=False)
+        count = _sqlite_counter(settings)
+        if args.mode == "production":
+            settings, count = stack.enter_context(_postgres(Path(folder)))
+        runtime = build_runtime(settings, roles=frozenset({"ingest", "api"}))
         ids = {}
         for name, (_, deps) in stream.tenants.items():
             ids[name] = runtime.store.create_tenant(name).id
@@ -363,17 +370,14 @@ def bench_worker(args: argparse.Namespace, per_event: int, alerts: int) -> None:
         while handled := worker.run_once():
             done += handled
         elapsed = time.perf_counter() - started
-        with sqlite3.connect(sqlite_path(settings.resolved_database_url)) as db:
-            counts = {
-                table: db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-                for table in ("alerts", "decisions", "dead_letters")
-            }
-            counts["incidents"] = db.execute(
-                "SELECT count(*) FROM incidents WHERE merged_into IS NULL"
-            ).fetchone()[0]
+        counts = {
+            table: count(f"SELECT count(*) FROM {table}")
+            for table in ("alerts", "decisions", "dead_letters")
+        }
+        counts["incidents"] = count("SELECT count(*) FROM incidents WHERE merged_into IS NULL")
         emit(
             {
-                "bench": "worker_sqlite",
+                "bench": f"worker_{'postgresql' if args.mode == 'production' else 'sqlite'}",
                 "alerts_per_event": per_event,
                 "events": done,
                 "alerts": stream.alerts,
@@ -391,6 +395,48 @@ def bench_worker(args: argparse.Namespace, per_event: int, alerts: int) -> None:
                 "alerts_per_s": round(stream.alerts / elapsed),
             }
         )
+
+
+Counter = Callable[[str], int]
+
+
+def _sqlite_counter(settings: Settings) -> Counter:
+    def count(query: str) -> int:
+        with sqlite3.connect(sqlite_path(settings.resolved_database_url)) as db:
+            return int(db.execute(query).fetchone()[0])
+
+    return count
+
+
+@contextmanager
+def _postgres(folder: Path) -> Iterator[tuple[Settings, Counter]]:
+    """A real PostgreSQL (durable defaults) migrated as the owner role; the worker
+    connects as the application role, under row-level security, as in production."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from cryptography.fernet import Fernet  # noqa: PLC0415
+
+    from servers import APP, OWNER, PostgresServer  # noqa: PLC0415
+
+    server = PostgresServer(folder / "pg", durable=True)
+    server.start()
+    try:
+        server.create_database("dd0c")
+        settings = Settings(
+            data_dir=folder,
+            database_url=server.dsn("dd0c", APP),
+            migration_database_url=server.dsn("dd0c", OWNER),
+            secret_key=Fernet.generate_key().decode(),
+        )
+        migrate(settings)
+
+        def count(query: str) -> int:
+            with psycopg.connect(server.dsn("dd0c", OWNER)) as conn:
+                row = conn.execute(query).fetchone()  # type: ignore[arg-type]
+            return int(row[0]) if row else 0
+
+        yield settings.model_copy(update={"migration_database_url": ""}), count
+    finally:
+        server.stop()
 
 
 def _alertmanager_alert(alert: CanonicalAlert, moved: timedelta) -> dict[str, Any]:
@@ -480,6 +526,12 @@ def main() -> None:
     parser.add_argument("--hours", type=float, default=72.0, help="engine: event-time span")
     parser.add_argument("--batch", type=int, default=500, help="batch size (as the worker's)")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--mode",
+        choices=("embedded", "production"),
+        default="embedded",
+        help="worker: SQLite, or PostgreSQL + pgmq as the application role",
+    )
     parser.add_argument("--profile", action="store_true", help="engine: cProfile top costs")
     parser.add_argument("--top", type=int, default=15, help="profile rows to print")
     parser.add_argument("--worker-alerts", type=int, default=20_000, help="worker: single")

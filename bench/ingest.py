@@ -5,6 +5,12 @@ Prints one JSON line per scenario on stdout; progress goes to stderr. Not a test
     .venv/bin/python bench/ingest.py                      # own server, both scenarios
     .venv/bin/python bench/ingest.py --scenario single --tool python
     .venv/bin/python bench/ingest.py --url http://host:8080 --tenant T --secret S [--api-key K]
+    .venv/bin/python bench/ingest.py --mode production --ingest 2 --correlate 2
+
+``--mode production`` starts a real PostgreSQL (with its durable defaults: fsync on)
+and Redis, migrates as the owner role, and runs ``--ingest`` ``dd0c-alert ingest`` and
+``--correlate`` ``dd0c-alert correlate`` processes; wrk then loads every ingest
+process at once, the connections split between them.
 
 See bench/README.md for what each figure means.
 """
@@ -26,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,11 +108,23 @@ class Target:
     api_key: str | None = None
     pid: int | None = None  # only when the bench started the server
     db_path: Path | None = None
+    #: production mode: every ingest process's base URL (``base`` is the first), the
+    #: pids of all role processes, and the owner DSN to count stored alerts with
+    bases: list[str] = field(default_factory=list)
+    pids: list[int] = field(default_factory=list)
+    owner_dsn: str | None = None
 
     @property
     def webhook_url(self) -> str:
+        return self.webhook_url_at(self.base)
+
+    def webhook_url_at(self, base: str) -> str:
         path = f"/v1/wh/{self.tenant}/alertmanager"
-        return self.base + path + (f"/{self.integration}" if self.integration else "")
+        return base + path + (f"/{self.integration}" if self.integration else "")
+
+    @property
+    def all_pids(self) -> list[int]:
+        return self.pids or ([self.pid] if self.pid is not None else [])
 
 
 @dataclass
@@ -197,6 +216,109 @@ class OwnServer:
             log(f"could not remove {self.workdir}")
 
 
+@dataclass
+class ProductionCluster:
+    """PostgreSQL + Redis + role processes, all on this machine (tests/servers.py)."""
+
+    ingest: int = 1
+    correlate: int = 2
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="dd0c-bench-")))
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    pg: Any = None
+    redis: Any = None
+
+    def start(self) -> Target:
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+        from cryptography.fernet import Fernet  # noqa: PLC0415
+
+        from servers import APP, OWNER, PostgresServer, RedisServer  # noqa: PLC0415
+
+        self.pg = PostgresServer(self.workdir / "pg", durable=True)
+        self.pg.start()
+        self.pg.create_database("dd0c")
+        self.redis = RedisServer(self.workdir / "redis")
+        self.redis.start()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DD0C_")}
+        env.update(
+            DATABASE_URL=self.pg.dsn("dd0c", APP),
+            DD0C_MIGRATION_DATABASE_URL=self.pg.dsn("dd0c", OWNER),
+            REDIS_URL=self.redis.url,
+            DD0C_SECRET_KEY=Fernet.generate_key().decode(),
+            DD0C_DATA_DIR=str(self.workdir / "data"),
+        )
+        cli = str(Path(sys.executable).with_name("dd0c-alert"))
+        subprocess.run([cli, "migrate"], env=env, check=True, capture_output=True)
+        env.pop("DD0C_MIGRATION_DATABASE_URL")
+
+        def as_json(*args: str) -> dict[str, Any]:
+            out = subprocess.run([cli, *args, "--json"], env=env, check=True, capture_output=True)
+            result: dict[str, Any] = json.loads(out.stdout)
+            return result
+
+        secret = secrets.token_urlsafe(24)
+        tenant = as_json("tenant", "create", "bench")
+        integration = as_json(
+            "integration",
+            "create",
+            "--tenant",
+            tenant["tenant_id"],
+            "--provider",
+            "alertmanager",
+            "--secret",
+            secret,
+        )
+        bases = []
+        for n in range(self.ingest):
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = sock.getsockname()[1]
+            bases.append(f"http://127.0.0.1:{port}")
+            self._spawn(cli, env, f"ingest-{n}", "ingest", "--port", str(port))
+        for n in range(self.correlate):
+            self._spawn(cli, env, f"correlate-{n}", "correlate")
+        for base in bases:
+            deadline = time.monotonic() + 30
+            while True:
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                        break
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"{base} not healthy after 30 s")
+                time.sleep(0.1)
+        log(f"production: {self.ingest} ingest, {self.correlate} correlate, in {self.workdir}")
+        return Target(
+            base=bases[0],
+            tenant=tenant["tenant_id"],
+            secret=secret,
+            integration=integration["integration_id"],
+            api_key=tenant["api_key"],
+            bases=bases,
+            pids=[proc.pid for proc in self.procs],
+            owner_dsn=self.pg.dsn("dd0c", OWNER),
+        )
+
+    def _spawn(self, cli: str, env: dict[str, str], name: str, *args: str) -> None:
+        out = (self.workdir / f"{name}.log").open("wb")
+        self.procs.append(
+            subprocess.Popen([cli, *args], env=env, stdout=out, stderr=subprocess.STDOUT)
+        )
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        if self.redis is not None:
+            self.redis.stop()
+        if self.pg is not None:
+            self.pg.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
 def proc_status_mb(pid: int | None, key: str) -> float | None:
     if pid is None:
         return None
@@ -220,8 +342,22 @@ def cpu_seconds(pid: int | None) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def total(values: list[float | None]) -> float | None:
+    """A figure summed over the role processes (None if any is unknown)."""
+    known = [v for v in values if v is not None]
+    return round(sum(known), 2) if values and len(known) == len(values) else None
+
+
 def stored_alerts(target: Target) -> int | None:
     """Alert rows of the bench tenant, read straight from the database (own server only)."""
+    if target.owner_dsn is not None:
+        import psycopg  # noqa: PLC0415
+
+        with psycopg.connect(target.owner_dsn) as conn:
+            found = conn.execute(
+                "SELECT count(*) FROM alerts WHERE tenant_id = %s", (target.tenant,)
+            ).fetchone()
+        return int(found[0]) if found else 0
     if target.db_path is None:
         return None
     conn = sqlite3.connect(f"file:{target.db_path}?mode=ro", uri=True, timeout=30)
@@ -358,8 +494,43 @@ def lua_string(text: str) -> str:
     return f"[{level}[{text}]{level}]"
 
 
-def run_wrk(
+def run_wrk_all(
     target: Target, alerts: int, connections: int, duration: int, threads: int
+) -> LoadResult:
+    """One wrk per ingest process, at the same time, the connections split evenly.
+    Requests add up; each latency percentile is the worst of the processes'."""
+    bases = target.bases or [target.base]
+    if len(bases) == 1:
+        return run_wrk(target, target.webhook_url, alerts, connections, duration, threads)
+    share = max(1, connections // len(bases))
+    with ThreadPoolExecutor(len(bases)) as pool:
+        results = list(
+            pool.map(
+                lambda base: run_wrk(
+                    target,
+                    target.webhook_url_at(base),
+                    alerts,
+                    share,
+                    duration,
+                    max(1, threads // len(bases)),
+                ),
+                bases,
+            )
+        )
+    return LoadResult(
+        duration_s=max(r.duration_s for r in results),
+        requests=sum(r.requests for r in results),
+        non_2xx=sum(r.non_2xx for r in results),
+        socket_errors=sum(r.socket_errors for r in results),
+        p50_ms=max(r.p50_ms for r in results),
+        p95_ms=max(r.p95_ms for r in results),
+        p99_ms=max(r.p99_ms for r in results),
+        max_ms=max(r.max_ms for r in results),
+    )
+
+
+def run_wrk(
+    target: Target, url: str, alerts: int, connections: int, duration: int, threads: int
 ) -> LoadResult:
     script = WRK_SCRIPT % {
         "parts": ", ".join(lua_string(part) for part in body_parts(alerts)),
@@ -380,7 +551,7 @@ def run_wrk(
             "--latency",
             "-s",
             handle.name,
-            target.webhook_url,
+            url,
         ]
         out = subprocess.run(command, capture_output=True, text=True, check=False)
     finally:
@@ -505,14 +676,14 @@ def run_scenario(name: str, target: Target, args: argparse.Namespace) -> dict[st
     if not wait_drained(target.base, args.drain_timeout).drained:
         raise SystemExit("queue did not drain before the load")
     before = stored_alerts(target)
-    cpu_before = cpu_seconds(target.pid)
+    cpu_before = total([cpu_seconds(pid) for pid in target.all_pids])
     log(f"{name}: {args.tool}, {args.connections} connections, {args.duration} s")
     if args.tool == "wrk":
-        load = run_wrk(target, alerts, args.connections, args.duration, args.threads)
+        load = run_wrk_all(target, alerts, args.connections, args.duration, args.threads)
     else:
         load = run_python(target, alerts, args.connections, args.duration)
-    cpu_after_load = cpu_seconds(target.pid)
-    rss_loaded = proc_status_mb(target.pid, "VmRSS")
+    cpu_after_load = total([cpu_seconds(pid) for pid in target.all_pids])
+    rss_loaded = total([proc_status_mb(pid, "VmRSS") for pid in target.all_pids])
     drain = wait_drained(target.base, args.drain_timeout)
     after = stored_alerts(target)
     accepted_alerts = (load.requests - load.non_2xx) * alerts
@@ -556,8 +727,12 @@ def run_scenario(name: str, target: Target, args: argparse.Namespace) -> dict[st
         ),
         "server_cpu_cores_during_load": cpu_load,
         "server_rss_mb": rss_loaded,
-        "server_peak_rss_mb": proc_status_mb(target.pid, "VmHWM"),
+        "server_peak_rss_mb": total([proc_status_mb(pid, "VmHWM") for pid in target.all_pids]),
         "api_check": api_check(target),
+        "mode": args.mode,
+        "processes": {"ingest": len(target.bases), "correlate": args.correlate}
+        if target.bases
+        else None,
         "machine": {"nproc": os.cpu_count()},
     }
 
@@ -577,6 +752,9 @@ def parse_args() -> argparse.Namespace:
         "--tool", choices=["wrk", "python"], default="wrk" if shutil.which("wrk") else "python"
     )
     parser.add_argument("--drain-timeout", type=float, default=600.0)
+    parser.add_argument("--mode", choices=["embedded", "production"], default="embedded")
+    parser.add_argument("--ingest", type=int, default=1, help="ingest processes (production)")
+    parser.add_argument("--correlate", type=int, default=2, help="correlate processes (production)")
     args = parser.parse_args()
     if args.url and not (args.tenant and args.secret):
         parser.error("--url needs --tenant and --secret")
@@ -607,7 +785,11 @@ def main() -> None:
     for name in names:
         # A fresh server and database per scenario: one scenario's rows must not slow
         # the next, and the peak RSS is then the scenario's own.
-        server = OwnServer()
+        server: OwnServer | ProductionCluster = (
+            ProductionCluster(args.ingest, args.correlate)
+            if args.mode == "production"
+            else OwnServer()
+        )
         try:
             print(json.dumps(run_scenario(name, server.start(), args)), flush=True)
         finally:

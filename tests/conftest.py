@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from cryptography.fernet import Fernet
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -37,6 +38,7 @@ BACKEND = os.environ.get("DD0C_TEST_BACKEND", "embedded")
 assert BACKEND in ("embedded", "production"), BACKEND
 _TEMPLATE = "dd0c_template"
 _databases = itertools.count()
+_FERNET_KEY = Fernet.generate_key().decode()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -94,6 +96,7 @@ def settings(tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
         update={
             "database_url": server.url(database, APP),
             "redis_url": redis.url,
+            "secret_key": _FERNET_KEY,
         }
     )
 

@@ -49,6 +49,8 @@ class PostgresServer:
     root: Path
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
+    #: Tests trade crash safety for speed; a benchmark keeps PostgreSQL's defaults.
+    durable: bool = False
 
     def _as_postgres(self) -> dict[str, object]:
         """initdb refuses to run as root: run the server as the ``postgres`` user."""
@@ -88,12 +90,18 @@ class PostgresServer:
                 "listen_addresses=127.0.0.1",
                 "-c",
                 f"unix_socket_directories={self.root}",
-                "-c",
-                "fsync=off",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "full_page_writes=off",
+                *(
+                    ()
+                    if self.durable
+                    else (
+                        "-c",
+                        "fsync=off",
+                        "-c",
+                        "synchronous_commit=off",
+                        "-c",
+                        "full_page_writes=off",
+                    )
+                ),
                 "-c",
                 "max_connections=300",
                 "-c",

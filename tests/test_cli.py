@@ -285,7 +285,7 @@ def test_credentials_are_not_stored_with_the_event(data_dir: Path, own_settings:
         {"Authorization": f"Bearer {secret}", "X-DD0C-Token": secret, "Cookie": "session=1"},
     ]
     # Ingest only (no worker), so the queue rows can be read before processing.
-    ingest_only = build_runtime(own_settings, with_worker=False)
+    ingest_only = build_runtime(own_settings, roles=frozenset({"ingest", "api"}))
     with TestClient(create_app(ingest_only)) as receiver:
         for headers in attempts:
             response = receiver.post(

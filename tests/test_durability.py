@@ -385,7 +385,7 @@ def prefill(deployment: Deployment, bodies: list[bytes]) -> set[str]:
     """Accept events with no worker running (the ingest role), so a later `serve` starts
     with a deep backlog."""
     settings = Settings(data_dir=deployment.data_dir, database_url="", secret_key="")
-    runtime = build_runtime(settings, with_worker=False)
+    runtime = build_runtime(settings, roles=frozenset({"ingest", "api"}))
     runtime.start()
     headers = {"authorization": f"Bearer {SECRET}", "content-type": "application/json"}
 

@@ -1,43 +1,122 @@
-"""Builds a Runtime from Settings: the one place that picks adapters."""
+"""Builds a Runtime from Settings: the one place that picks adapters.
+
+``DATABASE_URL`` picks the store and the queue: ``sqlite://`` (the default) gives the
+embedded SQLite file with its queue table; ``postgresql://`` gives PostgreSQL with
+pgmq, connected as the application role that row-level security applies to.
+"""
 
 from __future__ import annotations
+
+import sqlalchemy as sa
 
 from dd0c_alert.config import Settings
 from dd0c_alert.correlation.model import TenantSettings
 from dd0c_alert.pipeline.ingest import IngestService, Limits
-from dd0c_alert.pipeline.runtime import Runtime
+from dd0c_alert.pipeline.runtime import ROLES, Runtime
 from dd0c_alert.pipeline.worker import Worker
 from dd0c_alert.storage.archive import LocalArchive
-from dd0c_alert.storage.engine import make_engines, sqlite_path
-from dd0c_alert.storage.migrate import upgrade
+from dd0c_alert.storage.engine import make_engines, normalise_database_url, sqlite_path
+from dd0c_alert.storage.memory_state import MemoryCircuitBreaker, TokenBuckets
+from dd0c_alert.storage.migrate import grant_app_role, upgrade
+from dd0c_alert.storage.pgmq_queue import PgmqIngestQueue
+from dd0c_alert.storage.ports import Archive, CircuitBreaker, IngestQueue, RateLimiter
+from dd0c_alert.storage.redis_state import RedisCircuitBreaker, RedisLink, RedisRateLimiter
+from dd0c_alert.storage.s3_archive import S3Archive
 from dd0c_alert.storage.secrets import SecretBox
-from dd0c_alert.storage.sql import SqlStore
+from dd0c_alert.storage.sql import QueueSettle, SqlStore
 from dd0c_alert.storage.sqlite_queue import SqliteIngestQueue
 
 
-def open_store(settings: Settings, *, migrate: bool = True) -> SqlStore:
-    engine, read_engine = make_engines(settings.resolved_database_url, settings.sqlite_synchronous)
-    if migrate:
+def is_postgres(settings: Settings) -> bool:
+    url = normalise_database_url(settings.resolved_database_url)
+    return sa.make_url(url).get_backend_name() == "postgresql"
+
+
+def migrate(settings: Settings) -> None:
+    """Bring the schema to head. On PostgreSQL this runs as the owner role
+    (``DD0C_MIGRATION_DATABASE_URL``) and then grants the application role (the user
+    of ``DATABASE_URL``) its data rights."""
+    if not is_postgres(settings):
+        engine, _ = make_engines(settings.resolved_database_url, settings.sqlite_synchronous)
         upgrade(engine)
-    box = SecretBox.from_config(settings.secret_key, settings.data_dir / "secret.key")
+        return
+    owner_url = settings.migration_database_url or settings.resolved_database_url
+    engine, _ = make_engines(owner_url)
+    try:
+        upgrade(engine)
+        app_role = sa.make_url(normalise_database_url(settings.resolved_database_url)).username
+        if app_role and app_role != engine.url.username:
+            grant_app_role(engine, app_role)
+    finally:
+        engine.dispose()
+
+
+def _secret_box(settings: Settings) -> SecretBox:
+    if is_postgres(settings) and not settings.secret_key:
+        raise SystemExit(
+            "DD0C_SECRET_KEY must be set with PostgreSQL: every process must decrypt "
+            "integration secrets with the same key"
+        )
+    return SecretBox.from_config(settings.secret_key, settings.data_dir / "secret.key")
+
+
+def open_store(
+    settings: Settings, *, migrate_schema: bool = True, settle: QueueSettle | None = None
+) -> SqlStore:
+    """The store alone (admin commands). SQLite is migrated on open; PostgreSQL only
+    when a migration URL is configured, since the application role owns nothing."""
+    engine, read_engine = make_engines(settings.resolved_database_url, settings.sqlite_synchronous)
+    if migrate_schema:
+        if not is_postgres(settings):
+            upgrade(engine)
+        elif settings.migration_database_url:
+            migrate(settings)
     defaults = TenantSettings(governance_mode=settings.governance_mode)
-    return SqlStore(engine, read_engine, box, defaults)
+    return SqlStore(engine, read_engine, _secret_box(settings), defaults, settle=settle)
 
 
-def build_runtime(settings: Settings, *, with_worker: bool = True) -> Runtime:
-    url = settings.resolved_database_url
-    if not url.startswith("sqlite"):
-        raise SystemExit("only sqlite:// is supported in this version (PostgreSQL is coming)")
-    store = open_store(settings)
-    archive = LocalArchive(settings.archive_dir)
+def build_runtime(settings: Settings, *, roles: frozenset[str] = ROLES) -> Runtime:
+    """Everything a process needs for ``roles`` (all four: ``serve``)."""
+    unknown = roles - ROLES
+    if unknown:
+        raise ValueError(f"unknown roles: {', '.join(sorted(unknown))}")
     worker: Worker | None = None
-    queue = SqliteIngestQueue(
-        sqlite_path(url),
-        synchronous=settings.sqlite_synchronous,
-        idempotency_ttl=settings.idempotency_ttl_seconds,
-        on_commit=lambda: worker.wake() if worker is not None else None,
+
+    def wake_worker() -> None:
+        if worker is not None:
+            worker.wake()
+
+    queue: IngestQueue
+    if is_postgres(settings):
+        if settings.migration_database_url:
+            migrate(settings)
+        engine, _ = make_engines(settings.resolved_database_url)
+        pgmq = PgmqIngestQueue(
+            engine, idempotency_ttl=settings.idempotency_ttl_seconds, on_commit=wake_worker
+        )
+        store = open_store(settings, migrate_schema=False, settle=pgmq.settle)
+        queue = pgmq
+    else:
+        store = open_store(settings)
+        queue = SqliteIngestQueue(
+            sqlite_path(settings.resolved_database_url),
+            synchronous=settings.sqlite_synchronous,
+            idempotency_ttl=settings.idempotency_ttl_seconds,
+            on_commit=wake_worker,
+        )
+    archive: Archive = (
+        S3Archive.from_url(
+            settings.archive_url,
+            endpoint_url=settings.s3_endpoint_url or None,
+            region=settings.s3_region,
+        )
+        if settings.archive_url
+        else LocalArchive(settings.archive_dir)
     )
-    if with_worker:
+    redis = RedisLink.from_url(settings.redis_url) if settings.redis_url else None
+    limiter: RateLimiter = RedisRateLimiter(redis) if redis else TokenBuckets()
+    breakers: CircuitBreaker = RedisCircuitBreaker(redis) if redis else MemoryCircuitBreaker()
+    if "correlate" in roles:
         worker = Worker(
             store,
             queue,
@@ -46,6 +125,7 @@ def build_runtime(settings: Settings, *, with_worker: bool = True) -> Runtime:
             max_attempts=settings.worker_max_attempts,
             lease_seconds=settings.worker_lease_seconds,
             poll_seconds=settings.worker_poll_seconds,
+            breakers=breakers,
         )
     limits = Limits(
         max_body_bytes=settings.max_body_bytes,
@@ -53,13 +133,15 @@ def build_runtime(settings: Settings, *, with_worker: bool = True) -> Runtime:
         rate_limit_per_second=settings.rate_limit_per_second,
         monthly_quota=settings.monthly_quota,
     )
-    ingest = IngestService(store, queue, archive, limits)
     return Runtime(
         store=store,
         queue=queue,
         archive=archive,
-        ingest=ingest,
+        ingest=IngestService(store, queue, archive, limits, rate_limiter=limiter),
         worker=worker,
-        sole_consumer=with_worker,
-        suggest_interval_seconds=settings.suggest_interval_seconds,
+        roles=roles,
+        sole_consumer=worker is not None and not is_postgres(settings),
+        cron_interval_seconds=settings.suggest_interval_seconds,
+        breakers=breakers,
+        redis=redis,
     )

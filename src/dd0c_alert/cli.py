@@ -12,7 +12,9 @@ from typing import Annotated, Any
 import typer
 
 from dd0c_alert.app import build_runtime, open_store
+from dd0c_alert.app import migrate as run_migrations
 from dd0c_alert.config import Settings
+from dd0c_alert.pipeline.runtime import ROLES
 from dd0c_alert.providers import PROVIDERS
 
 app = typer.Typer(
@@ -33,14 +35,13 @@ topology_app = typer.Typer(
 app.add_typer(topology_app, name="topology")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+PortOption = Annotated[int, typer.Option(help="Port to listen on.")]
 
 
-@app.command()
-def serve(
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
-) -> None:
-    """Run every role in one process: webhooks, worker, API (embedded mode)."""
+HostOption = Annotated[str, typer.Option(help="Interface to listen on.")]
+
+
+def _serve_http(roles: frozenset[str], host: str, port: int) -> None:
     import uvicorn
 
     from dd0c_alert.logs import configure
@@ -48,7 +49,7 @@ def serve(
 
     settings = Settings()
     configure(settings.log_level)
-    runtime = build_runtime(settings)
+    runtime = build_runtime(settings, roles=roles)
     uvicorn.run(
         create_app(runtime),
         host=host,
@@ -61,10 +62,62 @@ def serve(
     )
 
 
+def _run_until_signalled(roles: frozenset[str]) -> None:
+    """Run roles that serve no HTTP until SIGTERM or SIGINT, then stop cleanly."""
+    import signal
+    import threading
+
+    from dd0c_alert.logs import configure
+
+    settings = Settings()
+    configure(settings.log_level)
+    runtime = build_runtime(settings, roles=roles)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    runtime.start()
+    try:
+        stop.wait()
+    finally:
+        runtime.stop()
+
+
+@app.command()
+def serve(host: HostOption = "127.0.0.1", port: PortOption = 8080) -> None:
+    """Run every role in one process: webhooks, worker, API, scheduled jobs."""
+    _serve_http(ROLES, host, port)
+
+
+@app.command()
+def ingest(host: HostOption = "127.0.0.1", port: PortOption = 8080) -> None:
+    """Receive webhooks and queue them (run several behind a load balancer)."""
+    _serve_http(frozenset({"ingest"}), host, port)
+
+
+@app.command()
+def api(host: HostOption = "127.0.0.1", port: PortOption = 8081) -> None:
+    """Serve the REST API."""
+    _serve_http(frozenset({"api"}), host, port)
+
+
+@app.command()
+def correlate() -> None:
+    """Consume the queue: normalise, correlate and store (run several to scale out)."""
+    _run_until_signalled(frozenset({"correlate"}))
+
+
+@app.command()
+def cron() -> None:
+    """Run the scheduled jobs (suggestions, idempotency-key purge); run one."""
+    _run_until_signalled(frozenset({"cron"}))
+
+
 @app.command()
 def migrate() -> None:
-    """Bring the database schema up to date (serve does this too)."""
-    open_store(Settings())
+    """Bring the database schema up to date (serve does this too on SQLite). On
+    PostgreSQL, runs as DD0C_MIGRATION_DATABASE_URL's owner role and grants the
+    DATABASE_URL role its data rights."""
+    run_migrations(Settings())
     typer.echo("database is up to date")
 
 
@@ -163,7 +216,7 @@ def dlq_show(dead_letter_id: str) -> None:
 def dlq_replay(dead_letter_ids: list[str]) -> None:
     """Put dead letters back on the queue (a running service processes them)."""
     settings = Settings()
-    runtime = build_runtime(settings, with_worker=False)
+    runtime = build_runtime(settings, roles=frozenset())
     for dead_letter_id in dead_letter_ids:
         dead = runtime.store.get_dead_letter(dead_letter_id)
         if dead is None:

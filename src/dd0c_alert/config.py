@@ -20,6 +20,11 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("DATABASE_URL", "DD0C_DATABASE_URL"),
         description="Empty means sqlite:///<data_dir>/dd0c.db.",
     )
+    migration_database_url: str = Field(
+        default="",
+        validation_alias=AliasChoices("migration_database_url", "DD0C_MIGRATION_DATABASE_URL"),
+        description="PostgreSQL: the owner role that runs migrations; empty = DATABASE_URL.",
+    )
     redis_url: str = Field(
         default="",
         validation_alias=AliasChoices("REDIS_URL", "DD0C_REDIS_URL"),
@@ -33,6 +38,15 @@ class Settings(BaseSettings):
         default="",
         description="Fernet key for secrets at rest; empty means <data_dir>/secret.key.",
     )
+    archive_url: str = Field(
+        default="",
+        description="Where raw payloads are kept: empty means the folder <data_dir>/archive; "
+        "s3://bucket/optional/prefix means an S3-compatible store.",
+    )
+    s3_endpoint_url: str = Field(
+        default="", description="The S3-compatible store (e.g. MinIO); empty means AWS S3."
+    )
+    s3_region: str = "us-east-1"
     sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
         default="FULL",
         description="FULL survives power loss; NORMAL survives process crashes only.",

@@ -1,14 +1,22 @@
-"""The running parts of one process, started and stopped together."""
+"""The running parts of one process, started and stopped together.
+
+A process runs one or more roles (design §1): ``ingest`` admits webhooks and writes
+the queue, ``correlate`` consumes it, ``api`` serves the REST API, ``cron`` runs the
+scheduled jobs. ``serve`` runs all four in one process.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from dd0c_alert.storage.ports import Archive, IngestQueue, Store
+from dd0c_alert.storage.memory_state import MemoryCircuitBreaker
+from dd0c_alert.storage.ports import Archive, CircuitBreaker, Degradable, IngestQueue, Store
 
+from .cron import Scheduler
 from .ingest import IngestService
-from .suggest import SuggestionScheduler
 from .worker import Worker
+
+ROLES = frozenset({"ingest", "correlate", "api", "cron"})
 
 
 @dataclass
@@ -17,23 +25,29 @@ class Runtime:
     queue: IngestQueue
     archive: Archive
     ingest: IngestService
-    worker: Worker | None  # None in a process that only receives (the ``ingest`` role)
+    worker: Worker | None  # None unless the process runs the ``correlate`` role
+    roles: frozenset[str] = field(default=ROLES)
     #: A single embedded worker owns the queue, so leases left by a crash can be
     #: released at once instead of waiting for them to expire.
     sole_consumer: bool = False
-    #: Scheduled jobs run beside the worker (embedded mode); 0 disables them.
-    suggest_interval_seconds: float = 0.0
-    scheduler: SuggestionScheduler | None = None
+    #: How often the scheduled jobs run in the ``cron`` role; 0 disables them.
+    cron_interval_seconds: float = 0.0
+    scheduler: Scheduler | None = None
+    #: Circuit breakers around outbound calls (notifiers, archive uploads).
+    breakers: CircuitBreaker = field(default_factory=MemoryCircuitBreaker)
+    #: The Redis behind rate limits and breakers; None when they live in process memory.
+    redis: Degradable | None = None
 
     def start(self) -> None:
         if self.sole_consumer:
             self.queue.release_leases()
-        self.queue.start()
+        if "ingest" in self.roles:
+            self.queue.start()
         if self.worker is not None:
             self.worker.start()
-            if self.suggest_interval_seconds > 0:
-                self.scheduler = SuggestionScheduler(self.store, self.suggest_interval_seconds)
-                self.scheduler.start()
+        if "cron" in self.roles and self.cron_interval_seconds > 0:
+            self.scheduler = Scheduler(self.store, self.cron_interval_seconds)
+            self.scheduler.start()
 
     def stop(self) -> None:
         if self.scheduler is not None:
@@ -42,3 +56,5 @@ class Runtime:
         self.queue.close()  # flush what was admitted before stopping the consumer
         if self.worker is not None:
             self.worker.stop()
+        if self.redis is not None:
+            self.redis.close()

@@ -28,14 +28,17 @@ from dd0c_alert.providers import PROVIDERS
 from dd0c_alert.providers.base import Delivery, PayloadError
 from dd0c_alert.providers.parse import json_document
 from dd0c_alert.storage.archive import archive_key
+from dd0c_alert.storage.memory_state import MemoryCircuitBreaker
 from dd0c_alert.storage.ports import (
     Archive,
     BatchOutcome,
+    CircuitBreaker,
     DeadLetter,
     IngestQueue,
     RawEvent,
     Retry,
     Store,
+    guarded,
 )
 
 from .persist import persist
@@ -60,8 +63,12 @@ class Worker:
         max_attempts: int = 5,
         lease_seconds: float = 60.0,
         poll_seconds: float = 0.5,
+        breakers: CircuitBreaker | None = None,
     ) -> None:
         self._store = store
+        #: An archive that keeps failing is not called on every batch: the batches
+        #: wait (retried with backoff) until a trial write gets through.
+        self._breakers = breakers or MemoryCircuitBreaker()
         self._queue = queue
         self._archive = archive
         self._batch_size = batch_size
@@ -159,13 +166,9 @@ class Worker:
         for tenant_id, group in by_tenant.items():
             key = archive_key(tenant_id, f"{new_id()}.seg", group[0].received_at)
             payloads = [event.body for event in group if event.body is not None]
-            refs.update(
-                zip(
-                    (e.event_id for e in group),
-                    self._archive.put_segment(key, payloads),
-                    strict=True,
-                )
-            )
+            with guarded(self._breakers, "archive"):
+                stored = self._archive.put_segment(key, payloads)
+            refs.update(zip((e.event_id for e in group), stored, strict=True))
         return refs
 
     def _apply_one_by_one(self, events: list[RawEvent], refs: dict[str, str]) -> None:

@@ -26,21 +26,31 @@ class _App(FastAPI):
     def __init__(self, runtime: Runtime, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.state.runtime = runtime
-        self._deliveries = webhooks.WebhookEndpoint(runtime.ingest)
+        self._deliveries = (
+            webhooks.WebhookEndpoint(runtime.ingest) if "ingest" in runtime.roles else None
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and webhooks.route_path(scope).startswith(webhooks.PREFIX):
+        if (
+            self._deliveries is not None
+            and scope["type"] == "http"
+            and webhooks.route_path(scope).startswith(webhooks.PREFIX)
+        ):
             await self._deliveries(scope, receive, send)
         else:
             await super().__call__(scope, receive, send)
 
     def openapi(self) -> dict[str, Any]:
         schema = super().openapi()  # cached by FastAPI: merging again changes nothing
-        schema["paths"] = {**webhooks.openapi_paths(), **schema["paths"]}
+        if self._deliveries is not None:
+            schema["paths"] = {**webhooks.openapi_paths(), **schema["paths"]}
         return schema
 
 
 def create_app(runtime: Runtime) -> FastAPI:
+    """Webhooks when the runtime has the ``ingest`` role, the REST API when it has
+    ``api``; health endpoints always."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(runtime.start)
@@ -56,11 +66,9 @@ def create_app(runtime: Runtime) -> FastAPI:
         summary="Every alert in, nothing lost, one clear incident out.",
         lifespan=lifespan,
     )
-    app.include_router(api.router)
-    app.include_router(incidents.router)
-    app.include_router(config_api.router)
-    app.include_router(suggestions.router)
-    app.include_router(replay_api.router)
+    if "api" in runtime.roles:
+        for module in (api, incidents, config_api, suggestions, replay_api):
+            app.include_router(module.router)
     app.include_router(health.router)
 
     @app.exception_handler(HTTPException)

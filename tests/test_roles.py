@@ -1,0 +1,67 @@
+"""Roles split one process's work (design §1): each role's process serves only its part."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+from typer.main import get_command
+
+from conftest import TenantHandle
+from dd0c_alert.app import build_runtime
+from dd0c_alert.cli import app as cli_app
+from dd0c_alert.config import Settings
+from dd0c_alert.pipeline.runtime import ROLES
+from dd0c_alert.web.app import create_app
+from test_smoke_custom import sign
+
+ALERT = json.dumps({"title": "Disk full", "service": "db", "severity": "critical"}).encode()
+
+
+def test_every_role_is_a_command_and_serve_runs_them_all() -> None:
+    commands = set(get_command(cli_app).commands)  # type: ignore[attr-defined]
+    assert commands >= ROLES
+    assert {"serve", "migrate"} <= commands
+
+
+def test_unknown_role_is_refused(settings: Settings) -> None:
+    with pytest.raises(ValueError, match="unknown roles: notify"):
+        build_runtime(settings, roles=frozenset({"notify"}))
+
+
+def test_ingest_role_takes_webhooks_and_serves_no_api(
+    settings: Settings, tenant: TenantHandle
+) -> None:
+    tenant.integration("custom", "s3cret")
+    ingest = build_runtime(settings, roles=frozenset({"ingest"}))
+    assert ingest.worker is None
+    with TestClient(create_app(ingest)) as client:
+        response = client.post(
+            f"/v1/wh/{tenant.id}/custom",
+            content=ALERT,
+            headers=sign("s3cret", ALERT),
+        )
+        assert response.status_code == 202, response.text
+        assert client.get("/v1/alerts", headers=tenant.auth).status_code == 404
+        assert client.get("/healthz").status_code == 200
+        assert "/v1/wh/{tenant_id}/{provider}" in client.get("/openapi.json").json()["paths"]
+    assert ingest.queue.depth().messages == 1  # queued, nobody correlates here
+
+
+def test_api_role_serves_the_api_and_takes_no_webhooks(
+    settings: Settings, tenant: TenantHandle
+) -> None:
+    tenant.integration("custom", "s3cret")
+    api = build_runtime(settings, roles=frozenset({"api"}))
+    assert api.worker is None
+    with TestClient(create_app(api)) as client:
+        response = client.post(
+            f"/v1/wh/{tenant.id}/custom",
+            content=ALERT,
+            headers=sign("s3cret", ALERT),
+        )
+        assert response.status_code == 404
+        assert client.get("/v1/alerts", headers=tenant.auth).status_code == 200
+        paths = client.get("/openapi.json").json()["paths"]
+        assert not any(path.startswith("/v1/wh/") for path in paths)
