@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import itertools
 import os
+import tempfile
 import time
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -29,7 +32,9 @@ with warnings.catch_warnings():
 from dd0c_alert.app import build_runtime
 from dd0c_alert.config import Settings
 from dd0c_alert.pipeline.runtime import Runtime
+from dd0c_alert.storage.engine import normalise_database_url
 from dd0c_alert.storage.migrate import grant_app_role, upgrade
+from dd0c_alert.storage.tenancy import scope
 from dd0c_alert.web.app import create_app
 from servers import APP, OWNER, PostgresServer, RedisServer
 
@@ -41,64 +46,141 @@ _databases = itertools.count()
 _FERNET_KEY = Fernet.generate_key().decode()
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "both_modes: an end-to-end test that runs on both adapter sets"
+    )
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In the production pass keep only the end-to-end tests: those on the ``runtime``
+    fixture and those marked ``both_modes`` (they build runtimes of their own)."""
     if BACKEND != "production":
         return
-    keep = [item for item in items if "runtime" in getattr(item, "fixturenames", ())]
+    keep = [
+        item
+        for item in items
+        if "runtime" in getattr(item, "fixturenames", ())
+        or item.get_closest_marker("both_modes") is not None
+    ]
     dropped = [item for item in items if item not in keep]
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep
 
 
+class _Servers:
+    """PostgreSQL (with a migrated template database) and Redis, started on first use
+    and stopped when the session ends."""
+
+    def __init__(self) -> None:
+        self.pg: PostgresServer | None = None
+        self.redis: RedisServer | None = None
+
+    def postgres(self) -> PostgresServer:
+        if self.pg is None:
+            server = PostgresServer(Path(tempfile.mkdtemp(prefix="dd0c-pg-")))
+            server.start()
+            self.pg = server
+            server.create_database(_TEMPLATE)
+            engine = sa.create_engine(server.url(_TEMPLATE, OWNER))
+            upgrade(engine)
+            grant_app_role(engine, APP)
+            engine.dispose()
+        return self.pg
+
+    def redis_server(self) -> RedisServer:
+        if self.redis is None:
+            server = RedisServer(Path(tempfile.mkdtemp(prefix="dd0c-redis-")))
+            server.start()
+            self.redis = server
+        return self.redis
+
+    def stop(self) -> None:
+        if self.redis is not None:
+            self.redis.stop()
+        if self.pg is not None:
+            self.pg.stop()
+
+
+_servers = _Servers()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    _servers.stop()
+
+
+def new_database() -> str:
+    """A fresh database cloned from the migrated template; its name."""
+    name = f"dd0c_test_{next(_databases)}"
+    _servers.postgres().create_database(name, template=_TEMPLATE)
+    return name
+
+
+def backend_overrides() -> dict[str, Any]:
+    """Settings that put a runtime on the adapters of ``DD0C_TEST_BACKEND``: nothing
+    for the embedded mode; a fresh PostgreSQL database, Redis and a shared Fernet key
+    for the production mode."""
+    if BACKEND == "embedded":
+        return {}
+    database = new_database()
+    return {
+        "database_url": _servers.postgres().url(database, APP),
+        "redis_url": _servers.redis_server().url,
+        "secret_key": _FERNET_KEY,
+    }
+
+
+def cli_environment(monkeypatch: pytest.MonkeyPatch, data_dir: Path) -> dict[str, Any]:
+    """Point the CLI (which reads the environment) and a runtime at one database of the
+    current backend; return the settings overrides for the runtime."""
+    for name in ("DATABASE_URL", "DD0C_DATABASE_URL", "DD0C_SECRET_KEY", "REDIS_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DD0C_DATA_DIR", str(data_dir))
+    overrides = backend_overrides()
+    if overrides:
+        monkeypatch.setenv("DATABASE_URL", overrides["database_url"])
+        monkeypatch.setenv("REDIS_URL", overrides["redis_url"])
+        monkeypatch.setenv("DD0C_SECRET_KEY", overrides["secret_key"])
+    return overrides
+
+
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+def pg_server() -> PostgresServer:
     """One PostgreSQL cluster for the session, with a migrated template database."""
-    server = PostgresServer(tmp_path_factory.mktemp("pg"))
-    server.start()
-    try:
-        server.create_database(_TEMPLATE)
-        engine = sa.create_engine(server.url(_TEMPLATE, OWNER))
-        upgrade(engine)
-        grant_app_role(engine, APP)
-        engine.dispose()
-        yield server
-    finally:
-        server.stop()
+    return _servers.postgres()
 
 
 @pytest.fixture
 def pg_database(pg_server: PostgresServer) -> Iterator[str]:
     """A fresh, migrated database for one test; its name."""
-    name = f"dd0c_test_{next(_databases)}"
-    pg_server.create_database(name, template=_TEMPLATE)
+    name = new_database()
     yield name
     pg_server.drop_database(name)
 
 
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    server.start()
-    yield server
-    server.stop()
+def redis_server() -> RedisServer:
+    return _servers.redis_server()
 
 
 @pytest.fixture
-def settings(tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+def settings(tmp_path: Path) -> Settings:
     base = Settings(data_dir=tmp_path / "data", worker_poll_seconds=0.02, secret_key="")
-    if BACKEND == "embedded":
-        return base
-    server: PostgresServer = request.getfixturevalue("pg_server")
-    database: str = request.getfixturevalue("pg_database")
-    redis: RedisServer = request.getfixturevalue("redis_server")
-    return base.model_copy(
-        update={
-            "database_url": server.url(database, APP),
-            "redis_url": redis.url,
-            "secret_key": _FERNET_KEY,
-        }
-    )
+    return base.model_copy(update=backend_overrides())
+
+
+@contextmanager
+def tenant_connection(settings: Settings, tenant_id: str) -> Iterator[sa.Connection]:
+    """Hand-written SQL on the runtime's database, as the application, scoped to one
+    tenant (row-level security shows nothing else on PostgreSQL)."""
+    engine = sa.create_engine(normalise_database_url(settings.resolved_database_url))
+    try:
+        with engine.begin() as conn:
+            scope(conn, tenant_id)
+            yield conn
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture

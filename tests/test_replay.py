@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import json
 import random
-import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from conftest import TenantHandle, drain
+from conftest import TenantHandle, cli_environment, drain, tenant_connection
 from dd0c_alert.cli import app as cli_app
 from dd0c_alert.config import Settings
 from dd0c_alert.correlation.dedup import AlertRecord
@@ -22,9 +22,10 @@ from dd0c_alert.correlation.model import Rules, TenantSettings
 from dd0c_alert.domain.models import AlertStatus, CanonicalAlert, Severity
 from dd0c_alert.pipeline import replay as replay_module
 from dd0c_alert.pipeline.replay import notifications, parse_proposal, simulate
-from dd0c_alert.storage.engine import sqlite_path
 from test_smoke_custom import sign
 from webhook_helpers import new_tenant, running
+
+pytestmark = pytest.mark.both_modes
 
 SECRET = "s3cret"
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
@@ -79,12 +80,14 @@ def history(client: Any, tenant: TenantHandle) -> None:
     send(client, tenant, [{**resolve, "ended_at": iso(T0 + timedelta(minutes=25))}])
 
 
-def row_counts(settings: Settings) -> dict[str, int]:
-    with sqlite3.connect(sqlite_path(settings.resolved_database_url)) as db:
-        tables = [
-            name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-        ]
-        return {t: db.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in tables}
+def row_counts(settings: Settings, tenant_id: str) -> dict[str, int]:
+    """Rows per table the tenant can see (on PostgreSQL: its own, by row-level security)."""
+    with tenant_connection(settings, tenant_id) as conn:
+        tables = sa.inspect(conn).get_table_names()
+        return {
+            table: conn.execute(sa.text(f'SELECT count(*) FROM "{table}"')).scalar_one()
+            for table in tables
+        }
 
 
 def post_replay(client: Any, tenant: TenantHandle, body: dict[str, Any]) -> Any:
@@ -97,7 +100,7 @@ def test_replay_with_current_configuration_reproduces_what_happened(
     client, tenant: TenantHandle, settings: Settings
 ) -> None:
     history(client, tenant)
-    before = row_counts(settings)
+    before = row_counts(settings, tenant.id)
     report = post_replay(client, tenant, {"since": iso(SINCE)})
     assert report["alerts"] == 4
     assert report["configuration"]["changed"] == []
@@ -113,18 +116,18 @@ def test_replay_with_current_configuration_reproduces_what_happened(
     assert report["critical_alerts_affected"] == []
     api = [i for i in report["incidents"] if i["services"] == ["api"]]
     assert [len(i["deploys"]) for i in api] == [1, 1]  # both began within the 15-min lookback
-    assert row_counts(settings) == before
+    assert row_counts(settings, tenant.id) == before
 
 
 def test_proposed_window_and_strict_silence_compared_with_what_happened(
     client, tenant: TenantHandle, settings: Settings
 ) -> None:
     history(client, tenant)
-    before = row_counts(settings)
+    before = row_counts(settings, tenant.id)
     report = post_replay(
         client, tenant, {"since": iso(SINCE), "until": iso(T0 + timedelta(hours=2)), **PROPOSAL}
     )
-    assert row_counts(settings) == before  # nothing written
+    assert row_counts(settings, tenant.id) == before  # nothing written
 
     assert report["configuration"]["changed"] == [
         "correlation_window_seconds",
@@ -169,7 +172,7 @@ def test_proposed_window_and_strict_silence_compared_with_what_happened(
     assert report["proposed"]["alerts_suppressed"] == 0
     assert report["proposed"]["would_suppress_by"] == {"proposed-silence-1": 1}
     assert report["critical_alerts_affected"] == []
-    assert row_counts(settings) == before
+    assert row_counts(settings, tenant.id) == before
 
 
 def test_replay_of_another_tenant_sees_none_of_these_alerts(client, tenant: TenantHandle) -> None:
@@ -212,11 +215,9 @@ def test_proposal_accepts_the_topology_body_as_is() -> None:
 
 
 def test_cli_replay_with_a_rules_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("DATABASE_URL", "DD0C_DATABASE_URL", "DD0C_SECRET_KEY"):
-        monkeypatch.delenv(name, raising=False)
     data = tmp_path / "data"
-    monkeypatch.setenv("DD0C_DATA_DIR", str(data))
-    with running(data, suggest_interval_seconds=0) as (runtime, client):
+    overrides = cli_environment(monkeypatch, data)
+    with running(data, suggest_interval_seconds=0, **overrides) as (runtime, client):
         tenant = new_tenant(runtime)
         history(client, tenant)
         via_api = post_replay(client, tenant, {"since": iso(SINCE), **PROPOSAL})

@@ -50,6 +50,8 @@ from webhook_helpers import (
     stored_records,
 )
 
+pytestmark = pytest.mark.both_modes
+
 REGISTERED = sorted(PROVIDERS)
 MAX_BODY = 1024 * 1024  # Settings' default cap
 SECRET = "robust-secret"

@@ -5,23 +5,24 @@ dismissed through the HTTP API; plus the scheduler and the CLI."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from conftest import TenantHandle, drain
+from conftest import TenantHandle, cli_environment, drain, tenant_connection
 from dd0c_alert.cli import app as cli_app
 from dd0c_alert.config import Settings
 from dd0c_alert.pipeline import worker
 from dd0c_alert.pipeline.suggest import run_suggestions
-from dd0c_alert.storage.engine import sqlite_path
 from test_smoke_custom import sign
 from webhook_helpers import new_tenant, running
+
+pytestmark = pytest.mark.both_modes
 
 SECRET = "s3cret"
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -205,16 +206,16 @@ def test_open_suggestions_expire_when_history_stops_supporting_them(
     assert [(i["id"], i["status"]) for i in suggestions(client, tenant)] == [(tune["id"], "open")]
 
 
-def decision_of(settings: Settings, alert_id: str) -> sqlite3.Row:
+def decision_of(settings: Settings, tenant_id: str, alert_id: str) -> Any:
     """The alert's latest decision, read straight from the decision log."""
-    with sqlite3.connect(sqlite_path(settings.resolved_database_url)) as db:
-        db.row_factory = sqlite3.Row
-        row: sqlite3.Row = db.execute(
-            "SELECT page, suppressed_by, would_suppress FROM decisions WHERE alert_id = ? "
-            "ORDER BY id DESC LIMIT 1",
-            (alert_id,),
-        ).fetchone()
-    return row
+    with tenant_connection(settings, tenant_id) as conn:
+        return conn.execute(
+            sa.text(
+                "SELECT page, suppressed_by, would_suppress FROM decisions"
+                " WHERE alert_id = :alert_id ORDER BY id DESC LIMIT 1"
+            ),
+            {"alert_id": alert_id},
+        ).one()._mapping
 
 
 def latest_alert(client: Any, tenant: TenantHandle) -> dict[str, Any]:
@@ -248,7 +249,7 @@ def test_accepted_tune_is_a_silence_that_suppresses_only_in_strict_mode(
     at = datetime.now(UTC) + timedelta(seconds=1)
     send(client, tenant, fired("CPU blip", "web", at, None, fingerprint="cpu-blip"))
     first = latest_alert(client, tenant)
-    row = decision_of(settings, first["id"])
+    row = decision_of(settings, tenant.id, first["id"])
     assert (row["page"], row["suppressed_by"], row["would_suppress"]) == (1, None, silence.id)
 
     # Strict mode: it suppresses.
@@ -259,7 +260,7 @@ def test_accepted_tune_is_a_silence_that_suppresses_only_in_strict_mode(
     send(client, tenant, fired("CPU blip", "web", later, None, fingerprint="cpu-blip"))
     second = latest_alert(client, tenant)
     assert second["id"] != first["id"]
-    row = decision_of(settings, second["id"])
+    row = decision_of(settings, tenant.id, second["id"])
     assert (row["page"], row["suppressed_by"]) == (0, silence.id)
 
 
@@ -281,11 +282,9 @@ def test_scheduler_runs_the_job_periodically_and_stops(tmp_path: Path) -> None:
 def test_cli_suggest_runs_the_job_and_prints_open_suggestions(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name in ("DATABASE_URL", "DD0C_DATABASE_URL", "DD0C_SECRET_KEY"):
-        monkeypatch.delenv(name, raising=False)
     data = tmp_path / "data"
-    monkeypatch.setenv("DD0C_DATA_DIR", str(data))
-    with running(data, suggest_interval_seconds=0) as (runtime, client):
+    overrides = cli_environment(monkeypatch, data)
+    with running(data, suggest_interval_seconds=0, **overrides) as (runtime, client):
         tenant = new_tenant(runtime)
         tenant.integration("custom", SECRET)
         send(client, tenant, blips())

@@ -30,6 +30,8 @@ from webhook_helpers import (
     running,
 )
 
+pytestmark = pytest.mark.both_modes
+
 CASES = fixture_cases()
 
 ALERT_FIELDS = (

@@ -32,6 +32,8 @@ from webhook_helpers import (
     stored_records,
 )
 
+pytestmark = pytest.mark.both_modes
+
 REGISTERED = sorted(PROVIDERS)
 WITH_DELIVERY_IDS = sorted(name for name in REGISTERED if PROVIDERS[name].DELIVERY_ID_HEADERS)
 EVENT_KIND_HEADERS = ("x-github-event", "x-gitlab-event")

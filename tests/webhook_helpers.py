@@ -22,7 +22,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     from fastapi.testclient import TestClient
 
-from conftest import FIXTURES, TenantHandle
+from conftest import FIXTURES, TenantHandle, backend_overrides
 from dd0c_alert.app import build_runtime
 from dd0c_alert.config import Settings
 from dd0c_alert.domain.models import Normalised
@@ -219,6 +219,7 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
         "worker_poll_seconds": 0.02,
         "secret_key": "",
         "sqlite_synchronous": "NORMAL",
+        **backend_overrides(),
     }
     values.update(overrides)
     return Settings(**values)

@@ -25,6 +25,8 @@ from dd0c_alert.config import Settings
 from dd0c_alert.pipeline import ingest
 from dd0c_alert.pipeline.runtime import Runtime
 from dd0c_alert.storage import schema as t
+from dd0c_alert.storage.engine import normalise_database_url
+from dd0c_alert.storage.tenancy import scope
 from test_smoke_custom import sign
 
 SCENARIOS = all_scenarios()
@@ -114,11 +116,12 @@ def _tenants(runtime: Runtime, scenario: Scenario) -> dict[str, str]:
 def stored_incidents(url: str, tenants: dict[str, str]) -> list[Incident]:
     """The live incidents of each tenant as stored: alert occurrences by name, merges
     followed, and how many decisions paged."""
-    engine = sa.create_engine(url)
+    engine = sa.create_engine(normalise_database_url(url))
     found: list[Incident] = []
     try:
-        with engine.connect() as conn:
-            for name, tenant_id in tenants.items():
+        for name, tenant_id in tenants.items():
+            with engine.begin() as conn:
+                scope(conn, tenant_id)
                 found += _tenant_incidents(conn, name, tenant_id)
     finally:
         engine.dispose()

@@ -58,3 +58,4 @@ class Runtime:
             self.worker.stop()
         if self.redis is not None:
             self.redis.close()
+        self.store.close()

@@ -110,6 +110,7 @@ class PgmqIngestQueue:
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
+        self._engine.dispose()
 
     async def put(self, event: RawEvent) -> EnqueueOutcome:
         loop = asyncio.get_running_loop()

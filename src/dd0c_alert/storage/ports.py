@@ -247,6 +247,9 @@ class Store(Protocol):
 
     def ping(self) -> None: ...
 
+    def close(self) -> None:
+        """Release pooled connections (a stopped process must not hold them)."""
+
     # --- incidents, rules and settings, for the REST API (tenant-scoped) ----------------
 
     def update_settings(self, tenant_id: str, changes: dict[str, Any]) -> TenantSettings:

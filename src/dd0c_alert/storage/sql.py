@@ -504,6 +504,10 @@ class SqlStore:
             )
         return result.rowcount
 
+    def close(self) -> None:
+        self._engine.dispose()
+        self._read.dispose()
+
     def ping(self) -> None:
         with self._read.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
