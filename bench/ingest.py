@@ -113,6 +113,7 @@ class Target:
     bases: list[str] = field(default_factory=list)
     pids: list[int] = field(default_factory=list)
     owner_dsn: str | None = None
+    api_base: str | None = None  # the ``api`` process, where it is not the ingest one
 
     @property
     def webhook_url(self) -> str:
@@ -276,7 +277,12 @@ class ProductionCluster:
             self._spawn(cli, env, f"ingest-{n}", "ingest", "--port", str(port))
         for n in range(self.correlate):
             self._spawn(cli, env, f"correlate-{n}", "correlate")
-        for base in bases:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            api_port = sock.getsockname()[1]
+        self._spawn(cli, env, "api", "api", "--port", str(api_port))
+        api_base = f"http://127.0.0.1:{api_port}"
+        for base in [*bases, api_base]:
             deadline = time.monotonic() + 30
             while True:
                 with contextlib.suppress(httpx.HTTPError):
@@ -293,8 +299,9 @@ class ProductionCluster:
             integration=integration["integration_id"],
             api_key=tenant["api_key"],
             bases=bases,
-            pids=[proc.pid for proc in self.procs],
+            pids=[proc.pid for proc in self.procs[:-1]],  # the api process idles
             owner_dsn=self.pg.dsn("dd0c", OWNER),
+            api_base=api_base,
         )
 
     def _spawn(self, cli: str, env: dict[str, str], name: str, *args: str) -> None:
@@ -420,7 +427,7 @@ def api_check(target: Target) -> str:
     if not target.api_key:
         return "skipped (no --api-key)"
     response = httpx.get(
-        f"{target.base}/v1/alerts",
+        f"{target.api_base or target.base}/v1/alerts",
         params={"limit": 1},
         headers={"Authorization": f"Bearer {target.api_key}"},
         timeout=10,

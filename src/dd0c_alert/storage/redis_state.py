@@ -34,9 +34,10 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 """
 
-#: KEYS[1] bucket; ARGV[1] rate per second. Returns the wait in seconds as a string
-#: (Redis would truncate a Lua number to an integer). A missing bucket is a full one,
-#: so the key may expire once it would have refilled.
+#: KEYS[1] bucket; ARGV[1] rate per second, ARGV[2] tokens wanted. Takes up to that
+#: many whole tokens; returns "<taken> <wait seconds>" (a string: Redis would truncate a
+#: Lua number to an integer), the wait being for one token when none was taken. A
+#: missing bucket is a full one, so the key may expire once it would have refilled.
 _TAKE = (
     """
 local rate = tonumber(ARGV[1])
@@ -48,18 +49,30 @@ local state = redis.call('HMGET', KEYS[1], 'tokens', 'updated')
 local tokens = tonumber(state[1]) or capacity
 local updated = tonumber(state[2]) or now
 tokens = math.min(capacity, tokens + math.max(0, now - updated) * rate)
+local taken = math.min(math.floor(tokens), tonumber(ARGV[2]))
 local wait = 0
-if tokens >= 1 then
-  tokens = tokens - 1
+if taken >= 1 then
+  tokens = tokens - taken
 else
+  taken = 0
   wait = (1 - tokens) / rate
 end
 redis.call('HSET', KEYS[1], 'tokens', string.format('%.17g', tokens),
            'updated', string.format('%.17g', now))
 redis.call('PEXPIRE', KEYS[1], math.ceil(capacity / rate * 1000) + 1000)
-return string.format('%.17g', wait)
+return taken .. ' ' .. string.format('%.17g', wait)
 """
 )
+
+#: A process takes tokens from the shared bucket in leases of up to this share of a
+#: second's rate, and spends them locally for at most ``_LEASE_SECONDS``: one Redis
+#: round-trip admits many requests instead of one (a synchronous round-trip per
+#: webhook was most of an ingest process's time). The price: a lease left unspent
+#: when it lapses is lost, so a process may admit slightly less than the rate, never
+#: more than the rate plus one lease per process.
+_LEASE_SHARE = 0.01
+_LEASE_MAX_TOKENS = 100
+_LEASE_SECONDS = 0.1
 
 #: KEYS[1] circuit; ARGV[1] threshold, ARGV[2] cool-down seconds. Past the cool-down
 #: the caller takes the half-open trial by pushing ``open_until`` one cool-down on.
@@ -187,12 +200,29 @@ class RedisRateLimiter:
         self._link = link
         self._take = link.client.register_script(_TAKE)
         self._fallback = TokenBuckets()
+        self._leases: dict[str, tuple[int, float]] = {}  # key -> (tokens left, expires)
+        self._lock = threading.Lock()
 
     def take(self, key: str, rate: float) -> float:
+        now = time.monotonic()
+        with self._lock:
+            left, expires = self._leases.get(key, (0, 0.0))
+            if left > 0 and now < expires:
+                self._leases[key] = (left - 1, expires)
+                return 0.0
         return self._link.call(
-            lambda: float(self._take(keys=[f"dd0c:rate:{key}"], args=[rate])),
-            lambda: self._fallback.take(key, rate),
+            lambda: self._lease(key, rate, now), lambda: self._fallback.take(key, rate)
         )
+
+    def _lease(self, key: str, rate: float, now: float) -> float:
+        want = max(1, min(_LEASE_MAX_TOKENS, int(rate * _LEASE_SHARE)))
+        reply: bytes = self._take(keys=[f"dd0c:rate:{key}"], args=[rate, want])
+        taken, wait = reply.split()
+        if int(taken) == 0:
+            return float(wait)
+        with self._lock:
+            self._leases[key] = (int(taken) - 1, now + _LEASE_SECONDS)
+        return 0.0
 
 
 class RedisCircuitBreaker:
