@@ -209,13 +209,17 @@ def test_open_suggestions_expire_when_history_stops_supporting_them(
 def decision_of(settings: Settings, tenant_id: str, alert_id: str) -> Any:
     """The alert's latest decision, read straight from the decision log."""
     with tenant_connection(settings, tenant_id) as conn:
-        return conn.execute(
-            sa.text(
-                "SELECT page, suppressed_by, would_suppress FROM decisions"
-                " WHERE alert_id = :alert_id ORDER BY id DESC LIMIT 1"
-            ),
-            {"alert_id": alert_id},
-        ).one()._mapping
+        return (
+            conn.execute(
+                sa.text(
+                    "SELECT page, suppressed_by, would_suppress FROM decisions"
+                    " WHERE alert_id = :alert_id ORDER BY id DESC LIMIT 1"
+                ),
+                {"alert_id": alert_id},
+            )
+            .one()
+            ._mapping
+        )
 
 
 def latest_alert(client: Any, tenant: TenantHandle) -> dict[str, Any]:
