@@ -217,7 +217,7 @@ def _histories(
     incident: IncidentState, history: Mapping[str, FingerprintHistory]
 ) -> list[tuple[str, FingerprintHistory]]:
     """The incident's fingerprints that have history, in a fixed order."""
-    return [(fp, history[fp]) for fp in sorted(incident.fingerprints) if fp in history]
+    return [(fp, history[fp]) for fp in sorted(history) if fp in incident.fingerprints]
 
 
 def _deploy_name(deploy: DeployRef) -> str:

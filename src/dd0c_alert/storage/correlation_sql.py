@@ -33,6 +33,12 @@ from . import schema as t
 HISTORY = timedelta(days=7)
 QUICK_RESOLVE = timedelta(minutes=2)
 _CHUNK = 500
+#: An incident row keeps at most this many of its fingerprints. Correlating a batch
+#: only needs the batch's own fingerprints in the incident (the engine adds them in
+#: memory; history is loaded for them alone), so the stored list is a sample. Keeping
+#: every one made a storm incident rewrite a list of hundreds of thousands of
+#: fingerprints on every batch: quadratic in the storm's size.
+MAX_STORED_FINGERPRINTS = 1000
 
 
 def insert_ignoring_duplicates(
@@ -299,7 +305,7 @@ def _incident_row(incident: IncidentState, now: datetime) -> dict[str, Any]:
         "deploys": [_deploy_dict(d) for d in incident.deploys],
         "noise_score": incident.noise_score,
         "noise_reasons": incident.noise_reasons,
-        "fingerprints": sorted(incident.fingerprints),
+        "fingerprints": sorted(incident.fingerprints)[:MAX_STORED_FINGERPRINTS],
         "flapping": sorted(incident.flapping),
         "paged": incident.paged,
         "merged_into": incident.merged_into,

@@ -14,7 +14,6 @@ own transaction, so a rolled-back batch simply reappears when the timeout ends.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import math
 import threading
@@ -26,10 +25,9 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
+from .group_commit import GroupCommitWriter
 from .ports import BatchOutcome, EnqueueOutcome, QueueDepth, RawEvent
 from .sql import month_of
-from .sqlite_queue import Waiter
-from .sqlite_queue import _settle as answer_waiters
 from .tenancy import scope
 
 #: W3C trace context, copied into pgmq's message headers for tools that trace the queue.
@@ -84,64 +82,29 @@ class PgmqIngestQueue:
         self._table = f"pgmq.{engine.dialect.identifier_preparer.quote('q_' + queue_name.lower())}"
         self._ttl = idempotency_ttl
         self._on_commit = on_commit
-        self._pending: list[Waiter] = []
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._stopping = False
-        self._thread: threading.Thread | None = None
+        self._writer = GroupCommitWriter(self._write, on_commit=on_commit)
         #: event id -> (msg id, lease end on the monotonic clock) of what this process
         #: read, in read order. An entry outlives its settle, because a worker whose
         #: transaction rolled back settles the same events again; it goes once its
         #: lease has ended, when the message may be anyone's.
         self._leased: dict[str, tuple[int, float]] = {}
         self._leased_lock = threading.Lock()
-        self.batches = 0  # commits made, for the metrics endpoint and benchmarks
 
     # --- producer side ----------------------------------------------------------------
 
     def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="ingest-writer", daemon=True)
-            self._thread.start()
+        self._writer.start()
 
     def close(self) -> None:
-        self._stopping = True
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
+        self._writer.close()
         self._engine.dispose()
 
+    @property
+    def batches(self) -> int:
+        return self._writer.batches
+
     async def put(self, event: RawEvent) -> EnqueueOutcome:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[EnqueueOutcome] = loop.create_future()
-        with self._lock:
-            self._pending.append((event, future, loop))
-        self._wake.set()
-        return await future
-
-    def _run(self) -> None:
-        while True:
-            if not self._stopping:  # stopping: drain without waiting for a wake-up
-                self._wake.wait()
-            self._wake.clear()
-            with self._lock:
-                batch, self._pending = self._pending, []
-            if batch:
-                self._commit(batch)
-            elif self._stopping:
-                return
-
-    def _commit(self, batch: list[Waiter]) -> None:
-        try:
-            outcomes = self._write([event for event, _, _ in batch])
-        except Exception as exc:  # database down, failover: every waiter learns it (503)
-            answer_waiters(batch, exc)
-            return
-        self.batches += 1
-        answer_waiters(batch, outcomes)
-        if self._on_commit is not None:
-            self._on_commit()
+        return await self._writer.put(event)
 
     def _write(self, events: list[RawEvent]) -> list[EnqueueOutcome]:
         """One transaction for the whole group. Tenants, and keys within a tenant, are

@@ -266,6 +266,7 @@ incidents = sa.Table(
     sa.Column("deploys", JSONDoc, nullable=False),
     sa.Column("noise_score", sa.Integer, nullable=False),
     sa.Column("noise_reasons", JSONDoc, nullable=False),
+    #: A bounded sample (correlation_sql.MAX_STORED_FINGERPRINTS), not every one.
     sa.Column("fingerprints", JSONDoc, nullable=False),
     sa.Column("flapping", JSONDoc, nullable=False),
     sa.Column("paged", sa.Boolean, nullable=False),
@@ -276,7 +277,6 @@ incidents = sa.Table(
     sa.Index("ix_incidents_tenant_status", "tenant_id", "status", "id"),
     sa.Index("ix_incidents_tenant_merged", "tenant_id", "merged_into"),
     gin_index("ix_incidents_services", "services"),
-    gin_index("ix_incidents_fingerprints", "fingerprints"),
 )
 
 incident_services = sa.Table(

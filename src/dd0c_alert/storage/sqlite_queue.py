@@ -1,15 +1,10 @@
-"""The embedded ingest queue: a table in the SQLite database, written by group commit.
-
-Webhook handlers hand their event to one writer thread and wait. The writer takes
-everything that arrived while it was busy and commits it in one transaction, so
-thousands of requests share one fsync; each handler is answered only after the
-commit that holds its event. Idempotency keys and monthly usage counters are written
-in the same transaction, which keeps "accepted" and "counted" in step.
+"""The embedded ingest queue: a table in the SQLite database, written by group commit
+(``group_commit``). Idempotency keys and monthly usage counters are written in the
+same transaction as the events, which keeps "accepted" and "counted" in step.
 """
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 import threading
 import time
@@ -21,6 +16,7 @@ from typing import Any
 import orjson
 
 from .engine import configure_sqlite
+from .group_commit import GroupCommitWriter
 from .ports import EnqueueOutcome, QueueDepth, RawEvent
 from .sql import month_of
 
@@ -32,8 +28,6 @@ _INSERT = (
 _COLUMNS = (
     "event_id, tenant_id, integration_id, provider, received_at, headers, body, body_ref, attempts"
 )
-
-Waiter = tuple[RawEvent, asyncio.Future[EnqueueOutcome], asyncio.AbstractEventLoop]
 
 
 class SqliteIngestQueue:
@@ -49,13 +43,11 @@ class SqliteIngestQueue:
         self._synchronous = synchronous
         self._ttl = idempotency_ttl
         self._on_commit = on_commit
-        self._pending: list[Waiter] = []
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._stopping = False
-        self._thread: threading.Thread | None = None
         self._local = threading.local()
-        self.batches = 0  # commits made, for the metrics endpoint and benchmarks
+        self._writer_conn: sqlite3.Connection | None = None
+        self._writer = GroupCommitWriter(
+            self._write_group, on_commit=on_commit, on_exit=self._close_writer_conn
+        )
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
@@ -72,53 +64,34 @@ class SqliteIngestQueue:
     # --- producer side ----------------------------------------------------------------
 
     def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="ingest-writer", daemon=True)
-            self._thread.start()
+        self._writer.start()
 
     def close(self) -> None:
-        self._stopping = True
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
+        self._writer.close()
+
+    @property
+    def batches(self) -> int:
+        return self._writer.batches
 
     async def put(self, event: RawEvent) -> EnqueueOutcome:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[EnqueueOutcome] = loop.create_future()
-        with self._lock:
-            self._pending.append((event, future, loop))
-        self._wake.set()
-        return await future
+        return await self._writer.put(event)
 
-    def _run(self) -> None:
-        conn = self._connect()
+    def _write_group(self, events: list[RawEvent]) -> list[EnqueueOutcome]:
+        """On the writer thread, with the connection it owns."""
+        if self._writer_conn is None:
+            self._writer_conn = self._connect()
+        conn = self._writer_conn
         try:
-            while True:
-                if not self._stopping:  # stopping: drain without waiting for a wake-up
-                    self._wake.wait()
-                self._wake.clear()
-                with self._lock:
-                    batch, self._pending = self._pending, []
-                if batch:
-                    self._commit(conn, batch)
-                elif self._stopping:
-                    return
-        finally:
-            conn.close()
-
-    def _commit(self, conn: sqlite3.Connection, batch: list[Waiter]) -> None:
-        try:
-            outcomes = self._write(conn, [event for event, _, _ in batch])
-        except Exception as exc:  # disk full, locked too long: every waiter learns it
+            return self._write(conn, events)
+        except BaseException:
             if conn.in_transaction:
                 conn.rollback()
-            _settle(batch, exc)
-            return
-        self.batches += 1
-        _settle(batch, outcomes)
-        if self._on_commit is not None:
-            self._on_commit()
+            raise
+
+    def _close_writer_conn(self) -> None:
+        if self._writer_conn is not None:
+            self._writer_conn.close()
+            self._writer_conn = None
 
     def _write(self, conn: sqlite3.Connection, events: list[RawEvent]) -> list[EnqueueOutcome]:
         now = time.time()
@@ -222,24 +195,3 @@ def _row(event: RawEvent) -> tuple[Any, ...]:
         event.body,
         event.body_ref,
     )
-
-
-def _settle(batch: list[Waiter], result: list[EnqueueOutcome] | Exception) -> None:
-    """Resolve waiters with one thread-safe call per event loop, not one per request."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[EnqueueOutcome], Any]]]
-    by_loop = defaultdict(list)
-    for index, (_, future, loop) in enumerate(batch):
-        value = result if isinstance(result, Exception) else result[index]
-        by_loop[loop].append((future, value))
-    for loop, pairs in by_loop.items():
-        loop.call_soon_threadsafe(_resolve_all, pairs)
-
-
-def _resolve_all(pairs: list[tuple[asyncio.Future[EnqueueOutcome], Any]]) -> None:
-    for future, value in pairs:
-        if future.done():
-            continue
-        if isinstance(value, Exception):
-            future.set_exception(value)
-        else:
-            future.set_result(value)

@@ -87,14 +87,13 @@ def upgrade() -> None:
         postgresql_using="gin",
         postgresql_ops={"labels": "jsonb_path_ops"},
     )
-    for column in ("services", "fingerprints"):
-        op.create_index(
-            f"ix_incidents_{column}",
-            "incidents",
-            [column],
-            postgresql_using="gin",
-            postgresql_ops={column: "jsonb_path_ops"},
-        )
+    op.create_index(
+        "ix_incidents_services",
+        "incidents",
+        ["services"],
+        postgresql_using="gin",
+        postgresql_ops={"services": "jsonb_path_ops"},
+    )
     policies = [(table, "tenant_id") for table in TENANT_TABLES] + [("tenants", "id")]
     for table, column in policies:
         op.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")

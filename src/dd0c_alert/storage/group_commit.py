@@ -1,0 +1,115 @@
+"""Group commit: many webhook handlers, one writer thread, one transaction per group.
+
+Handlers hand their event over and wait. The writer takes everything that arrived
+while it was busy and commits it in one transaction, so thousands of requests share
+one fsync; each handler is answered only after the commit that holds its event (the
+durability rule: 202 means committed). Both ingest queues, SQLite and pgmq, write
+through one of these.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+from .ports import EnqueueOutcome, RawEvent
+
+Write = Callable[[list[RawEvent]], list[EnqueueOutcome]]
+_Waiter = tuple[RawEvent, asyncio.Future[EnqueueOutcome], asyncio.AbstractEventLoop]
+
+
+class GroupCommitWriter:
+    """``write`` commits a group and returns one outcome per event, in order; if it
+    raises, every waiter of the group gets the exception (the web layer answers 503).
+    ``on_commit`` runs after each successful commit; ``on_exit`` when the thread ends
+    (a connection the thread owned can be closed there)."""
+
+    def __init__(
+        self,
+        write: Write,
+        *,
+        on_commit: Callable[[], None] | None = None,
+        on_exit: Callable[[], None] | None = None,
+    ) -> None:
+        self._write = write
+        self._on_commit = on_commit
+        self._on_exit = on_exit
+        self._pending: list[_Waiter] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self.batches = 0  # commits made, for metrics and benchmarks
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._stopping = False
+            self._thread = threading.Thread(target=self._run, name="ingest-writer", daemon=True)
+            self._thread.start()
+
+    def close(self) -> None:
+        """Commit what is pending, then stop the thread."""
+        self._stopping = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    async def put(self, event: RawEvent) -> EnqueueOutcome:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[EnqueueOutcome] = loop.create_future()
+        with self._lock:
+            self._pending.append((event, future, loop))
+        self._wake.set()
+        return await future
+
+    def _run(self) -> None:
+        try:
+            while True:
+                if not self._stopping:  # stopping: drain without waiting for a wake-up
+                    self._wake.wait()
+                self._wake.clear()
+                with self._lock:
+                    batch, self._pending = self._pending, []
+                if batch:
+                    self._commit(batch)
+                elif self._stopping:
+                    return
+        finally:
+            if self._on_exit is not None:
+                self._on_exit()
+
+    def _commit(self, batch: list[_Waiter]) -> None:
+        try:
+            outcomes = self._write([event for event, _, _ in batch])
+        except Exception as exc:  # disk full, database away: every waiter learns it
+            _answer(batch, exc)
+            return
+        self.batches += 1
+        _answer(batch, outcomes)
+        if self._on_commit is not None:
+            self._on_commit()
+
+
+def _answer(batch: list[_Waiter], result: list[EnqueueOutcome] | Exception) -> None:
+    """Resolve waiters with one thread-safe call per event loop, not one per request."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[EnqueueOutcome], Any]]]
+    by_loop = defaultdict(list)
+    for index, (_, future, loop) in enumerate(batch):
+        value = result if isinstance(result, Exception) else result[index]
+        by_loop[loop].append((future, value))
+    for loop, pairs in by_loop.items():
+        loop.call_soon_threadsafe(_resolve_all, pairs)
+
+
+def _resolve_all(pairs: list[tuple[asyncio.Future[EnqueueOutcome], Any]]) -> None:
+    for future, value in pairs:
+        if future.done():
+            continue
+        if isinstance(value, Exception):
+            future.set_exception(value)
+        else:
+            future.set_result(value)
