@@ -26,3 +26,17 @@ def test_signed_alert_is_stored_and_listed(client, tenant: TenantHandle) -> None
     assert [(i["title"], i["severity"], i["service"]) for i in items] == [
         ("Disk full", "critical", "db")
     ]
+
+
+def test_nul_characters_are_stored_without_them(client, tenant: TenantHandle) -> None:
+    """PostgreSQL cannot hold NUL in text or JSONB; the alert is stored, cleaned, in
+    both modes instead of failing into the dead-letter store on one of them."""
+    tenant.integration("custom", "s3cret")
+    body = json.dumps(
+        {"title": "Disk\u0000 full", "service": "db", "labels": {"team\u0000": "dba\u0000"}}
+    ).encode()
+    response = client.post(f"/v1/wh/{tenant.id}/custom", content=body, headers=sign("s3cret", body))
+    assert response.status_code == 202
+    drain(tenant.runtime)
+    [item] = client.get("/v1/alerts", headers=tenant.auth).json()["items"]
+    assert (item["title"], item["labels"]) == ("Disk full", {"team": "dba"})

@@ -25,8 +25,9 @@ def text(value: Any, limit: int = _MAX_TEXT) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     result = str(value).strip()
-    # Lone surrogates cannot be stored as UTF-8; replace rather than fail.
-    result = result.encode("utf-8", "replace").decode("utf-8")
+    # Lone surrogates cannot be stored as UTF-8, and PostgreSQL's text and JSONB cannot
+    # hold NUL: clean both rather than fail, the same way whichever store is behind.
+    result = result.encode("utf-8", "replace").decode("utf-8").replace("\x00", "")
     return result[:limit]
 
 
