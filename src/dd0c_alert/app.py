@@ -7,6 +7,8 @@ pgmq, connected as the application role that row-level security applies to.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import sqlalchemy as sa
 
 from dd0c_alert.config import Settings
@@ -142,6 +144,7 @@ def build_runtime(settings: Settings, *, roles: frozenset[str] = ROLES) -> Runti
         roles=roles,
         sole_consumer=worker is not None and not is_postgres(settings),
         cron_interval_seconds=settings.suggest_interval_seconds,
+        retention=timedelta(days=settings.retention_days) if settings.retention_days else None,
         breakers=breakers,
         redis=redis,
     )

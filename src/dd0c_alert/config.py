@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     worker_lease_seconds: float = 60.0
     worker_poll_seconds: float = 0.5
 
+    retention_days: int = Field(
+        default=30,
+        description="Alerts, decisions, deploys, dead letters and raw payloads older than "
+        "this are purged by the scheduled jobs; 0 keeps everything.",
+    )
     suggest_interval_seconds: float = Field(
         default=600, description="How often the suggestion job runs (embedded mode); 0 disables."
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import socket
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +135,20 @@ def test_missing_key_is_file_not_found(archive: Archive, ref: str) -> None:
     """The raw-payload API answers 404 "no longer retained" on FileNotFoundError."""
     with pytest.raises(FileNotFoundError):
         archive.get(ref)
+
+
+def test_purge_drops_the_tenants_days_before_the_cutoff(archive: Archive) -> None:
+    for key in ("t1/2026/01/01/a.json", "t1/2026/01/02/b.json", "t1/2026/01/03/c.json"):
+        archive.put(key, b"x")
+    archive.put_segment("t1/2026/01/01/d.seg", [b"d"])
+    archive.put("t2/2026/01/01/e.json", b"x")
+    assert archive.purge_before("t1", datetime(2026, 1, 3, 12, tzinfo=UTC)) >= 2
+    for gone in ("t1/2026/01/01/a.json", "t1/2026/01/01/d.seg#0:1", "t1/2026/01/02/b.json"):
+        with pytest.raises(FileNotFoundError):
+            archive.get(gone)
+    assert archive.get("t1/2026/01/03/c.json") == b"x"  # the cutoff's own day stays
+    assert archive.get("t2/2026/01/01/e.json") == b"x"  # another tenant's stays
+    assert archive.purge_before("t1", datetime(2026, 1, 3, tzinfo=UTC)) == 0
 
 
 def test_objects_land_under_the_configured_root(

@@ -1,18 +1,20 @@
 """Scheduled jobs: the ``cron`` role, or a thread beside the worker in ``serve``.
 
-One pass purges expired webhook idempotency keys, then recomputes every tenant's
-suggestions. A pass runs one interval after start, so a crash-restart loop never
-turns into a job loop; one tenant's failure is logged and does not stop the others.
+One pass purges expired webhook idempotency keys, then per tenant purges what is past
+retention (records and raw payloads) and recomputes the suggestions. A pass runs one
+interval after start, so a crash-restart loop never turns into a job loop; one
+tenant's failure is logged and does not stop the others.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 
 import structlog
 
-from dd0c_alert.storage.ports import Store
+from dd0c_alert.storage.ports import Archive, Store
 
 from .suggest import run_suggestions
 
@@ -20,9 +22,17 @@ log = structlog.get_logger(__name__)
 
 
 class Scheduler:
-    def __init__(self, store: Store, interval: float) -> None:
+    def __init__(
+        self,
+        store: Store,
+        interval: float,
+        archive: Archive | None = None,
+        retention: timedelta | None = None,
+    ) -> None:
         self._store = store
         self._interval = interval
+        self._archive = archive
+        self._retention = retention
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.runs = 0
@@ -55,6 +65,7 @@ class Scheduler:
         for tenant in tenants:
             if self._stop.is_set():
                 return
+            self._purge(tenant.id)
             try:
                 found = run_suggestions(self._store, tenant.id)
             except Exception:
@@ -62,3 +73,16 @@ class Scheduler:
             else:
                 log.info("suggestions_computed", tenant_id=tenant.id, found=len(found))
         self.runs += 1
+
+    def _purge(self, tenant_id: str) -> None:
+        if self._retention is None:
+            return
+        cutoff = datetime.now(UTC) - self._retention
+        try:
+            records = self._store.purge_expired(tenant_id, cutoff)
+            payloads = self._archive.purge_before(tenant_id, cutoff) if self._archive else 0
+        except Exception:
+            log.exception("retention_failed", tenant_id=tenant_id)
+        else:
+            if payloads or any(records.values()):
+                log.info("retention_purged", tenant_id=tenant_id, archive=payloads, **records)

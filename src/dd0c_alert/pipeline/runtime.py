@@ -8,6 +8,7 @@ scheduled jobs. ``serve`` runs all four in one process.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from dd0c_alert.storage.memory_state import MemoryCircuitBreaker
 from dd0c_alert.storage.ports import Archive, CircuitBreaker, Degradable, IngestQueue, Store
@@ -32,6 +33,8 @@ class Runtime:
     sole_consumer: bool = False
     #: How often the scheduled jobs run in the ``cron`` role; 0 disables them.
     cron_interval_seconds: float = 0.0
+    #: How long records and raw payloads are kept; None keeps everything.
+    retention: timedelta | None = None
     scheduler: Scheduler | None = None
     #: Circuit breakers around outbound calls (notifiers, archive uploads).
     breakers: CircuitBreaker = field(default_factory=MemoryCircuitBreaker)
@@ -46,7 +49,9 @@ class Runtime:
         if self.worker is not None:
             self.worker.start()
         if "cron" in self.roles and self.cron_interval_seconds > 0:
-            self.scheduler = Scheduler(self.store, self.cron_interval_seconds)
+            self.scheduler = Scheduler(
+                self.store, self.cron_interval_seconds, self.archive, self.retention
+            )
             self.scheduler.start()
 
     def stop(self) -> None:

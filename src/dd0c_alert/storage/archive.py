@@ -8,7 +8,8 @@ keeps every payload addressable as ``<segment key>#<offset>:<length>``.
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
+import shutil
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 
@@ -58,6 +59,22 @@ class LocalArchive:
         with open(self._path(key), "rb") as handle:
             handle.seek(int(offset))
             return handle.read(int(length))
+
+    def purge_before(self, tenant_id: str, cutoff: datetime) -> int:
+        """Remove the tenant's day folders older than ``cutoff``'s day; how many."""
+        tenant = self._path(tenant_id)
+        gone = 0
+        for day in sorted(tenant.glob("[0-9][0-9][0-9][0-9]/[0-9][0-9]/[0-9][0-9]")):
+            if archive_day(str(day.relative_to(tenant))) < cutoff.date():
+                shutil.rmtree(day)
+                gone += 1
+        return gone
+
+
+def archive_day(path: str) -> date:
+    """The day of a ``YYYY/MM/DD`` key part (see ``archive_key``)."""
+    year, month, day = path.split("/")[:3]
+    return date(int(year), int(month), int(day))
 
 
 def archive_key(tenant_id: str, event_id: str, received_at: float) -> str:

@@ -250,6 +250,10 @@ class Store(Protocol):
     def close(self) -> None:
         """Release pooled connections (a stopped process must not hold them)."""
 
+    def purge_expired(self, tenant_id: str, cutoff: datetime) -> dict[str, int]:
+        """Delete the tenant's records older than ``cutoff``, in short batches; firing
+        alerts and incidents that still have alerts stay. Counts per kind."""
+
     # --- incidents, rules and settings, for the REST API (tenant-scoped) ----------------
 
     def update_settings(self, tenant_id: str, changes: dict[str, Any]) -> TenantSettings:
@@ -377,7 +381,12 @@ class Archive(Protocol):
     def put_segment(self, key: str, payloads: list[bytes]) -> list[str]:
         """Store payloads together; return a reference to each for ``get``."""
 
-    def get(self, ref: str) -> bytes: ...
+    def get(self, ref: str) -> bytes:
+        """The payload; FileNotFoundError when it is gone (past retention)."""
+
+    def purge_before(self, tenant_id: str, cutoff: datetime) -> int:
+        """Drop the tenant's payloads of days before ``cutoff``'s day; how many
+        folders or objects went."""
 
 
 class RateLimiter(Protocol):

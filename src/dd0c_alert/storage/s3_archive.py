@@ -19,12 +19,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import boto3  # type: ignore[import-untyped]
 from botocore.config import Config  # type: ignore[import-untyped]
 from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
+
+from .archive import archive_day
 
 _MISSING_KEY = frozenset({"NoSuchKey", "404", "NotFound"})
 
@@ -111,6 +114,26 @@ class S3Archive:
             offset += len(payload)
         self.put(key, b"".join(payloads))
         return refs
+
+    def purge_before(self, tenant_id: str, cutoff: datetime) -> int:
+        """Delete the tenant's objects of days before ``cutoff``'s day; how many."""
+        prefix = self._key(f"{tenant_id}/")
+        old: list[dict[str, str]] = []
+        with self._errors("list", f"{tenant_id}/"):
+            pages = self._client.get_paginator("list_objects_v2").paginate(
+                Bucket=self._bucket, Prefix=prefix
+            )
+            for page in pages:
+                for item in page.get("Contents", []):
+                    day = archive_day(item["Key"].removeprefix(prefix))
+                    if day < cutoff.date():
+                        old.append({"Key": item["Key"]})
+        for start in range(0, len(old), 1000):  # the most one DeleteObjects takes
+            with self._errors("delete", f"{tenant_id}/"):
+                self._client.delete_objects(
+                    Bucket=self._bucket, Delete={"Objects": old[start : start + 1000]}
+                )
+        return len(old)
 
     def get(self, ref: str) -> bytes:
         key, _, span = ref.partition("#")

@@ -59,6 +59,7 @@ from .ports import (
     Tenant,
     Verdict,
 )
+from .retention import purge_tenant
 from .secrets import SecretBox
 from .tenancy import scope, scoped
 
@@ -507,6 +508,9 @@ class SqlStore:
     def close(self) -> None:
         self._engine.dispose()
         self._read.dispose()
+
+    def purge_expired(self, tenant_id: str, cutoff: datetime) -> dict[str, int]:
+        return purge_tenant(self._engine, tenant_id, cutoff)
 
     def ping(self) -> None:
         with self._read.connect() as conn:

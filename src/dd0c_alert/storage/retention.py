@@ -1,0 +1,88 @@
+"""Retention: a tenant's records older than a cutoff are deleted in small batches.
+
+Batches of a few thousand rows, each its own short transaction, keep the worker and
+webhook admission from waiting behind one long delete (on SQLite they share the
+write lock). What is still going on is kept whatever its age: firing alerts, and the
+incidents that still have alerts.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from . import schema as t
+from .tenancy import scoped
+
+BATCH = 5000
+
+
+def purge_tenant(
+    engine: sa.Engine, tenant_id: str, cutoff: datetime, batch: int = BATCH
+) -> dict[str, int]:
+    """Delete the tenant's records older than ``cutoff``; how many of each kind went."""
+    a, d, i = t.alerts, t.decisions, t.incidents
+    done = {
+        "decisions": _in_batches(engine, tenant_id, d, d.c.at < cutoff, batch),
+        "alerts": _in_batches(
+            engine, tenant_id, a, (a.c.last_seen_at < cutoff) & (a.c.status != "firing"), batch
+        ),
+        "deploys": _in_batches(
+            engine, tenant_id, t.deploys, t.deploys.c.started_at < cutoff, batch
+        ),
+        "dead_letters": _in_batches(
+            engine,
+            tenant_id,
+            t.dead_letters,
+            t.dead_letters.c.received_at < cutoff.timestamp(),
+            batch,
+        ),
+    }
+    alive = sa.exists().where(a.c.tenant_id == tenant_id, a.c.incident_id == i.c.id)
+    gone: list[str] = []
+    while True:
+        with scoped(engine, tenant_id) as conn:
+            ids = list(
+                conn.execute(
+                    sa.select(i.c.id)
+                    .where(i.c.tenant_id == tenant_id, i.c.last_at < cutoff, ~alive)
+                    .limit(batch)
+                ).scalars()
+            )
+            for table in (t.incident_services, t.incident_events, t.feedback):
+                conn.execute(
+                    table.delete().where(
+                        table.c.tenant_id == tenant_id, table.c.incident_id.in_(ids)
+                    )
+                )
+            # Incidents merged into one of these point at it; they go with it.
+            conn.execute(i.delete().where(i.c.tenant_id == tenant_id, i.c.merged_into.in_(ids)))
+            conn.execute(i.delete().where(i.c.tenant_id == tenant_id, i.c.id.in_(ids)))
+        gone += ids
+        if len(ids) < batch:
+            break
+    done["incidents"] = len(gone)
+    return done
+
+
+def _in_batches(
+    engine: sa.Engine,
+    tenant_id: str,
+    table: sa.Table,
+    condition: sa.ColumnElement[bool],
+    batch: int,
+) -> int:
+    total = 0
+    while True:
+        with scoped(engine, tenant_id) as conn:
+            ids = (
+                sa.select(table.c.id)
+                .where(table.c.tenant_id == tenant_id, condition)
+                .limit(batch)
+                .scalar_subquery()
+            )
+            deleted = conn.execute(table.delete().where(table.c.id.in_(ids))).rowcount
+        total += deleted
+        if deleted < batch:
+            return total
