@@ -41,7 +41,7 @@ def test_purge_deletes_what_ended_and_keeps_what_fires(
     done = runtime.store.purge_expired(tenant.id, NOW + timedelta(days=1))
     assert done["alerts"] == 1  # the resolved one; the firing alert stays
     assert done["incidents"] == 1  # the resolved alert's incident, now empty
-    assert done["decisions"] == 3  # every decision is older than the cutoff
+    assert done["decisions"] == 2  # the resolved alert's; the firing one keeps its own
     [kept] = alerts_of(runtime, tenant.id)
     assert (kept["title"], kept["status"]) == ("CPU hot", "firing")
     [incident] = client.get("/v1/incidents", headers=tenant.auth).json()["items"]
@@ -60,9 +60,10 @@ def test_purge_deletes_what_ended_and_keeps_what_fires(
         ).status_code
         == 404
     )  # not this tenant's alert: 404 by tenancy, not by purge
+    assert runtime.store.alert_decision(tenant.id, kept["id"]) is not None
     assert runtime.store.purge_expired(tenant.id, NOW + timedelta(days=1)) == {
-        "decisions": 0,
         "alerts": 0,
+        "decisions": 0,
         "deploys": 0,
         "dead_letters": 0,
         "incidents": 0,

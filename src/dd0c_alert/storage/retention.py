@@ -22,22 +22,17 @@ def purge_tenant(
     engine: sa.Engine, tenant_id: str, cutoff: datetime, batch: int = BATCH
 ) -> dict[str, int]:
     """Delete the tenant's records older than ``cutoff``; how many of each kind went."""
-    a, d, i = t.alerts, t.decisions, t.incidents
+    a, d, i, dl = t.alerts, t.decisions, t.incidents, t.dead_letters
+    expired: dict[str, tuple[sa.Table, sa.ColumnElement[bool]]] = {
+        "alerts": (a, (a.c.last_seen_at < cutoff) & (a.c.status != "firing")),
+        # A kept alert keeps its explanations, however old the event.
+        "decisions": (d, (d.c.at < cutoff) & ~sa.exists().where(a.c.id == d.c.alert_id)),
+        "deploys": (t.deploys, t.deploys.c.started_at < cutoff),
+        "dead_letters": (dl, dl.c.received_at < cutoff.timestamp()),
+    }
     done = {
-        "decisions": _in_batches(engine, tenant_id, d, d.c.at < cutoff, batch),
-        "alerts": _in_batches(
-            engine, tenant_id, a, (a.c.last_seen_at < cutoff) & (a.c.status != "firing"), batch
-        ),
-        "deploys": _in_batches(
-            engine, tenant_id, t.deploys, t.deploys.c.started_at < cutoff, batch
-        ),
-        "dead_letters": _in_batches(
-            engine,
-            tenant_id,
-            t.dead_letters,
-            t.dead_letters.c.received_at < cutoff.timestamp(),
-            batch,
-        ),
+        kind: _in_batches(engine, tenant_id, table, condition, batch)
+        for kind, (table, condition) in expired.items()
     }
     alive = sa.exists().where(a.c.tenant_id == tenant_id, a.c.incident_id == i.c.id)
     gone: list[str] = []
