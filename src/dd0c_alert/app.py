@@ -73,6 +73,12 @@ def open_store(
             upgrade(engine)
         elif settings.migration_database_url:
             migrate(settings)
+    return _store(settings, engine, read_engine, settle)
+
+
+def _store(
+    settings: Settings, engine: sa.Engine, read_engine: sa.Engine, settle: QueueSettle | None
+) -> SqlStore:
     defaults = TenantSettings(governance_mode=settings.governance_mode)
     return SqlStore(engine, read_engine, _secret_box(settings), defaults, settle=settle)
 
@@ -92,11 +98,12 @@ def build_runtime(settings: Settings, *, roles: frozenset[str] = ROLES) -> Runti
     if is_postgres(settings):
         if settings.migration_database_url:
             migrate(settings)
+        # One pool per process, shared by the queue and the store.
         engine, _ = make_engines(settings.resolved_database_url)
         pgmq = PgmqIngestQueue(
             engine, idempotency_ttl=settings.idempotency_ttl_seconds, on_commit=wake_worker
         )
-        store = open_store(settings, migrate_schema=False, settle=pgmq.settle)
+        store = _store(settings, engine, engine, pgmq.settle)
         queue = pgmq
     else:
         store = open_store(settings)
