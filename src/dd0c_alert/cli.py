@@ -108,7 +108,7 @@ def correlate() -> None:
 
 @app.command()
 def cron() -> None:
-    """Run the scheduled jobs (suggestions, idempotency-key purge); run one."""
+    """Run the scheduled jobs (retention, suggestions, idempotency-key purge); run one."""
     _run_until_signalled(frozenset({"cron"}))
 
 

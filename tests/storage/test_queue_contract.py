@@ -24,6 +24,7 @@ from dd0c_alert.storage.ports import (
     DeadLetter,
     EnqueueOutcome,
     IngestQueue,
+    LeaseLost,
     RawEvent,
     Retry,
 )
@@ -398,3 +399,27 @@ def test_pgmq_keeps_dead_lettered_messages_in_its_archive(pg_engine: sa.Engine) 
             sa.text("SELECT message->>'event_id', read_ct FROM pgmq.a_dd0c_ingest")
         ).all()
     assert archived == [(sent.event_id, 1)]
+
+
+def test_pgmq_a_consumer_slower_than_its_lease_cannot_commit(pg_engine: sa.Engine) -> None:
+    """A's lease ends before it settles and B reads the message again: A's settle
+    refuses (its batch rolls back), B's goes through. Without the fence both would
+    commit and every alert of the batch would count twice."""
+    slow, other = PgmqIngestQueue(pg_engine), PgmqIngestQueue(pg_engine)
+    slow.start()
+    put_all((slow, event()))
+    [mine] = slow.claim(10, 1)
+    deadline = time.monotonic() + 10
+    while not (taken := other.claim(10, 60)):
+        assert time.monotonic() < deadline, "the lease never ended"
+        time.sleep(0.05)
+    [theirs] = taken
+    assert (theirs.event_id, theirs.attempts) == (mine.event_id, 2)
+    with pytest.raises(LeaseLost), pg_engine.begin() as conn:
+        slow.settle(conn, BatchOutcome(acked=[mine.event_id]))
+    with pg_engine.begin() as conn:
+        other.settle(conn, BatchOutcome(acked=[theirs.event_id]))
+    assert other.depth().messages == 0
+    with pytest.raises(LeaseLost), pg_engine.begin() as conn:  # not read here at all
+        other.settle(conn, BatchOutcome(acked=[event().event_id]))
+    slow.close()

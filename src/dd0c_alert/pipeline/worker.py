@@ -35,6 +35,7 @@ from dd0c_alert.storage.ports import (
     CircuitBreaker,
     DeadLetter,
     IngestQueue,
+    LeaseLost,
     RawEvent,
     Retry,
     Store,
@@ -150,6 +151,8 @@ class Worker:
     def _persist(self, outcome: BatchOutcome, events: list[RawEvent], refs: dict[str, str]) -> None:
         try:
             persist(self._store, outcome, self._config)
+        except LeaseLost as exc:  # another consumer holds these now; its work commits
+            log.warning("lease_lost", events=len(events), detail=str(exc))
         except Exception:
             # One bad record must not hold the others back: store them one by one.
             log.exception("batch_apply_failed", events=len(events))

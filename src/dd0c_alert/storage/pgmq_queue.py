@@ -26,7 +26,7 @@ import orjson
 import sqlalchemy as sa
 
 from .group_commit import GroupCommitWriter
-from .ports import BatchOutcome, EnqueueOutcome, QueueDepth, RawEvent
+from .ports import BatchOutcome, EnqueueOutcome, LeaseLost, QueueDepth, RawEvent
 from .sql import month_of
 from .tenancy import scope
 
@@ -65,6 +65,13 @@ _RETRY = sa.text(
     " FROM unnest(CAST(:ids AS bigint[]), CAST(:delays AS float8[])) AS r(id, delay),"
     " LATERAL pgmq.set_vt(:queue, r.id, clock_timestamp() + make_interval(secs => r.delay))"
 )
+#: Locks the batch's messages if, and only if, none was read again since this worker
+#: read it (same read count): the fence that keeps two consumers from both committing.
+_HELD = (
+    "SELECT count(*) FROM (SELECT q.msg_id FROM {table} q"
+    " JOIN unnest(CAST(:ids AS bigint[]), CAST(:counts AS integer[])) AS m(id, read_ct)"
+    " ON q.msg_id = m.id AND q.read_ct = m.read_ct FOR UPDATE OF q) AS held"
+)
 _METRICS = sa.text("SELECT queue_length, oldest_msg_age_sec FROM pgmq.metrics(:queue)")
 
 
@@ -83,11 +90,12 @@ class PgmqIngestQueue:
         self._ttl = idempotency_ttl
         self._on_commit = on_commit
         self._writer = GroupCommitWriter(self._write, on_commit=on_commit)
-        #: event id -> (msg id, lease end on the monotonic clock) of what this process
-        #: read, in read order. An entry outlives its settle, because a worker whose
+        #: event id -> (msg id, lease end on the monotonic clock, read count) of what
+        #: this process read, in read order. An entry outlives its settle, because a worker whose
         #: transaction rolled back settles the same events again; it goes once its
         #: lease has ended, when the message may be anyone's.
-        self._leased: dict[str, tuple[int, float]] = {}
+        self._leased: dict[str, tuple[int, float, int]] = {}
+        self._held = sa.text(_HELD.format(table=self._table))
         self._leased_lock = threading.Lock()
 
     # --- producer side ----------------------------------------------------------------
@@ -194,35 +202,46 @@ class PgmqIngestQueue:
                 if self._leased[oldest][1] > now:
                     break
                 del self._leased[oldest]
-            for (msg_id, _, _), event in zip(rows, events, strict=True):
+            for (msg_id, read_ct, _), event in zip(rows, events, strict=True):
                 self._leased.pop(event.event_id, None)  # keep read order: re-insert at the end
-                self._leased[event.event_id] = (msg_id, now + vt)
+                self._leased[event.event_id] = (msg_id, now + vt, read_ct)
         return events
 
     def settle(self, conn: sa.Connection, outcome: BatchOutcome) -> None:
         """The store's ``QueueSettle``: runs in the worker's transaction, so the messages
-        are acknowledged exactly when what was made of them is committed. Events this
-        process no longer holds (not read here, or forgotten once their lease ended) are
-        left alone: their messages reappear and are processed again, which processing by
-        event id makes harmless."""
+        are acknowledged exactly when what was made of them is committed.
+
+        A worker slower than its visibility timeout may find its messages read again
+        by another consumer. The messages are locked only if none was (same read
+        count); otherwise LeaseLost rolls the whole batch back, and the consumer that
+        holds them now is the one whose work commits. Without this fence both would
+        commit, and every alert of the batch would count twice.
+        """
+        retrying = {retry.event_id: retry.delay_seconds for retry in outcome.retries}
+        event_ids = outcome.acked + [d.event.event_id for d in outcome.dead] + list(retrying)
         with self._leased_lock:
-            done = self._msg_ids(outcome.acked)
-            dead = self._msg_ids([letter.event.event_id for letter in outcome.dead])
-            retries = [
-                (self._leased[retry.event_id][0], retry.delay_seconds)
-                for retry in outcome.retries
-                if retry.event_id in self._leased
-            ]
+            held = {e: self._leased[e] for e in event_ids if e in self._leased}
+        if len(held) < len(event_ids):
+            raise LeaseLost(f"{len(event_ids) - len(held)} event(s) were not read here")
+        if not held:
+            return
+        ids = [msg_id for msg_id, _, _ in held.values()]
+        counts = [read_ct for _, _, read_ct in held.values()]
+        locked = conn.execute(self._held, {"ids": ids, "counts": counts}).scalar_one()
+        if locked < len(ids):
+            raise LeaseLost(f"{len(ids) - locked} of {len(ids)} message(s) were read again")
+        done = [held[e][0] for e in outcome.acked]
         if done:
             conn.execute(_DELETE, {"queue": self._queue, "ids": done})
+        dead = [held[d.event.event_id][0] for d in outcome.dead]
         if dead:  # the dead_letters row is the store's; pgmq's archive keeps the message
             conn.execute(_ARCHIVE, {"queue": self._queue, "ids": dead})
-        if retries:
-            ids, delays = zip(*retries, strict=True)
-            conn.execute(_RETRY, {"queue": self._queue, "ids": list(ids), "delays": list(delays)})
-
-    def _msg_ids(self, event_ids: list[str]) -> list[int]:
-        return [self._leased[e][0] for e in event_ids if e in self._leased]
+        if retrying:
+            retry_ids = [held[e][0] for e in retrying]
+            conn.execute(
+                _RETRY,
+                {"queue": self._queue, "ids": retry_ids, "delays": list(retrying.values())},
+            )
 
     def requeue(self, event: RawEvent) -> None:
         # A scan of the queue table, which has no index on event ids (ingestion would pay

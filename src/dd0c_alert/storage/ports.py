@@ -133,6 +133,12 @@ SuppressionMode = Literal["suppressed", "would_suppress"]
 RuleKind = Literal["silence", "inhibition"]
 
 
+class LeaseLost(Exception):
+    """Messages a worker processed were taken over by another consumer (their
+    visibility timeout ended first). Nothing of the batch may commit: the other
+    consumer's processing will."""
+
+
 class InvalidTransition(Exception):
     """The object's current state does not allow what was asked (409 in the API)."""
 
