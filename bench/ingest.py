@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,6 +129,25 @@ class Target:
         return self.pids or ([self.pid] if self.pid is not None else [])
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def bench_tenant(
+    cli_json: Callable[..., dict[str, Any]],
+) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """A tenant and an Alertmanager integration, made with the CLI (``--json``)."""
+    secret = secrets.token_urlsafe(24)
+    tenant = cli_json("tenant", "create", "bench")
+    integration = cli_json(
+        "integration", "create", "--tenant", tenant["tenant_id"],
+        "--provider", "alertmanager", "--secret", secret,
+    )  # fmt: skip
+    return tenant, integration, secret
+
+
 @dataclass
 class OwnServer:
     """A ``dd0c-alert serve`` subprocess on a temporary data directory."""
@@ -156,21 +176,8 @@ class OwnServer:
         return result
 
     def start(self) -> Target:
-        secret = secrets.token_urlsafe(24)
-        tenant = self._json("tenant", "create", "bench")
-        integration = self._json(
-            "integration",
-            "create",
-            "--tenant",
-            tenant["tenant_id"],
-            "--provider",
-            "alertmanager",
-            "--secret",
-            secret,
-        )
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
+        tenant, integration, secret = bench_tenant(self._json)
+        port = free_port()
         logfile = (self.workdir / "server.log").open("wb")
         self.proc = subprocess.Popen(
             [self._cli(), "serve", "--port", str(port)],
@@ -256,30 +263,15 @@ class ProductionCluster:
             result: dict[str, Any] = json.loads(out.stdout)
             return result
 
-        secret = secrets.token_urlsafe(24)
-        tenant = as_json("tenant", "create", "bench")
-        integration = as_json(
-            "integration",
-            "create",
-            "--tenant",
-            tenant["tenant_id"],
-            "--provider",
-            "alertmanager",
-            "--secret",
-            secret,
-        )
+        tenant, integration, secret = bench_tenant(as_json)
         bases = []
         for n in range(self.ingest):
-            with socket.socket() as sock:
-                sock.bind(("127.0.0.1", 0))
-                port = sock.getsockname()[1]
+            port = free_port()
             bases.append(f"http://127.0.0.1:{port}")
             self._spawn(cli, env, f"ingest-{n}", "ingest", "--port", str(port))
         for n in range(self.correlate):
             self._spawn(cli, env, f"correlate-{n}", "correlate")
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            api_port = sock.getsockname()[1]
+        api_port = free_port()
         self._spawn(cli, env, "api", "api", "--port", str(api_port))
         api_base = f"http://127.0.0.1:{api_port}"
         for base in [*bases, api_base]:
