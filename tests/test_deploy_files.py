@@ -138,7 +138,7 @@ def test_long_running_services_have_healthchecks(services: dict[str, dict[str, A
 def test_http_healthchecks_probe_the_port_the_role_listens_on(
     services: dict[str, dict[str, Any]],
 ) -> None:
-    for name in ("ingest", "api"):
+    for name in ("ingest", "api", "correlate", "cron"):
         command = services[name]["command"]
         port = command[command.index("--port") + 1]
         probe = " ".join(services[name]["healthcheck"]["test"])

@@ -65,3 +65,21 @@ def test_api_role_serves_the_api_and_takes_no_webhooks(
         assert client.get("/v1/alerts", headers=tenant.auth).status_code == 200
         paths = client.get("/openapi.json").json()["paths"]
         assert not any(path.startswith("/v1/wh/") for path in paths)
+
+
+@pytest.mark.parametrize(("role", "loop"), [("correlate", "worker"), ("cron", "scheduler")])
+def test_headless_roles_serve_only_health_and_it_checks_their_loop(
+    settings: Settings, tenant: TenantHandle, role: str, loop: str
+) -> None:
+    settings = settings.model_copy(update={"suggest_interval_seconds": 3600})
+    runtime = build_runtime(settings, roles=frozenset({role}))
+    with TestClient(create_app(runtime)) as client:
+        ready = client.get("/readyz")
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["checks"][loop] == "ok"
+        assert client.get("/v1/alerts", headers=tenant.auth).status_code == 404
+        assert client.post(f"/v1/wh/{tenant.id}/custom", content=ALERT).status_code == 404
+        stopped = runtime.worker if role == "correlate" else runtime.scheduler
+        assert stopped is not None
+        stopped.stop()
+        assert client.get("/readyz").status_code == 503

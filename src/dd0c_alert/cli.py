@@ -100,16 +100,31 @@ def api(host: HostOption = "127.0.0.1", port: PortOption = 8081) -> None:
     _serve_http(frozenset({"api"}), host, port)
 
 
+HealthPort = Annotated[
+    int | None,
+    typer.Option(
+        "--port", help="Serve /healthz and /readyz on this port (for orchestrators); none: no HTTP."
+    ),
+]
+
+
+def _run_role(role: str, host: str, port: int | None) -> None:
+    if port is None:
+        _run_until_signalled(frozenset({role}))
+    else:
+        _serve_http(frozenset({role}), host, port)
+
+
 @app.command()
-def correlate() -> None:
+def correlate(host: HostOption = "127.0.0.1", port: HealthPort = None) -> None:
     """Consume the queue: normalise, correlate and store (run several to scale out)."""
-    _run_until_signalled(frozenset({"correlate"}))
+    _run_role("correlate", host, port)
 
 
 @app.command()
-def cron() -> None:
+def cron(host: HostOption = "127.0.0.1", port: HealthPort = None) -> None:
     """Run the scheduled jobs (retention, suggestions, idempotency-key purge); run one."""
-    _run_until_signalled(frozenset({"cron"}))
+    _run_role("cron", host, port)
 
 
 @app.command()

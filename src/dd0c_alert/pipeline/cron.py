@@ -42,6 +42,9 @@ class Scheduler:
         self._thread = threading.Thread(target=self.run, name="cron", daemon=True)
         self._thread.start()
 
+    def is_alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:

@@ -19,7 +19,8 @@ async def healthz() -> Response:
     "/readyz",
     summary="The database answers, the queue is readable, the worker runs",
     description="200 `ready`, or 200 `degraded` while Redis is down (rate limits and circuit "
-    "breakers fall back to process memory); 503 `not_ready` when the database or worker fails.",
+    "breakers fall back to process memory); 503 `not_ready` when the database, the worker or the "
+    "scheduled jobs fail.",
 )
 async def readyz(request: Request) -> Response:
     runtime = request.app.state.runtime
@@ -33,6 +34,8 @@ async def readyz(request: Request) -> Response:
         checks["database"] = f"failing: {type(exc).__name__}"
     if runtime.worker is not None:
         checks["worker"] = "ok" if runtime.worker.is_alive() else "stopped"
+    if runtime.scheduler is not None:
+        checks["scheduler"] = "ok" if runtime.scheduler.is_alive() else "stopped"
     # Judged before the Redis check: without Redis the service still works, on process
     # memory and the database, so Redis down degrades readiness but never fails it.
     ready = all(value.startswith("ok") for value in checks.values())
