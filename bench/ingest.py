@@ -135,6 +135,24 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def wait_healthy(
+    base: str,
+    proc: subprocess.Popen[bytes] | None = None,
+    log_tail: Callable[[], str] = lambda: "",
+) -> None:
+    """Until ``base`` answers /healthz (30 s at most), or ``proc`` exits."""
+    deadline = time.monotonic() + 30
+    while True:
+        if proc is not None and proc.poll() is not None:
+            raise SystemExit(f"server exited at start:\n{log_tail()}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{base} not healthy after 30 s:\n{log_tail()}")
+        time.sleep(0.1)
+
+
 def bench_tenant(
     cli_json: Callable[..., dict[str, Any]],
 ) -> tuple[dict[str, Any], dict[str, Any], str]:
@@ -186,16 +204,7 @@ class OwnServer:
             stderr=subprocess.STDOUT,
         )
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"server exited at start:\n{self.log_tail()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise SystemExit(f"server not healthy after 30 s:\n{self.log_tail()}")
-            time.sleep(0.1)
+        wait_healthy(base, self.proc, self.log_tail)
         log(f"server pid {self.proc.pid} on {base}, data in {self.workdir}")
         return Target(
             base=base,
@@ -275,14 +284,7 @@ class ProductionCluster:
         self._spawn(cli, env, "api", "api", "--port", str(api_port))
         api_base = f"http://127.0.0.1:{api_port}"
         for base in [*bases, api_base]:
-            deadline = time.monotonic() + 30
-            while True:
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                        break
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"{base} not healthy after 30 s")
-                time.sleep(0.1)
+            wait_healthy(base)
         log(f"production: {self.ingest} ingest, {self.correlate} correlate, in {self.workdir}")
         return Target(
             base=bases[0],

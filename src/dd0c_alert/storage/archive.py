@@ -43,13 +43,8 @@ class LocalArchive:
 
     def put_segment(self, key: str, payloads: list[bytes]) -> list[str]:
         """Write payloads as one file; return each one's reference."""
-        refs: list[str] = []
-        offset = 0
-        for payload in payloads:
-            refs.append(f"{key}#{offset}:{len(payload)}")
-            offset += len(payload)
         self.put(key, b"".join(payloads))
-        return refs
+        return segment_refs(key, payloads)
 
     def get(self, ref: str) -> bytes:
         key, _, span = ref.partition("#")
@@ -69,6 +64,17 @@ class LocalArchive:
                 shutil.rmtree(day)
                 gone += 1
         return gone
+
+
+def segment_refs(key: str, payloads: list[bytes]) -> list[str]:
+    """Each payload's reference in the segment ``key`` they are joined into:
+    ``key#offset:length``, which ``get`` reads back."""
+    refs: list[str] = []
+    offset = 0
+    for payload in payloads:
+        refs.append(f"{key}#{offset}:{len(payload)}")
+        offset += len(payload)
+    return refs
 
 
 def archive_day(path: str) -> date:

@@ -27,7 +27,7 @@ import boto3  # type: ignore[import-untyped]
 from botocore.config import Config  # type: ignore[import-untyped]
 from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
 
-from .archive import archive_day
+from .archive import archive_day, segment_refs
 
 _MISSING_KEY = frozenset({"NoSuchKey", "404", "NotFound"})
 
@@ -107,13 +107,8 @@ class S3Archive:
 
     def put_segment(self, key: str, payloads: list[bytes]) -> list[str]:
         """Write payloads as one object; return each one's reference."""
-        refs: list[str] = []
-        offset = 0
-        for payload in payloads:
-            refs.append(f"{key}#{offset}:{len(payload)}")
-            offset += len(payload)
         self.put(key, b"".join(payloads))
-        return refs
+        return segment_refs(key, payloads)
 
     def purge_before(self, tenant_id: str, cutoff: datetime) -> int:
         """Delete the tenant's objects of days before ``cutoff``'s day; how many."""
