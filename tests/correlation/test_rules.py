@@ -6,17 +6,21 @@ import re
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+import re2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dd0c_alert.correlation.model import InhibitRule, Matcher, Silence, TenantSettings
 from dd0c_alert.correlation.rules import (
     Governance,
+    InhibitionIndex,
+    compile_pattern,
     format_matchers,
     govern,
     inhibitor,
     label_view,
     matches,
+    matches_labels,
     parse_matchers,
     parse_schedule,
     silence_active,
@@ -196,8 +200,8 @@ _names = st.one_of(
 
 def _valid_regex(text: str) -> bool:
     try:
-        re.compile(text)
-    except re.error:
+        compile_pattern(text)
+    except ValueError:
         return False
     return True
 
@@ -207,7 +211,7 @@ _regex_matcher = st.builds(
     m,
     _names,
     st.sampled_from(["=~", "!~"]),
-    st.one_of(st.text().map(re.escape), st.text().filter(_valid_regex)),
+    st.one_of(st.text().map(re2.escape).filter(_valid_regex), st.text().filter(_valid_regex)),
 )
 
 
@@ -502,3 +506,114 @@ def test_govern_never_suppresses_critical_or_protected(
     else:
         assert verdict.suppressed_by is None and verdict.would_suppress == rule_id
     assert len(verdict.reasons) == (0 if rule_id is None else 1)
+
+
+# --------------------------------------------------------------------------- RE2 and bounds
+
+
+def test_regexes_have_re2_semantics_and_linear_time() -> None:
+    # Catastrophic under backtracking (minutes for 36 characters), instant under RE2.
+    rule = parse_matchers('{service=~"(a+)+$"}')
+    assert not matches_labels(rule, {"service": "a" * 100_000 + "!"})
+    assert matches_labels(rule, {"service": "aaa"})
+
+
+@pytest.mark.parametrize(
+    ("pattern", "message"),
+    [
+        ("(?=a)a", "RE2 syntax"),
+        ("(a)\\1", "RE2 syntax"),
+        ("a" * 1025, "the limit is 1024"),
+        ("\ud800", "lone surrogate"),
+        ("(((a{100}){100}){100})", "RE2 syntax"),  # an automaton over the memory cap
+    ],
+)
+def test_patterns_re2_cannot_run_are_refused_with_the_reason(pattern: str, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        compile_pattern(pattern)
+    with pytest.raises(ValueError, match="invalid regex for service"):
+        parse_matchers(f'{{service=~"{pattern}"}}')
+
+
+def test_a_stored_rule_re2_refuses_still_loads_and_matches_nothing() -> None:
+    """Saved before matching used RE2: the tenant's configuration must stay readable,
+    and the rule must suppress nothing (never more than it did)."""
+    stored = parse_matchers('{service=~"(?=db)db.*"}', stored=True)
+    assert not matches_labels(stored, {"service": "db-1"})
+    negated = parse_matchers('{service!~"(?=db)db.*"}', stored=True)
+    assert not matches_labels(negated, {"service": "web"})
+
+
+def test_a_rule_holds_at_most_32_matchers() -> None:
+    assert len(parse_matchers(", ".join(f'l{n}="x"' for n in range(32)))) == 32
+    with pytest.raises(ValueError, match="more than 32 matchers"):
+        parse_matchers(", ".join(f'l{n}="x"' for n in range(33)))
+
+
+_labels = st.dictionaries(
+    st.sampled_from(["alertname", "cluster", "team"]), st.sampled_from(["a", "b", ""]), max_size=3
+)
+
+
+def _brute_force(
+    rules: list[InhibitRule], target: CanonicalAlert, firing: list[CanonicalAlert]
+) -> tuple[InhibitRule, CanonicalAlert] | None:
+    """The definition, one pair at a time: what the index must agree with."""
+    view = label_view(target)
+    for rule in rules:
+        if not matches_labels(rule.target, view):
+            continue
+        two_sided = matches_labels(rule.source, view)
+        for source in firing:
+            sv = label_view(source)
+            if (
+                source.status is AlertStatus.FIRING
+                and source.tenant_id == target.tenant_id
+                and source.fingerprint != target.fingerprint
+                and source.id != target.id
+                and matches_labels(rule.source, sv)
+                and all(sv.get(n, "") == view.get(n, "") for n in rule.equal)
+                and not (two_sided and matches_labels(rule.target, sv))
+            ):
+                return rule, source
+    return None
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rule_specs=st.lists(
+        st.tuples(_labels, _labels, st.lists(st.sampled_from(["cluster", "team"]), max_size=2)),
+        min_size=1,
+        max_size=3,
+    ),
+    firing_labels=st.lists(st.tuples(_labels, st.booleans()), max_size=8),
+    target_labels=_labels,
+)
+def test_the_inhibition_index_agrees_with_the_definition(
+    rule_specs: list[tuple[dict[str, str], dict[str, str], list[str]]],
+    firing_labels: list[tuple[dict[str, str], bool]],
+    target_labels: dict[str, str],
+) -> None:
+    rules = [
+        InhibitRule(
+            f"r{n}",
+            source=tuple(m(k, "=", v) for k, v in src.items()),
+            target=tuple(m(k, "=", v) for k, v in tgt.items()),
+            equal=tuple(equal),
+        )
+        for n, (src, tgt, equal) in enumerate(rule_specs)
+    ]
+    firing = [
+        alert(
+            id=f"s{n}",
+            fingerprint=f"fp-s{n}",
+            labels=labels,
+            status=AlertStatus.FIRING if live else AlertStatus.RESOLVED,
+        )
+        for n, (labels, live) in enumerate(firing_labels)
+    ]
+    target = alert(labels=target_labels)
+    index = InhibitionIndex(rules, firing[: len(firing) // 2])
+    index.find(target)  # indexed in part, then the list grows: the index catches up
+    index.firing.extend(firing[len(firing) // 2 :])
+    assert index.find(target) == _brute_force(rules, target, firing)

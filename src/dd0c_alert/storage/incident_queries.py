@@ -433,7 +433,7 @@ def mark_replayed(write: sa.Engine, tenant_id: str, decision_id: str) -> dict[st
 def _silence_dict(row: Any, now: datetime) -> dict[str, Any]:
     silence = Silence(
         id=row.id,
-        matchers=parse_matchers(row.matchers),
+        matchers=parse_matchers(row.matchers, stored=True),
         starts_at=row.starts_at,
         ends_at=row.ends_at,
         schedule=row.schedule,

@@ -175,7 +175,7 @@ class SqlStore:
             silences=tuple(
                 Silence(
                     id=row.id,
-                    matchers=parse_matchers(row.matchers),
+                    matchers=parse_matchers(row.matchers, stored=True),
                     starts_at=row.starts_at,
                     ends_at=row.ends_at,
                     schedule=row.schedule,
@@ -187,8 +187,8 @@ class SqlStore:
             inhibitions=tuple(
                 InhibitRule(
                     id=row.id,
-                    source=parse_matchers(row.source),
-                    target=parse_matchers(row.target),
+                    source=parse_matchers(row.source, stored=True),
+                    target=parse_matchers(row.target, stored=True),
                     equal=tuple(row.equal),
                 )
                 for row in inhibit_rows
