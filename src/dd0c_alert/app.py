@@ -135,6 +135,9 @@ def build_runtime(settings: Settings, *, roles: frozenset[str] = ROLES) -> Runti
             lease_seconds=settings.worker_lease_seconds,
             poll_seconds=settings.worker_poll_seconds,
             breakers=breakers,
+            batch_budget_seconds=settings.worker_batch_budget_seconds,
+            event_budget_seconds=settings.worker_event_budget_seconds,
+            batch_target_seconds=settings.worker_batch_target_seconds,
         )
     limits = Limits(
         max_body_bytes=settings.max_body_bytes,

@@ -64,6 +64,21 @@ class Settings(BaseSettings):
     worker_max_attempts: int = 5
     worker_lease_seconds: float = 60.0
     worker_poll_seconds: float = 0.5
+    worker_batch_budget_seconds: float = Field(
+        default=10.0,
+        description="A worker transaction that takes longer is rolled back and its events "
+        "are stored one by one, each under the event budget.",
+    )
+    worker_event_budget_seconds: float = Field(
+        default=5.0,
+        description="An event whose processing takes longer is set aside to the dead-letter "
+        "store as processing_timeout.",
+    )
+    worker_batch_target_seconds: float = Field(
+        default=0.5,
+        description="Batches shrink while they take longer than this and grow back when "
+        "cheaper: the bound on how long one tenant's work delays another's.",
+    )
 
     retention_days: int = Field(
         default=30,

@@ -237,6 +237,30 @@ def test_a_claimed_event_is_invisible_until_its_lease_ends(backend: Harness) -> 
     assert again.attempts == 2
 
 
+def test_claims_take_turns_across_tenants_keeping_each_tenants_order(backend: Harness) -> None:
+    """A storm queued ahead of another tenant's alert does not hold it back: every
+    tenant with work is in the next batch, each tenant's events in queue order."""
+    queue = backend.queue()
+    storm = [event("A" * 26) for _ in range(50)]
+    for sent in storm:  # one by one, so queue order is storm order
+        put_all((queue, sent))
+    quiet = [event("B" * 26), event("C" * 26)]
+    put_all(*((queue, sent) for sent in quiet))
+    first = queue.claim(10, LEASE)
+    assert ids(quiet) <= ids(first)
+    assert [e.event_id for e in first if e.tenant_id == "A" * 26] == [e.event_id for e in storm[:8]]
+    rest = queue.claim(100, LEASE)
+    assert [e.event_id for e in rest] == [e.event_id for e in storm[8:]]
+
+
+def test_with_more_tenants_than_a_batch_every_tenant_gets_its_turn(backend: Harness) -> None:
+    queue = backend.queue()
+    tenants = [f"{n:026d}" for n in range(6)]
+    put_all(*((queue, event(t)) for t in tenants for _ in range(3)))
+    served = [{e.tenant_id for e in queue.claim(2, LEASE)} for _ in range(3)]
+    assert set().union(*served) == set(tenants)
+
+
 def test_settle_acks_retries_and_dead_letters(backend: Harness) -> None:
     queue = backend.queue()
     done, retried, dead = event(), event(), event()

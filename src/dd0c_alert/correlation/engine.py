@@ -36,7 +36,7 @@ from .model import (
     TenantSettings,
 )
 from .noise import noise_score
-from .rules import govern, inhibitor, silencing
+from .rules import InhibitionIndex, govern, silencing
 from .topology import neighbours, probable_root, upstream_of
 
 
@@ -51,6 +51,8 @@ class EngineState:
     deploys: list[DeployRef] = field(default_factory=list)
     #: Firing alerts of the tenant that may inhibit others.
     firing: list[CanonicalAlert] = field(default_factory=list)
+    #: ``firing`` indexed for inhibition lookups; built on first use.
+    inhibition: InhibitionIndex | None = None
     #: fingerprint -> event times of its recent state changes (firing / resolved).
     transitions: dict[str, list[datetime]] = field(default_factory=dict)
     history: dict[str, FingerprintHistory] = field(default_factory=dict)
@@ -93,14 +95,21 @@ def correlate(
     folds: Sequence[FoldResult],
     deploys: Sequence[DeployRef],
     new_id: Callable[[], str],
+    tick: Callable[[], None] | None = None,
 ) -> list[Decision]:
     """Decide every folded alert of one tenant's batch; update ``state`` in place.
 
     Each ``FoldResult.record.incident_id`` is set to the incident the alert belongs to.
+    ``tick`` is called before each alert: the worker's time budget raises from it, so
+    a batch that costs too much stops between alerts instead of running on.
     """
     for deploy in deploys:
         _add_deploy(state, deploy)
-    decisions = [_decide(state, result, new_id) for result in folds]
+    decisions = []
+    for result in folds:
+        if tick is not None:
+            tick()
+        decisions.append(_decide(state, result, new_id))
     for result in folds:  # an incident merged later in the batch hands its alerts on
         live = _live(state, result.record.incident_id) if state.merges else None
         if live is not None:
@@ -426,7 +435,10 @@ def _govern(state: EngineState, alert: CanonicalAlert, at: datetime, decision: D
             + (f": {silence.comment}" if silence.comment else "")
         )
     elif state.settings.features.inhibition and state.rules.inhibitions:
-        found = inhibitor(state.rules.inhibitions, alert, state.firing)
+        index = state.inhibition
+        if index is None or index.firing is not state.firing:
+            index = state.inhibition = InhibitionIndex(state.rules.inhibitions, state.firing)
+        found = index.find(alert)
         if found is not None:
             rule, source = found
             rule_id, kind = rule.id, "inhibition"

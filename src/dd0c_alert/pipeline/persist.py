@@ -15,12 +15,17 @@ TenantConfig = Callable[[str], tuple[TenantSettings, Rules]]
 
 
 def persist(
-    store: Store, outcome: BatchOutcome, config: TenantConfig | None = None
+    store: Store,
+    outcome: BatchOutcome,
+    config: TenantConfig | None = None,
+    tick: Callable[[], None] | None = None,
 ) -> list[tuple[FoldResult, Decision]]:
     """Store the batch; return each alert's fold and decision, in event-time order.
 
     Alerts are folded and correlated in event-time order (the order they happened),
     not delivery order, so a batch's shuffled deliveries give the same incidents.
+    ``tick`` is called before each alert is decided; an exception from it rolls the
+    whole batch back (the worker's time budget).
     """
     config = config or store.tenant_config
     alerts = sorted(outcome.alerts, key=event_time)
@@ -52,7 +57,7 @@ def persist(
             tenant_deploys = deploys_by_tenant.get(tenant_id, [])
             settings, rules = config(tenant_id)
             engine_state = tx.correlation_state(tenant_id, settings, rules, folds, tenant_deploys)
-            decisions = correlate(engine_state, folds, tenant_deploys, new_id)
+            decisions = correlate(engine_state, folds, tenant_deploys, new_id, tick)
             tenant_pairs = list(zip(folds, decisions, strict=True))
             tx.save_correlation(engine_state, tenant_pairs)
             pairs += tenant_pairs

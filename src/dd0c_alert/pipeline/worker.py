@@ -8,6 +8,19 @@ Failures are sorted by kind. A body the provider module does not understand
 (PayloadError) cannot succeed on retry and is dead-lettered at once; anything else
 (a full disk, a bug) is retried with exponential backoff and dead-lettered after the
 last attempt. Either way the raw event is kept and can be replayed.
+
+No event may hold the others back (a poison event: one whose rules or size make it
+too costly to decide, or that crashes the process). Three guards:
+
+- a time budget per batch transaction: one that runs over it is rolled back and its
+  events are stored one by one, each under a budget of its own; an event over that budget
+  is set aside to the dead-letter store as ``processing_timeout``;
+- an event claimed before and never finished (the process died or hung on it) is
+  decided alone, and after ``max_attempts`` claims it is dead-lettered as
+  ``processing_abandoned`` without running again: a restart never re-runs it for ever;
+- batches shrink while they take longer than a target and grow back when cheap, and
+  the queue hands out work round-robin across tenants, so one tenant's storm or
+  costly rules delay another tenant's decisions by about one batch.
 """
 
 from __future__ import annotations
@@ -47,10 +60,29 @@ from .persist import persist
 log = structlog.get_logger(__name__)
 
 MAX_BACKOFF_SECONDS = 300.0
+#: Stored on dead letters set aside by the time budget or after repeated crashes.
+PROCESSING_TIMEOUT = "processing_timeout"
+PROCESSING_ABANDONED = "processing_abandoned"
 #: Bounds how long one transaction holds SQLite's write lock, which webhook
 #: admission waits for: a batch of large alert groups is stored in several.
 MAX_RECORDS_PER_TRANSACTION = 2000
 CONFIG_TTL_SECONDS = 2.0
+
+
+class BudgetExceeded(Exception):
+    """A batch or an event took longer than its time budget."""
+
+
+class Budget:
+    """A deadline, checked between alerts (``check`` is the engine's ``tick``)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._deadline = time.monotonic() + seconds
+
+    def check(self) -> None:
+        if time.monotonic() > self._deadline:
+            raise BudgetExceeded(f"over the {self.seconds:g} s budget")
 
 
 class Worker:
@@ -65,6 +97,9 @@ class Worker:
         lease_seconds: float = 60.0,
         poll_seconds: float = 0.5,
         breakers: CircuitBreaker | None = None,
+        batch_budget_seconds: float = 10.0,
+        event_budget_seconds: float = 5.0,
+        batch_target_seconds: float = 0.5,
     ) -> None:
         self._store = store
         #: An archive that keeps failing is not called on every batch: the batches
@@ -73,6 +108,13 @@ class Worker:
         self._queue = queue
         self._archive = archive
         self._batch_size = batch_size
+        #: The claim size now: halved while batches run over the target, doubled back
+        #: (up to ``batch_size``) while they take under a quarter of it. It starts at
+        #: one, so a first batch of costly events cannot be a long one.
+        self.batch_limit = 1
+        self._batch_budget = batch_budget_seconds
+        self._event_budget = event_budget_seconds
+        self._batch_target = batch_target_seconds
         self._max_attempts = max_attempts
         self._lease = lease_seconds
         self._poll = poll_seconds
@@ -126,37 +168,81 @@ class Worker:
 
     def run_once(self) -> int:
         """Process one batch; return how many events it held."""
-        events = self._queue.claim(self._batch_size, self._lease)
+        events = self._queue.claim(self.batch_limit, self._lease)
         if not events:
             return 0
-        outcome = BatchOutcome()
+        started = time.monotonic()
+        abandoned = [e for e in events if e.attempts > self._max_attempts]
+        if abandoned:
+            dead = [DeadLetter(event=e, error=_abandoned(e)) for e in abandoned]
+            log.warning("events_abandoned", event_ids=[e.event_id for e in abandoned])
+            persist(self._store, BatchOutcome(dead=dead), self._config)
+        live = [e for e in events if e.attempts <= self._max_attempts]
         try:
-            refs = self._archive_batch(events)
+            refs = self._archive_batch(live)
         except Exception as exc:  # the archive is unwritable: every event waits for it
-            for event in events:
+            outcome = BatchOutcome()
+            for event in live:
                 _merge(outcome, self._failed(event, exc, permanent=False))
             persist(self._store, outcome, self._config)
             return len(events)
-        chunk: list[RawEvent] = []
+        first = [e for e in live if e.attempts <= 1]
+        # Claimed before and not finished: decided alone, so if one of them is what
+        # stopped the last attempt, it cannot take the others down with it again.
+        again = [e for e in live if e.attempts > 1]
+        stored = self._apply_batch(first, refs)
+        self._apply_one_by_one(first[stored:] + again, refs)
+        self.processed += len(events)
+        self._adapt(time.monotonic() - started)
+        return len(events)
+
+    def _adapt(self, elapsed: float) -> None:
+        if elapsed > self._batch_target and self.batch_limit > 1:
+            self.batch_limit = max(1, self.batch_limit // 2)
+        elif elapsed < self._batch_target / 4 and self.batch_limit < self._batch_size:
+            self.batch_limit = min(self._batch_size, self.batch_limit * 2)
+
+    def _apply_batch(self, events: list[RawEvent], refs: dict[str, str]) -> int:
+        """Store events in transactions of at most ``MAX_RECORDS_PER_TRANSACTION``
+        records, each under the batch time budget; return how many were stored before
+        a transaction ran over it (all of them, normally). The rest are the caller's
+        to store one by one."""
+        outcome, chunk, stored = BatchOutcome(), [], 0
+        budget = Budget(self._batch_budget)
         for event in events:
             self._process(event, refs[event.event_id], outcome)
             chunk.append(event)
             if len(outcome.alerts) + len(outcome.deploys) >= MAX_RECORDS_PER_TRANSACTION:
-                self._persist(outcome, chunk, refs)
+                if not self._persist(outcome, chunk, refs, budget):
+                    return stored
+                stored += len(chunk)
                 outcome, chunk = BatchOutcome(), []
-        self._persist(outcome, chunk, refs)
-        self.processed += len(events)
+                budget = Budget(self._batch_budget)
+        if chunk and not self._persist(outcome, chunk, refs, budget):
+            return stored
         return len(events)
 
-    def _persist(self, outcome: BatchOutcome, events: list[RawEvent], refs: dict[str, str]) -> None:
+    def _persist(
+        self,
+        outcome: BatchOutcome,
+        events: list[RawEvent],
+        refs: dict[str, str],
+        budget: Budget | None = None,
+    ) -> bool:
+        """Store one transaction's worth; ``False`` when the budget ran out first (the
+        transaction rolled back, nothing of it is stored)."""
         try:
-            persist(self._store, outcome, self._config)
+            persist(self._store, outcome, self._config, budget.check if budget else None)
+        except BudgetExceeded:
+            log.warning("batch_over_budget", events=len(events), budget_s=self._batch_budget)
+            return False
         except LeaseLost as exc:  # another consumer holds these now; its work commits
             log.warning("lease_lost", events=len(events), detail=str(exc))
         except Exception:
             # One bad record must not hold the others back: store them one by one.
             log.exception("batch_apply_failed", events=len(events))
             self._apply_one_by_one(events, refs)
+        return True
 
     def _archive_batch(self, events: list[RawEvent]) -> dict[str, str]:
         """Archive inline bodies, one segment per tenant; claim-checked bodies are
@@ -176,10 +262,22 @@ class Worker:
 
     def _apply_one_by_one(self, events: list[RawEvent], refs: dict[str, str]) -> None:
         for event in events:
+            budget = Budget(self._event_budget)
             outcome = BatchOutcome()
             self._process(event, refs[event.event_id], outcome)
             try:
-                persist(self._store, outcome, self._config)
+                persist(self._store, outcome, self._config, budget.check)
+            except BudgetExceeded:
+                log.warning("event_over_budget", event_id=event.event_id, provider=event.provider)
+                error = (
+                    f"{PROCESSING_TIMEOUT}: deciding this event took longer than its "
+                    f"{self._event_budget:g} s budget; it was set aside so that the others "
+                    "could go on (replay it once the rules that made it costly are fixed)"
+                )
+                dead = BatchOutcome(dead=[DeadLetter(event=event, error=error)])
+                persist(self._store, dead, self._config)
+            except LeaseLost as exc:
+                log.warning("lease_lost", events=1, detail=str(exc))
             except Exception as exc:
                 persist(self._store, self._failed(event, exc, permanent=False), self._config)
 
@@ -237,6 +335,13 @@ class Worker:
             return BatchOutcome(dead=[DeadLetter(event=event, error=error)])
         delay = min(MAX_BACKOFF_SECONDS, 2.0**event.attempts) * random.uniform(0.8, 1.2)
         return BatchOutcome(retries=[Retry(event.event_id, error, delay)])
+
+
+def _abandoned(event: RawEvent) -> str:
+    return (
+        f"{PROCESSING_ABANDONED}: claimed {event.attempts} times and never finished (the "
+        "process stopped or hung while deciding it); set aside without running it again"
+    )
 
 
 def _describe(exc: Exception) -> str:

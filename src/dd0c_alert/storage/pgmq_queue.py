@@ -7,7 +7,10 @@ Several ingest processes may write at once, so idempotency rests on the primary 
 of ``idempotency_keys``, not on a read-then-write: of two concurrent deliveries of
 one key, exactly one claims it.
 
-Consumers read with ``pgmq.read``, which hides a message for its visibility timeout;
+Consumers read as ``pgmq.read`` does (lock the visible messages with ``SKIP LOCKED``,
+push their visibility timeout out, count the read) but take them in turns across
+tenants (``fair_claim``), which ``pgmq.read``'s plain FIFO cannot; a message is hidden
+for its visibility timeout;
 what a worker acknowledges, retries or dead-letters is settled inside the worker's
 own transaction, so a rolled-back batch simply reappears when the timeout ends.
 """
@@ -19,12 +22,13 @@ import math
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
 import sqlalchemy as sa
 
+from .fair_claim import TenantTurns, fair_ids
 from .group_commit import GroupCommitWriter
 from .ports import BatchOutcome, EnqueueOutcome, LeaseLost, QueueDepth, RawEvent
 from .sql import month_of
@@ -55,8 +59,26 @@ _SEND = sa.text(
     "SELECT count(*) FROM pgmq.send_batch("
     ":queue, CAST(:messages AS jsonb[]), CAST(:headers AS jsonb[]))"
 )
-_READ = sa.text(
-    "SELECT msg_id, read_ct, message::text FROM pgmq.read(:queue, :vt, :qty) ORDER BY msg_id"
+#: The tenants with queued messages, one probe of ``ix_dd0c_ingest_tenant`` each.
+_TENANTS = (
+    "WITH RECURSIVE t(tenant_id) AS (SELECT min(message->>'tenant_id') FROM {table}"
+    " UNION ALL SELECT (SELECT min(message->>'tenant_id') FROM {table}"
+    " WHERE message->>'tenant_id' > t.tenant_id) FROM t WHERE t.tenant_id IS NOT NULL)"
+    " SELECT tenant_id FROM t WHERE tenant_id IS NOT NULL"
+)
+#: Up to ``share`` visible messages of each tenant after its cursor, locked as
+#: ``pgmq.read`` locks them (a message another consumer is reading is skipped).
+_OF_TENANTS = (
+    "SELECT c.tenant_id, m.msg_id FROM unnest(CAST(:tenants AS text[]), CAST(:after AS bigint[]))"
+    " AS c(tenant_id, after) CROSS JOIN LATERAL (SELECT msg_id FROM {table}"
+    " WHERE message->>'tenant_id' = c.tenant_id AND msg_id > c.after"
+    " AND vt <= clock_timestamp() ORDER BY msg_id LIMIT :share FOR UPDATE SKIP LOCKED) AS m"
+    " ORDER BY c.tenant_id, m.msg_id"
+)
+_LEASE = (
+    "UPDATE {table} SET vt = clock_timestamp() + make_interval(secs => :vt),"
+    " read_ct = read_ct + 1 WHERE msg_id = ANY(CAST(:ids AS bigint[]))"
+    " RETURNING msg_id, read_ct, message::text"
 )
 _DELETE = sa.text("SELECT count(*) FROM pgmq.delete(:queue, CAST(:ids AS bigint[]))")
 _ARCHIVE = sa.text("SELECT count(*) FROM pgmq.archive(:queue, CAST(:ids AS bigint[]))")
@@ -96,6 +118,10 @@ class PgmqIngestQueue:
         #: lease has ended, when the message may be anyone's.
         self._leased: dict[str, tuple[int, float, int]] = {}
         self._held = sa.text(_HELD.format(table=self._table))
+        self._tenants = sa.text(_TENANTS.format(table=self._table))
+        self._of_tenants = sa.text(_OF_TENANTS.format(table=self._table))
+        self._lease = sa.text(_LEASE.format(table=self._table))
+        self._turns = TenantTurns()
         self._leased_lock = threading.Lock()
 
     # --- producer side ----------------------------------------------------------------
@@ -193,7 +219,25 @@ class PgmqIngestQueue:
         """``pgmq.read`` takes whole seconds: a lease is rounded up, never down."""
         vt = max(1, math.ceil(lease_seconds))
         with self._engine.begin() as conn:
-            rows = conn.execute(_READ, {"queue": self._queue, "vt": vt, "qty": limit}).all()
+
+            def fetch(pairs: Sequence[tuple[str, int]], share: int) -> dict[str, list[int]]:
+                found: dict[str, list[int]] = {}
+                params = {
+                    "tenants": [t for t, _ in pairs],
+                    "after": [a for _, a in pairs],
+                    "share": share,
+                }
+                for tenant_id, msg_id in conn.execute(self._of_tenants, params):
+                    found.setdefault(tenant_id, []).append(msg_id)
+                return found
+
+            tenants = list(conn.execute(self._tenants).scalars())
+            ids = fair_ids(tenants, limit, fetch, self._turns)
+            order = {msg_id: turn for turn, msg_id in enumerate(ids)}
+            rows = sorted(
+                conn.execute(self._lease, {"vt": vt, "ids": ids}).all(),
+                key=lambda row: order[row[0]],
+            )
         events = [_event(orjson.loads(message), attempts) for _, attempts, message in rows]
         now = time.monotonic()
         with self._leased_lock:

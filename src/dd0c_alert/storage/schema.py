@@ -97,6 +97,7 @@ ingest_queue = sa.Table(
     sa.Column("visible_at", sa.Float, nullable=False, server_default="0"),
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Index("ix_ingest_queue_visible", "visible_at", "seq"),
+    sa.Index("ix_ingest_queue_tenant", "tenant_id", "seq"),
 )
 
 idempotency_keys = sa.Table(

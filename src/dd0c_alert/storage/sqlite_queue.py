@@ -9,13 +9,14 @@ import sqlite3
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from .engine import configure_sqlite
+from .fair_claim import TenantTurns, fair_ids
 from .group_commit import GroupCommitWriter
 from .ports import EnqueueOutcome, QueueDepth, RawEvent
 from .sql import month_of
@@ -27,6 +28,16 @@ _INSERT = (
 )
 _COLUMNS = (
     "event_id, tenant_id, integration_id, provider, received_at, headers, body, body_ref, attempts"
+)
+#: The tenants with queued events, one probe of ``ix_ingest_queue_tenant`` each.
+_TENANTS = (
+    "WITH RECURSIVE t(tenant_id) AS (SELECT min(tenant_id) FROM ingest_queue"
+    " UNION ALL SELECT (SELECT min(tenant_id) FROM ingest_queue WHERE tenant_id > t.tenant_id)"
+    " FROM t WHERE t.tenant_id IS NOT NULL) SELECT tenant_id FROM t WHERE tenant_id IS NOT NULL"
+)
+_OF_TENANT = (
+    "SELECT seq FROM ingest_queue INDEXED BY ix_ingest_queue_tenant"
+    " WHERE tenant_id = ? AND seq > ? AND visible_at <= ? ORDER BY seq LIMIT ?"
 )
 
 
@@ -48,6 +59,7 @@ class SqliteIngestQueue:
         self._writer = GroupCommitWriter(
             self._write_group, on_commit=on_commit, on_exit=self._close_writer_conn
         )
+        self._turns = TenantTurns()
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
@@ -135,21 +147,31 @@ class SqliteIngestQueue:
     # --- consumer side ----------------------------------------------------------------
 
     def claim(self, limit: int, lease_seconds: float) -> list[RawEvent]:
+        """Up to ``limit`` visible events, in turns across tenants (``fair_claim``)."""
         now = time.time()
         conn = self._conn()
+
+        def fetch(pairs: Sequence[tuple[str, int]], share: int) -> dict[str, list[int]]:
+            return {
+                tenant: [row[0] for row in conn.execute(_OF_TENANT, (tenant, after, now, share))]
+                for tenant, after in pairs
+            }
+
         conn.execute("BEGIN IMMEDIATE")
         try:
+            tenants = [row[0] for row in conn.execute(_TENANTS)]
+            seqs = fair_ids(tenants, limit, fetch, self._turns)
             rows = conn.execute(
                 f"UPDATE ingest_queue SET visible_at = ?, attempts = attempts + 1"  # noqa: S608
-                f" WHERE seq IN (SELECT seq FROM ingest_queue WHERE visible_at <= ?"
-                f" ORDER BY seq LIMIT ?) RETURNING seq, {_COLUMNS}",
-                (now + lease_seconds, now, limit),
+                f" WHERE seq IN (SELECT value FROM json_each(?)) RETURNING seq, {_COLUMNS}",
+                (now + lease_seconds, orjson.dumps(seqs).decode()),
             ).fetchall()
             conn.execute("COMMIT")
         except BaseException:
             conn.rollback()
             raise
-        rows.sort(key=lambda row: row[0])
+        turn = {seq: n for n, seq in enumerate(seqs)}
+        rows.sort(key=lambda row: turn[row[0]])
         return [
             RawEvent(
                 event_id=row[1],
