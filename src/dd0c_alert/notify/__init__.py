@@ -1,0 +1,1 @@
+"""Telling people about incidents: routing, pure renderers (Slack, email, webhooks) and senders."""
