@@ -308,7 +308,10 @@ def test_credentials_are_not_stored_with_the_event(data_dir: Path, own_settings:
 
     worker = build_runtime(own_settings)
     assert worker.worker is not None
-    assert worker.worker.run_once() == len(attempts)
+    handled = 0
+    while batch := worker.worker.run_once():  # batches start small and grow
+        handled += batch
+    assert handled == len(attempts)
     rows = ok_json("dlq", "list")
     assert len(rows) == len(attempts)
     for row in rows:
