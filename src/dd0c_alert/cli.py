@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import secrets
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,6 +14,7 @@ import typer
 from dd0c_alert.app import build_runtime, open_store
 from dd0c_alert.app import migrate as run_migrations
 from dd0c_alert.config import Settings
+from dd0c_alert.domain.times import InvalidTime, parse_time
 from dd0c_alert.pipeline.runtime import ROLES
 from dd0c_alert.providers import PROVIDERS
 
@@ -344,10 +345,9 @@ def suggest(
 
 def _moment(text: str, option: str) -> datetime:
     try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise typer.BadParameter(f"{option}: expected an ISO 8601 time, got {text!r}") from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+        return parse_time(text, option)
+    except InvalidTime as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 @app.command()

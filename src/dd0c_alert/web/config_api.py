@@ -12,7 +12,7 @@ rule that is stored broken would silently match nothing.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Request, Response
@@ -40,8 +40,10 @@ from dd0c_alert.storage.ports import Store
 
 from .auth import TenantId
 from .responses import error_response
+from .routing import JsonRoute
+from .types import ApiTime
 
-router = APIRouter(prefix="/v1", tags=["configuration"])
+router = APIRouter(prefix="/v1", tags=["configuration"], route_class=JsonRoute)
 
 ServiceName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 LabelName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
@@ -220,19 +222,12 @@ def matchers_of(value: str | list[MatcherIn]) -> tuple[Matcher, ...]:
     return parsed
 
 
-def _utc(moment: datetime | None) -> datetime | None:
-    """A time without an offset is UTC, as everywhere in the API."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
-
-
 class SilenceIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     matchers: MatchersIn
-    starts_at: datetime | None = None
-    ends_at: datetime | None = None
+    starts_at: ApiTime | None = None
+    ends_at: ApiTime | None = None
     schedule: str = Field(
         default="",
         max_length=200,
@@ -253,11 +248,6 @@ class SilenceIn(BaseModel):
         if value.strip():
             parse_schedule(value)
         return value
-
-    @field_validator("starts_at", "ends_at")
-    @classmethod
-    def _aware(cls, value: datetime | None) -> datetime | None:
-        return _utc(value)
 
     @model_validator(mode="after")
     def _ordered(self) -> SilenceIn:
