@@ -6,16 +6,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
 
 from dd0c_alert import __version__
 from dd0c_alert.pipeline.runtime import Runtime
 
 from . import api, config_api, health, incidents, replay_api, suggestions, webhooks
-from .responses import error_response
+from .responses import ERROR_CODES, error_response, validation_error_response
 
 
 class _App(FastAPI):
@@ -71,18 +72,13 @@ def create_app(runtime: Runtime) -> FastAPI:
             app.include_router(module.router)
     app.include_router(health.router)
 
-    @app.exception_handler(HTTPException)
-    async def _http_error(request: Request, exc: HTTPException) -> Response:
-        reason = {401: "unauthorized", 404: "not_found", 400: "bad_request"}.get(
-            exc.status_code, "error"
-        )
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        reason = ERROR_CODES.get(exc.status_code, "error")
         return error_response(exc.status_code, reason, str(exc.detail), exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
-        detail = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
-        return error_response(422, "invalid_request", detail)
+        return validation_error_response(exc.errors())
 
     return app
