@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from conftest import TenantHandle, cli_environment, drain
 from dd0c_alert.cli import app as cli
 from dd0c_alert.domain.times import InvalidTime, as_utc, parse_time
+from dd0c_alert.pipeline.limits import ApiLimits
 from dd0c_alert.pipeline.runtime import Runtime
 from test_smoke_custom import sign
 
@@ -186,3 +187,91 @@ def test_every_4xx_has_error_and_detail(client: TestClient, tenant: TenantHandle
     body = b"{}"
     response = client.post(f"/v1/wh/{tenant.id}/custom", content=body, headers=sign("x", body))
     _is_error(response, 401)
+
+
+# --- limits -------------------------------------------------------------------------------
+
+
+def test_every_json_endpoint_has_a_body_cap_also_when_chunked(
+    client: TestClient, tenant: TenantHandle
+) -> None:
+    big = json.dumps({"matchers": '{service="a"}', "comment": "x" * (1024 * 1024)}).encode()
+    doc = _is_error(_request(client, tenant, "POST", "/v1/silences", big), 413, "body_too_large")
+    assert "DD0C_API_MAX_BODY_BYTES" in doc["detail"]
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: Transfer-Encoding: chunked
+        yield b'{"matchers": "{service=\\"a\\"}", "comment": "'
+        for _ in range(80):
+            yield b"y" * 16_384
+        yield b'"}'
+
+    headers = {**tenant.auth, "content-type": "application/json"}
+    response = client.post("/v1/silences", content=chunks(), headers=headers)
+    _is_error(response, 413, "body_too_large")
+    assert client.get("/v1/silences", headers=tenant.auth).json() == {"items": []}
+
+
+def test_a_700_by_700_topology_is_refused(client: TestClient, tenant: TenantHandle) -> None:
+    names = [f"service-{i:03d}" for i in range(700)]
+    deps = {name: [n for n in names if n != name] for name in names}
+    response = _request(client, tenant, "PUT", "/v1/topology", {"dependencies": deps})
+    _is_error(response, 413, "body_too_large")
+    # under the body cap but over the edge cap (10,000): refused by name
+    compact = {f"s{i}": [f"s{j}" for j in range(101) if j != i] for i in range(101)}
+    doc = _is_error(
+        _request(client, tenant, "PUT", "/v1/topology", {"dependencies": compact}),
+        422,
+        "limit_exceeded",
+    )
+    assert "10000" in doc["detail"] and "DD0C_MAX_TOPOLOGY_EDGES" in doc["detail"]
+    many = {f"s{i}": [f"t{i}"] for i in range(1001)}  # 2,002 services
+    doc = _is_error(
+        _request(client, tenant, "PUT", "/v1/topology", {"dependencies": many}),
+        422,
+        "limit_exceeded",
+    )
+    assert "DD0C_MAX_TOPOLOGY_SERVICES" in doc["detail"]
+    replay = {"since": "2026-01-01T00:00:00Z", "dependencies": compact}
+    _is_error(_request(client, tenant, "POST", "/v1/replay", replay), 422, "limit_exceeded")
+    assert client.get("/v1/topology", headers=tenant.auth).json() == {"dependencies": {}}
+    at_cap = {f"s{i}": [f"s{j}" for j in range(100) if j != i] for i in range(100)}  # 9,900
+    assert _request(client, tenant, "PUT", "/v1/topology", {"dependencies": at_cap}).is_success
+
+
+def test_rule_counts_are_capped(client: TestClient, tenant: TenantHandle, runtime: Runtime) -> None:
+    matchers = ", ".join(f'l{i}="v"' for i in range(33))
+    doc = _is_error(
+        _request(client, tenant, "POST", "/v1/silences", {"matchers": "{" + matchers + "}"}),
+        422,
+        "limit_exceeded",
+    )
+    assert "DD0C_MAX_MATCHERS_PER_RULE" in doc["detail"]
+    inhibition = {"source": "{" + matchers + "}", "target": '{a="b"}'}
+    _is_error(_request(client, tenant, "POST", "/v1/inhibitions", inhibition), 422)
+    doc = _is_error(
+        _request(
+            client,
+            tenant,
+            "PATCH",
+            "/v1/settings",
+            {"never_suppress_services": [f"s{i}" for i in range(501)]},
+        ),
+        422,
+        "limit_exceeded",
+    )
+    assert "DD0C_MAX_NEVER_SUPPRESS_SERVICES" in doc["detail"]
+
+    runtime.api_limits = ApiLimits(max_silences=2, max_inhibitions=1)
+    for n in range(2):
+        body = {"matchers": f'{{service="s{n}"}}'}
+        assert _request(client, tenant, "POST", "/v1/silences", body).status_code == 201
+    doc = _is_error(
+        _request(client, tenant, "POST", "/v1/silences", {"matchers": '{service="x"}'}),
+        422,
+        "limit_exceeded",
+    )
+    assert "DD0C_MAX_SILENCES" in doc["detail"]
+    rule = {"source": '{a="b"}', "target": '{c="d"}'}
+    assert _request(client, tenant, "POST", "/v1/inhibitions", rule).status_code == 201
+    doc = _is_error(_request(client, tenant, "POST", "/v1/inhibitions", rule), 422)
+    assert "DD0C_MAX_INHIBITIONS" in doc["detail"]

@@ -11,10 +11,11 @@ from typing import Annotated, Any
 
 import typer
 
-from dd0c_alert.app import build_runtime, open_store
+from dd0c_alert.app import api_limits, build_runtime, open_store
 from dd0c_alert.app import migrate as run_migrations
 from dd0c_alert.config import Settings
 from dd0c_alert.domain.times import InvalidTime, parse_time
+from dd0c_alert.pipeline.limits import LimitExceeded, check_proposal, check_topology
 from dd0c_alert.pipeline.runtime import ROLES
 from dd0c_alert.providers import PROVIDERS
 
@@ -302,6 +303,10 @@ def topology_import(
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
         )
         raise typer.BadParameter(f"{file}: {problems}") from None
+    try:
+        check_topology(topology.dependencies, api_limits(Settings()))
+    except LimitExceeded as exc:
+        raise typer.BadParameter(f"{file}: {exc}") from None
     store.set_dependencies(tenant, topology.dependencies)
     _, rules = store.tenant_config(tenant)
     _print_topology(topology_of(rules), as_json)
@@ -376,6 +381,12 @@ def replay(
         raise typer.BadParameter(f"no tenant {tenant!r}")
     try:
         proposal = Proposal() if rules is None else parse_proposal(_read_document(rules))
+        check_proposal(
+            proposal.dependencies,
+            proposal.silences,
+            proposal.inhibitions,
+            api_limits(Settings()),
+        )
         report = run_replay(
             store,
             tenant,

@@ -16,6 +16,7 @@ from dd0c_alert import __version__
 from dd0c_alert.pipeline.runtime import Runtime
 
 from . import api, config_api, health, incidents, replay_api, suggestions, webhooks
+from .body_limit import BodyLimit
 from .responses import ERROR_CODES, error_response, validation_error_response
 
 
@@ -71,6 +72,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         for module in (api, incidents, config_api, suggestions, replay_api):
             app.include_router(module.router)
     app.include_router(health.router)
+    app.add_middleware(BodyLimit, max_bytes=runtime.api_limits.max_body_bytes)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:

@@ -12,6 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
 from dd0c_alert.domain.times import InvalidTime
+from dd0c_alert.pipeline.limits import LimitExceeded, check_proposal
 from dd0c_alert.pipeline.replay import parse_proposal, replay
 
 from .auth import TenantId
@@ -142,11 +143,19 @@ async def post_replay(
     store = request.app.state.runtime.store
     try:
         proposal = parse_proposal(doc)
+        check_proposal(
+            proposal.dependencies,
+            proposal.silences,
+            proposal.inhibitions,
+            request.app.state.runtime.api_limits,
+        )
         report: dict[str, Any] = await run_in_threadpool(
             replay, store, tenant, body.since, body.until, proposal
         )
     except InvalidTime as exc:
         return error_response(422, "invalid_time", str(exc))
+    except LimitExceeded as exc:
+        return error_response(422, "limit_exceeded", str(exc))
     except ValueError as exc:
         return error_response(422, "invalid_request", str(exc))
     return report
