@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -275,3 +276,14 @@ def test_rule_counts_are_capped(client: TestClient, tenant: TenantHandle, runtim
     assert _request(client, tenant, "POST", "/v1/inhibitions", rule).status_code == 201
     doc = _is_error(_request(client, tenant, "POST", "/v1/inhibitions", rule), 422)
     assert "DD0C_MAX_INHIBITIONS" in doc["detail"]
+
+
+def test_swagger_ui_is_served_by_the_app_not_a_cdn(client: TestClient) -> None:
+    page = client.get("/docs")
+    assert page.status_code == 200
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert assets and all(url.startswith("/static/swagger/") for url in assets), assets
+    assert "cdn" not in page.text.lower()
+    for url in assets:
+        assert client.get(url).status_code == 200, url
+    assert client.get("/redoc").status_code == 404  # no CDN-only docs page either

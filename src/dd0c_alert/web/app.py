@@ -9,8 +9,11 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
+from swagger_ui_bundle import swagger_ui_path
 
 from dd0c_alert import __version__
 from dd0c_alert.pipeline.runtime import Runtime
@@ -67,7 +70,21 @@ def create_app(runtime: Runtime) -> FastAPI:
         version=__version__,
         summary="Every alert in, nothing lost, one clear incident out.",
         lifespan=lifespan,
+        docs_url=None,  # served below from vendored assets, not a CDN
+        redoc_url=None,
     )
+    app.mount("/static/swagger", StaticFiles(directory=swagger_ui_path), name="swagger")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> Response:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} API",
+            swagger_js_url="/static/swagger/swagger-ui-bundle.js",
+            swagger_css_url="/static/swagger/swagger-ui.css",
+            swagger_favicon_url="/static/swagger/favicon-32x32.png",
+        )
+
     if "api" in runtime.roles:
         for module in (api, incidents, config_api, suggestions, replay_api):
             app.include_router(module.router)
