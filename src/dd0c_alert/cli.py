@@ -48,6 +48,7 @@ def _serve_http(roles: frozenset[str], host: str, port: int) -> None:
 
     from dd0c_alert.logs import configure
     from dd0c_alert.web.app import create_app
+    from dd0c_alert.web.http_server import protocol as http_protocol
 
     settings = Settings()
     configure(settings.log_level)
@@ -59,8 +60,11 @@ def _serve_http(roles: frozenset[str], host: str, port: int) -> None:
         log_level="warning",
         access_log=False,
         loop="uvloop",
-        http="httptools",
+        http=http_protocol(settings.http_header_timeout_seconds, settings.http_max_header_bytes),
         timeout_graceful_shutdown=10,
+        timeout_keep_alive=settings.http_keep_alive_seconds,
+        limit_concurrency=settings.max_connections,
+        h11_max_incomplete_event_size=settings.http_max_header_bytes,
     )
 
 

@@ -73,8 +73,8 @@ class Settings(BaseSettings):
     max_connections: int = Field(
         default=2048, description="Concurrent HTTP connections per process (503 beyond)."
     )
-    http_keep_alive_seconds: float = Field(
-        default=5.0, description="An idle keep-alive connection is closed after this."
+    http_keep_alive_seconds: int = Field(
+        default=5, description="An idle keep-alive connection is closed after this."
     )
     http_max_header_bytes: int = Field(
         default=64 * 1024, description="Cap on a request's headers (h11: incomplete event size)."
