@@ -89,8 +89,8 @@ def test_a_backtracking_silence_regex_cannot_stall_the_worker(tmp_path: Path) ->
         ('{service=~"(?=admin)a.*"}', "RE2"),
         ('{service=~"(a)\\\\1"}', "RE2"),
         ('{service=~"' + "a" * 2000 + '"}', "limit is 1024"),
-        ('{service=~"\ud800"}', "lone surrogate"),
-        (", ".join(f'l{n}="x"' for n in range(40)), "more than 32 matchers"),
+        ('{service=~"\ud800"}', "surrogate"),
+        (", ".join(f'l{n}="x"' for n in range(40)), "DD0C_MAX_MATCHERS_PER_RULE"),
     ],
 )
 def test_rules_the_engine_cannot_run_safely_are_refused_with_422(
@@ -106,7 +106,7 @@ def test_rules_the_engine_cannot_run_safely_are_refused_with_422(
         response = client.post(path, content=content, headers=headers)
         assert response.status_code == 422, response.text
         error = response.json()
-        assert error["error"] == "invalid_request"
+        assert error["error"] in ("invalid_request", "limit_exceeded")
         assert message in error["detail"]
 
 

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from dd0c_alert.config import Settings
 from dd0c_alert.correlation.model import TenantSettings
 from dd0c_alert.pipeline.ingest import IngestService, Limits
+from dd0c_alert.pipeline.limits import ApiLimits
 from dd0c_alert.pipeline.runtime import ROLES, Runtime
 from dd0c_alert.pipeline.worker import Worker
 from dd0c_alert.storage.archive import LocalArchive
@@ -81,6 +82,18 @@ def _store(
 ) -> SqlStore:
     defaults = TenantSettings(governance_mode=settings.governance_mode)
     return SqlStore(engine, read_engine, _secret_box(settings), defaults, settle=settle)
+
+
+def api_limits(settings: Settings) -> ApiLimits:
+    return ApiLimits(
+        max_body_bytes=settings.api_max_body_bytes,
+        max_topology_services=settings.max_topology_services,
+        max_topology_edges=settings.max_topology_edges,
+        max_matchers_per_rule=settings.max_matchers_per_rule,
+        max_silences=settings.max_silences,
+        max_inhibitions=settings.max_inhibitions,
+        max_never_suppress_services=settings.max_never_suppress_services,
+    )
 
 
 def build_runtime(settings: Settings, *, roles: frozenset[str] = ROLES) -> Runtime:
@@ -157,4 +170,5 @@ def build_runtime(settings: Settings, *, roles: frozenset[str] = ROLES) -> Runti
         retention=timedelta(days=settings.retention_days) if settings.retention_days else None,
         breakers=breakers,
         redis=redis,
+        api_limits=api_limits(settings),
     )

@@ -5,15 +5,17 @@ from __future__ import annotations
 import importlib
 import json
 import secrets
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from dd0c_alert.app import build_runtime, open_store
+from dd0c_alert.app import api_limits, build_runtime, open_store
 from dd0c_alert.app import migrate as run_migrations
 from dd0c_alert.config import Settings
+from dd0c_alert.domain.times import InvalidTime, parse_time
+from dd0c_alert.pipeline.limits import LimitExceeded, check_proposal, check_topology
 from dd0c_alert.pipeline.runtime import ROLES
 from dd0c_alert.providers import PROVIDERS
 
@@ -46,6 +48,7 @@ def _serve_http(roles: frozenset[str], host: str, port: int) -> None:
 
     from dd0c_alert.logs import configure
     from dd0c_alert.web.app import create_app
+    from dd0c_alert.web.http_server import protocol as http_protocol
 
     settings = Settings()
     configure(settings.log_level)
@@ -57,8 +60,11 @@ def _serve_http(roles: frozenset[str], host: str, port: int) -> None:
         log_level="warning",
         access_log=False,
         loop="uvloop",
-        http="httptools",
+        http=http_protocol(settings.http_header_timeout_seconds, settings.http_max_header_bytes),
         timeout_graceful_shutdown=10,
+        timeout_keep_alive=settings.http_keep_alive_seconds,
+        limit_concurrency=settings.max_connections,
+        h11_max_incomplete_event_size=settings.http_max_header_bytes,
     )
 
 
@@ -301,6 +307,10 @@ def topology_import(
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
         )
         raise typer.BadParameter(f"{file}: {problems}") from None
+    try:
+        check_topology(topology.dependencies, api_limits(Settings()))
+    except LimitExceeded as exc:
+        raise typer.BadParameter(f"{file}: {exc}") from None
     store.set_dependencies(tenant, topology.dependencies)
     _, rules = store.tenant_config(tenant)
     _print_topology(topology_of(rules), as_json)
@@ -344,10 +354,9 @@ def suggest(
 
 def _moment(text: str, option: str) -> datetime:
     try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise typer.BadParameter(f"{option}: expected an ISO 8601 time, got {text!r}") from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+        return parse_time(text, option)
+    except InvalidTime as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 @app.command()
@@ -376,6 +385,12 @@ def replay(
         raise typer.BadParameter(f"no tenant {tenant!r}")
     try:
         proposal = Proposal() if rules is None else parse_proposal(_read_document(rules))
+        check_proposal(
+            proposal.dependencies,
+            proposal.silences,
+            proposal.inhibitions,
+            api_limits(Settings()),
+        )
         report = run_replay(
             store,
             tenant,

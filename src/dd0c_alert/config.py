@@ -60,6 +60,29 @@ class Settings(BaseSettings):
     monthly_quota: int = Field(default=0, description="Per-tenant default events/month; 0 = none.")
     idempotency_ttl_seconds: int = 24 * 3600
 
+    api_max_body_bytes: int = Field(
+        default=1024 * 1024, description="REST API request body cap (413 above)."
+    )
+    max_topology_services: int = 2_000
+    max_topology_edges: int = 10_000
+    max_matchers_per_rule: int = 32
+    max_silences: int = Field(default=1_000, description="Silences per tenant.")
+    max_inhibitions: int = Field(default=200, description="Inhibition rules per tenant.")
+    max_never_suppress_services: int = 500
+
+    max_connections: int = Field(
+        default=2048, description="Concurrent HTTP connections per process (503 beyond)."
+    )
+    http_keep_alive_seconds: int = Field(
+        default=5, description="An idle keep-alive connection is closed after this."
+    )
+    http_max_header_bytes: int = Field(
+        default=64 * 1024, description="Cap on a request's headers (h11: incomplete event size)."
+    )
+    http_header_timeout_seconds: float = Field(
+        default=10.0, description="A request whose headers take longer to arrive is closed."
+    )
+
     worker_batch_size: int = 500
     worker_max_attempts: int = 5
     worker_lease_seconds: float = 60.0

@@ -544,12 +544,6 @@ def test_a_stored_rule_re2_refuses_still_loads_and_matches_nothing() -> None:
     assert not matches_labels(negated, {"service": "web"})
 
 
-def test_a_rule_holds_at_most_32_matchers() -> None:
-    assert len(parse_matchers(", ".join(f'l{n}="x"' for n in range(32)))) == 32
-    with pytest.raises(ValueError, match="more than 32 matchers"):
-        parse_matchers(", ".join(f'l{n}="x"' for n in range(33)))
-
-
 _labels = st.dictionaries(
     st.sampled_from(["alertname", "cluster", "team"]), st.sampled_from(["a", "b", ""]), max_size=3
 )

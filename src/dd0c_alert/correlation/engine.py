@@ -37,7 +37,7 @@ from .model import (
 )
 from .noise import noise_score
 from .rules import InhibitionIndex, govern, silencing
-from .topology import neighbours, probable_root, upstream_of
+from .topology import topology_index
 
 
 @dataclass(slots=True, kw_only=True)
@@ -59,10 +59,10 @@ class EngineState:
     #: incident id -> the incident it was merged into, during this batch.
     merges: dict[str, str] = field(default_factory=dict)
     touched: set[str] = field(default_factory=set)
-    #: service -> everything it depends on, transitively; (services, first service)
+    #: services -> everything they depend on, transitively; (services, first service)
     #: -> probable root. The rules do not change during a batch, and every joining
     #: alert asks again, though an incident's services rarely change.
-    upstream: dict[str, frozenset[str]] = field(default_factory=dict)
+    upstream: dict[frozenset[str], frozenset[str]] = field(default_factory=dict)
     roots: dict[tuple[frozenset[str], str], str] = field(default_factory=dict)
 
 
@@ -262,7 +262,7 @@ def _candidates(
     max_span = timedelta(seconds=settings.max_incident_span_seconds)
     related = {key}
     if settings.features.topology and alert.service:
-        related |= neighbours(state.rules.dependencies, alert.service)
+        related |= topology_index(state.rules.dependencies).neighbours(alert.service)
     found: list[tuple[IncidentState, timedelta, str, str]] = []
     for incident in state.incidents.values():
         if incident.merged_into is not None or incident.tenant_id != alert.tenant_id:
@@ -357,8 +357,7 @@ def _attach_deploys(state: EngineState, incident: IncidentState) -> None:
     if fresh:
         suspects = set(incident.services)
         if state.settings.features.topology:
-            for service in incident.services:
-                suspects |= _upstream(state, service)
+            suspects |= _upstream(state, incident.services)
         incident.deploys.extend(d for d in fresh.values() if d.service in suspects)
     incident.deploys.sort(key=lambda d: (d.started_at, d.id))
 
@@ -368,18 +367,24 @@ def _root(state: EngineState, services: set[str], first_service: str) -> str:
     found = state.roots.get(memo)
     if found is None:
         topology = state.settings.features.topology and bool(state.rules.dependencies)
-        found = state.roots[memo] = probable_root(
-            (lambda service: _upstream(state, service)) if topology else None,
-            services,
-            first_service,
+        found = state.roots[memo] = (
+            topology_index(state.rules.dependencies).probable_root(services, first_service)
+            if topology
+            else first_service  # without topology: the service that alerted first
         )
     return found
 
 
-def _upstream(state: EngineState, service: str) -> frozenset[str]:
-    found = state.upstream.get(service)
+def _upstream(state: EngineState, services: set[str]) -> frozenset[str]:
+    """What the services depend on, transitively; out of walk budget, directly."""
+    memo = frozenset(services)
+    found = state.upstream.get(memo)
     if found is None:
-        found = state.upstream[service] = frozenset(upstream_of(state.rules.dependencies, service))
+        index = topology_index(state.rules.dependencies)
+        found = index.reach(memo, upward=True)
+        if found is None:
+            found = frozenset(u for s in memo for u in state.rules.dependencies.get(s, ()))
+        state.upstream[memo] = found
     return found
 
 

@@ -44,8 +44,6 @@ _HARD_PSEUDO = ("service", "severity", "source")
 MAX_PATTERN_LENGTH = 1024
 #: Memory one compiled pattern may use; a pattern that needs more is refused.
 MAX_PATTERN_MEMORY = 1 << 20
-#: Most matchers one rule may hold.
-MAX_MATCHERS = 32
 
 
 def _re2_options() -> object:
@@ -259,7 +257,7 @@ def parse_matchers(text: str, *, stored: bool = False) -> tuple[Matcher, ...]:
     backslashes. Regexes are checked here, so matching never meets a broken one.
     Raises ``ValueError`` saying what was expected where. ``"{}"`` or ``""`` give no
     matchers — which match everything, so callers creating silences should insist on
-    at least one. At most :data:`MAX_MATCHERS` matchers.
+    at least one.
 
     ``stored=True`` reads a rule saved earlier: its regexes are not checked again, so
     a rule saved before matching used RE2 still loads (and matches nothing) instead of
@@ -278,8 +276,6 @@ def parse_matchers(text: str, *, stored: bool = False) -> tuple[Matcher, ...]:
         if cursor.at_end():
             raise cursor.error("a closing }")
         found.append(_matcher(cursor))
-        if len(found) > MAX_MATCHERS and not stored:
-            raise ValueError(f"bad matchers: more than {MAX_MATCHERS} matchers in one rule")
         cursor.skip_space()
         if cursor.peek() == ",":
             cursor.pos += 1

@@ -44,6 +44,7 @@ from dd0c_alert.correlation.model import (
 )
 from dd0c_alert.correlation.rules import parse_matchers, parse_schedule
 from dd0c_alert.domain.models import AlertStatus, CanonicalAlert, Severity
+from dd0c_alert.domain.times import parse_time
 from dd0c_alert.storage.ports import ReplaySource, Store
 
 #: More alerts than this in one range is refused: narrow the range instead.
@@ -163,11 +164,7 @@ def _list(raw: Any, where: str) -> list[Any]:
 def _time(raw: Any, where: str) -> datetime | None:
     if raw is None:
         return None
-    try:
-        moment = datetime.fromisoformat(str(raw))
-    except ValueError:
-        raise ValueError(f"{where}: expected an ISO 8601 time, got {raw!r}") from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+    return parse_time(str(raw), where)
 
 
 def _silences(raw: Any) -> Iterable[Silence]:

@@ -15,6 +15,7 @@ from dd0c_alert.storage.ports import Archive, CircuitBreaker, Degradable, Ingest
 
 from .cron import Scheduler
 from .ingest import IngestService
+from .limits import ApiLimits
 from .worker import Worker
 
 ROLES = frozenset({"ingest", "correlate", "api", "cron"})
@@ -40,6 +41,8 @@ class Runtime:
     breakers: CircuitBreaker = field(default_factory=MemoryCircuitBreaker)
     #: The Redis behind rate limits and breakers; None when they live in process memory.
     redis: Degradable | None = None
+    #: Caps on what one tenant may ask of the REST API.
+    api_limits: ApiLimits = field(default_factory=ApiLimits)
 
     def start(self) -> None:
         if self.sole_consumer:

@@ -12,6 +12,8 @@ import shutil
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+from .files import FILE_MODE, private_dir
+
 
 class LocalArchive:
     def __init__(self, root: Path) -> None:
@@ -26,9 +28,10 @@ class LocalArchive:
     def put(self, key: str, data: bytes, *, durable: bool = False) -> None:
         """Write atomically; ``durable`` also fsyncs, for bodies whose only copy this is."""
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as handle:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+        with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             if durable:
                 handle.flush()

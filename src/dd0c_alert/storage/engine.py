@@ -9,6 +9,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 
+from .files import private_dir, private_file
+
 
 def sqlite_path(url: str) -> Path:
     return Path(sa.make_url(url).database or "")
@@ -44,7 +46,10 @@ def make_engines(url: str, synchronous: str = "FULL") -> tuple[sa.Engine, sa.Eng
         url = normalise_database_url(url)
         engine = sa.create_engine(url, pool_size=5, max_overflow=10, pool_pre_ping=True)
         return engine, engine
-    sqlite_path(url).parent.mkdir(parents=True, exist_ok=True)
+    database = sqlite_path(url)
+    if str(database) not in ("", ":memory:"):
+        private_dir(database.parent)
+        private_file(database)
 
     def build(begin: str) -> sa.Engine:
         engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})

@@ -26,7 +26,8 @@ class UTCDateTime(TypeDecorator[datetime]):
     def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> Any:
         if value is None:
             return None
-        value = value.astimezone(UTC)
+        # A naive time is UTC (never the server's local time), as everywhere else.
+        value = (value if value.tzinfo is not None else value.replace(tzinfo=UTC)).astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: Any, dialect: sa.Dialect) -> datetime | None:

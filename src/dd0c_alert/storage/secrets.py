@@ -11,6 +11,8 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet
 
+from .files import private_dir
+
 
 class SecretBox:
     def __init__(self, key: bytes) -> None:
@@ -21,7 +23,7 @@ class SecretBox:
         if key:
             return cls(key.encode())
         if not key_file.exists():
-            key_file.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(key_file.parent)
             fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as handle:
                 handle.write(Fernet.generate_key())

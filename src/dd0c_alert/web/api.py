@@ -12,8 +12,10 @@ from pydantic import BaseModel, Field
 from dd0c_alert.storage.ports import AlertFilter, Page
 
 from .auth import TenantId
+from .routing import JsonRoute
+from .types import ApiTime
 
-router = APIRouter(prefix="/v1", tags=["alerts"])
+router = APIRouter(prefix="/v1", tags=["alerts"], route_class=JsonRoute)
 
 
 class Alert(BaseModel):
@@ -131,8 +133,8 @@ async def list_alerts(
     status: Literal["firing", "resolved"] | None = None,
     service: str | None = None,
     fingerprint: str | None = None,
-    since: Annotated[datetime | None, Query(description="started_at ≥ since")] = None,
-    until: Annotated[datetime | None, Query(description="started_at < until")] = None,
+    since: Annotated[ApiTime | None, Query(description="started_at ≥ since")] = None,
+    until: Annotated[ApiTime | None, Query(description="started_at < until")] = None,
     limit: Limit = 50,
     cursor: str | None = None,
 ) -> dict[str, Any]:
@@ -177,8 +179,8 @@ async def list_deploys(
     source: str | None = None,
     status: str | None = None,
     service: str | None = None,
-    since: Annotated[datetime | None, Query(description="started_at ≥ since")] = None,
-    until: Annotated[datetime | None, Query(description="started_at < until")] = None,
+    since: Annotated[ApiTime | None, Query(description="started_at ≥ since")] = None,
+    until: Annotated[ApiTime | None, Query(description="started_at < until")] = None,
     limit: Limit = 50,
     cursor: str | None = None,
 ) -> dict[str, Any]:

@@ -6,16 +6,21 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
+from swagger_ui_bundle import swagger_ui_path
 
 from dd0c_alert import __version__
 from dd0c_alert.pipeline.runtime import Runtime
 
 from . import api, config_api, health, incidents, replay_api, suggestions, webhooks
-from .responses import error_response
+from .body_limit import BodyLimit
+from .responses import ERROR_CODES, error_response, validation_error_response
 
 
 class _App(FastAPI):
@@ -65,24 +70,34 @@ def create_app(runtime: Runtime) -> FastAPI:
         version=__version__,
         summary="Every alert in, nothing lost, one clear incident out.",
         lifespan=lifespan,
+        docs_url=None,  # served below from vendored assets, not a CDN
+        redoc_url=None,
     )
+    app.mount("/static/swagger", StaticFiles(directory=swagger_ui_path), name="swagger")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> Response:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} API",
+            swagger_js_url="/static/swagger/swagger-ui-bundle.js",
+            swagger_css_url="/static/swagger/swagger-ui.css",
+            swagger_favicon_url="/static/swagger/favicon-32x32.png",
+        )
+
     if "api" in runtime.roles:
         for module in (api, incidents, config_api, suggestions, replay_api):
             app.include_router(module.router)
     app.include_router(health.router)
+    app.add_middleware(BodyLimit, max_bytes=runtime.api_limits.max_body_bytes)
 
-    @app.exception_handler(HTTPException)
-    async def _http_error(request: Request, exc: HTTPException) -> Response:
-        reason = {401: "unauthorized", 404: "not_found", 400: "bad_request"}.get(
-            exc.status_code, "error"
-        )
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        reason = ERROR_CODES.get(exc.status_code, "error")
         return error_response(exc.status_code, reason, str(exc.detail), exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
-        detail = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
-        return error_response(422, "invalid_request", detail)
+        return validation_error_response(exc.errors())
 
     return app

@@ -12,7 +12,7 @@ rule that is stored broken would silently match nothing.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Request, Response
@@ -36,12 +36,15 @@ from dd0c_alert.correlation.model import (
 )
 from dd0c_alert.correlation.rules import format_matchers, parse_matchers, parse_schedule
 from dd0c_alert.domain.ids import new_id
+from dd0c_alert.pipeline.limits import ApiLimits, LimitExceeded, check_topology
 from dd0c_alert.storage.ports import Store
 
 from .auth import TenantId
 from .responses import error_response
+from .routing import JsonRoute
+from .types import ApiTime
 
-router = APIRouter(prefix="/v1", tags=["configuration"])
+router = APIRouter(prefix="/v1", tags=["configuration"], route_class=JsonRoute)
 
 ServiceName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 LabelName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
@@ -50,6 +53,15 @@ LabelName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 def _store(request: Request) -> Store:
     store: Store = request.app.state.runtime.store
     return store
+
+
+def _limits(request: Request) -> ApiLimits:
+    limits: ApiLimits = request.app.state.runtime.api_limits
+    return limits
+
+
+def _over(exc: LimitExceeded) -> Response:
+    return error_response(422, "limit_exceeded", str(exc))
 
 
 # --------------------------------------------------------------------------- topology
@@ -88,7 +100,13 @@ async def get_topology(request: Request, tenant: TenantId) -> dict[str, Any]:
     response_model=Topology,
     summary="Replace the declared service dependencies",
 )
-async def put_topology(request: Request, tenant: TenantId, body: Topology) -> dict[str, Any]:
+async def put_topology(
+    request: Request, tenant: TenantId, body: Topology
+) -> Response | dict[str, Any]:
+    try:
+        check_topology(body.dependencies, _limits(request))
+    except LimitExceeded as exc:
+        return _over(exc)
     store = _store(request)
     await run_in_threadpool(store.set_dependencies, tenant, body.dependencies)
     _, rules = await run_in_threadpool(store.tenant_config, tenant)
@@ -172,6 +190,15 @@ async def patch_settings(
 ) -> Response | dict[str, Any]:
     store = _store(request)
     changes = body.model_dump(exclude_unset=True)
+    cap = _limits(request).max_never_suppress_services
+    if len(changes.get("never_suppress_services", ())) > cap:
+        return _over(
+            LimitExceeded(
+                f"{len(changes['never_suppress_services'])} never-suppress services",
+                cap,
+                "DD0C_MAX_NEVER_SUPPRESS_SERVICES",
+            )
+        )
     current, _ = await run_in_threadpool(store.tenant_config, tenant)
     merged = settings_from(current, changes)
     if merged.max_incident_span_seconds < merged.correlation_window_seconds:
@@ -220,19 +247,21 @@ def matchers_of(value: str | list[MatcherIn]) -> tuple[Matcher, ...]:
     return parsed
 
 
-def _utc(moment: datetime | None) -> datetime | None:
-    """A time without an offset is UTC, as everywhere in the API."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
+def _check_matchers(matchers: tuple[Matcher, ...], limits: ApiLimits) -> None:
+    if len(matchers) > limits.max_matchers_per_rule:
+        raise LimitExceeded(
+            f"{len(matchers)} matchers in one rule",
+            limits.max_matchers_per_rule,
+            "DD0C_MAX_MATCHERS_PER_RULE",
+        )
 
 
 class SilenceIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     matchers: MatchersIn
-    starts_at: datetime | None = None
-    ends_at: datetime | None = None
+    starts_at: ApiTime | None = None
+    ends_at: ApiTime | None = None
     schedule: str = Field(
         default="",
         max_length=200,
@@ -253,11 +282,6 @@ class SilenceIn(BaseModel):
         if value.strip():
             parse_schedule(value)
         return value
-
-    @field_validator("starts_at", "ends_at")
-    @classmethod
-    def _aware(cls, value: datetime | None) -> datetime | None:
-        return _utc(value)
 
     @model_validator(mode="after")
     def _ordered(self) -> SilenceIn:
@@ -323,10 +347,21 @@ async def list_silences(request: Request, tenant: TenantId) -> dict[str, Any]:
     tags=["rules"],
     summary="Create a silence or maintenance window",
 )
-async def create_silence(request: Request, tenant: TenantId, body: SilenceIn) -> dict[str, Any]:
+async def create_silence(
+    request: Request, tenant: TenantId, body: SilenceIn
+) -> Response | dict[str, Any]:
+    limits = _limits(request)
+    matchers = matchers_of(body.matchers)
+    try:
+        _check_matchers(matchers, limits)
+        existing = await run_in_threadpool(_store(request).list_silences, tenant)
+        if len(existing) >= limits.max_silences:
+            raise LimitExceeded("too many silences", limits.max_silences, "DD0C_MAX_SILENCES")
+    except LimitExceeded as exc:
+        return _over(exc)
     silence = Silence(
         id=new_id(),
-        matchers=matchers_of(body.matchers),
+        matchers=matchers,
         starts_at=body.starts_at,
         ends_at=body.ends_at,
         schedule=body.schedule.strip(),
@@ -361,11 +396,23 @@ async def list_inhibitions(request: Request, tenant: TenantId) -> dict[str, Any]
 )
 async def create_inhibition(
     request: Request, tenant: TenantId, body: InhibitionIn
-) -> dict[str, Any]:
+) -> Response | dict[str, Any]:
+    limits = _limits(request)
+    source, target = matchers_of(body.source), matchers_of(body.target)
+    try:
+        _check_matchers(source, limits)
+        _check_matchers(target, limits)
+        existing = await run_in_threadpool(_store(request).list_inhibitions, tenant)
+        if len(existing) >= limits.max_inhibitions:
+            raise LimitExceeded(
+                "too many inhibition rules", limits.max_inhibitions, "DD0C_MAX_INHIBITIONS"
+            )
+    except LimitExceeded as exc:
+        return _over(exc)
     rule = InhibitRule(
         id=new_id(),
-        source=matchers_of(body.source),
-        target=matchers_of(body.target),
+        source=source,
+        target=target,
         equal=tuple(body.equal),
     )
     return await run_in_threadpool(_store(request).create_inhibition, tenant, rule)

@@ -27,8 +27,10 @@ from dd0c_alert.storage.ports import (
 from .api import Alert, AlertDecision, Limit, with_raw_url
 from .auth import TenantId
 from .responses import error_response
+from .routing import JsonRoute
+from .types import ApiTime
 
-router = APIRouter(prefix="/v1", tags=["incidents"])
+router = APIRouter(prefix="/v1", tags=["incidents"], route_class=JsonRoute)
 
 Status = Literal["open", "acknowledged", "resolved"]
 Severity = Literal["critical", "high", "medium", "low", "info"]
@@ -169,8 +171,8 @@ async def list_incidents(
     status: Status | None = None,
     severity: Severity | None = None,
     service: Annotated[str | None, Query(description="Any of its services")] = None,
-    since: Annotated[datetime | None, Query(description="opened_at ≥ since")] = None,
-    until: Annotated[datetime | None, Query(description="opened_at < until")] = None,
+    since: Annotated[ApiTime | None, Query(description="opened_at ≥ since")] = None,
+    until: Annotated[ApiTime | None, Query(description="opened_at < until")] = None,
     limit: Limit = 50,
     cursor: str | None = None,
 ) -> dict[str, Any]:

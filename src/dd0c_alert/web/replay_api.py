@@ -4,26 +4,30 @@ Nothing is written."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
+from dd0c_alert.domain.times import InvalidTime
+from dd0c_alert.pipeline.limits import LimitExceeded, check_proposal
 from dd0c_alert.pipeline.replay import parse_proposal, replay
 
 from .auth import TenantId
 from .responses import error_response
+from .routing import JsonRoute
+from .types import ApiTime
 
-router = APIRouter(prefix="/v1", tags=["replay"])
+router = APIRouter(prefix="/v1", tags=["replay"], route_class=JsonRoute)
 
 
 class ReplayRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    since: datetime = Field(description="Replay alerts that started at or after this time.")
-    until: datetime | None = Field(default=None, description="...and before this one (now).")
+    since: ApiTime = Field(description="Replay alerts that started at or after this time.")
+    until: ApiTime | None = Field(default=None, description="...and before this one (now).")
     settings: dict[str, Any] = Field(
         default_factory=dict,
         description="Settings to override, as in PATCH /v1/settings.",
@@ -126,11 +130,6 @@ class ReplayReport(BaseModel):
     notes: list[str]
 
 
-def _utc(moment: datetime) -> datetime:
-    """A time without a zone is UTC, as everywhere in the API."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
 @router.post(
     "/replay",
     response_model=ReplayReport,
@@ -142,12 +141,21 @@ async def post_replay(
 ) -> Response | dict[str, Any]:
     doc = body.model_dump(exclude={"since", "until"}, exclude_none=True)
     store = request.app.state.runtime.store
-    since, until = _utc(body.since), None if body.until is None else _utc(body.until)
     try:
         proposal = parse_proposal(doc)
-        report: dict[str, Any] = await run_in_threadpool(
-            replay, store, tenant, since, until, proposal
+        check_proposal(
+            proposal.dependencies,
+            proposal.silences,
+            proposal.inhibitions,
+            request.app.state.runtime.api_limits,
         )
+        report: dict[str, Any] = await run_in_threadpool(
+            replay, store, tenant, body.since, body.until, proposal
+        )
+    except InvalidTime as exc:
+        return error_response(422, "invalid_time", str(exc))
+    except LimitExceeded as exc:
+        return error_response(422, "limit_exceeded", str(exc))
     except ValueError as exc:
         return error_response(422, "invalid_request", str(exc))
     return report

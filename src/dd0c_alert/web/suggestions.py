@@ -16,8 +16,9 @@ from dd0c_alert.storage.ports import Page, Store, SuggestionVerdict
 
 from .auth import TenantId
 from .responses import error_response
+from .routing import JsonRoute
 
-router = APIRouter(prefix="/v1", tags=["suggestions"])
+router = APIRouter(prefix="/v1", tags=["suggestions"], route_class=JsonRoute)
 
 Kind = Literal["tune", "silence", "link", "deploy_grace"]
 Status = Literal["open", "accepted", "dismissed", "expired"]

@@ -1,0 +1,54 @@
+"""The one rule for times a user gives us (query parameters, rule bodies, replay
+ranges, CLI options): a time without an offset is UTC, and a time outside
+``EARLIEST <= t < LATEST`` is refused, by name.
+
+The range keeps every later computation safe: the engine and the stores add and
+subtract windows of at most a few weeks (``correlation.engine.shift`` clamps, but
+``datetime - datetime``, ``.timestamp()`` and the stores' conversions do not), so a
+year of headroom below ``datetime.max`` is more than enough, and nothing this
+service stores predates the Unix epoch.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+#: Exclusive. ``datetime.max`` is 9999-12-31; a year below it leaves room for arithmetic.
+LATEST = datetime(9999, 1, 1, tzinfo=UTC)
+
+
+class InvalidTime(ValueError):
+    """A user-given time that cannot be used; ``name`` is the parameter it came in."""
+
+    def __init__(self, name: str, detail: str) -> None:
+        super().__init__(f"{name}: {detail}")
+        self.name = name
+        self.detail = detail
+
+
+def as_utc(moment: datetime, name: str) -> datetime:
+    """``moment`` in UTC (offset-less: read as UTC), or ``InvalidTime`` when it lies
+    outside the supported range."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    try:
+        converted = moment.astimezone(UTC)
+    except (OverflowError, ValueError):
+        converted = None
+    if converted is None or not EARLIEST <= converted < LATEST:
+        raise InvalidTime(
+            name,
+            f"{moment.isoformat()} is outside the supported range "
+            f"{EARLIEST.isoformat()} .. {LATEST.isoformat()} (exclusive)",
+        )
+    return converted
+
+
+def parse_time(text: str, name: str) -> datetime:
+    """An ISO 8601 time (``Z`` or an offset; none means UTC) checked by ``as_utc``."""
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise InvalidTime(name, f"expected an ISO 8601 time, got {text!r}") from None
+    return as_utc(moment, name)

@@ -1,0 +1,289 @@
+"""Hostile input on the REST API (issue 13): times out of range or without an offset,
+lone surrogates, one error shape for every 4xx."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from conftest import TenantHandle, cli_environment, drain
+from dd0c_alert.cli import app as cli
+from dd0c_alert.domain.times import InvalidTime, as_utc, parse_time
+from dd0c_alert.pipeline.limits import ApiLimits
+from dd0c_alert.pipeline.runtime import Runtime
+from test_smoke_custom import sign
+
+SECRET = "s3cret"
+EARLY = "0001-01-01T00:00:00"
+LATE = "9999-12-31T23:59:59-14:00"
+
+
+def _request(
+    client: TestClient, tenant: TenantHandle, method: str, path: str, body: Any = None
+) -> Any:
+    raw = body if isinstance(body, bytes) else None if body is None else json.dumps(body).encode()
+    headers = {**tenant.auth, "content-type": "application/json"}
+    return client.request(method, path, content=raw, headers=headers)
+
+
+def _is_error(response: Any, status: int, code: str | None = None) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    doc: dict[str, Any] = response.json()
+    assert isinstance(doc.get("error"), str) and isinstance(doc.get("detail"), str), doc
+    if code is not None:
+        assert doc["error"] == code, doc
+    return doc
+
+
+# --- times --------------------------------------------------------------------------------
+
+
+def test_the_one_time_rule() -> None:
+    assert parse_time("2026-03-01T10:00:00", "since") == datetime(2026, 3, 1, 10, tzinfo=UTC)
+    assert parse_time("2026-03-01T10:00:00+02:00", "x") == datetime(2026, 3, 1, 8, tzinfo=UTC)
+    for text in (EARLY, LATE, "1969-12-31T23:59:59Z", "9999-06-01T00:00:00Z", "yesterday"):
+        with pytest.raises(InvalidTime, match=r"^until: "):
+            parse_time(text, "until")
+    with pytest.raises(InvalidTime):
+        as_utc(datetime.max.replace(tzinfo=UTC), "ends_at")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "name"),
+    [
+        ("GET", f"/v1/alerts?since={EARLY}", None, "since"),
+        ("GET", "/v1/alerts?until=9999-12-31T23:59:59%2D14:00", None, "until"),
+        ("GET", f"/v1/deploys?since={EARLY}", None, "since"),
+        ("GET", f"/v1/incidents?until={EARLY}", None, "until"),
+        ("GET", "/v1/incidents?since=9999-12-31T23:59:59%2D14:00", None, "since"),
+        ("POST", "/v1/silences", {"matchers": '{service="a"}', "starts_at": EARLY}, "starts_at"),
+        ("POST", "/v1/silences", {"matchers": '{service="a"}', "ends_at": LATE}, "ends_at"),
+        ("POST", "/v1/replay", {"since": EARLY}, "since"),
+        ("POST", "/v1/replay", {"since": "2026-01-01T00:00:00Z", "until": LATE}, "until"),
+        (
+            "POST",
+            "/v1/replay",
+            {
+                "since": "2026-01-01T00:00:00Z",
+                "silences": [{"matchers": '{service="a"}', "ends_at": LATE}],
+            },
+            "silences[0].ends_at",
+        ),
+    ],
+)
+def test_out_of_range_times_are_refused_by_name(
+    client: TestClient, tenant: TenantHandle, method: str, path: str, body: Any, name: str
+) -> None:
+    doc = _is_error(_request(client, tenant, method, path, body), 422, "invalid_time")
+    assert name in doc["detail"] and "supported range" in doc["detail"]
+
+
+@pytest.fixture
+def eastern() -> Iterator[None]:
+    """The server's local time is UTC-5 (UTC-4 in summer): an offset-less time read as
+    local time would be off by hours."""
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = "America/New_York"
+    time.tzset()
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = before
+        time.tzset()
+
+
+def test_an_offset_less_time_is_utc_not_server_local_time(
+    client: TestClient, runtime: Runtime, eastern: None
+) -> None:
+    created = runtime.store.create_tenant("acme")
+    tenant = TenantHandle(created.id, runtime.store.create_api_key(created.id, "k"), runtime)
+    tenant.integration("custom", SECRET)
+    started = (datetime.now(UTC) - timedelta(hours=1)).replace(microsecond=0)
+    body = json.dumps({"title": "t", "service": "s", "started_at": started.isoformat()}).encode()
+    response = client.post(f"/v1/wh/{tenant.id}/custom", content=body, headers=sign(SECRET, body))
+    assert response.status_code == 202, response.text
+    drain(runtime)
+    naive = started.replace(tzinfo=None)
+
+    def count(query: str) -> int:
+        response = _request(client, tenant, "GET", f"/v1/alerts?{query}")
+        assert response.status_code == 200, response.text
+        return len(response.json()["items"])
+
+    assert count(f"since={naive.isoformat()}") == 1
+    assert count(f"since={(naive + timedelta(seconds=1)).isoformat()}") == 0
+    assert count(f"until={(naive + timedelta(seconds=1)).isoformat()}") == 1
+    assert count(f"until={naive.isoformat()}") == 0
+
+
+def test_cli_replay_refuses_out_of_range_times_by_option(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    cli_environment(monkeypatch, tmp_path / "cli")
+    runner = CliRunner()
+    created = runner.invoke(cli, ["tenant", "create", "acme", "--json"])
+    assert created.exit_code == 0, created.output
+    tenant_id = json.loads(created.output)["tenant_id"]
+    for args, option in (
+        (["--since", EARLY], "--since"),
+        (["--since", "2026-01-01T00:00:00", "--until", LATE], "--until"),
+    ):
+        result = runner.invoke(cli, ["replay", "--tenant", tenant_id, *args])
+        assert result.exit_code == 2, result.output
+        text = " ".join(result.output.replace("│", " ").split())
+        assert f"{option}: " in text and "supported range" in text, text
+
+
+# --- lone surrogates ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "raw"),
+    [
+        ("POST", "/v1/silences", b'{"matchers": "{service=\\"\\ud800\\"}"}'),
+        ("POST", "/v1/silences", b'{"matchers": [{"name": "a", "op": "=", "value": "\\ud800"}]}'),
+        ("POST", "/v1/silences", b'{"matchers": "{service=\\"a\\"}", "comment": "\\ud800"}'),
+        ("POST", "/v1/inhibitions", b'{"source": "{a=\\"\\udfff\\"}", "target": "{b=\\"c\\"}"}'),
+        ("PUT", "/v1/topology", b'{"dependencies": {"\\ud800": ["b"]}}'),
+        ("PUT", "/v1/topology", b'{"dependencies": {"a": ["\\ud800"]}}'),
+        ("PATCH", "/v1/settings", b'{"never_suppress_services": ["\\ud800"]}'),
+        ("POST", "/v1/replay", b'{"since": "2026-01-01T00:00:00Z", "settings": {"\\ud800": 1}}'),
+    ],
+)
+def test_a_lone_surrogate_anywhere_is_a_422(
+    client: TestClient, tenant: TenantHandle, method: str, path: str, raw: bytes
+) -> None:
+    doc = _is_error(_request(client, tenant, method, path, raw), 422, "invalid_request")
+    assert "surrogate" in doc["detail"]
+    listed = _request(client, tenant, "GET", "/v1/silences")
+    assert listed.status_code == 200 and listed.json() == {"items": []}
+
+
+# --- one error shape ----------------------------------------------------------------------
+
+
+def test_every_4xx_has_error_and_detail(client: TestClient, tenant: TenantHandle) -> None:
+    _is_error(client.get("/v1/no-such-route", headers=tenant.auth), 404, "not_found")
+    _is_error(client.get("/nothing-here"), 404, "not_found")
+    _is_error(client.delete("/v1/alerts", headers=tenant.auth), 405, "method_not_allowed")
+    _is_error(client.get("/v1/alerts"), 401, "unauthorized")
+    _is_error(client.get("/v1/alerts/nope", headers=tenant.auth), 404, "not_found")
+    doc = _is_error(client.get("/v1/alerts?limit=0", headers=tenant.auth), 422, "invalid_request")
+    assert "limit" in doc["detail"] and doc["errors"][0]["loc"] == ["query", "limit"]
+    _is_error(_request(client, tenant, "POST", "/v1/silences", b"{oops"), 422, "invalid_request")
+    _is_error(_request(client, tenant, "POST", "/v1/silences", b"[NaN]"), 422, "invalid_request")
+    body = b"{}"
+    response = client.post(f"/v1/wh/{tenant.id}/custom", content=body, headers=sign("x", body))
+    _is_error(response, 401)
+
+
+# --- limits -------------------------------------------------------------------------------
+
+
+def test_every_json_endpoint_has_a_body_cap_also_when_chunked(
+    client: TestClient, tenant: TenantHandle
+) -> None:
+    big = json.dumps({"matchers": '{service="a"}', "comment": "x" * (1024 * 1024)}).encode()
+    doc = _is_error(_request(client, tenant, "POST", "/v1/silences", big), 413, "body_too_large")
+    assert "DD0C_API_MAX_BODY_BYTES" in doc["detail"]
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: Transfer-Encoding: chunked
+        yield b'{"matchers": "{service=\\"a\\"}", "comment": "'
+        for _ in range(80):
+            yield b"y" * 16_384
+        yield b'"}'
+
+    headers = {**tenant.auth, "content-type": "application/json"}
+    response = client.post("/v1/silences", content=chunks(), headers=headers)
+    _is_error(response, 413, "body_too_large")
+    assert client.get("/v1/silences", headers=tenant.auth).json() == {"items": []}
+
+
+def test_a_700_by_700_topology_is_refused(client: TestClient, tenant: TenantHandle) -> None:
+    names = [f"service-{i:03d}" for i in range(700)]
+    deps = {name: [n for n in names if n != name] for name in names}
+    response = _request(client, tenant, "PUT", "/v1/topology", {"dependencies": deps})
+    _is_error(response, 413, "body_too_large")
+    # under the body cap but over the edge cap (10,000): refused by name
+    compact = {f"s{i}": [f"s{j}" for j in range(101) if j != i] for i in range(101)}
+    doc = _is_error(
+        _request(client, tenant, "PUT", "/v1/topology", {"dependencies": compact}),
+        422,
+        "limit_exceeded",
+    )
+    assert "10000" in doc["detail"] and "DD0C_MAX_TOPOLOGY_EDGES" in doc["detail"]
+    many = {f"s{i}": [f"t{i}"] for i in range(1001)}  # 2,002 services
+    doc = _is_error(
+        _request(client, tenant, "PUT", "/v1/topology", {"dependencies": many}),
+        422,
+        "limit_exceeded",
+    )
+    assert "DD0C_MAX_TOPOLOGY_SERVICES" in doc["detail"]
+    replay = {"since": "2026-01-01T00:00:00Z", "dependencies": compact}
+    _is_error(_request(client, tenant, "POST", "/v1/replay", replay), 422, "limit_exceeded")
+    assert client.get("/v1/topology", headers=tenant.auth).json() == {"dependencies": {}}
+    at_cap = {f"s{i}": [f"s{j}" for j in range(100) if j != i] for i in range(100)}  # 9,900
+    assert _request(client, tenant, "PUT", "/v1/topology", {"dependencies": at_cap}).is_success
+
+
+def test_rule_counts_are_capped(client: TestClient, tenant: TenantHandle, runtime: Runtime) -> None:
+    matchers = ", ".join(f'l{i}="v"' for i in range(33))
+    doc = _is_error(
+        _request(client, tenant, "POST", "/v1/silences", {"matchers": "{" + matchers + "}"}),
+        422,
+        "limit_exceeded",
+    )
+    assert "DD0C_MAX_MATCHERS_PER_RULE" in doc["detail"]
+    inhibition = {"source": "{" + matchers + "}", "target": '{a="b"}'}
+    _is_error(_request(client, tenant, "POST", "/v1/inhibitions", inhibition), 422)
+    doc = _is_error(
+        _request(
+            client,
+            tenant,
+            "PATCH",
+            "/v1/settings",
+            {"never_suppress_services": [f"s{i}" for i in range(501)]},
+        ),
+        422,
+        "limit_exceeded",
+    )
+    assert "DD0C_MAX_NEVER_SUPPRESS_SERVICES" in doc["detail"]
+
+    runtime.api_limits = ApiLimits(max_silences=2, max_inhibitions=1)
+    for n in range(2):
+        body = {"matchers": f'{{service="s{n}"}}'}
+        assert _request(client, tenant, "POST", "/v1/silences", body).status_code == 201
+    doc = _is_error(
+        _request(client, tenant, "POST", "/v1/silences", {"matchers": '{service="x"}'}),
+        422,
+        "limit_exceeded",
+    )
+    assert "DD0C_MAX_SILENCES" in doc["detail"]
+    rule = {"source": '{a="b"}', "target": '{c="d"}'}
+    assert _request(client, tenant, "POST", "/v1/inhibitions", rule).status_code == 201
+    doc = _is_error(_request(client, tenant, "POST", "/v1/inhibitions", rule), 422)
+    assert "DD0C_MAX_INHIBITIONS" in doc["detail"]
+
+
+def test_swagger_ui_is_served_by_the_app_not_a_cdn(client: TestClient) -> None:
+    page = client.get("/docs")
+    assert page.status_code == 200
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert assets and all(url.startswith("/static/swagger/") for url in assets), assets
+    assert "cdn" not in page.text.lower()
+    for url in assets:
+        assert client.get(url).status_code == 200, url
+    assert client.get("/redoc").status_code == 404  # no CDN-only docs page either
