@@ -160,6 +160,7 @@ def build_runtime(settings: Settings, *, roles: frozenset[str] = ROLES) -> Runti
     )
     return Runtime(
         store=store,
+        outbox=store.outbox(),
         queue=queue,
         archive=archive,
         ingest=IngestService(store, queue, archive, limits, rate_limiter=limiter),

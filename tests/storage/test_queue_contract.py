@@ -28,7 +28,8 @@ from dd0c_alert.storage.ports import (
     RawEvent,
     Retry,
 )
-from dd0c_alert.storage.sql import QueueSettle, month_of, settle_table_queue
+from dd0c_alert.storage.rows import month_of
+from dd0c_alert.storage.sql import QueueSettle, settle_table_queue
 from dd0c_alert.storage.sqlite_queue import SqliteIngestQueue
 from dd0c_alert.storage.tenancy import scoped
 from servers import APP, PostgresServer

@@ -36,7 +36,8 @@ from dd0c_alert.storage.ports import (
     InvalidTransition,
     RawEvent,
 )
-from dd0c_alert.storage.sql import SqlStore, month_of
+from dd0c_alert.storage.rows import month_of
+from dd0c_alert.storage.sql import SqlStore
 from dd0c_alert.storage.tenancy import scoped
 from servers import APP, PostgresServer
 

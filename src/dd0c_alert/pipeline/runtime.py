@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from dd0c_alert.storage.memory_state import MemoryCircuitBreaker
+from dd0c_alert.storage.outbox import SqlOutbox
 from dd0c_alert.storage.ports import Archive, CircuitBreaker, Degradable, IngestQueue, Store
 
 from .cron import Scheduler
@@ -24,6 +25,7 @@ ROLES = frozenset({"ingest", "correlate", "api", "cron"})
 @dataclass
 class Runtime:
     store: Store
+    outbox: SqlOutbox
     queue: IngestQueue
     archive: Archive
     ingest: IngestService

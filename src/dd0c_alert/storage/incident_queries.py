@@ -21,7 +21,6 @@ from dd0c_alert.correlation.rules import format_matchers, parse_matchers, silenc
 from dd0c_alert.domain.ids import new_id
 
 from . import schema as t
-from . import sql
 from .ports import (
     IncidentAction,
     IncidentFilter,
@@ -31,6 +30,7 @@ from .ports import (
     SuppressionMode,
     Verdict,
 )
+from .rows import alert_dict, decode_cursor, encode_cursor, iso
 from .tenancy import scoped
 
 #: Who acted, until user sessions exist: every REST call is authenticated by an API key.
@@ -64,11 +64,11 @@ def incident_dict(row: Any) -> dict[str, Any]:
         "firing": row.firing,
         "noise_score": row.noise_score,
         "noise_reasons": list(row.noise_reasons),
-        "opened_at": sql.iso(row.first_at),
-        "last_at": sql.iso(row.last_at),
-        "acknowledged_at": sql.iso(row.acknowledged_at),
-        "snoozed_until": sql.iso(row.snoozed_until),
-        "resolved_at": sql.iso(row.resolved_at),
+        "opened_at": iso(row.first_at),
+        "last_at": iso(row.last_at),
+        "acknowledged_at": iso(row.acknowledged_at),
+        "snoozed_until": iso(row.snoozed_until),
+        "resolved_at": iso(row.resolved_at),
         "probable_root": row.probable_root,
         "deploys": [_deploy(d) for d in row.deploys],
         "flapping": bool(row.flapping),
@@ -80,13 +80,13 @@ def incident_dict(row: Any) -> dict[str, Any]:
 def _deploy(stored: dict[str, Any]) -> dict[str, Any]:
     keys = ("id", "service", "version", "author", "title", "url", "environment")
     started = datetime.fromisoformat(stored["started_at"])
-    return {**{k: stored.get(k, "") for k in keys}, "started_at": sql.iso(started)}
+    return {**{k: stored.get(k, "") for k in keys}, "started_at": iso(started)}
 
 
 def _decision(row: Any) -> dict[str, Any]:
     return {
         "kind": "decision",
-        "at": sql.iso(row.at),
+        "at": iso(row.at),
         "incident_id": row.incident_id,
         "decision_id": row.id,
         "alert_id": row.alert_id,
@@ -97,14 +97,14 @@ def _decision(row: Any) -> dict[str, Any]:
         "suppressed_by": row.suppressed_by,
         "would_suppress": row.would_suppress,
         "inhibited_by": row.inhibited_by,
-        "replayed_at": sql.iso(row.replayed_at),
+        "replayed_at": iso(row.replayed_at),
     }
 
 
 def _event(row: Any) -> dict[str, Any]:
     return {
         "kind": row.kind,
-        "at": sql.iso(row.at),
+        "at": iso(row.at),
         "incident_id": row.incident_id,
         "actor": row.actor,
         "detail": dict(row.detail),
@@ -137,14 +137,14 @@ def list_incidents(
     if filters.until is not None:
         query = query.where(i.c.first_at < filters.until)
     if cursor:
-        query = query.where(i.c.id < sql.decode_cursor(cursor))
+        query = query.where(i.c.id < decode_cursor(cursor))
     with scoped(read, tenant_id) as conn:
         rows = conn.execute(query.order_by(i.c.id.desc()).limit(limit + 1)).all()
     more = len(rows) > limit
     rows = rows[:limit]
     return Page(
         items=[incident_dict(row) for row in rows],
-        next_cursor=sql.encode_cursor(rows[-1].id) if more and rows else None,
+        next_cursor=encode_cursor(rows[-1].id) if more and rows else None,
     )
 
 
@@ -202,7 +202,7 @@ def get_incident(read: sa.Engine, tenant_id: str, incident_id: str) -> dict[str,
     timeline = [entry for _, _, entry in sorted(entries, key=lambda e: (e[0], e[1]))]
     return {
         **incident_dict(row),
-        "alerts": [sql.alert_dict(x) for x in alerts[:DETAIL_LIMIT]],
+        "alerts": [alert_dict(x) for x in alerts[:DETAIL_LIMIT]],
         "alerts_truncated": len(alerts) > DETAIL_LIMIT,
         "timeline": timeline,
         "timeline_truncated": len(decisions) > DETAIL_LIMIT,
@@ -259,7 +259,7 @@ def transition(
     else:
         until = now + timedelta(minutes=snooze_minutes)
         values["snoozed_until"] = until
-        detail = {"minutes": snooze_minutes, "until": sql.iso(until)}
+        detail = {"minutes": snooze_minutes, "until": iso(until)}
     mine = (i.c.tenant_id == tenant_id) & (i.c.id == incident_id)
     with scoped(write, tenant_id) as conn:
         changed = conn.execute(
@@ -326,7 +326,7 @@ def add_feedback(
             )
         )
         _record(conn, tenant_id, live, "feedback", {"verdict": verdict}, now)
-    return {"id": feedback_id, "incident_id": live, "verdict": verdict, "created_at": sql.iso(now)}
+    return {"id": feedback_id, "incident_id": live, "verdict": verdict, "created_at": iso(now)}
 
 
 def alert_decision(read: sa.Engine, tenant_id: str, alert_id: str) -> dict[str, Any] | None:
@@ -388,14 +388,14 @@ def list_suppressions(
     elif mode == "would_suppress":
         query = query.where(d.c.suppressed_by.is_(None))
     if cursor:
-        query = query.where(d.c.id < sql.decode_cursor(cursor))
+        query = query.where(d.c.id < decode_cursor(cursor))
     with scoped(read, tenant_id) as conn:
         rows = conn.execute(query.order_by(d.c.id.desc()).limit(limit + 1)).all()
     more = len(rows) > limit
     rows = rows[:limit]
     return Page(
         items=[_suppression(row) for row in rows],
-        next_cursor=sql.encode_cursor(rows[-1].id) if more and rows else None,
+        next_cursor=encode_cursor(rows[-1].id) if more and rows else None,
     )
 
 
@@ -441,12 +441,12 @@ def _silence_dict(row: Any, now: datetime) -> dict[str, Any]:
     return {
         "id": row.id,
         "matchers": row.matchers,
-        "starts_at": sql.iso(row.starts_at),
-        "ends_at": sql.iso(row.ends_at),
+        "starts_at": iso(row.starts_at),
+        "ends_at": iso(row.ends_at),
         "schedule": row.schedule,
         "author": row.author,
         "comment": row.comment,
-        "created_at": sql.iso(row.created_at),
+        "created_at": iso(row.created_at),
         "active": silence_active(silence, now),
     }
 
@@ -488,7 +488,7 @@ def _inhibition_dict(row: Any) -> dict[str, Any]:
         "source": row.source,
         "target": row.target,
         "equal": list(row.equal),
-        "created_at": sql.iso(row.created_at),
+        "created_at": iso(row.created_at),
     }
 
 

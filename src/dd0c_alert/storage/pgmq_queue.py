@@ -31,7 +31,7 @@ import sqlalchemy as sa
 from .fair_claim import TenantTurns, fair_ids
 from .group_commit import GroupCommitWriter
 from .ports import BatchOutcome, EnqueueOutcome, LeaseLost, QueueDepth, RawEvent
-from .sql import month_of
+from .rows import month_of
 from .tenancy import scope
 
 #: W3C trace context, copied into pgmq's message headers for tools that trace the queue.

@@ -361,3 +361,122 @@ suggestions = sa.Table(
     sa.Column("decided_at", UTCDateTime, nullable=True),
     sa.UniqueConstraint("tenant_id", "kind", "key", name="ux_suggestions_key"),
 )
+
+# --------------------------------------------------------------------------- notifications
+
+# The outbox: written by the worker in its batch transaction (and by human actions in
+# theirs), read and deleted by the notifier when it plans deliveries from it.
+notification_intents = sa.Table(
+    "notification_intents",
+    metadata,
+    sa.Column(
+        "seq",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("tenant_id", sa.String(32), nullable=False),
+    sa.Column("incident_id", sa.String(32), nullable=False),
+    sa.Column("event", sa.String(32), nullable=False),
+    sa.Column("detail", JSONDoc, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index("ix_notification_intents_tenant", "tenant_id", "seq"),
+)
+
+_LIVING = sa.text("kind = 'message'")
+
+# One row per message to one destination: a Slack channel's living message of an
+# incident (kind ``message``, updated in place: ``version_wanted`` > ``version_sent``
+# means it is behind), a thread reply, a mail, a webhook event.
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("tenant_id", sa.String(32), nullable=False),
+    sa.Column("incident_id", sa.String(32), nullable=False),
+    sa.Column("destination_type", sa.String(16), nullable=False),
+    sa.Column("destination", sa.Text, nullable=False),
+    sa.Column("route", sa.String(200), nullable=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("event", sa.String(32), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("next_attempt_at", UTCDateTime, nullable=False),
+    sa.Column("leased_until", UTCDateTime, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("delivered_at", UTCDateTime, nullable=True),
+    sa.Column("version_wanted", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("version_sent", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("message_ref", sa.Text, nullable=True),
+    sa.Column("post_started_at", UTCDateTime, nullable=True),
+    sa.Column("detail", JSONDoc, nullable=False),
+    sa.Index("ix_deliveries_due", "tenant_id", "status", "next_attempt_at"),
+    sa.Index("ix_deliveries_incident", "tenant_id", "incident_id"),
+    sa.Index("ix_deliveries_tenant_id", "tenant_id", "id"),
+    sa.Index(
+        "ux_deliveries_living_message",
+        "tenant_id",
+        "incident_id",
+        "destination_type",
+        "destination",
+        unique=True,
+        sqlite_where=_LIVING,
+        postgresql_where=_LIVING,
+    ),
+)
+
+delivery_attempts = sa.Table(
+    "delivery_attempts",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("tenant_id", sa.String(32), nullable=False),
+    sa.Column("delivery_id", sa.String(32), nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("ok", sa.Boolean, nullable=False),
+    sa.Column("latency_ms", sa.Float, nullable=False),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Index("ix_delivery_attempts_delivery", "tenant_id", "delivery_id"),
+)
+
+# Routes in evaluation order; ``definition`` is the API document, webhook secrets
+# encrypted like integration secrets.
+routes = sa.Table(
+    "routes",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("tenant_id", sa.String(32), nullable=False),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("definition", JSONDoc, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index("ix_routes_tenant_position", "tenant_id", "position"),
+)
+
+slack_settings = sa.Table(
+    "slack_settings",
+    metadata,
+    sa.Column("tenant_id", sa.String(32), primary_key=True),
+    sa.Column("bot_token_encrypted", sa.Text, nullable=False),
+    sa.Column("signing_secret_encrypted", sa.Text, nullable=False),
+    sa.Column("default_channel", sa.String(200), nullable=False),
+    sa.Column("team_id", sa.String(32), nullable=True),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index("ix_slack_settings_team", "team_id"),
+)
+
+# Whether a destination works: ``failing`` and ``rate_limited`` while retries go on,
+# ``stopped`` after a permanent error (a revoked token, an archived channel).
+destination_health = sa.Table(
+    "destination_health",
+    metadata,
+    sa.Column("tenant_id", sa.String(32), primary_key=True),
+    sa.Column("destination_type", sa.String(16), primary_key=True),
+    sa.Column("destination", sa.Text, primary_key=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)

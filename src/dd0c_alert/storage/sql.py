@@ -10,9 +10,7 @@ tenant, all tenant ids, a dead letter's tenant, the idempotency purge) go throug
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import re
 import secrets
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
@@ -43,6 +41,7 @@ from dd0c_alert.domain.models import AlertStatus, DeployEvent
 from . import incident_queries, suggestion_queries
 from . import schema as t
 from .correlation_sql import load_state, record_from_row, save_state, stored_deploy_refs
+from .outbox import SqlOutbox
 from .ports import (
     AlertFilter,
     BatchOutcome,
@@ -60,12 +59,11 @@ from .ports import (
     Verdict,
 )
 from .retention import purge_tenant
+from .rows import alert_dict, decode_cursor, deploy_dict, encode_cursor, iso, month_of
 from .secrets import SecretBox
 from .tenancy import scope, scoped
 
 API_KEY_PREFIX = "dd0c_"
-#: The ids cursors point at: ULIDs from ``domain.ids.new_id``.
-_ID = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")
 
 
 #: Acknowledges a batch's queue messages inside the worker's transaction; the queue
@@ -78,31 +76,6 @@ def hash_api_key(key: str) -> str:
     """API keys carry 256 random bits, so a fast hash is as safe as a slow one here
     and keeps per-request authentication cheap."""
     return hashlib.sha256(key.encode()).hexdigest()
-
-
-def encode_cursor(last_id: str) -> str:
-    return base64.urlsafe_b64encode(last_id.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> str:
-    """The id a cursor from ``encode_cursor`` points after; ValueError for anything else
-    (a cursor that decodes to no id must not silently answer an empty page)."""
-    padded = cursor + "=" * (-len(cursor) % 4)
-    try:
-        last_id = base64.b64decode(padded.encode(), altchars=b"-_", validate=True).decode()
-    except (ValueError, UnicodeDecodeError):
-        raise ValueError("invalid cursor") from None
-    if not _ID.fullmatch(last_id):
-        raise ValueError("invalid cursor")
-    return last_id
-
-
-def iso(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def month_of(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m")
 
 
 def _row_security(conn: sa.Connection) -> bool:
@@ -147,6 +120,10 @@ class SqlStore:
         self._read = read_engine
         self._box = box
         self.default_settings = default_settings or TenantSettings()
+
+    def outbox(self) -> SqlOutbox:
+        """The notification outbox, on this store's database and secret box."""
+        return SqlOutbox(self._engine, self._box)
 
     # --- correlation configuration ----------------------------------------------------
 
@@ -876,53 +853,4 @@ def _dead_row(dead: DeadLetter, now: datetime) -> dict[str, Any]:
         "attempts": event.attempts,
         "failed_at": now,
         "replayed_at": None,
-    }
-
-
-def alert_dict(row: sa.Row[Any]) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "tenant_id": row.tenant_id,
-        "source": row.source,
-        "source_ref": row.source_ref,
-        "fingerprint": row.fingerprint,
-        "status": row.status,
-        "severity": row.severity,
-        "title": row.title,
-        "description": row.description,
-        "service": row.service,
-        "environment": row.environment,
-        "resource": row.resource,
-        "labels": row.labels,
-        "links": row.links,
-        "started_at": iso(row.started_at),
-        "received_at": iso(row.received_at),
-        "last_seen_at": iso(row.last_seen_at),
-        "ended_at": iso(row.ended_at),
-        "repeat_count": row.repeat_count,
-        "event_id": row.event_id,
-        "raw_ref": row.raw_ref,
-        "incident_id": row.incident_id,
-    }
-
-
-def deploy_dict(row: sa.Row[Any]) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "tenant_id": row.tenant_id,
-        "source": row.source,
-        "source_ref": row.source_ref,
-        "service": row.service,
-        "environment": row.environment,
-        "version": row.version,
-        "commit": row.commit,
-        "author": row.author,
-        "title": row.title,
-        "url": row.url,
-        "status": row.status,
-        "started_at": iso(row.started_at),
-        "finished_at": iso(row.finished_at),
-        "received_at": iso(row.received_at),
-        "event_id": row.event_id,
-        "raw_ref": row.raw_ref,
     }

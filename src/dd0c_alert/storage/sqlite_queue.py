@@ -19,7 +19,7 @@ from .engine import configure_sqlite
 from .fair_claim import TenantTurns, fair_ids
 from .group_commit import GroupCommitWriter
 from .ports import EnqueueOutcome, QueueDepth, RawEvent
-from .sql import month_of
+from .rows import month_of
 
 _INSERT = (
     "INSERT OR IGNORE INTO ingest_queue (event_id, tenant_id, integration_id, provider,"

@@ -1,0 +1,682 @@
+"""The notification outbox and its deliveries, in SQL (SQLite and PostgreSQL alike).
+
+The worker writes an *intent* ("incident X was opened / grew / resolved") in the same
+transaction as the decision behind it, so a committed decision is never without its
+notification and a rolled-back one never has one. The notifier *plans* intents into
+deliveries (one per destination the tenant's routes pick) and deletes them in one
+transaction, then sends what is due.
+
+A Slack channel gets one living message per incident: one ``deliveries`` row of kind
+``message`` (a unique index says so), whose ``version_wanted`` grows with each change
+while ``version_sent`` records what the message shows. However many changes arrive
+while a send is under way, the next send shows the latest state once: that is the
+coalescing. Its ``message_ref`` (``channel_id:ts``) and ``post_started_at`` are written
+before and after the post, which is what keeps a post whose answer was lost from
+being posted twice (see ``pipeline/notifier.py``).
+
+Every attempt is a ``delivery_attempts`` row; ``destination_health`` says which
+destinations fail, are rate-limited, or were stopped by a permanent error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from dd0c_alert.domain.ids import new_id
+
+from . import schema as t
+from .ports import Page
+from .rows import decode_cursor, encode_cursor, iso
+from .secrets import SecretBox
+from .tenancy import scoped
+
+PENDING, RETRYING, DELIVERED, FAILED = "pending", "retrying", "delivered", "failed"
+#: Kinds of delivery: Slack's living message and its thread replies, a mail, a
+#: webhook event.
+MESSAGE, REPLY, MAIL, EVENT = "message", "reply", "mail", "event"
+_TENANTS_WITH_WORK = sa.text("SELECT * FROM dd0c_notify_tenants(:now)")
+_TENANTS_FOR_TEAM = sa.text("SELECT * FROM dd0c_tenants_for_slack_team(:team)")
+
+
+@dataclass(frozen=True, slots=True)
+class Intent:
+    seq: int
+    tenant_id: str
+    incident_id: str
+    event: str
+    detail: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """One destination an intent reaches, as routing decided."""
+
+    incident_id: str
+    destination_type: str
+    destination: str
+    kind: str
+    event: str
+    route: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    id: str
+    tenant_id: str
+    incident_id: str
+    destination_type: str
+    destination: str
+    route: str | None
+    kind: str
+    event: str
+    status: str
+    attempts: int
+    version_wanted: int
+    version_sent: int
+    message_ref: str | None
+    post_started_at: datetime | None
+    delivered_at: datetime | None
+    created_at: datetime
+    detail: dict[str, Any]
+
+    @property
+    def lane(self) -> str:
+        """Deliveries of one lane are sent one after another; lanes run side by side,
+        so a slow Slack channel never delays mail, webhooks or another channel."""
+        return f"{self.tenant_id}:{self.destination_type}:{self.destination}"
+
+
+def write_intents(
+    conn: sa.Connection, tenant_id: str, intents: Sequence[tuple[str, str, dict[str, Any]]]
+) -> None:
+    """``(incident_id, event, detail)`` rows, in the caller's transaction."""
+    if intents:
+        now = datetime.now(UTC)
+        conn.execute(
+            t.notification_intents.insert(),
+            [
+                {
+                    "tenant_id": tenant_id,
+                    "incident_id": incident_id,
+                    "event": event,
+                    "detail": detail,
+                    "created_at": now,
+                }
+                for incident_id, event, detail in intents
+            ],
+        )
+
+
+def _delivery(row: Any) -> Delivery:
+    return Delivery(
+        id=row.id,
+        tenant_id=row.tenant_id,
+        incident_id=row.incident_id,
+        destination_type=row.destination_type,
+        destination=row.destination,
+        route=row.route,
+        kind=row.kind,
+        event=row.event,
+        status=row.status,
+        attempts=row.attempts,
+        version_wanted=row.version_wanted,
+        version_sent=row.version_sent,
+        message_ref=row.message_ref,
+        post_started_at=row.post_started_at,
+        delivered_at=row.delivered_at,
+        created_at=row.created_at,
+        detail=dict(row.detail or {}),
+    )
+
+
+def delivery_dict(row: Any) -> dict[str, Any]:
+    """A delivery as the API shows it. Webhook URLs may carry a token: only their
+    scheme and host are shown."""
+    return {
+        "id": row.id,
+        "incident_id": row.incident_id,
+        "destination_type": row.destination_type,
+        "destination": _shown(row.destination_type, row.destination),
+        "route": row.route,
+        "kind": row.kind,
+        "event": row.event,
+        "status": row.status,
+        "attempts": row.attempts,
+        "last_error": row.last_error,
+        "created_at": iso(row.created_at),
+        "delivered_at": iso(row.delivered_at),
+        "next_attempt_at": iso(row.next_attempt_at) if row.status == RETRYING else None,
+        "message_ref": row.message_ref,
+    }
+
+
+def _shown(destination_type: str, destination: str) -> str:
+    if destination_type != "webhook":
+        return destination
+    scheme, _, rest = destination.partition("://")
+    return f"{scheme}://{rest.split('/', 1)[0].rpartition('@')[2]}/…"
+
+
+class SqlOutbox:
+    """Intents, deliveries, attempts, routes, Slack settings and destination health."""
+
+    def __init__(self, engine: sa.Engine, box: SecretBox) -> None:
+        self._engine = engine
+        self._box = box
+
+    # --- planning ---------------------------------------------------------------------
+
+    def tenants_with_work(self, now: datetime) -> list[str]:
+        """Tenants with intents to plan or deliveries due; on PostgreSQL through a
+        security-definer function, the one read that crosses tenants."""
+        with self._engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                return list(conn.execute(_TENANTS_WITH_WORK, {"now": now}).scalars())
+            d, n = t.deliveries, t.notification_intents
+            due = sa.select(d.c.tenant_id).where(
+                d.c.status.in_((PENDING, RETRYING)),
+                d.c.next_attempt_at <= now,
+                sa.or_(d.c.leased_until.is_(None), d.c.leased_until <= now),
+            )
+            return list(conn.execute(sa.union(sa.select(n.c.tenant_id), due)).scalars())
+
+    def intents(self, tenant_id: str, limit: int) -> list[Intent]:
+        n = t.notification_intents
+        with scoped(self._engine, tenant_id) as conn:
+            rows = conn.execute(
+                sa.select(n).where(n.c.tenant_id == tenant_id).order_by(n.c.seq).limit(limit)
+            ).all()
+        return [
+            Intent(r.seq, r.tenant_id, r.incident_id, r.event, dict(r.detail), r.created_at)
+            for r in rows
+        ]
+
+    def plan(
+        self, tenant_id: str, done: Sequence[Intent], planned: Sequence[Planned], now: datetime
+    ) -> bool:
+        """Store the deliveries planned from ``done`` and delete those intents, in one
+        transaction; ``False`` (and nothing stored) when another notifier planned any
+        of them first."""
+        n, d = t.notification_intents, t.deliveries
+        with scoped(self._engine, tenant_id) as conn:
+            seqs = [intent.seq for intent in done]
+            deleted = conn.execute(
+                n.delete().where(n.c.tenant_id == tenant_id, n.c.seq.in_(seqs))
+            ).rowcount
+            if deleted != len(seqs):
+                conn.rollback()
+                return False
+            for item in planned:
+                if item.kind == MESSAGE:
+                    self._touch_message(conn, tenant_id, item, now)
+                elif item.event == "updated" and self._pending_update(conn, tenant_id, item):
+                    continue  # an update already waits to go out: it will carry this one
+                else:
+                    conn.execute(d.insert().values(**_new_row(tenant_id, item, now)))
+        return True
+
+    def _touch_message(
+        self, conn: sa.Connection, tenant_id: str, item: Planned, now: datetime
+    ) -> None:
+        d = t.deliveries
+        mine = (
+            (d.c.tenant_id == tenant_id)
+            & (d.c.incident_id == item.incident_id)
+            & (d.c.destination_type == item.destination_type)
+            & (d.c.destination == item.destination)
+            & (d.c.kind == MESSAGE)
+        )
+        changed = conn.execute(
+            d.update()
+            .where(mine)
+            .values(
+                version_wanted=d.c.version_wanted + 1,
+                event=item.event,
+                updated_at=now,
+                status=sa.case((d.c.status == DELIVERED, PENDING), else_=d.c.status),
+            )
+        ).rowcount
+        if not changed:
+            conn.execute(d.insert().values(**_new_row(tenant_id, item, now)))
+
+    def _pending_update(self, conn: sa.Connection, tenant_id: str, item: Planned) -> bool:
+        d = t.deliveries
+        return (
+            conn.execute(
+                sa.select(d.c.id).where(
+                    d.c.tenant_id == tenant_id,
+                    d.c.incident_id == item.incident_id,
+                    d.c.destination_type == item.destination_type,
+                    d.c.destination == item.destination,
+                    d.c.event == "updated",
+                    d.c.status == PENDING,
+                    d.c.attempts == 0,
+                )
+            ).first()
+            is not None
+        )
+
+    # --- sending ----------------------------------------------------------------------
+
+    def lease_due(
+        self, tenant_id: str, now: datetime, limit: int, lease: timedelta
+    ) -> list[Delivery]:
+        """Due deliveries, hidden from other notifiers for ``lease``: a notifier that
+        dies mid-send leaves them to be taken again when the lease ends."""
+        d = t.deliveries
+        with scoped(self._engine, tenant_id) as conn:
+            query = (
+                sa.select(d.c.id)
+                .where(
+                    d.c.tenant_id == tenant_id,
+                    d.c.status.in_((PENDING, RETRYING)),
+                    d.c.next_attempt_at <= now,
+                    sa.or_(d.c.leased_until.is_(None), d.c.leased_until <= now),
+                )
+                .order_by(d.c.next_attempt_at, d.c.id)
+                .limit(limit)
+            )
+            if conn.dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            ids = list(conn.execute(query).scalars())
+            if not ids:
+                return []
+            conn.execute(d.update().where(d.c.id.in_(ids)).values(leased_until=now + lease))
+            rows = conn.execute(
+                sa.select(d).where(d.c.tenant_id == tenant_id, d.c.id.in_(ids))
+            ).all()
+        return sorted((_delivery(r) for r in rows), key=lambda x: (x.created_at, x.id))
+
+    def post_started(self, delivery: Delivery, at: datetime) -> None:
+        """Written (and committed) before a post that creates a message: after a lost
+        answer or a crash, its presence says "look for the message before posting"."""
+        d = t.deliveries
+        with scoped(self._engine, delivery.tenant_id) as conn:
+            conn.execute(
+                d.update()
+                .where(d.c.id == delivery.id, d.c.post_started_at.is_(None))
+                .values(post_started_at=at)
+            )
+
+    def finish(
+        self,
+        delivery: Delivery,
+        *,
+        ok: bool,
+        latency_ms: float,
+        error: str | None,
+        at: datetime,
+        retry_at: datetime | None = None,
+        message_ref: str | None = None,
+        version_sent: int | None = None,
+        coalesce_until: datetime | None = None,
+    ) -> None:
+        """Record one attempt and its outcome. ``retry_at``: a failure to retry then;
+        a failure without it is final. A living message sent at ``version_sent`` stays
+        pending while newer versions wait, due at ``coalesce_until``."""
+        d, attempts = t.deliveries, t.delivery_attempts
+        values: dict[str, Any] = {
+            "attempts": d.c.attempts + 1,
+            "updated_at": at,
+            "leased_until": None,
+            "last_error": error,
+        }
+        if message_ref is not None:
+            values["message_ref"] = message_ref
+        if ok:
+            values["delivered_at"] = at
+            if version_sent is not None:
+                values["version_sent"] = version_sent
+                behind = d.c.version_wanted > version_sent
+                values["status"] = sa.case((behind, PENDING), else_=DELIVERED)
+                values["next_attempt_at"] = coalesce_until or at
+            else:
+                values["status"] = DELIVERED
+        elif retry_at is not None:
+            values |= {"status": RETRYING, "next_attempt_at": retry_at}
+        else:
+            values["status"] = FAILED
+        with scoped(self._engine, delivery.tenant_id) as conn:
+            conn.execute(d.update().where(d.c.id == delivery.id).values(values))
+            conn.execute(
+                attempts.insert().values(
+                    id=new_id(),
+                    tenant_id=delivery.tenant_id,
+                    delivery_id=delivery.id,
+                    attempt=delivery.attempts + 1,
+                    ok=ok,
+                    latency_ms=latency_ms,
+                    error=error,
+                    at=at,
+                )
+            )
+
+    def release(self, delivery: Delivery, at: datetime) -> None:
+        """Hand a leased delivery back untouched (its lane is paused)."""
+        d = t.deliveries
+        with scoped(self._engine, delivery.tenant_id) as conn:
+            conn.execute(
+                d.update().where(d.c.id == delivery.id).values(leased_until=None, updated_at=at)
+            )
+
+    def set_health(
+        self, tenant_id: str, destination_type: str, destination: str, state: str, error: str | None
+    ) -> None:
+        h = t.destination_health
+        mine = (
+            (h.c.tenant_id == tenant_id)
+            & (h.c.destination_type == destination_type)
+            & (h.c.destination == destination)
+        )
+        now = datetime.now(UTC)
+        with scoped(self._engine, tenant_id) as conn:
+            changed = conn.execute(
+                h.update().where(mine).values(state=state, last_error=error, updated_at=now)
+            ).rowcount
+            if not changed:
+                conn.execute(
+                    h.insert().values(
+                        tenant_id=tenant_id,
+                        destination_type=destination_type,
+                        destination=destination,
+                        state=state,
+                        last_error=error,
+                        updated_at=now,
+                    )
+                )
+
+    def health(self, tenant_id: str) -> list[dict[str, Any]]:
+        h = t.destination_health
+        with scoped(self._engine, tenant_id) as conn:
+            rows = conn.execute(
+                sa.select(h).where(h.c.tenant_id == tenant_id).order_by(h.c.destination)
+            ).all()
+        return [
+            {
+                "destination_type": r.destination_type,
+                "destination": _shown(r.destination_type, r.destination),
+                "state": r.state,
+                "last_error": r.last_error,
+                "updated_at": iso(r.updated_at),
+            }
+            for r in rows
+        ]
+
+    def stopped(self, tenant_id: str) -> set[tuple[str, str]]:
+        """Destinations a permanent error stopped: nothing more is sent to them until
+        the tenant fixes them and replays."""
+        h = t.destination_health
+        with scoped(self._engine, tenant_id) as conn:
+            rows = conn.execute(
+                sa.select(h.c.destination_type, h.c.destination).where(
+                    h.c.tenant_id == tenant_id, h.c.state == "stopped"
+                )
+            ).all()
+        return {(r.destination_type, r.destination) for r in rows}
+
+    # --- reading and replaying --------------------------------------------------------
+
+    def list_deliveries(
+        self,
+        tenant_id: str,
+        limit: int,
+        cursor: str | None,
+        *,
+        status: str | None = None,
+        incident_id: str | None = None,
+        destination_type: str | None = None,
+    ) -> Page:
+        d = t.deliveries
+        query = sa.select(d).where(d.c.tenant_id == tenant_id)
+        if status:
+            query = query.where(d.c.status == status)
+        if incident_id:
+            query = query.where(d.c.incident_id == incident_id)
+        if destination_type:
+            query = query.where(d.c.destination_type == destination_type)
+        if cursor:
+            query = query.where(d.c.id < decode_cursor(cursor))
+        with scoped(self._engine, tenant_id) as conn:
+            rows = conn.execute(query.order_by(d.c.id.desc()).limit(limit + 1)).all()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return Page(
+            items=[delivery_dict(r) for r in rows],
+            next_cursor=encode_cursor(rows[-1].id) if more and rows else None,
+        )
+
+    def incident_deliveries(self, tenant_id: str, incident_id: str) -> list[dict[str, Any]]:
+        """Deliveries of one incident, oldest first, each with its attempts."""
+        d, a = t.deliveries, t.delivery_attempts
+        with scoped(self._engine, tenant_id) as conn:
+            rows = conn.execute(
+                sa.select(d)
+                .where(d.c.tenant_id == tenant_id, d.c.incident_id == incident_id)
+                .order_by(d.c.id)
+            ).all()
+            tried = conn.execute(
+                sa.select(a)
+                .where(a.c.tenant_id == tenant_id, a.c.delivery_id.in_([r.id for r in rows]))
+                .order_by(a.c.at, a.c.attempt)
+            ).all()
+        by_delivery: dict[str, list[dict[str, Any]]] = {}
+        for x in tried:
+            by_delivery.setdefault(x.delivery_id, []).append(
+                {
+                    "attempt": x.attempt,
+                    "ok": x.ok,
+                    "latency_ms": round(x.latency_ms, 1),
+                    "error": x.error,
+                    "at": iso(x.at),
+                }
+            )
+        return [{**delivery_dict(r), "tries": by_delivery.get(r.id, [])} for r in rows]
+
+    def replay(self, tenant_id: str, delivery_id: str) -> dict[str, Any] | None:
+        """Send a failed delivery again (and un-stop its destination); ``None`` when the
+        tenant has no such delivery."""
+        d, h = t.deliveries, t.destination_health
+        now = datetime.now(UTC)
+        with scoped(self._engine, tenant_id) as conn:
+            row = conn.execute(
+                sa.select(d).where(d.c.tenant_id == tenant_id, d.c.id == delivery_id)
+            ).first()
+            if row is None:
+                return None
+            if row.status == FAILED:
+                conn.execute(
+                    d.update()
+                    .where(d.c.id == delivery_id)
+                    .values(status=PENDING, next_attempt_at=now, leased_until=None, updated_at=now)
+                )
+                conn.execute(
+                    h.delete().where(
+                        h.c.tenant_id == tenant_id,
+                        h.c.destination_type == row.destination_type,
+                        h.c.destination == row.destination,
+                        h.c.state == "stopped",
+                    )
+                )
+            row = conn.execute(sa.select(d).where(d.c.id == delivery_id)).one()
+        return delivery_dict(row)
+
+    # --- routes -----------------------------------------------------------------------
+
+    def list_routes(self, tenant_id: str) -> list[dict[str, Any]]:
+        """Routes in evaluation order, as stored (webhook secrets encrypted)."""
+        r = t.routes
+        with scoped(self._engine, tenant_id) as conn:
+            rows = conn.execute(
+                sa.select(r).where(r.c.tenant_id == tenant_id).order_by(r.c.position, r.c.id)
+            ).all()
+        return [{"id": x.id, **dict(x.definition)} for x in rows]
+
+    def routes_for_sending(self, tenant_id: str) -> list[dict[str, Any]]:
+        """Routes with their webhook secrets decrypted, for the notifier only."""
+        return [self._reveal(route) for route in self.list_routes(tenant_id)]
+
+    def save_route(
+        self, tenant_id: str, definition: dict[str, Any], route_id: str | None = None
+    ) -> dict[str, Any] | None:
+        """Create (at the end of the order) or replace a route; ``None`` when replacing
+        one the tenant does not have."""
+        r = t.routes
+        now = datetime.now(UTC)
+        stored = self._conceal(definition)
+        with scoped(self._engine, tenant_id) as conn:
+            if route_id is None:
+                route_id = new_id()
+                last = conn.execute(
+                    sa.select(sa.func.max(r.c.position)).where(r.c.tenant_id == tenant_id)
+                ).scalar()
+                conn.execute(
+                    r.insert().values(
+                        id=route_id,
+                        tenant_id=tenant_id,
+                        position=(last or 0) + 1,
+                        name=str(definition.get("name", "")),
+                        definition=stored,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+            else:
+                changed = conn.execute(
+                    r.update()
+                    .where(r.c.tenant_id == tenant_id, r.c.id == route_id)
+                    .values(name=str(definition.get("name", "")), definition=stored, updated_at=now)
+                ).rowcount
+                if not changed:
+                    return None
+        return {"id": route_id, **stored}
+
+    def delete_route(self, tenant_id: str, route_id: str) -> bool:
+        r = t.routes
+        with scoped(self._engine, tenant_id) as conn:
+            return bool(
+                conn.execute(
+                    r.delete().where(r.c.tenant_id == tenant_id, r.c.id == route_id)
+                ).rowcount
+            )
+
+    def _conceal(self, definition: dict[str, Any]) -> dict[str, Any]:
+        return _map_webhook_secrets(definition, self._box.encrypt, "secret", "secret_encrypted")
+
+    def _reveal(self, definition: dict[str, Any]) -> dict[str, Any]:
+        return _map_webhook_secrets(definition, self._box.decrypt, "secret_encrypted", "secret")
+
+    # --- Slack settings ---------------------------------------------------------------
+
+    def put_slack(
+        self,
+        tenant_id: str,
+        *,
+        bot_token: str,
+        signing_secret: str,
+        default_channel: str,
+        team_id: str | None = None,
+    ) -> None:
+        s = t.slack_settings
+        values = {
+            "bot_token_encrypted": self._box.encrypt(bot_token),
+            "signing_secret_encrypted": self._box.encrypt(signing_secret),
+            "default_channel": default_channel,
+            "team_id": team_id,
+            "updated_at": datetime.now(UTC),
+        }
+        with scoped(self._engine, tenant_id) as conn:
+            changed = conn.execute(
+                s.update().where(s.c.tenant_id == tenant_id).values(values)
+            ).rowcount
+            if not changed:
+                conn.execute(s.insert().values(tenant_id=tenant_id, **values))
+
+    def tenants_for_slack_team(self, team_id: str) -> list[str]:
+        """Tenants whose Slack settings name this workspace (or name none yet): the
+        candidates whose signing secrets an interaction is checked against."""
+        with self._engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                return list(conn.execute(_TENANTS_FOR_TEAM, {"team": team_id}).scalars())
+            s = t.slack_settings
+            query = (
+                sa.select(s.c.tenant_id)
+                .where(sa.or_(s.c.team_id == team_id, s.c.team_id.is_(None)))
+                .order_by(s.c.tenant_id)
+            )
+            return list(conn.execute(query).scalars())
+
+    def slack(self, tenant_id: str) -> SlackSettings | None:
+        s = t.slack_settings
+        with scoped(self._engine, tenant_id) as conn:
+            row = conn.execute(sa.select(s).where(s.c.tenant_id == tenant_id)).first()
+        if row is None:
+            return None
+        return SlackSettings(
+            bot_token=self._box.decrypt(row.bot_token_encrypted),
+            signing_secret=self._box.decrypt(row.signing_secret_encrypted),
+            default_channel=row.default_channel,
+            team_id=row.team_id,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SlackSettings:
+    bot_token: str
+    signing_secret: str
+    default_channel: str
+    team_id: str | None
+
+    def __repr__(self) -> str:  # never the token or the signing secret
+        return f"SlackSettings(default_channel={self.default_channel!r}, team_id={self.team_id!r})"
+
+
+def _map_webhook_secrets(
+    definition: dict[str, Any], change: Any, old: str, new: str
+) -> dict[str, Any]:
+    """The route document with each webhook destination's ``old`` key turned into
+    ``new`` by ``change`` (encrypt on the way in, decrypt on the way out)."""
+
+    def fix(destinations: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        out = []
+        for given in destinations:
+            dest = dict(given)
+            if dest.get("type") == "webhook" and old in dest:
+                dest[new] = change(dest.pop(old))
+            out.append(dest)
+        return out
+
+    result = dict(definition)
+    result["destinations"] = fix(list(result.get("destinations", [])))
+    if isinstance(result.get("escalation"), dict):
+        escalation = dict(result["escalation"])
+        escalation["destinations"] = fix(list(escalation.get("destinations", [])))
+        result["escalation"] = escalation
+    return result
+
+
+def _new_row(tenant_id: str, item: Planned, now: datetime) -> dict[str, Any]:
+    return {
+        "id": new_id(),
+        "tenant_id": tenant_id,
+        "incident_id": item.incident_id,
+        "destination_type": item.destination_type,
+        "destination": item.destination,
+        "route": item.route,
+        "kind": item.kind,
+        "event": item.event,
+        "status": PENDING,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+        "updated_at": now,
+        "version_wanted": 1,
+        "version_sent": 0,
+        "detail": item.detail,
+    }

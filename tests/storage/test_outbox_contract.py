@@ -1,0 +1,147 @@
+"""The notification outbox on SQLite and PostgreSQL (under row-level security):
+planning deletes intents exactly once, a living message coalesces, leases hide due
+deliveries, attempts and health are recorded, secrets are stored encrypted."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from cryptography.fernet import Fernet
+
+from dd0c_alert.storage import schema as t
+from dd0c_alert.storage.engine import make_engines
+from dd0c_alert.storage.migrate import upgrade
+from dd0c_alert.storage.outbox import MESSAGE, SqlOutbox, write_intents
+from dd0c_alert.storage.secrets import SecretBox
+from dd0c_alert.storage.tenancy import scoped
+from servers import APP, PostgresServer
+
+T = "01TENANT000000000000000000"
+OTHER = "01OTHER0000000000000000000"
+NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def outbox(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[SqlOutbox, sa.Engine]]:
+    if request.param == "sqlite":
+        engine, _ = make_engines(f"sqlite:///{tmp_path / 'o.db'}")
+        upgrade(engine)
+    else:
+        server: PostgresServer = request.getfixturevalue("pg_server")
+        database = request.getfixturevalue("pg_database")
+        engine, _ = make_engines(server.url(database, APP))
+    yield SqlOutbox(engine, SecretBox(Fernet.generate_key())), engine
+    engine.dispose()
+
+
+def intents(engine: sa.Engine, tenant_id: str, *rows: tuple[str, str]) -> None:
+    with scoped(engine, tenant_id) as conn:
+        write_intents(conn, tenant_id, [(incident, event, {}) for incident, event in rows])
+
+
+def test_planning_takes_each_intent_once_and_coalesces_the_living_message(
+    outbox: tuple[SqlOutbox, sa.Engine],
+) -> None:
+    from dd0c_alert.storage.outbox import Planned
+
+    box, engine = outbox
+    intents(engine, T, ("inc1", "opened"), ("inc1", "updated"))
+    intents(engine, OTHER, ("inc9", "opened"))
+    assert sorted(box.tenants_with_work(NOW)) == sorted([T, OTHER])
+    taken = box.intents(T, 10)
+    assert [i.event for i in taken] == ["opened", "updated"]
+    plan = [Planned("inc1", "slack", "#oncall", MESSAGE, i.event) for i in taken]
+    assert box.plan(T, taken, plan, NOW)
+    assert not box.plan(T, taken, plan, NOW)  # another notifier got there first
+    assert box.intents(T, 10) == []
+    [message] = box.lease_due(T, NOW, 10, timedelta(seconds=30))
+    assert (message.version_wanted, message.version_sent) == (2, 0)
+    assert box.lease_due(T, NOW, 10, timedelta(seconds=30)) == []  # leased
+    box.finish(
+        message, ok=True, latency_ms=12.0, error=None, at=NOW, message_ref="C1:1.0", version_sent=2
+    )
+    assert box.lease_due(T, NOW + timedelta(minutes=1), 10, timedelta(seconds=30)) == []
+    intents(engine, T, ("inc1", "resolved"))
+    box.plan(T, box.intents(T, 10), [Planned("inc1", "slack", "#oncall", MESSAGE, "resolved")], NOW)
+    [again] = box.lease_due(T, NOW, 10, timedelta(seconds=30))
+    assert again.id == message.id and again.message_ref == "C1:1.0"
+    assert (again.version_wanted, again.version_sent) == (3, 2)
+    [shown] = box.incident_deliveries(T, "inc1")
+    assert shown["tries"][0]["ok"] and shown["status"] == "pending"
+    assert box.incident_deliveries(OTHER, "inc1") == []
+
+
+def test_failures_retry_then_fail_and_replay_unstops_the_destination(
+    outbox: tuple[SqlOutbox, sa.Engine],
+) -> None:
+    from dd0c_alert.storage.outbox import Planned
+
+    box, engine = outbox
+    intents(engine, T, ("inc1", "opened"))
+    box.plan(
+        T, box.intents(T, 10), [Planned("inc1", "email", "a@example.com", "mail", "opened")], NOW
+    )
+    [mail] = box.lease_due(T, NOW, 10, timedelta(seconds=30))
+    box.finish(
+        mail,
+        ok=False,
+        latency_ms=5,
+        error="451 try later",
+        at=NOW,
+        retry_at=NOW + timedelta(seconds=5),
+    )
+    assert box.lease_due(T, NOW, 10, timedelta(seconds=30)) == []
+    [mail] = box.lease_due(T, NOW + timedelta(seconds=6), 10, timedelta(seconds=30))
+    box.finish(mail, ok=False, latency_ms=5, error="550 no such user", at=NOW)
+    box.set_health(T, "email", "a@example.com", "stopped", "550 no such user")
+    assert box.stopped(T) == {("email", "a@example.com")}
+    page = box.list_deliveries(T, 10, None, status="failed")
+    assert [d["last_error"] for d in page.items] == ["550 no such user"]
+    assert box.replay(T, mail.id)["status"] == "pending"
+    assert box.stopped(T) == set()
+    assert box.replay(OTHER, mail.id) is None
+
+
+def test_route_webhook_secrets_and_slack_secrets_are_stored_encrypted(
+    outbox: tuple[SqlOutbox, sa.Engine],
+) -> None:
+    box, engine = outbox
+    route = {
+        "name": "hooks",
+        "destinations": [
+            {"type": "webhook", "url": "https://h.example/x", "secret": "whsec-s3cr3t"}
+        ],
+        "escalation": {
+            "after_seconds": 60,
+            "destinations": [{"type": "webhook", "url": "https://e", "secret": "esc-s3cr3t"}],
+        },
+    }
+    saved = box.save_route(T, route)
+    assert saved is not None and "secret" not in saved["destinations"][0]
+    box.put_slack(
+        T,
+        bot_token="xoxb-t0ken",
+        signing_secret="sign-s3cr3t",
+        default_channel="#oncall",
+        team_id="T1",
+    )
+    with scoped(engine, T) as conn:
+        stored = " ".join(
+            str(row)
+            for table in (t.routes, t.slack_settings)
+            for row in conn.execute(sa.select(table)).all()
+        )
+    for secret in ("whsec-s3cr3t", "esc-s3cr3t", "xoxb-t0ken", "sign-s3cr3t"):
+        assert secret not in stored
+    [revealed] = box.routes_for_sending(T)
+    assert revealed["destinations"][0]["secret"] == "whsec-s3cr3t"
+    assert revealed["escalation"]["destinations"][0]["secret"] == "esc-s3cr3t"
+    settings = box.slack(T)
+    assert settings is not None and settings.bot_token == "xoxb-t0ken"
+    assert "xoxb" not in repr(settings)
+    assert box.tenants_for_slack_team("T1") == [T]
+    assert box.slack(OTHER) is None and box.list_routes(OTHER) == []
