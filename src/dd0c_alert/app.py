@@ -13,8 +13,10 @@ import sqlalchemy as sa
 
 from dd0c_alert.config import Settings
 from dd0c_alert.correlation.model import TenantSettings
+from dd0c_alert.notify.smtp import SmtpConfig
 from dd0c_alert.pipeline.ingest import IngestService, Limits
 from dd0c_alert.pipeline.limits import ApiLimits
+from dd0c_alert.pipeline.notifier import Notifier, NotifyConfig
 from dd0c_alert.pipeline.runtime import ROLES, Runtime
 from dd0c_alert.pipeline.worker import Worker
 from dd0c_alert.storage.archive import LocalArchive
@@ -96,8 +98,33 @@ def api_limits(settings: Settings) -> ApiLimits:
     )
 
 
+def notify_config(settings: Settings) -> NotifyConfig:
+    smtp = (
+        SmtpConfig(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            tls=settings.smtp_tls,
+            username=settings.smtp_username or None,
+            password=settings.smtp_password or None,
+        )
+        if settings.smtp_host
+        else None
+    )
+    return NotifyConfig(
+        public_url=settings.public_url,
+        slack_api_url=settings.slack_api_url,
+        smtp=smtp,
+        mail_from=settings.smtp_from,
+        poll_seconds=settings.notify_poll_seconds,
+        coalesce_seconds=settings.notify_coalesce_seconds,
+        max_attempts=settings.notify_max_attempts,
+        slack_per_second=settings.notify_slack_per_second,
+        escalation_check_seconds=settings.notify_escalation_check_seconds,
+    )
+
+
 def build_runtime(settings: Settings, *, roles: frozenset[str] = ROLES) -> Runtime:
-    """Everything a process needs for ``roles`` (all four: ``serve``)."""
+    """Everything a process needs for ``roles`` (all of them: ``serve``)."""
     unknown = roles - ROLES
     if unknown:
         raise ValueError(f"unknown roles: {', '.join(sorted(unknown))}")
@@ -158,9 +185,18 @@ def build_runtime(settings: Settings, *, roles: frozenset[str] = ROLES) -> Runti
         rate_limit_per_second=settings.rate_limit_per_second,
         monthly_quota=settings.monthly_quota,
     )
+    outbox = store.outbox()
+    notifier = (
+        Notifier(store, outbox, notify_config(settings), breakers=breakers)
+        if "notify" in roles
+        else None
+    )
+    if worker is not None and notifier is not None:
+        worker.after_commit = notifier.wake  # a new page goes out without waiting a poll
     return Runtime(
         store=store,
-        outbox=store.outbox(),
+        outbox=outbox,
+        notifier=notifier,
         queue=queue,
         archive=archive,
         ingest=IngestService(store, queue, archive, limits, rate_limiter=limiter),

@@ -128,6 +128,12 @@ def correlate(host: HostOption = "127.0.0.1", port: HealthPort = None) -> None:
 
 
 @app.command()
+def notify(host: HostOption = "127.0.0.1", port: HealthPort = None) -> None:
+    """Deliver the notification outbox: Slack, email, webhooks (several may run)."""
+    _run_role("notify", host, port)
+
+
+@app.command()
 def cron(host: HostOption = "127.0.0.1", port: HealthPort = None) -> None:
     """Run the scheduled jobs (retention, suggestions, idempotency-key purge); run one."""
     _run_role("cron", host, port)

@@ -103,6 +103,30 @@ class Settings(BaseSettings):
         "cheaper: the bound on how long one tenant's work delays another's.",
     )
 
+    slack_api_url: str = Field(
+        default="https://slack.com/api/",
+        description="The Slack Web API base URL (a local stand-in in tests).",
+    )
+    smtp_host: str = Field(default="", description="SMTP server for mail; empty: no mail.")
+    smtp_port: int = 587
+    smtp_from: str = "dd0c-alert@localhost"
+    smtp_username: str = ""
+    smtp_password: str = Field(default="", repr=False)
+    smtp_tls: Literal["none", "starttls", "tls"] = "starttls"
+    notify_poll_seconds: float = 0.25
+    notify_coalesce_seconds: float = Field(
+        default=3.0,
+        description="An incident's Slack message is updated at most this often; the latest "
+        "state always goes out.",
+    )
+    notify_max_attempts: int = Field(
+        default=8, description="Tries of a delivery before it fails (replayable)."
+    )
+    notify_slack_per_second: float = Field(
+        default=1.0, description="Slack calls per second per channel (bursts of 3)."
+    )
+    notify_escalation_check_seconds: float = 10.0
+
     retention_days: int = Field(
         default=30,
         description="Alerts, decisions, deploys, dead letters and raw payloads older than "

@@ -1,5 +1,6 @@
 """Applies one worker batch in one transaction: fold alerts by fingerprint, correlate
-them into incidents, store every record and decision, acknowledge the queue messages."""
+them into incidents, store every record and decision, write the notification outbox,
+acknowledge the queue messages."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from dd0c_alert.correlation.dedup import AlertRecord, FingerprintState, Fold, Fo
 from dd0c_alert.correlation.engine import correlate, event_time
 from dd0c_alert.correlation.model import Decision, DeployRef, Rules, TenantSettings
 from dd0c_alert.domain.ids import new_id
+from dd0c_alert.notify.changes import Snapshot, changes
 from dd0c_alert.storage.ports import BatchOutcome, Store
 
 TenantConfig = Callable[[str], tuple[TenantSettings, Rules]]
@@ -57,9 +59,13 @@ def persist(
             tenant_deploys = deploys_by_tenant.get(tenant_id, [])
             settings, rules = config(tenant_id)
             engine_state = tx.correlation_state(tenant_id, settings, rules, folds, tenant_deploys)
+            before = {i: Snapshot.of(x) for i, x in engine_state.incidents.items()}
             decisions = correlate(engine_state, folds, tenant_deploys, new_id, tick)
             tenant_pairs = list(zip(folds, decisions, strict=True))
             tx.save_correlation(engine_state, tenant_pairs)
+            tx.save_intents(
+                tenant_id, changes(before, engine_state.incidents, engine_state.touched)
+            )
             pairs += tenant_pairs
         tx.save_alerts(
             [r for key, r in changed.items() if key in created],

@@ -1,8 +1,9 @@
 """The running parts of one process, started and stopped together.
 
 A process runs one or more roles (design §1): ``ingest`` admits webhooks and writes
-the queue, ``correlate`` consumes it, ``api`` serves the REST API, ``cron`` runs the
-scheduled jobs. ``serve`` runs all four in one process.
+the queue, ``correlate`` consumes it, ``notify`` delivers the notification outbox,
+``api`` serves the REST API, ``cron`` runs the scheduled jobs. ``serve`` runs them all
+in one process.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from dd0c_alert.storage.ports import Archive, CircuitBreaker, Degradable, Ingest
 from .cron import Scheduler
 from .ingest import IngestService
 from .limits import ApiLimits
+from .notifier import Notifier
 from .worker import Worker
 
-ROLES = frozenset({"ingest", "correlate", "api", "cron"})
+ROLES = frozenset({"ingest", "correlate", "notify", "api", "cron"})
 
 
 @dataclass
@@ -30,6 +32,7 @@ class Runtime:
     archive: Archive
     ingest: IngestService
     worker: Worker | None  # None unless the process runs the ``correlate`` role
+    notifier: Notifier | None = None  # None unless the process runs the ``notify`` role
     roles: frozenset[str] = field(default=ROLES)
     #: A single embedded worker owns the queue, so leases left by a crash can be
     #: released at once instead of waiting for them to expire.
@@ -53,6 +56,8 @@ class Runtime:
             self.queue.start()
         if self.worker is not None:
             self.worker.start()
+        if self.notifier is not None:
+            self.notifier.start()
         if "cron" in self.roles and self.cron_interval_seconds > 0:
             self.scheduler = Scheduler(
                 self.store, self.cron_interval_seconds, self.archive, self.retention
@@ -66,6 +71,8 @@ class Runtime:
         self.queue.close()  # flush what was admitted before stopping the consumer
         if self.worker is not None:
             self.worker.stop()
+        if self.notifier is not None:
+            self.notifier.stop()
         if self.redis is not None:
             self.redis.close()
         self.store.close()

@@ -29,6 +29,7 @@ import random
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import orjson
@@ -123,6 +124,8 @@ class Worker:
         self._thread: threading.Thread | None = None
         self.processed = 0
         self.last_error: str | None = None
+        #: Called after each batch: the notifier in the same process wakes up at once.
+        self.after_commit: Callable[[], None] | None = None
         self._configs: dict[str, tuple[float, tuple[TenantSettings, Rules]]] = {}
 
     def _config(self, tenant_id: str) -> tuple[TenantSettings, Rules]:
@@ -194,6 +197,8 @@ class Worker:
         self._apply_one_by_one(first[stored:] + again, refs)
         self.processed += len(events)
         self._adapt(time.monotonic() - started)
+        if self.after_commit is not None:
+            self.after_commit()
         return len(events)
 
     def _adapt(self, elapsed: float) -> None:

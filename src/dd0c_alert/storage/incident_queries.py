@@ -21,6 +21,7 @@ from dd0c_alert.correlation.rules import format_matchers, parse_matchers, silenc
 from dd0c_alert.domain.ids import new_id
 
 from . import schema as t
+from .outbox import write_intents
 from .ports import (
     IncidentAction,
     IncidentFilter,
@@ -35,6 +36,8 @@ from .tenancy import scoped
 
 #: Who acted, until user sessions exist: every REST call is authenticated by an API key.
 ACTOR = "api"
+#: The notification event each human action causes.
+_TOLD = {"ack": "acknowledged", "resolve": "resolved", "reopen": "reopened", "snooze": "snoozed"}
 #: Alerts and decisions shown in one incident's detail; ``alert_count`` stays exact.
 DETAIL_LIMIT = 1000
 #: Merges chain (A into B, B into C); a chain longer than this is cut, not followed forever.
@@ -217,6 +220,7 @@ def _record(
     kind: str,
     detail: dict[str, Any],
     at: datetime,
+    actor: str = ACTOR,
 ) -> None:
     conn.execute(
         t.incident_events.insert().values(
@@ -224,7 +228,7 @@ def _record(
             tenant_id=tenant_id,
             incident_id=incident_id,
             kind=kind,
-            actor=ACTOR,
+            actor=actor,
             detail=detail,
             at=at,
         )
@@ -237,10 +241,13 @@ def transition(
     incident_id: str,
     action: IncidentAction,
     snooze_minutes: int = 60,
+    actor: str = ACTOR,
 ) -> dict[str, Any] | None:
-    """Apply a human action and record it on the timeline; the updated incident, or
-    None when the tenant has no such incident. Raises ``InvalidTransition`` when the
-    incident's status does not allow the action (or it was merged away)."""
+    """Apply a human action and record it on the timeline, by ``actor``; the updated
+    incident, or None when the tenant has no such incident. Raises
+    ``InvalidTransition`` when the incident's status does not allow the action (or it
+    was merged away). A paged incident's notifications are told in the same
+    transaction (the outbox), so its Slack message shows the new state."""
     i = t.incidents
     now = datetime.now(UTC)
     values: dict[str, Any] = {"updated_at": now}
@@ -279,8 +286,11 @@ def transition(
             raise InvalidTransition(
                 f"cannot {action} an incident that is {found.status} (only when {allowed})"
             )
-        _record(conn, tenant_id, incident_id, action, detail, now)
+        _record(conn, tenant_id, incident_id, action, detail, now, actor)
         row = conn.execute(sa.select(i).where(mine)).one()
+        if row.paged:
+            told = {"actor": actor, **detail}
+            write_intents(conn, tenant_id, [(incident_id, _TOLD[action], told)])
     return incident_dict(row)
 
 
@@ -301,7 +311,7 @@ def _live_id(conn: sa.Connection, tenant_id: str, incident_id: str) -> str | Non
 
 
 def add_feedback(
-    write: sa.Engine, tenant_id: str, incident_id: str, verdict: Verdict
+    write: sa.Engine, tenant_id: str, incident_id: str, verdict: Verdict, actor: str = ACTOR
 ) -> dict[str, Any] | None:
     """Record a verdict on the incident that holds the alerts now (following merges).
 
@@ -325,7 +335,7 @@ def add_feedback(
                 created_at=now,
             )
         )
-        _record(conn, tenant_id, live, "feedback", {"verdict": verdict}, now)
+        _record(conn, tenant_id, live, "feedback", {"verdict": verdict}, now, actor)
     return {"id": feedback_id, "incident_id": live, "verdict": verdict, "created_at": iso(now)}
 
 
@@ -423,6 +433,8 @@ def mark_replayed(write: sa.Engine, tenant_id: str, decision_id: str) -> dict[st
             conn.execute(d.update().where(mine).values(replayed_at=now))
             detail = {"decision_id": decision_id, "alert_id": row.alert_id}
             _record(conn, tenant_id, row.incident_id, "replay", detail, now)
+            # Delivered after all: the notifier pages as for a new incident.
+            write_intents(conn, tenant_id, [(row.incident_id, "opened", {"replay": detail})])
         replayed = conn.execute(_suppressions(tenant_id).where(d.c.id == decision_id)).one()
     return _suppression(replayed)
 

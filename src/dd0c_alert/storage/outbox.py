@@ -317,10 +317,13 @@ class SqlOutbox:
         message_ref: str | None = None,
         version_sent: int | None = None,
         coalesce_until: datetime | None = None,
+        not_posted: bool = False,
     ) -> None:
         """Record one attempt and its outcome. ``retry_at``: a failure to retry then;
         a failure without it is final. A living message sent at ``version_sent`` stays
-        pending while newer versions wait, due at ``coalesce_until``."""
+        pending while newer versions wait, due at ``coalesce_until``. ``not_posted``:
+        the failure says for certain that no message was created (a 429, a refusal),
+        so the next attempt need not look for one."""
         d, attempts = t.deliveries, t.delivery_attempts
         values: dict[str, Any] = {
             "attempts": d.c.attempts + 1,
@@ -330,6 +333,8 @@ class SqlOutbox:
         }
         if message_ref is not None:
             values["message_ref"] = message_ref
+        if not_posted:
+            values["post_started_at"] = None
         if ok:
             values["delivered_at"] = at
             if version_sent is not None:
@@ -358,13 +363,51 @@ class SqlOutbox:
                 )
             )
 
-    def release(self, delivery: Delivery, at: datetime) -> None:
-        """Hand a leased delivery back untouched (its lane is paused)."""
+    def release(self, delivery: Delivery, until: datetime) -> None:
+        """Hand a leased delivery back without an attempt, due again at ``until`` (its
+        lane is paused, or it waits for its thread's first message)."""
         d = t.deliveries
         with scoped(self._engine, delivery.tenant_id) as conn:
             conn.execute(
-                d.update().where(d.c.id == delivery.id).values(leased_until=None, updated_at=at)
+                d.update()
+                .where(d.c.id == delivery.id)
+                .values(leased_until=None, next_attempt_at=until)
             )
+
+    def message_ref(self, tenant_id: str, incident_id: str, channel: str) -> str | None:
+        """``channel_id:ts`` of the incident's living Slack message in ``channel``."""
+        d = t.deliveries
+        with scoped(self._engine, tenant_id) as conn:
+            return conn.execute(
+                sa.select(d.c.message_ref).where(
+                    d.c.tenant_id == tenant_id,
+                    d.c.incident_id == incident_id,
+                    d.c.destination_type == "slack",
+                    d.c.destination == channel,
+                    d.c.kind == MESSAGE,
+                )
+            ).scalar()
+
+    def add_intents(
+        self, tenant_id: str, intents: Sequence[tuple[str, str, dict[str, Any]]]
+    ) -> None:
+        """Intents the notifier itself decides on (escalations)."""
+        with scoped(self._engine, tenant_id) as conn:
+            write_intents(conn, tenant_id, intents)
+
+    def escalated(self, tenant_id: str) -> set[str]:
+        """Incidents already escalated (or about to be): each escalates once."""
+        d, n = t.deliveries, t.notification_intents
+        with scoped(self._engine, tenant_id) as conn:
+            query = sa.union(
+                sa.select(d.c.incident_id).where(
+                    d.c.tenant_id == tenant_id, d.c.event == "escalated"
+                ),
+                sa.select(n.c.incident_id).where(
+                    n.c.tenant_id == tenant_id, n.c.event == "escalated"
+                ),
+            )
+            return set(conn.execute(query).scalars())
 
     def set_health(
         self, tenant_id: str, destination_type: str, destination: str, state: str, error: str | None

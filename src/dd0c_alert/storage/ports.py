@@ -201,6 +201,12 @@ class Transaction(Protocol):
     ) -> None:
         """Persist touched incidents, merges and one decision per alert."""
 
+    def save_intents(
+        self, tenant_id: str, intents: Sequence[tuple[str, str, dict[str, Any]]]
+    ) -> None:
+        """Notification outbox rows ``(incident_id, event, detail)``, committed with
+        the decisions that caused them."""
+
     def finish(self, outcome: BatchOutcome) -> None:
         """Dead-letter, schedule retries and acknowledge the batch's queue messages."""
 
@@ -276,13 +282,20 @@ class Store(Protocol):
         """The incident with its alerts, timeline and noise score."""
 
     def incident_action(
-        self, tenant_id: str, incident_id: str, action: IncidentAction, snooze_minutes: int = 60
+        self,
+        tenant_id: str,
+        incident_id: str,
+        action: IncidentAction,
+        snooze_minutes: int = 60,
+        *,
+        actor: str = "api",
     ) -> dict[str, Any] | None:
-        """ack | resolve | snooze | reopen, recorded on the timeline; None when unknown.
-        Raises InvalidTransition when the incident's status does not allow it."""
+        """ack | resolve | snooze | reopen by ``actor``, recorded on the timeline; None
+        when unknown. Raises InvalidTransition when the incident's status does not
+        allow it."""
 
     def add_feedback(
-        self, tenant_id: str, incident_id: str, verdict: Verdict
+        self, tenant_id: str, incident_id: str, verdict: Verdict, *, actor: str = "api"
     ) -> dict[str, Any] | None: ...
 
     def alert_decision(self, tenant_id: str, alert_id: str) -> dict[str, Any] | None:

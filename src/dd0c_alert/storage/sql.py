@@ -41,7 +41,7 @@ from dd0c_alert.domain.models import AlertStatus, DeployEvent
 from . import incident_queries, suggestion_queries
 from . import schema as t
 from .correlation_sql import load_state, record_from_row, save_state, stored_deploy_refs
-from .outbox import SqlOutbox
+from .outbox import SqlOutbox, write_intents
 from .ports import (
     AlertFilter,
     BatchOutcome,
@@ -504,16 +504,22 @@ class SqlStore:
         return incident_queries.get_incident(self._read, tenant_id, incident_id)
 
     def incident_action(
-        self, tenant_id: str, incident_id: str, action: IncidentAction, snooze_minutes: int = 60
+        self,
+        tenant_id: str,
+        incident_id: str,
+        action: IncidentAction,
+        snooze_minutes: int = 60,
+        *,
+        actor: str = incident_queries.ACTOR,
     ) -> dict[str, Any] | None:
         return incident_queries.transition(
-            self._engine, tenant_id, incident_id, action, snooze_minutes
+            self._engine, tenant_id, incident_id, action, snooze_minutes, actor
         )
 
     def add_feedback(
-        self, tenant_id: str, incident_id: str, verdict: Verdict
+        self, tenant_id: str, incident_id: str, verdict: Verdict, *, actor: str = "api"
     ) -> dict[str, Any] | None:
-        return incident_queries.add_feedback(self._engine, tenant_id, incident_id, verdict)
+        return incident_queries.add_feedback(self._engine, tenant_id, incident_id, verdict, actor)
 
     def alert_decision(self, tenant_id: str, alert_id: str) -> dict[str, Any] | None:
         return incident_queries.alert_decision(self._read, tenant_id, alert_id)
@@ -655,6 +661,11 @@ class SqlTransaction:
     ) -> None:
         conn = self._use(state.tenant_id)
         save_state(conn, state, self._loaded.get(state.tenant_id, set()), pairs)
+
+    def save_intents(
+        self, tenant_id: str, intents: Sequence[tuple[str, str, dict[str, Any]]]
+    ) -> None:
+        write_intents(self._use(tenant_id), tenant_id, intents)
 
     def fingerprint_states(
         self, keys: set[tuple[str, str]]

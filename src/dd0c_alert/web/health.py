@@ -35,6 +35,8 @@ async def readyz(request: Request) -> Response:
         checks["database"] = f"failing: {type(exc).__name__}"
     if runtime.worker is not None:
         checks["worker"] = "ok" if runtime.worker.is_alive() else "stopped"
+    if runtime.notifier is not None:
+        checks["notifier"] = "ok" if runtime.notifier.is_alive() else "stopped"
     if runtime.scheduler is not None:
         checks["scheduler"] = "ok" if runtime.scheduler.is_alive() else "stopped"
     # Judged before the Redis check: without Redis the service still works, on process

@@ -1,0 +1,98 @@
+"""The incident as notifications show it, built from the store's incident detail."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from dd0c_alert.domain.models import Severity
+from dd0c_alert.notify.model import AlertView, DeployView, IncidentView
+
+#: How many of the incident's alerts a message lists (the worst and most repeated).
+TOP_ALERTS = 5
+#: How many alerts' labels routing looks at: enough for every service of a cascade.
+ROUTED_ALERTS = 20
+
+
+def _at(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _actor(timeline: list[dict[str, Any]], kind: str) -> str | None:
+    for entry in reversed(timeline):
+        if entry.get("kind") == kind:
+            return str(entry.get("actor") or "") or None
+    return None
+
+
+def incident_view(detail: Mapping[str, Any], tenant_id: str, url: str) -> IncidentView:
+    alerts = list(detail.get("alerts", []))
+    order = list(Severity)
+    top = sorted(
+        alerts,
+        key=lambda a: (order.index(Severity(a["severity"])), -int(a["repeat_count"])),
+    )[:TOP_ALERTS]
+    timeline = list(detail.get("timeline", []))
+    opened = _at(detail["opened_at"]) or datetime.now(UTC)
+    return IncidentView(
+        id=str(detail["id"]),
+        tenant_id=tenant_id,
+        title=str(detail["title"]),
+        severity=Severity(detail["severity"]),
+        status="snoozed"
+        if detail["status"] == "open" and detail.get("snoozed_until")
+        else detail["status"],
+        services=tuple(detail.get("services", [])),
+        probable_root=detail.get("probable_root") or None,
+        alert_count=int(detail["alert_count"]),
+        dedup_count=sum(max(0, int(a["repeat_count"]) - 1) for a in alerts),
+        opened_at=opened,
+        acknowledged_at=_at(detail.get("acknowledged_at")),
+        resolved_at=_at(detail.get("resolved_at")),
+        snoozed_until=_at(detail.get("snoozed_until")),
+        noise_score=int(detail.get("noise_score", 0)),
+        noise_reasons=tuple(detail.get("noise_reasons", [])),
+        deploys=tuple(
+            DeployView(
+                service=d.get("service", ""),
+                version=d.get("version", ""),
+                author=d.get("author", ""),
+                title=d.get("title", ""),
+                url=d.get("url", ""),
+                environment=d.get("environment", ""),
+                started_at=_at(d.get("started_at")) or opened,
+            )
+            for d in detail.get("deploys", [])
+        ),
+        top_alerts=tuple(
+            AlertView(
+                title=a["title"],
+                severity=Severity(a["severity"]),
+                service=a["service"],
+                status=a["status"],
+                repeat_count=int(a["repeat_count"]),
+                source=a["source"],
+                source_url=next(iter(a.get("links", {}).values()), None),
+                started_at=_at(a["started_at"]) or opened,
+            )
+            for a in top
+        ),
+        flapping=bool(detail.get("flapping")),
+        url=url,
+        acknowledged_by=_actor(timeline, "ack") if detail.get("acknowledged_at") else None,
+        resolved_by=_actor(timeline, "resolve") if detail["status"] == "resolved" else None,
+    )
+
+
+def routing_labels(detail: Mapping[str, Any]) -> list[dict[str, str]]:
+    """The label sets routes match an incident by: one per alert (the first
+    ``ROUTED_ALERTS``), as silences see them, so a route for ``service="checkout"``
+    hears of every incident a checkout alert is in."""
+    views = []
+    for alert in list(detail.get("alerts", []))[:ROUTED_ALERTS]:
+        soft = {k: str(alert.get(k) or "") for k in ("environment", "title", "fingerprint")}
+        hard = {k: str(alert.get(k) or "") for k in ("service", "severity", "source")}
+        view = {**soft, **dict(alert.get("labels", {})), **hard}
+        views.append({k: v for k, v in view.items() if v})
+    return views or [{"severity": str(detail["severity"])}]

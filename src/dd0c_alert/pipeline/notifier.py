@@ -1,0 +1,566 @@
+"""The notifier: turns the outbox into Slack messages, mails and webhook events.
+
+Each pass plans the outbox's intents into deliveries (the tenant's routes decide
+where), then leases what is due and hands each delivery to its *lane*: one per
+destination (a Slack channel, a mail recipient list, a webhook URL). Lanes run side
+by side as asyncio tasks, so a Slack that is slow, rate-limited or down delays
+nothing but its own channel. A Slack lane is paced to about one call per second with
+short bursts, as Slack asks; a 429 pauses the lane for its ``Retry-After``.
+
+Failures are retried with exponential backoff and jitter (or ``Retry-After``) up to
+``max_attempts``, then the delivery is failed and can be replayed. Permanent errors
+(a revoked token, an archived channel, a webhook's 4xx) fail at once and stop the
+destination, which the API shows, until a replay. A circuit breaker per destination
+keeps a dead endpoint from being called on every pass.
+
+Exactly one Slack message per incident and channel, even when a post's answer is
+lost or the notifier dies mid-post: ``post_started_at`` is committed before the post
+and the message's ``channel:ts`` right after it. A delivery found with the first and
+without the second may have posted, so it first looks for its message by the
+incident id in the message metadata (``conversations.history``) and adopts it; only
+when there is none does it post again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.utils import parseaddr
+from typing import Any
+
+import structlog
+
+from dd0c_alert.domain.models import Severity
+from dd0c_alert.notify.base import DeliveryError
+from dd0c_alert.notify.email import render_incident_email
+from dd0c_alert.notify.model import IncidentView, NotificationEvent
+from dd0c_alert.notify.routing import (
+    Destination,
+    EmailDestination,
+    Route,
+    SlackDestination,
+    WebhookDestination,
+    parse_route,
+    route,
+)
+from dd0c_alert.notify.slack import SlackSender, render_incident, render_thread_reply
+from dd0c_alert.notify.smtp import SmtpConfig, SmtpSender
+from dd0c_alert.notify.webhook import WebhookSender, render_event
+from dd0c_alert.storage.memory_state import MemoryCircuitBreaker
+from dd0c_alert.storage.outbox import EVENT, MAIL, MESSAGE, REPLY, Delivery, Planned, SqlOutbox
+from dd0c_alert.storage.ports import CircuitBreaker, IncidentFilter, Store
+
+from .incident_view import incident_view, routing_labels
+
+log = structlog.get_logger(__name__)
+
+#: Events that get a reply in the incident's Slack thread besides the message update.
+THREAD_EVENTS = frozenset({"escalated", "merged", "resolved", "reopened"})
+#: Events worth a mail (an update or an acknowledgement is not).
+MAIL_EVENTS = frozenset({"opened", "escalated", "resolved"})
+MAX_BACKOFF_SECONDS = 600.0
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyConfig:
+    public_url: str = "http://127.0.0.1:8080"
+    slack_api_url: str = "https://slack.com/api/"
+    smtp: SmtpConfig | None = None
+    mail_from: str = "dd0c-alert@localhost"
+    poll_seconds: float = 0.25
+    #: A living message is updated at most this often; the latest state always goes.
+    coalesce_seconds: float = 3.0
+    max_attempts: int = 8
+    slack_per_second: float = 1.0
+    slack_burst: int = 3
+    escalation_check_seconds: float = 10.0
+    timeout_seconds: float = 5.0
+    lease_seconds: float = 300.0
+
+
+@dataclass
+class _Lane:
+    """One destination's queue, worked through in order by one task."""
+
+    key: str
+    rate: float
+    burst: int
+    queue: asyncio.Queue[Delivery] = field(default_factory=asyncio.Queue)
+    tokens: float = 0.0
+    refilled: float = field(default_factory=time.monotonic)
+    paused_until: datetime | None = None
+    task: asyncio.Task[None] | None = None
+
+    def __post_init__(self) -> None:
+        self.tokens = float(self.burst)
+
+    async def pace(self) -> None:
+        """A token bucket: ``burst`` calls at once, then ``rate`` per second."""
+        if self.rate <= 0:
+            return
+        while True:
+            now = time.monotonic()
+            self.tokens = min(self.burst, self.tokens + (now - self.refilled) * self.rate)
+            self.refilled = now
+            if self.tokens >= 1:
+                self.tokens -= 1
+                return
+            await asyncio.sleep((1 - self.tokens) / self.rate)
+
+
+class Notifier:
+    def __init__(
+        self,
+        store: Store,
+        outbox: SqlOutbox,
+        config: NotifyConfig,
+        *,
+        breakers: CircuitBreaker | None = None,
+        clock: Callable[[], datetime] = _now,
+    ) -> None:
+        self._store = store
+        self._outbox = outbox
+        self._config = config
+        self._breakers = breakers or MemoryCircuitBreaker()
+        self._clock = clock
+        self._lanes: dict[str, _Lane] = {}
+        #: Deliveries leased by this process and not finished yet.
+        self._in_flight: set[str] = set()
+        self._health: dict[tuple[str, str, str], str] = {}
+        self._escalation_due = 0.0
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.sent = 0
+        self.last_error: str | None = None
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="notifier", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def is_alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _run(self) -> None:
+        asyncio.run(self._main())
+
+    async def _main(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await self.run_once()
+            except Exception as exc:  # the database failed: log and try again
+                self.last_error = repr(exc)
+                log.exception("notifier_pass_failed")
+            await asyncio.to_thread(self._wake.wait, self._config.poll_seconds)
+            self._wake.clear()
+        await self.drain(timeout=5)
+        for lane in self._lanes.values():
+            if lane.task is not None:
+                lane.task.cancel()
+
+    async def drain(self, timeout: float = 30.0) -> None:
+        """Wait until every queued delivery of this process was attempted."""
+        deadline = time.monotonic() + timeout
+        while self._in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+
+    # --- one pass ---------------------------------------------------------------------
+
+    async def run_once(self) -> int:
+        """Plan what the outbox holds, queue what is due; the number queued."""
+        now = self._clock()
+        queued = 0
+        for tenant_id in self._outbox.tenants_with_work(now):
+            self.plan(tenant_id, now)
+            lease = timedelta(seconds=self._config.lease_seconds)
+            for delivery in self._outbox.lease_due(tenant_id, now, 500, lease):
+                if delivery.id not in self._in_flight:
+                    self._queue(delivery)
+                    queued += 1
+        if time.monotonic() >= self._escalation_due:
+            self._escalation_due = time.monotonic() + self._config.escalation_check_seconds
+            self.escalate(now)
+        return queued
+
+    def _queue(self, delivery: Delivery) -> None:
+        lane = self._lanes.get(delivery.lane)
+        if lane is None:
+            slack = delivery.destination_type == "slack"
+            lane = self._lanes[delivery.lane] = _Lane(
+                delivery.lane,
+                self._config.slack_per_second if slack else 0.0,
+                self._config.slack_burst,
+            )
+        if lane.task is None or lane.task.done():
+            lane.task = asyncio.get_running_loop().create_task(self._work(lane))
+        self._in_flight.add(delivery.id)
+        lane.queue.put_nowait(delivery)
+
+    async def _work(self, lane: _Lane) -> None:
+        while not lane.queue.empty():
+            delivery = lane.queue.get_nowait()
+            try:
+                if lane.paused_until is not None and lane.paused_until > self._clock():
+                    self._outbox.release(delivery, lane.paused_until)
+                    continue
+                if delivery.kind in (MESSAGE, REPLY):
+                    await lane.pace()
+                await self._deliver(delivery, lane)
+            except Exception:
+                log.exception("delivery_crashed", delivery_id=delivery.id)
+            finally:
+                self._in_flight.discard(delivery.id)
+
+    # --- planning ---------------------------------------------------------------------
+
+    def plan(self, tenant_id: str, now: datetime) -> None:
+        intents = self._outbox.intents(tenant_id, 500)
+        if not intents:
+            return
+        routes = self._routes(tenant_id)
+        slack = self._outbox.slack(tenant_id)
+        default_channel = slack.default_channel if slack else None
+        details: dict[str, dict[str, Any] | None] = {}
+        planned: list[Planned] = []
+        for intent in intents:
+            if intent.incident_id not in details:
+                details[intent.incident_id] = self._store.get_incident(
+                    tenant_id, intent.incident_id
+                )
+            detail = details[intent.incident_id]
+            if detail is not None:
+                planned += _plan_one(
+                    intent.incident_id,
+                    intent.event,
+                    intent.detail,
+                    detail,
+                    routes,
+                    default_channel,
+                    now,
+                )
+        self._outbox.plan(tenant_id, intents, planned, now)
+
+    def _routes(self, tenant_id: str) -> list[Route]:
+        routes = []
+        for stored in self._outbox.routes_for_sending(tenant_id):
+            try:
+                routes.append(parse_route(stored))
+            except ValueError as exc:  # saved by an older version: skip it, say so
+                log.warning("route_unreadable", tenant_id=tenant_id, error=str(exc)[:200])
+        return routes
+
+    # --- escalation -------------------------------------------------------------------
+
+    def escalate(self, now: datetime) -> None:
+        """Open, paged, unacknowledged incidents past a matching route's escalation
+        time get one ``escalated`` intent (a second destination, a thread reply)."""
+        for tenant in self._store.list_tenants():
+            routes = [r for r in self._routes(tenant.id) if r.escalation is not None]
+            if not routes:
+                continue
+            done = self._outbox.escalated(tenant.id)
+            page = self._store.list_incidents(tenant.id, IncidentFilter(status="open"), 200, None)
+            found = []
+            for item in page.items:
+                if item["id"] in done or not item.get("paged"):
+                    continue
+                opened = datetime.fromisoformat(item["opened_at"].replace("Z", "+00:00"))
+                detail = self._store.get_incident(tenant.id, item["id"])
+                if detail is None:
+                    continue
+                for candidate in _matching(routes, detail, now):
+                    after = candidate.escalation.after_seconds if candidate.escalation else 0
+                    if now - opened >= timedelta(seconds=after):
+                        found.append((item["id"], "escalated", {"route": candidate.name}))
+                        break
+            self._outbox.add_intents(tenant.id, found)
+
+    # --- sending ----------------------------------------------------------------------
+
+    async def _deliver(self, delivery: Delivery, lane: _Lane) -> None:
+        now = self._clock()
+        key = (delivery.tenant_id, delivery.destination_type, delivery.destination)
+        if (key[1], key[2]) in self._outbox.stopped(delivery.tenant_id):
+            error = "destination stopped after a permanent error: replay once it is fixed"
+            self._outbox.finish(delivery, ok=False, latency_ms=0, error=error, at=now)
+            return
+        circuit = f"notify:{delivery.lane}"
+        wait = self._breakers.acquire(circuit)
+        if wait > 0:
+            self._outbox.release(delivery, now + timedelta(seconds=wait))
+            return
+        detail = self._store.get_incident(delivery.tenant_id, delivery.incident_id)
+        if detail is None:  # purged by retention meanwhile
+            self._outbox.finish(delivery, ok=True, latency_ms=0, error=None, at=now)
+            return
+        url = f"{self._config.public_url.rstrip('/')}/incidents/{delivery.incident_id}"
+        view = incident_view(detail, delivery.tenant_id, url)
+        started = time.perf_counter()
+        try:
+            ref = await self._send(delivery, view)
+        except _NotYet as wait_for:
+            self._outbox.release(delivery, now + timedelta(seconds=wait_for.seconds))
+            return
+        except DeliveryError as error:
+            self._failed(delivery, lane, error, (time.perf_counter() - started) * 1000)
+            if error.retry and error.reason != "rate_limited":
+                self._breakers.record_failure(circuit)
+            return
+        except Exception as exc:  # a bug: retried like a server error, never dropped
+            log.exception("delivery_failed_unexpectedly", delivery_id=delivery.id)
+            bug = DeliveryError("server", f"internal error: {type(exc).__name__}", retry=True)
+            self._failed(delivery, lane, bug, (time.perf_counter() - started) * 1000)
+            return
+        self._breakers.record_success(circuit)
+        done = self._clock()
+        self._outbox.finish(
+            delivery,
+            ok=True,
+            latency_ms=(time.perf_counter() - started) * 1000,
+            error=None,
+            at=done,
+            message_ref=ref,
+            version_sent=delivery.version_wanted if delivery.kind == MESSAGE else None,
+            coalesce_until=done + timedelta(seconds=self._config.coalesce_seconds),
+        )
+        self.sent += 1
+        self._set_health(key, "ok", None)
+
+    def _failed(self, delivery: Delivery, lane: _Lane, error: DeliveryError, ms: float) -> None:
+        now = self._clock()
+        key = (delivery.tenant_id, delivery.destination_type, delivery.destination)
+        attempt = delivery.attempts + 1
+        not_posted = error.reason != "unknown_outcome"
+        log.warning(
+            "delivery_failed",
+            delivery_id=delivery.id,
+            destination_type=delivery.destination_type,
+            reason=error.reason,
+            attempt=attempt,
+            error=error.message[:300],
+        )
+        if error.retry and attempt < self._config.max_attempts:
+            wait = error.retry_after
+            if wait is None:
+                wait = min(MAX_BACKOFF_SECONDS, 2.0**attempt) * random.uniform(0.5, 1.0)
+            retry_at = now + timedelta(seconds=wait)
+            if error.reason == "rate_limited":
+                lane.paused_until = retry_at
+            self._outbox.finish(
+                delivery,
+                ok=False,
+                latency_ms=ms,
+                error=error.message,
+                at=now,
+                retry_at=retry_at,
+                not_posted=not_posted,
+            )
+            state = "rate_limited" if error.reason == "rate_limited" else "failing"
+            self._set_health(key, state, error.message)
+            return
+        self._outbox.finish(
+            delivery, ok=False, latency_ms=ms, error=error.message, at=now, not_posted=not_posted
+        )
+        self._set_health(key, "stopped" if error.permanent else "failing", error.message)
+
+    def _set_health(self, key: tuple[str, str, str], state: str, error: str | None) -> None:
+        if self._health.get(key) != state:
+            self._health[key] = state
+            self._outbox.set_health(*key, state, error)
+
+    async def _send(self, delivery: Delivery, view: IncidentView) -> str | None:
+        event: Any = delivery.event
+        if delivery.destination_type == "slack":
+            return await self._slack(delivery, view, event)
+        if delivery.destination_type == "email":
+            return await self._mail(delivery, view, event)
+        return await self._webhook(delivery, view, event)
+
+    def _slack_sender(self, tenant_id: str) -> SlackSender:
+        settings = self._outbox.slack(tenant_id)
+        if settings is None:
+            raise DeliveryError("auth", "Slack is not configured for this tenant", retry=False)
+        return SlackSender(
+            settings.bot_token,
+            base_url=self._config.slack_api_url,
+            timeout=self._config.timeout_seconds,
+        )
+
+    async def _slack(self, delivery: Delivery, view: IncidentView, event: Any) -> str | None:
+        sender = self._slack_sender(delivery.tenant_id)
+        channel = delivery.destination
+        if delivery.kind == REPLY:
+            ref = self._outbox.message_ref(delivery.tenant_id, delivery.incident_id, channel)
+            if ref is None:
+                raise _NotYet(2.0)  # the thread's first message is not posted yet
+            channel_id, _, ts = ref.partition(":")
+            text = render_thread_reply(view, event, str(delivery.detail.get("note", "")))
+            await sender.reply(channel_id, ts, text)
+            return None
+        message = render_incident(view, event)
+        ref = delivery.message_ref
+        if ref is None and delivery.post_started_at is not None:
+            since = delivery.post_started_at - timedelta(minutes=5)
+            try:
+                found = await sender.find_existing(channel, view.id, since)
+            except DeliveryError as error:
+                if "channel_not_found" not in error.message:
+                    raise
+                found = None  # no such channel yet: nothing can have been posted there
+            if found is not None:
+                ref = f"{found[0]}:{found[1]}"
+                log.info("slack_message_adopted", delivery_id=delivery.id, ref=ref)
+        if ref is not None:
+            channel_id, _, ts = ref.partition(":")
+            await sender.update(channel_id, ts, message.blocks, message.text)
+            return ref
+        self._outbox.post_started(delivery, self._clock())
+        receipt = await sender.post(
+            channel, message.blocks, message.text, view.id, delivery.tenant_id
+        )
+        return receipt.ref
+
+    async def _mail(
+        self, delivery: Delivery, view: IncidentView, event: NotificationEvent
+    ) -> str | None:
+        if self._config.smtp is None:
+            raise DeliveryError(
+                "client", "no SMTP server is configured (DD0C_SMTP_HOST)", retry=False
+            )
+        domain = parseaddr(self._config.mail_from)[1].rpartition("@")[2] or "dd0c.local"
+        mail = render_incident_email(
+            view,
+            event,
+            sender=self._config.mail_from,
+            to=delivery.destination.split(","),
+            domain=domain,
+            at=self._clock(),
+            event_id=delivery.id,
+        )
+        receipt = await SmtpSender(self._config.smtp).send(mail)
+        return receipt.ref
+
+    async def _webhook(
+        self, delivery: Delivery, view: IncidentView, event: NotificationEvent
+    ) -> str | None:
+        secret = self._webhook_secret(delivery)
+        body = render_event(view, event, event_id=delivery.id, at=delivery.created_at)
+        sender = WebhookSender(timeout=self._config.timeout_seconds)
+        receipt = await sender.send(
+            delivery.destination, body, webhook_id=delivery.id, secret=secret
+        )
+        return receipt.ref
+
+    def _webhook_secret(self, delivery: Delivery) -> str:
+        """The secret of the route's webhook, read at send time: secrets are never
+        copied into deliveries."""
+        for candidate in self._routes(delivery.tenant_id):
+            every = list(candidate.destinations)
+            if candidate.escalation is not None:
+                every += candidate.escalation.destinations
+            for destination in every:
+                if isinstance(destination, WebhookDestination) and (
+                    destination.url == delivery.destination
+                ):
+                    return destination.secret
+        raise DeliveryError("client", "the route of this webhook was removed", retry=False)
+
+
+class _NotYet(Exception):
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+
+def _matching(routes: list[Route], detail: dict[str, Any], now: datetime) -> list[Route]:
+    """Routes (with escalation) the incident matches, by any of its alerts' labels."""
+    severity = Severity(detail["severity"])
+    found: list[Route] = []
+    for labels in routing_labels(detail):
+        for candidate, _ in route(routes, labels, severity, now, None):
+            if candidate is not None and candidate not in found:
+                found.append(candidate)
+    return found
+
+
+def _plan_one(
+    incident_id: str,
+    event: str,
+    intent_detail: dict[str, Any],
+    detail: dict[str, Any],
+    routes: list[Route],
+    default_channel: str | None,
+    now: datetime,
+) -> list[Planned]:
+    """The deliveries one intent makes: where the routes send this incident, what
+    each kind of destination gets for this event."""
+    severity = Severity(detail["severity"])
+    reached: list[tuple[Route | None, Destination]] = []
+    for labels in routing_labels(detail):
+        for pair in route(routes, labels, severity, now, default_channel):
+            if pair[1] not in {d for _, d in reached}:
+                reached.append(pair)
+    planned: list[Planned] = []
+    if event == "escalated":
+        named = next((r for r in routes if r.name == intent_detail.get("route")), None)
+        if named is None or named.escalation is None:
+            return []
+        note = f"still unacknowledged after {named.escalation.after_seconds // 60} min"
+        for _, destination in reached:  # a reply in the first message's thread
+            if isinstance(destination, SlackDestination):
+                planned.append(
+                    Planned(
+                        incident_id,
+                        "slack",
+                        destination.channel,
+                        REPLY,
+                        event,
+                        named.name,
+                        {"note": note},
+                    )
+                )
+        reached = [(named, d) for d in named.escalation.destinations]
+    for chosen, destination in reached:
+        name = chosen.name if chosen else None
+        if isinstance(destination, SlackDestination):
+            planned.append(Planned(incident_id, "slack", destination.channel, MESSAGE, event, name))
+            if event in THREAD_EVENTS and event != "escalated":
+                planned.append(
+                    Planned(
+                        incident_id,
+                        "slack",
+                        destination.channel,
+                        REPLY,
+                        event,
+                        name,
+                        dict(intent_detail),
+                    )
+                )
+        elif isinstance(destination, EmailDestination):
+            if event in MAIL_EVENTS:
+                to = ",".join(destination.to)
+                planned.append(Planned(incident_id, "email", to, MAIL, event, name))
+        else:
+            planned.append(Planned(incident_id, "webhook", destination.url, EVENT, event, name))
+    return planned

@@ -1,0 +1,213 @@
+"""Notifications end to end, through the webhook: one living Slack message per
+incident, thread replies, mails and signed webhooks, against real local stand-ins
+(the Slack Web API stand-in, aiosmtpd, a webhook receiver). Both modes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+
+from conftest import TenantHandle, drain
+from dd0c_alert.pipeline.runtime import Runtime
+from stand_ins.slack_api import SlackStandIn
+from stand_ins.smtp import SmtpStandIn
+from webhook_helpers import auth_headers, new_tenant, running
+
+pytestmark = pytest.mark.both_modes
+TOKEN = "xoxb-e2e-token-0123456789"
+SIGNING = "slack-signing-secret-e2e"
+SECRET = "e2e-integration-secret"
+#: The bound on a storm incident's message updates: one post, then at most one
+#: update per coalescing interval while it grows, plus the final state.
+MAX_UPDATES_PER_INCIDENT = 12
+
+
+def wait_until(check: Callable[[], Any], timeout: float = 60.0, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or check}")
+        time.sleep(0.05)
+
+
+@contextmanager
+def notifying(
+    tmp_path: Path, **overrides: Any
+) -> Iterator[tuple[Runtime, TestClient, SlackStandIn, SmtpStandIn]]:
+    with SlackStandIn((TOKEN,)) as slack, SmtpStandIn() as smtp:
+        settings = {
+            "slack_api_url": slack.base_url,
+            "smtp_host": smtp.host,
+            "smtp_port": smtp.port,
+            "smtp_tls": "none",
+            "smtp_from": "dd0c <alerts@dd0c.example>",
+            "notify_coalesce_seconds": 1.0,
+            "notify_poll_seconds": 0.05,
+            "notify_slack_per_second": 20.0,
+            **overrides,
+        }
+        with running(tmp_path / "d", **settings) as (runtime, client):
+            yield runtime, client, slack, smtp
+
+
+def configure(runtime: Runtime, tenant: TenantHandle, *, email: bool = True) -> None:
+    runtime.outbox.put_slack(
+        tenant.id, bot_token=TOKEN, signing_secret=SIGNING, default_channel="#oncall"
+    )
+    destinations: list[dict[str, Any]] = [{"type": "slack", "channel": "#oncall"}]
+    if email:
+        destinations.append({"type": "email", "to": ["oncall@example.com"]})
+    runtime.outbox.save_route(tenant.id, {"name": "everything", "destinations": destinations})
+
+
+def post(client: TestClient, tenant: TenantHandle, integration: str, alerts: Any) -> None:
+    body = orjson.dumps(alerts)
+    response = client.post(
+        f"/v1/wh/{tenant.id}/custom/{integration}",
+        content=body,
+        headers={"Content-Type": "application/json", **auth_headers("custom", body, SECRET, {})},
+    )
+    assert response.status_code == 202, response.text
+
+
+def cascade(status: str = "firing") -> list[dict[str, Any]]:
+    """200 alerts across 5 services, 40 distinct alerts each."""
+    return [
+        {
+            "title": f"{service} check {n}",
+            "service": service,
+            "severity": "critical" if n == 0 else "high",
+            "status": status,
+            "fingerprint": f"{service}-{n}",
+        }
+        for service in ("checkout", "payments", "search", "cart", "auth")
+        for n in range(40)
+    ]
+
+
+def incidents(client: TestClient, tenant: TenantHandle) -> list[dict[str, Any]]:
+    response = client.get("/v1/incidents?limit=100", headers=tenant.auth)
+    assert response.status_code == 200
+    return list(response.json()["items"])
+
+
+def top_level_posts(slack: SlackStandIn) -> list[Any]:
+    return [c for c in slack.calls_of("chat.postMessage") if not c.args.get("thread_ts")]
+
+
+def test_a_cascade_gives_one_living_message_per_incident_with_mails_and_threads(
+    tmp_path: Path,
+) -> None:
+    with notifying(tmp_path) as (runtime, client, slack, smtp):
+        tenant = new_tenant(runtime)
+        configure(runtime, tenant)
+        integration = tenant.integration("custom", SECRET)
+        alerts = cascade()
+        for start in range(0, len(alerts), 10):  # a storm arrives in many webhooks
+            post(client, tenant, integration, alerts[start : start + 10])
+        drain(runtime, timeout=60)
+        found = incidents(client, tenant)
+        assert len(found) == 5
+        wait_until(lambda: len(top_level_posts(slack)) >= 5, what="five posts")
+        wait_until(
+            lambda: all(
+                d["status"] == "delivered"
+                for i in found
+                for d in runtime.outbox.incident_deliveries(tenant.id, i["id"])
+            ),
+            what="every delivery delivered",
+        )
+        posts = top_level_posts(slack)
+        by_incident = [c.args["metadata"]["event_payload"]["incident_id"] for c in posts]
+        assert sorted(by_incident) == sorted(i["id"] for i in found)  # exactly one each
+        messages = slack.messages("#oncall")
+        assert len(messages) == 5
+        # The message shows the final state: every incident's 40 alerts.
+        for message in messages:
+            assert "40 alerts" in orjson.dumps(message["blocks"]).decode()
+        updates = slack.calls_of("chat.update")
+        per_incident = {ts: 0 for ts in (m["ts"] for m in messages)}
+        for call in updates:
+            per_incident[str(call.args["ts"])] += 1
+        assert max(per_incident.values()) <= MAX_UPDATES_PER_INCIDENT, per_incident
+        wait_until(lambda: len(smtp.messages) >= 5, what="five mails")
+        opened_mails = {m["Message-ID"] for m in smtp.messages}
+        assert len(opened_mails) == 5
+
+        # Everything resolves: each message shows it, with a reply in its thread and a mail.
+        for start in range(0, len(alerts), 50):
+            post(client, tenant, integration, cascade("resolved")[start : start + 50])
+        drain(runtime, timeout=60)
+        wait_until(
+            lambda: all(i["status"] == "resolved" for i in incidents(client, tenant)),
+            what="incidents resolved",
+        )
+        wait_until(
+            lambda: all(slack.replies("#oncall", m["ts"]) for m in slack.messages("#oncall")),
+            what="a resolve reply in every thread",
+        )
+        wait_until(lambda: len(smtp.messages) >= 10, what="five resolve mails")
+        resolved_mails = [m for m in smtp.messages if m["Message-ID"] not in opened_mails]
+        assert {m["In-Reply-To"] for m in resolved_mails} == opened_mails  # threaded
+        wait_until(
+            lambda: all(
+                "actions" not in orjson.dumps(m["blocks"]).decode()
+                for m in slack.messages("#oncall")
+            ),
+            what="resolved messages without buttons",
+        )
+        assert len(top_level_posts(slack)) == 5  # still exactly one message per incident
+        detail = client.get(f"/v1/incidents/{found[0]['id']}", headers=tenant.auth).json()
+        assert "id" in detail
+
+
+def test_slack_429_then_500_then_a_lost_answer_still_gives_one_message_and_mail_is_not_delayed(
+    tmp_path: Path,
+) -> None:
+    with notifying(tmp_path, notify_slack_per_second=50.0) as (runtime, client, slack, smtp):
+        tenant = new_tenant(runtime)
+        configure(runtime, tenant)
+        integration = tenant.integration("custom", SECRET)
+        slack.script("chat.postMessage", "ratelimited:1", "http_500", "accept_then_drop")
+        started = time.monotonic()
+        post(
+            client,
+            tenant,
+            integration,
+            [{"title": "db down", "service": "db", "severity": "critical"}],
+        )
+        drain(runtime)
+        wait_until(lambda: smtp.messages, what="the mail")
+        mail_after = time.monotonic() - started
+        [incident] = incidents(client, tenant)
+        wait_until(
+            lambda: any(
+                d["kind"] == "message" and d["status"] == "delivered"
+                for d in runtime.outbox.incident_deliveries(tenant.id, incident["id"])
+            ),
+            timeout=90,
+            what="the Slack message delivered",
+        )
+        slack_after = time.monotonic() - started
+        assert len(slack.messages("#oncall")) == 1  # the dropped answer was not re-posted
+        faults = [c.fault for c in slack.calls_of("chat.postMessage")]
+        assert faults[:3] == ["ratelimited:1", "http_500", "accept_then_drop"]
+        assert slack.calls_of("conversations.history"), "the lost answer was looked for"
+        [message] = [
+            d
+            for d in runtime.outbox.incident_deliveries(tenant.id, incident["id"])
+            if d["kind"] == "message"
+        ]
+        assert [t["ok"] for t in message["tries"]][:3] == [False, False, False]
+        print(f"\nmail after {mail_after:.2f} s, Slack message after {slack_after:.2f} s")
+        assert mail_after < slack_after  # Slack's trouble did not hold the mail back
