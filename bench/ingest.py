@@ -239,6 +239,8 @@ class ProductionCluster:
 
     ingest: int = 1
     correlate: int = 2
+    notify: int = 0
+    env: dict[str, str] = field(default_factory=dict)
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="dd0c-bench-")))
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     pg: Any = None
@@ -280,6 +282,9 @@ class ProductionCluster:
             self._spawn(cli, env, f"ingest-{n}", "ingest", "--port", str(port))
         for n in range(self.correlate):
             self._spawn(cli, env, f"correlate-{n}", "correlate")
+        for n in range(self.notify):
+            self._spawn(cli, env, f"notify-{n}", "notify")
+        self.env = env
         api_port = free_port()
         self._spawn(cli, env, "api", "api", "--port", str(api_port))
         api_base = f"http://127.0.0.1:{api_port}"

@@ -4,21 +4,29 @@ incident, thread replies, mails and signed webhooks, against real local stand-in
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 from fastapi.testclient import TestClient
 
 from conftest import TenantHandle, drain
+from dd0c_alert.app import build_runtime
 from dd0c_alert.pipeline.runtime import Runtime
+from dd0c_alert.storage.ports import IncidentFilter
+from servers import free_port
 from stand_ins.slack_api import SlackStandIn
 from stand_ins.smtp import SmtpStandIn
-from webhook_helpers import auth_headers, new_tenant, running
+from webhook_helpers import auth_headers, make_settings, new_tenant, running
 
 pytestmark = pytest.mark.both_modes
 TOKEN = "xoxb-e2e-token-0123456789"
@@ -27,6 +35,7 @@ SECRET = "e2e-integration-secret"
 #: The bound on a storm incident's message updates: one post, then at most one
 #: update per coalescing interval while it grows, plus the final state.
 MAX_UPDATES_PER_INCIDENT = 12
+CLI = Path(sys.executable).parent / "dd0c-alert"
 
 
 def wait_until(check: Callable[[], Any], timeout: float = 60.0, what: str = "") -> Any:
@@ -211,3 +220,82 @@ def test_slack_429_then_500_then_a_lost_answer_still_gives_one_message_and_mail_
         assert [t["ok"] for t in message["tries"]][:3] == [False, False, False]
         print(f"\nmail after {mail_after:.2f} s, Slack message after {slack_after:.2f} s")
         assert mail_after < slack_after  # Slack's trouble did not hold the mail back
+
+
+def _serve(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            [str(CLI), "serve", "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    deadline = time.monotonic() + 30
+    while True:
+        assert process.poll() is None, log.read_text()[-3000:]
+        assert time.monotonic() < deadline, "serve never got healthy"
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return process
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+
+
+def test_a_notifier_killed_mid_post_posts_once_after_restart(tmp_path: Path) -> None:
+    """SIGKILL while Slack holds an accepted post unanswered: after the restart the
+    delivery finds its message by metadata and updates it; nothing is posted twice."""
+    with SlackStandIn((TOKEN,)) as slack:
+        slack.script("chat.postMessage", "accept_then_hang:60")
+        settings = make_settings(tmp_path / "d", slack_api_url=slack.base_url)
+        setup = build_runtime(settings, roles=frozenset())
+        tenant = new_tenant(setup)
+        configure(setup, tenant, email=False)
+        integration = tenant.integration("custom", SECRET)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DD0C_")}
+        env |= {
+            "DD0C_DATA_DIR": str(settings.data_dir),
+            "DD0C_SLACK_API_URL": slack.base_url,
+            "DD0C_NOTIFY_LEASE_SECONDS": "2",
+            "DD0C_SUGGEST_INTERVAL_SECONDS": "0",
+            "DD0C_LOG_LEVEL": "warning",
+        }
+        if settings.database_url:
+            env |= {
+                "DATABASE_URL": settings.database_url,
+                "REDIS_URL": settings.redis_url,
+                "DD0C_SECRET_KEY": settings.secret_key,
+            }
+        port = free_port()
+        server = _serve(env, port, tmp_path / "serve.log")
+        try:
+            body = orjson.dumps({"title": "db down", "service": "db", "severity": "critical"})
+            headers = {
+                "Content-Type": "application/json",
+                **auth_headers("custom", body, SECRET, {}),
+            }
+            url = f"http://127.0.0.1:{port}/v1/wh/{tenant.id}/custom/{integration}"
+            assert httpx.post(url, content=body, headers=headers).status_code == 202
+            wait_until(lambda: slack.calls_of("chat.postMessage"), what="the post in flight")
+            os.kill(server.pid, signal.SIGKILL)
+            server.wait(timeout=10)
+        finally:
+            if server.poll() is None:
+                server.kill()
+        assert len(slack.messages("#oncall")) == 1  # Slack kept the post; nobody knows it
+        server = _serve(env, port, tmp_path / "serve.log")
+        try:
+            [incident] = setup.store.list_incidents(tenant.id, IncidentFilter(), 10, None).items
+
+            def delivered() -> bool:
+                return any(
+                    d["kind"] == "message" and d["status"] == "delivered"
+                    for d in setup.outbox.incident_deliveries(tenant.id, incident["id"])
+                )
+
+            wait_until(delivered, timeout=60, what="the delivery after the restart")
+        finally:
+            server.terminate()
+            server.wait(timeout=15)
+        assert len(slack.messages("#oncall")) == 1
+        assert len(top_level_posts(slack)) == 1
+        assert slack.calls_of("conversations.history")
+        assert slack.calls_of("chat.update")  # adopted, then brought up to date
+        setup.stop()

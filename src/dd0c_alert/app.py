@@ -120,6 +120,7 @@ def notify_config(settings: Settings) -> NotifyConfig:
         max_attempts=settings.notify_max_attempts,
         slack_per_second=settings.notify_slack_per_second,
         escalation_check_seconds=settings.notify_escalation_check_seconds,
+        lease_seconds=settings.notify_lease_seconds,
     )
 
 

@@ -126,6 +126,10 @@ class Settings(BaseSettings):
         default=1.0, description="Slack calls per second per channel (bursts of 3)."
     )
     notify_escalation_check_seconds: float = 10.0
+    notify_lease_seconds: float = Field(
+        default=300.0,
+        description="A notifier that dies mid-send leaves its deliveries to another after this.",
+    )
 
     retention_days: int = Field(
         default=30,

@@ -14,6 +14,8 @@ Faults are scripted per method, one answer per call, in order::
 ``ratelimited[:N]`` (429 + ``Retry-After: N``, default 1), ``http_500``,
 ``accept_then_drop`` (the post is stored, then the socket closes unanswered),
 ``hang[:S]`` (nothing stored; the socket closes after S seconds, default 10),
+``accept_then_hang[:S]`` (the post is stored, the answer withheld for S seconds:
+a client killed meanwhile never learns it posted),
 ``error:<code>`` (``{"ok": false, "error": code}``) and ``ok``.
 """
 
@@ -23,6 +25,7 @@ import contextlib
 import itertools
 import json
 import socket
+import sys
 import threading
 import time
 from collections import defaultdict, deque
@@ -57,6 +60,13 @@ def _truthy(value: Any) -> bool:
     return value is True or str(value).lower() in ("1", "true")
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client closing its keep-alive connection is no error worth a traceback."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class SlackStandIn:
     """Start with ``with SlackStandIn() as slack:``; point clients at ``slack.base_url``."""
 
@@ -78,7 +88,7 @@ class SlackStandIn:
         self._last_ts = 0.0
         for name in channels:
             self.add_channel(name)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server = _Server(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
@@ -329,6 +339,10 @@ class SlackStandIn:
                 elif kind == "error":
                     self._json({"ok": False, "error": arg})
                 elif kind == "hang":
+                    stand_in._stopping.wait(float(arg or 10))
+                    self._drop()
+                elif kind == "accept_then_hang":
+                    stand_in._answer(method, args)
                     stand_in._stopping.wait(float(arg or 10))
                     self._drop()
                 elif kind == "accept_then_drop":

@@ -46,7 +46,7 @@ def incident_view(detail: Mapping[str, Any], tenant_id: str, url: str) -> Incide
         services=tuple(detail.get("services", [])),
         probable_root=detail.get("probable_root") or None,
         alert_count=int(detail["alert_count"]),
-        dedup_count=sum(max(0, int(a["repeat_count"]) - 1) for a in alerts),
+        dedup_count=int(detail.get("dedup_count", 0)),
         opened_at=opened,
         acknowledged_at=_at(detail.get("acknowledged_at")),
         resolved_at=_at(detail.get("resolved_at")),

@@ -24,6 +24,7 @@ when there is none does it post again.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import random
 import threading
 import time
@@ -89,12 +90,20 @@ class NotifyConfig:
 
 @dataclass
 class _Lane:
-    """One destination's queue, worked through in order by one task."""
+    """One destination's queue, worked through by one task, best first.
+
+    Ordered ``(priority, arrival)``: a first page before replies, mails and events,
+    and those before updates of messages already posted. A paced lane (a Slack
+    channel: about one call per second, short bursts) keeps one call of its bucket
+    in reserve for pages, so the page of a new incident never waits behind the
+    updates of older ones in a busy channel.
+    """
 
     key: str
     rate: float
     burst: int
-    queue: asyncio.Queue[Delivery] = field(default_factory=asyncio.Queue)
+    heap: list[tuple[int, int, Delivery]] = field(default_factory=list)
+    order: int = 0
     tokens: float = 0.0
     refilled: float = field(default_factory=time.monotonic)
     paused_until: datetime | None = None
@@ -103,18 +112,22 @@ class _Lane:
     def __post_init__(self) -> None:
         self.tokens = float(self.burst)
 
-    async def pace(self) -> None:
-        """A token bucket: ``burst`` calls at once, then ``rate`` per second."""
-        if self.rate <= 0:
-            return
-        while True:
+    def put(self, delivery: Delivery) -> None:
+        self.order += 1
+        heapq.heappush(self.heap, (_priority(delivery), self.order, delivery))
+
+    async def next(self) -> Delivery:
+        """The best delivery, once the bucket allows a call for it."""
+        while self.rate > 0:
             now = time.monotonic()
             self.tokens = min(self.burst, self.tokens + (now - self.refilled) * self.rate)
             self.refilled = now
-            if self.tokens >= 1:
+            needed = 1.0 if self.heap[0][0] == 0 else 2.0  # one kept for a page
+            if self.tokens >= needed:
                 self.tokens -= 1
-                return
-            await asyncio.sleep((1 - self.tokens) / self.rate)
+                break
+            await asyncio.sleep(min(0.05, (needed - self.tokens) / self.rate))
+        return heapq.heappop(self.heap)[2]
 
 
 class Notifier:
@@ -216,17 +229,19 @@ class Notifier:
         if lane.task is None or lane.task.done():
             lane.task = asyncio.get_running_loop().create_task(self._work(lane))
         self._in_flight.add(delivery.id)
-        lane.queue.put_nowait(delivery)
+        lane.put(delivery)
 
     async def _work(self, lane: _Lane) -> None:
-        while not lane.queue.empty():
-            delivery = lane.queue.get_nowait()
+        while lane.heap:
+            paused = lane.paused_until
+            if paused is not None and paused > self._clock():
+                delivery = heapq.heappop(lane.heap)[2]
+            else:
+                paused, delivery = None, await lane.next()
             try:
-                if lane.paused_until is not None and lane.paused_until > self._clock():
-                    self._outbox.release(delivery, lane.paused_until)
+                if paused is not None:
+                    self._outbox.release(delivery, paused)
                     continue
-                if delivery.kind in (MESSAGE, REPLY):
-                    await lane.pace()
                 await self._deliver(delivery, lane)
             except Exception:
                 log.exception("delivery_crashed", delivery_id=delivery.id)
@@ -246,7 +261,7 @@ class Notifier:
         planned: list[Planned] = []
         for intent in intents:
             if intent.incident_id not in details:
-                details[intent.incident_id] = self._store.get_incident(
+                details[intent.incident_id] = self._store.notification_detail(
                     tenant_id, intent.incident_id
                 )
             detail = details[intent.incident_id]
@@ -287,7 +302,7 @@ class Notifier:
                 if item["id"] in done or not item.get("paged"):
                     continue
                 opened = datetime.fromisoformat(item["opened_at"].replace("Z", "+00:00"))
-                detail = self._store.get_incident(tenant.id, item["id"])
+                detail = self._store.notification_detail(tenant.id, item["id"])
                 if detail is None:
                     continue
                 for candidate in _matching(routes, detail, now):
@@ -311,7 +326,7 @@ class Notifier:
         if wait > 0:
             self._outbox.release(delivery, now + timedelta(seconds=wait))
             return
-        detail = self._store.get_incident(delivery.tenant_id, delivery.incident_id)
+        detail = self._store.notification_detail(delivery.tenant_id, delivery.incident_id)
         if detail is None:  # purged by retention meanwhile
             self._outbox.finish(delivery, ok=True, latency_ms=0, error=None, at=now)
             return
@@ -486,6 +501,12 @@ class Notifier:
                 ):
                     return destination.secret
         raise DeliveryError("client", "the route of this webhook was removed", retry=False)
+
+
+def _priority(delivery: Delivery) -> int:
+    if delivery.kind == MESSAGE:
+        return 0 if delivery.message_ref is None else 2
+    return 1
 
 
 class _NotYet(Exception):

@@ -213,6 +213,45 @@ def get_incident(read: sa.Engine, tenant_id: str, incident_id: str) -> dict[str,
     }
 
 
+#: How many alerts a notification reads: the worst and most repeated first.
+NOTIFY_ALERTS = 20
+_SEVERITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3, "info": 4}
+
+
+def notification_detail(read: sa.Engine, tenant_id: str, incident_id: str) -> dict[str, Any] | None:
+    """What a notification shows, at a bounded cost whatever the incident's size: the
+    incident, its worst ``NOTIFY_ALERTS`` alerts, how many repeats were folded, and
+    what people did (``timeline`` holds human actions only)."""
+    i, a, e = t.incidents, t.alerts, t.incident_events
+    with scoped(read, tenant_id) as conn:
+        row = conn.execute(
+            sa.select(i).where(i.c.tenant_id == tenant_id, i.c.id == incident_id)
+        ).first()
+        if row is None:
+            return None
+        ids = _absorbed(conn, tenant_id, incident_id)
+        mine = (a.c.tenant_id == tenant_id) & a.c.incident_id.in_(ids)
+        rank = sa.case(_SEVERITY_RANK, value=a.c.severity, else_=5)
+        alerts = conn.execute(
+            sa.select(a)
+            .where(mine)
+            .order_by(rank, a.c.repeat_count.desc(), a.c.started_at)
+            .limit(NOTIFY_ALERTS)
+        ).all()
+        repeats = conn.execute(
+            sa.select(sa.func.coalesce(sa.func.sum(a.c.repeat_count), 0)).where(mine)
+        ).scalar()
+        events = conn.execute(
+            sa.select(e).where(e.c.tenant_id == tenant_id, e.c.incident_id.in_(ids))
+        ).all()
+    return {
+        **incident_dict(row),
+        "alerts": [alert_dict(x) for x in alerts],
+        "dedup_count": max(0, int(repeats or 0) - row.alert_count),
+        "timeline": [_event(x) for x in sorted(events, key=lambda x: x.at)],
+    }
+
+
 def _record(
     conn: sa.Connection,
     tenant_id: str,

@@ -281,6 +281,10 @@ class Store(Protocol):
     def get_incident(self, tenant_id: str, incident_id: str) -> dict[str, Any] | None:
         """The incident with its alerts, timeline and noise score."""
 
+    def notification_detail(self, tenant_id: str, incident_id: str) -> dict[str, Any] | None:
+        """The incident as a notification shows it, at a cost bounded whatever its size:
+        its worst alerts, the repeat count, the human actions."""
+
     def incident_action(
         self,
         tenant_id: str,

@@ -503,6 +503,9 @@ class SqlStore:
     def get_incident(self, tenant_id: str, incident_id: str) -> dict[str, Any] | None:
         return incident_queries.get_incident(self._read, tenant_id, incident_id)
 
+    def notification_detail(self, tenant_id: str, incident_id: str) -> dict[str, Any] | None:
+        return incident_queries.notification_detail(self._read, tenant_id, incident_id)
+
     def incident_action(
         self,
         tenant_id: str,

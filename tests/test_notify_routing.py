@@ -1,0 +1,183 @@
+"""Routing, quiet hours and escalation, end to end through the webhook and the worker,
+with the notifier on a clock the test controls. Both modes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+
+from conftest import TenantHandle, drain
+from dd0c_alert.app import build_runtime, notify_config
+from dd0c_alert.pipeline.notifier import Notifier
+from dd0c_alert.pipeline.runtime import Runtime
+from dd0c_alert.web.app import create_app
+from stand_ins.slack_api import SlackStandIn
+from webhook_helpers import auth_headers, make_settings, new_tenant
+
+pytestmark = pytest.mark.both_modes
+TOKEN = "xoxb-routing-token"
+SECRET = "routing-secret"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Iterator[tuple[Runtime, TestClient, SlackStandIn, Notifier, Clock]]:
+    with SlackStandIn((TOKEN,)) as slack:
+        settings = make_settings(
+            tmp_path / "d",
+            slack_api_url=slack.base_url,
+            notify_slack_per_second=100.0,
+            notify_escalation_check_seconds=0.0,
+        )
+        runtime = build_runtime(settings, roles=frozenset({"ingest", "correlate", "api"}))
+        clock = Clock()
+        notifier = Notifier(runtime.store, runtime.outbox, notify_config(settings), clock=clock)
+        with TestClient(create_app(runtime)) as client:
+            yield runtime, client, slack, notifier, clock
+
+
+def notify(notifier: Notifier) -> None:
+    async def one_pass() -> None:
+        await notifier.run_once()
+        await notifier.drain()
+        await notifier.run_once()  # replies wait for their thread's first message
+        await notifier.drain()
+
+    asyncio.run(one_pass())
+
+
+def fire(client: TestClient, runtime: Runtime, tenant: TenantHandle, **alert: Any) -> str:
+    integration = tenant.integration("custom", SECRET)
+    body = orjson.dumps({"title": "x", **alert})
+    response = client.post(
+        f"/v1/wh/{tenant.id}/custom/{integration}",
+        content=body,
+        headers={"Content-Type": "application/json", **auth_headers("custom", body, SECRET, {})},
+    )
+    assert response.status_code == 202
+    drain(runtime)
+    incidents = client.get("/v1/incidents", headers=tenant.auth).json()["items"]
+    return str(next(i["id"] for i in incidents if alert["service"] in i["services"]))
+
+
+def channels_of(slack: SlackStandIn, incident_id: str) -> set[str]:
+    return {
+        str(c.args["channel"])
+        for c in slack.calls_of("chat.postMessage")
+        if not c.args.get("thread_ts")
+        and c.args["metadata"]["event_payload"]["incident_id"] == incident_id
+    }
+
+
+def tenant_with(runtime: Runtime, *routes: dict[str, Any]) -> TenantHandle:
+    tenant = new_tenant(runtime)
+    runtime.outbox.put_slack(
+        tenant.id, bot_token=TOKEN, signing_secret="s", default_channel="#oncall"
+    )
+    for route in routes:
+        runtime.outbox.save_route(tenant.id, route)
+    return tenant
+
+
+def test_routes_in_order_first_match_continue_min_severity_and_the_default(
+    setup: tuple[Runtime, TestClient, SlackStandIn, Notifier, Clock],
+) -> None:
+    runtime, client, slack, notifier, _ = setup
+    tenant = tenant_with(
+        runtime,
+        {
+            "name": "checkout",
+            "matchers": '{service="checkout"}',
+            "continue": True,
+            "destinations": [{"type": "slack", "channel": "#checkout"}],
+        },
+        {
+            "name": "critical",
+            "min_severity": "critical",
+            "destinations": [{"type": "slack", "channel": "#critical"}],
+        },
+        {
+            "name": "search",
+            "matchers": '{service="search"}',
+            "destinations": [{"type": "slack", "channel": "#search"}],
+        },
+    )
+    checkout = fire(client, runtime, tenant, service="checkout", severity="critical")
+    search = fire(client, runtime, tenant, service="search", severity="high")
+    other = fire(client, runtime, tenant, service="batch", severity="low")
+    notify(notifier)
+    assert channels_of(slack, checkout) == {"#checkout", "#critical"}  # continue
+    assert channels_of(slack, search) == {"#search"}  # below the critical route
+    assert channels_of(slack, other) == {"#oncall"}  # nothing matched: the default
+
+
+def test_quiet_hours_hold_back_non_critical_pages_but_never_critical_ones(
+    setup: tuple[Runtime, TestClient, SlackStandIn, Notifier, Clock],
+) -> None:
+    runtime, client, slack, notifier, clock = setup
+    tenant = tenant_with(
+        runtime,
+        {
+            "name": "team",
+            "quiet_hours": "sat,sun 00:00-24:00",
+            "destinations": [{"type": "slack", "channel": "#team"}],
+        },
+    )
+    now = datetime.now(UTC)
+    clock.offset = timedelta(days=(5 - now.weekday()) % 7)  # a Saturday
+    warning = fire(client, runtime, tenant, service="web", severity="medium")
+    critical = fire(client, runtime, tenant, service="db", severity="critical")
+    notify(notifier)
+    assert channels_of(slack, warning) == set()
+    assert channels_of(slack, critical) == {"#team"}
+
+
+def test_an_unacknowledged_incident_escalates_once_with_a_thread_reply(
+    setup: tuple[Runtime, TestClient, SlackStandIn, Notifier, Clock],
+) -> None:
+    runtime, client, slack, notifier, clock = setup
+    tenant = tenant_with(
+        runtime,
+        {
+            "name": "db",
+            "matchers": '{service=~"db|web"}',
+            "destinations": [{"type": "slack", "channel": "#oncall"}],
+            "escalation": {
+                "after_seconds": 900,
+                "destinations": [{"type": "slack", "channel": "#managers"}],
+            },
+        },
+    )
+    waiting = fire(client, runtime, tenant, service="db", severity="critical")
+    acked = fire(client, runtime, tenant, service="web", severity="critical")
+    notify(notifier)
+    response = client.post(f"/v1/incidents/{acked}/ack", headers=tenant.auth)
+    assert response.status_code == 200
+    clock.offset = timedelta(seconds=600)
+    notify(notifier)
+    assert channels_of(slack, waiting) == {"#oncall"}  # not yet
+    clock.offset = timedelta(seconds=1000)
+    notify(notifier)
+    notify(notifier)
+    assert channels_of(slack, waiting) == {"#oncall", "#managers"}
+    assert channels_of(slack, acked) == {"#oncall"}  # acknowledged in time
+    [first] = [m for m in slack.messages("#oncall") if waiting in str(m.get("metadata"))]
+    replies = slack.replies("#oncall", first["ts"])
+    assert any("unacknowledged" in r["text"] for r in replies), replies
+    clock.offset = timedelta(seconds=5000)
+    notify(notifier)
+    assert len([m for m in slack.messages("#managers")]) == 1  # once
