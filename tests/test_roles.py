@@ -26,8 +26,8 @@ def test_every_role_is_a_command_and_serve_runs_them_all() -> None:
 
 
 def test_unknown_role_is_refused(settings: Settings) -> None:
-    with pytest.raises(ValueError, match="unknown roles: notify"):
-        build_runtime(settings, roles=frozenset({"notify"}))
+    with pytest.raises(ValueError, match="unknown roles: paging"):
+        build_runtime(settings, roles=frozenset({"paging"}))
 
 
 def test_ingest_role_takes_webhooks_and_serves_no_api(
