@@ -15,7 +15,7 @@ from cryptography.fernet import Fernet
 from dd0c_alert.storage import schema as t
 from dd0c_alert.storage.engine import make_engines
 from dd0c_alert.storage.migrate import upgrade
-from dd0c_alert.storage.outbox import MESSAGE, SqlOutbox, write_intents
+from dd0c_alert.storage.outbox import MESSAGE, Planned, SqlOutbox, write_intents
 from dd0c_alert.storage.secrets import SecretBox
 from dd0c_alert.storage.tenancy import scoped
 from servers import APP, PostgresServer
@@ -46,8 +46,6 @@ def intents(engine: sa.Engine, tenant_id: str, *rows: tuple[str, str]) -> None:
 def test_planning_takes_each_intent_once_and_coalesces_the_living_message(
     outbox: tuple[SqlOutbox, sa.Engine],
 ) -> None:
-    from dd0c_alert.storage.outbox import Planned
-
     box, engine = outbox
     intents(engine, T, ("inc1", "opened"), ("inc1", "updated"))
     intents(engine, OTHER, ("inc9", "opened"))
@@ -78,8 +76,6 @@ def test_planning_takes_each_intent_once_and_coalesces_the_living_message(
 def test_failures_retry_then_fail_and_replay_unstops_the_destination(
     outbox: tuple[SqlOutbox, sa.Engine],
 ) -> None:
-    from dd0c_alert.storage.outbox import Planned
-
     box, engine = outbox
     intents(engine, T, ("inc1", "opened"))
     box.plan(
