@@ -21,6 +21,7 @@ from dd0c_alert.pipeline.runtime import Runtime
 from . import (
     api,
     config_api,
+    deliveries_api,
     health,
     incidents,
     replay_api,
@@ -102,6 +103,7 @@ def create_app(runtime: Runtime) -> FastAPI:
             suggestions,
             replay_api,
             routes_api,
+            deliveries_api,
         ):
             app.include_router(module.router)
     app.include_router(health.router)
