@@ -26,6 +26,7 @@ from . import (
     incidents,
     replay_api,
     routes_api,
+    slack_api,
     suggestions,
     webhooks,
 )
@@ -104,6 +105,7 @@ def create_app(runtime: Runtime) -> FastAPI:
             replay_api,
             routes_api,
             deliveries_api,
+            slack_api,
         ):
             app.include_router(module.router)
     app.include_router(health.router)
