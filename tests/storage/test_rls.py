@@ -191,9 +191,11 @@ def test_cross_tenant_functions_run_as_owner_and_only_for_granted_roles(
         ).fetchall()
     assert sorted(f[0] for f in functions) == [
         "dd0c_dead_letter_tenant",
+        "dd0c_notify_tenants",
         "dd0c_purge_idempotency_keys",
         "dd0c_tenant_for_api_key",
         "dd0c_tenant_ids",
+        "dd0c_tenants_for_slack_team",
     ]
     for proname, definer, config, acl in functions:
         assert definer, proname
