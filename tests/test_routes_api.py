@@ -219,3 +219,13 @@ def test_routes_per_tenant_are_capped(settings: Settings) -> None:
         # Changing an existing route is not creating one.
         first = api("GET", "/v1/routes")["items"][0]
         api("PATCH", f"/v1/routes/{first['id']}", {"min_severity": "low"})
+
+
+def test_patch_with_null_removes_an_optional_key(api: Api) -> None:
+    created = api("POST", "/v1/routes", route_body(), status=201)
+    changed = api("PATCH", f"/v1/routes/{created['id']}", {"quiet_hours": None, "escalation": None})
+    assert "quiet_hours" not in changed and "escalation" not in changed
+    assert changed["destinations"] == created["destinations"]
+    assert api("PATCH", f"/v1/routes/{created['id']}", {"name": None}, status=422)["error"] == (
+        "invalid_request"
+    )
