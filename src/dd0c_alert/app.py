@@ -95,6 +95,7 @@ def api_limits(settings: Settings) -> ApiLimits:
         max_silences=settings.max_silences,
         max_inhibitions=settings.max_inhibitions,
         max_never_suppress_services=settings.max_never_suppress_services,
+        max_routes=settings.max_routes,
     )
 
 
@@ -209,4 +210,5 @@ def build_runtime(settings: Settings, *, roles: frozenset[str] = ROLES) -> Runti
         breakers=breakers,
         redis=redis,
         api_limits=api_limits(settings),
+        slack_api_url=settings.slack_api_url,
     )

@@ -34,6 +34,10 @@ class Settings(BaseSettings):
         default="http://127.0.0.1:8080",
         description="Base URL printed in webhook URLs handed to monitoring tools.",
     )
+    slack_api_url: str = Field(
+        default="https://slack.com/api/",
+        description="The Slack Web API base URL (a local stand-in in tests).",
+    )
     secret_key: str = Field(
         default="",
         description="Fernet key for secrets at rest; empty means <data_dir>/secret.key.",
@@ -69,6 +73,7 @@ class Settings(BaseSettings):
     max_silences: int = Field(default=1_000, description="Silences per tenant.")
     max_inhibitions: int = Field(default=200, description="Inhibition rules per tenant.")
     max_never_suppress_services: int = 500
+    max_routes: int = Field(default=100, description="Notification routes per tenant.")
 
     max_connections: int = Field(
         default=2048, description="Concurrent HTTP connections per process (503 beyond)."

@@ -26,6 +26,8 @@ class ApiLimits:
     max_silences: int = 1_000
     max_inhibitions: int = 200
     max_never_suppress_services: int = 500
+    #: Notification routes per tenant: every intent is matched against all of them.
+    max_routes: int = 100
 
 
 class LimitExceeded(ValueError):

@@ -48,6 +48,8 @@ class Runtime:
     redis: Degradable | None = None
     #: Caps on what one tenant may ask of the REST API.
     api_limits: ApiLimits = field(default_factory=ApiLimits)
+    #: The Slack Web API the API role checks bot tokens against (``DD0C_SLACK_API_URL``).
+    slack_api_url: str = "https://slack.com/api/"
 
     def start(self) -> None:
         if self.sole_consumer:

@@ -18,7 +18,18 @@ from swagger_ui_bundle import swagger_ui_path
 from dd0c_alert import __version__
 from dd0c_alert.pipeline.runtime import Runtime
 
-from . import api, config_api, health, incidents, replay_api, suggestions, webhooks
+from . import (
+    api,
+    config_api,
+    deliveries_api,
+    health,
+    incidents,
+    replay_api,
+    routes_api,
+    slack_api,
+    suggestions,
+    webhooks,
+)
 from .body_limit import BodyLimit
 from .responses import ERROR_CODES, error_response, validation_error_response
 
@@ -86,7 +97,16 @@ def create_app(runtime: Runtime) -> FastAPI:
         )
 
     if "api" in runtime.roles:
-        for module in (api, incidents, config_api, suggestions, replay_api):
+        for module in (
+            api,
+            incidents,
+            config_api,
+            suggestions,
+            replay_api,
+            routes_api,
+            deliveries_api,
+            slack_api,
+        ):
             app.include_router(module.router)
     app.include_router(health.router)
     app.add_middleware(BodyLimit, max_bytes=runtime.api_limits.max_body_bytes)

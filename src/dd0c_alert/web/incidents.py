@@ -26,6 +26,7 @@ from dd0c_alert.storage.ports import (
 
 from .api import Alert, AlertDecision, Limit, with_raw_url
 from .auth import TenantId
+from .deliveries_api import IncidentDelivery
 from .responses import error_response
 from .routing import JsonRoute
 from .types import ApiTime
@@ -106,6 +107,9 @@ class IncidentDetail(Incident):
     timeline: list[TimelineEntry]
     timeline_truncated: bool = Field(description="More than 1000 decisions: the first shown.")
     noise: Noise
+    deliveries: list[IncidentDelivery] = Field(
+        description="Who was notified, oldest first, each with every attempt."
+    )
 
 
 class IncidentPage(BaseModel):
@@ -192,7 +196,13 @@ async def get_incident(request: Request, tenant: TenantId, incident_id: str) -> 
     item = await run_in_threadpool(store.get_incident, tenant, incident_id)
     if item is None:
         raise HTTPException(404, _NOT_FOUND)
-    return {**item, "alerts": [with_raw_url(a) for a in item["alerts"]]}
+    outbox = request.app.state.runtime.outbox
+    deliveries = await run_in_threadpool(outbox.incident_deliveries, tenant, incident_id)
+    return {
+        **item,
+        "alerts": [with_raw_url(a) for a in item["alerts"]],
+        "deliveries": deliveries,
+    }
 
 
 async def _act(

@@ -1,0 +1,121 @@
+"""Notification routes of the caller's tenant: who hears about which incidents.
+
+Routes are evaluated in the order they were created (first match wins unless it says
+``continue``; see ``notify/routing.py``). Bodies are plain JSON objects validated by
+the router's own parser, so the API refuses exactly what the notifier could not use,
+with the parser's message. Webhook secrets are write-only (``pipeline/route_documents.py``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Body, HTTPException, Request, Response
+from fastapi.concurrency import run_in_threadpool
+
+from dd0c_alert.pipeline import route_documents
+from dd0c_alert.pipeline.limits import ApiLimits
+from dd0c_alert.storage.outbox import SqlOutbox
+
+from .auth import TenantId
+from .responses import error_response, json_response
+from .routing import JsonRoute
+
+router = APIRouter(prefix="/v1", tags=["notifications"], route_class=JsonRoute)
+
+_NOT_FOUND = "no such route"
+_EXAMPLE = {
+    "name": "payments on-call",
+    "matchers": '{service="checkout"}',
+    "min_severity": "high",
+    "continue": False,
+    "quiet_hours": "mon-fri 22:00-07:00",
+    "destinations": [
+        {"type": "slack", "channel": "#oncall"},
+        {"type": "email", "to": ["a@example.com"]},
+        {"type": "webhook", "url": "https://hooks.example.com/dd0c", "secret": "…"},
+    ],
+    "escalation": {"after_seconds": 900, "destinations": [{"type": "slack", "channel": "#sre"}]},
+}
+RouteBody = Body(openapi_examples={"route": {"summary": "A route", "value": _EXAMPLE}})
+
+
+def _outbox(request: Request) -> SqlOutbox:
+    outbox: SqlOutbox = request.app.state.runtime.outbox
+    return outbox
+
+
+def _limits(request: Request) -> ApiLimits:
+    limits: ApiLimits = request.app.state.runtime.api_limits
+    return limits
+
+
+def _invalid(exc: ValueError) -> Response:
+    return error_response(422, "invalid_request", str(exc))
+
+
+@router.get("/routes", summary="Notification routes, in evaluation order")
+async def list_routes(request: Request, tenant: TenantId) -> Response:
+    routes = await run_in_threadpool(_outbox(request).list_routes, tenant)
+    return json_response({"items": [route_documents.shown(r) for r in routes]})
+
+
+@router.post(
+    "/routes",
+    status_code=201,
+    summary="Add a route at the end of the order",
+    responses={422: {"description": "Invalid route, or the tenant has DD0C_MAX_ROUTES."}},
+)
+async def create_route(
+    request: Request, tenant: TenantId, body: dict[str, Any] = RouteBody
+) -> Response:
+    try:
+        document = route_documents.prepare(body)
+    except ValueError as exc:
+        return _invalid(exc)
+    outbox, cap = _outbox(request), _limits(request).max_routes
+    if len(await run_in_threadpool(outbox.list_routes, tenant)) >= cap:
+        return error_response(
+            422, "limit_exceeded", f"too many routes: the limit is {cap} (setting DD0C_MAX_ROUTES)"
+        )
+    stored = await run_in_threadpool(outbox.save_route, tenant, document)
+    return json_response(route_documents.shown(stored or {}), 201)
+
+
+@router.get("/routes/{route_id}", summary="One route")
+async def get_route(request: Request, tenant: TenantId, route_id: str) -> Response:
+    routes = await run_in_threadpool(_outbox(request).list_routes, tenant)
+    found = route_documents.find(routes, route_id)
+    if found is None:
+        raise HTTPException(404, _NOT_FOUND)
+    return json_response(route_documents.shown(found))
+
+
+@router.patch(
+    "/routes/{route_id}",
+    summary="Change some keys of a route (a webhook given without its secret keeps it)",
+)
+async def patch_route(
+    request: Request, tenant: TenantId, route_id: str, body: dict[str, Any] = RouteBody
+) -> Response:
+    outbox = _outbox(request)
+    previous = route_documents.find(
+        await run_in_threadpool(outbox.routes_for_sending, tenant), route_id
+    )
+    if previous is None:
+        raise HTTPException(404, _NOT_FOUND)
+    try:
+        document = route_documents.prepare(body, previous)
+    except ValueError as exc:
+        return _invalid(exc)
+    stored = await run_in_threadpool(outbox.save_route, tenant, document, route_id)
+    if stored is None:  # deleted meanwhile
+        raise HTTPException(404, _NOT_FOUND)
+    return json_response(route_documents.shown(stored))
+
+
+@router.delete("/routes/{route_id}", status_code=204, summary="Delete a route")
+async def delete_route(request: Request, tenant: TenantId, route_id: str) -> Response:
+    if not await run_in_threadpool(_outbox(request).delete_route, tenant, route_id):
+        raise HTTPException(404, _NOT_FOUND)
+    return Response(status_code=204)

@@ -1,0 +1,175 @@
+"""Slack for the caller's tenant (API key), and the two endpoints Slack itself calls
+(signed by the Slack app, no API key): button interactions and the ``/dd0c`` command.
+
+The bot token and signing secret are write-only: they are stored encrypted and shown
+as ``"set"``. Slack's own requests are answered 200 with an ephemeral message to the
+person who clicked or typed, as Slack expects; a request no tenant's signing secret
+verifies is refused with 401 and changes nothing (``pipeline/slack_actions.py``).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from dd0c_alert.pipeline import slack_actions
+from dd0c_alert.pipeline.runtime import Runtime
+
+from .auth import TenantId
+from .responses import error_response, json_response
+from .routing import JsonRoute
+
+router = APIRouter(prefix="/v1", tags=["slack"], route_class=JsonRoute)
+
+Secret = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+
+
+class SlackSettingsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    bot_token: Secret = Field(description="The app's Bot User OAuth Token (xoxb-…).")
+    signing_secret: Secret = Field(description="From the app's Basic Information page.")
+    default_channel: str = Field(
+        max_length=100,
+        description="'#name' or a channel id: gets every paging incident no route picks up.",
+    )
+
+
+class SlackSettingsOut(BaseModel):
+    configured: bool
+    default_channel: str | None
+    team_id: str | None = Field(description="The workspace, when Slack could be asked.")
+    bot_token: Literal["set"] | None
+    signing_secret: Literal["set"] | None
+
+
+class SlackSettingsSaved(SlackSettingsOut):
+    token_check: Literal["ok", "unreachable"] = Field(
+        description="ok: Slack's auth.test accepted the token; unreachable: Slack could not "
+        "be asked (offline install), the settings are stored all the same."
+    )
+
+
+def _runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+@router.get("/slack", response_model=SlackSettingsOut, summary="Slack settings (no secrets)")
+async def get_slack(request: Request, tenant: TenantId) -> dict[str, Any]:
+    return await run_in_threadpool(slack_actions.slack_view, _runtime(request).outbox, tenant)
+
+
+@router.put(
+    "/slack",
+    response_model=SlackSettingsSaved,
+    summary="Set the Slack bot token, signing secret and default channel",
+    responses={422: {"description": "Malformed channel, or Slack refused the token."}},
+)
+async def put_slack(
+    request: Request, tenant: TenantId, body: SlackSettingsIn
+) -> Response | dict[str, Any]:
+    runtime = _runtime(request)
+    try:
+        check = await slack_actions.configure_slack(
+            runtime.outbox,
+            tenant,
+            bot_token=body.bot_token,
+            signing_secret=body.signing_secret,
+            default_channel=body.default_channel,
+            slack_api_url=runtime.slack_api_url,
+        )
+    except ValueError as exc:
+        return error_response(422, "invalid_request", str(exc))
+    view = await run_in_threadpool(slack_actions.slack_view, runtime.outbox, tenant)
+    return {**view, "token_check": check}
+
+
+# --------------------------------------------------------------------------- from Slack
+
+SlackTimestamp = Annotated[str, Header(alias="X-Slack-Request-Timestamp")]
+SlackSignature = Annotated[str, Header(alias="X-Slack-Signature")]
+_SIGNED: dict[int | str, dict[str, Any]] = {
+    401: {"description": "missing_signature, timestamp_expired or signature_mismatch."}
+}
+
+
+def _ephemeral(text: str) -> Response:
+    return json_response({"response_type": "ephemeral", "replace_original": False, "text": text})
+
+
+def _refused(exc: slack_actions.SlackRefused) -> Response:
+    details = {
+        "missing_signature": "X-Slack-Request-Timestamp and X-Slack-Signature are required",
+        "timestamp_expired": "the request timestamp is more than 300 s away from now",
+        "signature_mismatch": "no Slack signing secret configured here verifies this request",
+    }
+    return error_response(401, exc.reason, details[exc.reason])
+
+
+@router.post(
+    "/slack/interactions",
+    responses=_SIGNED,
+    summary="Slack button clicks (signed by the Slack app)",
+)
+async def interactions(
+    request: Request,
+    timestamp: SlackTimestamp = "",
+    signature: SlackSignature = "",
+) -> Response:
+    body = await request.body()
+    runtime = _runtime(request)
+    team_id, payload = slack_actions.interaction_team(body)
+    try:
+        tenants = await run_in_threadpool(
+            slack_actions.verified_tenants,
+            runtime.outbox,
+            team_id,
+            body,
+            timestamp,
+            signature,
+            time.time(),
+        )
+    except slack_actions.SlackRefused as exc:
+        return _refused(exc)
+    click = slack_actions.click_of(payload)
+    if click is None:
+        return Response(status_code=200)
+    text = await run_in_threadpool(slack_actions.SlackActions(runtime.store).click, tenants, click)
+    return _ephemeral(text)
+
+
+@router.post(
+    "/slack/commands",
+    responses=_SIGNED,
+    summary="The /dd0c slash command (signed by the Slack app)",
+)
+async def commands(
+    request: Request,
+    timestamp: SlackTimestamp = "",
+    signature: SlackSignature = "",
+) -> Response:
+    body = await request.body()
+    runtime = _runtime(request)
+    form = slack_actions.command_form(body)
+    try:
+        tenants = await run_in_threadpool(
+            slack_actions.verified_tenants,
+            runtime.outbox,
+            form.get("team_id", ""),
+            body,
+            timestamp,
+            signature,
+            time.time(),
+        )
+    except slack_actions.SlackRefused as exc:
+        return _refused(exc)
+    user = slack_actions.SlackUser(form.get("user_id", "unknown"), form.get("user_name", ""))
+    text = await run_in_threadpool(
+        slack_actions.SlackActions(runtime.store).command, tenants, form.get("text", ""), user
+    )
+    return _ephemeral(text)
