@@ -108,10 +108,6 @@ class Settings(BaseSettings):
         "cheaper: the bound on how long one tenant's work delays another's.",
     )
 
-    slack_api_url: str = Field(
-        default="https://slack.com/api/",
-        description="The Slack Web API base URL (a local stand-in in tests).",
-    )
     smtp_host: str = Field(default="", description="SMTP server for mail; empty: no mail.")
     smtp_port: int = 587
     smtp_from: str = "dd0c-alert@localhost"

@@ -194,7 +194,9 @@ class SlackActions:
             return _not_found(incident_id)
         for tenant_id in tenants:
             try:
-                item = self._store.incident_action(tenant_id, incident_id, action, snooze_minutes)
+                item = self._store.incident_action(
+                    tenant_id, incident_id, action, snooze_minutes, actor=user.actor
+                )
             except InvalidTransition as exc:
                 return f"Nothing changed: {escape(str(exc))}."
             if item is None:
@@ -219,7 +221,7 @@ class SlackActions:
         if not _INCIDENT_ID.fullmatch(incident_id):
             return _not_found(incident_id)
         for tenant_id in tenants:
-            item = self._store.add_feedback(tenant_id, incident_id, verdict)
+            item = self._store.add_feedback(tenant_id, incident_id, verdict, actor=user.actor)
             if item is None:
                 continue
             log.info(
