@@ -93,6 +93,7 @@ def api_limits(settings: Settings) -> ApiLimits:
         max_silences=settings.max_silences,
         max_inhibitions=settings.max_inhibitions,
         max_never_suppress_services=settings.max_never_suppress_services,
+        body_timeout_seconds=settings.http_body_timeout_seconds,
     )
 
 
@@ -157,6 +158,7 @@ def build_runtime(settings: Settings, *, roles: frozenset[str] = ROLES) -> Runti
         claim_check_bytes=settings.claim_check_bytes,
         rate_limit_per_second=settings.rate_limit_per_second,
         monthly_quota=settings.monthly_quota,
+        body_timeout_seconds=settings.http_body_timeout_seconds,
     )
     return Runtime(
         store=store,

@@ -59,6 +59,8 @@ class Limits:
     claim_check_bytes: int = 256 * 1024
     rate_limit_per_second: float = 20_000
     monthly_quota: int = 0
+    #: Time for a whole webhook body to arrive.
+    body_timeout_seconds: float = 30.0
 
 
 class IngestService:

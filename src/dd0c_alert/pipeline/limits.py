@@ -26,6 +26,8 @@ class ApiLimits:
     max_silences: int = 1_000
     max_inhibitions: int = 200
     max_never_suppress_services: int = 500
+    #: Time for a whole request body to arrive (uvicorn has no such timeout).
+    body_timeout_seconds: float = 30.0
 
 
 class LimitExceeded(ValueError):

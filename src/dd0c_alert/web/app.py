@@ -89,7 +89,11 @@ def create_app(runtime: Runtime) -> FastAPI:
         for module in (api, incidents, config_api, suggestions, replay_api):
             app.include_router(module.router)
     app.include_router(health.router)
-    app.add_middleware(BodyLimit, max_bytes=runtime.api_limits.max_body_bytes)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=runtime.api_limits.max_body_bytes,
+        timeout=runtime.api_limits.body_timeout_seconds,
+    )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
