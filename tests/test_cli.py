@@ -230,7 +230,10 @@ def test_dlq_list_show_replay(data_dir: Path, own_settings: Settings) -> None:
     assert f"event {event_id}  tenant {tenant}  provider custom" in shown
     assert "error: PayloadError: an alert needs a non-empty 'title'" in shown
     assert f"body: {NOT_AN_ALERT.decode()}" in shown
-    assert "x-dd0c-signature" in shown  # the headers, as received (minus credentials)
+    # The headers, as received minus credentials, and a note of what was taken out.
+    assert "x-dd0c-timestamp" in shown
+    assert "x-dd0c-signature" not in shown.replace("header:x-dd0c-signature", "")
+    assert '"x-dd0c-redacted": "header:x-dd0c-signature"' in shown
     assert ok("dlq", "show", event_id) == shown  # by event id too
 
     assert ok("dlq", "replay", row["id"]).strip() == f"requeued {event_id}"

@@ -260,12 +260,25 @@ def test_unknown_provider_is_404(runtime: Runtime, client: Any, tenant: TenantHa
 
 
 @pytest.mark.parametrize("tenant_id", ["01JZZZZZZZZZZZZZZZZZZZZZZZ", "x" * 300])
-def test_unknown_tenant_is_404(runtime: Runtime, client: Any, tenant_id: str) -> None:
+def test_unknown_tenant_is_answered_like_a_missing_integration(
+    runtime: Runtime, client: Any, tenant: TenantHandle, tenant_id: str
+) -> None:
+    """Tenant ids cannot be probed: an unknown one gets the answer a real tenant without
+    the integration gets, for good and for broken bodies alike."""
     headers = custom_signature("s3cret", CUSTOM_BODY, str(int(time.time())))
 
-    response = client.post(f"/v1/wh/{tenant_id}/custom", content=CUSTOM_BODY, headers=headers)
+    unknown = client.post(f"/v1/wh/{tenant_id}/custom", content=CUSTOM_BODY, headers=headers)
+    known = client.post(f"/v1/wh/{tenant.id}/custom", content=CUSTOM_BODY, headers=headers)
 
-    assert_error(response, 404, "unknown_tenant")
+    assert_error(unknown, 401, "unknown_integration")
+    assert unknown.json() == known.json()
+    assert unknown.status_code == known.status_code
+    broken = [
+        client.post(f"/v1/wh/{t}/custom", content=b"{not json", headers=headers).json()
+        for t in (tenant_id, tenant.id)
+    ]
+    assert broken[0]["error"] == "invalid_json"
+    assert broken[0] == broken[1]
     assert runtime.queue.depth().messages == 0
 
 
@@ -326,7 +339,11 @@ def test_valid_json_the_provider_cannot_read_is_dead_lettered(
     assert secret not in error
     kept = runtime.store.get_dead_letter(dead["id"])  # replayable: the raw body is kept
     assert kept is not None
-    assert kept.event.body == body
+    if provider == "pagerduty-events":  # … all but its credential (SECURITY.md)
+        assert kept.event.body == body.replace(secret.encode(), b"[redacted]")
+        assert kept.event.headers["x-dd0c-redacted"] == "body:routing_key"
+    else:
+        assert kept.event.body == body
 
 
 # --- size limits and the claim check ------------------------------------------------------

@@ -96,6 +96,7 @@ def api_limits(settings: Settings) -> ApiLimits:
         max_inhibitions=settings.max_inhibitions,
         max_never_suppress_services=settings.max_never_suppress_services,
         max_routes=settings.max_routes,
+        body_timeout_seconds=settings.http_body_timeout_seconds,
     )
 
 
@@ -186,6 +187,7 @@ def build_runtime(settings: Settings, *, roles: frozenset[str] = ROLES) -> Runti
         claim_check_bytes=settings.claim_check_bytes,
         rate_limit_per_second=settings.rate_limit_per_second,
         monthly_quota=settings.monthly_quota,
+        body_timeout_seconds=settings.http_body_timeout_seconds,
     )
     outbox = store.outbox()
     notifier = (

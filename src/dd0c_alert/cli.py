@@ -265,6 +265,32 @@ def dlq_replay(dead_letter_ids: list[str]) -> None:
         typer.echo(f"requeued {dead.event.event_id}")
 
 
+@app.command("redact-stored")
+def redact_stored_command(
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count what would change; write nothing.")
+    ] = False,
+) -> None:
+    """Redact credentials from dead letters and archive files stored by older versions."""
+    from dd0c_alert.pipeline.redact_stored import redact_stored
+    from dd0c_alert.storage.engine import make_engines
+
+    settings = Settings()
+    store = open_store(settings)
+    tenants = [tenant] if tenant else [t.id for t in store.list_tenants()]
+    engine, _ = make_engines(settings.resolved_database_url, settings.sqlite_synchronous)
+    if settings.archive_url:
+        typer.echo(f"archive {settings.archive_url} is not a local folder: left as it is")
+    archive_root = None if settings.archive_url else settings.archive_dir
+    report = redact_stored(store, engine, archive_root, tenants, dry_run=dry_run)
+    verb = "would redact" if dry_run else "redacted"
+    typer.echo(
+        f"{verb}: {report.dead_letters} dead letter(s), {report.archive_files} of "
+        f"{report.files_scanned} archive file(s), {len(tenants)} tenant(s)"
+    )
+
+
 def _read_document(path: Path) -> Any:
     """JSON, or YAML (``.yaml``/``.yml``) when PyYAML is installed."""
     text = path.read_text(encoding="utf-8")

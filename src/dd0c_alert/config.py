@@ -87,6 +87,10 @@ class Settings(BaseSettings):
     http_header_timeout_seconds: float = Field(
         default=10.0, description="A request whose headers take longer to arrive is closed."
     )
+    http_body_timeout_seconds: float = Field(
+        default=30.0,
+        description="A request body must arrive whole within this (408 and closed).",
+    )
 
     worker_batch_size: int = 500
     worker_max_attempts: int = 5

@@ -28,6 +28,8 @@ class ApiLimits:
     max_never_suppress_services: int = 500
     #: Notification routes per tenant: every intent is matched against all of them.
     max_routes: int = 100
+    #: Time for a whole request body to arrive (uvicorn has no such timeout).
+    body_timeout_seconds: float = 30.0
 
 
 class LimitExceeded(ValueError):

@@ -109,7 +109,11 @@ def create_app(runtime: Runtime) -> FastAPI:
         ):
             app.include_router(module.router)
     app.include_router(health.router)
-    app.add_middleware(BodyLimit, max_bytes=runtime.api_limits.max_body_bytes)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=runtime.api_limits.max_body_bytes,
+        timeout=runtime.api_limits.body_timeout_seconds,
+    )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:

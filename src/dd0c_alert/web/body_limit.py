@@ -3,9 +3,17 @@
 A declared ``Content-Length`` over the cap is refused without reading a byte; a
 chunked body is read up to the cap and refused the moment it passes it. What is under
 the cap is handed on unchanged (REST bodies are read whole anyway).
+
+uvicorn bounds the time to send headers (``http_server``) but not the body: a client
+could trickle one byte a minute and hold the connection for ever. The whole body must
+therefore arrive within ``timeout`` seconds of the first ``receive()`` (each one waits
+at most what is left), else 408 and the connection is closed. A deadline for the whole
+body, not per chunk: a per-chunk timeout still lets a byte every few seconds through.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -13,9 +21,10 @@ from .responses import error_response
 
 
 class BodyLimit:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout: float = 30.0) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout = timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -27,8 +36,14 @@ class BodyLimit:
             return
         chunks: list[bytes] = []
         size = 0
+        deadline = asyncio.get_running_loop().time() + self.timeout
         while True:
-            message = await receive()
+            try:
+                left = deadline - asyncio.get_running_loop().time()
+                message = await asyncio.wait_for(receive(), max(left, 0.0))
+            except TimeoutError:
+                await self._too_slow(scope, receive, send)
+                return
             if message["type"] != "http.request":  # the client went away
                 await self.app(scope, _replay([], message, receive), send)
                 return
@@ -47,6 +62,16 @@ class BodyLimit:
             413,
             "body_too_large",
             f"request body exceeds {self.max_bytes} bytes (setting DD0C_API_MAX_BODY_BYTES)",
+            {"Connection": "close"},
+        )
+        await response(scope, receive, send)
+
+    async def _too_slow(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = error_response(
+            408,
+            "request_timeout",
+            f"the request body took over {self.timeout:g} s to arrive "
+            "(setting DD0C_HTTP_BODY_TIMEOUT_SECONDS)",
             {"Connection": "close"},
         )
         await response(scope, receive, send)

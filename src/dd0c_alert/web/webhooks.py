@@ -10,6 +10,7 @@ the app's schema.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 
@@ -73,7 +74,16 @@ class WebhookEndpoint:
         if declared is not None and declared.isdigit() and int(declared) > cap:
             await _error(send, 413, "body_too_large", f"body exceeds {cap} bytes")
             return
-        body = await _read_body(receive, cap)
+        timeout = self._ingest.limits.body_timeout_seconds
+        try:
+            body = await _read_body(receive, cap, timeout)
+        except TimeoutError:
+            detail = (
+                f"the request body took over {timeout:g} s to arrive "
+                "(setting DD0C_HTTP_BODY_TIMEOUT_SECONDS)"
+            )
+            await _error(send, 408, "request_timeout", detail, {"Connection": "close"})
+            return
         if body is None:  # the client went away: nobody to answer
             return
         if len(body) > cap:
@@ -93,10 +103,14 @@ class WebhookEndpoint:
             await _json(send, 202, {"event_id": outcome.event_id, "status": "accepted"})
 
 
-async def _read_body(receive: Receive, cap: int) -> bytes | None:
+async def _read_body(receive: Receive, cap: int, timeout: float) -> bytes | None:
     """The request body; it stops reading once past ``cap`` (the result is then longer
-    than ``cap``); None if the client disconnected first."""
-    message = await receive()
+    than ``cap``); None if the client disconnected first. TimeoutError if the whole
+    body takes longer than ``timeout`` seconds to arrive (uvicorn has no body timeout;
+    a per-chunk one would still let a trickle through)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    message = await asyncio.wait_for(receive(), timeout)
     if message["type"] != "http.request":
         return None
     body: bytes = message.get("body", b"")
@@ -105,7 +119,7 @@ async def _read_body(receive: Receive, cap: int) -> bytes | None:
     chunks = [body]
     size = len(body)
     while size <= cap:
-        message = await receive()
+        message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0.0))
         if message["type"] != "http.request":
             return None
         chunk: bytes = message.get("body", b"")
@@ -149,7 +163,11 @@ def _responses() -> dict[str, dict[str, Any]]:
             "description": "`missing_signature`, `signature_mismatch`, `timestamp_expired` or "
             "`unknown_integration`. Nothing is stored."
         },
-        "404": {"description": "`unknown_tenant` or `unknown_provider`."},
+        "404": {
+            "description": "`unknown_provider` (an unknown tenant is answered 401 "
+            "`unknown_integration`, like a tenant without this integration)."
+        },
+        "408": {"description": "`request_timeout`: the body took too long to arrive."},
         "413": {"description": "`body_too_large`."},
         "429": {"description": "`rate_limited` or `quota_exceeded`, with `Retry-After`."},
     }
