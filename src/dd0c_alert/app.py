@@ -123,6 +123,7 @@ def notify_config(settings: Settings) -> NotifyConfig:
         slack_per_second=settings.notify_slack_per_second,
         escalation_check_seconds=settings.notify_escalation_check_seconds,
         lease_seconds=settings.notify_lease_seconds,
+        digest_hour=settings.digest_hour if settings.digest_hour >= 0 else None,
     )
 
 

@@ -131,6 +131,12 @@ class Settings(BaseSettings):
         default=1.0, description="Slack calls per second per channel (bursts of 3)."
     )
     notify_escalation_check_seconds: float = 10.0
+    digest_hour: int = Field(
+        default=8,
+        ge=-1,
+        le=23,
+        description="UTC hour after which each tenant's daily digest mail goes out; -1: none.",
+    )
     notify_lease_seconds: float = Field(
         default=300.0,
         description="A notifier that dies mid-send leaves its deliveries to another after this.",

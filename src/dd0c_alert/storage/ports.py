@@ -285,6 +285,9 @@ class Store(Protocol):
         """The incident as a notification shows it, at a cost bounded whatever its size:
         its worst alerts, the repeat count, the human actions."""
 
+    def digest(self, tenant_id: str, start: datetime, end: datetime) -> dict[str, Any]:
+        """Counts of one day for the daily digest mail."""
+
     def incident_action(
         self,
         tenant_id: str,

@@ -506,6 +506,9 @@ class SqlStore:
     def notification_detail(self, tenant_id: str, incident_id: str) -> dict[str, Any] | None:
         return incident_queries.notification_detail(self._read, tenant_id, incident_id)
 
+    def digest(self, tenant_id: str, start: datetime, end: datetime) -> dict[str, Any]:
+        return incident_queries.digest(self._read, tenant_id, start, end)
+
     def incident_action(
         self,
         tenant_id: str,
