@@ -202,6 +202,7 @@ def build_runtime(settings: Settings, *, roles: frozenset[str] = ROLES) -> Runti
         store=store,
         outbox=outbox,
         notifier=notifier,
+        per_tenant_metrics=settings.metrics_per_tenant,
         queue=queue,
         archive=archive,
         ingest=IngestService(store, queue, archive, limits, rate_limiter=limiter),

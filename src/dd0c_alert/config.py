@@ -118,6 +118,10 @@ class Settings(BaseSettings):
     smtp_username: str = ""
     smtp_password: str = Field(default="", repr=False)
     smtp_tls: Literal["none", "starttls", "tls"] = "starttls"
+    metrics_per_tenant: bool = Field(
+        default=False,
+        description="Add a webhook counter per tenant to /metrics (one series per tenant).",
+    )
     notify_poll_seconds: float = 0.25
     notify_coalesce_seconds: float = Field(
         default=3.0,

@@ -67,6 +67,7 @@ from dd0c_alert.storage.outbox import (
 )
 from dd0c_alert.storage.ports import CircuitBreaker, IncidentFilter, Store
 
+from . import metrics
 from .incident_view import incident_view, routing_labels
 
 log = structlog.get_logger(__name__)
@@ -365,6 +366,7 @@ class Notifier:
             self._outbox.release(delivery, now + timedelta(seconds=wait_for.seconds))
             return
         except DeliveryError as error:
+            metrics.DELIVERIES.labels(delivery.destination_type, error.reason).inc()
             self._failed(delivery, lane, error, (time.perf_counter() - started) * 1000)
             if error.retry and error.reason != "rate_limited":
                 self._breakers.record_failure(circuit)
@@ -375,6 +377,10 @@ class Notifier:
             self._failed(delivery, lane, bug, (time.perf_counter() - started) * 1000)
             return
         self._breakers.record_success(circuit)
+        metrics.DELIVERIES.labels(delivery.destination_type, "delivered").inc()
+        metrics.DELIVERY_SECONDS.labels(delivery.destination_type).observe(
+            time.perf_counter() - started
+        )
         done = self._clock()
         self._outbox.finish(
             delivery,

@@ -257,6 +257,9 @@ class Store(Protocol):
 
     def purge_idempotency_keys(self, now: float) -> int: ...
 
+    def connections_in_use(self) -> int:
+        """Database connections this process holds now (for /metrics)."""
+
     def ping(self) -> None: ...
 
     def close(self) -> None:

@@ -499,6 +499,12 @@ class SqlStore:
     def purge_expired(self, tenant_id: str, cutoff: datetime) -> dict[str, int]:
         return purge_tenant(self._engine, tenant_id, cutoff)
 
+    def connections_in_use(self) -> int:
+        """Connections checked out of this process's pool (0 where it is not a
+        queue pool, as with SQLite's per-thread connections)."""
+        checked_out = getattr(self._engine.pool, "checkedout", None)
+        return int(checked_out()) if callable(checked_out) else 0
+
     def ping(self) -> None:
         with self._read.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
