@@ -8,7 +8,6 @@ tenant's failure is logged and does not stop the others.
 
 from __future__ import annotations
 
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -16,12 +15,15 @@ import structlog
 
 from dd0c_alert.storage.ports import Archive, Store
 
+from .background import Background
 from .suggest import run_suggestions
 
 log = structlog.get_logger(__name__)
 
 
-class Scheduler:
+class Scheduler(Background):
+    THREAD_NAME = "cron"
+
     def __init__(
         self,
         store: Store,
@@ -29,27 +31,12 @@ class Scheduler:
         archive: Archive | None = None,
         retention: timedelta | None = None,
     ) -> None:
+        super().__init__()
         self._store = store
         self._interval = interval
         self._archive = archive
         self._retention = retention
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self.runs = 0
-
-    def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self.run, name="cron", daemon=True)
-        self._thread.start()
-
-    def is_alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-            self._thread = None
 
     def run(self) -> None:
         """Run passes until stopped (the ``cron`` role calls this in the foreground)."""
