@@ -42,6 +42,7 @@ class _App(FastAPI):
     def __init__(self, runtime: Runtime, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.state.runtime = runtime
+        self.state.accounts = runtime.store.accounts()
         self._deliveries = (
             webhooks.WebhookEndpoint(runtime.ingest) if "ingest" in runtime.roles else None
         )
