@@ -148,7 +148,7 @@ def upgrade() -> None:
         )
     member = (
         "EXISTS (SELECT 1 FROM memberships m WHERE m.user_id = users.id"
-        f" AND m.tenant_id = {_TENANT})"
+        " AND m.tenant_id = current_setting('app.tenant_id', true))"
     )
     op.execute("ALTER TABLE users ENABLE ROW LEVEL SECURITY")
     op.execute(
