@@ -20,6 +20,7 @@ from dd0c_alert.pipeline.runtime import Runtime
 
 from . import (
     api,
+    auth_api,
     config_api,
     deliveries_api,
     health,
@@ -100,6 +101,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     if "api" in runtime.roles:
         for module in (
             api,
+            auth_api,
             incidents,
             config_api,
             suggestions,
