@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from dd0c_alert.correlation.dedup import AlertRecord, FingerprintState, FoldResult
 from dd0c_alert.correlation.engine import EngineState
@@ -24,6 +24,9 @@ from dd0c_alert.correlation.model import (
 )
 from dd0c_alert.correlation.suggestions import History, Suggestion
 from dd0c_alert.domain.models import CanonicalAlert, DeployEvent
+
+if TYPE_CHECKING:
+    from .accounts import AccountStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +225,9 @@ class Store(Protocol):
         """Return the new key; only its hash is stored."""
 
     def tenant_for_api_key(self, key: str) -> str | None: ...
+
+    def accounts(self) -> AccountStore:
+        """Users, memberships, sessions, invitations and API keys."""
 
     def create_integration(
         self, tenant_id: str, provider: str, name: str, secret: str

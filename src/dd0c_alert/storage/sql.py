@@ -42,6 +42,7 @@ from dd0c_alert.providers import PROVIDERS
 
 from . import incident_queries, suggestion_queries
 from . import schema as t
+from .accounts import AccountStore
 from .correlation_sql import load_state, record_from_row, save_state, stored_deploy_refs
 from .outbox import SqlOutbox, write_intents
 from .ports import (
@@ -129,6 +130,10 @@ class SqlStore:
         self._read = read_engine
         self._box = box
         self.default_settings = default_settings or TenantSettings()
+
+    def accounts(self) -> AccountStore:
+        """Users, memberships, sessions, invitations and API keys on this database."""
+        return AccountStore(self._engine, self._read)
 
     def outbox(self) -> SqlOutbox:
         """The notification outbox, on this store's database and secret box."""
