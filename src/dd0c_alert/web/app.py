@@ -24,6 +24,8 @@ from . import (
     deliveries_api,
     health,
     incidents,
+    integrations_api,
+    product_api,
     replay_api,
     routes_api,
     slack_api,
@@ -106,6 +108,8 @@ def create_app(runtime: Runtime) -> FastAPI:
             routes_api,
             deliveries_api,
             slack_api,
+            integrations_api,
+            product_api,
         ):
             app.include_router(module.router)
     app.include_router(health.router)
