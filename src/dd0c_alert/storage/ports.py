@@ -141,6 +141,8 @@ class IncidentFilter:
     service: str | None = None
     since: datetime | None = None  # on the incident's first event time
     until: datetime | None = None
+    source: str | None = None  # any of its alerts
+    q: str | None = None  # text in its title, services or alert labels
 
 
 IncidentAction = Literal["ack", "resolve", "snooze", "reopen"]
@@ -321,6 +323,16 @@ class Store(Protocol):
         """ack | resolve | snooze | reopen by ``actor``, recorded on the timeline; None
         when unknown. Raises InvalidTransition when the incident's status does not
         allow it."""
+
+    def add_note(
+        self, tenant_id: str, incident_id: str, text: str, *, actor: str = "api"
+    ) -> dict[str, Any] | None: ...
+
+    def merge_incident(
+        self, tenant_id: str, incident_id: str, into: str, *, actor: str = "api"
+    ) -> dict[str, Any] | None:
+        """Merge ``incident_id`` into ``into``; the absorbing incident, None when either
+        is unknown; ``InvalidTransition`` when either was merged away or they are one."""
 
     def add_feedback(
         self, tenant_id: str, incident_id: str, verdict: Verdict, *, actor: str = "api"

@@ -531,6 +531,16 @@ class SqlStore:
             self._engine, tenant_id, incident_id, action, snooze_minutes, actor
         )
 
+    def add_note(
+        self, tenant_id: str, incident_id: str, text: str, *, actor: str = "api"
+    ) -> dict[str, Any] | None:
+        return incident_queries.add_note(self._engine, tenant_id, incident_id, text, actor)
+
+    def merge_incident(
+        self, tenant_id: str, incident_id: str, into: str, *, actor: str = "api"
+    ) -> dict[str, Any] | None:
+        return incident_queries.merge(self._engine, tenant_id, incident_id, into, actor)
+
     def add_feedback(
         self, tenant_id: str, incident_id: str, verdict: Verdict, *, actor: str = "api"
     ) -> dict[str, Any] | None:

@@ -25,6 +25,7 @@ from dd0c_alert.storage.ports import (
 )
 
 from .api import Alert, AlertDecision, Limit, with_raw_url
+from .audit import audit
 from .auth import TenantId
 from .deliveries_api import IncidentDelivery
 from .responses import error_response
@@ -79,7 +80,9 @@ class TimelineEntry(BaseModel):
     """A decision of the engine (``kind`` = ``decision``, at the alert's event time) or
     something a person did (at the time they did it)."""
 
-    kind: Literal["decision", "ack", "resolve", "snooze", "reopen", "feedback", "replay"]
+    kind: Literal[
+        "decision", "ack", "resolve", "snooze", "reopen", "feedback", "replay", "note", "merge"
+    ]
     at: datetime
     incident_id: str = Field(description="Differs when the entry came with a merged incident.")
     decision_id: str | None = None
@@ -177,11 +180,16 @@ async def list_incidents(
     service: Annotated[str | None, Query(description="Any of its services")] = None,
     since: Annotated[ApiTime | None, Query(description="opened_at ≥ since")] = None,
     until: Annotated[ApiTime | None, Query(description="opened_at < until")] = None,
+    source: Annotated[str | None, Query(max_length=40, description="Any of its alerts")] = None,
+    q: Annotated[
+        str | None,
+        Query(min_length=1, max_length=200, description="Text in title, services or labels"),
+    ] = None,
     limit: Limit = 50,
     cursor: str | None = None,
 ) -> dict[str, Any]:
     store = _store(request)
-    filters = IncidentFilter(status, severity, service, since, until)
+    filters = IncidentFilter(status, severity, service, since, until, source, q)
     page = await _page(store.list_incidents, tenant, filters, limit, cursor)
     return {"items": page.items, "next_cursor": page.next_cursor}
 
@@ -215,6 +223,7 @@ async def _act(
         return error_response(409, "invalid_transition", str(exc))
     if item is None:
         raise HTTPException(404, _NOT_FOUND)
+    await audit(request, tenant, f"incident.{action}", "incident", incident_id)
     return item
 
 
@@ -276,6 +285,58 @@ async def feedback(
     item = await run_in_threadpool(store.add_feedback, tenant, incident_id, body.verdict)
     if item is None:
         raise HTTPException(404, _NOT_FOUND)
+    detail = {"verdict": body.verdict}
+    await audit(request, tenant, "incident.feedback", "incident", incident_id, detail)
+    return item
+
+
+class NoteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, max_length=10_000)
+
+
+class MergeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    into: str = Field(min_length=1, max_length=32)
+
+
+@router.post(
+    "/incidents/{incident_id}/notes",
+    response_model=TimelineEntry,
+    status_code=201,
+    summary="Add a note to the incident's timeline",
+)
+async def add_note(
+    request: Request, tenant: TenantId, incident_id: str, body: NoteIn
+) -> dict[str, Any]:
+    store = _store(request)
+    item = await run_in_threadpool(store.add_note, tenant, incident_id, body.text)
+    if item is None:
+        raise HTTPException(404, _NOT_FOUND)
+    await audit(request, tenant, "incident.note", "incident", incident_id)
+    return item
+
+
+@router.post(
+    "/incidents/{incident_id}/merge",
+    response_model=Incident,
+    responses=_CONFLICT,
+    summary="Merge this incident into another: its alerts move there; both timelines say so",
+)
+async def merge(
+    request: Request, tenant: TenantId, incident_id: str, body: MergeIn
+) -> Response | dict[str, Any]:
+    store = _store(request)
+    try:
+        item = await run_in_threadpool(store.merge_incident, tenant, incident_id, body.into)
+    except InvalidTransition as exc:
+        return error_response(409, "invalid_transition", str(exc))
+    if item is None:
+        raise HTTPException(404, _NOT_FOUND)
+    detail = {"into": body.into}
+    await audit(request, tenant, "incident.merge", "incident", incident_id, detail)
     return item
 
 
