@@ -39,6 +39,7 @@ from dd0c_alert.domain.ids import new_id
 from dd0c_alert.pipeline.limits import ApiLimits, LimitExceeded, check_topology
 from dd0c_alert.storage.ports import Store
 
+from .audit import audit
 from .auth import TenantId
 from .responses import error_response
 from .routing import JsonRoute
@@ -109,6 +110,14 @@ async def put_topology(
         return _over(exc)
     store = _store(request)
     await run_in_threadpool(store.set_dependencies, tenant, body.dependencies)
+    await audit(
+        request,
+        tenant,
+        "topology.replace",
+        "topology",
+        tenant,
+        {"services": len(body.dependencies)},
+    )
     _, rules = await run_in_threadpool(store.tenant_config, tenant)
     return {"dependencies": topology_of(rules)}
 
@@ -377,6 +386,7 @@ async def create_silence(
 async def delete_silence(request: Request, tenant: TenantId, silence_id: str) -> Response:
     if not await run_in_threadpool(_store(request).delete_rule, tenant, "silence", silence_id):
         raise HTTPException(404, "no such silence")
+    await audit(request, tenant, "silence.delete", "silence", silence_id)
     return Response(status_code=204)
 
 

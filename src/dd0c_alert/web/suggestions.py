@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from dd0c_alert.pipeline import suggest
 from dd0c_alert.storage.ports import Page, Store, SuggestionVerdict
 
+from .audit import audit
 from .auth import TenantId
 from .responses import error_response
 from .routing import JsonRoute
@@ -119,6 +120,12 @@ async def accept(
     request: Request, tenant: TenantId, suggestion_id: str
 ) -> Response | dict[str, Any]:
     verdict = await run_in_threadpool(suggest.accept, _store(request), tenant, suggestion_id)
+    if verdict is not None and verdict.changed:
+        detail = {"kind": verdict.suggestion.get("kind"), "rule": verdict.rule is not None}
+        await audit(request, tenant, "suggestion.accept", "suggestion", suggestion_id, detail)
+        product = _store(request).product()
+        event = {"suggestion_id": suggestion_id, **detail}
+        await run_in_threadpool(product.record_event, tenant, "suggestion.accepted", event)
     return _answer(verdict)
 
 
@@ -132,4 +139,6 @@ async def dismiss(
     request: Request, tenant: TenantId, suggestion_id: str
 ) -> Response | dict[str, Any]:
     verdict = await run_in_threadpool(suggest.dismiss, _store(request), tenant, suggestion_id)
+    if verdict is not None and verdict.changed:
+        await audit(request, tenant, "suggestion.dismiss", "suggestion", suggestion_id)
     return _answer(verdict)
