@@ -45,7 +45,9 @@ class _App(FastAPI):
         super().__init__(**kwargs)
         self.state.runtime = runtime
         self._deliveries = (
-            webhooks.WebhookEndpoint(runtime.ingest) if "ingest" in runtime.roles else None
+            webhooks.WebhookEndpoint(runtime.ingest, per_tenant_metrics=runtime.per_tenant_metrics)
+            if "ingest" in runtime.roles
+            else None
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
