@@ -13,12 +13,19 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 
+from dd0c_alert.domain.plans import plan_named
 from dd0c_alert.storage.ports import Archive, Store
 
 from .background import Background
 from .suggest import run_suggestions
 
 log = structlog.get_logger(__name__)
+
+
+def retention_for(plan: str | None, operator: timedelta | None) -> timedelta | None:
+    """The tenant's plan's retention (``free``: 7 days), else the operator's."""
+    days = plan_named(plan).retention_days
+    return timedelta(days=days) if days is not None else operator
 
 
 class Scheduler(Background):
@@ -55,7 +62,7 @@ class Scheduler(Background):
         for tenant in tenants:
             if self._stop.is_set():
                 return
-            self._purge(tenant.id)
+            self._purge(tenant.id, retention_for(tenant.plan, self._retention))
             try:
                 found = run_suggestions(self._store, tenant.id)
             except Exception:
@@ -64,10 +71,10 @@ class Scheduler(Background):
                 log.info("suggestions_computed", tenant_id=tenant.id, found=len(found))
         self.runs += 1
 
-    def _purge(self, tenant_id: str) -> None:
-        if self._retention is None:
+    def _purge(self, tenant_id: str, retention: timedelta | None) -> None:
+        if retention is None:
             return
-        cutoff = datetime.now(UTC) - self._retention
+        cutoff = datetime.now(UTC) - retention
         try:
             records = self._store.purge_expired(tenant_id, cutoff)
             payloads = self._archive.purge_before(tenant_id, cutoff) if self._archive else 0
