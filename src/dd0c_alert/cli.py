@@ -47,6 +47,10 @@ deliveries_app = typer.Typer(
 app.add_typer(deliveries_app, name="deliveries")
 routes_app = typer.Typer(help="Notification routes.", no_args_is_help=True)
 app.add_typer(routes_app, name="routes")
+user_app = typer.Typer(help="Users of a tenant, for headless set-up.", no_args_is_help=True)
+app.add_typer(user_app, name="user")
+api_key_app = typer.Typer(help="A tenant's API keys.", no_args_is_help=True)
+app.add_typer(api_key_app, name="api-key")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 PortOption = Annotated[int, typer.Option(help="Port to listen on.")]
@@ -378,6 +382,93 @@ def topology_show(
         raise typer.BadParameter(f"no tenant {tenant!r}")
     _, rules = store.tenant_config(tenant)
     _print_topology(topology_of(rules), as_json)
+
+
+TenantOption = Annotated[str, typer.Option("--tenant", help="Tenant id.")]
+
+
+def _accounts(tenant: str) -> Any:
+    store = open_store(Settings())
+    if store.get_tenant(tenant) is None:
+        raise typer.BadParameter(f"no tenant {tenant!r} (dd0c-alert tenant list shows them)")
+    return store.accounts()
+
+
+@user_app.command("create")
+def user_create(
+    tenant: TenantOption,
+    email: Annotated[str, typer.Option(help="The user's email address.")],
+    role: Annotated[str, typer.Option(help="owner, admin, member or viewer.")] = "owner",
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Add a user to a tenant (created if new). Without a password the user sets one
+    through a reset link (POST /v1/auth/reset-request)."""
+    import sys
+
+    from dd0c_alert.web.passwords import WeakPassword, check_strength, hash_password
+    from dd0c_alert.web.permissions import ROLES
+
+    if role not in ROLES:
+        raise typer.BadParameter(f"role must be one of {', '.join(ROLES)}")
+    accounts = _accounts(tenant)
+    password_hash = None
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+        try:
+            check_strength(password, email)
+        except WeakPassword as exc:
+            raise typer.BadParameter(str(exc)) from None
+        password_hash = hash_password(password)
+    user = accounts.user_by_email(email) or accounts.create_user(email, password_hash)
+    if password_hash is not None and user.password_hash is None:
+        accounts.set_password(user.id, password_hash)
+    accounts.add_member(tenant, user.id, role)
+    result = {"user_id": user.id, "email": user.email, "tenant_id": tenant, "role": role}
+    typer.echo(json.dumps(result) if as_json else f"{email} is {role} of {tenant} ({user.id})")
+
+
+@api_key_app.command("create")
+def api_key_create(
+    tenant: TenantOption,
+    name: Annotated[str, typer.Option(help="What the key is for.")],
+    scope: Annotated[str, typer.Option(help="read, write or admin.")] = "read",
+    as_json: JsonFlag = False,
+) -> None:
+    """Create an API key; it is shown once, only its hash is kept."""
+    from dd0c_alert.web.permissions import SCOPES
+
+    if scope not in SCOPES:
+        raise typer.BadParameter(f"scope must be one of {', '.join(SCOPES)}")
+    key, record = _accounts(tenant).create_api_key(tenant, name, scope)
+    if as_json:
+        typer.echo(json.dumps({"id": record.id, "key": key, "scope": scope}))
+    else:
+        typer.echo(f"{record.id}  {scope}  {name}\n{key}\n(shown once: store it now)")
+
+
+@api_key_app.command("list")
+def api_key_list(tenant: TenantOption, as_json: JsonFlag = False) -> None:
+    """The tenant's API keys (never the keys themselves)."""
+    keys = [key.public() for key in _accounts(tenant).api_keys(tenant)]
+    if as_json:
+        typer.echo(json.dumps(keys, default=str))
+        return
+    for key in keys:
+        used = key.get("last_used_at") or "never used"
+        typer.echo(f"{key['id']}  {key['scope']:<5}  {key['name']}  ({used})")
+
+
+@api_key_app.command("revoke")
+def api_key_revoke(
+    tenant: TenantOption, key_id: Annotated[str, typer.Argument(help="The key's id.")]
+) -> None:
+    """Revoke an API key at once."""
+    if _accounts(tenant).revoke_api_key(tenant, key_id) is None:
+        raise typer.BadParameter(f"tenant {tenant} has no API key {key_id}")
+    typer.echo(f"revoked {key_id}")
 
 
 @app.command()
