@@ -7,19 +7,61 @@ import json
 import secrets
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from dd0c_alert.app import api_limits, build_runtime, open_store
-from dd0c_alert.app import is_postgres as _is_postgres
-from dd0c_alert.app import migrate as run_migrations
-from dd0c_alert.config import Settings
 from dd0c_alert.domain.times import InvalidTime, parse_time
 from dd0c_alert.pipeline.limits import LimitExceeded, check_proposal, check_topology
-from dd0c_alert.pipeline.runtime import ROLES
 from dd0c_alert.providers import PROVIDERS
-from dd0c_alert.storage.sql import SqlStore
+from dd0c_alert.roles import ROLES
+
+if TYPE_CHECKING:
+    from dd0c_alert.config import Settings
+    from dd0c_alert.pipeline.limits import ApiLimits
+    from dd0c_alert.pipeline.runtime import Runtime
+    from dd0c_alert.storage.sql import SqlStore
+
+
+# The CLI starts fast (`--help` in well under a second): configuration, storage and
+# the web stack are imported by the commands that use them, through these helpers.
+
+
+def _settings() -> Settings:
+    from dd0c_alert.config import Settings
+
+    return Settings()
+
+
+def open_store(settings: Settings) -> SqlStore:
+    from dd0c_alert.app import open_store as opened
+
+    return opened(settings)
+
+
+def build_runtime(settings: Settings, *, roles: frozenset[str] = ROLES) -> Runtime:
+    from dd0c_alert.app import build_runtime as built
+
+    return built(settings, roles=roles)
+
+
+def run_migrations(settings: Settings) -> None:
+    from dd0c_alert.app import migrate
+
+    migrate(settings)
+
+
+def api_limits(settings: Settings) -> ApiLimits:
+    from dd0c_alert.app import api_limits as limits
+
+    return limits(settings)
+
+
+def _is_postgres(settings: Settings) -> bool:
+    from dd0c_alert.app import is_postgres
+
+    return is_postgres(settings)
+
 
 app = typer.Typer(
     help="dd0c/alert: every alert in, nothing lost, one clear incident out.", no_args_is_help=True
@@ -66,7 +108,7 @@ def _serve_http(roles: frozenset[str], host: str, port: int) -> None:
     from dd0c_alert.web.app import create_app
     from dd0c_alert.web.http_server import protocol as http_protocol
 
-    settings = Settings()
+    settings = _settings()
     configure(settings.log_level)
     runtime = build_runtime(settings, roles=roles)
     where = f"http://{host}:{port}"
@@ -97,7 +139,7 @@ def _run_until_signalled(roles: frozenset[str]) -> None:
 
     from dd0c_alert.logs import configure
 
-    settings = Settings()
+    settings = _settings()
     configure(settings.log_level)
     runtime = build_runtime(settings, roles=roles)
     stop = threading.Event()
@@ -166,14 +208,14 @@ def migrate() -> None:
     """Bring the database schema up to date (serve does this too on SQLite). On
     PostgreSQL, runs as DD0C_MIGRATION_DATABASE_URL's owner role and grants the
     DATABASE_URL role its data rights."""
-    run_migrations(Settings())
+    run_migrations(_settings())
     typer.echo("database is up to date")
 
 
 @tenant_app.command("create")
 def tenant_create(name: str, as_json: JsonFlag = False) -> None:
     """Create a tenant and its first API key (shown once)."""
-    store = open_store(Settings())
+    store = open_store(_settings())
     tenant = store.create_tenant(name)
     key = store.create_api_key(tenant.id, "default")
     if as_json:
@@ -186,7 +228,7 @@ def tenant_create(name: str, as_json: JsonFlag = False) -> None:
 @tenant_app.command("list")
 def tenant_list(as_json: JsonFlag = False) -> None:
     """List tenants."""
-    tenants = open_store(Settings()).list_tenants()
+    tenants = open_store(_settings()).list_tenants()
     if as_json:
         typer.echo(json.dumps([{"tenant_id": t.id, "name": t.name} for t in tenants]))
         return
@@ -209,7 +251,7 @@ def integration_create(
 
     if provider not in PROVIDERS:
         raise typer.BadParameter(f"unknown provider; choose from {', '.join(sorted(PROVIDERS))}")
-    settings = Settings()
+    settings = _settings()
     store = open_store(settings)
     if store.get_tenant(tenant) is None:
         raise typer.BadParameter(f"no tenant {tenant!r}")
@@ -234,7 +276,7 @@ def dlq_list(
     as_json: JsonFlag = False,
 ) -> None:
     """List dead letters, newest first."""
-    rows = open_store(Settings()).list_dead_letters(tenant, limit)
+    rows = open_store(_settings()).list_dead_letters(tenant, limit)
     if as_json:
         typer.echo(json.dumps(rows))
         return
@@ -247,7 +289,7 @@ def dlq_list(
 @dlq_app.command("show")
 def dlq_show(dead_letter_id: str) -> None:
     """Show one dead letter: error, headers and body."""
-    dead = open_store(Settings()).get_dead_letter(dead_letter_id)
+    dead = open_store(_settings()).get_dead_letter(dead_letter_id)
     if dead is None:
         raise typer.BadParameter(f"no dead letter {dead_letter_id!r}")
     event = dead.event
@@ -264,7 +306,7 @@ def dlq_show(dead_letter_id: str) -> None:
 @dlq_app.command("replay")
 def dlq_replay(dead_letter_ids: list[str]) -> None:
     """Put dead letters back on the queue (a running service processes them)."""
-    settings = Settings()
+    settings = _settings()
     runtime = build_runtime(settings, roles=frozenset())
     for dead_letter_id in dead_letter_ids:
         dead = runtime.store.get_dead_letter(dead_letter_id)
@@ -287,7 +329,7 @@ def redact_stored_command(
     from dd0c_alert.pipeline.redact_stored import redact_stored
     from dd0c_alert.storage.engine import make_engines
 
-    settings = Settings()
+    settings = _settings()
     store = open_store(settings)
     tenants = [tenant] if tenant else [t.id for t in store.list_tenants()]
     engine, _ = make_engines(settings.resolved_database_url, settings.sqlite_synchronous)
@@ -349,7 +391,7 @@ def topology_import(
 
     from dd0c_alert.web.config_api import Topology, topology_of
 
-    store = open_store(Settings())
+    store = open_store(_settings())
     if store.get_tenant(tenant) is None:
         raise typer.BadParameter(f"no tenant {tenant!r}")
     document = _read_document(file)
@@ -362,7 +404,7 @@ def topology_import(
         )
         raise typer.BadParameter(f"{file}: {problems}") from None
     try:
-        check_topology(topology.dependencies, api_limits(Settings()))
+        check_topology(topology.dependencies, api_limits(_settings()))
     except LimitExceeded as exc:
         raise typer.BadParameter(f"{file}: {exc}") from None
     store.set_dependencies(tenant, topology.dependencies)
@@ -377,7 +419,7 @@ def topology_show(
     """Print a tenant's declared service dependencies."""
     from dd0c_alert.web.config_api import topology_of
 
-    store = open_store(Settings())
+    store = open_store(_settings())
     if store.get_tenant(tenant) is None:
         raise typer.BadParameter(f"no tenant {tenant!r}")
     _, rules = store.tenant_config(tenant)
@@ -388,7 +430,7 @@ TenantOption = Annotated[str, typer.Option("--tenant", help="Tenant id.")]
 
 
 def _accounts(tenant: str) -> Any:
-    store = open_store(Settings())
+    store = open_store(_settings())
     if store.get_tenant(tenant) is None:
         raise typer.BadParameter(f"no tenant {tenant!r} (dd0c-alert tenant list shows them)")
     return store.accounts()
@@ -479,7 +521,7 @@ def doctor(as_json: JsonFlag = False) -> None:
 
     from dd0c_alert.pipeline.doctor import diagnose
 
-    findings = diagnose(Settings())
+    findings = diagnose(_settings())
     if as_json:
         typer.echo(json.dumps([asdict(f) for f in findings], indent=2))
     else:
@@ -496,7 +538,7 @@ def backup(target: Annotated[Path, typer.Argument(help="A new, empty folder.")])
     from dd0c_alert.pipeline.backup import backup as take_backup
     from dd0c_alert.storage.engine import sqlite_path
 
-    settings = Settings()
+    settings = _settings()
     if _is_postgres(settings):
         raise typer.BadParameter("PostgreSQL: use pg_dump (see docs/production.md)")
     database = sqlite_path(settings.resolved_database_url)
@@ -515,7 +557,7 @@ def restore(
     """Restore an embedded installation from a backup (stop the service first)."""
     from dd0c_alert.pipeline.backup import restore as put_back
 
-    settings = Settings()
+    settings = _settings()
     if _is_postgres(settings):
         raise typer.BadParameter("PostgreSQL: use pg_restore (see docs/production.md)")
     try:
@@ -533,7 +575,7 @@ def suggest(
     """Compute a tenant's suggestions from its history now; print the open ones."""
     from dd0c_alert.pipeline.suggest import run_suggestions
 
-    store = open_store(Settings())
+    store = open_store(_settings())
     if store.get_tenant(tenant) is None:
         raise typer.BadParameter(f"no tenant {tenant!r}")
     run_suggestions(store, tenant)
@@ -549,7 +591,7 @@ def suggest(
 
 def _tenant_store(tenant: str) -> SqlStore:
     """The store, after checking the tenant exists."""
-    store = open_store(Settings())
+    store = open_store(_settings())
     if store.get_tenant(tenant) is None:
         raise typer.BadParameter(f"no tenant {tenant!r}")
     return store
@@ -569,7 +611,7 @@ def slack_configure(
 
     from dd0c_alert.pipeline.slack_actions import configure_slack, slack_view
 
-    settings = Settings()
+    settings = _settings()
     outbox = _tenant_store(tenant).outbox()
     try:
         check = asyncio.run(
@@ -604,7 +646,7 @@ def slack_manifest_command(
     → From a manifest: scopes, interactivity and the /dd0c command point at this server."""
     from dd0c_alert.notify.slack import slack_manifest
 
-    typer.echo(json.dumps(slack_manifest(public_url or Settings().public_url), indent=2))
+    typer.echo(json.dumps(slack_manifest(public_url or _settings().public_url), indent=2))
 
 
 _DELIVERY_STATUSES = ("pending", "retrying", "delivered", "failed")
@@ -711,7 +753,7 @@ def replay(
     from dd0c_alert.pipeline.replay import Proposal, parse_proposal
     from dd0c_alert.pipeline.replay import replay as run_replay
 
-    store = open_store(Settings())
+    store = open_store(_settings())
     if store.get_tenant(tenant) is None:
         raise typer.BadParameter(f"no tenant {tenant!r}")
     try:
@@ -720,7 +762,7 @@ def replay(
             proposal.dependencies,
             proposal.silences,
             proposal.inhibitions,
-            api_limits(Settings()),
+            api_limits(_settings()),
         )
         report = run_replay(
             store,
@@ -784,7 +826,7 @@ def demo(
     """Create a demo tenant and post a realistic burst of alerts to a running server."""
     from dd0c_alert.demo import run_demo
 
-    run_demo(Settings(), url, count)
+    run_demo(_settings(), url, count)
 
 
 def main() -> None:
