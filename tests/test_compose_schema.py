@@ -62,7 +62,7 @@ def test_the_schema_catches_mistakes(
         ("api", lambda spec: spec.update(helthcheck=spec.pop("healthcheck"))),
         ("ingest", lambda spec: spec["deploy"].update(replicas=[2])),
         ("cron", lambda spec: spec["depends_on"]["migrate"].update(condition="service_done")),
-        ("caddy", lambda spec: spec.update(ports=[{"target": "443"}])),
+        ("caddy", lambda spec: spec.update(ports=[["443"]])),
     ]
     for service, mistake in mistakes:
         broken = json.loads(json.dumps(compose))  # a deep copy without shared anchors
