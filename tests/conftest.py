@@ -44,6 +44,7 @@ assert BACKEND in ("embedded", "production"), BACKEND
 _TEMPLATE = "dd0c_template"
 _databases = itertools.count()
 _FERNET_KEY = Fernet.generate_key().decode()
+_JWT_SECRET = "test-jwt-secret-" + "x" * 32
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -128,13 +129,21 @@ def backend_overrides() -> dict[str, Any]:
         "database_url": _servers.postgres().url(database, APP),
         "redis_url": _servers.redis_server().url,
         "secret_key": _FERNET_KEY,
+        "jwt_secret": _JWT_SECRET,
     }
 
 
 def cli_environment(monkeypatch: pytest.MonkeyPatch, data_dir: Path) -> dict[str, Any]:
     """Point the CLI (which reads the environment) and a runtime at one database of the
     current backend; return the settings overrides for the runtime."""
-    for name in ("DATABASE_URL", "DD0C_DATABASE_URL", "DD0C_SECRET_KEY", "REDIS_URL"):
+    for name in (
+        "DATABASE_URL",
+        "DD0C_DATABASE_URL",
+        "DD0C_SECRET_KEY",
+        "REDIS_URL",
+        "DD0C_JWT_SECRET",
+        "JWT_SECRET",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("DD0C_DATA_DIR", str(data_dir))
     overrides = backend_overrides()
@@ -142,6 +151,7 @@ def cli_environment(monkeypatch: pytest.MonkeyPatch, data_dir: Path) -> dict[str
         monkeypatch.setenv("DATABASE_URL", overrides["database_url"])
         monkeypatch.setenv("REDIS_URL", overrides["redis_url"])
         monkeypatch.setenv("DD0C_SECRET_KEY", overrides["secret_key"])
+        monkeypatch.setenv("DD0C_JWT_SECRET", overrides["jwt_secret"])
     return overrides
 
 

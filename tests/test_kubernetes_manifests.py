@@ -25,9 +25,8 @@ KUBERNETES_VERSION = "1.30.0"
 ROLES = {"ingest", "correlate", "notify", "api", "cron"}
 SECRET = "dd0c-alert-secrets"
 SECRET_ENV = {"DATABASE_URL", "REDIS_URL", "DD0C_SECRET_KEY", "DD0C_JWT_SECRET"}
-#: Environment not read by Settings: the AWS chain, and the accounts' JWT secret
-#: (being added to Settings by the accounts work).
-NOT_SETTINGS = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "DD0C_JWT_SECRET"}
+#: Environment not read by Settings: the AWS chain.
+NOT_SETTINGS = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
 
 
 def _documents(path: Path) -> list[dict[str, Any]]:

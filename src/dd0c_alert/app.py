@@ -7,6 +7,8 @@ pgmq, connected as the application role that row-level security applies to.
 
 from __future__ import annotations
 
+import os
+import secrets
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -14,6 +16,7 @@ import sqlalchemy as sa
 from dd0c_alert.config import Settings
 from dd0c_alert.correlation.model import TenantSettings
 from dd0c_alert.notify.smtp import SmtpConfig
+from dd0c_alert.pipeline.auth_config import AuthConfig
 from dd0c_alert.pipeline.ingest import IngestService, Limits
 from dd0c_alert.pipeline.limits import ApiLimits
 from dd0c_alert.pipeline.notifier import Notifier, NotifyConfig
@@ -21,6 +24,8 @@ from dd0c_alert.pipeline.runtime import ROLES, Runtime
 from dd0c_alert.pipeline.worker import Worker
 from dd0c_alert.storage.archive import LocalArchive
 from dd0c_alert.storage.engine import make_engines, normalise_database_url, sqlite_path
+from dd0c_alert.storage.files import private_dir
+from dd0c_alert.storage.login_throttle import MemoryLoginThrottle, RedisLoginThrottle
 from dd0c_alert.storage.memory_state import MemoryCircuitBreaker, TokenBuckets
 from dd0c_alert.storage.migrate import grant_app_role, upgrade
 from dd0c_alert.storage.pgmq_queue import PgmqIngestQueue
@@ -65,6 +70,36 @@ def _secret_box(settings: Settings) -> SecretBox:
     return SecretBox.from_config(settings.secret_key, settings.data_dir / "secret.key")
 
 
+def jwt_secret(settings: Settings) -> str:
+    """The key signing session tokens: configured, or (embedded mode only) a random
+    one kept in ``<data_dir>/jwt.key`` (0600)."""
+    if settings.jwt_secret:
+        return settings.jwt_secret
+    if is_postgres(settings):
+        raise SystemExit(
+            "DD0C_JWT_SECRET must be set with PostgreSQL: every process must verify "
+            "session tokens with the same key (e.g. `openssl rand -base64 48`)"
+        )
+    key_file = settings.data_dir / "jwt.key"
+    if not key_file.exists():
+        private_dir(key_file.parent)
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(48))
+    return key_file.read_text().strip()
+
+
+def auth_config(settings: Settings) -> AuthConfig:
+    signup = settings.signup_enabled
+    return AuthConfig(
+        jwt_secret=jwt_secret(settings),
+        signup_enabled=(not is_postgres(settings)) if signup is None else signup,
+        public_url=settings.public_url,
+        smtp=notify_config(settings).smtp,
+        mail_from=settings.smtp_from,
+    )
+
+
 def open_store(
     settings: Settings, *, migrate_schema: bool = True, settle: QueueSettle | None = None
 ) -> SqlStore:
@@ -83,7 +118,14 @@ def _store(
     settings: Settings, engine: sa.Engine, read_engine: sa.Engine, settle: QueueSettle | None
 ) -> SqlStore:
     defaults = TenantSettings(governance_mode=settings.governance_mode)
-    return SqlStore(engine, read_engine, _secret_box(settings), defaults, settle=settle)
+    return SqlStore(
+        engine,
+        read_engine,
+        _secret_box(settings),
+        defaults,
+        settle=settle,
+        monthly_quota=settings.monthly_quota,
+    )
 
 
 def api_limits(settings: Settings) -> ApiLimits:
@@ -215,4 +257,6 @@ def build_runtime(settings: Settings, *, roles: frozenset[str] = ROLES) -> Runti
         redis=redis,
         api_limits=api_limits(settings),
         slack_api_url=settings.slack_api_url,
+        auth=auth_config(settings),
+        login_throttle=RedisLoginThrottle(redis) if redis else MemoryLoginThrottle(),
     )

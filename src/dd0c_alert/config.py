@@ -42,6 +42,18 @@ class Settings(BaseSettings):
         default="",
         description="Fernet key for secrets at rest; empty means <data_dir>/secret.key.",
     )
+    jwt_secret: str = Field(
+        default="",
+        repr=False,
+        validation_alias=AliasChoices("JWT_SECRET", "DD0C_JWT_SECRET"),
+        description="HS256 key signing session tokens; empty means <data_dir>/jwt.key "
+        "(embedded mode only: required with PostgreSQL).",
+    )
+    signup_enabled: bool | None = Field(
+        default=None,
+        description="Self-service sign-up (POST /v1/auth/signup); unset: on in embedded "
+        "mode, off with PostgreSQL.",
+    )
     archive_url: str = Field(
         default="",
         description="Where raw payloads are kept: empty means the folder <data_dir>/archive; "

@@ -48,5 +48,14 @@ class LRUCache(Generic[K, V]):
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
 
+    def pop(self, key: K) -> None:
+        """Forget ``key`` (an entry made stale by a change, e.g. a revoked key)."""
+        with self._lock:
+            self._entries.pop(key, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
     def __len__(self) -> int:
         return len(self._entries)

@@ -8,13 +8,16 @@ in one process.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from dd0c_alert.storage.login_throttle import LoginThrottle, MemoryLoginThrottle
 from dd0c_alert.storage.memory_state import MemoryCircuitBreaker
 from dd0c_alert.storage.outbox import SqlOutbox
 from dd0c_alert.storage.ports import Archive, CircuitBreaker, Degradable, IngestQueue, Store
 
+from .auth_config import AuthConfig
 from .cron import Scheduler
 from .ingest import IngestService
 from .limits import ApiLimits
@@ -52,6 +55,10 @@ class Runtime:
     api_limits: ApiLimits = field(default_factory=ApiLimits)
     #: The Slack Web API the API role checks bot tokens against (``DD0C_SLACK_API_URL``).
     slack_api_url: str = "https://slack.com/api/"
+    #: Sessions, sign-up and mailed links (``DD0C_JWT_SECRET`` etc.).
+    auth: AuthConfig = field(default_factory=lambda: AuthConfig(jwt_secret=secrets.token_hex(32)))
+    #: Failed logins, in Redis when there is one.
+    login_throttle: LoginThrottle = field(default_factory=MemoryLoginThrottle)
 
     def start(self) -> None:
         if self.sole_consumer:

@@ -30,3 +30,14 @@ def scoped(engine: sa.Engine, tenant_id: str) -> Iterator[sa.Connection]:
     with engine.begin() as conn:
         scope(conn, tenant_id)
         yield conn
+
+
+USER_SETTING = "app.user_id"
+_SET_USER = sa.text("SELECT set_config('app.user_id', :user_id, true)")
+
+
+def scope_user(conn: sa.Connection, user_id: str) -> None:
+    """Let the rest of the current transaction see ``user_id``'s own account rows
+    (``users``, ``password_resets``) whatever its tenant scope (PostgreSQL)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(_SET_USER, {"user_id": user_id})

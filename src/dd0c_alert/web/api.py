@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from dd0c_alert.storage.ports import AlertFilter, Page
 
-from .auth import TenantId
+from .permissions import Principal, require
 from .routing import JsonRoute
 from .types import ApiTime
 
@@ -128,7 +128,7 @@ async def _paged(call: Any, *args: Any) -> Page:
 @router.get("/alerts", response_model=AlertPage, summary="List alerts, newest first")
 async def list_alerts(
     request: Request,
-    tenant: TenantId,
+    principal: Annotated[Principal, require("incidents:read")],
     source: str | None = None,
     status: Literal["firing", "resolved"] | None = None,
     service: str | None = None,
@@ -140,17 +140,19 @@ async def list_alerts(
 ) -> dict[str, Any]:
     filters = _filters(source, status, service, fingerprint, since, until)
     store = request.app.state.runtime.store
-    page = await _paged(store.list_alerts, tenant, filters, limit, cursor)
+    page = await _paged(store.list_alerts, principal.tenant_id, filters, limit, cursor)
     return {"items": [with_raw_url(i) for i in page.items], "next_cursor": page.next_cursor}
 
 
 @router.get("/alerts/{alert_id}", response_model=AlertDetail, summary="One alert, and why")
-async def get_alert(request: Request, tenant: TenantId, alert_id: str) -> dict[str, Any]:
+async def get_alert(
+    request: Request, principal: Annotated[Principal, require("incidents:read")], alert_id: str
+) -> dict[str, Any]:
     store = request.app.state.runtime.store
-    item = await run_in_threadpool(store.get_alert, tenant, alert_id)
+    item = await run_in_threadpool(store.get_alert, principal.tenant_id, alert_id)
     if item is None:
         raise HTTPException(404, "no such alert")
-    decision = await run_in_threadpool(store.alert_decision, tenant, alert_id)
+    decision = await run_in_threadpool(store.alert_decision, principal.tenant_id, alert_id)
     return {**with_raw_url(item), "decision": decision}
 
 
@@ -160,9 +162,11 @@ async def get_alert(request: Request, tenant: TenantId, alert_id: str) -> dict[s
     response_class=Response,
     responses={200: {"content": {"application/json": {}}}},
 )
-async def get_alert_raw(request: Request, tenant: TenantId, alert_id: str) -> Response:
+async def get_alert_raw(
+    request: Request, principal: Annotated[Principal, require("incidents:read")], alert_id: str
+) -> Response:
     runtime = request.app.state.runtime
-    item = await run_in_threadpool(runtime.store.get_alert, tenant, alert_id)
+    item = await run_in_threadpool(runtime.store.get_alert, principal.tenant_id, alert_id)
     if item is None or not item["raw_ref"]:
         raise HTTPException(404, "no such alert")
     try:
@@ -175,7 +179,7 @@ async def get_alert_raw(request: Request, tenant: TenantId, alert_id: str) -> Re
 @router.get("/deploys", response_model=DeployPage, tags=["deploys"], summary="List deploys")
 async def list_deploys(
     request: Request,
-    tenant: TenantId,
+    principal: Annotated[Principal, require("incidents:read")],
     source: str | None = None,
     status: str | None = None,
     service: str | None = None,
@@ -186,5 +190,5 @@ async def list_deploys(
 ) -> dict[str, Any]:
     filters = _filters(source, status, service, None, since, until)
     store = request.app.state.runtime.store
-    page = await _paged(store.list_deploys, tenant, filters, limit, cursor)
+    page = await _paged(store.list_deploys, principal.tenant_id, filters, limit, cursor)
     return {"items": page.items, "next_cursor": page.next_cursor}

@@ -20,10 +20,13 @@ from dd0c_alert.pipeline.runtime import Runtime
 
 from . import (
     api,
+    auth_api,
     config_api,
     deliveries_api,
     health,
     incidents,
+    integrations_api,
+    product_api,
     replay_api,
     routes_api,
     slack_api,
@@ -42,6 +45,7 @@ class _App(FastAPI):
     def __init__(self, runtime: Runtime, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.state.runtime = runtime
+        self.state.accounts = runtime.store.accounts()
         self._deliveries = (
             webhooks.WebhookEndpoint(runtime.ingest, per_tenant_metrics=runtime.per_tenant_metrics)
             if "ingest" in runtime.roles
@@ -101,6 +105,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     if "api" in runtime.roles:
         for module in (
             api,
+            auth_api,
             incidents,
             config_api,
             suggestions,
@@ -108,6 +113,8 @@ def create_app(runtime: Runtime) -> FastAPI:
             routes_api,
             deliveries_api,
             slack_api,
+            integrations_api,
+            product_api,
         ):
             app.include_router(module.router)
     app.include_router(health.router)

@@ -1,38 +1,157 @@
-"""API-key authentication for the REST API: a bearer key names its tenant."""
+"""Authentication for the REST API: who is calling, in which tenant.
+
+- ``Authorization: Bearer dd0c_…``: an API key, naming its tenant and scope (revoked
+  and expired keys are refused; the last use is recorded at most once a minute).
+- ``Authorization: Bearer <JWT>``: a session access token (``sessions``).
+- The ``dd0c_session`` cookie holding the same token (the dashboard); a
+  state-changing request so authenticated must also carry the CSRF token: header
+  ``X-CSRF-Token`` (or form field ``csrf_token``) equal to the ``dd0c_csrf`` cookie.
+
+A session's membership is checked on every request (cached for a few seconds), so
+a removed member, a disabled user or a changed role takes effect at once in this
+process and within ``_MEMBER_SECONDS`` in the others. The permission check itself
+is ``permissions.require``.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+import hmac
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPAuthorizationCredentials
 
 from dd0c_alert.domain.lru import LRUCache
-from dd0c_alert.storage.sql import hash_api_key
+from dd0c_alert.pipeline.auth_config import AuthConfig
+from dd0c_alert.storage.accounts import API_KEY_PREFIX, AccountStore, ApiKey, Member, digest
 
-_bearer = HTTPBearer(auto_error=False, description="A tenant API key (`dd0c_…`).")
-_CACHE_SECONDS = 30.0
-#: Valid keys only (digest -> tenant), bounded: LRU beyond this many keys.
-_cache: LRUCache[str, str] = LRUCache(max_entries=10_000, ttl_seconds=_CACHE_SECONDS)
+from .principal import Principal, Role, Scope
+from .sessions import CSRF_COOKIE, CSRF_FIELD, CSRF_HEADER, read_access
 
-
-async def tenant_id(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> str:
-    if credentials is None or not credentials.credentials:
-        raise HTTPException(401, "missing API key", headers={"WWW-Authenticate": "Bearer"})
-    digest = hash_api_key(credentials.credentials)
-    hit, cached = _cache.get(digest)
-    if hit and cached is not None:
-        return cached
-    store = request.app.state.runtime.store
-    found = await run_in_threadpool(store.tenant_for_api_key, credentials.credentials)
-    if found is None:
-        raise HTTPException(401, "invalid API key", headers={"WWW-Authenticate": "Bearer"})
-    _cache.put(digest, str(found))
-    return str(found)
+_KEY_SECONDS = 10.0
+_MEMBER_SECONDS = 5.0
+_TOUCH_EVERY = timedelta(minutes=1)
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: Known keys only (digest -> stored key), bounded: LRU beyond this many keys.
+_keys: LRUCache[str, ApiKey] = LRUCache(max_entries=10_000, ttl_seconds=_KEY_SECONDS)
+#: (tenant, user) -> membership (None: not a member).
+_members: LRUCache[tuple[str, str], Member | None] = LRUCache(
+    max_entries=10_000, ttl_seconds=_MEMBER_SECONDS
+)
 
 
-TenantId = Annotated[str, Depends(tenant_id)]
+def forget_key(key_digest: str | None = None) -> None:
+    """Drop cached keys (all of them, or one) after a revocation."""
+    if key_digest is None:
+        _keys.clear()
+    else:
+        _keys.pop(key_digest)
+
+
+def forget_member(tenant_id: str, user_id: str) -> None:
+    _members.pop((tenant_id, user_id))
+
+
+def unauthorized(detail: str) -> HTTPException:
+    return HTTPException(401, detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+def accounts(request: Request) -> AccountStore:
+    store: AccountStore = request.app.state.accounts
+    return store
+
+
+def auth_config(request: Request) -> AuthConfig:
+    config: AuthConfig = request.app.state.runtime.auth
+    return config
+
+
+async def _key_principal(request: Request, key: str) -> Principal:
+    key_digest = digest(key)
+    hit, record = _keys.get(key_digest)
+    store = accounts(request)
+    if not hit:
+        record = await run_in_threadpool(store.api_key, key)
+        if record is not None:
+            _keys.put(key_digest, record)
+    now = datetime.now(UTC)
+    if record is None or not record.usable(now):
+        raise unauthorized("invalid API key")
+    if record.last_used_at is None or now - record.last_used_at > _TOUCH_EVERY:
+        await run_in_threadpool(store.touch_api_key, record.tenant_id, record.id, now)
+        _keys.put(key_digest, _touched(record, now))
+    scope: Scope = record.scope  # type: ignore[assignment]
+    return Principal(
+        tenant_id=record.tenant_id,
+        key_id=record.id,
+        scope=scope,
+        actor=f"key:{record.name}",
+        via="key",
+    )
+
+
+def _touched(record: ApiKey, at: datetime) -> ApiKey:
+    return replace(record, last_used_at=at)
+
+
+async def member_of(request: Request, tenant_id: str, user_id: str) -> Member | None:
+    """The user's live membership of the tenant (None when removed or disabled)."""
+    hit, member = _members.get((tenant_id, user_id))
+    if not hit:
+        member = await run_in_threadpool(accounts(request).member, tenant_id, user_id)
+        _members.put((tenant_id, user_id), member)
+    if member is None or member.disabled:
+        return None
+    return member
+
+
+async def _session_principal(request: Request, token: str, via: str) -> Principal:
+    claims = read_access(auth_config(request), token)
+    if claims is None:
+        raise unauthorized("invalid or expired session")
+    member = await member_of(request, claims.tenant_id, claims.user_id)
+    if member is None:
+        raise unauthorized("no longer a member of this tenant")
+    role: Role = member.role  # type: ignore[assignment]
+    return Principal(
+        tenant_id=claims.tenant_id,
+        user_id=claims.user_id,
+        role=role,
+        actor=f"user:{member.email}",
+        email=member.email,
+        via="cookie" if via == "cookie" else "bearer",
+    )
+
+
+async def check_csrf(request: Request) -> None:
+    """403 unless a state-changing request repeats the CSRF cookie in the header (or
+    the form field)."""
+    if request.method in _SAFE_METHODS:
+        return
+    expected = request.cookies.get(CSRF_COOKIE, "")
+    given = request.headers.get(CSRF_HEADER, "")
+    if not given and request.headers.get("content-type", "").startswith(
+        ("application/x-www-form-urlencoded", "multipart/form-data")
+    ):
+        form = await request.form()
+        value = form.get(CSRF_FIELD)
+        given = value if isinstance(value, str) else ""
+    if not expected or not given or not hmac.compare_digest(expected, given):
+        raise HTTPException(403, "missing or wrong CSRF token")
+
+
+async def authenticate(
+    request: Request, credentials: HTTPAuthorizationCredentials | None, session: str | None
+) -> Principal:
+    if credentials is not None and credentials.credentials:
+        token = credentials.credentials
+        if token.startswith(API_KEY_PREFIX):
+            return await _key_principal(request, token)
+        return await _session_principal(request, token, "bearer")
+    if session:
+        principal = await _session_principal(request, session, "cookie")
+        await check_csrf(request)
+        return principal
+    raise unauthorized("missing credentials")

@@ -39,7 +39,8 @@ from dd0c_alert.domain.ids import new_id
 from dd0c_alert.pipeline.limits import ApiLimits, LimitExceeded, check_topology
 from dd0c_alert.storage.ports import Store
 
-from .auth import TenantId
+from .audit import audit
+from .permissions import Principal, require
 from .responses import error_response
 from .routing import JsonRoute
 from .types import ApiTime
@@ -90,8 +91,10 @@ def topology_of(rules: Rules) -> dict[str, list[str]]:
 
 
 @router.get("/topology", response_model=Topology, summary="Declared service dependencies")
-async def get_topology(request: Request, tenant: TenantId) -> dict[str, Any]:
-    _, rules = await run_in_threadpool(_store(request).tenant_config, tenant)
+async def get_topology(
+    request: Request, principal: Annotated[Principal, require("config:read")]
+) -> dict[str, Any]:
+    _, rules = await run_in_threadpool(_store(request).tenant_config, principal.tenant_id)
     return {"dependencies": topology_of(rules)}
 
 
@@ -101,15 +104,17 @@ async def get_topology(request: Request, tenant: TenantId) -> dict[str, Any]:
     summary="Replace the declared service dependencies",
 )
 async def put_topology(
-    request: Request, tenant: TenantId, body: Topology
+    request: Request, principal: Annotated[Principal, require("config:write")], body: Topology
 ) -> Response | dict[str, Any]:
     try:
         check_topology(body.dependencies, _limits(request))
     except LimitExceeded as exc:
         return _over(exc)
     store = _store(request)
-    await run_in_threadpool(store.set_dependencies, tenant, body.dependencies)
-    _, rules = await run_in_threadpool(store.tenant_config, tenant)
+    await run_in_threadpool(store.set_dependencies, principal.tenant_id, body.dependencies)
+    services = {"services": len(body.dependencies)}
+    await audit(request, principal, "topology.replace", "topology", principal.tenant_id, services)
+    _, rules = await run_in_threadpool(store.tenant_config, principal.tenant_id)
     return {"dependencies": topology_of(rules)}
 
 
@@ -174,8 +179,10 @@ class SettingsPatch(_Patch):
 
 
 @router.get("/settings", response_model=CorrelationSettings, summary="Correlation settings")
-async def get_settings(request: Request, tenant: TenantId) -> dict[str, Any]:
-    settings, _ = await run_in_threadpool(_store(request).tenant_config, tenant)
+async def get_settings(
+    request: Request, principal: Annotated[Principal, require("config:read")]
+) -> dict[str, Any]:
+    settings, _ = await run_in_threadpool(_store(request).tenant_config, principal.tenant_id)
     return settings_dict(settings)
 
 
@@ -186,7 +193,7 @@ async def get_settings(request: Request, tenant: TenantId) -> dict[str, Any]:
     responses={422: {"description": "Unknown key, wrong type or out of bounds."}},
 )
 async def patch_settings(
-    request: Request, tenant: TenantId, body: SettingsPatch
+    request: Request, principal: Annotated[Principal, require("config:write")], body: SettingsPatch
 ) -> Response | dict[str, Any]:
     store = _store(request)
     changes = body.model_dump(exclude_unset=True)
@@ -199,7 +206,7 @@ async def patch_settings(
                 "DD0C_MAX_NEVER_SUPPRESS_SERVICES",
             )
         )
-    current, _ = await run_in_threadpool(store.tenant_config, tenant)
+    current, _ = await run_in_threadpool(store.tenant_config, principal.tenant_id)
     merged = settings_from(current, changes)
     if merged.max_incident_span_seconds < merged.correlation_window_seconds:
         return error_response(
@@ -208,7 +215,7 @@ async def patch_settings(
             f"max_incident_span_seconds ({merged.max_incident_span_seconds}) must be at least "
             f"correlation_window_seconds ({merged.correlation_window_seconds})",
         )
-    updated = await run_in_threadpool(store.update_settings, tenant, changes)
+    updated = await run_in_threadpool(store.update_settings, principal.tenant_id, changes)
     return settings_dict(updated)
 
 
@@ -336,8 +343,10 @@ class InhibitionList(BaseModel):
 
 
 @router.get("/silences", response_model=SilenceList, tags=["rules"], summary="Silences")
-async def list_silences(request: Request, tenant: TenantId) -> dict[str, Any]:
-    return {"items": await run_in_threadpool(_store(request).list_silences, tenant)}
+async def list_silences(
+    request: Request, principal: Annotated[Principal, require("config:read")]
+) -> dict[str, Any]:
+    return {"items": await run_in_threadpool(_store(request).list_silences, principal.tenant_id)}
 
 
 @router.post(
@@ -348,13 +357,13 @@ async def list_silences(request: Request, tenant: TenantId) -> dict[str, Any]:
     summary="Create a silence or maintenance window",
 )
 async def create_silence(
-    request: Request, tenant: TenantId, body: SilenceIn
+    request: Request, principal: Annotated[Principal, require("config:write")], body: SilenceIn
 ) -> Response | dict[str, Any]:
     limits = _limits(request)
     matchers = matchers_of(body.matchers)
     try:
         _check_matchers(matchers, limits)
-        existing = await run_in_threadpool(_store(request).list_silences, tenant)
+        existing = await run_in_threadpool(_store(request).list_silences, principal.tenant_id)
         if len(existing) >= limits.max_silences:
             raise LimitExceeded("too many silences", limits.max_silences, "DD0C_MAX_SILENCES")
     except LimitExceeded as exc:
@@ -368,23 +377,30 @@ async def create_silence(
         author=body.author,
         comment=body.comment,
     )
-    return await run_in_threadpool(_store(request).create_silence, tenant, silence)
+    return await run_in_threadpool(_store(request).create_silence, principal.tenant_id, silence)
 
 
 @router.delete(
     "/silences/{silence_id}", status_code=204, tags=["rules"], summary="Delete a silence"
 )
-async def delete_silence(request: Request, tenant: TenantId, silence_id: str) -> Response:
-    if not await run_in_threadpool(_store(request).delete_rule, tenant, "silence", silence_id):
+async def delete_silence(
+    request: Request, principal: Annotated[Principal, require("config:write")], silence_id: str
+) -> Response:
+    if not await run_in_threadpool(
+        _store(request).delete_rule, principal.tenant_id, "silence", silence_id
+    ):
         raise HTTPException(404, "no such silence")
+    await audit(request, principal, "silence.delete", "silence", silence_id)
     return Response(status_code=204)
 
 
 @router.get(
     "/inhibitions", response_model=InhibitionList, tags=["rules"], summary="Inhibition rules"
 )
-async def list_inhibitions(request: Request, tenant: TenantId) -> dict[str, Any]:
-    return {"items": await run_in_threadpool(_store(request).list_inhibitions, tenant)}
+async def list_inhibitions(
+    request: Request, principal: Annotated[Principal, require("config:read")]
+) -> dict[str, Any]:
+    return {"items": await run_in_threadpool(_store(request).list_inhibitions, principal.tenant_id)}
 
 
 @router.post(
@@ -395,14 +411,14 @@ async def list_inhibitions(request: Request, tenant: TenantId) -> dict[str, Any]
     summary="Create an inhibition rule",
 )
 async def create_inhibition(
-    request: Request, tenant: TenantId, body: InhibitionIn
+    request: Request, principal: Annotated[Principal, require("config:write")], body: InhibitionIn
 ) -> Response | dict[str, Any]:
     limits = _limits(request)
     source, target = matchers_of(body.source), matchers_of(body.target)
     try:
         _check_matchers(source, limits)
         _check_matchers(target, limits)
-        existing = await run_in_threadpool(_store(request).list_inhibitions, tenant)
+        existing = await run_in_threadpool(_store(request).list_inhibitions, principal.tenant_id)
         if len(existing) >= limits.max_inhibitions:
             raise LimitExceeded(
                 "too many inhibition rules", limits.max_inhibitions, "DD0C_MAX_INHIBITIONS"
@@ -415,7 +431,7 @@ async def create_inhibition(
         target=target,
         equal=tuple(body.equal),
     )
-    return await run_in_threadpool(_store(request).create_inhibition, tenant, rule)
+    return await run_in_threadpool(_store(request).create_inhibition, principal.tenant_id, rule)
 
 
 @router.delete(
@@ -424,7 +440,11 @@ async def create_inhibition(
     tags=["rules"],
     summary="Delete an inhibition rule",
 )
-async def delete_inhibition(request: Request, tenant: TenantId, rule_id: str) -> Response:
-    if not await run_in_threadpool(_store(request).delete_rule, tenant, "inhibition", rule_id):
+async def delete_inhibition(
+    request: Request, principal: Annotated[Principal, require("config:write")], rule_id: str
+) -> Response:
+    if not await run_in_threadpool(
+        _store(request).delete_rule, principal.tenant_id, "inhibition", rule_id
+    ):
         raise HTTPException(404, "no such inhibition rule")
     return Response(status_code=204)

@@ -10,7 +10,7 @@ as they may carry a token.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
@@ -20,7 +20,7 @@ from dd0c_alert.storage.outbox import SqlOutbox
 from dd0c_alert.storage.ports import Page
 
 from .api import Limit
-from .auth import TenantId
+from .permissions import Principal, require
 from .routing import JsonRoute
 
 router = APIRouter(prefix="/v1", tags=["notifications"], route_class=JsonRoute)
@@ -89,7 +89,7 @@ def _outbox(request: Request) -> SqlOutbox:
 @router.get("/deliveries", response_model=DeliveryPage, summary="Deliveries, newest first")
 async def list_deliveries(
     request: Request,
-    tenant: TenantId,
+    principal: Annotated[Principal, require("incidents:read")],
     status: DeliveryStatus | None = None,
     incident_id: str | None = None,
     destination_type: DestinationType | None = None,
@@ -100,7 +100,7 @@ async def list_deliveries(
 
     def read() -> Page:
         return outbox.list_deliveries(
-            tenant,
+            principal.tenant_id,
             limit,
             cursor,
             status=status,
@@ -120,9 +120,11 @@ async def list_deliveries(
     response_model=Delivery,
     summary="Send a failed delivery again (and resume its stopped destination)",
 )
-async def replay_delivery(request: Request, tenant: TenantId, delivery_id: str) -> dict[str, Any]:
+async def replay_delivery(
+    request: Request, principal: Annotated[Principal, require("config:write")], delivery_id: str
+) -> dict[str, Any]:
     """A delivery that has not failed is left as it is and shown."""
-    item = await run_in_threadpool(_outbox(request).replay, tenant, delivery_id)
+    item = await run_in_threadpool(_outbox(request).replay, principal.tenant_id, delivery_id)
     if item is None:
         raise HTTPException(404, "no such delivery")
     return item
@@ -133,5 +135,7 @@ async def replay_delivery(request: Request, tenant: TenantId, delivery_id: str) 
     response_model=DestinationList,
     summary="Destinations that are failing, rate-limited or stopped",
 )
-async def destinations(request: Request, tenant: TenantId) -> dict[str, Any]:
-    return {"items": await run_in_threadpool(_outbox(request).health, tenant)}
+async def destinations(
+    request: Request, principal: Annotated[Principal, require("incidents:read")]
+) -> dict[str, Any]:
+    return {"items": await run_in_threadpool(_outbox(request).health, principal.tenant_id)}

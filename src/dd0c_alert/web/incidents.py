@@ -8,6 +8,7 @@ action that no longer applies (someone, or the engine, got there first) answers 
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -25,8 +26,9 @@ from dd0c_alert.storage.ports import (
 )
 
 from .api import Alert, AlertDecision, Limit, with_raw_url
-from .auth import TenantId
+from .audit import audit
 from .deliveries_api import IncidentDelivery
+from .permissions import Principal, require
 from .responses import error_response
 from .routing import JsonRoute
 from .types import ApiTime
@@ -79,7 +81,9 @@ class TimelineEntry(BaseModel):
     """A decision of the engine (``kind`` = ``decision``, at the alert's event time) or
     something a person did (at the time they did it)."""
 
-    kind: Literal["decision", "ack", "resolve", "snooze", "reopen", "feedback", "replay"]
+    kind: Literal[
+        "decision", "ack", "resolve", "snooze", "reopen", "feedback", "replay", "note", "merge"
+    ]
     at: datetime
     incident_id: str = Field(description="Differs when the entry came with a merged incident.")
     decision_id: str | None = None
@@ -171,18 +175,23 @@ async def _page(call: Any, *args: Any) -> Page:
 @router.get("/incidents", response_model=IncidentPage, summary="List incidents, newest first")
 async def list_incidents(
     request: Request,
-    tenant: TenantId,
+    principal: Annotated[Principal, require("incidents:read")],
     status: Status | None = None,
     severity: Severity | None = None,
     service: Annotated[str | None, Query(description="Any of its services")] = None,
     since: Annotated[ApiTime | None, Query(description="opened_at ≥ since")] = None,
     until: Annotated[ApiTime | None, Query(description="opened_at < until")] = None,
+    source: Annotated[str | None, Query(max_length=40, description="Any of its alerts")] = None,
+    q: Annotated[
+        str | None,
+        Query(min_length=1, max_length=200, description="Text in title, services or labels"),
+    ] = None,
     limit: Limit = 50,
     cursor: str | None = None,
 ) -> dict[str, Any]:
     store = _store(request)
-    filters = IncidentFilter(status, severity, service, since, until)
-    page = await _page(store.list_incidents, tenant, filters, limit, cursor)
+    filters = IncidentFilter(status, severity, service, since, until, source, q)
+    page = await _page(store.list_incidents, principal.tenant_id, filters, limit, cursor)
     return {"items": page.items, "next_cursor": page.next_cursor}
 
 
@@ -191,13 +200,17 @@ async def list_incidents(
     response_model=IncidentDetail,
     summary="One incident: alerts, deploys, timeline with reasons, noise score",
 )
-async def get_incident(request: Request, tenant: TenantId, incident_id: str) -> dict[str, Any]:
+async def get_incident(
+    request: Request, principal: Annotated[Principal, require("incidents:read")], incident_id: str
+) -> dict[str, Any]:
     store = _store(request)
-    item = await run_in_threadpool(store.get_incident, tenant, incident_id)
+    item = await run_in_threadpool(store.get_incident, principal.tenant_id, incident_id)
     if item is None:
         raise HTTPException(404, _NOT_FOUND)
     outbox = request.app.state.runtime.outbox
-    deliveries = await run_in_threadpool(outbox.incident_deliveries, tenant, incident_id)
+    deliveries = await run_in_threadpool(
+        outbox.incident_deliveries, principal.tenant_id, incident_id
+    )
     return {
         **item,
         "alerts": [with_raw_url(a) for a in item["alerts"]],
@@ -206,15 +219,26 @@ async def get_incident(request: Request, tenant: TenantId, incident_id: str) -> 
 
 
 async def _act(
-    request: Request, tenant: str, incident_id: str, action: IncidentAction, minutes: int = 60
+    request: Request,
+    principal: Principal,
+    incident_id: str,
+    action: IncidentAction,
+    minutes: int = 60,
 ) -> Response | dict[str, Any]:
     store = _store(request)
+
+    def act() -> dict[str, Any] | None:
+        return store.incident_action(
+            principal.tenant_id, incident_id, action, minutes, actor=principal.actor
+        )
+
     try:
-        item = await run_in_threadpool(store.incident_action, tenant, incident_id, action, minutes)
+        item = await run_in_threadpool(act)
     except InvalidTransition as exc:
         return error_response(409, "invalid_transition", str(exc))
     if item is None:
         raise HTTPException(404, _NOT_FOUND)
+    await audit(request, principal, f"incident.{action}", "incident", incident_id)
     return item
 
 
@@ -224,8 +248,10 @@ async def _act(
     responses=_CONFLICT,
     summary="Acknowledge an open incident",
 )
-async def ack(request: Request, tenant: TenantId, incident_id: str) -> Response | dict[str, Any]:
-    return await _act(request, tenant, incident_id, "ack")
+async def ack(
+    request: Request, principal: Annotated[Principal, require("incidents:act")], incident_id: str
+) -> Response | dict[str, Any]:
+    return await _act(request, principal, incident_id, "ack")
 
 
 @router.post(
@@ -235,9 +261,9 @@ async def ack(request: Request, tenant: TenantId, incident_id: str) -> Response 
     summary="Resolve an open or acknowledged incident",
 )
 async def resolve(
-    request: Request, tenant: TenantId, incident_id: str
+    request: Request, principal: Annotated[Principal, require("incidents:act")], incident_id: str
 ) -> Response | dict[str, Any]:
-    return await _act(request, tenant, incident_id, "resolve")
+    return await _act(request, principal, incident_id, "resolve")
 
 
 @router.post(
@@ -246,8 +272,10 @@ async def resolve(
     responses=_CONFLICT,
     summary="Reopen a resolved incident",
 )
-async def reopen(request: Request, tenant: TenantId, incident_id: str) -> Response | dict[str, Any]:
-    return await _act(request, tenant, incident_id, "reopen")
+async def reopen(
+    request: Request, principal: Annotated[Principal, require("incidents:act")], incident_id: str
+) -> Response | dict[str, Any]:
+    return await _act(request, principal, incident_id, "reopen")
 
 
 @router.post(
@@ -257,10 +285,13 @@ async def reopen(request: Request, tenant: TenantId, incident_id: str) -> Respon
     summary="Snooze an open or acknowledged incident (default 60 minutes)",
 )
 async def snooze(
-    request: Request, tenant: TenantId, incident_id: str, body: Snooze | None = None
+    request: Request,
+    principal: Annotated[Principal, require("incidents:act")],
+    incident_id: str,
+    body: Snooze | None = None,
 ) -> Response | dict[str, Any]:
     minutes = (body or Snooze()).minutes
-    return await _act(request, tenant, incident_id, "snooze", minutes)
+    return await _act(request, principal, incident_id, "snooze", minutes)
 
 
 @router.post(
@@ -270,12 +301,88 @@ async def snooze(
     summary="Say whether the incident was noise; later incidents' noise scores count it",
 )
 async def feedback(
-    request: Request, tenant: TenantId, incident_id: str, body: FeedbackIn
+    request: Request,
+    principal: Annotated[Principal, require("incidents:act")],
+    incident_id: str,
+    body: FeedbackIn,
 ) -> dict[str, Any]:
     store = _store(request)
-    item = await run_in_threadpool(store.add_feedback, tenant, incident_id, body.verdict)
+    item = await run_in_threadpool(
+        functools.partial(
+            store.add_feedback,
+            principal.tenant_id,
+            incident_id,
+            body.verdict,
+            actor=principal.actor,
+        )
+    )
     if item is None:
         raise HTTPException(404, _NOT_FOUND)
+    detail = {"verdict": body.verdict}
+    await audit(request, principal, "incident.feedback", "incident", incident_id, detail)
+    return item
+
+
+class NoteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, max_length=10_000)
+
+
+class MergeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    into: str = Field(min_length=1, max_length=32)
+
+
+@router.post(
+    "/incidents/{incident_id}/notes",
+    response_model=TimelineEntry,
+    status_code=201,
+    summary="Add a note to the incident's timeline",
+)
+async def add_note(
+    request: Request,
+    principal: Annotated[Principal, require("incidents:act")],
+    incident_id: str,
+    body: NoteIn,
+) -> dict[str, Any]:
+    store = _store(request)
+    item = await run_in_threadpool(
+        functools.partial(
+            store.add_note, principal.tenant_id, incident_id, body.text, actor=principal.actor
+        )
+    )
+    if item is None:
+        raise HTTPException(404, _NOT_FOUND)
+    await audit(request, principal, "incident.note", "incident", incident_id)
+    return item
+
+
+@router.post(
+    "/incidents/{incident_id}/merge",
+    response_model=Incident,
+    responses=_CONFLICT,
+    summary="Merge this incident into another: its alerts move there; both timelines say so",
+)
+async def merge(
+    request: Request,
+    principal: Annotated[Principal, require("incidents:act")],
+    incident_id: str,
+    body: MergeIn,
+) -> Response | dict[str, Any]:
+    store = _store(request)
+    merge_call = functools.partial(
+        store.merge_incident, principal.tenant_id, incident_id, body.into, actor=principal.actor
+    )
+    try:
+        item = await run_in_threadpool(merge_call)
+    except InvalidTransition as exc:
+        return error_response(409, "invalid_transition", str(exc))
+    if item is None:
+        raise HTTPException(404, _NOT_FOUND)
+    detail = {"into": body.into}
+    await audit(request, principal, "incident.merge", "incident", incident_id, detail)
     return item
 
 
@@ -287,13 +394,13 @@ async def feedback(
 )
 async def list_suppressions(
     request: Request,
-    tenant: TenantId,
+    principal: Annotated[Principal, require("incidents:read")],
     mode: SuppressionMode | None = None,
     limit: Limit = 50,
     cursor: str | None = None,
 ) -> dict[str, Any]:
     store = _store(request)
-    page = await _page(store.list_suppressions, tenant, mode, limit, cursor)
+    page = await _page(store.list_suppressions, principal.tenant_id, mode, limit, cursor)
     return {"items": page.items, "next_cursor": page.next_cursor}
 
 
@@ -305,14 +412,14 @@ async def list_suppressions(
     summary="Deliver a suppressed alert after all",
 )
 async def replay_suppression(
-    request: Request, tenant: TenantId, decision_id: str
+    request: Request, principal: Annotated[Principal, require("config:write")], decision_id: str
 ) -> Response | dict[str, Any]:
     """Records the intent (``replayed_at`` and a ``replay`` entry on the incident's
     timeline); idempotent. Notifications are not built yet: the notifier, when it
     exists, delivers the decisions marked replayed. Until then nothing is sent."""
     store = _store(request)
     try:
-        item = await run_in_threadpool(store.replay_suppression, tenant, decision_id)
+        item = await run_in_threadpool(store.replay_suppression, principal.tenant_id, decision_id)
     except InvalidTransition as exc:
         return error_response(409, "not_suppressed", str(exc))
     if item is None:

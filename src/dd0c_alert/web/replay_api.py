@@ -5,7 +5,7 @@ Nothing is written."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -15,7 +15,7 @@ from dd0c_alert.domain.times import InvalidTime
 from dd0c_alert.pipeline.limits import LimitExceeded, check_proposal
 from dd0c_alert.pipeline.replay import parse_proposal, replay
 
-from .auth import TenantId
+from .permissions import Principal, require
 from .responses import error_response
 from .routing import JsonRoute
 from .types import ApiTime
@@ -137,7 +137,7 @@ class ReplayReport(BaseModel):
     responses={422: {"description": "Invalid proposal, or too many alerts in the range."}},
 )
 async def post_replay(
-    request: Request, tenant: TenantId, body: ReplayRequest
+    request: Request, principal: Annotated[Principal, require("config:write")], body: ReplayRequest
 ) -> Response | dict[str, Any]:
     doc = body.model_dump(exclude={"since", "until"}, exclude_none=True)
     store = request.app.state.runtime.store
@@ -150,7 +150,7 @@ async def post_replay(
             request.app.state.runtime.api_limits,
         )
         report: dict[str, Any] = await run_in_threadpool(
-            replay, store, tenant, body.since, body.until, proposal
+            replay, store, principal.tenant_id, body.since, body.until, proposal
         )
     except InvalidTime as exc:
         return error_response(422, "invalid_time", str(exc))

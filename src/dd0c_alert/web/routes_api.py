@@ -8,7 +8,7 @@ with the parser's message. Webhook secrets are write-only (``pipeline/route_docu
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -17,7 +17,7 @@ from dd0c_alert.pipeline import route_documents
 from dd0c_alert.pipeline.limits import ApiLimits
 from dd0c_alert.storage.outbox import SqlOutbox
 
-from .auth import TenantId
+from .permissions import Principal, require
 from .responses import error_response, json_response
 from .routing import JsonRoute
 
@@ -55,8 +55,10 @@ def _invalid(exc: ValueError) -> Response:
 
 
 @router.get("/routes", summary="Notification routes, in evaluation order")
-async def list_routes(request: Request, tenant: TenantId) -> Response:
-    routes = await run_in_threadpool(_outbox(request).list_routes, tenant)
+async def list_routes(
+    request: Request, principal: Annotated[Principal, require("config:read")]
+) -> Response:
+    routes = await run_in_threadpool(_outbox(request).list_routes, principal.tenant_id)
     return json_response({"items": [route_documents.shown(r) for r in routes]})
 
 
@@ -67,24 +69,28 @@ async def list_routes(request: Request, tenant: TenantId) -> Response:
     responses={422: {"description": "Invalid route, or the tenant has DD0C_MAX_ROUTES."}},
 )
 async def create_route(
-    request: Request, tenant: TenantId, body: dict[str, Any] = RouteBody
+    request: Request,
+    principal: Annotated[Principal, require("config:write")],
+    body: dict[str, Any] = RouteBody,
 ) -> Response:
     try:
         document = route_documents.prepare(body)
     except ValueError as exc:
         return _invalid(exc)
     outbox, cap = _outbox(request), _limits(request).max_routes
-    if len(await run_in_threadpool(outbox.list_routes, tenant)) >= cap:
+    if len(await run_in_threadpool(outbox.list_routes, principal.tenant_id)) >= cap:
         return error_response(
             422, "limit_exceeded", f"too many routes: the limit is {cap} (setting DD0C_MAX_ROUTES)"
         )
-    stored = await run_in_threadpool(outbox.save_route, tenant, document)
+    stored = await run_in_threadpool(outbox.save_route, principal.tenant_id, document)
     return json_response(route_documents.shown(stored or {}), 201)
 
 
 @router.get("/routes/{route_id}", summary="One route")
-async def get_route(request: Request, tenant: TenantId, route_id: str) -> Response:
-    routes = await run_in_threadpool(_outbox(request).list_routes, tenant)
+async def get_route(
+    request: Request, principal: Annotated[Principal, require("config:read")], route_id: str
+) -> Response:
+    routes = await run_in_threadpool(_outbox(request).list_routes, principal.tenant_id)
     found = route_documents.find(routes, route_id)
     if found is None:
         raise HTTPException(404, _NOT_FOUND)
@@ -96,11 +102,14 @@ async def get_route(request: Request, tenant: TenantId, route_id: str) -> Respon
     summary="Change some keys of a route (a webhook given without its secret keeps it)",
 )
 async def patch_route(
-    request: Request, tenant: TenantId, route_id: str, body: dict[str, Any] = RouteBody
+    request: Request,
+    principal: Annotated[Principal, require("config:write")],
+    route_id: str,
+    body: dict[str, Any] = RouteBody,
 ) -> Response:
     outbox = _outbox(request)
     previous = route_documents.find(
-        await run_in_threadpool(outbox.routes_for_sending, tenant), route_id
+        await run_in_threadpool(outbox.routes_for_sending, principal.tenant_id), route_id
     )
     if previous is None:
         raise HTTPException(404, _NOT_FOUND)
@@ -108,14 +117,16 @@ async def patch_route(
         document = route_documents.prepare(body, previous)
     except ValueError as exc:
         return _invalid(exc)
-    stored = await run_in_threadpool(outbox.save_route, tenant, document, route_id)
+    stored = await run_in_threadpool(outbox.save_route, principal.tenant_id, document, route_id)
     if stored is None:  # deleted meanwhile
         raise HTTPException(404, _NOT_FOUND)
     return json_response(route_documents.shown(stored))
 
 
 @router.delete("/routes/{route_id}", status_code=204, summary="Delete a route")
-async def delete_route(request: Request, tenant: TenantId, route_id: str) -> Response:
-    if not await run_in_threadpool(_outbox(request).delete_route, tenant, route_id):
+async def delete_route(
+    request: Request, principal: Annotated[Principal, require("config:write")], route_id: str
+) -> Response:
+    if not await run_in_threadpool(_outbox(request).delete_route, principal.tenant_id, route_id):
         raise HTTPException(404, _NOT_FOUND)
     return Response(status_code=204)

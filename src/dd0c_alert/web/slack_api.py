@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from dd0c_alert.pipeline import slack_actions
 from dd0c_alert.pipeline.runtime import Runtime
 
-from .auth import TenantId
+from .permissions import Principal, require
 from .responses import error_response, json_response
 from .routing import JsonRoute
 
@@ -60,8 +60,12 @@ def _runtime(request: Request) -> Runtime:
 
 
 @router.get("/slack", response_model=SlackSettingsOut, summary="Slack settings (no secrets)")
-async def get_slack(request: Request, tenant: TenantId) -> dict[str, Any]:
-    return await run_in_threadpool(slack_actions.slack_view, _runtime(request).outbox, tenant)
+async def get_slack(
+    request: Request, principal: Annotated[Principal, require("config:read")]
+) -> dict[str, Any]:
+    return await run_in_threadpool(
+        slack_actions.slack_view, _runtime(request).outbox, principal.tenant_id
+    )
 
 
 @router.put(
@@ -71,13 +75,15 @@ async def get_slack(request: Request, tenant: TenantId) -> dict[str, Any]:
     responses={422: {"description": "Malformed channel, or Slack refused the token."}},
 )
 async def put_slack(
-    request: Request, tenant: TenantId, body: SlackSettingsIn
+    request: Request,
+    principal: Annotated[Principal, require("config:write")],
+    body: SlackSettingsIn,
 ) -> Response | dict[str, Any]:
     runtime = _runtime(request)
     try:
         check = await slack_actions.configure_slack(
             runtime.outbox,
-            tenant,
+            principal.tenant_id,
             bot_token=body.bot_token,
             signing_secret=body.signing_secret,
             default_channel=body.default_channel,
@@ -85,7 +91,7 @@ async def put_slack(
         )
     except ValueError as exc:
         return error_response(422, "invalid_request", str(exc))
-    view = await run_in_threadpool(slack_actions.slack_view, runtime.outbox, tenant)
+    view = await run_in_threadpool(slack_actions.slack_view, runtime.outbox, principal.tenant_id)
     return {**view, "token_check": check}
 
 

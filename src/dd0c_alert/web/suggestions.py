@@ -14,7 +14,8 @@ from pydantic import BaseModel, Field
 from dd0c_alert.pipeline import suggest
 from dd0c_alert.storage.ports import Page, Store, SuggestionVerdict
 
-from .auth import TenantId
+from .audit import audit
+from .permissions import Principal, require
 from .responses import error_response
 from .routing import JsonRoute
 
@@ -76,7 +77,7 @@ def _store(request: Request) -> Store:
 @router.get("/suggestions", response_model=SuggestionPage, summary="List suggestions, newest first")
 async def list_suggestions(
     request: Request,
-    tenant: TenantId,
+    principal: Annotated[Principal, require("config:read")],
     status: Status | None = None,
     kind: Kind | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
@@ -84,7 +85,7 @@ async def list_suggestions(
 ) -> dict[str, Any]:
     try:
         page: Page = await run_in_threadpool(
-            _store(request).list_suggestions, tenant, status, kind, limit, cursor
+            _store(request).list_suggestions, principal.tenant_id, status, kind, limit, cursor
         )
     except ValueError as exc:  # an undecodable cursor
         raise HTTPException(400, str(exc)) from None
@@ -116,9 +117,16 @@ def _answer(verdict: SuggestionVerdict | None) -> Response | dict[str, Any]:
     "``deploy_grace`` creates nothing: the engine has no deploy grace window yet.",
 )
 async def accept(
-    request: Request, tenant: TenantId, suggestion_id: str
+    request: Request, principal: Annotated[Principal, require("config:write")], suggestion_id: str
 ) -> Response | dict[str, Any]:
+    tenant = principal.tenant_id
     verdict = await run_in_threadpool(suggest.accept, _store(request), tenant, suggestion_id)
+    if verdict is not None and verdict.changed:
+        detail = {"kind": verdict.suggestion.get("kind"), "rule": verdict.rule is not None}
+        await audit(request, principal, "suggestion.accept", "suggestion", suggestion_id, detail)
+        product = _store(request).product()
+        event = {"suggestion_id": suggestion_id, **detail}
+        await run_in_threadpool(product.record_event, tenant, "suggestion.accepted", event)
     return _answer(verdict)
 
 
@@ -129,7 +137,11 @@ async def accept(
     summary="Dismiss a suggestion: it is not proposed again",
 )
 async def dismiss(
-    request: Request, tenant: TenantId, suggestion_id: str
+    request: Request, principal: Annotated[Principal, require("config:write")], suggestion_id: str
 ) -> Response | dict[str, Any]:
-    verdict = await run_in_threadpool(suggest.dismiss, _store(request), tenant, suggestion_id)
+    verdict = await run_in_threadpool(
+        suggest.dismiss, _store(request), principal.tenant_id, suggestion_id
+    )
+    if verdict is not None and verdict.changed:
+        await audit(request, principal, "suggestion.dismiss", "suggestion", suggestion_id)
     return _answer(verdict)
