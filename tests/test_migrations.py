@@ -31,8 +31,9 @@ from servers import OWNER, PostgresServer
 VERSIONS = MIGRATIONS / "versions"
 #: Written before the concurrent-index rule; their non-concurrent PostgreSQL indexes
 #: (0004: GIN on alerts.labels and incidents.services; 0006: ingest_queue and
-#: pgmq.q_dd0c_ingest) lock writes while they build. New migrations may not.
-GRANDFATHERED = {"0001", "0002", "0003", "0004", "0005", "0006", "0007"}
+#: pgmq.q_dd0c_ingest; 0009: incidents (tenant_id, first_at)) lock writes while they
+#: build. New migrations may not.
+GRANDFATHERED = {"0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009"}
 
 DESTRUCTIVE_CALLS = {
     "drop_table": "drops a table",
@@ -72,9 +73,19 @@ def _strings(node: ast.AST) -> Iterator[str]:
             yield child.value
 
 
-def destructive_operations(source: str) -> list[str]:
-    """What in a migration's source drops, renames or retypes; empty when nothing."""
+def _upgrade_of(source: str) -> ast.AST:
+    """The ``upgrade()`` function (what ``migrate`` runs; a ``downgrade()`` is never run),
+    or the whole source when there is none (the scanner's own examples)."""
     tree = ast.parse(source)
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == "upgrade":
+            return node
+    return tree
+
+
+def destructive_operations(source: str) -> list[str]:
+    """What a migration's upgrade drops, renames or retypes; empty when nothing."""
+    tree = _upgrade_of(source)
     found: list[str] = []
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
@@ -96,7 +107,7 @@ def destructive_operations(source: str) -> list[str]:
 def nonconcurrent_indexes(source: str) -> list[str]:
     """PostgreSQL indexes built without CONCURRENTLY on tables this migration did not
     create (those lock writes to a live table while they build)."""
-    tree = ast.parse(source)
+    tree = _upgrade_of(source)
     created: set[str] = set()
     calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)]
     for call in calls:
@@ -174,6 +185,9 @@ def test_the_scanner_catches_destructive_operations() -> None:
 
 def test_the_scanner_catches_blocking_indexes() -> None:
     assert nonconcurrent_indexes("op.create_index('ix', 'alerts', ['x'])")
+    assert not nonconcurrent_indexes(
+        "def upgrade():\n    pass\ndef downgrade():\n    op.create_index('i', 'a', ['x'])"
+    )
     assert nonconcurrent_indexes("op.execute('CREATE INDEX ix ON alerts (x)')")
     assert not nonconcurrent_indexes(
         "op.create_index('ix', 'alerts', ['x'], postgresql_concurrently=True)"
@@ -220,7 +234,8 @@ def _value(column: sa.Column[Any], marker: str) -> Any:
         return [marker]
     if python is bytes:
         return marker.encode()
-    return marker
+    length = getattr(kind, "length", None) or getattr(column.type, "length", None)
+    return marker[: min(length or 40, 40)]
 
 
 def _populate(engine: sa.Engine) -> dict[str, dict[str, Any]]:
@@ -232,7 +247,7 @@ def _populate(engine: sa.Engine) -> dict[str, dict[str, Any]]:
         for table in metadata.sorted_tables:
             if table.name == "alembic_version":
                 continue
-            row = {c.name: _value(c, f"r-{c.name}"[:40]) for c in table.columns}
+            row = {c.name: _value(c, f"r-{c.name}") for c in table.columns}
             # Every foreign key points at the one row of its target.
             for fk in table.foreign_keys:
                 row[fk.parent.name] = rows[fk.column.table.name][fk.column.name]
