@@ -333,10 +333,8 @@ def redact_stored_command(
     store = open_store(settings)
     tenants = [tenant] if tenant else [t.id for t in store.list_tenants()]
     engine, _ = make_engines(settings.resolved_database_url, settings.sqlite_synchronous)
-    if settings.archive_url:
-        typer.echo(f"archive {settings.archive_url} is not a local folder: left as it is")
-    archive_root = None if settings.archive_url else settings.archive_dir
-    report = redact_stored(store, engine, archive_root, tenants, dry_run=dry_run)
+    archive = build_runtime(settings, roles=frozenset()).archive
+    report = redact_stored(store, engine, archive, tenants, dry_run=dry_run)
     verb = "would redact" if dry_run else "redacted"
     typer.echo(
         f"{verb}: {report.dead_letters} dead letter(s), {report.archive_files} of "

@@ -68,6 +68,16 @@ class LocalArchive:
                 gone += 1
         return gone
 
+    def keys(self, tenant_id: str) -> list[str]:
+        folder = self._path(tenant_id)
+        if not folder.is_dir():
+            return []
+        return sorted(
+            str(path.relative_to(self._root))
+            for path in folder.rglob("*")
+            if path.is_file() and not path.name.startswith(".")
+        )
+
 
 def segment_refs(key: str, payloads: list[bytes]) -> list[str]:
     """Each payload's reference in the segment ``key`` they are joined into:

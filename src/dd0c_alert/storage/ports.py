@@ -461,6 +461,9 @@ class Archive(Protocol):
         """Drop the tenant's payloads of days before ``cutoff``'s day; how many
         folders or objects went."""
 
+    def keys(self, tenant_id: str) -> list[str]:
+        """Every file or object the tenant has in the archive (for one-off rewrites)."""
+
 
 class RateLimiter(Protocol):
     """Per-key token buckets (per-tenant admission, design §5)."""

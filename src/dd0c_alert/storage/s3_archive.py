@@ -130,6 +130,18 @@ class S3Archive:
                 )
         return len(old)
 
+    def keys(self, tenant_id: str) -> list[str]:
+        prefix = self._key(f"{tenant_id}/")
+        found: list[str] = []
+        with self._errors("list", tenant_id):
+            pages = self._client.get_paginator("list_objects_v2").paginate(
+                Bucket=self._bucket, Prefix=prefix
+            )
+            for page in pages:
+                found += [obj["Key"] for obj in page.get("Contents", [])]
+        strip = len(self._key(""))
+        return sorted(key[strip:] for key in found)
+
     def get(self, ref: str) -> bytes:
         key, _, span = ref.partition("#")
         request: dict[str, str] = {"Bucket": self._bucket, "Key": self._key(key)}
