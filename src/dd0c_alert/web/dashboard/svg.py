@@ -32,8 +32,8 @@ def bar_chart(
     labels: Sequence[str],
     series: Sequence[Series],
     title: str,
-    width: int = 720,
-    height: int = 220,
+    width: int = 960,
+    height: int = 240,
 ) -> str:
     """Grouped vertical bars, one group per label, one bar per series; an accessible
     ``role="img"`` with a title, a description of the totals and a tooltip per bar."""
@@ -54,12 +54,13 @@ def bar_chart(
         f"<title>{escape(title)}</title>",
         f"<desc>{escape(totals)}</desc>",
     ]
-    for fraction in (0.0, 0.5, 1.0):
+    fractions = (0.0, 0.5, 1.0) if top_value % 2 == 0 else (0.0, 1.0)
+    for fraction in fractions:  # gridlines at whole numbers only
         y = top + plot_h * (1 - fraction)
-        value = round(top_value * fraction)
+        value = top_value * fraction
         parts.append(
             f'<line class="grid" x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}"/>'
-            f'<text class="axis" x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{value}</text>'
+            f'<text class="axis" x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{value:g}</text>'
         )
     label_every = max(1, math.ceil(len(labels) / 10))
     for i, label in enumerate(labels):
@@ -96,6 +97,8 @@ def service_graph(
         names.insert(0, root)
     if not names:
         return ""
+    if len(names) == 1:
+        size = 120
     centre = size / 2
     radius = size / 2 - 48
     others = [n for n in names if n != root] if root else names
@@ -110,6 +113,7 @@ def service_graph(
         label += f"; probable root: {root}"
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="graph" viewBox="0 0 {size} {size}" '
+        f'width="{size}" height="{size}" '
         f'role="img" aria-label="{escape(label)}">',
         f"<title>{escape(label)}</title>",
         '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" '
