@@ -33,8 +33,11 @@ format: install
 	$(VENV)/bin/ruff format src tests bench
 	$(VENV)/bin/ruff check --fix src tests bench
 
-bench: install  ## throughput and latency figures (needs wrk for the best numbers)
+bench: install  ## throughput and latency figures, and the race against Alertmanager when installed
 	$(VENV)/bin/python bench/ingest.py
+	@if command -v prometheus-alertmanager >/dev/null && command -v wrk >/dev/null; then \
+		$(VENV)/bin/python bench/race.py; \
+	else echo "race skipped: apt-get install prometheus-alertmanager wrk"; fi
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

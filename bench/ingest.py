@@ -536,10 +536,18 @@ def run_wrk_all(
 
 
 def run_wrk(
-    target: Target, url: str, alerts: int, connections: int, duration: int, threads: int
+    target: Target,
+    url: str,
+    alerts: int,
+    connections: int,
+    duration: int,
+    threads: int,
+    parts: list[str] | None = None,
 ) -> LoadResult:
+    """``parts``: the body split on MARK (default: an Alertmanager webhook of
+    ``alerts`` alerts, as Alertmanager sends to a receiver)."""
     script = WRK_SCRIPT % {
-        "parts": ", ".join(lua_string(part) for part in body_parts(alerts)),
+        "parts": ", ".join(lua_string(part) for part in parts or body_parts(alerts)),
         "secret": target.secret,
         "agent": USER_AGENT,
         "nonce": secrets.token_hex(4),

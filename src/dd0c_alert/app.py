@@ -158,6 +158,7 @@ def notify_config(settings: Settings) -> NotifyConfig:
         slack_per_second=settings.notify_slack_per_second,
         escalation_check_seconds=settings.notify_escalation_check_seconds,
         lease_seconds=settings.notify_lease_seconds,
+        digest_hour=settings.digest_hour if settings.digest_hour >= 0 else None,
     )
 
 
@@ -236,6 +237,7 @@ def build_runtime(settings: Settings, *, roles: frozenset[str] = ROLES) -> Runti
         store=store,
         outbox=outbox,
         notifier=notifier,
+        per_tenant_metrics=settings.metrics_per_tenant,
         queue=queue,
         archive=archive,
         ingest=IngestService(store, queue, archive, limits, rate_limiter=limiter),

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from dd0c_alert.app import api_limits, build_runtime, open_store
+from dd0c_alert.app import is_postgres as _is_postgres
 from dd0c_alert.app import migrate as run_migrations
 from dd0c_alert.config import Settings
 from dd0c_alert.domain.times import InvalidTime, parse_time
@@ -371,6 +372,60 @@ def topology_show(
         raise typer.BadParameter(f"no tenant {tenant!r}")
     _, rules = store.tenant_config(tenant)
     _print_topology(topology_of(rules), as_json)
+
+
+@app.command()
+def doctor(as_json: JsonFlag = False) -> None:
+    """Check configuration, database, migrations, row-level security, Redis, the
+    archive, the clock, the queue and the notifiers; say how to fix what fails."""
+    from dataclasses import asdict
+
+    from dd0c_alert.pipeline.doctor import diagnose
+
+    findings = diagnose(Settings())
+    if as_json:
+        typer.echo(json.dumps([asdict(f) for f in findings], indent=2))
+    else:
+        for finding in findings:
+            line = f"{finding.state:<4}  {finding.check}: {finding.detail}"
+            typer.echo(line + (f"\n      fix: {finding.fix}" if finding.fix else ""))
+    if any(f.state == "fail" for f in findings):
+        raise typer.Exit(1)
+
+
+@app.command()
+def backup(target: Annotated[Path, typer.Argument(help="A new, empty folder.")]) -> None:
+    """Back up an embedded installation (database, archive, keys) while it serves."""
+    from dd0c_alert.pipeline.backup import backup as take_backup
+    from dd0c_alert.storage.engine import sqlite_path
+
+    settings = Settings()
+    if _is_postgres(settings):
+        raise typer.BadParameter("PostgreSQL: use pg_dump (see docs/production.md)")
+    database = sqlite_path(settings.resolved_database_url)
+    copied = take_backup(database, settings.archive_dir, settings.data_dir, target)
+    typer.echo(
+        f"backed up {copied.database_bytes} bytes of database and "
+        f"{copied.archive_files} archive files into {target}"
+    )
+
+
+@app.command()
+def restore(
+    source: Annotated[Path, typer.Argument(help="A folder made by dd0c-alert backup.")],
+    force: Annotated[bool, typer.Option(help="Replace an existing installation.")] = False,
+) -> None:
+    """Restore an embedded installation from a backup (stop the service first)."""
+    from dd0c_alert.pipeline.backup import restore as put_back
+
+    settings = Settings()
+    if _is_postgres(settings):
+        raise typer.BadParameter("PostgreSQL: use pg_restore (see docs/production.md)")
+    try:
+        copied = put_back(source, settings.data_dir, force=force)
+    except (FileExistsError, FileNotFoundError) as exc:
+        raise typer.BadParameter(str(exc)) from None
+    typer.echo(f"restored {copied.archive_files} archive files into {settings.data_dir}")
 
 
 @app.command()

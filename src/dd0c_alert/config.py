@@ -130,6 +130,10 @@ class Settings(BaseSettings):
     smtp_username: str = ""
     smtp_password: str = Field(default="", repr=False)
     smtp_tls: Literal["none", "starttls", "tls"] = "starttls"
+    metrics_per_tenant: bool = Field(
+        default=False,
+        description="Add a webhook counter per tenant to /metrics (one series per tenant).",
+    )
     notify_poll_seconds: float = 0.25
     notify_coalesce_seconds: float = Field(
         default=3.0,
@@ -143,6 +147,12 @@ class Settings(BaseSettings):
         default=1.0, description="Slack calls per second per channel (bursts of 3)."
     )
     notify_escalation_check_seconds: float = 10.0
+    digest_hour: int = Field(
+        default=8,
+        ge=-1,
+        le=23,
+        description="UTC hour after which each tenant's daily digest mail goes out; -1: none.",
+    )
     notify_lease_seconds: float = Field(
         default=300.0,
         description="A notifier that dies mid-send leaves its deliveries to another after this.",

@@ -194,8 +194,13 @@ def test_cross_tenant_functions_run_as_owner_and_only_for_granted_roles(
         "dd0c_notify_tenants",
         "dd0c_purge_idempotency_keys",
         "dd0c_tenant_for_api_key",
+        "dd0c_tenant_for_invitation",
+        "dd0c_tenant_for_refresh_token",
         "dd0c_tenant_ids",
         "dd0c_tenants_for_slack_team",
+        "dd0c_tenants_for_user",
+        "dd0c_user_for_email",
+        "dd0c_user_for_password_reset",
     ]
     for proname, definer, config, acl in functions:
         assert definer, proname
@@ -211,3 +216,27 @@ def test_cross_tenant_functions_run_as_owner_and_only_for_granted_roles(
         assert found == (B,)
         dead = conn.execute("SELECT dd0c_dead_letter_tenant(%s)", (f"{B}-event_id",)).fetchone()
         assert dead == (B,)
+
+
+def test_users_are_visible_only_to_their_tenants_and_themselves(
+    pg_server: PostgresServer, pg_database: str
+) -> None:
+    """``users`` has no tenant: a row shows to a transaction scoped to a tenant the
+    user belongs to, or to the user themself, and to nothing else."""
+    with pg_server.connect(pg_database, OWNER) as conn:
+        conn.execute(
+            "INSERT INTO users (id, email, created_at) VALUES"
+            " ('u-a', 'a@x.io', now()), ('u-b', 'b@x.io', now())"
+        )
+        conn.execute(
+            "INSERT INTO memberships (tenant_id, user_id, role, created_at)"
+            " VALUES (%s, 'u-a', 'owner', now()), (%s, 'u-b', 'owner', now())",
+            (A, B),
+        )
+    with scoped_conn(pg_server, pg_database) as conn:
+        assert conn.execute("SELECT id FROM users").fetchall() == [("u-a",)]
+        assert conn.execute("UPDATE users SET disabled = true WHERE id = 'u-b'").rowcount == 0
+    with pg_server.connect(pg_database, APP) as conn:
+        assert conn.execute("SELECT count(*) FROM users").fetchone() == (0,)
+        found = conn.execute("SELECT dd0c_user_for_email('b@x.io')").fetchone()
+        assert found == ("u-b",)

@@ -74,7 +74,15 @@ def fold(state: FingerprintState, alert: CanonicalAlert) -> FoldResult:
             ended.repeat_count += 1
             ended.last_seen_at = max(ended.last_seen_at, seen)
             return FoldResult(Fold.LATE_REPEAT, ended, ended.alert)
-        if moment is not None and moment <= last:
+        # A resolve repeating the end of that occurrence: earlier or the same moment, or
+        # later when nothing fired since and it either started no later than that end
+        # (Alertmanager re-sends a resolved alert in later notifications of its group
+        # with a later ``endsAt`` each time) or carries no start of its own (a Datadog
+        # recovery's only time is its own). The earlier end is kept: it is the first
+        # report of when the alert ended, and re-sends must not stretch its duration.
+        startless = alert.started_at == moment
+        resent = state.active is None and (alert.started_at <= last or startless)
+        if moment is not None and (moment <= last or resent):
             ended.last_seen_at = max(ended.last_seen_at, seen)
             return FoldResult(Fold.REPEAT_RESOLVE, ended, ended.alert)
 

@@ -31,15 +31,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from email.utils import parseaddr
+from email.message import EmailMessage
+from email.utils import make_msgid, parseaddr
 from typing import Any
 
 import structlog
 
 from dd0c_alert.domain.models import Severity
 from dd0c_alert.notify.base import DeliveryError
-from dd0c_alert.notify.email import render_incident_email
-from dd0c_alert.notify.model import IncidentView, NotificationEvent
+from dd0c_alert.notify.email import render_digest_email, render_incident_email
+from dd0c_alert.notify.model import DigestView, IncidentView, NoisyAlert, NotificationEvent
 from dd0c_alert.notify.routing import (
     Destination,
     EmailDestination,
@@ -53,9 +54,20 @@ from dd0c_alert.notify.slack import SlackSender, render_incident, render_thread_
 from dd0c_alert.notify.smtp import SmtpConfig, SmtpSender
 from dd0c_alert.notify.webhook import WebhookSender, render_event
 from dd0c_alert.storage.memory_state import MemoryCircuitBreaker
-from dd0c_alert.storage.outbox import EVENT, MAIL, MESSAGE, REPLY, Delivery, Planned, SqlOutbox
+from dd0c_alert.storage.outbox import (
+    DIGEST,
+    EVENT,
+    MAIL,
+    MESSAGE,
+    NOTICE,
+    REPLY,
+    Delivery,
+    Planned,
+    SqlOutbox,
+)
 from dd0c_alert.storage.ports import CircuitBreaker, IncidentFilter, Store
 
+from . import metrics
 from .incident_view import incident_view, routing_labels
 
 log = structlog.get_logger(__name__)
@@ -84,6 +96,8 @@ class NotifyConfig:
     slack_per_second: float = 1.0
     slack_burst: int = 3
     escalation_check_seconds: float = 10.0
+    #: UTC hour after which each tenant's daily digest goes out; None: no digest.
+    digest_hour: int | None = 8
     timeout_seconds: float = 5.0
     lease_seconds: float = 300.0
 
@@ -215,6 +229,7 @@ class Notifier:
         if time.monotonic() >= self._escalation_due:
             self._escalation_due = time.monotonic() + self._config.escalation_check_seconds
             self.escalate(now)
+            self.digests(now)
         return queued
 
     def _queue(self, delivery: Delivery) -> None:
@@ -312,6 +327,24 @@ class Notifier:
                         break
             self._outbox.add_intents(tenant.id, found)
 
+    # --- daily digest -----------------------------------------------------------------
+
+    def digests(self, now: datetime) -> None:
+        """Once a day, after ``digest_hour`` (UTC), a digest of the day before to every
+        mail address the tenant's routes name: the people who get its incident mails."""
+        hour = self._config.digest_hour
+        if hour is None or now.hour < hour:
+            return
+        key = f"digest-{(now - timedelta(days=1)).date().isoformat()}"
+        for tenant in self._store.list_tenants():
+            addresses = sorted(
+                {address for r in self._routes(tenant.id) for address in _mail_addresses(r)}
+            )
+            if not addresses or self._outbox.has_delivery(tenant.id, key):
+                continue
+            planned = Planned(key, "email", ",".join(addresses), DIGEST, "digest")
+            self._outbox.plan(tenant.id, [], [planned], now)
+
     # --- sending ----------------------------------------------------------------------
 
     async def _deliver(self, delivery: Delivery, lane: _Lane) -> None:
@@ -326,19 +359,14 @@ class Notifier:
         if wait > 0:
             self._outbox.release(delivery, now + timedelta(seconds=wait))
             return
-        detail = self._store.notification_detail(delivery.tenant_id, delivery.incident_id)
-        if detail is None:  # purged by retention meanwhile
-            self._outbox.finish(delivery, ok=True, latency_ms=0, error=None, at=now)
-            return
-        url = f"{self._config.public_url.rstrip('/')}/incidents/{delivery.incident_id}"
-        view = incident_view(detail, delivery.tenant_id, url)
         started = time.perf_counter()
         try:
-            ref = await self._send(delivery, view)
+            ref = await self._send(delivery)
         except _NotYet as wait_for:
             self._outbox.release(delivery, now + timedelta(seconds=wait_for.seconds))
             return
         except DeliveryError as error:
+            metrics.DELIVERIES.labels(delivery.destination_type, error.reason).inc()
             self._failed(delivery, lane, error, (time.perf_counter() - started) * 1000)
             if error.retry and error.reason != "rate_limited":
                 self._breakers.record_failure(circuit)
@@ -349,6 +377,10 @@ class Notifier:
             self._failed(delivery, lane, bug, (time.perf_counter() - started) * 1000)
             return
         self._breakers.record_success(circuit)
+        metrics.DELIVERIES.labels(delivery.destination_type, "delivered").inc()
+        metrics.DELIVERY_SECONDS.labels(delivery.destination_type).observe(
+            time.perf_counter() - started
+        )
         done = self._clock()
         self._outbox.finish(
             delivery,
@@ -399,13 +431,56 @@ class Notifier:
             delivery, ok=False, latency_ms=ms, error=error.message, at=now, not_posted=not_posted
         )
         self._set_health(key, "stopped" if error.permanent else "failing", error.message)
+        if error.permanent and delivery.kind != NOTICE:
+            self._tell_others(delivery, error.message, now)
+
+    def _tell_others(self, failed: Delivery, error: str, now: datetime) -> None:
+        """A destination that stopped for good is said so through the tenant's other
+        destinations (its default Slack channel, the addresses of its routes), so the
+        people who would have been paged learn that they were not."""
+        text = (
+            f"dd0c/alert stopped notifying {failed.destination_type} "
+            f"{_shown(failed)} after a permanent error ({error[:200]}). "
+            f"Fix it, then replay the failed deliveries (GET /v1/deliveries?status=failed)."
+        )
+        others: list[tuple[str, str]] = []
+        slack = self._outbox.slack(failed.tenant_id)
+        if slack is not None:
+            others.append(("slack", slack.default_channel))
+        for candidate in self._routes(failed.tenant_id):
+            others += [("email", address) for address in _mail_addresses(candidate)]
+        stopped = self._outbox.stopped(failed.tenant_id)
+        planned = [
+            Planned(
+                failed.incident_id,
+                kind,
+                target,
+                NOTICE,
+                "destination_stopped",
+                detail={"text": text},
+            )
+            for kind, target in dict.fromkeys(others)
+            if (kind, target) != (failed.destination_type, failed.destination)
+            and (kind, target) not in stopped
+        ]
+        if planned:
+            self._outbox.plan(failed.tenant_id, [], planned, now)
 
     def _set_health(self, key: tuple[str, str, str], state: str, error: str | None) -> None:
         if self._health.get(key) != state:
             self._health[key] = state
             self._outbox.set_health(*key, state, error)
 
-    async def _send(self, delivery: Delivery, view: IncidentView) -> str | None:
+    async def _send(self, delivery: Delivery) -> str | None:
+        if delivery.kind == DIGEST:
+            return await self._digest(delivery)
+        if delivery.kind == NOTICE:
+            return await self._notice(delivery)
+        detail = self._store.notification_detail(delivery.tenant_id, delivery.incident_id)
+        if detail is None:  # purged by retention meanwhile: nothing left to tell
+            return None
+        url = f"{self._config.public_url.rstrip('/')}/incidents/{delivery.incident_id}"
+        view = incident_view(detail, delivery.tenant_id, url)
         event: Any = delivery.event
         if delivery.destination_type == "slack":
             return await self._slack(delivery, view, event)
@@ -488,6 +563,58 @@ class Notifier:
         )
         return receipt.ref
 
+    async def _digest(self, delivery: Delivery) -> str | None:
+        day = datetime.fromisoformat(delivery.incident_id.removeprefix("digest-")).replace(
+            tzinfo=UTC
+        )
+        counts = self._store.digest(delivery.tenant_id, day, day + timedelta(days=1))
+        tenant = self._store.get_tenant(delivery.tenant_id)
+        view = DigestView(
+            tenant_name=tenant.name if tenant else delivery.tenant_id,
+            day=day.date(),
+            incidents=counts["incidents"],
+            pages=counts["pages"],
+            alerts=counts["alerts"],
+            top_noisy=tuple(NoisyAlert(t, f, n) for t, f, n in counts["top_noisy"]),
+            open_suggestions=counts["open_suggestions"],
+            url=f"{self._config.public_url.rstrip('/')}/analytics",
+        )
+        mail = render_digest_email(
+            view,
+            sender=self._config.mail_from,
+            to=delivery.destination.split(","),
+            domain=self._mail_domain(),
+            at=self._clock(),
+        )
+        return (await self._smtp().send(mail)).ref
+
+    async def _notice(self, delivery: Delivery) -> str | None:
+        text = str(delivery.detail.get("text", ""))
+        if delivery.destination_type == "slack":
+            sender = self._slack_sender(delivery.tenant_id)
+            block = {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+            receipt = await sender.post(
+                delivery.destination, [block], text, f"notice-{delivery.id}", delivery.tenant_id
+            )
+            return receipt.ref
+        mail = EmailMessage()
+        mail["Subject"] = "dd0c/alert: a notification destination stopped"
+        mail["From"] = self._config.mail_from
+        mail["To"] = delivery.destination
+        mail["Message-ID"] = make_msgid("notice", self._mail_domain())
+        mail.set_content(text)
+        return (await self._smtp().send(mail)).ref
+
+    def _smtp(self) -> SmtpSender:
+        if self._config.smtp is None:
+            raise DeliveryError(
+                "client", "no SMTP server is configured (DD0C_SMTP_HOST)", retry=False
+            )
+        return SmtpSender(self._config.smtp)
+
+    def _mail_domain(self) -> str:
+        return parseaddr(self._config.mail_from)[1].rpartition("@")[2] or "dd0c.local"
+
     def _webhook_secret(self, delivery: Delivery) -> str:
         """The secret of the route's webhook, read at send time: secrets are never
         copied into deliveries."""
@@ -501,6 +628,20 @@ class Notifier:
                 ):
                     return destination.secret
         raise DeliveryError("client", "the route of this webhook was removed", retry=False)
+
+
+def _mail_addresses(candidate: Route) -> list[str]:
+    every = list(candidate.destinations)
+    if candidate.escalation is not None:
+        every += candidate.escalation.destinations
+    return [a for d in every if isinstance(d, EmailDestination) for a in d.to]
+
+
+def _shown(delivery: Delivery) -> str:
+    """A destination as a notice may show it: a webhook URL can hold a token."""
+    if delivery.destination_type == "webhook":
+        return delivery.destination.split("//", 1)[-1].split("/", 1)[0]
+    return delivery.destination
 
 
 def _priority(delivery: Delivery) -> int:

@@ -49,6 +49,8 @@ class Runtime:
     breakers: CircuitBreaker = field(default_factory=MemoryCircuitBreaker)
     #: The Redis behind rate limits and breakers; None when they live in process memory.
     redis: Degradable | None = None
+    #: A webhook counter per tenant in ``/metrics`` (off: one series per tenant).
+    per_tenant_metrics: bool = False
     #: Caps on what one tenant may ask of the REST API.
     api_limits: ApiLimits = field(default_factory=ApiLimits)
     #: The Slack Web API the API role checks bot tokens against (``DD0C_SLACK_API_URL``).

@@ -35,7 +35,8 @@ from datetime import UTC, datetime
 import orjson
 import structlog
 
-from dd0c_alert.correlation.model import Rules, TenantSettings
+from dd0c_alert.correlation.dedup import FoldResult
+from dd0c_alert.correlation.model import Decision, Rules, TenantSettings
 from dd0c_alert.domain.ids import new_id
 from dd0c_alert.domain.models import CanonicalAlert, Normalised
 from dd0c_alert.providers import PROVIDERS
@@ -56,6 +57,7 @@ from dd0c_alert.storage.ports import (
     guarded,
 )
 
+from . import metrics
 from .persist import persist
 
 log = structlog.get_logger(__name__)
@@ -175,9 +177,11 @@ class Worker:
         if not events:
             return 0
         started = time.monotonic()
+        metrics.BATCH_EVENTS.observe(len(events))
         abandoned = [e for e in events if e.attempts > self._max_attempts]
         if abandoned:
             dead = [DeadLetter(event=e, error=_abandoned(e)) for e in abandoned]
+            metrics.DEAD_LETTERS.labels(PROCESSING_ABANDONED).inc(len(dead))
             log.warning("events_abandoned", event_ids=[e.event_id for e in abandoned])
             persist(self._store, BatchOutcome(dead=dead), self._config)
         live = [e for e in events if e.attempts <= self._max_attempts]
@@ -237,7 +241,8 @@ class Worker:
         """Store one transaction's worth; ``False`` when the budget ran out first (the
         transaction rolled back, nothing of it is stored)."""
         try:
-            persist(self._store, outcome, self._config, budget.check if budget else None)
+            pairs = persist(self._store, outcome, self._config, budget.check if budget else None)
+            _observe(outcome, events, pairs)
         except BudgetExceeded:
             log.warning("batch_over_budget", events=len(events), budget_s=self._batch_budget)
             return False
@@ -271,9 +276,11 @@ class Worker:
             outcome = BatchOutcome()
             self._process(event, refs[event.event_id], outcome)
             try:
-                persist(self._store, outcome, self._config, budget.check)
+                pairs = persist(self._store, outcome, self._config, budget.check)
+                _observe(outcome, [event], pairs)
             except BudgetExceeded:
                 log.warning("event_over_budget", event_id=event.event_id, provider=event.provider)
+                metrics.DEAD_LETTERS.labels(PROCESSING_TIMEOUT).inc()
                 error = (
                     f"{PROCESSING_TIMEOUT}: deciding this event took longer than its "
                     f"{self._event_budget:g} s budget; it was set aside so that the others "
@@ -337,9 +344,25 @@ class Worker:
             error=error.splitlines()[0][:300],
         )
         if permanent or event.attempts >= self._max_attempts:
+            metrics.DEAD_LETTERS.labels("unreadable" if permanent else "failed").inc()
             return BatchOutcome(dead=[DeadLetter(event=event, error=error)])
         delay = min(MAX_BACKOFF_SECONDS, 2.0**event.attempts) * random.uniform(0.8, 1.2)
         return BatchOutcome(retries=[Retry(event.event_id, error, delay)])
+
+
+def _observe(
+    outcome: BatchOutcome, events: list[RawEvent], pairs: list[tuple[FoldResult, Decision]]
+) -> None:
+    """Count what a committed transaction decided, and how long its events waited."""
+    now = time.time()
+    acked = set(outcome.acked)
+    for event in events:
+        if event.event_id in acked:
+            metrics.PROCESSING.observe(max(0.0, now - event.received_at))
+    for _, decision in pairs:
+        metrics.DECISIONS.labels(decision.outcome.value).inc()
+        if decision.page:
+            metrics.PAGES.inc()
 
 
 def _abandoned(event: RawEvent) -> str:

@@ -252,6 +252,40 @@ def notification_detail(read: sa.Engine, tenant_id: str, incident_id: str) -> di
     }
 
 
+def digest(read: sa.Engine, tenant_id: str, start: datetime, end: datetime) -> dict[str, Any]:
+    """One tenant's day for the daily digest mail: incidents opened and paged, alerts
+    received, the noisiest fingerprints, suggestions waiting for review."""
+    i, a, s = t.incidents, t.alerts, t.suggestions
+    day_incidents = (i.c.tenant_id == tenant_id) & (i.c.first_at >= start) & (i.c.first_at < end)
+    day_alerts = (a.c.tenant_id == tenant_id) & (a.c.started_at >= start) & (a.c.started_at < end)
+    fired = sa.func.sum(a.c.repeat_count).label("fired")
+    with scoped(read, tenant_id) as conn:
+        incidents, pages = conn.execute(
+            sa.select(
+                sa.func.count(),
+                sa.func.coalesce(sa.func.sum(sa.case((i.c.paged, 1), else_=0)), 0),
+            ).where(day_incidents)
+        ).one()
+        alerts = conn.execute(sa.select(sa.func.count()).where(day_alerts)).scalar()
+        noisy = conn.execute(
+            sa.select(a.c.fingerprint, sa.func.max(a.c.title).label("title"), fired)
+            .where(day_alerts)
+            .group_by(a.c.fingerprint)
+            .order_by(fired.desc())
+            .limit(5)
+        ).all()
+        waiting = conn.execute(
+            sa.select(sa.func.count()).where(s.c.tenant_id == tenant_id, s.c.status == "open")
+        ).scalar()
+    return {
+        "incidents": int(incidents),
+        "pages": int(pages),
+        "alerts": int(alerts or 0),
+        "top_noisy": [(r.title, r.fingerprint, int(r.fired or 0)) for r in noisy],
+        "open_suggestions": int(waiting or 0),
+    }
+
+
 def _record(
     conn: sa.Connection,
     tenant_id: str,

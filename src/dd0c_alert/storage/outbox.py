@@ -39,6 +39,9 @@ PENDING, RETRYING, DELIVERED, FAILED = "pending", "retrying", "delivered", "fail
 #: Kinds of delivery: Slack's living message and its thread replies, a mail, a
 #: webhook event.
 MESSAGE, REPLY, MAIL, EVENT = "message", "reply", "mail", "event"
+#: A tenant's daily digest mail (its ``incident_id`` is ``digest-<day>``) and a notice
+#: that another destination stopped working.
+DIGEST, NOTICE = "digest", "notice"
 _TENANTS_WITH_WORK = sa.text("SELECT * FROM dd0c_notify_tenants(:now)")
 _TENANTS_FOR_TEAM = sa.text("SELECT * FROM dd0c_tenants_for_slack_team(:team)")
 
@@ -394,6 +397,14 @@ class SqlOutbox:
         """Intents the notifier itself decides on (escalations)."""
         with scoped(self._engine, tenant_id) as conn:
             write_intents(conn, tenant_id, intents)
+
+    def has_delivery(self, tenant_id: str, incident_id: str) -> bool:
+        d = t.deliveries
+        with scoped(self._engine, tenant_id) as conn:
+            found = conn.execute(
+                sa.select(d.c.id).where(d.c.tenant_id == tenant_id, d.c.incident_id == incident_id)
+            ).first()
+        return found is not None
 
     def escalated(self, tenant_id: str) -> set[str]:
         """Incidents already escalated (or about to be): each escalates once."""

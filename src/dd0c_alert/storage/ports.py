@@ -263,6 +263,9 @@ class Store(Protocol):
 
     def purge_idempotency_keys(self, now: float) -> int: ...
 
+    def connections_in_use(self) -> int:
+        """Database connections this process holds now (for /metrics)."""
+
     def ping(self) -> None: ...
 
     def close(self) -> None:
@@ -290,6 +293,9 @@ class Store(Protocol):
     def notification_detail(self, tenant_id: str, incident_id: str) -> dict[str, Any] | None:
         """The incident as a notification shows it, at a cost bounded whatever its size:
         its worst alerts, the repeat count, the human actions."""
+
+    def digest(self, tenant_id: str, start: datetime, end: datetime) -> dict[str, Any]:
+        """Counts of one day for the daily digest mail."""
 
     def incident_action(
         self,

@@ -35,8 +35,10 @@ from dd0c_alert.correlation.model import (
 )
 from dd0c_alert.correlation.rules import parse_matchers
 from dd0c_alert.correlation.suggestions import History, Suggestion
+from dd0c_alert.domain.fingerprint import native_fingerprint
 from dd0c_alert.domain.ids import new_id
 from dd0c_alert.domain.models import AlertStatus, DeployEvent
+from dd0c_alert.providers import PROVIDERS
 
 from . import incident_queries, suggestion_queries
 from . import schema as t
@@ -77,6 +79,13 @@ def hash_api_key(key: str) -> str:
     """API keys carry 256 random bits, so a fast hash is as safe as a slow one here
     and keeps per-request authentication cheap."""
     return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _fingerprint_spellings(given: str) -> list[str]:
+    """A fingerprint as stored, or as the sender gave it: a provider's own key is
+    stored as ``<provider>:<key>`` (hashed when long), and a sender looking up the
+    key it sent should find its alert."""
+    return [given, *(native_fingerprint(name, given) for name in sorted(PROVIDERS))]
 
 
 def _row_security(conn: sa.Connection) -> bool:
@@ -365,10 +374,11 @@ class SqlStore:
             (a.c.source, filters.source),
             (a.c.status, filters.status),
             (a.c.service, filters.service),
-            (a.c.fingerprint, filters.fingerprint),
         ):
             if value is not None:
                 conditions.append(column == value)
+        if filters.fingerprint is not None:
+            conditions.append(a.c.fingerprint.in_(_fingerprint_spellings(filters.fingerprint)))
         if filters.since is not None:
             conditions.append(a.c.started_at >= filters.since)
         if filters.until is not None:
@@ -494,6 +504,12 @@ class SqlStore:
     def purge_expired(self, tenant_id: str, cutoff: datetime) -> dict[str, int]:
         return purge_tenant(self._engine, tenant_id, cutoff)
 
+    def connections_in_use(self) -> int:
+        """Connections checked out of this process's pool (0 where it is not a
+        queue pool, as with SQLite's per-thread connections)."""
+        checked_out = getattr(self._engine.pool, "checkedout", None)
+        return int(checked_out()) if callable(checked_out) else 0
+
     def ping(self) -> None:
         with self._read.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
@@ -510,6 +526,9 @@ class SqlStore:
 
     def notification_detail(self, tenant_id: str, incident_id: str) -> dict[str, Any] | None:
         return incident_queries.notification_detail(self._read, tenant_id, incident_id)
+
+    def digest(self, tenant_id: str, start: datetime, end: datetime) -> dict[str, Any]:
+        return incident_queries.digest(self._read, tenant_id, start, end)
 
     def incident_action(
         self,

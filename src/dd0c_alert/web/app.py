@@ -20,6 +20,7 @@ from dd0c_alert.pipeline.runtime import Runtime
 
 from . import (
     api,
+    auth_api,
     config_api,
     deliveries_api,
     health,
@@ -45,7 +46,9 @@ class _App(FastAPI):
         self.state.runtime = runtime
         self.state.accounts = runtime.store.accounts()
         self._deliveries = (
-            webhooks.WebhookEndpoint(runtime.ingest) if "ingest" in runtime.roles else None
+            webhooks.WebhookEndpoint(runtime.ingest, per_tenant_metrics=runtime.per_tenant_metrics)
+            if "ingest" in runtime.roles
+            else None
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -101,6 +104,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     if "api" in runtime.roles:
         for module in (
             api,
+            auth_api,
             incidents,
             config_api,
             suggestions,

@@ -5,6 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
+from dd0c_alert.pipeline import metrics
+from dd0c_alert.pipeline.runtime import Runtime
+
 from .responses import json_response
 from .routing import JsonRoute
 
@@ -51,3 +54,27 @@ async def readyz(request: Request) -> Response:
     if not ready:
         return json_response({"status": "not_ready", "checks": checks}, 503)
     return json_response({"status": "degraded" if degraded else "ready", "checks": checks})
+
+
+@router.get("/metrics", include_in_schema=False)
+async def prometheus_metrics(request: Request) -> Response:
+    """Prometheus exposition of this process (see ``pipeline/metrics.py``)."""
+    runtime = request.app.state.runtime
+    collector = getattr(request.app.state, "metrics", None)
+    if collector is None:
+        collector = request.app.state.metrics = metrics.RuntimeCollector(lambda: _gauges(runtime))
+    body, content_type = await run_in_threadpool(metrics.scrape, collector)
+    return Response(body, media_type=content_type)
+
+
+def _gauges(runtime: Runtime) -> dict[str, float]:
+    depth = runtime.queue.depth()
+    values = {
+        "dd0c_up": 1.0,
+        "dd0c_queue_messages": float(depth.messages),
+        "dd0c_queue_oldest_age_seconds": depth.oldest_age_seconds,
+        "dd0c_db_connections_in_use": float(runtime.store.connections_in_use()),
+    }
+    if runtime.redis is not None:
+        values["dd0c_redis_healthy"] = 1.0 if runtime.redis.healthy else 0.0
+    return values

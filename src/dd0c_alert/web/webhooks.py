@@ -19,7 +19,9 @@ from starlette.datastructures import URL
 from starlette.responses import RedirectResponse
 from starlette.types import Receive, Scope, Send
 
+from dd0c_alert.pipeline import metrics
 from dd0c_alert.pipeline.ingest import IngestService, Rejected
+from dd0c_alert.providers import PROVIDERS
 
 PREFIX = "/v1/wh/"
 _NOT_FOUND_DETAIL = (
@@ -48,8 +50,9 @@ def _segments(path: str) -> list[str] | None:
 class WebhookEndpoint:
     """The ASGI handler for every HTTP request whose path starts with PREFIX."""
 
-    def __init__(self, ingest: IngestService) -> None:
+    def __init__(self, ingest: IngestService, *, per_tenant_metrics: bool = False) -> None:
         self._ingest = ingest
+        self._per_tenant = per_tenant_metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = route_path(scope)
@@ -90,16 +93,25 @@ class WebhookEndpoint:
             await _error(send, 413, "body_too_large", f"body exceeds {cap} bytes")
             return
         tenant_id, provider, *integration = parts
+        # A provider name from the path is a label only when it is one: an attacker's
+        # made-up names must not grow the metric series.
+        known = provider if provider in PROVIDERS else "unknown"
         try:
             outcome = await self._ingest.receive(
                 tenant_id, provider, integration[0] if integration else None, headers, body
             )
         except Rejected as exc:
+            metrics.WEBHOOKS.labels(known, exc.reason).inc()
             await _error(send, exc.status, exc.reason, exc.detail, exc.headers)
             return
+        if self._per_tenant:
+            metrics.WEBHOOKS_BY_TENANT.labels(tenant_id).inc()
         if outcome.duplicate:
+            metrics.WEBHOOKS.labels(known, "duplicate").inc()
             await _json(send, 200, {"event_id": outcome.event_id, "status": "duplicate"})
         else:
+            metrics.WEBHOOKS.labels(known, "accepted").inc()
+            metrics.WEBHOOK_BYTES.labels(known).observe(len(body))
             await _json(send, 202, {"event_id": outcome.event_id, "status": "accepted"})
 
 

@@ -1,0 +1,108 @@
+"""Backup and restore of an embedded installation (SQLite and the archive folder).
+
+A backup is consistent while the service runs: the database is copied with SQLite's
+online backup API (a snapshot of one moment, taken while writers go on), and the
+archive folder after it. The worker writes an event's raw payload to the archive
+before the transaction that stores its alerts, so every payload the database copy
+refers to was already on disk when the folder copy began. The keys in the data
+folder go along (the secret key, without which the integration secrets in the copy
+cannot be read, and the session signing key).
+
+PostgreSQL installations back up with ``pg_dump`` and their object store's own
+tools (docs/production.md).
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from dd0c_alert.storage.files import private_dir
+
+DATABASE = "dd0c.db"
+ARCHIVE = "archive"
+
+
+@dataclass(frozen=True, slots=True)
+class Copied:
+    database_bytes: int
+    archive_files: int
+
+
+def _keys(folder: Path) -> list[Path]:
+    """The data folder's own files besides the database (keys)."""
+    if not folder.exists():
+        return []
+    return [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(DATABASE)]
+
+
+def backup(database: Path, archive: Path, data_dir: Path, target: Path) -> Copied:
+    """Copy a live installation into ``target`` (created; must be empty)."""
+    if target.exists() and any(target.iterdir()):
+        raise FileExistsError(f"{target} is not empty: back up into a new folder")
+    private_dir(target)
+    source = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+    copy = sqlite3.connect(target / DATABASE)
+    try:
+        with copy:
+            source.backup(copy, pages=4096)
+    finally:
+        source.close()
+        copy.close()
+    (target / DATABASE).chmod(0o600)
+    files = _copy_tree(archive, target / ARCHIVE) if archive.exists() else 0
+    for key in _keys(data_dir):
+        shutil.copy2(key, target / key.name)
+        (target / key.name).chmod(0o600)
+    return Copied((target / DATABASE).stat().st_size, files)
+
+
+def restore(source: Path, data_dir: Path, *, force: bool = False) -> Copied:
+    """Put a backup in place of the data folder's database, archive and key. The
+    service must be stopped. An existing installation is replaced only with
+    ``force``."""
+    if not (source / DATABASE).exists():
+        raise FileNotFoundError(f"{source} holds no {DATABASE}: not a dd0c-alert backup")
+    present = [data_dir / name for name in (DATABASE, ARCHIVE) if (data_dir / name).exists()]
+    if present and not force:
+        raise FileExistsError(
+            f"{data_dir} already holds an installation: stop the service and pass --force "
+            "to replace it"
+        )
+    private_dir(data_dir)
+    for path in present:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    for stale in ("-wal", "-shm"):
+        (data_dir / f"{DATABASE}{stale}").unlink(missing_ok=True)
+    shutil.copy2(source / DATABASE, data_dir / DATABASE)
+    (data_dir / DATABASE).chmod(0o600)
+    files = 0
+    if (source / ARCHIVE).exists():
+        files = _copy_tree(source / ARCHIVE, data_dir / ARCHIVE)
+    for key in _keys(source):
+        shutil.copy2(key, data_dir / key.name)
+        (data_dir / key.name).chmod(0o600)
+    return Copied((data_dir / DATABASE).stat().st_size, files)
+
+
+def _copy_tree(source: Path, target: Path) -> int:
+    """Files are copied as found; one removed meanwhile (retention) is skipped."""
+    copied = 0
+    for path in sorted(source.rglob("*")):
+        relative = target / path.relative_to(source)
+        if path.is_dir():
+            private_dir(relative)
+            continue
+        private_dir(relative.parent)
+        try:
+            shutil.copy2(path, relative)
+        except FileNotFoundError:
+            continue
+        relative.chmod(0o600)
+        copied += 1
+    return copied

@@ -1,0 +1,537 @@
+"""Accounts over REST: sign-up, login, refresh, logout, password change and reset,
+tenant switch, ``/v1/me``; the team (users, invitations) and API keys.
+
+Login answers the same 401 for an unknown email and a wrong password (and spends
+the same argon2 work on both); failures are throttled per account and per client
+address (429 ``too_many_attempts`` with ``Retry-After``).
+"""
+
+from __future__ import annotations
+
+import secrets
+from email.message import EmailMessage
+from typing import Annotated, Any, Literal
+
+import structlog
+from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field
+
+from dd0c_alert.notify.smtp import SmtpSender
+from dd0c_alert.pipeline.auth_config import AuthConfig
+from dd0c_alert.storage.accounts import EmailTaken, digest, normalise_email
+
+from . import auth
+from .auth import accounts, auth_config, forget_key, forget_member, unauthorized
+from .passwords import WeakPassword, check_strength, hash_password, verify_password
+from .permissions import Principal, require
+from .responses import error_response
+from .routing import JsonRoute
+from .sessions import CSRF_COOKIE, SESSION_COOKIE, issue_access
+from .types import ApiTime
+
+log = structlog.get_logger(__name__)
+router = APIRouter(prefix="/v1", tags=["accounts"], route_class=JsonRoute)
+
+Email = Annotated[str, Field(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")]
+Password = Annotated[str, Field(min_length=1, max_length=1024)]
+RoleName = Literal["owner", "admin", "member", "viewer"]
+
+
+class SignupIn(BaseModel):
+    email: Email
+    password: Password
+    tenant_name: str = Field(min_length=1, max_length=200)
+
+
+class LoginIn(BaseModel):
+    email: Email
+    password: Password
+    tenant_id: str | None = None
+
+
+class RefreshIn(BaseModel):
+    refresh_token: str = Field(min_length=1, max_length=200)
+
+
+class LogoutIn(BaseModel):
+    refresh_token: str | None = Field(default=None, max_length=200)
+
+
+class PasswordChangeIn(BaseModel):
+    current_password: Password
+    new_password: Password
+
+
+class ResetRequestIn(BaseModel):
+    email: Email
+
+
+class ResetIn(BaseModel):
+    token: str = Field(min_length=1, max_length=200)
+    password: Password
+
+
+class SwitchIn(BaseModel):
+    tenant_id: str = Field(min_length=1, max_length=64)
+
+
+class RolePatch(BaseModel):
+    role: RoleName
+
+
+class InvitationIn(BaseModel):
+    email: Email
+    role: RoleName = "member"
+
+
+class AcceptIn(BaseModel):
+    token: str = Field(min_length=1, max_length=200)
+    password: Password | None = None
+
+
+class ApiKeyIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    scope: Literal["read", "write", "admin"]
+    expires_at: ApiTime | None = None
+
+
+class Tokens(BaseModel):
+    tenant_id: str
+    user_id: str
+    role: str
+    access_token: str
+    refresh_token: str
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 (a scheme name, not a secret)
+    expires_in: int
+    tenants: list[dict[str, Any]] = Field(default_factory=list)
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def set_session_cookies(
+    response: Response, request: Request, access_token: str, config: AuthConfig
+) -> str:
+    """For the dashboard: the access token in an ``HttpOnly``, ``SameSite=Lax``
+    cookie (``Secure`` over https) and a fresh CSRF token in a readable one, whose
+    value state-changing requests repeat in ``X-CSRF-Token``. Returns the CSRF token."""
+    secure = request.url.scheme == "https"
+    max_age = int(config.access_ttl.total_seconds())
+    csrf = secrets.token_urlsafe(32)
+    response.set_cookie(
+        SESSION_COOKIE,
+        access_token,
+        max_age=max_age,
+        httponly=True,
+        samesite="lax",
+        secure=secure,
+        path="/",
+    )
+    response.set_cookie(
+        CSRF_COOKIE, csrf, max_age=max_age, httponly=False, samesite="lax", secure=secure
+    )
+    return csrf
+
+
+def clear_session_cookies(response: Response) -> None:
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    response.delete_cookie(CSRF_COOKIE, path="/")
+
+
+async def _tokens(request: Request, user_id: str, tenant_id: str, role: str) -> dict[str, Any]:
+    config = auth_config(request)
+    store = accounts(request)
+    refresh, _ = await run_in_threadpool(
+        store.issue_refresh, tenant_id, user_id, config.refresh_ttl
+    )
+    tenants = await run_in_threadpool(store.tenants_of, user_id)
+    return {
+        "tenant_id": tenant_id,
+        "user_id": user_id,
+        "role": role,
+        "access_token": issue_access(config, user_id, tenant_id, role),
+        "refresh_token": refresh,
+        "token_type": "bearer",
+        "expires_in": int(config.access_ttl.total_seconds()),
+        "tenants": tenants,
+    }
+
+
+def _weak(exc: WeakPassword) -> Response:
+    return error_response(422, "weak_password", str(exc))
+
+
+async def _send_mail(config: AuthConfig, to: str, subject: str, body: str) -> None:
+    if config.smtp is None:
+        log.warning("mail_not_configured", subject=subject)
+        return
+    message = EmailMessage()
+    message["From"] = config.mail_from
+    message["To"] = to
+    message["Subject"] = subject
+    message.set_content(body)
+    try:
+        await SmtpSender(config.smtp).send(message)
+    except Exception as exc:  # a mail that cannot go out must not fail the request
+        log.warning("mail_failed", subject=subject, error=type(exc).__name__)
+
+
+@router.post("/auth/signup", status_code=201, response_model=Tokens, summary="Sign up")
+async def signup(request: Request, body: SignupIn) -> Response | dict[str, Any]:
+    """A new tenant with the caller as its owner (when ``DD0C_SIGNUP_ENABLED``)."""
+    config = auth_config(request)
+    if not config.signup_enabled:
+        return error_response(403, "signup_disabled", "sign-up is turned off here")
+    try:
+        check_strength(body.password, body.email)
+    except WeakPassword as exc:
+        return _weak(exc)
+    password_hash = await run_in_threadpool(hash_password, body.password)
+    try:
+        tenant, user = await run_in_threadpool(
+            accounts(request).signup, body.tenant_name, body.email, password_hash
+        )
+    except EmailTaken:
+        return error_response(409, "email_in_use", "an account with this email exists")
+    return await _tokens(request, user.id, tenant.id, "owner")
+
+
+@router.post(
+    "/auth/login",
+    response_model=Tokens,
+    responses={429: {"description": "Too many failed attempts (`too_many_attempts`)."}},
+    summary="Log in with email and password",
+)
+async def login(request: Request, body: LoginIn) -> Response | dict[str, Any]:
+    config = auth_config(request)
+    throttle = request.app.state.runtime.login_throttle
+    window = config.throttle_window.total_seconds()
+    account_key = "account:" + digest(normalise_email(body.email))
+    address_key = "address:" + _client(request)
+    wait = max(
+        await run_in_threadpool(
+            throttle.retry_after, account_key, config.failures_per_account, window
+        ),
+        await run_in_threadpool(
+            throttle.retry_after, address_key, config.failures_per_address, window
+        ),
+    )
+    if wait > 0:
+        return error_response(
+            429,
+            "too_many_attempts",
+            "too many failed logins; try again later",
+            {"Retry-After": str(int(wait) + 1)},
+        )
+    store = accounts(request)
+    user = await run_in_threadpool(store.user_by_email, body.email)
+    ok = await run_in_threadpool(
+        verify_password, user.password_hash if user else None, body.password
+    )
+    tenants = await run_in_threadpool(store.tenants_of, user.id) if user and ok else []
+    if user is None or not ok or user.disabled or not tenants:
+        await run_in_threadpool(throttle.fail, account_key, window)
+        await run_in_threadpool(throttle.fail, address_key, window)
+        raise unauthorized("wrong email or password")
+    await run_in_threadpool(throttle.clear, account_key)
+    chosen = next((m for m in tenants if m["tenant_id"] == body.tenant_id), None)
+    if body.tenant_id is not None and chosen is None:
+        raise unauthorized("not a member of that tenant")
+    chosen = chosen or tenants[0]
+    return await _tokens(request, user.id, chosen["tenant_id"], chosen["role"])
+
+
+@router.post("/auth/refresh", response_model=Tokens, summary="A new token pair for a refresh token")
+async def refresh(request: Request, body: RefreshIn) -> dict[str, Any]:
+    """The refresh token is spent; presenting a spent one again revokes its family."""
+    config = auth_config(request)
+    store = accounts(request)
+    rotation = await run_in_threadpool(store.rotate_refresh, body.refresh_token, config.refresh_ttl)
+    if rotation.outcome != "ok" or rotation.token is None:
+        raise unauthorized("invalid refresh token")
+    assert rotation.tenant_id is not None and rotation.user_id is not None
+    member = await auth.member_of(request, rotation.tenant_id, rotation.user_id)
+    if member is None:
+        await run_in_threadpool(store.revoke_refresh, rotation.token)
+        raise unauthorized("no longer a member of this tenant")
+    return {
+        "tenant_id": rotation.tenant_id,
+        "user_id": rotation.user_id,
+        "role": member.role,
+        "access_token": issue_access(config, rotation.user_id, rotation.tenant_id, member.role),
+        "refresh_token": rotation.token,
+        "token_type": "bearer",
+        "expires_in": int(config.access_ttl.total_seconds()),
+        "tenants": [],
+    }
+
+
+@router.post("/auth/logout", status_code=204, summary="Log out: revoke the refresh token")
+async def logout(request: Request, body: LogoutIn | None = None) -> Response:
+    if body is not None and body.refresh_token:
+        await run_in_threadpool(accounts(request).revoke_refresh, body.refresh_token)
+    response = Response(status_code=204)
+    clear_session_cookies(response)
+    return response
+
+
+@router.post("/auth/password", status_code=204, summary="Change the password")
+async def change_password(
+    request: Request,
+    principal: Annotated[Principal, require("self")],
+    body: PasswordChangeIn,
+) -> Response:
+    """Every refresh token of the user is revoked (log in again elsewhere)."""
+    if principal.user_id is None:
+        return error_response(403, "forbidden", "API keys have no password")
+    store = accounts(request)
+    user = await run_in_threadpool(store.get_user, principal.user_id)
+    ok = await run_in_threadpool(
+        verify_password, user.password_hash if user else None, body.current_password
+    )
+    if user is None or not ok:
+        raise unauthorized("wrong current password")
+    try:
+        check_strength(body.new_password, user.email)
+    except WeakPassword as exc:
+        return _weak(exc)
+    new_hash = await run_in_threadpool(hash_password, body.new_password)
+    await run_in_threadpool(store.set_password, user.id, new_hash)
+    return Response(status_code=204)
+
+
+@router.post("/auth/reset-request", status_code=202, summary="Mail a password reset link")
+async def reset_request(request: Request, body: ResetRequestIn) -> Response:
+    """Always 202, whether or not the account exists."""
+    config = auth_config(request)
+    store = accounts(request)
+    user = await run_in_threadpool(store.user_by_email, body.email)
+    if user is not None and not user.disabled:
+        token = await run_in_threadpool(store.create_reset, user.id, config.reset_ttl)
+        link = f"{config.public_url.rstrip('/')}/reset?token={token}"
+        minutes = int(config.reset_ttl.total_seconds() // 60)
+        await _send_mail(
+            config,
+            user.email,
+            "Reset your dd0c/alert password",
+            f"Someone asked to reset the password of {user.email}.\n\n"
+            f"Set a new password here (valid for {minutes} minutes):\n{link}\n\n"
+            "If it was not you, ignore this mail.\n",
+        )
+    return Response(status_code=202)
+
+
+@router.post("/auth/reset", status_code=204, summary="Set a new password with a reset link")
+async def reset(request: Request, body: ResetIn) -> Response:
+    store = accounts(request)
+    try:
+        check_strength(body.password)
+    except WeakPassword as exc:
+        return _weak(exc)
+    user_id = await run_in_threadpool(store.spend_reset, body.token)
+    if user_id is None:
+        raise unauthorized("invalid or expired reset link")
+    new_hash = await run_in_threadpool(hash_password, body.password)
+    await run_in_threadpool(store.set_password, user_id, new_hash)
+    return Response(status_code=204)
+
+
+@router.post("/auth/switch", response_model=Tokens, summary="Switch to another tenant")
+async def switch(
+    request: Request, principal: Annotated[Principal, require("self")], body: SwitchIn
+) -> dict[str, Any]:
+    if principal.user_id is None:
+        raise HTTPException(403, "API keys belong to one tenant")
+    member = await auth.member_of(request, body.tenant_id, principal.user_id)
+    if member is None:
+        raise HTTPException(404, "no such tenant")
+    return await _tokens(request, principal.user_id, body.tenant_id, member.role)
+
+
+@router.get("/me", summary="Who is calling")
+async def me(request: Request, principal: Annotated[Principal, require("self")]) -> dict[str, Any]:
+    tenants: list[dict[str, Any]] = []
+    if principal.user_id is not None:
+        tenants = await run_in_threadpool(accounts(request).tenants_of, principal.user_id)
+    return {
+        "tenant_id": principal.tenant_id,
+        "user_id": principal.user_id,
+        "email": principal.email,
+        "key_id": principal.key_id,
+        "role": principal.role,
+        "scope": principal.scope,
+        "actor": principal.actor,
+        "tenants": tenants,
+    }
+
+
+# --- the team --------------------------------------------------------------------------
+
+
+def _member_doc(member: Any) -> dict[str, Any]:
+    return {
+        "id": member.user_id,
+        "email": member.email,
+        "role": member.role,
+        "disabled": member.disabled,
+        "joined_at": member.created_at,
+    }
+
+
+@router.get("/users", summary="Members of the tenant")
+async def list_users(
+    request: Request, principal: Annotated[Principal, require("users:read")]
+) -> dict[str, Any]:
+    members = await run_in_threadpool(accounts(request).members, principal.tenant_id)
+    return {"items": [_member_doc(m) for m in members], "next_cursor": None}
+
+
+def _check_owner_rules(principal: Principal, target_role: str | None, new_role: str | None) -> None:
+    """Admins manage members, admins and viewers, never owners; only an owner makes
+    or unmakes an owner."""
+    if principal.role == "owner" or principal.scope == "admin":
+        return
+    if target_role == "owner" or new_role == "owner":
+        raise HTTPException(403, "only an owner may change an owner")
+
+
+@router.patch("/users/{user_id}", summary="Change a member's role")
+async def patch_user(
+    request: Request,
+    principal: Annotated[Principal, require("users:admin")],
+    user_id: str,
+    body: RolePatch,
+) -> dict[str, Any]:
+    store = accounts(request)
+    member = await run_in_threadpool(store.member, principal.tenant_id, user_id)
+    if member is None:
+        raise HTTPException(404, "no such user")
+    _check_owner_rules(principal, member.role, body.role)
+    if member.role == "owner" and body.role != "owner":
+        await _keep_an_owner(request, principal.tenant_id)
+    await run_in_threadpool(store.set_role, principal.tenant_id, user_id, body.role)
+    forget_member(principal.tenant_id, user_id)
+    updated = await run_in_threadpool(store.member, principal.tenant_id, user_id)
+    return _member_doc(updated)
+
+
+async def _keep_an_owner(request: Request, tenant_id: str) -> None:
+    members = await run_in_threadpool(accounts(request).members, tenant_id)
+    if sum(1 for m in members if m.role == "owner") <= 1:
+        raise HTTPException(409, "a tenant keeps at least one owner")
+
+
+@router.delete("/users/{user_id}", status_code=204, summary="Remove a member from the tenant")
+async def delete_user(
+    request: Request, principal: Annotated[Principal, require("users:admin")], user_id: str
+) -> Response:
+    store = accounts(request)
+    member = await run_in_threadpool(store.member, principal.tenant_id, user_id)
+    if member is None:
+        raise HTTPException(404, "no such user")
+    _check_owner_rules(principal, member.role, None)
+    if member.role == "owner":
+        await _keep_an_owner(request, principal.tenant_id)
+    await run_in_threadpool(store.remove_member, principal.tenant_id, user_id)
+    forget_member(principal.tenant_id, user_id)
+    return Response(status_code=204)
+
+
+@router.post("/invitations", status_code=201, summary="Invite someone by email")
+async def invite(
+    request: Request, principal: Annotated[Principal, require("users:admin")], body: InvitationIn
+) -> dict[str, Any]:
+    _check_owner_rules(principal, None, body.role)
+    config = auth_config(request)
+    token, invitation = await run_in_threadpool(
+        accounts(request).create_invitation,
+        principal.tenant_id,
+        body.email,
+        body.role,
+        principal.actor,
+        config.invitation_ttl,
+    )
+    tenant = await run_in_threadpool(
+        request.app.state.runtime.store.get_tenant, principal.tenant_id
+    )
+    link = f"{config.public_url.rstrip('/')}/invite?token={token}"
+    await _send_mail(
+        config,
+        invitation.email,
+        f"You are invited to {tenant.name if tenant else 'a team'} on dd0c/alert",
+        f"{principal.actor.partition(':')[2]} invited you to join "
+        f"{tenant.name if tenant else 'their team'} as {body.role}.\n\n"
+        f"Accept here (valid for {config.invitation_ttl.days} days):\n{link}\n",
+    )
+    return invitation.public()
+
+
+@router.get("/invitations", summary="Invitations of the tenant")
+async def list_invitations(
+    request: Request, principal: Annotated[Principal, require("users:read")]
+) -> dict[str, Any]:
+    found = await run_in_threadpool(accounts(request).invitations, principal.tenant_id)
+    return {"items": [i.public() for i in found], "next_cursor": None}
+
+
+@router.post("/invitations/accept", response_model=Tokens, summary="Accept an invitation")
+async def accept_invitation(request: Request, body: AcceptIn) -> Response | dict[str, Any]:
+    """Creates the account when the email has none (``password`` needed then)."""
+    password_hash = None
+    if body.password is not None:
+        try:
+            check_strength(body.password)
+        except WeakPassword as exc:
+            return _weak(exc)
+        password_hash = await run_in_threadpool(hash_password, body.password)
+    try:
+        accepted = await run_in_threadpool(
+            accounts(request).accept_invitation, body.token, password_hash
+        )
+    except ValueError as exc:
+        return error_response(422, "password_required", str(exc))
+    if accepted is None:
+        raise unauthorized("invalid or expired invitation")
+    invitation, user = accepted
+    forget_member(invitation.tenant_id, user.id)
+    member = await auth.member_of(request, invitation.tenant_id, user.id)
+    role = member.role if member else invitation.role
+    return await _tokens(request, user.id, invitation.tenant_id, role)
+
+
+# --- API keys --------------------------------------------------------------------------
+
+
+@router.post("/api-keys", status_code=201, summary="Create an API key (shown once)")
+async def create_key(
+    request: Request, principal: Annotated[Principal, require("keys:admin")], body: ApiKeyIn
+) -> dict[str, Any]:
+    key, record = await run_in_threadpool(
+        accounts(request).create_api_key,
+        principal.tenant_id,
+        body.name,
+        body.scope,
+        body.expires_at,
+    )
+    return {**record.public(), "key": key}
+
+
+@router.get("/api-keys", summary="API keys of the tenant (never their secret)")
+async def list_keys(
+    request: Request, principal: Annotated[Principal, require("keys:admin")]
+) -> dict[str, Any]:
+    found = await run_in_threadpool(accounts(request).api_keys, principal.tenant_id)
+    return {"items": [k.public() for k in found], "next_cursor": None}
+
+
+@router.delete("/api-keys/{key_id}", status_code=204, summary="Revoke an API key")
+async def revoke_key(
+    request: Request, principal: Annotated[Principal, require("keys:admin")], key_id: str
+) -> Response:
+    found = await run_in_threadpool(accounts(request).revoke_api_key, principal.tenant_id, key_id)
+    if found is None:
+        raise HTTPException(404, "no such API key")
+    forget_key()  # other processes drop it within their cache's few seconds
+    return Response(status_code=204)

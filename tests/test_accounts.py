@@ -1,0 +1,361 @@
+"""Accounts end to end, on both adapter sets (the ``runtime`` fixture): sign-up, login,
+refresh rotation and reuse, logout, password change and reset by mail, invitations by
+mail, API keys, CSRF on cookie sessions, login throttling, token forgery, and the
+permission matrix generated from the app's routes."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import warnings
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jwt
+import pytest
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from fastapi.testclient import TestClient
+
+from conftest import TenantHandle
+from dd0c_alert.app import build_runtime
+from dd0c_alert.config import Settings
+from dd0c_alert.pipeline.runtime import Runtime
+from dd0c_alert.web.passwords import hash_password
+from dd0c_alert.web.permissions import ROLES, SCOPES, TABLE, operation_of
+from dd0c_alert.web.sessions import issue_access
+from stand_ins.smtp import SmtpStandIn
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpStandIn]:
+    with SmtpStandIn() as server:
+        yield server
+
+
+@pytest.fixture
+def runtime(settings: Settings, smtp: SmtpStandIn) -> Runtime:  # overrides conftest's
+    mailing = settings.model_copy(
+        update={
+            "smtp_host": smtp.host,
+            "smtp_port": smtp.port,
+            "smtp_tls": "none",
+            "signup_enabled": True,
+            "public_url": "https://alerts.example.com",
+        }
+    )
+    return build_runtime(mailing)
+
+
+def signup(client: TestClient, email: str = "ann@example.com") -> dict[str, Any]:
+    answer = client.post(
+        "/v1/auth/signup", json={"email": email, "password": PASSWORD, "tenant_name": "Acme"}
+    )
+    assert answer.status_code == 201, answer.text
+    return dict(answer.json())
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def link_token(smtp: SmtpStandIn, path: str) -> str:
+    body = smtp.messages[-1].get_content()
+    found = re.search(rf"https://alerts\.example\.com/{path}\?token=(\S+)", body)
+    assert found, body
+    return found.group(1)
+
+
+def test_signup_login_me_refresh_logout(client: TestClient) -> None:
+    made = signup(client)
+    assert made["token_type"] == "bearer" and made["role"] == "owner"
+    me = client.get("/v1/me", headers=bearer(made["access_token"])).json()
+    assert me["email"] == "ann@example.com" and me["actor"] == "user:ann@example.com"
+    assert me["tenant_id"] == made["tenant_id"]
+
+    again = client.post(
+        "/v1/auth/signup",
+        json={"email": "ANN@example.com", "password": PASSWORD, "tenant_name": "x"},
+    )
+    assert again.status_code == 409
+
+    wrong = client.post("/v1/auth/login", json={"email": "ann@example.com", "password": "nope"})
+    unknown = client.post("/v1/auth/login", json={"email": "bob@example.com", "password": "n"})
+    assert wrong.status_code == unknown.status_code == 401
+    assert wrong.json() == unknown.json()
+    login = client.post("/v1/auth/login", json={"email": "Ann@Example.com", "password": PASSWORD})
+    assert login.status_code == 200, login.text
+    tokens = login.json()
+    assert [t["tenant_id"] for t in tokens["tenants"]] == [made["tenant_id"]]
+
+    rotated = client.post("/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert rotated.status_code == 200
+    newer = rotated.json()["refresh_token"]
+    # the spent token presented again: 401, and its whole family is revoked
+    reused = client.post("/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert reused.status_code == 401
+    assert client.post("/v1/auth/refresh", json={"refresh_token": newer}).status_code == 401
+    # the other session (sign-up's) still works, until logout
+    other = made["refresh_token"]
+    assert client.post("/v1/auth/logout", json={"refresh_token": other}).status_code == 204
+    assert client.post("/v1/auth/refresh", json={"refresh_token": other}).status_code == 401
+
+
+def test_weak_passwords_are_refused(client: TestClient) -> None:
+    for weak in ("short", "password123", "qwertyuiop", "aaaaaaaaaaaa"):
+        answer = client.post(
+            "/v1/auth/signup", json={"email": "a@b.co", "password": weak, "tenant_name": "A"}
+        )
+        assert answer.status_code == 422 and answer.json()["error"] == "weak_password", weak
+
+
+def test_password_change_revokes_refresh_tokens(client: TestClient) -> None:
+    made = signup(client)
+    changed = client.post(
+        "/v1/auth/password",
+        headers=bearer(made["access_token"]),
+        json={"current_password": PASSWORD, "new_password": "another long passphrase"},
+    )
+    assert changed.status_code == 204
+    refresh = client.post("/v1/auth/refresh", json={"refresh_token": made["refresh_token"]})
+    assert refresh.status_code == 401
+    old = client.post("/v1/auth/login", json={"email": "ann@example.com", "password": PASSWORD})
+    assert old.status_code == 401
+    new = {"email": "ann@example.com", "password": "another long passphrase"}
+    assert client.post("/v1/auth/login", json=new).status_code == 200
+
+
+def test_password_reset_by_mail(client: TestClient, smtp: SmtpStandIn) -> None:
+    signup(client)
+    assert client.post("/v1/auth/reset-request", json={"email": "zed@x.io"}).status_code == 202
+    assert smtp.messages == []  # nobody by that email: nothing sent, same answer
+    answer = client.post("/v1/auth/reset-request", json={"email": "ann@example.com"})
+    assert answer.status_code == 202
+    token = link_token(smtp, "reset")
+    done = client.post("/v1/auth/reset", json={"token": token, "password": "brand new secret 1"})
+    assert done.status_code == 204
+    again = client.post("/v1/auth/reset", json={"token": token, "password": "brand new secret 2"})
+    assert again.status_code == 401  # spent
+    login = {"email": "ann@example.com", "password": "brand new secret 1"}
+    assert client.post("/v1/auth/login", json=login).status_code == 200
+
+
+def test_invitation_by_mail_roles_and_removal(client: TestClient, smtp: SmtpStandIn) -> None:
+    owner = signup(client)
+    auth = bearer(owner["access_token"])
+    invited = client.post(
+        "/v1/invitations", headers=auth, json={"email": "bo@x.io", "role": "viewer"}
+    )
+    assert invited.status_code == 201, invited.text
+    token = link_token(smtp, "invite")
+    assert client.post("/v1/invitations/accept", json={"token": token}).status_code == 422
+    joined = client.post("/v1/invitations/accept", json={"token": token, "password": PASSWORD})
+    assert joined.status_code == 200, joined.text
+    bo = joined.json()
+    assert bo["role"] == "viewer" and bo["tenant_id"] == owner["tenant_id"]
+    # a viewer reads but may not act or configure
+    assert client.get("/v1/incidents", headers=bearer(bo["access_token"])).status_code == 200
+    assert (
+        client.put(
+            "/v1/topology", headers=bearer(bo["access_token"]), json={"dependencies": {}}
+        ).status_code
+        == 403
+    )
+    users = client.get("/v1/users", headers=auth).json()["items"]
+    assert {u["email"]: u["role"] for u in users} == {
+        "ann@example.com": "owner",
+        "bo@x.io": "viewer",
+    }
+    promoted = client.patch(f"/v1/users/{bo['user_id']}", headers=auth, json={"role": "admin"})
+    assert promoted.status_code == 200 and promoted.json()["role"] == "admin"
+    # an admin may not touch an owner
+    bo_auth = bearer(bo["access_token"])
+    assert client.delete(f"/v1/users/{owner['user_id']}", headers=bo_auth).status_code == 403
+    # removed: the access token stops working at once, the refresh token too
+    assert client.delete(f"/v1/users/{bo['user_id']}", headers=auth).status_code == 204
+    assert client.get("/v1/incidents", headers=bo_auth).status_code == 401
+    refresh = client.post("/v1/auth/refresh", json={"refresh_token": bo["refresh_token"]})
+    assert refresh.status_code == 401
+
+
+def test_api_keys_scoped_shown_once_revocable(client: TestClient, tenant: TenantHandle) -> None:
+    made = client.post("/v1/api-keys", headers=tenant.auth, json={"name": "ci", "scope": "read"})
+    assert made.status_code == 201, made.text
+    key = made.json()["key"]
+    listed = client.get("/v1/api-keys", headers=tenant.auth).json()["items"]
+    assert key not in json.dumps(listed)
+    assert {k["name"]: k["scope"] for k in listed} == {"test": "admin", "ci": "read"}
+    assert client.get("/v1/incidents", headers=bearer(key)).status_code == 200
+    assert (
+        client.put("/v1/topology", headers=bearer(key), json={"dependencies": {}}).status_code
+        == 403
+    )
+    used = client.get("/v1/api-keys", headers=tenant.auth).json()["items"]
+    assert next(k for k in used if k["name"] == "ci")["last_used_at"] is not None
+    key_id = made.json()["id"]
+    assert client.delete(f"/v1/api-keys/{key_id}", headers=tenant.auth).status_code == 204
+    assert client.get("/v1/incidents", headers=bearer(key)).status_code == 401
+    expired = client.post(
+        "/v1/api-keys",
+        headers=tenant.auth,
+        json={"name": "old", "scope": "admin", "expires_at": "2000-01-01T00:00:00Z"},
+    ).json()["key"]
+    assert client.get("/v1/incidents", headers=bearer(expired)).status_code == 401
+
+
+def test_cookie_sessions_need_the_csrf_token(client: TestClient) -> None:
+    made = signup(client)
+    client.cookies.set("dd0c_session", made["access_token"])
+    client.cookies.set("dd0c_csrf", "tok-123")
+    assert client.get("/v1/me").status_code == 200  # reads need no CSRF token
+    body = {"dependencies": {}}
+    assert client.put("/v1/topology", json=body).status_code == 403
+    wrong = client.put("/v1/topology", json=body, headers={"X-CSRF-Token": "other"})
+    assert wrong.status_code == 403
+    right = client.put("/v1/topology", json=body, headers={"X-CSRF-Token": "tok-123"})
+    assert right.status_code == 200
+    client.cookies.clear()
+    # bearer requests need no CSRF token
+    assert (
+        client.put("/v1/topology", json=body, headers=bearer(made["access_token"])).status_code
+        == 200
+    )
+
+
+def test_login_throttling(client: TestClient) -> None:
+    signup(client)
+    wrong = {"email": "ann@example.com", "password": "not the password"}
+    for _ in range(10):
+        assert client.post("/v1/auth/login", json=wrong).status_code == 401
+    blocked = client.post("/v1/auth/login", json={**wrong, "password": PASSWORD})
+    assert blocked.status_code == 429
+    assert blocked.json()["error"] == "too_many_attempts"
+    assert int(blocked.headers["Retry-After"]) > 0
+
+
+def _forge(payload: dict[str, Any], key: str, alg: str = "HS256") -> str:
+    return jwt.encode(payload, key, algorithm=alg)
+
+
+def test_forged_or_stale_tokens_are_refused(client: TestClient, runtime: Runtime) -> None:
+    made = signup(client)
+    config = runtime.auth
+    now = datetime.now(UTC)
+    good = {
+        "iss": config.issuer,
+        "aud": config.audience,
+        "iat": now,
+        "exp": now + timedelta(minutes=5),
+        "jti": "x",
+        "sub": made["user_id"],
+        "tid": made["tenant_id"],
+        "role": "owner",
+    }
+    assert client.get("/v1/me", headers=bearer(_forge(good, config.jwt_secret))).status_code == 200
+
+    def b64(part: dict[str, Any]) -> str:
+        return (
+            base64.urlsafe_b64encode(json.dumps(part, default=str).encode()).rstrip(b"=").decode()
+        )
+
+    claims = {**good, "iat": int(now.timestamp()), "exp": int(now.timestamp()) + 300}
+    forged = [
+        _forge({**good, "exp": now - timedelta(seconds=1)}, config.jwt_secret),
+        _forge({**good, "iss": "someone-else"}, config.jwt_secret),
+        _forge({**good, "aud": "another-api"}, config.jwt_secret),
+        _forge(good, "not-the-key-" + "y" * 32),
+        f"{b64({'alg': 'none', 'typ': 'JWT'})}.{b64(claims)}.",
+        # RS256 announced, signed with the HS key as if it were a public key
+        f"{b64({'alg': 'RS256', 'typ': 'JWT'})}.{b64(claims)}."
+        + _forge(good, config.jwt_secret).rsplit(".", 1)[1],
+    ]
+    real = issue_access(config, made["user_id"], made["tenant_id"], "owner")
+    head, _body, sig = real.split(".")
+    tampered = {**claims, "role": "owner", "tid": "another-tenant"}
+    forged.append(f"{head}.{b64(tampered)}.{sig}")
+    for token in forged:
+        answer = client.get("/v1/me", headers=bearer(token))
+        assert answer.status_code == 401, token
+
+
+# --- the permission matrix, generated from the app's routes ---------------------------
+
+#: Routes answered without authentication (webhooks are outside FastAPI's routing).
+PUBLIC = re.compile(
+    r"^/(health|ready|metrics|docs|openapi|static)|^/v1/auth/(signup|login|"
+    r"refresh|logout|reset-request|reset)$|^/v1/invitations/accept$"
+    r"|^/v1/slack/(interactions|commands)$|^/(healthz|readyz)$"
+)
+
+
+def _flat(routes: list[Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """Every route with its full path (included routers are walked)."""
+    for route in routes:
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            yield from _flat(included.routes, prefix + route.include_context.prefix)
+        else:
+            yield prefix + getattr(route, "path", ""), route
+
+
+def _routes(app: Any) -> list[tuple[str, str, str | None]]:
+    found = []
+    for full_path, route in _flat(app.routes):
+        methods = getattr(route, "methods", None)
+        dependant = getattr(route, "dependant", None)
+        if not methods or dependant is None:
+            continue
+        operations = {operation_of(d.call) for d in dependant.dependencies} - {None}
+        assert len(operations) <= 1, route.path
+        for method in sorted(methods - {"HEAD", "OPTIONS"}):
+            found.append((method, full_path, next(iter(operations), None)))
+    return found
+
+
+def _path(path: str) -> str:
+    return re.sub(r"\{[^}]+\}", "01JUNKJUNKJUNKJUNKJUNKJUNK", path)
+
+
+def test_every_route_is_public_or_checks_one_operation(client: TestClient) -> None:
+    routes = _routes(client.app)
+    assert len(routes) > 40
+    for method, path, operation in routes:
+        if operation is None:
+            assert PUBLIC.search(path), f"{method} {path} checks no permission"
+            continue
+        assert operation in TABLE
+        answer = client.request(method, _path(path), json={})
+        assert answer.status_code == 401, (method, path, answer.status_code)
+
+
+def test_permission_matrix(client: TestClient, runtime: Runtime, tenant: TenantHandle) -> None:
+    store = runtime.store.accounts()
+    password_hash = hash_password(PASSWORD)
+    callers: dict[str, tuple[str, dict[str, str]]] = {}
+    for role in ROLES:
+        user = store.create_user(f"{role}@example.com", password_hash)
+        store.add_member(tenant.id, user.id, role)
+        token = issue_access(runtime.auth, user.id, tenant.id, role)
+        callers[f"role:{role}"] = (role, bearer(token))
+    for scope in SCOPES:
+        key, _ = store.create_api_key(tenant.id, f"k-{scope}", scope)
+        callers[f"scope:{scope}"] = (scope, bearer(key))
+    checked = 0
+    for method, path, operation in _routes(client.app):
+        if operation is None or (method, path) == ("POST", "/v1/auth/password"):
+            continue
+        rule = TABLE[operation]
+        for name, (who, headers) in callers.items():
+            allowed = who in (rule.roles if name.startswith("role:") else rule.scopes)
+            answer = client.request(method, _path(path), json={}, headers=headers)
+            if allowed:
+                assert answer.status_code not in (401, 403), (name, method, path, answer.text)
+            else:
+                assert answer.status_code == 403, (name, method, path, answer.status_code)
+            checked += 1
+    assert checked > 100

@@ -1,0 +1,81 @@
+"""``/metrics`` after a storm: the counters agree with what the API reports."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from conftest import TenantHandle, drain
+from dd0c_alert.pipeline.runtime import Runtime
+from webhook_helpers import auth_headers
+
+SECRET = "metrics-secret"
+
+
+def scrape(client: TestClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def total(
+    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
+) -> float:
+    wanted = set(labels.items())
+    return sum(v for (n, ls), v in samples.items() if n == name and wanted <= set(ls))
+
+
+def test_counters_after_a_storm_match_the_api(
+    client: TestClient, runtime: Runtime, tenant: TenantHandle
+) -> None:
+    integration = tenant.integration("custom", SECRET)
+    url = f"/v1/wh/{tenant.id}/custom/{integration}"
+    before = scrape(client)
+    for n in range(30):
+        alerts = [{"title": f"check {n}-{k}", "service": f"svc-{k}"} for k in range(5)]
+        body = orjson.dumps(alerts)
+        headers = {"Content-Type": "application/json", **auth_headers("custom", body, SECRET, {})}
+        assert client.post(url, content=body, headers=headers).status_code == 202
+    for _ in range(4):
+        bad = {
+            "Content-Type": "application/json",
+            "X-DD0C-Timestamp": "1",
+            "X-DD0C-Signature": "v1=0",
+        }
+        assert client.post(url, content=b"[]", headers=bad).status_code == 401
+    drain(runtime)
+    after = scrape(client)
+
+    def delta(name: str, **labels: str) -> float:
+        return total(after, name, **labels) - total(before, name, **labels)
+
+    assert delta("dd0c_webhooks_total", provider="custom", outcome="accepted") == 30
+    assert (
+        sum(
+            delta("dd0c_webhooks_total", provider="custom", outcome=reason)
+            for reason in ("timestamp_expired", "signature_mismatch", "invalid_timestamp")
+        )
+        == 4
+    )
+    stored = client.get("/v1/alerts?limit=500", headers=tenant.auth).json()["items"]
+    assert delta("dd0c_alerts_decided_total") == len(stored) == 150
+    incidents = client.get("/v1/incidents?limit=100", headers=tenant.auth).json()["items"]
+    assert delta("dd0c_alerts_decided_total", outcome="new_incident") == len(incidents)
+    assert delta("dd0c_processing_seconds_count") == 30
+    assert total(after, "dd0c_queue_messages") == 0
+    assert total(after, "dd0c_up") == 1
+
+
+@pytest.mark.parametrize("path", ["/metrics"])
+def test_metrics_carry_no_tenant_ids_by_default(
+    client: TestClient, tenant: TenantHandle, path: str
+) -> None:
+    text = client.get(path).text
+    assert tenant.id not in text

@@ -1,0 +1,136 @@
+"""Real senders repeat resolves: each repeat folds into the occurrence it ends.
+
+Alertmanager re-sends a resolved alert in later notifications of its group with a
+later ``endsAt`` each time (firing x3, then partially resolved, then all resolved,
+where the first pod's ``endsAt`` moves); Grafana does the same; Datadog recoveries
+and PagerDuty webhooks are delivered again. None of these may become a second,
+resolved alert record: the repeat folds into the occurrence, which keeps its first
+end time (the first report of when it ended; re-sends must not stretch it).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+
+from conftest import FIXTURES, TenantHandle, drain
+from dd0c_alert.pipeline.runtime import Runtime
+from webhook_helpers import auth_headers, integration_secret, stored_records
+
+SECRET = "resend-secret"
+
+
+def fixture(provider: str, name: str) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads((FIXTURES / provider / f"{name}.json").read_bytes())
+    return document
+
+
+def send(
+    client: TestClient,
+    runtime: Runtime,
+    tenant: TenantHandle,
+    provider: str,
+    document: Any,
+    **headers: str,
+) -> None:
+    body = orjson.dumps(document)
+    secret = integration_secret(provider, body, SECRET)
+    if not runtime.store.integrations_for(tenant.id, provider):
+        tenant.integration(provider, secret)
+    response = client.post(
+        f"/v1/wh/{tenant.id}/{provider}",
+        content=body,
+        headers={
+            "Content-Type": "application/json",
+            **auth_headers(provider, body, secret, {}),
+            **headers,
+        },
+    )
+    assert response.status_code in (200, 202), response.text
+    drain(runtime)
+
+
+def alerts(runtime: Runtime, tenant: TenantHandle) -> list[dict[str, Any]]:
+    return [r for r in stored_records(runtime, tenant.id) if "fingerprint" in r]
+
+
+def test_alertmanager_resends_of_a_resolved_alert_fold_into_it(
+    client: TestClient, runtime: Runtime, tenant: TenantHandle
+) -> None:
+    firing = fixture("alertmanager", "am_group_firing_3_alerts_handmade")
+    partly = fixture("alertmanager", "am_group_partially_resolved_handmade")
+    for _ in range(3):
+        send(client, runtime, tenant, "alertmanager", firing)
+    send(client, runtime, tenant, "alertmanager", partly)
+    resolved = copy.deepcopy(firing)
+    resolved["status"] = "resolved"
+    for n, alert in enumerate(resolved["alerts"]):
+        alert["status"] = "resolved"
+        alert["endsAt"] = f"2025-05-06T10:1{5 + n}:00Z"  # the first pod's end moved on
+    send(client, runtime, tenant, "alertmanager", resolved)
+    stored = alerts(runtime, tenant)
+    assert len(stored) == 3
+    assert {a["status"] for a in stored} == {"resolved"}
+    # The partly resolved notification re-reported the two pods still firing.
+    assert sorted(a["repeat_count"] for a in stored) == [3, 4, 4]
+    [first] = [a for a in stored if a["source_ref"] == "4a1b2c3d4e5f6071"]
+    assert first["ended_at"] == "2025-05-06T10:12:30Z"  # the first report of its end
+
+
+def test_grafana_resends_of_a_resolve_fold_into_it(
+    client: TestClient, runtime: Runtime, tenant: TenantHandle
+) -> None:
+    send(client, runtime, tenant, "grafana", fixture("grafana", "grafana_firing_handmade"))
+    resolved = fixture("grafana", "grafana_resolved_handmade")
+    send(client, runtime, tenant, "grafana", resolved)
+    later = copy.deepcopy(resolved)
+    later["alerts"][0]["endsAt"] = "2025-05-06T12:30:00Z"
+    send(client, runtime, tenant, "grafana", later)
+    [stored] = alerts(runtime, tenant)
+    assert stored["status"] == "resolved" and stored["repeat_count"] == 1
+    assert stored["ended_at"] == "2025-05-06T12:25:00Z"
+
+
+def test_datadog_recoveries_delivered_again_fold_into_the_occurrence(
+    client: TestClient, runtime: Runtime, tenant: TenantHandle
+) -> None:
+    send(client, runtime, tenant, "datadog", fixture("datadog", "keep_log_alert_triggered"))
+    recovered = fixture("datadog", "keep_log_alert_recovered")
+    send(client, runtime, tenant, "datadog", recovered)
+    again = copy.deepcopy(recovered)
+    again["date"] = again["last_updated"] = str(int(recovered["date"]) + 60_000)
+    send(client, runtime, tenant, "datadog", again)
+    stored = alerts(runtime, tenant)
+    assert [a["status"] for a in stored] == ["resolved"]
+
+
+@pytest.mark.parametrize("webhook_ids", [("w-1", "w-2")])
+def test_pagerduty_resolved_webhooks_delivered_again_fold_into_the_incident(
+    client: TestClient, runtime: Runtime, tenant: TenantHandle, webhook_ids: tuple[str, str]
+) -> None:
+    triggered = fixture("pagerduty", "v3_incident_triggered_incident_key_handmade")
+    send(client, runtime, tenant, "pagerduty", triggered, **{"X-Webhook-Id": "w-0"})
+    resolved = fixture("pagerduty", "v3_incident_resolved_incident_key_handmade")
+    send(client, runtime, tenant, "pagerduty", resolved, **{"X-Webhook-Id": webhook_ids[0]})
+    again = copy.deepcopy(resolved)
+    again["event"]["id"] = "01HANDMADERESOLVEDAGAIN000"
+    again["event"]["occurred_at"] = "2021-04-26T18:07:11.000Z"
+    send(client, runtime, tenant, "pagerduty", again, **{"X-Webhook-Id": webhook_ids[1]})
+    stored = alerts(runtime, tenant)
+    assert [a["status"] for a in stored] == ["resolved"]
+    assert stored[0]["ended_at"] == "2021-04-26T18:02:11Z"
+
+
+def test_a_custom_senders_fingerprint_finds_its_alert_as_given(
+    client: TestClient, runtime: Runtime, tenant: TenantHandle
+) -> None:
+    alert = {"title": "Checkout latency", "service": "checkout", "fingerprint": "checkout-latency"}
+    send(client, runtime, tenant, "custom", alert)
+    for spelling in ("checkout-latency", "custom:checkout-latency"):
+        found = client.get(f"/v1/alerts?fingerprint={spelling}", headers=tenant.auth).json()
+        assert [a["source_ref"] for a in found["items"]] == ["checkout-latency"], spelling
