@@ -63,6 +63,7 @@ def notifying(
             "notify_coalesce_seconds": 1.0,
             "notify_poll_seconds": 0.05,
             "notify_slack_per_second": 20.0,
+            "digest_hour": -1,  # the digest has its own test: no daily mail in the counts
             **overrides,
         }
         with running(tmp_path / "d", **settings) as (runtime, client):

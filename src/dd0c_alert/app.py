@@ -118,7 +118,14 @@ def _store(
     settings: Settings, engine: sa.Engine, read_engine: sa.Engine, settle: QueueSettle | None
 ) -> SqlStore:
     defaults = TenantSettings(governance_mode=settings.governance_mode)
-    return SqlStore(engine, read_engine, _secret_box(settings), defaults, settle=settle)
+    return SqlStore(
+        engine,
+        read_engine,
+        _secret_box(settings),
+        defaults,
+        settle=settle,
+        monthly_quota=settings.monthly_quota,
+    )
 
 
 def api_limits(settings: Settings) -> ApiLimits:

@@ -65,6 +65,12 @@ def _serve_http(roles: frozenset[str], host: str, port: int) -> None:
     settings = Settings()
     configure(settings.log_level)
     runtime = build_runtime(settings, roles=roles)
+    where = f"http://{host}:{port}"
+    typer.echo(
+        f"dd0c-alert {', '.join(sorted(roles))} listening on {where}"
+        + (f"; API docs at {where}/docs" if "api" in roles else ""),
+        err=True,
+    )
     uvicorn.run(
         create_app(runtime),
         host=host,

@@ -401,6 +401,13 @@ def _add_deploy(state: EngineState, ref: DeployRef) -> None:
 
 
 def _merge(state: EngineState, *, into: IncidentState, merged: IncidentState) -> None:
+    absorb(into, merged)
+    state.merges[merged.id] = into.id
+    state.touched.update((into.id, merged.id))
+
+
+def absorb(into: IncidentState, merged: IncidentState) -> None:
+    """``into`` takes ``merged``'s alerts, services and times; ``merged`` points at it."""
     into.alert_count += merged.alert_count
     into.firing += merged.firing
     into.severity = worst(into.severity, merged.severity)
@@ -413,8 +420,6 @@ def _merge(state: EngineState, *, into: IncidentState, merged: IncidentState) ->
     into.deploys.extend(d for d in merged.deploys if d.id not in {x.id for x in into.deploys})
     merged.merged_into = into.id
     merged.status = IncidentStatus.RESOLVED
-    state.merges[merged.id] = into.id
-    state.touched.update((into.id, merged.id))
 
 
 def _note_transition(state: EngineState, fingerprint: str, at: datetime) -> bool:

@@ -8,20 +8,29 @@ tenant's failure is logged and does not stop the others.
 
 from __future__ import annotations
 
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 
 import structlog
 
+from dd0c_alert.domain.plans import plan_named
 from dd0c_alert.storage.ports import Archive, Store
 
+from .background import Background
 from .suggest import run_suggestions
 
 log = structlog.get_logger(__name__)
 
 
-class Scheduler:
+def retention_for(plan: str | None, operator: timedelta | None) -> timedelta | None:
+    """The tenant's plan's retention (``free``: 7 days), else the operator's."""
+    days = plan_named(plan).retention_days
+    return timedelta(days=days) if days is not None else operator
+
+
+class Scheduler(Background):
+    THREAD_NAME = "cron"
+
     def __init__(
         self,
         store: Store,
@@ -29,27 +38,12 @@ class Scheduler:
         archive: Archive | None = None,
         retention: timedelta | None = None,
     ) -> None:
+        super().__init__()
         self._store = store
         self._interval = interval
         self._archive = archive
         self._retention = retention
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self.runs = 0
-
-    def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self.run, name="cron", daemon=True)
-        self._thread.start()
-
-    def is_alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-            self._thread = None
 
     def run(self) -> None:
         """Run passes until stopped (the ``cron`` role calls this in the foreground)."""
@@ -68,7 +62,7 @@ class Scheduler:
         for tenant in tenants:
             if self._stop.is_set():
                 return
-            self._purge(tenant.id)
+            self._purge(tenant.id, retention_for(tenant.plan, self._retention))
             try:
                 found = run_suggestions(self._store, tenant.id)
             except Exception:
@@ -77,10 +71,10 @@ class Scheduler:
                 log.info("suggestions_computed", tenant_id=tenant.id, found=len(found))
         self.runs += 1
 
-    def _purge(self, tenant_id: str) -> None:
-        if self._retention is None:
+    def _purge(self, tenant_id: str, retention: timedelta | None) -> None:
+        if retention is None:
             return
-        cutoff = datetime.now(UTC) - self._retention
+        cutoff = datetime.now(UTC) - retention
         try:
             records = self._store.purge_expired(tenant_id, cutoff)
             payloads = self._archive.purge_before(tenant_id, cutoff) if self._archive else 0

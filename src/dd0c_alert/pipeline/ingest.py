@@ -8,15 +8,19 @@ to the queue (design §2, durability rule).
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
+import structlog
 
 from dd0c_alert.domain.ids import new_id
 from dd0c_alert.domain.lru import LRUCache
+from dd0c_alert.domain.plans import plan_named, quota
 from dd0c_alert.providers import PROVIDERS
 from dd0c_alert.providers.base import AuthError
 from dd0c_alert.providers.parse import json_document
@@ -33,6 +37,9 @@ from dd0c_alert.storage.ports import (
     Store,
     Tenant,
 )
+from dd0c_alert.storage.product_sql import StatRow
+
+log = structlog.get_logger(__name__)
 
 _TENANT_TTL = 5.0
 #: Entries of the per-process tenant and integration caches. Tenant ids come from
@@ -64,6 +71,10 @@ class Limits:
     monthly_quota: int = 0
     #: Time for a whole webhook body to arrive.
     body_timeout_seconds: float = 30.0
+    #: How long a tenant's count of this month's alerts is trusted before re-reading.
+    quota_refresh_seconds: float = 1.0
+    #: How often delivery counts per integration are written (``integration_stats``).
+    stats_flush_seconds: float = 2.0
 
 
 class IngestService:
@@ -85,8 +96,12 @@ class IngestService:
         )
         #: Shared by every ingest process when backed by Redis; this process's alone by default.
         self._rate_limiter = rate_limiter if rate_limiter is not None else TokenBuckets()
-        self._month = ""
-        self._monthly: dict[str, int] = {}
+        #: tenant -> (alerts processed this month, when read)
+        self._monthly: LRUCache[str, tuple[int, float]] = LRUCache(CACHE_ENTRIES, 3600.0)
+        #: (tenant, integration, hour, outcome) -> [count, last time]: flushed in bulk.
+        self._stats: dict[tuple[str, str, datetime, str], list[Any]] = {}
+        self._stats_flushed = time.monotonic()
+        self._stats_lock = threading.Lock()
 
     async def receive(
         self,
@@ -120,9 +135,13 @@ class IngestService:
             tenant_id, provider_name, integration_id, headers, body
         )
         now = time.time()
-        self._admit(tenant, now)
+        try:
+            await self._admit(tenant, now)
+        except Rejected as exc:
+            self._count(tenant_id, integration.id, exc.reason, now)
+            raise
         # Authenticated: from here on only the redacted copy exists (SECURITY.md).
-        secrets = [integration.secret]
+        secrets = integration.secrets_at(datetime.fromtimestamp(now, UTC))
         if len(body) > _INLINE_REDACT_BYTES:  # a full scan of a big body: off the loop
             stored = await asyncio.to_thread(redact, provider_name, headers, body, secrets)
         else:
@@ -145,9 +164,41 @@ class IngestService:
             event.body = None
             await asyncio.to_thread(self._archive.put, event.body_ref, body, durable=True)
         outcome = await self._queue.put(event)
-        if not outcome.duplicate:
-            self._monthly[tenant_id] = self._monthly.get(tenant_id, 0) + 1
+        self._count(
+            tenant_id, integration.id, "duplicate" if outcome.duplicate else "accepted", now
+        )
+        if time.monotonic() - self._stats_flushed >= self.limits.stats_flush_seconds:
+            self._stats_flushed = time.monotonic()
+            asyncio.get_running_loop().run_in_executor(None, self.flush_stats)
         return outcome
+
+    def _count(self, tenant_id: str, integration_id: str, outcome: str, now: float) -> None:
+        at = datetime.fromtimestamp(now, UTC)
+        key = (tenant_id, integration_id, at.replace(minute=0, second=0, microsecond=0), outcome)
+        with self._stats_lock:
+            entry = self._stats.setdefault(key, [0, at])
+            entry[0] += 1
+            entry[1] = at
+
+    def flush_stats(self) -> None:
+        """Write the delivery counts gathered since the last flush (one upsert per
+        tenant); counts are statistics: a failed write is dropped, never retried."""
+        with self._stats_lock:
+            stats, self._stats = self._stats, {}
+        if not stats:
+            return
+        rows = [
+            StatRow(tenant, integration, hour, outcome, count, last)
+            for (tenant, integration, hour, outcome), (count, last) in stats.items()
+        ]
+        try:
+            self._store.product().record_integration_stats(rows)
+        except Exception:
+            log.exception("integration_stats_failed", rows=len(rows))
+
+    def forget_integrations(self, tenant_id: str, provider_name: str) -> None:
+        """Drop the cached integrations (after a change through the API)."""
+        self._integrations.put((tenant_id, provider_name), [])
 
     async def _tenant(self, tenant_id: str) -> Tenant | None:
         if len(tenant_id) > 64:
@@ -166,40 +217,52 @@ class IngestService:
         headers: Mapping[str, str],
         body: bytes,
     ) -> Integration:
-        candidates = await self._candidates(tenant_id, provider_name, integration_id)
-        if not candidates:
-            raise _no_integration(provider_name)
         now = time.time()
         failure: AuthError | None = None
         provider = PROVIDERS[provider_name]
-        for integration in candidates:
-            try:
-                provider.verify(headers, body, integration.secret, now)
-            except AuthError as exc:
-                failure = exc
-            else:
-                return integration
+        moment = datetime.fromtimestamp(now, UTC)
+        candidates: list[Integration] = []
+        # A cached secret may be stale (rotated through the API): on a mismatch the
+        # integrations are read afresh once before refusing.
+        for fresh in (False, True):
+            found = await self._candidates(tenant_id, provider_name, integration_id, fresh)
+            candidates = [i for i in found if i.enabled]  # disabled: as if unknown
+            if not candidates:
+                raise _no_integration(provider_name)
+            for integration in candidates:
+                for secret in integration.secrets_at(moment):  # during a rotation: either
+                    try:
+                        provider.verify(headers, body, secret, now)
+                    except AuthError as exc:
+                        failure = exc
+                    else:
+                        return integration
         assert failure is not None
+        if len(candidates) == 1:
+            self._count(tenant_id, candidates[0].id, failure.reason, now)
         raise Rejected(401, failure.reason, failure.detail, {"WWW-Authenticate": "Bearer"})
 
     async def _candidates(
-        self, tenant_id: str, provider_name: str, integration_id: str | None
+        self, tenant_id: str, provider_name: str, integration_id: str | None, fresh: bool = False
     ) -> list[Integration]:
         """The tenant's integrations of this provider, cached briefly; a miss is always
         re-read so an integration created a moment ago works at once."""
         key = (tenant_id, provider_name)
         _, cached = self._integrations.get(key)
-        found = cached or []
+        found: list[Integration] = [] if fresh else cached or []
         if integration_id is not None:
             found = [i for i in found if i.id == integration_id]
         if not found:
-            fresh = await asyncio.to_thread(self._store.integrations_for, tenant_id, provider_name)
-            self._integrations.put(key, fresh)
-            found = [i for i in fresh if integration_id is None or i.id == integration_id]
+            read = await asyncio.to_thread(self._store.integrations_for, tenant_id, provider_name)
+            self._integrations.put(key, read)
+            found = [i for i in read if integration_id is None or i.id == integration_id]
         return found
 
-    def _admit(self, tenant: Tenant, now: float) -> None:
+    async def _admit(self, tenant: Tenant, now: float) -> None:
+        plan = plan_named(tenant.plan)
         rate = tenant.rate_limit_per_second
+        if rate is None:
+            rate = plan.rate_limit_per_second
         rate = self.limits.rate_limit_per_second if rate is None else rate
         if rate > 0:
             wait = self._rate_limiter.take(tenant.id, rate)
@@ -207,18 +270,22 @@ class IngestService:
                 raise Rejected(
                     429, "rate_limited", f"over {rate:g} requests/s", {"Retry-After": _ceil(wait)}
                 )
-        quota = self.limits.monthly_quota if tenant.monthly_quota is None else tenant.monthly_quota
-        if quota > 0:
-            month = datetime.fromtimestamp(now, UTC).strftime("%Y-%m")
-            if month != self._month:
-                self._month, self._monthly = month, {}
-            if tenant.id not in self._monthly:
-                self._monthly[tenant.id] = self._store.events_this_month(tenant.id)
-            if self._monthly[tenant.id] >= quota:
+        limit = quota(plan, tenant.monthly_quota, self.limits.monthly_quota)
+        if limit > 0:
+            # Alerts the worker processed this month (``domain.plans``), re-read at most
+            # every ``quota_refresh_seconds``: a delivery is admitted while the count is
+            # under the quota, and once admitted it is processed in full.
+            hit, cached = self._monthly.get(tenant.id)
+            month_start = _month_start(now)
+            if not hit or cached is None or now - cached[1] >= self.limits.quota_refresh_seconds:
+                used = await asyncio.to_thread(self._store.alerts_this_month, tenant.id)
+                cached = (used, now)
+                self._monthly.put(tenant.id, cached)
+            if cached[1] >= month_start and cached[0] >= limit:
                 raise Rejected(
                     429,
                     "quota_exceeded",
-                    f"monthly quota of {quota} events used",
+                    f"monthly quota of {limit} alerts used",
                     {"Retry-After": _ceil(_seconds_to_next_month(now))},
                 )
 
@@ -238,6 +305,11 @@ def _delivery_id(provider: str, names: tuple[str, ...], headers: Mapping[str, st
 
 def _ceil(seconds: float) -> str:
     return str(max(1, int(seconds + 0.999)))
+
+
+def _month_start(now: float) -> float:
+    current = datetime.fromtimestamp(now, UTC)
+    return datetime(current.year, current.month, 1, tzinfo=UTC).timestamp()
 
 
 def _seconds_to_next_month(now: float) -> float:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import heapq
 import random
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -68,6 +67,7 @@ from dd0c_alert.storage.outbox import (
 from dd0c_alert.storage.ports import CircuitBreaker, IncidentFilter, Store
 
 from . import metrics
+from .background import Background
 from .incident_view import incident_view, routing_labels
 
 log = structlog.get_logger(__name__)
@@ -144,7 +144,9 @@ class _Lane:
         return heapq.heappop(self.heap)[2]
 
 
-class Notifier:
+class Notifier(Background):
+    THREAD_NAME = "notifier"
+
     def __init__(
         self,
         store: Store,
@@ -154,6 +156,7 @@ class Notifier:
         breakers: CircuitBreaker | None = None,
         clock: Callable[[], datetime] = _now,
     ) -> None:
+        super().__init__()
         self._store = store
         self._outbox = outbox
         self._config = config
@@ -164,44 +167,22 @@ class Notifier:
         self._in_flight: set[str] = set()
         self._health: dict[tuple[str, str, str], str] = {}
         self._escalation_due = 0.0
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
         self.sent = 0
         self.last_error: str | None = None
 
     # --- lifecycle --------------------------------------------------------------------
 
-    def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="notifier", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-            self._thread = None
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def is_alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def _run(self) -> None:
+    def run(self) -> None:
         asyncio.run(self._main())
 
     async def _main(self) -> None:
-        while not self._stop.is_set():
+        while not self.stopping:
             try:
                 await self.run_once()
             except Exception as exc:  # the database failed: log and try again
                 self.last_error = repr(exc)
                 log.exception("notifier_pass_failed")
-            await asyncio.to_thread(self._wake.wait, self._config.poll_seconds)
-            self._wake.clear()
+            await asyncio.to_thread(self.pause, self._config.poll_seconds)
         await self.drain(timeout=5)
         for lane in self._lanes.values():
             if lane.task is not None:
@@ -688,19 +669,12 @@ def _plan_one(
         named = next((r for r in routes if r.name == intent_detail.get("route")), None)
         if named is None or named.escalation is None:
             return []
-        note = f"still unacknowledged after {named.escalation.after_seconds // 60} min"
+        waited = {"note": f"still unacknowledged after {named.escalation.after_seconds // 60} min"}
         for _, destination in reached:  # a reply in the first message's thread
             if isinstance(destination, SlackDestination):
+                channel = destination.channel
                 planned.append(
-                    Planned(
-                        incident_id,
-                        "slack",
-                        destination.channel,
-                        REPLY,
-                        event,
-                        named.name,
-                        {"note": note},
-                    )
+                    Planned(incident_id, "slack", channel, REPLY, event, named.name, waited)
                 )
         reached = [(named, d) for d in named.escalation.destinations]
     for chosen, destination in reached:
@@ -708,16 +682,10 @@ def _plan_one(
         if isinstance(destination, SlackDestination):
             planned.append(Planned(incident_id, "slack", destination.channel, MESSAGE, event, name))
             if event in THREAD_EVENTS and event != "escalated":
+                into = intent_detail.get("into")
+                merged = {"note": f"merged into incident {into}"} if into else {}
                 planned.append(
-                    Planned(
-                        incident_id,
-                        "slack",
-                        destination.channel,
-                        REPLY,
-                        event,
-                        name,
-                        dict(intent_detail),
-                    )
+                    Planned(incident_id, "slack", destination.channel, REPLY, event, name, merged)
                 )
         elif isinstance(destination, EmailDestination):
             if event in MAIL_EVENTS:

@@ -63,6 +63,7 @@ def persist(
             decisions = correlate(engine_state, folds, tenant_deploys, new_id, tick)
             tenant_pairs = list(zip(folds, decisions, strict=True))
             tx.save_correlation(engine_state, tenant_pairs)
+            tx.save_rollups(tenant_id, tenant_pairs)
             tx.save_intents(
                 tenant_id, changes(before, engine_state.incidents, engine_state.touched)
             )

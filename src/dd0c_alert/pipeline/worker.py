@@ -26,7 +26,6 @@ too costly to decide, or that crashes the process). Three guards:
 from __future__ import annotations
 
 import random
-import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -58,6 +57,7 @@ from dd0c_alert.storage.ports import (
 )
 
 from . import metrics
+from .background import Background
 from .persist import persist
 
 log = structlog.get_logger(__name__)
@@ -88,7 +88,9 @@ class Budget:
             raise BudgetExceeded(f"over the {self.seconds:g} s budget")
 
 
-class Worker:
+class Worker(Background):
+    THREAD_NAME = "worker"
+
     def __init__(
         self,
         store: Store,
@@ -104,6 +106,7 @@ class Worker:
         event_budget_seconds: float = 5.0,
         batch_target_seconds: float = 0.5,
     ) -> None:
+        super().__init__()
         self._store = store
         #: An archive that keeps failing is not called on every batch: the batches
         #: wait (retried with backoff) until a trial write gets through.
@@ -121,9 +124,6 @@ class Worker:
         self._max_attempts = max_attempts
         self._lease = lease_seconds
         self._poll = poll_seconds
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self.processed = 0
         self.last_error: str | None = None
         #: Called after each batch: the notifier in the same process wakes up at once.
@@ -141,26 +141,8 @@ class Worker:
             )
         return cached[1]
 
-    def is_alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self.run, name="worker", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-            self._thread = None
-
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self.stopping:
             try:
                 handled = self.run_once()
             except Exception as exc:  # the database itself failed: wait and try again
@@ -168,8 +150,7 @@ class Worker:
                 log.exception("worker_batch_failed")
                 handled = 0
             if handled < self._batch_size:
-                self._wake.wait(self._poll)
-                self._wake.clear()
+                self.pause(self._poll)
 
     def run_once(self) -> int:
         """Process one batch; return how many events it held."""

@@ -338,3 +338,8 @@ def _incident(row: Any) -> IncidentState:
         paged=row.paged,
         merged_into=row.merged_into,
     )
+
+
+#: For the human edits of incidents (``incident_queries.merge``).
+incident_state = _incident
+incident_row = _incident_row

@@ -16,11 +16,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from dd0c_alert.correlation.engine import absorb
 from dd0c_alert.correlation.model import IncidentStatus, InhibitRule, Silence
 from dd0c_alert.correlation.rules import format_matchers, parse_matchers, silence_active
 from dd0c_alert.domain.ids import new_id
 
 from . import schema as t
+from .correlation_sql import incident_row, incident_state, insert_ignoring_duplicates
 from .outbox import write_intents
 from .ports import (
     IncidentAction,
@@ -139,15 +141,52 @@ def list_incidents(
         query = query.where(i.c.first_at >= filters.since)
     if filters.until is not None:
         query = query.where(i.c.first_at < filters.until)
+    a = t.alerts
+    if filters.source is not None:
+        query = query.where(
+            sa.exists().where(
+                a.c.tenant_id == tenant_id, a.c.incident_id == i.c.id, a.c.source == filters.source
+            )
+        )
     if cursor:
         query = query.where(i.c.id < decode_cursor(cursor))
     with scoped(read, tenant_id) as conn:
+        if filters.q:
+            query = query.where(_text_match(conn, tenant_id, filters.q))
         rows = conn.execute(query.order_by(i.c.id.desc()).limit(limit + 1)).all()
     more = len(rows) > limit
     rows = rows[:limit]
     return Page(
         items=[incident_dict(row) for row in rows],
         next_cursor=encode_cursor(rows[-1].id) if more and rows else None,
+    )
+
+
+def _like(conn: sa.Connection, column: sa.ColumnElement[str], text: str) -> sa.ColumnElement[bool]:
+    """``column`` contains ``text``, case-insensitively, with ``%``/``_`` taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    pattern = f"%{escaped}%"
+    if conn.dialect.name == "postgresql":
+        return column.ilike(pattern, escape="\\")
+    return column.like(pattern, escape="\\")  # SQLite: case-insensitive for ASCII
+
+
+def _text_match(conn: sa.Connection, tenant_id: str, text: str) -> sa.ColumnElement[bool]:
+    """The incident's title, one of its services, or the labels of one of its alerts
+    (as JSON text: names and values) contain ``text``. The title and services are
+    checked first; the label scan is bounded to the incident's own alerts by
+    ``ix_alerts_tenant_incident``."""
+    i, s, a = t.incidents, t.incident_services, t.alerts
+    return sa.or_(
+        _like(conn, i.c.title, text),
+        sa.exists().where(
+            s.c.tenant_id == tenant_id, s.c.incident_id == i.c.id, _like(conn, s.c.service, text)
+        ),
+        sa.exists().where(
+            a.c.tenant_id == tenant_id,
+            a.c.incident_id == i.c.id,
+            _like(conn, sa.cast(a.c.labels, sa.Text), text),
+        ),
     )
 
 
@@ -410,6 +449,93 @@ def add_feedback(
         )
         _record(conn, tenant_id, live, "feedback", {"verdict": verdict}, now, actor)
     return {"id": feedback_id, "incident_id": live, "verdict": verdict, "created_at": iso(now)}
+
+
+def add_note(
+    write: sa.Engine, tenant_id: str, incident_id: str, text: str, actor: str = ACTOR
+) -> dict[str, Any] | None:
+    """A note on the incident's timeline (the live one, following merges)."""
+    now = datetime.now(UTC)
+    with scoped(write, tenant_id) as conn:
+        live = _live_id(conn, tenant_id, incident_id)
+        if live is None:
+            return None
+        _record(conn, tenant_id, live, "note", {"text": text}, now, actor)
+    return {
+        "kind": "note",
+        "at": iso(now),
+        "incident_id": live,
+        "actor": actor,
+        "detail": {"text": text},
+    }
+
+
+_CLAIM_TENANT = sa.text(
+    "SELECT pg_advisory_xact_lock(hashtextextended('dd0c:tenant:' || :tenant_id, 0))"
+)
+
+
+def merge(
+    write: sa.Engine, tenant_id: str, incident_id: str, into: str, actor: str = ACTOR
+) -> dict[str, Any] | None:
+    """Merge one incident into another, as the engine merges a bridged pair: the
+    alerts move, ``merged_into`` points on. Recorded on both timelines and as feedback
+    (verdict ``merged``) the suggestion engine reads; a paged incident's destinations
+    are told (outbox) in the same transaction. On PostgreSQL the tenant's worker lock
+    is taken first, so no batch writes back a stale copy of either incident."""
+    if incident_id == into:
+        raise InvalidTransition("an incident cannot be merged into itself")
+    i = t.incidents
+    now = datetime.now(UTC)
+    with scoped(write, tenant_id) as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(_CLAIM_TENANT, {"tenant_id": tenant_id})
+        rows = {
+            row.id: row
+            for row in conn.execute(
+                sa.select(i).where(i.c.tenant_id == tenant_id, i.c.id.in_((incident_id, into)))
+            )
+        }
+        if len(rows) < 2:
+            return None
+        for row in rows.values():
+            if row.merged_into is not None:
+                raise InvalidTransition(
+                    f"incident {row.id} was merged into {row.merged_into}: use that one"
+                )
+        target, merged = incident_state(rows[into]), incident_state(rows[incident_id])
+        absorb(target, merged)
+        merged.resolved_at = now
+        for state in (target, merged):
+            values = {
+                k: v for k, v in incident_row(state, now).items() if k not in ("id", "tenant_id")
+            }
+            conn.execute(
+                i.update().where(i.c.tenant_id == tenant_id, i.c.id == state.id).values(values)
+            )
+        conn.execute(
+            t.alerts.update()
+            .where(t.alerts.c.tenant_id == tenant_id, t.alerts.c.incident_id == incident_id)
+            .values(incident_id=into)
+        )
+        insert_ignoring_duplicates(
+            conn,
+            t.incident_services,
+            [{"tenant_id": tenant_id, "service": x, "incident_id": into} for x in target.services],
+        )
+        _record(conn, tenant_id, incident_id, "merge", {"into": into}, now, actor)
+        _record(conn, tenant_id, into, "merge", {"merged": incident_id}, now, actor)
+        conn.execute(
+            t.feedback.insert().values(
+                id=new_id(), tenant_id=tenant_id, incident_id=into, verdict="merged", created_at=now
+            )
+        )
+        if rows[incident_id].paged:
+            write_intents(
+                conn, tenant_id, [(incident_id, "merged", {"into": into, "actor": actor})]
+            )
+        row = conn.execute(sa.select(i).where(i.c.tenant_id == tenant_id, i.c.id == into)).one()
+    return incident_dict(row)
 
 
 def alert_decision(read: sa.Engine, tenant_id: str, alert_id: str) -> dict[str, Any] | None:

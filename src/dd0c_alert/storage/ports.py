@@ -27,6 +27,7 @@ from dd0c_alert.domain.models import CanonicalAlert, DeployEvent
 
 if TYPE_CHECKING:
     from .accounts import AccountStore
+    from .product_sql import ProductStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,7 @@ class Tenant:
     created_at: datetime
     rate_limit_per_second: float | None = None
     monthly_quota: int | None = None
+    plan: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +48,19 @@ class Integration:
     name: str
     secret: str  # decrypted; never logged
     created_at: datetime
+    enabled: bool = True
+    #: The secret before the last rotation, accepted until ``previous_secret_until``.
+    previous_secret: str | None = None
+    previous_secret_until: datetime | None = None
+
+    def secrets_at(self, now: datetime) -> list[str]:
+        """The secrets a delivery may prove at ``now``: the current one, and the
+        previous one during its grace period."""
+        found = [self.secret]
+        until = self.previous_secret_until
+        if self.previous_secret and until is not None and now < until:
+            found.append(self.previous_secret)
+        return found
 
     def __repr__(self) -> str:  # keep the secret out of tracebacks and logs
         return (
@@ -127,6 +142,8 @@ class IncidentFilter:
     service: str | None = None
     since: datetime | None = None  # on the incident's first event time
     until: datetime | None = None
+    source: str | None = None  # any of its alerts
+    q: str | None = None  # text in its title, services or alert labels
 
 
 IncidentAction = Literal["ack", "resolve", "snooze", "reopen"]
@@ -210,6 +227,9 @@ class Transaction(Protocol):
         """Notification outbox rows ``(incident_id, event, detail)``, committed with
         the decisions that caused them."""
 
+    def save_rollups(self, tenant_id: str, pairs: Sequence[tuple[FoldResult, Decision]]) -> None:
+        """Count the tenant's batch for analytics, the quota and onboarding."""
+
     def finish(self, outcome: BatchOutcome) -> None:
         """Dead-letter, schedule retries and acknowledge the batch's queue messages."""
 
@@ -236,6 +256,10 @@ class Store(Protocol):
     def integrations_for(self, tenant_id: str, provider: str) -> list[Integration]: ...
 
     def events_this_month(self, tenant_id: str) -> int: ...
+
+    def alerts_this_month(self, tenant_id: str) -> int: ...
+
+    def product(self) -> ProductStore: ...
 
     def tenant_config(self, tenant_id: str) -> tuple[TenantSettings, Rules]:
         """The tenant's correlation settings and human-made rules."""
@@ -309,6 +333,16 @@ class Store(Protocol):
         """ack | resolve | snooze | reopen by ``actor``, recorded on the timeline; None
         when unknown. Raises InvalidTransition when the incident's status does not
         allow it."""
+
+    def add_note(
+        self, tenant_id: str, incident_id: str, text: str, *, actor: str = "api"
+    ) -> dict[str, Any] | None: ...
+
+    def merge_incident(
+        self, tenant_id: str, incident_id: str, into: str, *, actor: str = "api"
+    ) -> dict[str, Any] | None:
+        """Merge ``incident_id`` into ``into``; the absorbing incident, None when either
+        is unknown; ``InvalidTransition`` when either was merged away or they are one."""
 
     def add_feedback(
         self, tenant_id: str, incident_id: str, verdict: Verdict, *, actor: str = "api"

@@ -56,6 +56,8 @@ tenants = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("rate_limit_per_second", sa.Float, nullable=True),
     sa.Column("monthly_quota", sa.Integer, nullable=True),
+    #: A preset of ``storage.plans`` (``free``, ``self-hosted``); None is ``self-hosted``.
+    sa.Column("plan", sa.String(32), nullable=True),
 )
 
 api_keys = sa.Table(
@@ -151,6 +153,10 @@ integrations = sa.Table(
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("secret_encrypted", sa.Text, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False, server_default=sa.true()),
+    #: The secret before the last rotation, still accepted until ``previous_secret_until``.
+    sa.Column("previous_secret_encrypted", sa.Text, nullable=True),
+    sa.Column("previous_secret_until", UTCDateTime, nullable=True),
     sa.Index("ix_integrations_tenant_provider", "tenant_id", "provider"),
 )
 
@@ -352,6 +358,7 @@ incidents = sa.Table(
     sa.Index("ix_incidents_tenant_last", "tenant_id", "last_at"),
     sa.Index("ix_incidents_tenant_status", "tenant_id", "status", "id"),
     sa.Index("ix_incidents_tenant_merged", "tenant_id", "merged_into"),
+    sa.Index("ix_incidents_tenant_first", "tenant_id", "first_at"),
     gin_index("ix_incidents_services", "services"),
 )
 
@@ -553,4 +560,97 @@ destination_health = sa.Table(
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+
+# --------------------------------------------------------------------------- analytics, audit
+
+# Hourly counters written by the worker in its batch transaction (one upsert per key a
+# batch touches): analytics read these instead of scanning alerts. ``hour`` is the
+# alert's event time truncated to the hour.
+rollups_hourly = sa.Table(
+    "rollups_hourly",
+    metadata,
+    sa.Column("tenant_id", sa.String(32), primary_key=True),
+    sa.Column("hour", UTCDateTime, primary_key=True),
+    sa.Column("service", sa.String(256), primary_key=True),
+    sa.Column("source", sa.String(40), primary_key=True),
+    sa.Column("severity", sa.String(16), primary_key=True),
+    sa.Column("alerts", sa.Integer, nullable=False),
+    sa.Column("incidents_opened", sa.Integer, nullable=False),
+    sa.Column("pages", sa.Integer, nullable=False),
+)
+
+# Canonical alert events the worker processed per month (processing time): what the
+# plan's quota counts (``domain.plans``). Apart from ``usage`` (deliveries, written by
+# the ingest writer) so the worker's transaction never holds a row the webhook path waits on.
+usage_alerts = sa.Table(
+    "usage_alerts",
+    metadata,
+    sa.Column("tenant_id", sa.String(32), primary_key=True),
+    sa.Column("month", sa.String(7), primary_key=True),
+    sa.Column("alerts", sa.Integer, nullable=False),
+)
+
+# Alert events per fingerprint and day (event time), for the top noisy fingerprints.
+rollups_fingerprint_daily = sa.Table(
+    "rollups_fingerprint_daily",
+    metadata,
+    sa.Column("tenant_id", sa.String(32), primary_key=True),
+    sa.Column("day", UTCDateTime, primary_key=True),
+    sa.Column("fingerprint", sa.String(200), primary_key=True),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("alerts", sa.Integer, nullable=False),
+)
+
+# Webhook deliveries per integration, hour (receive time) and outcome (``accepted`` or
+# the refusal's reason code), flushed by each ingest process from memory.
+integration_stats = sa.Table(
+    "integration_stats",
+    metadata,
+    sa.Column("tenant_id", sa.String(32), primary_key=True),
+    sa.Column("integration_id", sa.String(32), primary_key=True),
+    sa.Column("hour", UTCDateTime, primary_key=True),
+    sa.Column("outcome", sa.String(40), primary_key=True),
+    sa.Column("count", sa.Integer, nullable=False),
+    sa.Column("last_at", UTCDateTime, nullable=False),
+)
+
+# Who changed what, when, from where. Append-only: nothing updates or deletes a row
+# except retention.
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("tenant_id", sa.String(32), nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("target_type", sa.String(40), nullable=False),
+    sa.Column("target_id", sa.String(200), nullable=False),
+    sa.Column("detail", JSONDoc, nullable=False),
+    sa.Column("client", sa.String(64), nullable=False),
+    sa.Index("ix_audit_log_tenant_id", "tenant_id", "id"),
+)
+
+# Product events recorded locally (no third-party analytics).
+product_events = sa.Table(
+    "product_events",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("tenant_id", sa.String(32), nullable=False),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("detail", JSONDoc, nullable=False),
+    sa.Index("ix_product_events_tenant_id", "tenant_id", "id"),
+)
+
+# The first time each onboarding step happened, per tenant.
+onboarding_steps = sa.Table(
+    "onboarding_steps",
+    metadata,
+    sa.Column("tenant_id", sa.String(32), primary_key=True),
+    sa.Column("step", sa.String(64), primary_key=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("detail", JSONDoc, nullable=False),
 )

@@ -61,7 +61,9 @@ from .ports import (
     Tenant,
     Verdict,
 )
+from .product_sql import ProductStore, integration_from_row
 from .retention import purge_tenant
+from .rollups import reach_step, record_event, save_rollups
 from .rows import alert_dict, decode_cursor, deploy_dict, encode_cursor, iso, month_of
 from .secrets import SecretBox
 from .tenancy import scope, scoped
@@ -124,7 +126,10 @@ class SqlStore:
         box: SecretBox,
         default_settings: TenantSettings | None = None,
         settle: QueueSettle | None = None,
+        monthly_quota: int = 0,
     ) -> None:
+        #: The operator's default monthly alert quota (0: none), for the 80 % warning.
+        self.monthly_quota = monthly_quota
         self._engine = engine
         self._settle = settle or settle_table_queue
         self._read = read_engine
@@ -287,6 +292,9 @@ class SqlStore:
                     created_at=integration.created_at,
                 )
             )
+            detail = {"integration_id": integration.id, "provider": provider}
+            record_event(conn, tenant_id, "integration.created", detail, integration.created_at)
+            reach_step(conn, tenant_id, "integration_created", integration.created_at, detail)
         return integration
 
     def integrations_for(self, tenant_id: str, provider: str) -> list[Integration]:
@@ -297,24 +305,28 @@ class SqlStore:
         )
         with scoped(self._read, tenant_id) as conn:
             rows = conn.execute(query).all()
-        return [
-            Integration(
-                id=row.id,
-                tenant_id=row.tenant_id,
-                provider=row.provider,
-                name=row.name,
-                secret=self._box.decrypt(row.secret_encrypted),
-                created_at=row.created_at,
-            )
-            for row in rows
-        ]
+        return [integration_from_row(row, self._box) for row in rows]
 
     def events_this_month(self, tenant_id: str) -> int:
+        """Webhook deliveries admitted this month."""
         query = sa.select(t.usage.c.events).where(
             t.usage.c.tenant_id == tenant_id, t.usage.c.month == month_of(time.time())
         )
         with scoped(self._read, tenant_id) as conn:
             return conn.execute(query).scalar() or 0
+
+    def alerts_this_month(self, tenant_id: str) -> int:
+        """Alerts the worker processed this month: what the quota counts."""
+        ua = t.usage_alerts
+        query = sa.select(ua.c.alerts).where(
+            ua.c.tenant_id == tenant_id, ua.c.month == month_of(time.time())
+        )
+        with scoped(self._read, tenant_id) as conn:
+            return conn.execute(query).scalar() or 0
+
+    def product(self) -> ProductStore:
+        """Integrations management, analytics, usage, audit log, product events."""
+        return ProductStore(self._engine, self._read, self._box)
 
     # --- the worker's batch -----------------------------------------------------------
 
@@ -339,7 +351,7 @@ class SqlStore:
             if conn.dialect.name == "postgresql":
                 for tenant_id in claimed:
                     conn.execute(_CLAIM_TENANT, {"tenant_id": tenant_id})
-            yield SqlTransaction(conn, self._settle, claimed)
+            yield SqlTransaction(conn, self._settle, claimed, self.monthly_quota)
 
     # --- reads ------------------------------------------------------------------------
 
@@ -543,6 +555,16 @@ class SqlStore:
             self._engine, tenant_id, incident_id, action, snooze_minutes, actor
         )
 
+    def add_note(
+        self, tenant_id: str, incident_id: str, text: str, *, actor: str = "api"
+    ) -> dict[str, Any] | None:
+        return incident_queries.add_note(self._engine, tenant_id, incident_id, text, actor)
+
+    def merge_incident(
+        self, tenant_id: str, incident_id: str, into: str, *, actor: str = "api"
+    ) -> dict[str, Any] | None:
+        return incident_queries.merge(self._engine, tenant_id, incident_id, into, actor)
+
     def add_feedback(
         self, tenant_id: str, incident_id: str, verdict: Verdict, *, actor: str = "api"
     ) -> dict[str, Any] | None:
@@ -655,7 +677,14 @@ class SqlTransaction:
     transaction claimed, so no write escapes the per-tenant lock.
     """
 
-    def __init__(self, conn: sa.Connection, settle: QueueSettle, claimed: Collection[str]) -> None:
+    def __init__(
+        self,
+        conn: sa.Connection,
+        settle: QueueSettle,
+        claimed: Collection[str],
+        monthly_quota: int = 0,
+    ) -> None:
+        self._monthly_quota = monthly_quota
         self._conn = conn
         self._settle = settle
         self._claimed = frozenset(claimed)
@@ -693,6 +722,10 @@ class SqlTransaction:
         self, tenant_id: str, intents: Sequence[tuple[str, str, dict[str, Any]]]
     ) -> None:
         write_intents(self._use(tenant_id), tenant_id, intents)
+
+    def save_rollups(self, tenant_id: str, pairs: Sequence[tuple[FoldResult, Decision]]) -> None:
+        """Analytics rollups, the month's alert count and onboarding (``rollups``)."""
+        save_rollups(self._use(tenant_id), tenant_id, pairs, self._monthly_quota)
 
     def fingerprint_states(
         self, keys: set[tuple[str, str]]

@@ -25,6 +25,8 @@ from . import (
     deliveries_api,
     health,
     incidents,
+    integrations_api,
+    product_api,
     replay_api,
     routes_api,
     slack_api,
@@ -112,6 +114,8 @@ def create_app(runtime: Runtime) -> FastAPI:
             routes_api,
             deliveries_api,
             slack_api,
+            integrations_api,
+            product_api,
         ):
             app.include_router(module.router)
         dashboard.install(app)

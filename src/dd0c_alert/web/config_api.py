@@ -39,6 +39,7 @@ from dd0c_alert.domain.ids import new_id
 from dd0c_alert.pipeline.limits import ApiLimits, LimitExceeded, check_topology
 from dd0c_alert.storage.ports import Store
 
+from .audit import audit
 from .permissions import Principal, require
 from .responses import error_response
 from .routing import JsonRoute
@@ -111,6 +112,8 @@ async def put_topology(
         return _over(exc)
     store = _store(request)
     await run_in_threadpool(store.set_dependencies, principal.tenant_id, body.dependencies)
+    services = {"services": len(body.dependencies)}
+    await audit(request, principal, "topology.replace", "topology", principal.tenant_id, services)
     _, rules = await run_in_threadpool(store.tenant_config, principal.tenant_id)
     return {"dependencies": topology_of(rules)}
 
@@ -387,6 +390,7 @@ async def delete_silence(
         _store(request).delete_rule, principal.tenant_id, "silence", silence_id
     ):
         raise HTTPException(404, "no such silence")
+    await audit(request, principal, "silence.delete", "silence", silence_id)
     return Response(status_code=204)
 
 

@@ -26,6 +26,7 @@ from dd0c_alert.storage.ports import (
 )
 
 from .api import Alert, AlertDecision, Limit, with_raw_url
+from .audit import audit
 from .deliveries_api import IncidentDelivery
 from .permissions import Principal, require
 from .responses import error_response
@@ -80,7 +81,9 @@ class TimelineEntry(BaseModel):
     """A decision of the engine (``kind`` = ``decision``, at the alert's event time) or
     something a person did (at the time they did it)."""
 
-    kind: Literal["decision", "ack", "resolve", "snooze", "reopen", "feedback", "replay"]
+    kind: Literal[
+        "decision", "ack", "resolve", "snooze", "reopen", "feedback", "replay", "note", "merge"
+    ]
     at: datetime
     incident_id: str = Field(description="Differs when the entry came with a merged incident.")
     decision_id: str | None = None
@@ -178,11 +181,16 @@ async def list_incidents(
     service: Annotated[str | None, Query(description="Any of its services")] = None,
     since: Annotated[ApiTime | None, Query(description="opened_at ≥ since")] = None,
     until: Annotated[ApiTime | None, Query(description="opened_at < until")] = None,
+    source: Annotated[str | None, Query(max_length=40, description="Any of its alerts")] = None,
+    q: Annotated[
+        str | None,
+        Query(min_length=1, max_length=200, description="Text in title, services or labels"),
+    ] = None,
     limit: Limit = 50,
     cursor: str | None = None,
 ) -> dict[str, Any]:
     store = _store(request)
-    filters = IncidentFilter(status, severity, service, since, until)
+    filters = IncidentFilter(status, severity, service, since, until, source, q)
     page = await _page(store.list_incidents, principal.tenant_id, filters, limit, cursor)
     return {"items": page.items, "next_cursor": page.next_cursor}
 
@@ -230,6 +238,7 @@ async def _act(
         return error_response(409, "invalid_transition", str(exc))
     if item is None:
         raise HTTPException(404, _NOT_FOUND)
+    await audit(request, principal, f"incident.{action}", "incident", incident_id)
     return item
 
 
@@ -309,6 +318,71 @@ async def feedback(
     )
     if item is None:
         raise HTTPException(404, _NOT_FOUND)
+    detail = {"verdict": body.verdict}
+    await audit(request, principal, "incident.feedback", "incident", incident_id, detail)
+    return item
+
+
+class NoteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, max_length=10_000)
+
+
+class MergeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    into: str = Field(min_length=1, max_length=32)
+
+
+@router.post(
+    "/incidents/{incident_id}/notes",
+    response_model=TimelineEntry,
+    status_code=201,
+    summary="Add a note to the incident's timeline",
+)
+async def add_note(
+    request: Request,
+    principal: Annotated[Principal, require("incidents:act")],
+    incident_id: str,
+    body: NoteIn,
+) -> dict[str, Any]:
+    store = _store(request)
+    item = await run_in_threadpool(
+        functools.partial(
+            store.add_note, principal.tenant_id, incident_id, body.text, actor=principal.actor
+        )
+    )
+    if item is None:
+        raise HTTPException(404, _NOT_FOUND)
+    await audit(request, principal, "incident.note", "incident", incident_id)
+    return item
+
+
+@router.post(
+    "/incidents/{incident_id}/merge",
+    response_model=Incident,
+    responses=_CONFLICT,
+    summary="Merge this incident into another: its alerts move there; both timelines say so",
+)
+async def merge(
+    request: Request,
+    principal: Annotated[Principal, require("incidents:act")],
+    incident_id: str,
+    body: MergeIn,
+) -> Response | dict[str, Any]:
+    store = _store(request)
+    merge_call = functools.partial(
+        store.merge_incident, principal.tenant_id, incident_id, body.into, actor=principal.actor
+    )
+    try:
+        item = await run_in_threadpool(merge_call)
+    except InvalidTransition as exc:
+        return error_response(409, "invalid_transition", str(exc))
+    if item is None:
+        raise HTTPException(404, _NOT_FOUND)
+    detail = {"into": body.into}
+    await audit(request, principal, "incident.merge", "incident", incident_id, detail)
     return item
 
 

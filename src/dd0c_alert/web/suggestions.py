@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from dd0c_alert.pipeline import suggest
 from dd0c_alert.storage.ports import Page, Store, SuggestionVerdict
 
+from .audit import audit
 from .permissions import Principal, require
 from .responses import error_response
 from .routing import JsonRoute
@@ -118,9 +119,14 @@ def _answer(verdict: SuggestionVerdict | None) -> Response | dict[str, Any]:
 async def accept(
     request: Request, principal: Annotated[Principal, require("config:write")], suggestion_id: str
 ) -> Response | dict[str, Any]:
-    verdict = await run_in_threadpool(
-        suggest.accept, _store(request), principal.tenant_id, suggestion_id
-    )
+    tenant = principal.tenant_id
+    verdict = await run_in_threadpool(suggest.accept, _store(request), tenant, suggestion_id)
+    if verdict is not None and verdict.changed:
+        detail = {"kind": verdict.suggestion.get("kind"), "rule": verdict.rule is not None}
+        await audit(request, principal, "suggestion.accept", "suggestion", suggestion_id, detail)
+        product = _store(request).product()
+        event = {"suggestion_id": suggestion_id, **detail}
+        await run_in_threadpool(product.record_event, tenant, "suggestion.accepted", event)
     return _answer(verdict)
 
 
@@ -136,4 +142,6 @@ async def dismiss(
     verdict = await run_in_threadpool(
         suggest.dismiss, _store(request), principal.tenant_id, suggestion_id
     )
+    if verdict is not None and verdict.changed:
+        await audit(request, principal, "suggestion.dismiss", "suggestion", suggestion_id)
     return _answer(verdict)

@@ -1,0 +1,498 @@
+"""What makes a tenant self-serve: its integrations (list, rename, disable, rotate
+the secret, delivery counts), analytics read from the worker's rollups, usage against
+the plan, the audit log, product events and onboarding steps.
+
+Every query is scoped by tenant in code and, on PostgreSQL, by row-level security.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from dd0c_alert.domain.ids import new_id
+
+from . import schema as t
+from .ports import Integration, Page
+from .rollups import hour_of, record_event, upsert_adding
+from .rows import decode_cursor, encode_cursor, iso
+from .secrets import SecretBox
+from .tenancy import scoped
+
+#: Most entries in the lists of an analytics answer.
+TOP = 20
+INTEGRATION_CREATED = "integration_created"
+DESTINATION_CONNECTED = "notification_destination_connected"
+ONBOARDING_STEPS = (
+    INTEGRATION_CREATED,
+    "first_alert_received",
+    "first_incident_correlated",
+    DESTINATION_CONNECTED,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StatRow:
+    """Deliveries of one integration in one hour with one outcome (``accepted`` or a
+    refusal's reason code)."""
+
+    tenant_id: str
+    integration_id: str
+    hour: datetime
+    outcome: str
+    count: int
+    last_at: datetime
+
+
+def integration_from_row(row: Any, box: SecretBox) -> Integration:
+    previous = row.previous_secret_encrypted
+    return Integration(
+        id=row.id,
+        tenant_id=row.tenant_id,
+        provider=row.provider,
+        name=row.name,
+        secret=box.decrypt(row.secret_encrypted),
+        created_at=row.created_at,
+        enabled=bool(row.enabled),
+        previous_secret=box.decrypt(previous) if previous else None,
+        previous_secret_until=row.previous_secret_until,
+    )
+
+
+def _percentiles(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"median": None, "p90": None}
+    values.sort()
+    p90 = values[max(0, math.ceil(0.9 * len(values)) - 1)]  # nearest rank
+    return {"median": round(statistics.median(values), 3), "p90": round(p90, 3)}
+
+
+def _day_text(conn: sa.Connection, column: Any) -> Any:
+    """``YYYY-MM-DD`` of a stored UTC time."""
+    if conn.dialect.name == "postgresql":
+        return sa.func.to_char(sa.func.timezone("UTC", column), "YYYY-MM-DD")
+    return sa.func.substr(column, 1, 10)
+
+
+def _seconds_between(conn: sa.Connection, later: Any, earlier: Any) -> Any:
+    if conn.dialect.name == "postgresql":
+        return sa.func.extract("epoch", later - earlier)
+    return (sa.func.julianday(later) - sa.func.julianday(earlier)) * 86400.0
+
+
+class ProductStore:
+    def __init__(self, engine: sa.Engine, read_engine: sa.Engine, box: SecretBox) -> None:
+        self._engine = engine
+        self._read = read_engine
+        self._box = box
+
+    # --- integrations -----------------------------------------------------------------
+
+    def list_integrations(self, tenant_id: str) -> list[Integration]:
+        i = t.integrations
+        with scoped(self._read, tenant_id) as conn:
+            rows = conn.execute(
+                sa.select(i).where(i.c.tenant_id == tenant_id).order_by(i.c.id)
+            ).all()
+        return [integration_from_row(row, self._box) for row in rows]
+
+    def get_integration(self, tenant_id: str, integration_id: str) -> Integration | None:
+        i = t.integrations
+        with scoped(self._read, tenant_id) as conn:
+            row = conn.execute(
+                sa.select(i).where(i.c.tenant_id == tenant_id, i.c.id == integration_id)
+            ).first()
+        return None if row is None else integration_from_row(row, self._box)
+
+    def update_integration(
+        self,
+        tenant_id: str,
+        integration_id: str,
+        *,
+        name: str | None = None,
+        enabled: bool | None = None,
+        new_secret: str | None = None,
+        grace: timedelta = timedelta(hours=24),
+    ) -> Integration | None:
+        """Rename, enable or disable, or rotate the secret (the current one stays
+        valid for ``grace``); None when the tenant has no such integration."""
+        i = t.integrations
+        mine = (i.c.tenant_id == tenant_id) & (i.c.id == integration_id)
+        values: dict[str, Any] = {}
+        if name is not None:
+            values["name"] = name
+        if enabled is not None:
+            values["enabled"] = enabled
+        with scoped(self._engine, tenant_id) as conn:
+            row = conn.execute(sa.select(i).where(mine)).first()
+            if row is None:
+                return None
+            if new_secret is not None:
+                values |= {
+                    "secret_encrypted": self._box.encrypt(new_secret),
+                    "previous_secret_encrypted": row.secret_encrypted,
+                    "previous_secret_until": datetime.now(UTC) + grace,
+                }
+            if values:
+                conn.execute(i.update().where(mine).values(values))
+            row = conn.execute(sa.select(i).where(mine)).one()
+        return integration_from_row(row, self._box)
+
+    def delete_integration(self, tenant_id: str, integration_id: str) -> bool:
+        i, s = t.integrations, t.integration_stats
+        with scoped(self._engine, tenant_id) as conn:
+            gone = conn.execute(
+                i.delete().where(i.c.tenant_id == tenant_id, i.c.id == integration_id)
+            ).rowcount
+            conn.execute(
+                s.delete().where(s.c.tenant_id == tenant_id, s.c.integration_id == integration_id)
+            )
+        return bool(gone)
+
+    def record_integration_stats(self, rows: Sequence[StatRow]) -> None:
+        by_tenant: dict[str, list[StatRow]] = {}
+        for row in rows:
+            by_tenant.setdefault(row.tenant_id, []).append(row)
+        for tenant_id, stats in by_tenant.items():
+            with scoped(self._engine, tenant_id) as conn:
+                upsert_adding(
+                    conn,
+                    t.integration_stats,
+                    [
+                        {
+                            "tenant_id": r.tenant_id,
+                            "integration_id": r.integration_id,
+                            "hour": r.hour,
+                            "outcome": r.outcome,
+                            "count": r.count,
+                            "last_at": r.last_at,
+                        }
+                        for r in sorted(stats, key=lambda r: (r.integration_id, r.hour, r.outcome))
+                    ],
+                    ("count",),
+                    ("last_at",),
+                )
+
+    def integration_stats(self, tenant_id: str, now: datetime) -> dict[str, dict[str, Any]]:
+        """Per integration: the last accepted delivery's time, and over the last 24
+        hours (whole hours) deliveries accepted, refused by reason, dead-lettered."""
+        s, dl = t.integration_stats, t.dead_letters
+        since = hour_of(now - timedelta(hours=24))
+        found: dict[str, dict[str, Any]] = {}
+
+        def entry(integration_id: str) -> dict[str, Any]:
+            return found.setdefault(
+                integration_id,
+                {"last_received_at": None, "accepted": 0, "rejected": {}, "dead_lettered": 0},
+            )
+
+        with scoped(self._read, tenant_id) as conn:
+            for integration_id, outcome, count in conn.execute(
+                sa.select(s.c.integration_id, s.c.outcome, sa.func.sum(s.c.count))
+                .where(s.c.tenant_id == tenant_id, s.c.hour > since)
+                .group_by(s.c.integration_id, s.c.outcome)
+            ):
+                if outcome == "accepted":
+                    entry(integration_id)["accepted"] = int(count)
+                else:
+                    entry(integration_id)["rejected"][outcome] = int(count)
+            for integration_id, last in conn.execute(
+                sa.select(s.c.integration_id, sa.func.max(s.c.last_at))
+                .where(s.c.tenant_id == tenant_id, s.c.outcome == "accepted")
+                .group_by(s.c.integration_id)
+            ):
+                entry(integration_id)["last_received_at"] = iso(last)
+            for integration_id, count in conn.execute(
+                sa.select(dl.c.integration_id, sa.func.count())
+                .where(dl.c.tenant_id == tenant_id, dl.c.received_at >= since.timestamp())
+                .group_by(dl.c.integration_id)
+            ):
+                entry(integration_id)["dead_lettered"] = int(count)
+        return found
+
+    # --- plans and usage --------------------------------------------------------------
+
+    def set_plan(self, tenant_id: str, plan: str) -> None:
+        with scoped(self._engine, tenant_id) as conn:
+            conn.execute(t.tenants.update().where(t.tenants.c.id == tenant_id).values(plan=plan))
+
+    # --- analytics --------------------------------------------------------------------
+
+    def analytics(
+        self, tenant_id: str, since: datetime, until: datetime, service: str | None
+    ) -> dict[str, Any]:
+        """Counts from the hourly rollups; MTTA/MTTR from the incidents opened in the
+        window; top noisy fingerprints from the daily fingerprint rollups."""
+        r, f, i = t.rollups_hourly, t.rollups_fingerprint_daily, t.incidents
+        where = [r.c.tenant_id == tenant_id, r.c.hour >= hour_of(since), r.c.hour < until]
+        if service is not None:
+            where.append(r.c.service == service)
+        sums = (
+            sa.func.sum(r.c.alerts).label("alerts"),
+            sa.func.sum(r.c.incidents_opened).label("incidents"),
+            sa.func.sum(r.c.pages).label("pages"),
+        )
+        with scoped(self._read, tenant_id) as conn:
+            day = _day_text(conn, r.c.hour)
+            totals = conn.execute(sa.select(*sums).where(*where)).one()
+            by: dict[str, dict[str, int]] = {}
+            for column in (r.c.source, r.c.service, r.c.severity):
+                rows = conn.execute(
+                    sa.select(column, sa.func.sum(r.c.alerts))
+                    .where(*where)
+                    .group_by(column)
+                    .order_by(sa.func.sum(r.c.alerts).desc(), column)
+                    .limit(100)
+                ).all()
+                by[column.name] = {str(k): int(v) for k, v in rows}
+            daily = conn.execute(
+                sa.select(day.label("day"), *sums).where(*where).group_by(day).order_by(day)
+            ).all()
+            first = [i.c.tenant_id == tenant_id, i.c.first_at >= since, i.c.first_at < until]
+            if service is not None:
+                first.append(
+                    sa.exists().where(
+                        t.incident_services.c.tenant_id == tenant_id,
+                        t.incident_services.c.service == service,
+                        t.incident_services.c.incident_id == i.c.id,
+                    )
+                )
+            first.append(i.c.merged_into.is_(None))
+            mtta = [
+                float(v)
+                for (v,) in conn.execute(
+                    sa.select(_seconds_between(conn, i.c.acknowledged_at, i.c.first_at)).where(
+                        *first, i.c.acknowledged_at.is_not(None)
+                    )
+                )
+            ]
+            mttr = [
+                float(v)
+                for (v,) in conn.execute(
+                    sa.select(_seconds_between(conn, i.c.resolved_at, i.c.first_at)).where(
+                        *first, i.c.resolved_at.is_not(None)
+                    )
+                )
+            ]
+            fp_where = [f.c.tenant_id == tenant_id, f.c.day >= since - timedelta(days=1)]
+            fp_where += [f.c.day < until]
+            noisy = conn.execute(
+                sa.select(f.c.fingerprint, sa.func.max(f.c.title), sa.func.sum(f.c.alerts))
+                .where(*fp_where)
+                .group_by(f.c.fingerprint)
+                .order_by(sa.func.sum(f.c.alerts).desc(), f.c.fingerprint)
+                .limit(TOP)
+            ).all()
+            flapping = conn.execute(
+                sa.select(i.c.id, i.c.title, i.c.flapping, i.c.first_at)
+                .where(*first, i.c.flapping != sa.literal([], t.JSONDoc))
+                .order_by(i.c.first_at.desc())
+                .limit(TOP)
+            ).all()
+            s = t.suggestions
+            suggestion_counts: dict[str, int] = dict(
+                conn.execute(
+                    sa.select(s.c.status, sa.func.count())
+                    .where(s.c.tenant_id == tenant_id, s.c.created_at >= since)
+                    .group_by(s.c.status)
+                ).all()
+            )
+            d = t.deliveries
+            delivery_counts: dict[str, int] = dict(
+                conn.execute(
+                    sa.select(d.c.status, sa.func.count())
+                    .where(d.c.tenant_id == tenant_id, d.c.created_at >= since)
+                    .group_by(d.c.status)
+                ).all()
+            )
+        alerts = int(totals.alerts or 0)
+        incidents = int(totals.incidents or 0)
+        return {
+            "alerts": alerts,
+            "incidents": incidents,
+            "pages": int(totals.pages or 0),
+            "noise_reduction": round(1 - incidents / alerts, 4) if alerts else None,
+            "mtta_seconds": _percentiles(mtta),
+            "mttr_seconds": _percentiles(mttr),
+            "by_source": by["source"],
+            "by_service": by["service"],
+            "by_severity": by["severity"],
+            "daily": [
+                {
+                    "day": str(row.day),
+                    "alerts": int(row.alerts or 0),
+                    "incidents": int(row.incidents or 0),
+                    "pages": int(row.pages or 0),
+                }
+                for row in daily
+            ],
+            "top_noisy": [
+                {"fingerprint": fp, "title": title, "count": int(n)} for fp, title, n in noisy
+            ],
+            "flapping": [
+                {
+                    "incident_id": row.id,
+                    "title": row.title,
+                    "fingerprints": list(row.flapping)[:TOP],
+                    "opened_at": iso(row.first_at),
+                }
+                for row in flapping
+            ],
+            "suggestions": {
+                "accepted": int(suggestion_counts.get("accepted", 0)),
+                "dismissed": int(suggestion_counts.get("dismissed", 0)),
+                "open": int(suggestion_counts.get("open", 0)),
+            },
+            "deliveries": {
+                "delivered": int(delivery_counts.get("delivered", 0)),
+                "failed": int(delivery_counts.get("failed", 0)),
+            },
+        }
+
+    # --- audit log --------------------------------------------------------------------
+
+    def record_audit(
+        self,
+        tenant_id: str,
+        *,
+        actor: str,
+        action: str,
+        target_type: str,
+        target_id: str,
+        detail: dict[str, Any],
+        client: str,
+    ) -> None:
+        with scoped(self._engine, tenant_id) as conn:
+            conn.execute(
+                t.audit_log.insert().values(
+                    id=new_id(),
+                    tenant_id=tenant_id,
+                    at=datetime.now(UTC),
+                    actor=actor[:200],
+                    action=action[:64],
+                    target_type=target_type[:40],
+                    target_id=target_id[:200],
+                    detail=detail,
+                    client=client[:64],
+                )
+            )
+
+    def list_audit(
+        self,
+        tenant_id: str,
+        *,
+        action: str | None,
+        actor: str | None,
+        since: datetime | None,
+        until: datetime | None,
+        limit: int,
+        cursor: str | None,
+    ) -> Page:
+        a = t.audit_log
+        query = sa.select(a).where(a.c.tenant_id == tenant_id)
+        if action is not None:
+            query = query.where(a.c.action == action)
+        if actor is not None:
+            query = query.where(a.c.actor == actor)
+        if since is not None:
+            query = query.where(a.c.at >= since)
+        if until is not None:
+            query = query.where(a.c.at < until)
+        return self._page(tenant_id, a, query, limit, cursor, _audit_dict)
+
+    # --- product events and onboarding ------------------------------------------------
+
+    def record_event(self, tenant_id: str, name: str, detail: dict[str, Any]) -> None:
+        with scoped(self._engine, tenant_id) as conn:
+            record_event(conn, tenant_id, name, detail, datetime.now(UTC))
+
+    def list_events(self, tenant_id: str, name: str | None, limit: int, cursor: str | None) -> Page:
+        e = t.product_events
+        query = sa.select(e).where(e.c.tenant_id == tenant_id)
+        if name is not None:
+            query = query.where(e.c.name == name)
+        return self._page(tenant_id, e, query, limit, cursor, _event_dict)
+
+    def onboarding(self, tenant_id: str) -> list[dict[str, Any]]:
+        o = t.onboarding_steps
+        with scoped(self._read, tenant_id) as conn:
+            done = {
+                row.step: row
+                for row in conn.execute(sa.select(o).where(o.c.tenant_id == tenant_id))
+            }
+            connected = [
+                at
+                for at in (
+                    conn.execute(
+                        sa.select(sa.func.min(t.slack_settings.c.updated_at)).where(
+                            t.slack_settings.c.tenant_id == tenant_id
+                        )
+                    ).scalar(),
+                    conn.execute(
+                        sa.select(sa.func.min(t.routes.c.created_at)).where(
+                            t.routes.c.tenant_id == tenant_id
+                        )
+                    ).scalar(),
+                )
+                if at is not None
+            ]
+        steps = []
+        for step in ONBOARDING_STEPS:
+            row = done.get(step)
+            at: Any = row.at if row is not None else None
+            if step == DESTINATION_CONNECTED and connected:
+                at = min(connected)
+            steps.append(
+                {
+                    "step": step,
+                    "done": at is not None,
+                    "at": iso(at),
+                    "detail": dict(row.detail) if row is not None else {},
+                }
+            )
+        return steps
+
+    # --- paging -----------------------------------------------------------------------
+
+    def _page(
+        self,
+        tenant_id: str,
+        table: sa.Table,
+        query: sa.Select[Any],
+        limit: int,
+        cursor: str | None,
+        render: Any,
+    ) -> Page:
+        if cursor:
+            query = query.where(table.c.id < decode_cursor(cursor))
+        with scoped(self._read, tenant_id) as conn:
+            rows = conn.execute(query.order_by(table.c.id.desc()).limit(limit + 1)).all()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return Page(
+            items=[render(row) for row in rows],
+            next_cursor=encode_cursor(rows[-1].id) if more and rows else None,
+        )
+
+
+def _audit_dict(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "at": iso(row.at),
+        "actor": row.actor,
+        "action": row.action,
+        "target_type": row.target_type,
+        "target_id": row.target_id,
+        "detail": dict(row.detail),
+        "client": row.client,
+    }
+
+
+def _event_dict(row: Any) -> dict[str, Any]:
+    return {"id": row.id, "name": row.name, "at": iso(row.at), "detail": dict(row.detail)}

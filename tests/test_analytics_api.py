@@ -1,0 +1,162 @@
+"""Analytics from the worker's rollups checked against values worked out by hand on a
+small history, usage against the plan, and the free plan's quota (both modes)."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from conftest import TenantHandle, drain
+from dd0c_alert.pipeline.runtime import Runtime
+from test_smoke_custom import sign
+
+SECRET = "s3cret"
+NOW = datetime.now(UTC).replace(minute=30, second=0, microsecond=0)
+
+
+def at(days: int, minutes: int = 0) -> str:
+    return (NOW - timedelta(days=days) + timedelta(minutes=minutes)).isoformat()
+
+
+def send(client: TestClient, tenant: TenantHandle, items: list[dict[str, Any]]) -> Any:
+    body = json.dumps(items).encode()
+    while True:
+        response = client.post(
+            f"/v1/wh/{tenant.id}/custom", content=body, headers=sign(SECRET, body)
+        )
+        if response.status_code == 429 and response.json()["error"] == "rate_limited":
+            time.sleep(0.05)
+            continue
+        return response
+
+
+def get(client: TestClient, tenant: TenantHandle, path: str) -> Any:
+    response = client.get(path, headers=tenant.auth)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_analytics_match_a_history_worked_out_by_hand(
+    client: TestClient, tenant: TenantHandle, runtime: Runtime
+) -> None:
+    tenant.integration("custom", SECRET)
+    api = [
+        {"title": f"api error {n}", "service": "api", "severity": "high", "started_at": at(2, n)}
+        for n in range(3)
+    ]
+    db = [
+        {
+            "title": "db down",
+            "service": "db",
+            "severity": "critical",
+            "started_at": at(1),
+            "fingerprint": "db-down",
+        },
+        {"title": "db slow", "service": "db", "severity": "critical", "started_at": at(1, 1)},
+    ]
+    repeat = [{**db[0], "started_at": at(1, 2)}]  # folds into the firing "db down"
+    old = [{"title": "ancient", "service": "api", "severity": "low", "started_at": at(40)}]
+    for items in (api, db, repeat, old):
+        assert send(client, tenant, items).status_code == 202
+        drain(runtime)
+    items = get(client, tenant, "/v1/incidents")["items"]
+    assert len(items) == 3  # api, db, ancient
+    recent = [i for i in items if i["title"] != "ancient"]
+    for incident in recent:
+        assert client.post(f"/v1/incidents/{incident['id']}/ack", headers=tenant.auth).is_success
+    time.sleep(0.05)
+    db_incident = next(i for i in recent if "db" in i["services"])
+    assert client.post(f"/v1/incidents/{db_incident['id']}/resolve", headers=tenant.auth).is_success
+    details = {i["id"]: get(client, tenant, f"/v1/incidents/{i['id']}") for i in recent}
+
+    found = get(client, tenant, "/v1/analytics?window=7d")
+    # By hand: 3 api alerts + 2 db alerts + 1 repeat = 6 alert events, 2 incidents.
+    assert found["window"] == "7d"
+    assert found["alerts"] == 6
+    assert found["incidents"] == 2
+    assert found["pages"] == sum(1 for i in recent if i["paged"])
+    assert found["noise_reduction"] == round(1 - 2 / 6, 4)
+    assert found["by_service"] == {"api": 3, "db": 3}
+    assert found["by_severity"] == {"critical": 3, "high": 3}
+    assert found["by_source"] == {"custom": 6}
+    days = {d["day"]: (d["alerts"], d["incidents"]) for d in found["daily"]}
+    day = lambda n: (NOW - timedelta(days=n)).strftime("%Y-%m-%d")  # noqa: E731
+    assert days == {day(2): (3, 1), day(1): (3, 1)}
+    assert found["top_noisy"][0] == {
+        "fingerprint": "custom:db-down",
+        "title": "db down",
+        "count": 2,
+    }
+    assert len(found["top_noisy"]) == 5  # 3 api + db down + db slow
+
+    def seconds(a: str, b: str) -> float:
+        return (datetime.fromisoformat(a) - datetime.fromisoformat(b)).total_seconds()
+
+    mtta = sorted(seconds(d["acknowledged_at"], d["opened_at"]) for d in details.values())
+    assert (
+        found["mtta_seconds"]["median"] == round(statistics.median(mtta), 3)
+        or abs(found["mtta_seconds"]["median"] - statistics.median(mtta)) < 0.01
+    )
+    assert abs(found["mtta_seconds"]["p90"] - mtta[-1]) < 0.01  # nearest rank of 2 = the 2nd
+    d = details[db_incident["id"]]
+    mttr = seconds(d["resolved_at"], d["opened_at"])
+    assert abs(found["mttr_seconds"]["median"] - mttr) < 0.01
+    assert found["suggestions"] == {"accepted": 0, "dismissed": 0, "open": 0}
+    assert found["deliveries"] == {"delivered": 0, "failed": 0}
+
+    only_db = get(client, tenant, "/v1/analytics?window=30d&service=db")
+    assert (only_db["alerts"], only_db["incidents"], only_db["by_service"]) == (3, 1, {"db": 3})
+    assert only_db["mttr_seconds"]["median"] is not None
+    wide = get(client, tenant, "/v1/analytics?window=90d")
+    assert wide["alerts"] == 7 and wide["incidents"] == 3
+    bad = client.get("/v1/analytics?window=1y", headers=tenant.auth)
+    assert bad.status_code == 422
+
+
+def test_free_plan_is_warned_at_8000_and_refused_at_10000_alerts(
+    client: TestClient, tenant: TenantHandle, runtime: Runtime
+) -> None:
+    tenant.integration("custom", SECRET)
+    runtime.store.product().set_plan(tenant.id, "free")
+    runtime.ingest.limits = replace(runtime.ingest.limits, quota_refresh_seconds=0)
+    usage = get(client, tenant, "/v1/usage")
+    assert (usage["plan"], usage["quota"], usage["retention_days"], usage["seats"]) == (
+        "free",
+        10_000,
+        7,
+        3,
+    )
+    bodies = iter(
+        [
+            {"title": f"disk {b}-{n}", "service": f"svc{n % 7}", "fingerprint": f"f{b}-{n}"}
+            for n in range(100)
+        ]
+        for b in range(101)
+    )
+    for _ in range(79):
+        assert send(client, tenant, next(bodies)).status_code == 202
+    drain(runtime, timeout=120)
+    usage = get(client, tenant, "/v1/usage")
+    assert (usage["alerts"], usage["warning"]) == (7_900, False)
+    assert send(client, tenant, next(bodies)).status_code == 202
+    drain(runtime, timeout=60)
+    usage = get(client, tenant, "/v1/usage")
+    assert (usage["alerts"], usage["warning"], usage["percent"]) == (8_000, True, 80.0)
+    [warning] = get(client, tenant, "/v1/events?name=quota.warning")["items"]
+    assert warning["detail"]["alerts"] == 8_000 and warning["detail"]["quota"] == 10_000
+    for _ in range(20):
+        assert send(client, tenant, next(bodies)).status_code == 202
+    drain(runtime, timeout=120)
+    refused = send(client, tenant, next(bodies))
+    assert refused.status_code == 429 and refused.json()["error"] == "quota_exceeded"
+    assert int(refused.headers["Retry-After"]) >= 1
+    # Nothing else lost: every alert under the quota was processed.
+    assert runtime.store.alerts_this_month(tenant.id) == 10_000
+    assert get(client, tenant, "/v1/analytics?window=7d")["alerts"] == 10_000
+    assert len(get(client, tenant, "/v1/events?name=quota.warning")["items"]) == 1

@@ -1,0 +1,54 @@
+"""Search, source filter, notes and merging of incidents (both modes)."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from conftest import TenantHandle
+from dd0c_alert.pipeline.runtime import Runtime
+from test_incidents_api import alert, get, incidents, post, query, send, tenant_with_hook
+
+
+def test_search_source_notes_and_merge(client: TestClient, runtime: Runtime) -> None:
+    acme: TenantHandle = tenant_with_hook(runtime)
+    send(
+        client,
+        acme,
+        alert("Checkout latency 100%_high", "checkout", 120, labels={"team": "Payments"}),
+    )
+    send(client, acme, alert("Disk full", "db", 60, severity="critical"))
+    checkout, db = sorted(incidents(client, acme), key=lambda i: i["title"])
+    assert {i["id"] for i in incidents(client, acme, query(q="latency"))} == {checkout["id"]}
+    assert {i["id"] for i in incidents(client, acme, query(q="LATENCY"))} == {checkout["id"]}
+    assert {i["id"] for i in incidents(client, acme, query(q="100%_"))} == {checkout["id"]}
+    assert incidents(client, acme, query(q="y_1")) == []  # "_" is literal, not any character
+    assert {i["id"] for i in incidents(client, acme, query(q="payments"))} == {checkout["id"]}
+    assert {i["id"] for i in incidents(client, acme, query(q="db"))} == {db["id"]}
+    assert len(incidents(client, acme, query(source="custom"))) == 2
+    assert incidents(client, acme, query(source="grafana")) == []
+
+    note = post(client, acme, f"/v1/incidents/{db['id']}/notes", {"text": "on it"}, status=201)
+    assert note["kind"] == "note" and note["actor"] == "key:test"
+
+    merged = post(client, acme, f"/v1/incidents/{checkout['id']}/merge", {"into": db["id"]})
+    assert merged["id"] == db["id"] and merged["alert_count"] == 2
+    assert set(merged["services"]) == {"checkout", "db"}
+    assert [i["id"] for i in incidents(client, acme)] == [db["id"]]
+    detail = get(client, acme, f"/v1/incidents/{db['id']}")
+    assert len(detail["alerts"]) == 2
+    kinds = [e["kind"] for e in detail["timeline"] if e["kind"] != "decision"]
+    assert "note" in kinds and kinds.count("merge") == 2  # both timelines, shown together
+    old = get(client, acme, f"/v1/incidents/{checkout['id']}")
+    assert old["merged_into"] == db["id"]
+    again = client.post(
+        f"/v1/incidents/{checkout['id']}/merge", json={"into": db["id"]}, headers=acme.auth
+    )
+    assert again.status_code == 409
+    assert (
+        client.post(
+            f"/v1/incidents/{db['id']}/merge", json={"into": "nope"}, headers=acme.auth
+        ).status_code
+        == 404
+    )
+    audit = get(client, acme, "/v1/audit")["items"]
+    assert [a["action"] for a in audit][:2] == ["incident.merge", "incident.note"]
