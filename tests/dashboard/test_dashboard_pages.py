@@ -3,7 +3,9 @@ content, through the real app on the real store."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from dashboard_helpers import PASSWORD, add_user, csrf, log_in, post_alert, post_forms, sign_up
@@ -256,3 +258,46 @@ def test_api_errors_stay_json_and_page_errors_are_html(client: TestClient) -> No
     assert client.get("/v1/incidents/nope").json()["error"] == "not_found"
     page = client.get("/incidents/nope")
     assert page.status_code == 404 and "<h1>Not found</h1>" in page.text
+
+
+#: Dashboard pages anyone may open.
+OPEN_PAGES = {"/", "/login", "/signup", "/invitations/accept"}
+
+
+def _flat(routes: list[Any]) -> Iterator[Any]:
+    for route in routes:
+        included = getattr(route, "original_router", None)
+        yield from _flat(included.routes) if included is not None else [route]
+
+
+def _dashboard_routes(client: TestClient) -> list[tuple[str, str]]:
+    found = []
+    for route in _flat(client.app.routes):  # type: ignore[attr-defined]
+        endpoint = getattr(route, "endpoint", None)
+        if getattr(endpoint, "__module__", "").startswith("dd0c_alert.web.dashboard"):
+            for method in sorted(route.methods - {"HEAD"}):
+                found.append((method, route.path.replace("{", "").replace("}", "")))
+    return found
+
+
+def test_every_dashboard_route_needs_a_session_or_the_csrf_token(client: TestClient) -> None:
+    """Generated from the routes: without a session, pages redirect to the login page;
+    forms without the CSRF token are refused, and with it still need a session."""
+    routes = _dashboard_routes(client)
+    assert len(routes) > 15
+    for method, path in routes:
+        if method == "GET":
+            answer = client.get(path, follow_redirects=False)
+            if path in OPEN_PAGES:
+                assert answer.status_code in (200, 303), path
+            else:
+                assert answer.status_code == 303, path
+                assert answer.headers["location"].startswith("/login"), path
+            continue
+        assert client.post(path, data={}).status_code == 403, path
+        answer = client.post(path, data={"csrf_token": csrf(client)}, follow_redirects=False)
+        if path in OPEN_PAGES:
+            assert answer.status_code != 303 or answer.headers["location"] != "/incidents"
+        else:
+            assert answer.status_code == 303, path
+            assert answer.headers["location"].startswith("/login"), path

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 
-from dd0c_alert.web.dashboard.stats import summarise
+from dd0c_alert.web.dashboard.stats import duration, summarise
 from dd0c_alert.web.dashboard.svg import Series, bar_chart, service_graph
 
 NS = {"s": "http://www.w3.org/2000/svg"}
@@ -71,29 +71,41 @@ def test_service_graph_of_one_service_and_of_none() -> None:
     assert "&lt;x&gt;" in service_graph(["<x>"], {}, "")
 
 
-def test_summary_counts_incidents_and_alerts_per_opening_day() -> None:
+def test_summary_has_every_day_of_the_window_and_ranks_volumes() -> None:
     now = datetime(2026, 3, 10, 12, tzinfo=UTC)
-    items = [
-        {"opened_at": now, "alert_count": 5, "services": ["db"], "severity": "high", "paged": True},
-        {
-            "opened_at": now - timedelta(days=1),
-            "alert_count": 3,
-            "services": ["db", "api"],
-            "severity": "low",
-            "paged": False,
-        },
-        {
-            "opened_at": (now - timedelta(days=30)).isoformat(),
-            "alert_count": 9,
-            "services": ["old"],
-            "severity": "low",
-        },
-    ]
-    summary = summarise(items, 7, now)
-    assert summary.days[-1] == "Mar 10" and len(summary.days) == 7
-    assert summary.alerts_per_day[-2:] == [3, 5]
+    found = {
+        "alerts": 8,
+        "incidents": 2,
+        "pages": 1,
+        "noise_reduction": 0.75,
+        "mtta_seconds": {"median": 90.0, "p90": 600.0},
+        "mttr_seconds": {"median": None, "p90": None},
+        "by_service": {"api": 3, "db": 5},
+        "by_severity": {"low": 3, "high": 5},
+        "by_source": {"custom": 8},
+        "daily": [
+            {"day": "2026-03-09", "alerts": 3, "incidents": 1, "pages": 0},
+            {"day": "2026-03-10", "alerts": 5, "incidents": 1, "pages": 1},
+            {"day": "2026-02-01", "alerts": 9, "incidents": 9, "pages": 9},  # outside
+        ],
+        "top_noisy": [{"fingerprint": "f", "title": "disk", "count": 5}],
+    }
+    summary = summarise(found, 7, now)
+    assert summary.days[0] == "Mar 04" and summary.days[-1] == "Mar 10"
+    assert summary.alerts_per_day == [0, 0, 0, 0, 0, 3, 5]
     assert summary.incidents_per_day[-2:] == [1, 1]
-    assert (summary.alerts, summary.incidents, summary.pages) == (8, 2, 1)
-    assert summary.noise_reduction == pytest.approx(0.75)
-    assert summary.by_service == [("db", 2, 8), ("api", 1, 3)]
-    assert summary.by_severity == [("high", 1, 5), ("low", 1, 3)]
+    assert summary.pages_per_day[-2:] == [0, 1]
+    assert summary.by_service == [("db", 5), ("api", 3)]
+    assert summary.by_severity == [("high", 5), ("low", 3)]
+    assert summary.top_noisy[0]["title"] == "disk"
+    assert summarise({}, 30, now).alerts_per_day == [0] * 30
+
+
+def test_durations_read_in_words() -> None:
+    assert [duration(s) for s in (None, 42, 600, 9000, 259200)] == [
+        "—",
+        "42 s",
+        "10 min",
+        "2.5 h",
+        "3.0 d",
+    ]

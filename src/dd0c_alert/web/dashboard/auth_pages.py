@@ -127,7 +127,6 @@ async def switch_tenant(request: Request) -> Response:
     if member is None or member.disabled:
         return redirect(request, "/incidents")
     await end_session(request)
-    request.state.ended = False
     await start_session(request, principal.user_id, member.tenant_id, member.role)
     return redirect(request, "/incidents")
 

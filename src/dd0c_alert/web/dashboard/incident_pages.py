@@ -14,6 +14,7 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
+from dd0c_alert.providers import PROVIDERS
 from dd0c_alert.storage.ports import IncidentAction, IncidentFilter, InvalidTransition, Store
 
 from ..permissions import Principal
@@ -29,8 +30,6 @@ SEVERITIES = ("critical", "high", "medium", "low", "info")
 SINCE = {"1h": timedelta(hours=1), "24h": timedelta(days=1), "7d": timedelta(days=7)}
 SINCE |= {"30d": timedelta(days=30)}
 PAGE_SIZE = 50
-#: With a search, this many incidents (newest first) are searched.
-SEARCH_DEPTH = 500
 STREAM_SECONDS = 300.0
 MESSAGES = {
     "ack": "Acknowledged.",
@@ -49,6 +48,7 @@ class Query:
     severity: str = ""
     service: str = ""
     since: str = ""
+    source: str = ""
     q: str = ""
 
     @classmethod
@@ -59,26 +59,25 @@ class Query:
             severity=p.get("severity", "") if p.get("severity") in SEVERITIES else "",
             service=p.get("service", "").strip()[:200],
             since=p.get("since", "") if p.get("since") in SINCE else "",
+            source=p.get("source", "") if p.get("source") in PROVIDERS else "",
             q=p.get("q", "").strip()[:200],
         )
 
     def filters(self) -> IncidentFilter:
         since = datetime.now(UTC) - SINCE[self.since] if self.since else None
-        status, severity = self.status or None, self.severity or None
-        return IncidentFilter(status, severity, self.service or None, since)
-
-
-def _matches(item: dict[str, Any], q: str) -> bool:
-    text = " ".join([item["title"], *item["services"], item["probable_root"]]).lower()
-    return all(word in text for word in q.lower().split())
+        return IncidentFilter(
+            status=self.status or None,
+            severity=self.severity or None,
+            service=self.service or None,
+            since=since,
+            source=self.source or None,
+            q=self.q or None,
+        )
 
 
 def find(store: Store, tenant_id: str, query: Query, cursor: str | None) -> tuple[list[Any], Any]:
     """The incidents of the list, and the cursor of the next page."""
-    size = SEARCH_DEPTH if query.q else PAGE_SIZE
-    found = store.list_incidents(tenant_id, query.filters(), size, cursor)
-    if query.q:
-        return [i for i in found.items if _matches(i, query.q)][:PAGE_SIZE], None
+    found = store.list_incidents(tenant_id, query.filters(), PAGE_SIZE, cursor)
     return found.items, found.next_cursor
 
 
@@ -114,6 +113,7 @@ async def incident_list(request: Request, cursor: str | None = None) -> Response
         statuses=STATUSES,
         severities=SEVERITIES,
         since_choices=list(SINCE),
+        sources=sorted(PROVIDERS),
         signature=signature,
     )
 

@@ -16,30 +16,17 @@ from dd0c_alert.pipeline import route_documents, slack_actions, suggest
 from dd0c_alert.pipeline.replay import Proposal, replay
 from dd0c_alert.providers import PROVIDERS
 from dd0c_alert.setup_snippets import snippet
-from dd0c_alert.storage.ports import IncidentFilter, Store
+from dd0c_alert.storage.ports import Store
 
 from ..config_api import matchers_of
 from .guard import acting, runtime_of, store_of, viewer
 from .render import page, redirect
 from .session import auth_config, field
-from .stats import WINDOWS, summarise
+from .stats import WINDOWS, duration, summarise
 from .svg import Series, bar_chart
 
 router = APIRouter(include_in_schema=False)
-#: Incidents read to draw analytics from the incident list (until GET /v1/analytics).
-MAX_INCIDENTS = 5000
 REPLAY_DAYS = 7
-
-
-def incidents_since(store: Store, tenant_id: str, since: datetime) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    cursor = None
-    while len(found) < MAX_INCIDENTS:
-        batch = store.list_incidents(tenant_id, IncidentFilter(since=since), 500, cursor)
-        found += batch.items
-        if not (cursor := batch.next_cursor):
-            break
-    return found
 
 
 @router.get("/analytics")
@@ -48,15 +35,17 @@ async def analytics(request: Request, window: str = "7d") -> Response:
     days = WINDOWS.get(window, 7)
     now = datetime.now(UTC)
     since = (now - timedelta(days=days - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
-    items = await run_in_threadpool(incidents_since, store_of(request), me.tenant_id, since)
-    summary = summarise(items, days, now)
+    product = store_of(request).product()
+    found = await run_in_threadpool(product.analytics, me.tenant_id, since, now, None)
+    summary = summarise(found, days, now)
     chart = bar_chart(
         summary.days,
         [
             Series("alerts", summary.alerts_per_day, "alerts"),
             Series("incidents", summary.incidents_per_day, "incidents"),
+            Series("pages", summary.pages_per_day, "pages"),
         ],
-        f"Alerts and incidents per day, last {days} days",
+        f"Alerts, incidents and pages per day, last {days} days",
     )
     return page(
         request,
@@ -66,7 +55,7 @@ async def analytics(request: Request, window: str = "7d") -> Response:
         chart=chart,
         window=f"{days}d",
         windows=list(WINDOWS),
-        capped=len(items) >= MAX_INCIDENTS,
+        duration=duration,
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
 from fastapi import HTTPException, Request, Response
@@ -21,6 +22,7 @@ from dd0c_alert.pipeline.auth_config import AuthConfig
 from dd0c_alert.storage.accounts import AccountStore
 
 from ..auth import member_of
+from ..auth_api import clear_session_cookies, set_session_cookies
 from ..permissions import Principal
 from ..principal import Role
 from ..sessions import CSRF_COOKIE, CSRF_FIELD, SESSION_COOKIE, issue_access, read_access
@@ -99,35 +101,45 @@ async def start_session(request: Request, user_id: str, tenant_id: str, role: st
         accounts(request).issue_refresh, tenant_id, user_id, config.refresh_ttl
     )
     setattr(request.state, _RENEWED, (issue_access(config, user_id, tenant_id, role), refresh))
+    request.state.started = True
+    request.state.ended = False
+
+
+def _cookie(request: Request, response: Response, name: str, value: str, ttl: timedelta) -> None:
+    response.set_cookie(
+        name,
+        value,
+        max_age=int(ttl.total_seconds()),
+        path="/",
+        httponly=name != CSRF_COOKIE,  # the page's script repeats the CSRF token
+        secure=_secure(request),
+        samesite="lax",
+    )
 
 
 def finish(request: Request, response: Response) -> Response:
-    """Set the cookies this request decided on: a renewed or new session, a new CSRF
-    token, or the removal of the session (``end_session``)."""
-    secure = _secure(request)
+    """Set the cookies this request decided on: a new session (the accounts API's
+    ``set_session_cookies``: session cookie and a fresh CSRF token), a renewed one, a
+    first CSRF token, or the removal of the session (``end_session``). The CSRF
+    cookie lives as long as the refresh token, so a page left open past the access
+    token's quarter of an hour still posts its forms."""
+    config = auth_config(request)
     renewed: tuple[str, str] | None = getattr(request.state, _RENEWED, None)
+    csrf = getattr(request.state, "csrf_new", None)
     if getattr(request.state, "ended", False):
-        response.delete_cookie(SESSION_COOKIE, path="/")
+        clear_session_cookies(response)
         response.delete_cookie(REFRESH_COOKIE, path="/")
+        csrf = None
     elif renewed is not None:
         access, refresh = renewed
-        config = auth_config(request)
-        for name, value, ttl in (
-            (SESSION_COOKIE, access, config.access_ttl),
-            (REFRESH_COOKIE, refresh, config.refresh_ttl),
-        ):
-            response.set_cookie(
-                name,
-                value,
-                max_age=int(ttl.total_seconds()),
-                path="/",
-                httponly=True,
-                secure=secure,
-                samesite="lax",
-            )
-    new_csrf = getattr(request.state, "csrf_new", None)
-    if new_csrf:
-        response.set_cookie(CSRF_COOKIE, new_csrf, path="/", secure=secure, samesite="lax")
+        if getattr(request.state, "started", False):
+            csrf = set_session_cookies(response, request, access, config)
+        else:
+            _cookie(request, response, SESSION_COOKIE, access, config.access_ttl)
+            csrf = csrf or request.cookies.get(CSRF_COOKIE)
+        _cookie(request, response, REFRESH_COOKIE, refresh, config.refresh_ttl)
+    if csrf:  # last Set-Cookie of a name wins: this lifetime replaces the helper's
+        _cookie(request, response, CSRF_COOKIE, csrf, config.refresh_ttl)
     response.headers.setdefault("Cache-Control", "no-store")
     return response
 

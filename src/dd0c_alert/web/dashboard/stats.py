@@ -1,13 +1,12 @@
-"""Analytics for the dashboard computed from a list of incidents: alerts and incidents
-per day, and totals by service and severity. Pure: the page passes the incidents in,
-so it can switch to ``GET /v1/analytics`` (rollups) without changing the templates."""
+"""The analytics page's figures, shaped from what ``GET /v1/analytics`` answers (the
+store's rollups: ``ProductStore.analytics``): one entry per day of the window, zeros
+included, so the chart has a bar group for every day. Pure."""
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 WINDOWS = {"7d": 7, "30d": 30, "90d": 90}
@@ -18,59 +17,61 @@ class Summary:
     days: list[str]
     alerts_per_day: list[int]
     incidents_per_day: list[int]
+    pages_per_day: list[int]
+    alerts: int = 0
+    incidents: int = 0
     pages: int = 0
-    by_service: list[tuple[str, int, int]] = field(default_factory=list)
-    by_severity: list[tuple[str, int, int]] = field(default_factory=list)
-
-    @property
-    def alerts(self) -> int:
-        return sum(self.alerts_per_day)
-
-    @property
-    def incidents(self) -> int:
-        return sum(self.incidents_per_day)
-
-    @property
-    def noise_reduction(self) -> float:
-        """The share of alerts that did not become an incident of their own."""
-        return 0.0 if not self.alerts else 1 - self.incidents / self.alerts
+    noise_reduction: float | None = None
+    mtta: Mapping[str, float | None] = field(default_factory=dict)
+    mttr: Mapping[str, float | None] = field(default_factory=dict)
+    by_service: list[tuple[str, int]] = field(default_factory=list)
+    by_severity: list[tuple[str, int]] = field(default_factory=list)
+    by_source: list[tuple[str, int]] = field(default_factory=list)
+    top_noisy: list[Mapping[str, Any]] = field(default_factory=list)
+    flapping: list[Mapping[str, Any]] = field(default_factory=list)
 
 
-def _moment(value: Any) -> datetime:
-    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
-    assert isinstance(moment, datetime)
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+def duration(seconds: float | None) -> str:
+    """``4 min``, ``2.5 h``, ``—``: a time to acknowledge or resolve, in words."""
+    if seconds is None:
+        return "—"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
 
 
-def summarise(incidents: Iterable[Mapping[str, Any]], days: int, now: datetime) -> Summary:
-    """Each incident counts on the (UTC) day it opened, with all its alerts."""
+def summarise(found: Mapping[str, Any], days: int, now: datetime) -> Summary:
+    """``found``: the analytics of the last ``days`` days up to ``now``."""
     first = (now.astimezone(UTC) - timedelta(days=days - 1)).date()
-    labels = [(first + timedelta(days=i)) for i in range(days)]
-    index = {day: i for i, day in enumerate(labels)}
-    alerts, opened = [0] * days, [0] * days
-    services: Counter[str] = Counter()
-    service_alerts: Counter[str] = Counter()
-    severities: Counter[str] = Counter()
-    severity_alerts: Counter[str] = Counter()
-    pages = 0
-    for item in incidents:
-        i = index.get(_moment(item["opened_at"]).astimezone(UTC).date())
-        if i is None:
-            continue
-        count = int(item.get("alert_count") or 0)
-        alerts[i] += count
-        opened[i] += 1
-        pages += bool(item.get("paged"))
-        for service in item.get("services") or []:
-            services[service] += 1
-            service_alerts[service] += count
-        severities[str(item["severity"])] += 1
-        severity_alerts[str(item["severity"])] += count
+    labels = [first + timedelta(days=i) for i in range(days)]
+    per_day: dict[date, Mapping[str, Any]] = {
+        date.fromisoformat(str(row["day"])[:10]): row for row in found.get("daily", [])
+    }
+
+    def series(key: str) -> list[int]:
+        return [int(per_day.get(day, {}).get(key, 0)) for day in labels]
+
+    def ranked(key: str) -> list[tuple[str, int]]:
+        return sorted(found.get(key, {}).items(), key=lambda kv: (-kv[1], kv[0]))
+
     return Summary(
         days=[d.strftime("%b %d") for d in labels],
-        alerts_per_day=alerts,
-        incidents_per_day=opened,
-        pages=pages,
-        by_service=[(s, n, service_alerts[s]) for s, n in services.most_common(20)],
-        by_severity=[(s, n, severity_alerts[s]) for s, n in severities.most_common()],
+        alerts_per_day=series("alerts"),
+        incidents_per_day=series("incidents"),
+        pages_per_day=series("pages"),
+        alerts=int(found.get("alerts", 0)),
+        incidents=int(found.get("incidents", 0)),
+        pages=int(found.get("pages", 0)),
+        noise_reduction=found.get("noise_reduction"),
+        mtta=found.get("mtta_seconds") or {},
+        mttr=found.get("mttr_seconds") or {},
+        by_service=ranked("by_service")[:20],
+        by_severity=ranked("by_severity"),
+        by_source=ranked("by_source"),
+        top_noisy=list(found.get("top_noisy", []))[:10],
+        flapping=list(found.get("flapping", []))[:10],
     )
