@@ -4,7 +4,7 @@ content, through the real app on the real store."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -261,7 +261,7 @@ def test_api_errors_stay_json_and_page_errors_are_html(client: TestClient) -> No
 
 
 #: Dashboard pages anyone may open.
-OPEN_PAGES = {"/", "/login", "/signup", "/invitations/accept"}
+OPEN_PAGES = {"/", "/login", "/signup", "/invite", "/reset", "/reset-request"}
 
 
 def _flat(routes: list[Any]) -> Iterator[Any]:
@@ -301,3 +301,60 @@ def test_every_dashboard_route_needs_a_session_or_the_csrf_token(client: TestCli
         else:
             assert answer.status_code == 303, path
             assert answer.headers["location"].startswith("/login"), path
+
+
+def test_password_reset_through_the_pages(client: TestClient, runtime: Runtime) -> None:
+    sign_up(client, "o@example.com")
+    client.cookies.clear()
+    asked = client.post(
+        "/reset-request", data={"csrf_token": csrf(client), "email": "o@example.com"}
+    )
+    assert "a link to set a new password is on its way" in asked.text
+    user = runtime.store.accounts().user_by_email("o@example.com")
+    assert user is not None
+    token = runtime.store.accounts().create_reset(user.id, timedelta(hours=1))
+    assert 'name="token"' in client.get(f"/reset?token={token}").text
+    weak = client.post(
+        "/reset", data={"csrf_token": csrf(client), "token": token, "password": "short"}
+    )
+    assert weak.status_code == 422 and "Password:" in weak.text
+    done = client.post(
+        "/reset",
+        data={"csrf_token": csrf(client), "token": token, "password": "a new long passphrase"},
+    )
+    assert "Your password is changed" in done.text
+    assert log_in(client, "o@example.com", "a new long passphrase").status_code == 303
+    again = client.post(
+        "/reset", data={"csrf_token": csrf(client), "token": token, "password": "another long one!"}
+    )
+    assert again.status_code == 400
+
+
+def test_an_invitation_link_signs_a_new_user_in(client: TestClient, runtime: Runtime) -> None:
+    tenant_id = sign_up(client, "o@example.com")
+    token, _ = runtime.store.accounts().create_invitation(
+        tenant_id, "new@example.com", "member", "user:o@example.com", timedelta(days=1)
+    )
+    client.cookies.clear()
+    assert 'name="token"' in client.get(f"/invite?token={token}").text
+    joined = client.post(
+        "/invite",
+        data={"csrf_token": csrf(client), "token": token, "password": PASSWORD},
+        follow_redirects=False,
+    )
+    assert joined.headers["location"] == "/incidents"
+    assert '<span class="role">member</span>' in client.get("/incidents").text
+
+
+def test_an_invitation_for_an_existing_account_needs_its_password(
+    client: TestClient, runtime: Runtime
+) -> None:
+    tenant_id = sign_up(client, "o@example.com")
+    add_user(runtime, runtime.store.create_tenant("Other").id, "known@example.com", "owner")
+    token, _ = runtime.store.accounts().create_invitation(
+        tenant_id, "known@example.com", "viewer", "user:o@example.com", timedelta(days=1)
+    )
+    client.cookies.clear()
+    joined = client.post("/invite", data={"csrf_token": csrf(client), "token": token})
+    assert "log in with your existing password" in joined.text
+    assert client.get("/incidents", follow_redirects=False).status_code == 303

@@ -3,11 +3,14 @@ that work without JavaScript and end in the session cookies (``session``)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+import orjson
+from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from pydantic import ValidationError
 
 from dd0c_alert.storage.accounts import EmailTaken
 
+from .. import auth_api
 from ..passwords import WeakPassword, check_strength, hash_password, verify_password
 from .render import page, redirect
 from .session import (
@@ -131,12 +134,12 @@ async def switch_tenant(request: Request) -> Response:
     return redirect(request, "/incidents")
 
 
-@router.get("/invitations/accept")
+@router.get("/invite")
 async def invitation_form(request: Request, token: str = "") -> Response:
     return page(request, "invitation.html", None, token=token)
 
 
-@router.post("/invitations/accept")
+@router.post("/invite")
 async def accept_invitation(request: Request) -> Response:
     form = await checked_form(request)
     token, password = field(form, "token"), str(form.get("password") or "")
@@ -168,3 +171,39 @@ async def accept_invitation(request: Request) -> Response:
         return page(request, "login.html", None, notice=notice, email=user.email)
     await start_session(request, user.id, invitation.tenant_id, invitation.role)
     return redirect(request, "/incidents")
+
+
+@router.get("/reset")
+async def reset_form(request: Request, token: str = "") -> Response:
+    """Without a token: ask for a link by mail; with one (the mailed link): set a new
+    password."""
+    return page(request, "reset.html", None, token=token[:200])
+
+
+@router.post("/reset-request")
+async def reset_request(request: Request) -> Response:
+    form = await checked_form(request)
+    try:
+        body = auth_api.ResetRequestIn(email=field(form, "email"))
+    except ValidationError:
+        return page(request, "reset.html", None, 422, error="Enter your email address.")
+    await auth_api.reset_request(request, body)
+    notice = "If an account has this email, a link to set a new password is on its way."
+    return page(request, "reset.html", None, notice=notice)
+
+
+@router.post("/reset")
+async def reset(request: Request) -> Response:
+    form = await checked_form(request)
+    token = field(form, "token")[:200]
+    try:
+        body = auth_api.ResetIn(token=token, password=str(form.get("password") or ""))
+        answer = await auth_api.reset(request, body)
+    except (ValidationError, HTTPException):
+        error = "This link is unknown, used or expired: ask for a new one."
+        return page(request, "reset.html", None, 400, error=error)
+    if answer.status_code != 204:  # a weak password: the link is not spent
+        error = "Password: " + orjson.loads(answer.body)["detail"] + "."
+        return page(request, "reset.html", None, 422, token=token, error=error)
+    notice = "Your password is changed: log in with it."
+    return page(request, "login.html", None, notice=notice)
