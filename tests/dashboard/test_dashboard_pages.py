@@ -11,9 +11,17 @@ import pytest
 from dashboard_helpers import PASSWORD, add_user, csrf, log_in, post_alert, post_forms, sign_up
 from fastapi.testclient import TestClient
 
+from dd0c_alert.config import Settings
 from dd0c_alert.correlation.suggestions import Suggestion
 from dd0c_alert.pipeline.runtime import Runtime
 from dd0c_alert.web.dashboard.session import REFRESH_COOKIE
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:  # extends the root conftest's
+    """Sign-up on in both storage modes (off by default in production mode)."""
+    return settings.model_copy(update={"signup_enabled": True})
+
 
 PAGES = ["/incidents", "/incidents/abc", "/analytics", "/suggestions", "/settings"]
 
