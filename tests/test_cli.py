@@ -329,3 +329,18 @@ def test_credentials_are_not_stored_with_the_event(data_dir: Path, own_settings:
     # Nowhere in the database, in clear: not in queue, dead letters or integrations.
     for path in data_dir.glob("dd0c.db*"):
         assert secret.encode() not in path.read_bytes(), path.name
+
+
+def test_the_cli_starts_without_the_service_stack() -> None:
+    """``dd0c-alert --help`` must start fast: the heavy stack (database, web, Slack,
+    settings) is imported by the commands that use it, not when the CLI loads."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, dd0c_alert.cli as cli; "
+        "heavy = {'sqlalchemy', 'fastapi', 'slack_sdk', 'pydantic_settings', 'alembic'}; "
+        "print(sorted(heavy & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

@@ -133,8 +133,9 @@ def open_incident(
     tenant: TenantHandle,
     title: str = "Checkout down",
     service: str = "checkout",
+    severity: str = "critical",
 ) -> str:
-    send(client, tenant, alert(title, service, 1, severity="critical"))
+    send(client, tenant, alert(title, service, 1, severity=severity))
     listed = client.get("/v1/incidents?status=open", headers=tenant.auth).json()["items"]
     found = next(i for i in listed if i["title"] == title)
     incident_id: str = found["id"]
@@ -307,15 +308,23 @@ def test_another_tenants_incident_is_not_touched(
     assert click(client, "ack", "does-not-exist")["text"].startswith("No incident")
 
 
-def test_mute_similar_only_points_to_review(
+def test_mute_similar_makes_a_suggestion_for_review_never_a_silence(
     env: tuple[TestClient, Runtime], acme: TenantHandle
 ) -> None:
     client, _ = env
-    incident_id = open_incident(client, acme)
-    text = click(client, "mute_similar", incident_id)["text"]
-    assert "/v1/silences" in text and "/v1/suggestions" in text
-    _unchanged(client, acme, incident_id)
-    assert click(client, "unknown_button", incident_id)["text"].startswith("Unknown action")
+    critical = open_incident(client, acme)
+    assert "critical incidents are never muted" in click(client, "mute_similar", critical)["text"]
+    _unchanged(client, acme, critical)
+    noisy = open_incident(client, acme, "Disk 91% full", "batch", severity="low")
+    text = click(client, "mute_similar", noisy)["text"]
+    assert "Suggested for review" in text
+    suggestions = client.get("/v1/suggestions?status=open", headers=acme.auth).json()["items"]
+    [made] = [s for s in suggestions if s["key"].startswith("requested:")]
+    assert made["kind"] == "tune" and "slack:U0JANE" in made["title"]
+    assert client.get("/v1/silences", headers=acme.auth).json()["items"] == []  # none made
+    again = click(client, "mute_similar", noisy)["text"]  # a second click: the same one
+    assert made["id"] in again
+    assert click(client, "unknown_button", noisy)["text"].startswith("Unknown action")
 
 
 def test_other_interaction_types_get_an_empty_200(

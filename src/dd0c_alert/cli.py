@@ -7,19 +7,61 @@ import json
 import secrets
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from dd0c_alert.app import api_limits, build_runtime, open_store
-from dd0c_alert.app import is_postgres as _is_postgres
-from dd0c_alert.app import migrate as run_migrations
-from dd0c_alert.config import Settings
 from dd0c_alert.domain.times import InvalidTime, parse_time
 from dd0c_alert.pipeline.limits import LimitExceeded, check_proposal, check_topology
-from dd0c_alert.pipeline.runtime import ROLES
 from dd0c_alert.providers import PROVIDERS
-from dd0c_alert.storage.sql import SqlStore
+from dd0c_alert.roles import ROLES
+
+if TYPE_CHECKING:
+    from dd0c_alert.config import Settings
+    from dd0c_alert.pipeline.limits import ApiLimits
+    from dd0c_alert.pipeline.runtime import Runtime
+    from dd0c_alert.storage.sql import SqlStore
+
+
+# The CLI starts fast (`--help` in well under a second): configuration, storage and
+# the web stack are imported by the commands that use them, through these helpers.
+
+
+def _settings() -> Settings:
+    from dd0c_alert.config import Settings
+
+    return Settings()
+
+
+def open_store(settings: Settings) -> SqlStore:
+    from dd0c_alert.app import open_store as opened
+
+    return opened(settings)
+
+
+def build_runtime(settings: Settings, *, roles: frozenset[str] = ROLES) -> Runtime:
+    from dd0c_alert.app import build_runtime as built
+
+    return built(settings, roles=roles)
+
+
+def run_migrations(settings: Settings) -> None:
+    from dd0c_alert.app import migrate
+
+    migrate(settings)
+
+
+def api_limits(settings: Settings) -> ApiLimits:
+    from dd0c_alert.app import api_limits as limits
+
+    return limits(settings)
+
+
+def _is_postgres(settings: Settings) -> bool:
+    from dd0c_alert.app import is_postgres
+
+    return is_postgres(settings)
+
 
 app = typer.Typer(
     help="dd0c/alert: every alert in, nothing lost, one clear incident out.", no_args_is_help=True
@@ -47,6 +89,10 @@ deliveries_app = typer.Typer(
 app.add_typer(deliveries_app, name="deliveries")
 routes_app = typer.Typer(help="Notification routes.", no_args_is_help=True)
 app.add_typer(routes_app, name="routes")
+user_app = typer.Typer(help="Users of a tenant, for headless set-up.", no_args_is_help=True)
+app.add_typer(user_app, name="user")
+api_key_app = typer.Typer(help="A tenant's API keys.", no_args_is_help=True)
+app.add_typer(api_key_app, name="api-key")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 PortOption = Annotated[int, typer.Option(help="Port to listen on.")]
@@ -62,7 +108,7 @@ def _serve_http(roles: frozenset[str], host: str, port: int) -> None:
     from dd0c_alert.web.app import create_app
     from dd0c_alert.web.http_server import protocol as http_protocol
 
-    settings = Settings()
+    settings = _settings()
     configure(settings.log_level)
     runtime = build_runtime(settings, roles=roles)
     where = f"http://{host}:{port}"
@@ -93,7 +139,7 @@ def _run_until_signalled(roles: frozenset[str]) -> None:
 
     from dd0c_alert.logs import configure
 
-    settings = Settings()
+    settings = _settings()
     configure(settings.log_level)
     runtime = build_runtime(settings, roles=roles)
     stop = threading.Event()
@@ -162,14 +208,14 @@ def migrate() -> None:
     """Bring the database schema up to date (serve does this too on SQLite). On
     PostgreSQL, runs as DD0C_MIGRATION_DATABASE_URL's owner role and grants the
     DATABASE_URL role its data rights."""
-    run_migrations(Settings())
+    run_migrations(_settings())
     typer.echo("database is up to date")
 
 
 @tenant_app.command("create")
 def tenant_create(name: str, as_json: JsonFlag = False) -> None:
     """Create a tenant and its first API key (shown once)."""
-    store = open_store(Settings())
+    store = open_store(_settings())
     tenant = store.create_tenant(name)
     key = store.create_api_key(tenant.id, "default")
     if as_json:
@@ -182,7 +228,7 @@ def tenant_create(name: str, as_json: JsonFlag = False) -> None:
 @tenant_app.command("list")
 def tenant_list(as_json: JsonFlag = False) -> None:
     """List tenants."""
-    tenants = open_store(Settings()).list_tenants()
+    tenants = open_store(_settings()).list_tenants()
     if as_json:
         typer.echo(json.dumps([{"tenant_id": t.id, "name": t.name} for t in tenants]))
         return
@@ -205,7 +251,7 @@ def integration_create(
 
     if provider not in PROVIDERS:
         raise typer.BadParameter(f"unknown provider; choose from {', '.join(sorted(PROVIDERS))}")
-    settings = Settings()
+    settings = _settings()
     store = open_store(settings)
     if store.get_tenant(tenant) is None:
         raise typer.BadParameter(f"no tenant {tenant!r}")
@@ -230,7 +276,7 @@ def dlq_list(
     as_json: JsonFlag = False,
 ) -> None:
     """List dead letters, newest first."""
-    rows = open_store(Settings()).list_dead_letters(tenant, limit)
+    rows = open_store(_settings()).list_dead_letters(tenant, limit)
     if as_json:
         typer.echo(json.dumps(rows))
         return
@@ -243,7 +289,7 @@ def dlq_list(
 @dlq_app.command("show")
 def dlq_show(dead_letter_id: str) -> None:
     """Show one dead letter: error, headers and body."""
-    dead = open_store(Settings()).get_dead_letter(dead_letter_id)
+    dead = open_store(_settings()).get_dead_letter(dead_letter_id)
     if dead is None:
         raise typer.BadParameter(f"no dead letter {dead_letter_id!r}")
     event = dead.event
@@ -260,7 +306,7 @@ def dlq_show(dead_letter_id: str) -> None:
 @dlq_app.command("replay")
 def dlq_replay(dead_letter_ids: list[str]) -> None:
     """Put dead letters back on the queue (a running service processes them)."""
-    settings = Settings()
+    settings = _settings()
     runtime = build_runtime(settings, roles=frozenset())
     for dead_letter_id in dead_letter_ids:
         dead = runtime.store.get_dead_letter(dead_letter_id)
@@ -283,7 +329,7 @@ def redact_stored_command(
     from dd0c_alert.pipeline.redact_stored import redact_stored
     from dd0c_alert.storage.engine import make_engines
 
-    settings = Settings()
+    settings = _settings()
     store = open_store(settings)
     tenants = [tenant] if tenant else [t.id for t in store.list_tenants()]
     engine, _ = make_engines(settings.resolved_database_url, settings.sqlite_synchronous)
@@ -345,7 +391,7 @@ def topology_import(
 
     from dd0c_alert.web.config_api import Topology, topology_of
 
-    store = open_store(Settings())
+    store = open_store(_settings())
     if store.get_tenant(tenant) is None:
         raise typer.BadParameter(f"no tenant {tenant!r}")
     document = _read_document(file)
@@ -358,7 +404,7 @@ def topology_import(
         )
         raise typer.BadParameter(f"{file}: {problems}") from None
     try:
-        check_topology(topology.dependencies, api_limits(Settings()))
+        check_topology(topology.dependencies, api_limits(_settings()))
     except LimitExceeded as exc:
         raise typer.BadParameter(f"{file}: {exc}") from None
     store.set_dependencies(tenant, topology.dependencies)
@@ -373,11 +419,98 @@ def topology_show(
     """Print a tenant's declared service dependencies."""
     from dd0c_alert.web.config_api import topology_of
 
-    store = open_store(Settings())
+    store = open_store(_settings())
     if store.get_tenant(tenant) is None:
         raise typer.BadParameter(f"no tenant {tenant!r}")
     _, rules = store.tenant_config(tenant)
     _print_topology(topology_of(rules), as_json)
+
+
+TenantOption = Annotated[str, typer.Option("--tenant", help="Tenant id.")]
+
+
+def _accounts(tenant: str) -> Any:
+    store = open_store(_settings())
+    if store.get_tenant(tenant) is None:
+        raise typer.BadParameter(f"no tenant {tenant!r} (dd0c-alert tenant list shows them)")
+    return store.accounts()
+
+
+@user_app.command("create")
+def user_create(
+    tenant: TenantOption,
+    email: Annotated[str, typer.Option(help="The user's email address.")],
+    role: Annotated[str, typer.Option(help="owner, admin, member or viewer.")] = "owner",
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Add a user to a tenant (created if new). Without a password the user sets one
+    through a reset link (POST /v1/auth/reset-request)."""
+    import sys
+
+    from dd0c_alert.web.passwords import WeakPassword, check_strength, hash_password
+    from dd0c_alert.web.permissions import ROLES
+
+    if role not in ROLES:
+        raise typer.BadParameter(f"role must be one of {', '.join(ROLES)}")
+    accounts = _accounts(tenant)
+    password_hash = None
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+        try:
+            check_strength(password, email)
+        except WeakPassword as exc:
+            raise typer.BadParameter(str(exc)) from None
+        password_hash = hash_password(password)
+    user = accounts.user_by_email(email) or accounts.create_user(email, password_hash)
+    if password_hash is not None and user.password_hash is None:
+        accounts.set_password(user.id, password_hash)
+    accounts.add_member(tenant, user.id, role)
+    result = {"user_id": user.id, "email": user.email, "tenant_id": tenant, "role": role}
+    typer.echo(json.dumps(result) if as_json else f"{email} is {role} of {tenant} ({user.id})")
+
+
+@api_key_app.command("create")
+def api_key_create(
+    tenant: TenantOption,
+    name: Annotated[str, typer.Option(help="What the key is for.")],
+    scope: Annotated[str, typer.Option(help="read, write or admin.")] = "read",
+    as_json: JsonFlag = False,
+) -> None:
+    """Create an API key; it is shown once, only its hash is kept."""
+    from dd0c_alert.web.permissions import SCOPES
+
+    if scope not in SCOPES:
+        raise typer.BadParameter(f"scope must be one of {', '.join(SCOPES)}")
+    key, record = _accounts(tenant).create_api_key(tenant, name, scope)
+    if as_json:
+        typer.echo(json.dumps({"id": record.id, "key": key, "scope": scope}))
+    else:
+        typer.echo(f"{record.id}  {scope}  {name}\n{key}\n(shown once: store it now)")
+
+
+@api_key_app.command("list")
+def api_key_list(tenant: TenantOption, as_json: JsonFlag = False) -> None:
+    """The tenant's API keys (never the keys themselves)."""
+    keys = [key.public() for key in _accounts(tenant).api_keys(tenant)]
+    if as_json:
+        typer.echo(json.dumps(keys, default=str))
+        return
+    for key in keys:
+        used = key.get("last_used_at") or "never used"
+        typer.echo(f"{key['id']}  {key['scope']:<5}  {key['name']}  ({used})")
+
+
+@api_key_app.command("revoke")
+def api_key_revoke(
+    tenant: TenantOption, key_id: Annotated[str, typer.Argument(help="The key's id.")]
+) -> None:
+    """Revoke an API key at once."""
+    if _accounts(tenant).revoke_api_key(tenant, key_id) is None:
+        raise typer.BadParameter(f"tenant {tenant} has no API key {key_id}")
+    typer.echo(f"revoked {key_id}")
 
 
 @app.command()
@@ -388,7 +521,7 @@ def doctor(as_json: JsonFlag = False) -> None:
 
     from dd0c_alert.pipeline.doctor import diagnose
 
-    findings = diagnose(Settings())
+    findings = diagnose(_settings())
     if as_json:
         typer.echo(json.dumps([asdict(f) for f in findings], indent=2))
     else:
@@ -405,7 +538,7 @@ def backup(target: Annotated[Path, typer.Argument(help="A new, empty folder.")])
     from dd0c_alert.pipeline.backup import backup as take_backup
     from dd0c_alert.storage.engine import sqlite_path
 
-    settings = Settings()
+    settings = _settings()
     if _is_postgres(settings):
         raise typer.BadParameter("PostgreSQL: use pg_dump (see docs/production.md)")
     database = sqlite_path(settings.resolved_database_url)
@@ -424,7 +557,7 @@ def restore(
     """Restore an embedded installation from a backup (stop the service first)."""
     from dd0c_alert.pipeline.backup import restore as put_back
 
-    settings = Settings()
+    settings = _settings()
     if _is_postgres(settings):
         raise typer.BadParameter("PostgreSQL: use pg_restore (see docs/production.md)")
     try:
@@ -442,7 +575,7 @@ def suggest(
     """Compute a tenant's suggestions from its history now; print the open ones."""
     from dd0c_alert.pipeline.suggest import run_suggestions
 
-    store = open_store(Settings())
+    store = open_store(_settings())
     if store.get_tenant(tenant) is None:
         raise typer.BadParameter(f"no tenant {tenant!r}")
     run_suggestions(store, tenant)
@@ -458,7 +591,7 @@ def suggest(
 
 def _tenant_store(tenant: str) -> SqlStore:
     """The store, after checking the tenant exists."""
-    store = open_store(Settings())
+    store = open_store(_settings())
     if store.get_tenant(tenant) is None:
         raise typer.BadParameter(f"no tenant {tenant!r}")
     return store
@@ -478,7 +611,7 @@ def slack_configure(
 
     from dd0c_alert.pipeline.slack_actions import configure_slack, slack_view
 
-    settings = Settings()
+    settings = _settings()
     outbox = _tenant_store(tenant).outbox()
     try:
         check = asyncio.run(
@@ -513,7 +646,7 @@ def slack_manifest_command(
     → From a manifest: scopes, interactivity and the /dd0c command point at this server."""
     from dd0c_alert.notify.slack import slack_manifest
 
-    typer.echo(json.dumps(slack_manifest(public_url or Settings().public_url), indent=2))
+    typer.echo(json.dumps(slack_manifest(public_url or _settings().public_url), indent=2))
 
 
 _DELIVERY_STATUSES = ("pending", "retrying", "delivered", "failed")
@@ -620,7 +753,7 @@ def replay(
     from dd0c_alert.pipeline.replay import Proposal, parse_proposal
     from dd0c_alert.pipeline.replay import replay as run_replay
 
-    store = open_store(Settings())
+    store = open_store(_settings())
     if store.get_tenant(tenant) is None:
         raise typer.BadParameter(f"no tenant {tenant!r}")
     try:
@@ -629,7 +762,7 @@ def replay(
             proposal.dependencies,
             proposal.silences,
             proposal.inhibitions,
-            api_limits(Settings()),
+            api_limits(_settings()),
         )
         report = run_replay(
             store,
@@ -693,7 +826,7 @@ def demo(
     """Create a demo tenant and post a realistic burst of alerts to a running server."""
     from dd0c_alert.demo import run_demo
 
-    run_demo(Settings(), url, count)
+    run_demo(_settings(), url, count)
 
 
 def main() -> None:

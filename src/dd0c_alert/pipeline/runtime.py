@@ -12,6 +12,7 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from dd0c_alert.roles import ROLES as ALL_ROLES
 from dd0c_alert.storage.login_throttle import LoginThrottle, MemoryLoginThrottle
 from dd0c_alert.storage.memory_state import MemoryCircuitBreaker
 from dd0c_alert.storage.outbox import SqlOutbox
@@ -24,7 +25,7 @@ from .limits import ApiLimits
 from .notifier import Notifier
 from .worker import Worker
 
-ROLES = frozenset({"ingest", "correlate", "notify", "api", "cron"})
+ROLES = ALL_ROLES
 
 
 @dataclass

@@ -170,17 +170,30 @@ class SlackActions:
     def click(self, tenants: Sequence[str], click: Click) -> str:
         """Apply a button; the text to show the clicker."""
         if click.action_id == MUTE_SIMILAR:
-            return (
-                "Muting is never done from Slack directly: it must be reviewed. Create a "
-                f"silence for incident `{escape(click.value)}` with `POST /v1/silences`, or "
-                "accept a suggestion from `GET /v1/suggestions` (`dd0c-alert suggest`)."
-            )
+            return self.mute_similar(tenants, click.value, click.user)
         if click.action_id in ACTIONS:
             action, minutes = ACTIONS[click.action_id]
             return self.act(tenants, click.value, action, click.user, minutes)
         if click.action_id in VERDICTS:
             return self.feedback(tenants, click.value, VERDICTS[click.action_id], click.user)
         return f"Unknown action `{escape(click.action_id)}`."
+
+    def mute_similar(self, tenants: Sequence[str], incident_id: str, user: SlackUser) -> str:
+        """Never a silence from a click: a suggestion a person reviews (and can see the
+        what-if replay of) before accepting it."""
+        if not _INCIDENT_ID.fullmatch(incident_id):
+            return _not_found(incident_id)
+        for tenant_id in tenants:
+            made = self._store.request_mute(tenant_id, incident_id, user.actor)
+            if made == "no such incident":
+                continue
+            if isinstance(made, str):
+                return f"Nothing to mute: {escape(made)}."
+            return (
+                f"Suggested for review: {escape(str(made['title']))}. Accept or dismiss it "
+                f"under suggestions (`POST /v1/suggestions/{made['id']}/accept`)."
+            )
+        return _not_found(incident_id)
 
     def act(
         self,

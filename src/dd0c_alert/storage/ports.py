@@ -381,6 +381,10 @@ class Store(Protocol):
         """Upsert by (kind, key): new ones open, open ones refreshed, decided ones kept;
         open ones no longer found expire."""
 
+    def request_mute(self, tenant_id: str, incident_id: str, actor: str) -> dict[str, Any] | str:
+        """A suggestion, for review, to mute the incident's noisiest alert ("Mute
+        similar…"); or why none was made."""
+
     def list_suggestions(
         self,
         tenant_id: str,

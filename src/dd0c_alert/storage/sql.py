@@ -606,6 +606,12 @@ class SqlStore:
         with scoped(self._engine, tenant_id) as conn:
             suggestion_queries.save_suggestions(conn, tenant_id, found, now)
 
+    def request_mute(self, tenant_id: str, incident_id: str, actor: str) -> dict[str, Any] | str:
+        with scoped(self._engine, tenant_id) as conn:
+            return suggestion_queries.request_mute(
+                conn, tenant_id, incident_id, actor, datetime.now(UTC)
+            )
+
     def list_suggestions(
         self,
         tenant_id: str,

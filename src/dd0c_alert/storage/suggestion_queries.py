@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from dd0c_alert.correlation.model import Silence, TenantSettings
+from dd0c_alert.correlation.model import Matcher, Silence, TenantSettings
 from dd0c_alert.correlation.rules import format_matchers
 from dd0c_alert.correlation.suggestions import (
     HISTORY,
@@ -152,7 +152,11 @@ def save_suggestions(
             refreshed,
         )
     keys = {(item.kind, item.key) for item in found}
-    stale = [row.id for k, row in existing.items() if row.status == OPEN and k not in keys]
+    stale = [
+        row.id
+        for k, row in existing.items()
+        if row.status == OPEN and k not in keys and not k[1].startswith(REQUESTED)
+    ]
     for start in range(0, len(stale), _CHUNK):
         conn.execute(
             s.update()
@@ -163,6 +167,74 @@ def save_suggestions(
             )
             .values(status=EXPIRED)
         )
+
+
+#: Keys of suggestions a person asked for ("Mute similar…" in Slack): the history job
+#: neither finds nor expires them; a person accepts or dismisses them.
+REQUESTED = "requested:"
+
+
+def request_mute(
+    conn: sa.Connection, tenant_id: str, incident_id: str, actor: str, now: datetime
+) -> dict[str, Any] | str:
+    """A ``tune`` suggestion to silence the incident's noisiest fingerprint for 30
+    days, for review; or why none is made. Never for a critical incident or one on a
+    never-suppress service: those are always delivered."""
+    i, a = t.incidents, t.alerts
+    incident = conn.execute(
+        sa.select(i).where(i.c.tenant_id == tenant_id, i.c.id == incident_id)
+    ).first()
+    if incident is None:
+        return "no such incident"
+    if incident.severity == "critical":
+        return "critical incidents are never muted"
+    top = conn.execute(
+        sa.select(a.c.fingerprint, a.c.title, a.c.service, a.c.repeat_count)
+        .where(a.c.tenant_id == tenant_id, a.c.incident_id == incident_id)
+        .order_by(a.c.repeat_count.desc(), a.c.id)
+        .limit(1)
+    ).first()
+    if top is None:
+        return "the incident has no alerts"
+    key = f"{REQUESTED}{top.fingerprint}"
+    suggestion = Suggestion(
+        kind="tune",
+        key=key,
+        title=f"Mute {top.title!r} for 30 days (asked for by {actor})",
+        evidence={"repeats": int(top.repeat_count)},
+        proposal={
+            "matchers": format_matchers([Matcher("fingerprint", "=", top.fingerprint)]),
+            "duration_days": 30,
+            "service": top.service,
+        },
+    )
+    s = t.suggestions
+    existing = conn.execute(
+        sa.select(s).where(s.c.tenant_id == tenant_id, s.c.kind == "tune", s.c.key == key)
+    ).first()
+    if existing is None:
+        insert_ignoring_duplicates(
+            conn,
+            s,
+            [
+                {
+                    "id": new_id(),
+                    "tenant_id": tenant_id,
+                    "kind": suggestion.kind,
+                    "key": key,
+                    "title": suggestion.title,
+                    "evidence": suggestion.evidence,
+                    "proposal": suggestion.proposal,
+                    "status": OPEN,
+                    "created_at": now,
+                    "decided_at": None,
+                }
+            ],
+        )
+    row = conn.execute(
+        sa.select(s).where(s.c.tenant_id == tenant_id, s.c.kind == "tune", s.c.key == key)
+    ).one()
+    return suggestion_dict(row)
 
 
 def suggestion_dict(row: Any) -> dict[str, Any]:
