@@ -9,6 +9,8 @@ import hmac
 import json
 import re
 import sqlite3
+import subprocess
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -334,9 +336,6 @@ def test_credentials_are_not_stored_with_the_event(data_dir: Path, own_settings:
 def test_the_cli_starts_without_the_service_stack() -> None:
     """``dd0c-alert --help`` must start fast: the heavy stack (database, web, Slack,
     settings) is imported by the commands that use it, not when the CLI loads."""
-    import subprocess
-    import sys
-
     probe = (
         "import sys, dd0c_alert.cli as cli; "
         "heavy = {'sqlalchemy', 'fastapi', 'slack_sdk', 'pydantic_settings', 'alembic'}; "
