@@ -366,3 +366,9 @@ def test_an_invitation_for_an_existing_account_needs_its_password(
     joined = client.post("/invite", data={"csrf_token": csrf(client), "token": token})
     assert "log in with your existing password" in joined.text
     assert client.get("/incidents", follow_redirects=False).status_code == 303
+
+
+def test_unknown_paths_answer_html_to_browsers_and_json_to_the_rest(client: TestClient) -> None:
+    assert client.get("/nothing-here").json()["error"] == "not_found"
+    page = client.get("/nothing-here", headers={"Accept": "text/html,*/*;q=0.8"})
+    assert page.status_code == 404 and "<h1>Not found</h1>" in page.text

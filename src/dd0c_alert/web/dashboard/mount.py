@@ -24,9 +24,13 @@ def install(app: FastAPI) -> None:
 
 
 def is_page(request: Request) -> bool:
-    """A dashboard page (not the REST API, webhooks, health or docs)."""
-    path = request.url.path
-    return not path.startswith(("/v1/", "/healthz", "/readyz", "/metrics", "/docs", "/openapi"))
+    """A dashboard page, or a browser asking for a page that is not there (the REST
+    API, health and docs keep their JSON errors)."""
+    endpoint = request.scope.get("endpoint")
+    if getattr(endpoint, "__module__", "").startswith(__package__ or "-"):
+        return True
+    api = request.url.path.startswith(("/v1/", "/healthz", "/readyz", "/metrics", "/openapi"))
+    return not api and "text/html" in request.headers.get("accept", "")
 
 
 def error_page(request: Request, status_code: int, detail: str) -> Response:
