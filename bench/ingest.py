@@ -263,6 +263,7 @@ class ProductionCluster:
             DD0C_MIGRATION_DATABASE_URL=self.pg.dsn("dd0c", OWNER),
             REDIS_URL=self.redis.url,
             DD0C_SECRET_KEY=Fernet.generate_key().decode(),
+            DD0C_JWT_SECRET=secrets.token_urlsafe(48),
             DD0C_DATA_DIR=str(self.workdir / "data"),
         )
         cli = str(Path(sys.executable).with_name("dd0c-alert"))

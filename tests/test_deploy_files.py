@@ -28,7 +28,7 @@ DOCKERFILE = ROOT / "Dockerfile"
 INIT_SQL = ROOT / "deploy" / "postgres-init.sql"
 ENV_EXAMPLE = ROOT / "deploy" / ".env.example"
 #: The roles design §1 runs as one service each (plus the one-shot migration).
-ROLES = {"migrate", "ingest", "correlate", "api", "cron"}
+ROLES = {"migrate", "ingest", "correlate", "notify", "api", "cron"}
 CONDITIONS = {"service_started", "service_healthy", "service_completed_successfully"}
 #: ``${VAR}``, ``${VAR:-default}``, ``${VAR:?message}`` (compose interpolation).
 PLACEHOLDER = re.compile(r"\$\{(\w+)(?:(:?[-?])([^}]*))?\}")
@@ -138,7 +138,7 @@ def test_long_running_services_have_healthchecks(services: dict[str, dict[str, A
 def test_http_healthchecks_probe_the_port_the_role_listens_on(
     services: dict[str, dict[str, Any]],
 ) -> None:
-    for name in ("ingest", "api", "correlate", "cron"):
+    for name in ("ingest", "api", "correlate", "notify", "cron"):
         command = services[name]["command"]
         port = command[command.index("--port") + 1]
         probe = " ".join(services[name]["healthcheck"]["test"])

@@ -4,12 +4,12 @@ bound: the tenant and integration caches are LRUs of CACHE_ENTRIES entries."""
 from __future__ import annotations
 
 import asyncio
-import secrets
 
 import pytest
 
 from dd0c_alert.app import build_runtime
 from dd0c_alert.config import Settings
+from dd0c_alert.domain.ids import new_id
 from dd0c_alert.pipeline import ingest
 from dd0c_alert.pipeline.ingest import Rejected
 
@@ -25,7 +25,7 @@ def test_random_tenant_ids_do_not_grow_the_cache(
 
     async def probe(count: int) -> None:
         for _ in range(count // 500):
-            tenant_ids = [secrets.token_hex(13) for _ in range(500)]
+            tenant_ids = [new_id() for _ in range(500)]  # shaped like ids: looked up
             outcomes = await asyncio.gather(
                 *(service.receive(t, "custom", None, {}, body) for t in tenant_ids),
                 return_exceptions=True,

@@ -263,6 +263,7 @@ def test_a_notifier_killed_mid_post_posts_once_after_restart(tmp_path: Path) -> 
                 "DATABASE_URL": settings.database_url,
                 "REDIS_URL": settings.redis_url,
                 "DD0C_SECRET_KEY": settings.secret_key,
+                "DD0C_JWT_SECRET": settings.jwt_secret,
             }
         port = free_port()
         server = _serve(env, port, tmp_path / "serve.log")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -155,6 +156,7 @@ def cluster(pg_server: PostgresServer, pg_database: str, tmp_path: Path) -> Iter
         DATABASE_URL=pg_server.dsn(pg_database, APP),
         REDIS_URL=redis.url,
         DD0C_SECRET_KEY=Fernet.generate_key().decode(),
+        DD0C_JWT_SECRET=secrets.token_urlsafe(48),
         DD0C_DATA_DIR=str(tmp_path / "data"),
         DD0C_LOG_LEVEL="warning",
         DD0C_WORKER_POLL_SECONDS="0.05",
@@ -175,6 +177,7 @@ def settings_for(cluster: Cluster) -> Settings:
     return Settings(
         database_url=cluster.env["DATABASE_URL"],
         secret_key=cluster.env["DD0C_SECRET_KEY"],
+        jwt_secret=cluster.env["DD0C_JWT_SECRET"],
         data_dir=Path(cluster.env["DD0C_DATA_DIR"]),
     )
 

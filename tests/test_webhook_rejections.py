@@ -176,7 +176,7 @@ def test_custom_timestamp_out_of_window_is_401_timestamp_expired(
 
 
 @pytest.mark.parametrize("stamp", ["nan", "NaN", "inf", "-inf", "soon", "1e400"])
-def test_custom_timestamp_that_is_no_time_is_401_timestamp_expired(
+def test_custom_timestamp_that_is_no_time_is_401_invalid_timestamp(
     runtime: Runtime, client: Any, tenant: TenantHandle, stamp: str
 ) -> None:
     """A correctly signed "nan" must not escape the replay window."""
@@ -185,7 +185,7 @@ def test_custom_timestamp_that_is_no_time_is_401_timestamp_expired(
 
     response = client.post(f"/v1/wh/{tenant.id}/custom", content=CUSTOM_BODY, headers=headers)
 
-    assert_error(response, 401, "timestamp_expired")
+    assert_error(response, 401, "invalid_timestamp")
     assert_nothing_kept(runtime, tenant)
 
 
@@ -643,3 +643,21 @@ def test_a_utf8_byte_order_mark_is_ignored(client, tenant) -> None:
     drain(tenant.runtime)
     [alert] = client.get("/v1/alerts", headers=tenant.auth).json()["items"]
     assert alert["fingerprint"] == "alertmanager:bom1"
+
+
+def test_first_contact_mistakes_get_a_hint(client: Any, tenant: TenantHandle) -> None:
+    """What a newcomer gets wrong first: the tenant's name in the URL, an ISO
+    timestamp for ``custom``, an API key without ``Bearer``."""
+    by_name = client.post("/v1/wh/acme/custom", content=b"{}")
+    assert by_name.status_code == 401
+    assert "not a tenant id" in by_name.json()["detail"]
+    tenant.integration("custom", "hint-secret")
+    iso = client.post(
+        f"/v1/wh/{tenant.id}/custom",
+        content=b'{"title": "x"}',
+        headers={"X-DD0C-Timestamp": "2026-12-04T10:00:00Z", "X-DD0C-Signature": "v1=00"},
+    )
+    assert iso.status_code == 401
+    assert iso.json()["error"] == "invalid_timestamp" and "ISO" in iso.json()["detail"]
+    bare = client.get("/v1/incidents", headers={"Authorization": tenant.api_key})
+    assert bare.status_code == 401 and "Bearer" in bare.json()["detail"]

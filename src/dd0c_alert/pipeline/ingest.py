@@ -8,6 +8,7 @@ to the queue (design §2, durability rule).
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 from collections.abc import Mapping
@@ -128,6 +129,14 @@ class IngestService:
             json_document(body)
         except orjson.JSONDecodeError as exc:
             raise Rejected(400, "invalid_json", f"body is not valid JSON: {exc}") from None
+        if not _TENANT_ID.fullmatch(tenant_id):  # says nothing of which tenants exist
+            raise Rejected(
+                401,
+                "unknown_integration",
+                f"no {provider_name} integration here: {tenant_id[:40]!r} is not a tenant "
+                "id (26 characters, as `dd0c-alert tenant list` prints); the URL takes "
+                "the id, not the tenant's name",
+            )
         tenant = await self._tenant(tenant_id)
         if tenant is None:
             raise _no_integration(provider_name)
@@ -288,6 +297,10 @@ class IngestService:
                     f"monthly quota of {limit} alerts used",
                     {"Retry-After": _ceil(_seconds_to_next_month(now))},
                 )
+
+
+#: What tenant ids look like (``domain.ids.new_id``: ULIDs).
+_TENANT_ID = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")
 
 
 def _no_integration(provider_name: str) -> Rejected:

@@ -73,9 +73,13 @@ def check_timestamp(raw: str, now: float, max_age: float = MAX_TIMESTAMP_AGE) ->
     try:
         stamp = float(raw)
     except ValueError:
-        raise AuthError("timestamp_expired", "timestamp is not a number") from None
+        raise AuthError(
+            "invalid_timestamp",
+            "the timestamp must be Unix time in seconds (or milliseconds), e.g. 1733300000"
+            + (", not an ISO date" if "-" in raw or ":" in raw else ""),
+        ) from None
     if not math.isfinite(stamp):  # "nan" compares false with everything: no window at all
-        raise AuthError("timestamp_expired", "timestamp is not a finite number")
+        raise AuthError("invalid_timestamp", "the timestamp is not a finite number")
     if stamp > 1e11:  # milliseconds
         stamp /= 1000.0
     if abs(now - stamp) > max_age:

@@ -16,7 +16,11 @@ from typing import Any, Literal, Protocol
 from dd0c_alert.domain.models import Normalised
 
 AuthReason = Literal[
-    "missing_signature", "signature_mismatch", "timestamp_expired", "unknown_integration"
+    "missing_signature",
+    "signature_mismatch",
+    "timestamp_expired",
+    "invalid_timestamp",
+    "unknown_integration",
 ]
 
 

@@ -154,4 +154,7 @@ async def authenticate(
         principal = await _session_principal(request, session, "cookie")
         await check_csrf(request)
         return principal
+    given = request.headers.get("authorization", "")
+    if given and not given.lower().startswith("bearer "):
+        raise unauthorized("send the key or token as 'Authorization: Bearer <key>'")
     raise unauthorized("missing credentials")

@@ -1,0 +1,312 @@
+"""Migration discipline, so processes of the previous version keep working while an
+upgrade rolls out (docs/production.md, Upgrades):
+
+- every migration is scanned: a destructive operation (dropping or renaming a table or
+  column, changing a column's type, raw DROP/RENAME/ALTER ... TYPE SQL) fails the test
+  unless the migration declares itself the contract phase of an expand/contract change
+  (``CONTRACT_PHASE = True`` and ``EXPANDS = "<revision of the expand migration>"``);
+- a PostgreSQL index on a table that already exists is built CONCURRENTLY (migrations
+  after the grandfathered ones);
+- a database populated at each earlier revision upgrades to head with its rows intact,
+  on SQLite and on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+
+from dd0c_alert.storage import schema
+from dd0c_alert.storage.migrate import MIGRATIONS, alembic_config
+from servers import OWNER, PostgresServer
+
+VERSIONS = MIGRATIONS / "versions"
+#: Written before the concurrent-index rule; their non-concurrent PostgreSQL indexes
+#: (0004: GIN on alerts.labels and incidents.services; 0006: ingest_queue and
+#: pgmq.q_dd0c_ingest; 0009: incidents (tenant_id, first_at)) lock writes while they
+#: build. New migrations may not.
+GRANDFATHERED = {"0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009"}
+
+DESTRUCTIVE_CALLS = {
+    "drop_table": "drops a table",
+    "drop_column": "drops a column",
+    "rename_table": "renames a table",
+    "drop_constraint": "drops a constraint",
+}
+DESTRUCTIVE_SQL = [
+    (re.compile(r"\bDROP\s+(TABLE|COLUMN|SCHEMA|TYPE)\b", re.I), "raw DROP"),
+    (re.compile(r"\bRENAME\s+(TO|COLUMN)\b", re.I), "raw RENAME"),
+    (re.compile(r"\bALTER\s+COLUMN\s+\w+\s+(SET\s+DATA\s+)?TYPE\b", re.I), "raw type change"),
+    (re.compile(r"\bTRUNCATE\b", re.I), "raw TRUNCATE"),
+]
+
+
+def _migrations() -> list[Path]:
+    return sorted(VERSIONS.glob("[0-9]*.py"))
+
+
+def _revision(path: Path) -> str:
+    return path.name.split("_", 1)[0]
+
+
+def _constants(tree: ast.Module) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant):
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    found[target.id] = node.value.value
+    return found
+
+
+def _strings(node: ast.AST) -> Iterator[str]:
+    for child in ast.walk(node):
+        if isinstance(child, ast.Constant) and isinstance(child.value, str):
+            yield child.value
+
+
+def _upgrade_of(source: str) -> ast.AST:
+    """The ``upgrade()`` function (what ``migrate`` runs; a ``downgrade()`` is never run),
+    or the whole source when there is none (the scanner's own examples)."""
+    tree = ast.parse(source)
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == "upgrade":
+            return node
+    return tree
+
+
+def destructive_operations(source: str) -> list[str]:
+    """What a migration's upgrade drops, renames or retypes; empty when nothing."""
+    tree = _upgrade_of(source)
+    found: list[str] = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+            continue
+        name = node.func.attr
+        keywords = {k.arg for k in node.keywords}
+        if name in DESTRUCTIVE_CALLS:
+            found.append(f"line {node.lineno}: {name} {DESTRUCTIVE_CALLS[name]}")
+        elif name == "alter_column" and keywords & {"type_", "new_column_name"}:
+            found.append(f"line {node.lineno}: alter_column changes a type or a name")
+        elif name in ("execute", "exec_driver_sql", "text"):
+            for text in _strings(node):
+                for pattern, what in DESTRUCTIVE_SQL:
+                    if pattern.search(text):
+                        found.append(f"line {node.lineno}: {what}: {text[:60]!r}")
+    return found
+
+
+def nonconcurrent_indexes(source: str) -> list[str]:
+    """PostgreSQL indexes built without CONCURRENTLY on tables this migration did not
+    create (those lock writes to a live table while they build)."""
+    tree = _upgrade_of(source)
+    created: set[str] = set()
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)]
+    for call in calls:
+        name = getattr(call.func, "attr", "")
+        if name == "create_table" and call.args and isinstance(call.args[0], ast.Constant):
+            created.add(str(call.args[0].value))
+    found: list[str] = []
+    for call in calls:
+        name = getattr(call.func, "attr", "")
+        if name == "create_index" and len(call.args) >= 2:
+            table = call.args[1]
+            concurrent = any(k.arg == "postgresql_concurrently" for k in call.keywords)
+            if isinstance(table, ast.Constant) and table.value not in created and not concurrent:
+                found.append(f"line {call.lineno}: index on {table.value}")
+        for text in _strings(call) if name in ("execute", "text") else ():
+            if re.search(r"\bCREATE\s+(UNIQUE\s+)?INDEX\b(?!\s+CONCURRENTLY)", text, re.I):
+                found.append(f"line {call.lineno}: {text[:60]!r}")
+    return found
+
+
+# --- the scanner, on the real migrations and on examples ------------------------------
+
+
+@pytest.mark.parametrize("path", _migrations(), ids=_revision)
+def test_no_destructive_operation_outside_a_contract_phase(path: Path) -> None:
+    source = path.read_text(encoding="utf-8")
+    found = destructive_operations(source)
+    constants = _constants(ast.parse(source))
+    if constants.get("CONTRACT_PHASE") is True:
+        expands = str(constants.get("EXPANDS", ""))
+        earlier = {_revision(p) for p in _migrations() if _revision(p) < _revision(path)}
+        assert expands in earlier, f"{path.name}: EXPANDS must name an earlier revision"
+        return
+    assert not found, (
+        f"{path.name} is destructive: {found}. Split it: an expand migration that adds, a"
+        " release whose code uses only the new shape, then a migration with"
+        ' CONTRACT_PHASE = True and EXPANDS = "<expand revision>".'
+    )
+
+
+@pytest.mark.parametrize("path", _migrations(), ids=_revision)
+def test_new_postgres_indexes_on_existing_tables_are_concurrent(path: Path) -> None:
+    if _revision(path) in GRANDFATHERED:
+        pytest.skip("written before the rule (see GRANDFATHERED)")
+    found = nonconcurrent_indexes(path.read_text(encoding="utf-8"))
+    assert not found, (
+        f"{path.name}: {found}. Use op.create_index(..., postgresql_concurrently=True)"
+        " inside `with op.get_context().autocommit_block():`."
+    )
+
+
+def test_the_scanner_catches_destructive_operations() -> None:
+    cases = {
+        "op.drop_column('alerts', 'title')": "drop_column",
+        "op.drop_table('alerts')": "drop_table",
+        "op.rename_table('alerts', 'old_alerts')": "rename_table",
+        "op.alter_column('alerts', 'title', type_=sa.String(10))": "alter_column",
+        "op.alter_column('alerts', 'title', new_column_name='name')": "alter_column",
+        "with op.batch_alter_table('alerts') as b:\n    b.drop_column('title')": "drop_column",
+        "op.execute('ALTER TABLE alerts DROP COLUMN title')": "raw DROP",
+        "op.execute(sa.text('ALTER TABLE alerts RENAME TO old'))": "raw RENAME",
+        "op.execute('ALTER TABLE a ALTER COLUMN t TYPE varchar(5)')": "raw type change",
+    }
+    for source, what in cases.items():
+        found = destructive_operations(source)
+        assert found and what in found[0], (source, found)
+    harmless = (
+        "op.add_column('alerts', sa.Column('x', sa.Text()))\n"
+        "op.alter_column('alerts', 'title', nullable=True)\n"
+        "op.create_index('ix', 'alerts', ['x'])\n"
+        "op.execute('CREATE POLICY p ON alerts USING (true)')\n"
+    )
+    assert destructive_operations(harmless) == []
+
+
+def test_the_scanner_catches_blocking_indexes() -> None:
+    assert nonconcurrent_indexes("op.create_index('ix', 'alerts', ['x'])")
+    assert not nonconcurrent_indexes(
+        "def upgrade():\n    pass\ndef downgrade():\n    op.create_index('i', 'a', ['x'])"
+    )
+    assert nonconcurrent_indexes("op.execute('CREATE INDEX ix ON alerts (x)')")
+    assert not nonconcurrent_indexes(
+        "op.create_index('ix', 'alerts', ['x'], postgresql_concurrently=True)"
+    )
+    assert not nonconcurrent_indexes("op.execute('CREATE INDEX CONCURRENTLY ix ON alerts (x)')")
+    assert not nonconcurrent_indexes(
+        "op.create_table('fresh', sa.Column('x', sa.Text()))\nop.create_index('ix', 'fresh', ['x'])"
+    )
+
+
+# --- upgrades with data ----------------------------------------------------------------
+
+EARLIER = [_revision(p) for p in _migrations()][:-1]
+NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+def _value(column: sa.Column[Any], marker: str) -> Any:
+    """A value of the column's Python type (the application's type where it knows the
+    column: SQLite reflection sees only storage types)."""
+    model = schema.metadata.tables.get(column.table.name)
+    kind = model.c[column.name].type if model is not None and column.name in model.c else None
+    kind = kind if kind is not None else column.type
+    if isinstance(kind, sa.types.TypeDecorator):
+        kind = kind.impl_instance
+    if isinstance(kind, sa.JSON):
+        return {"kept": marker}
+    try:
+        python = kind.python_type
+    except NotImplementedError:
+        python = str
+    if column.name == "status":
+        return "firing"
+    if column.name == "severity":
+        return "critical"
+    if python is bool:
+        return True
+    if python is int or python is float:
+        return 7
+    if python is datetime:
+        return NOW
+    if python is dict:
+        return {"kept": marker}
+    if python is list:
+        return [marker]
+    if python is bytes:
+        return marker.encode()
+    length = getattr(kind, "length", None) or getattr(column.type, "length", None)
+    return marker[: min(length or 40, 40)]
+
+
+def _populate(engine: sa.Engine) -> dict[str, dict[str, Any]]:
+    """One row in every public table, every column filled; the rows as inserted."""
+    metadata = sa.MetaData()
+    metadata.reflect(engine)
+    rows: dict[str, dict[str, Any]] = {}
+    with engine.begin() as conn:
+        for table in metadata.sorted_tables:
+            if table.name == "alembic_version":
+                continue
+            row = {c.name: _value(c, f"r-{c.name}") for c in table.columns}
+            # Every foreign key points at the one row of its target.
+            for fk in table.foreign_keys:
+                row[fk.parent.name] = rows[fk.column.table.name][fk.column.name]
+            model = schema.metadata.tables.get(table.name)
+            target = model if model is not None else table
+            columns = {c.name for c in target.columns}
+            conn.execute(target.insert().values({k: v for k, v in row.items() if k in columns}))
+            rows[table.name] = row
+    return rows
+
+
+def _read_back(engine: sa.Engine, rows: dict[str, dict[str, Any]]) -> None:
+    metadata = sa.MetaData()
+    metadata.reflect(engine)
+    with engine.connect() as conn:
+        for name, row in rows.items():
+            assert name in metadata.tables, f"table {name} is gone"
+            model = schema.metadata.tables.get(name)
+            table = model if model is not None else metadata.tables[name]
+            stored = conn.execute(sa.select(table)).mappings().all()
+            assert len(stored) == 1, f"{name}: {len(stored)} rows"
+            for column, put in row.items():
+                assert column in stored[0], f"{name}.{column} is gone"
+                got, value = stored[0][column], put
+                if isinstance(value, datetime) and isinstance(got, datetime):
+                    got, value = got.replace(tzinfo=None), value.replace(tzinfo=None)
+                assert got == value, f"{name}.{column}: {got!r} != {value!r}"
+
+
+def _upgrade(engine: sa.Engine, revision: str) -> None:
+    with engine.connect() as connection:
+        command.upgrade(alembic_config(connection), revision)
+        connection.commit()
+
+
+@pytest.mark.parametrize("revision", EARLIER)
+def test_upgrade_keeps_data_on_sqlite(revision: str, tmp_path: Path) -> None:
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'dd0c.db'}")
+    try:
+        _upgrade(engine, revision)
+        rows = _populate(engine)
+        _upgrade(engine, "head")
+        _read_back(engine, rows)
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("revision", EARLIER)
+def test_upgrade_keeps_data_on_postgres(revision: str, pg_server: PostgresServer) -> None:
+    name = f"dd0c_upgrade_{revision}"
+    pg_server.drop_database(name)
+    pg_server.create_database(name)
+    engine = sa.create_engine(pg_server.url(name, OWNER))
+    try:
+        _upgrade(engine, revision)
+        rows = _populate(engine)
+        _upgrade(engine, "head")
+        _read_back(engine, rows)
+    finally:
+        engine.dispose()
+        pg_server.drop_database(name)
