@@ -67,7 +67,23 @@ class _App(FastAPI):
         schema = super().openapi()  # cached by FastAPI: merging again changes nothing
         if self._deliveries is not None:
             schema["paths"] = {**webhooks.openapi_paths(), **schema["paths"]}
+        # Every 422 has the one error shape (see ``errors.py``), not FastAPI's default.
+        components = schema.get("components", {}).get("schemas", {})
+        if "HTTPValidationError" in components:
+            components["HTTPValidationError"] = _VALIDATION_ERROR
         return schema
+
+
+_VALIDATION_ERROR: dict[str, Any] = {
+    "title": "HTTPValidationError",
+    "type": "object",
+    "required": ["error", "detail"],
+    "properties": {
+        "error": {"type": "string", "title": "Error"},
+        "detail": {"type": "string", "title": "Detail"},
+        "errors": {"type": "array", "items": {"type": "object"}, "title": "Errors"},
+    },
+}
 
 
 def create_app(runtime: Runtime) -> FastAPI:

@@ -302,7 +302,12 @@ async def change_password(
     return Response(status_code=204)
 
 
-@router.post("/auth/reset-request", status_code=202, summary="Mail a password reset link")
+@router.post(
+    "/auth/reset-request",
+    status_code=202,
+    response_class=Response,
+    summary="Mail a password reset link",
+)
 async def reset_request(request: Request, body: ResetRequestIn) -> Response:
     """Always 202, whether or not the account exists."""
     config = auth_config(request)

@@ -1,9 +1,13 @@
-"""Trickled request bodies are cut off: a real `dd0c-alert serve` on a socket, with
+"""Connections cannot be held hostage: a real `dd0c-alert serve` on sockets. Trickled
+or missing headers and bodies are cut off (header and body timeouts, 1 s here), an
+idle keep-alive connection is closed, oversized headers are refused, and connections
+beyond the per-process cap get 503. Bodies: with
 DD0C_HTTP_BODY_TIMEOUT_SECONDS=1, answers 408 `request_timeout` and closes the
 connection when a body stalls or trickles, on the webhook path and the REST API."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -19,6 +23,7 @@ import pytest
 
 CLI = Path(sys.executable).parent / "dd0c-alert"
 TIMEOUT = 1.0
+CONNECTIONS = 20
 PATHS = ["/v1/wh/01JZZZZZZZZZZZZZZZZZZZZZZZ/custom", "/v1/silences"]
 
 
@@ -36,6 +41,10 @@ def port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
         **os.environ,
         "DD0C_DATA_DIR": str(data),
         "DD0C_HTTP_BODY_TIMEOUT_SECONDS": str(TIMEOUT),
+        "DD0C_HTTP_HEADER_TIMEOUT_SECONDS": str(TIMEOUT),
+        "DD0C_HTTP_KEEP_ALIVE_SECONDS": str(TIMEOUT),
+        "DD0C_HTTP_MAX_HEADER_BYTES": "16384",
+        "DD0C_MAX_CONNECTIONS": str(CONNECTIONS),
         "DD0C_SUGGEST_INTERVAL_SECONDS": "0",
     }
     for name in ("DATABASE_URL", "REDIS_URL", "DD0C_ARCHIVE_URL"):
@@ -135,3 +144,64 @@ def test_a_prompt_body_is_unaffected(port: int) -> None:
         f"http://127.0.0.1:{port}{PATHS[0]}", content=b'{"title": "x"}', timeout=5
     )
     assert response.status_code == 401  # read whole; refused for its credentials only
+
+
+def _closed_within(sock: socket.socket, seconds: float) -> bytes:
+    """What the server sent before closing the connection (it must close in time)."""
+    sock.settimeout(seconds)
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except TimeoutError:
+        raise AssertionError(f"still open after {seconds} s") from None
+    except ConnectionResetError:
+        pass  # reset instead of a clean close: closed all the same
+    return data
+
+
+def test_trickled_or_missing_headers_are_cut_off(port: int) -> None:
+    with socket.create_connection(("127.0.0.1", port)) as idle:  # sends nothing at all
+        assert _closed_within(idle, TIMEOUT * 4).startswith(b"HTTP/1.1 408")
+    with socket.create_connection(("127.0.0.1", port)) as trickle:
+        started = time.monotonic()
+        try:
+            for piece in (b"GET /healthz HTTP/1.1\r\n", b"Host: x\r\n", b"X-A: 1\r\n") * 20:
+                trickle.sendall(piece)
+                time.sleep(0.3)
+        except OSError:
+            pass  # closed on us: that is the point
+        _closed_within(trickle, TIMEOUT * 4)
+        assert time.monotonic() - started < TIMEOUT * 6
+
+
+def test_oversized_headers_are_refused(port: int) -> None:
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 200_000 + b"\r\n\r\n"
+        with contextlib.suppress(OSError):
+            sock.sendall(head)
+        answer = _closed_within(sock, TIMEOUT * 4)
+        assert answer == b"" or answer.split(b" ")[1] in (b"431", b"400", b"413")
+
+
+def test_an_idle_keep_alive_connection_is_closed(port: int) -> None:
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.settimeout(2)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        _closed_within(sock, TIMEOUT * 8)  # then nothing: closed after the idle timeout
+
+
+def test_connections_beyond_the_cap_get_503(port: int) -> None:
+    held = [socket.create_connection(("127.0.0.1", port)) for _ in range(CONNECTIONS + 5)]
+    try:
+        for sock in held:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        statuses = []
+        for sock in held:
+            sock.settimeout(5)
+            statuses.append(sock.recv(65536).split(b" ")[1])
+        assert b"503" in statuses and b"200" in statuses
+    finally:
+        for sock in held:
+            sock.close()
