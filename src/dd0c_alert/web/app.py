@@ -34,6 +34,7 @@ from . import (
     webhooks,
 )
 from .body_limit import BodyLimit
+from .dashboard import mount as dashboard
 from .responses import ERROR_CODES, error_response, validation_error_response
 
 
@@ -133,6 +134,7 @@ def create_app(runtime: Runtime) -> FastAPI:
             product_api,
         ):
             app.include_router(module.router)
+        dashboard.install(app)
     app.include_router(health.router)
     app.add_middleware(
         BodyLimit,
@@ -142,6 +144,8 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if "api" in runtime.roles and dashboard.is_page(request):
+            return dashboard.error_page(request, exc.status_code, str(exc.detail))
         reason = ERROR_CODES.get(exc.status_code, "error")
         return error_response(exc.status_code, reason, str(exc.detail), exc.headers)
 

@@ -1,0 +1,209 @@
+"""Sign-up, login, logout, tenant switch and invitation acceptance: plain HTML forms
+that work without JavaScript and end in the session cookies (``session``)."""
+
+from __future__ import annotations
+
+import orjson
+from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from pydantic import ValidationError
+
+from dd0c_alert.storage.accounts import EmailTaken
+
+from .. import auth_api
+from ..passwords import WeakPassword, check_strength, hash_password, verify_password
+from .render import page, redirect
+from .session import (
+    accounts,
+    auth_config,
+    checked_form,
+    end_session,
+    field,
+    signed_in,
+    start_session,
+)
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/")
+async def home(request: Request) -> Response:
+    return redirect(request, "/incidents" if await signed_in(request) else "/login")
+
+
+@router.get("/login")
+async def login_form(request: Request) -> Response:
+    return page(
+        request, "login.html", None, signup=auth_config(request).signup_enabled, next=_next(request)
+    )
+
+
+def _next(request: Request, given: str = "") -> str:
+    """Where to go after logging in: a path of this site only."""
+    target = given or request.query_params.get("next", "")
+    ok = target.startswith("/") and not target.startswith("//") and "\\" not in target
+    return target if ok else "/incidents"
+
+
+def _throttle_keys(request: Request, email: str) -> list[tuple[str, int]]:
+    config = auth_config(request)
+    client = request.client.host if request.client else "unknown"
+    return [
+        (f"login:account:{email.lower()}", config.failures_per_account),
+        (f"login:address:{client}", config.failures_per_address),
+    ]
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    form = await checked_form(request)
+    email, password = field(form, "email"), str(form.get("password") or "")
+    config, throttle = auth_config(request), request.app.state.runtime.login_throttle
+    window = config.throttle_window.total_seconds()
+    keys = _throttle_keys(request, email)
+    wait = max(throttle.retry_after(key, limit, window) for key, limit in keys)
+    if wait > 0:
+        error = f"Too many failed attempts: try again in {int(wait) + 1} seconds."
+        return page(request, "login.html", None, 429, error=error, email=email)
+    user = await run_in_threadpool(accounts(request).user_by_email, email)
+    ok = await run_in_threadpool(verify_password, user.password_hash if user else None, password)
+    tenants = await run_in_threadpool(accounts(request).tenants_of, user.id) if user and ok else []
+    if user is None or not ok or user.disabled or not tenants:
+        for key, _ in keys:
+            throttle.fail(key, window)
+        error = "Wrong email or password."
+        return page(request, "login.html", None, 401, error=error, email=email)
+    for key, _ in keys[:1]:
+        throttle.clear(key)
+    first = tenants[0]
+    await start_session(request, user.id, first["tenant_id"], first["role"])
+    return redirect(request, _next(request, field(form, "next")))
+
+
+@router.get("/signup")
+async def signup_form(request: Request) -> Response:
+    if not auth_config(request).signup_enabled:
+        return page(request, "login.html", None, 404, error="Sign-up is turned off here.")
+    return page(request, "signup.html", None)
+
+
+@router.post("/signup")
+async def signup(request: Request) -> Response:
+    form = await checked_form(request)
+    if not auth_config(request).signup_enabled:
+        return page(request, "login.html", None, 404, error="Sign-up is turned off here.")
+    email, team = field(form, "email"), field(form, "team_name")
+    password = str(form.get("password") or "")
+    values = {"email": email, "team_name": team}
+    if "@" not in email or not team or len(team) > 200:
+        error = "An email address and a team name are needed."
+        return page(request, "signup.html", None, 422, error=error, **values)
+    try:
+        check_strength(password, email)
+    except WeakPassword as exc:
+        return page(request, "signup.html", None, 422, error=f"Password: {exc}.", **values)
+    hashed = await run_in_threadpool(hash_password, password)
+    try:
+        tenant, user = await run_in_threadpool(accounts(request).signup, team, email, hashed)
+    except EmailTaken:
+        error = "An account with this email exists: log in instead."
+        return page(request, "signup.html", None, 409, error=error, **values)
+    await start_session(request, user.id, tenant.id, "owner")
+    return redirect(request, "/incidents")
+
+
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    await checked_form(request)
+    await end_session(request)
+    return redirect(request, "/login")
+
+
+@router.post("/switch")
+async def switch_tenant(request: Request) -> Response:
+    form = await checked_form(request)
+    principal = await signed_in(request)
+    if principal is None or principal.user_id is None:
+        return redirect(request, "/login")
+    wanted = field(form, "tenant_id")
+    member = await run_in_threadpool(accounts(request).member, wanted, principal.user_id)
+    if member is None or member.disabled:
+        return redirect(request, "/incidents")
+    await end_session(request)
+    await start_session(request, principal.user_id, member.tenant_id, member.role)
+    return redirect(request, "/incidents")
+
+
+@router.get("/invite")
+async def invitation_form(request: Request, token: str = "") -> Response:
+    return page(request, "invitation.html", None, token=token)
+
+
+@router.post("/invite")
+async def accept_invitation(request: Request) -> Response:
+    form = await checked_form(request)
+    token, password = field(form, "token"), str(form.get("password") or "")
+    hashed = None
+    if password:
+        try:
+            check_strength(password)
+        except WeakPassword as exc:
+            error = f"Password: {exc}."
+            return page(request, "invitation.html", None, 422, token=token, error=error)
+        hashed = await run_in_threadpool(hash_password, password)
+    try:
+        accepted = await run_in_threadpool(accounts(request).accept_invitation, token, hashed)
+    except ValueError:
+        error = "Choose a password for your new account."
+        return page(request, "invitation.html", None, 422, token=token, error=error)
+    if accepted is None:
+        error = "This invitation is unknown, used or expired: ask for a new one."
+        return page(request, "invitation.html", None, 404, token=token, error=error)
+    invitation, user = accepted
+    me = await signed_in(request)
+    proven = (
+        (hashed is not None and user.password_hash == hashed)  # created just now
+        or (me is not None and me.user_id == user.id)
+        or await run_in_threadpool(verify_password, user.password_hash, password)
+    )
+    if not proven:  # an existing account: the link alone does not sign anyone in
+        notice = "You joined the team: log in with your existing password."
+        return page(request, "login.html", None, notice=notice, email=user.email)
+    await start_session(request, user.id, invitation.tenant_id, invitation.role)
+    return redirect(request, "/incidents")
+
+
+@router.get("/reset")
+async def reset_form(request: Request, token: str = "") -> Response:
+    """Without a token: ask for a link by mail; with one (the mailed link): set a new
+    password."""
+    return page(request, "reset.html", None, token=token[:200])
+
+
+@router.post("/reset-request")
+async def reset_request(request: Request) -> Response:
+    form = await checked_form(request)
+    try:
+        body = auth_api.ResetRequestIn(email=field(form, "email"))
+    except ValidationError:
+        return page(request, "reset.html", None, 422, error="Enter your email address.")
+    await auth_api.reset_request(request, body)
+    notice = "If an account has this email, a link to set a new password is on its way."
+    return page(request, "reset.html", None, notice=notice)
+
+
+@router.post("/reset")
+async def reset(request: Request) -> Response:
+    form = await checked_form(request)
+    token = field(form, "token")[:200]
+    try:
+        body = auth_api.ResetIn(token=token, password=str(form.get("password") or ""))
+        answer = await auth_api.reset(request, body)
+    except (ValidationError, HTTPException):
+        error = "This link is unknown, used or expired: ask for a new one."
+        return page(request, "reset.html", None, 400, error=error)
+    if answer.status_code != 204:  # a weak password: the link is not spent
+        error = "Password: " + orjson.loads(answer.body)["detail"] + "."
+        return page(request, "reset.html", None, 422, token=token, error=error)
+    notice = "Your password is changed: log in with it."
+    return page(request, "login.html", None, notice=notice)

@@ -1,0 +1,212 @@
+"""The incident list (with its live stream) and the incident page with its actions."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
+
+from dd0c_alert.providers import PROVIDERS
+from dd0c_alert.storage.ports import IncidentAction, IncidentFilter, InvalidTransition, Store
+
+from ..permissions import Principal
+from .guard import acting, runtime_of, store_of, viewer
+from .render import page, redirect, templates
+from .session import field
+from .svg import service_graph
+
+router = APIRouter(include_in_schema=False)
+
+STATUSES = ("open", "acknowledged", "resolved")
+SEVERITIES = ("critical", "high", "medium", "low", "info")
+SINCE = {"1h": timedelta(hours=1), "24h": timedelta(days=1), "7d": timedelta(days=7)}
+SINCE |= {"30d": timedelta(days=30)}
+PAGE_SIZE = 50
+STREAM_SECONDS = 300.0
+MESSAGES = {
+    "ack": "Acknowledged.",
+    "resolve": "Resolved.",
+    "snooze": "Snoozed for an hour.",
+    "reopen": "Reopened.",
+    "noise": "Thanks: marked as noise.",
+    "useful": "Thanks: marked as useful.",
+    "conflict": "Nothing changed: the incident's status no longer allows that.",
+}
+
+
+@dataclass(frozen=True)
+class Query:
+    status: str = ""
+    severity: str = ""
+    service: str = ""
+    since: str = ""
+    source: str = ""
+    q: str = ""
+
+    @classmethod
+    def of(cls, request: Request) -> Query:
+        p = request.query_params
+        return cls(
+            status=p.get("status", "") if p.get("status") in STATUSES else "",
+            severity=p.get("severity", "") if p.get("severity") in SEVERITIES else "",
+            service=p.get("service", "").strip()[:200],
+            since=p.get("since", "") if p.get("since") in SINCE else "",
+            source=p.get("source", "") if p.get("source") in PROVIDERS else "",
+            q=p.get("q", "").strip()[:200],
+        )
+
+    def filters(self) -> IncidentFilter:
+        since = datetime.now(UTC) - SINCE[self.since] if self.since else None
+        return IncidentFilter(
+            status=self.status or None,
+            severity=self.severity or None,
+            service=self.service or None,
+            since=since,
+            source=self.source or None,
+            q=self.q or None,
+        )
+
+
+def find(store: Store, tenant_id: str, query: Query, cursor: str | None) -> tuple[list[Any], Any]:
+    """The incidents of the list, and the cursor of the next page."""
+    found = store.list_incidents(tenant_id, query.filters(), PAGE_SIZE, cursor)
+    return found.items, found.next_cursor
+
+
+def counts(store: Store, tenant_id: str) -> dict[str, str]:
+    """Incidents by status ("100+" past the first hundred)."""
+    shown: dict[str, str] = {}
+    for status in STATUSES:
+        found = store.list_incidents(tenant_id, IncidentFilter(status=status), 100, None)
+        shown[status] = f"{len(found.items)}{'+' if found.next_cursor else ''}"
+    return shown
+
+
+def signature(item: dict[str, Any]) -> str:
+    """What changes when a row must be redrawn."""
+    parts = ("status", "severity", "alert_count", "last_at", "snoozed_until", "title")
+    return "|".join(str(item.get(k)) for k in parts)
+
+
+@router.get("/incidents")
+async def incident_list(request: Request, cursor: str | None = None) -> Response:
+    me, query = await viewer(request), Query.of(request)
+    store = store_of(request)
+    rows, next_cursor = await run_in_threadpool(find, store, me.tenant_id, query, cursor)
+    by_state = await run_in_threadpool(counts, store, me.tenant_id)
+    return page(
+        request,
+        "incidents.html",
+        me,
+        rows=rows,
+        query=query,
+        next_cursor=next_cursor,
+        counts=by_state,
+        statuses=STATUSES,
+        severities=SEVERITIES,
+        since_choices=list(SINCE),
+        sources=sorted(PROVIDERS),
+        signature=signature,
+    )
+
+
+def _event(name: str, data: dict[str, Any]) -> bytes:
+    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+async def _changes(request: Request, me: Principal, query: Query) -> AsyncIterator[bytes]:
+    """Every ~second: the rows that changed since the last event (the first event
+    carries every row; the page keeps those it already shows)."""
+    store, known = store_of(request), dict[str, str]()
+    rows_template = templates.get_template("_incident_rows.html")
+    ends, quiet = time.monotonic() + STREAM_SECONDS, 0
+    yield b"retry: 2000\n\n"
+    while time.monotonic() < ends and not await request.is_disconnected():
+        rows, _ = await run_in_threadpool(find, store, me.tenant_id, query, None)
+        changed = [r for r in rows if known.get(r["id"]) != signature(r)]
+        known = {r["id"]: signature(r) for r in rows}
+        if changed:
+            by_state = await run_in_threadpool(counts, store, me.tenant_id)
+            html = rows_template.render(rows=changed, me=me, signature=signature)
+            yield _event("rows", {"html": html, "counts": by_state})
+            quiet = 0
+        elif (quiet := quiet + 1) >= 15:
+            yield b": still here\n\n"
+            quiet = 0
+        await asyncio.sleep(1.0)
+
+
+@router.get("/incidents/stream")
+async def incident_stream(request: Request) -> Response:
+    me = await viewer(request)
+    return StreamingResponse(
+        _changes(request, me, Query.of(request)),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.get("/incidents/{incident_id}")
+async def incident_page(request: Request, incident_id: str, msg: str = "") -> Response:
+    me, store = await viewer(request), store_of(request)
+    item = await run_in_threadpool(store.get_incident, me.tenant_id, incident_id)
+    if item is None:
+        raise HTTPException(404, "no such incident")
+    deliveries = await run_in_threadpool(
+        runtime_of(request).outbox.incident_deliveries, me.tenant_id, incident_id
+    )
+    _, rules = await run_in_threadpool(store.tenant_config, me.tenant_id)
+    graph = service_graph(item["services"], rules.dependencies, item["probable_root"])
+    return page(
+        request,
+        "incident.html",
+        me,
+        incident=item,
+        deliveries=deliveries,
+        graph=graph,
+        message=MESSAGES.get(msg, ""),
+    )
+
+
+ACTIONS: dict[str, IncidentAction] = {
+    "ack": "ack",
+    "resolve": "resolve",
+    "snooze": "snooze",
+    "reopen": "reopen",
+}
+
+
+@router.post("/incidents/{incident_id}/{action}")
+async def incident_action(request: Request, incident_id: str, action: str) -> Response:
+    me, form = await acting(request, "incidents:act")
+    store = store_of(request)
+    if action in ("noise", "useful"):
+        done = await run_in_threadpool(
+            lambda: store.add_feedback(me.tenant_id, incident_id, action, actor=me.actor)  # type: ignore[arg-type]
+        )
+    elif action in ACTIONS:
+        try:
+            done = await run_in_threadpool(
+                lambda: store.incident_action(
+                    me.tenant_id, incident_id, ACTIONS[action], 60, actor=me.actor
+                )
+            )
+        except InvalidTransition:
+            action = "conflict"
+            done = {}
+    else:
+        raise HTTPException(404, "no such action")
+    if done is None:
+        raise HTTPException(404, "no such incident")
+    back = field(form, "next")
+    if back == "list":
+        return redirect(request, "/incidents")
+    return redirect(request, f"/incidents/{incident_id}?msg={action}")

@@ -1,0 +1,37 @@
+"""Adding the dashboard to the application: its routes, its static files, and HTML
+answers (a login redirect, an error page) instead of JSON for its pages."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request, Response
+from fastapi.staticfiles import StaticFiles
+
+from . import auth_pages, incident_pages, pages
+from .guard import SignInFirst, login_redirect
+from .render import HERE, page
+
+STATIC = "/static/dashboard"
+
+
+def install(app: FastAPI) -> None:
+    app.mount(STATIC, StaticFiles(directory=HERE / "static"), name="dashboard-static")
+    for module in (auth_pages, incident_pages, pages):
+        app.include_router(module.router)
+
+    @app.exception_handler(SignInFirst)
+    async def _sign_in(request: Request, exc: SignInFirst) -> Response:
+        return login_redirect(request)
+
+
+def is_page(request: Request) -> bool:
+    """A dashboard page, or a browser asking for a page that is not there (the REST
+    API, health and docs keep their JSON errors)."""
+    endpoint = request.scope.get("endpoint")
+    if getattr(endpoint, "__module__", "").startswith(__package__ or "-"):
+        return True
+    api = request.url.path.startswith(("/v1/", "/healthz", "/readyz", "/metrics", "/openapi"))
+    return not api and "text/html" in request.headers.get("accept", "")
+
+
+def error_page(request: Request, status_code: int, detail: str) -> Response:
+    return page(request, "error.html", None, status_code, status=status_code, detail=detail)

@@ -1,0 +1,248 @@
+"""Analytics, suggestions (with their what-if replay) and settings."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi.concurrency import run_in_threadpool
+
+from dd0c_alert.correlation.model import Silence
+from dd0c_alert.correlation.suggestions import Dependency, rule_for
+from dd0c_alert.domain.ids import new_id
+from dd0c_alert.pipeline import route_documents, slack_actions, suggest
+from dd0c_alert.pipeline.replay import Proposal, replay
+from dd0c_alert.providers import PROVIDERS
+from dd0c_alert.setup_snippets import snippet
+from dd0c_alert.storage.ports import Store
+
+from ..config_api import matchers_of
+from .guard import acting, runtime_of, store_of, viewer
+from .render import page, redirect
+from .session import auth_config, field
+from .stats import WINDOWS, duration, summarise
+from .svg import Series, bar_chart
+
+router = APIRouter(include_in_schema=False)
+REPLAY_DAYS = 7
+
+
+@router.get("/analytics")
+async def analytics(request: Request, window: str = "7d") -> Response:
+    me = await viewer(request)
+    days = WINDOWS.get(window, 7)
+    now = datetime.now(UTC)
+    since = (now - timedelta(days=days - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    product = store_of(request).product()
+    found = await run_in_threadpool(product.analytics, me.tenant_id, since, now, None)
+    summary = summarise(found, days, now)
+    chart = bar_chart(
+        summary.days,
+        [
+            Series("alerts", summary.alerts_per_day, "alerts"),
+            Series("incidents", summary.incidents_per_day, "incidents"),
+            Series("pages", summary.pages_per_day, "pages"),
+        ],
+        f"Alerts, incidents and pages per day, last {days} days",
+    )
+    return page(
+        request,
+        "analytics.html",
+        me,
+        summary=summary,
+        chart=chart,
+        window=f"{days}d",
+        windows=list(WINDOWS),
+        duration=duration,
+    )
+
+
+def _suggestions(store: Store, tenant_id: str) -> list[dict[str, Any]]:
+    return store.list_suggestions(tenant_id, None, None, 200, None).items
+
+
+@router.get("/suggestions")
+async def suggestions(request: Request, msg: str = "") -> Response:
+    me = await viewer(request)
+    items = await run_in_threadpool(_suggestions, store_of(request), me.tenant_id)
+    return page(request, "suggestions.html", me, items=items, message=_NOTES.get(msg, ""))
+
+
+def what_if(store: Store, tenant_id: str, item: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """The replay of the last days with the suggestion's rule added."""
+    rule = rule_for(item["id"], "what-if", item["kind"], item["title"], item["proposal"], now)
+    _, rules = store.tenant_config(tenant_id)
+    if isinstance(rule, Dependency):
+        deps = {k: set(v) for k, v in rules.dependencies.items()}
+        deps.setdefault(rule.service, set()).add(rule.depends_on)
+        proposal = Proposal(dependencies={k: frozenset(v) for k, v in deps.items()})
+    elif rule is not None:
+        proposal = Proposal(silences=(*rules.silences, rule))
+    else:
+        proposal = Proposal()
+    return replay(store, tenant_id, now - timedelta(days=REPLAY_DAYS), now, proposal)
+
+
+@router.get("/suggestions/{suggestion_id}")
+async def suggestion_page(request: Request, suggestion_id: str) -> Response:
+    me, store = await viewer(request), store_of(request)
+    items = await run_in_threadpool(_suggestions, store, me.tenant_id)
+    item = next((i for i in items if i["id"] == suggestion_id), None)
+    if item is None:
+        raise HTTPException(404, "no such suggestion")
+    report, problem = None, ""
+    try:
+        report = await run_in_threadpool(what_if, store, me.tenant_id, item, datetime.now(UTC))
+    except ValueError as exc:
+        problem = str(exc)
+    return page(
+        request, "suggestion.html", me, item=item, report=report, problem=problem, days=REPLAY_DAYS
+    )
+
+
+_NOTES = {"accepted": "Accepted: the rule is in place.", "dismissed": "Dismissed."}
+_NOTES["decided"] = "Nothing changed: it was already decided."
+
+
+@router.post("/suggestions/{suggestion_id}/{verdict}")
+async def decide(request: Request, suggestion_id: str, verdict: str) -> Response:
+    me, _ = await acting(request, "config:write")
+    decide_ = {"accept": suggest.accept, "dismiss": suggest.dismiss}.get(verdict)
+    if decide_ is None:
+        raise HTTPException(404, "no such verdict")
+    done = await run_in_threadpool(decide_, store_of(request), me.tenant_id, suggestion_id)
+    if done is None:
+        raise HTTPException(404, "no such suggestion")
+    note = ("accepted" if verdict == "accept" else "dismissed") if done.changed else "decided"
+    return redirect(request, f"/suggestions?msg={note}")
+
+
+def _integrations(store: Store, tenant_id: str) -> list[Any]:
+    return [i for p in sorted(PROVIDERS) for i in store.integrations_for(tenant_id, p)]
+
+
+def settings_of(request: Request, tenant_id: str) -> dict[str, Any]:
+    store, outbox = store_of(request), runtime_of(request).outbox
+    return {
+        "silences": store.list_silences(tenant_id),
+        "routes": [route_documents.shown(r) for r in outbox.list_routes(tenant_id)],
+        "slack": slack_actions.slack_view(outbox, tenant_id),
+        "integrations": _integrations(store, tenant_id),
+    }
+
+
+@router.get("/settings")
+async def settings(request: Request, msg: str = "") -> Response:
+    me = await viewer(request)
+    found = await run_in_threadpool(settings_of, request, me.tenant_id)
+    base = auth_config(request).public_url.rstrip("/")
+    return page(
+        request,
+        "settings.html",
+        me,
+        **found,
+        base_url=base,
+        providers=sorted(PROVIDERS),
+        message=_SETTINGS_NOTES.get(msg, ""),
+    )
+
+
+_SETTINGS_NOTES = {
+    "silence": "Silence created.",
+    "deleted": "Silence deleted.",
+    "slack": "Slack settings saved.",
+}
+
+
+@router.post("/settings/silences")
+async def create_silence(request: Request) -> Response:
+    me, form = await acting(request, "config:write")
+    hours = field(form, "hours", "2")
+    try:
+        matchers = matchers_of(field(form, "matchers"))
+        duration = timedelta(hours=float(hours))
+        if not timedelta(minutes=1) <= duration <= timedelta(days=365):
+            raise ValueError("the duration is between a minute and a year")
+    except ValueError as exc:
+        return await _settings_error(request, me.tenant_id, f"Silence: {exc}")
+    now = datetime.now(UTC)
+    silence = Silence(
+        id=new_id(),
+        matchers=matchers,
+        starts_at=now,
+        ends_at=now + duration,
+        author=me.actor,
+        comment=field(form, "comment")[:4000],
+    )
+    await run_in_threadpool(store_of(request).create_silence, me.tenant_id, silence)
+    return redirect(request, "/settings?msg=silence")
+
+
+@router.post("/settings/silences/{silence_id}/delete")
+async def delete_silence(request: Request, silence_id: str) -> Response:
+    me, _ = await acting(request, "config:write")
+    await run_in_threadpool(store_of(request).delete_rule, me.tenant_id, "silence", silence_id)
+    return redirect(request, "/settings?msg=deleted")
+
+
+@router.post("/settings/slack")
+async def save_slack(request: Request) -> Response:
+    me, form = await acting(request, "config:write")
+    runtime = runtime_of(request)
+    try:
+        await slack_actions.configure_slack(
+            runtime.outbox,
+            me.tenant_id,
+            bot_token=field(form, "bot_token"),
+            signing_secret=field(form, "signing_secret"),
+            default_channel=field(form, "default_channel"),
+            slack_api_url=runtime.slack_api_url,
+        )
+    except ValueError as exc:
+        return await _settings_error(request, me.tenant_id, f"Slack: {exc}")
+    return redirect(request, "/settings?msg=slack")
+
+
+@router.post("/settings/integrations")
+async def create_integration(request: Request) -> Response:
+    me, form = await acting(request, "integrations:write")
+    provider = field(form, "provider")
+    if provider not in PROVIDERS:
+        return await _settings_error(request, me.tenant_id, "Integration: choose a source.")
+    secret = secrets.token_urlsafe(32)
+    name = field(form, "name")[:200] or provider
+    store = store_of(request)
+    made = await run_in_threadpool(store.create_integration, me.tenant_id, provider, name, secret)
+    base = auth_config(request).public_url.rstrip("/")
+    url = f"{base}/v1/wh/{me.tenant_id}/{provider}/{made.id}"
+    found = await run_in_threadpool(settings_of, request, me.tenant_id)
+    created = {"provider": provider, "url": url, "secret": secret}
+    created["snippet"] = snippet(provider, url, secret)
+    return page(
+        request,
+        "settings.html",
+        me,
+        **found,
+        base_url=base,
+        providers=sorted(PROVIDERS),
+        created=created,
+        message="Integration created: copy the secret now, it is shown once.",
+    )
+
+
+async def _settings_error(request: Request, tenant_id: str, error: str) -> Response:
+    me = await viewer(request)
+    found = await run_in_threadpool(settings_of, request, tenant_id)
+    base = auth_config(request).public_url.rstrip("/")
+    return page(
+        request,
+        "settings.html",
+        me,
+        422,
+        **found,
+        base_url=base,
+        providers=sorted(PROVIDERS),
+        error=error,
+    )

@@ -1,0 +1,81 @@
+"""Rendering: the template environment, its filters, and the one helper every view
+ends with (``page``), which also sets the cookies the request decided on."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request, Response
+from fastapi.responses import RedirectResponse
+from fastapi.templating import Jinja2Templates
+from markupsafe import Markup, escape
+
+from ..permissions import Principal, allowed
+from .session import csrf_token, finish
+
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=HERE / "templates")
+
+
+def _when(value: datetime | str | None) -> Markup:
+    """A ``<time>`` the page's script shows in the viewer's zone; UTC on hover and
+    without JavaScript."""
+    if value is None:
+        return Markup("—")
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    moment = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    iso = moment.isoformat().replace("+00:00", "Z")
+    utc = moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+    return Markup('<time datetime="{0}" title="{1}">{1}</time>').format(iso, utc)
+
+
+def _ago(value: datetime | None) -> str:
+    if value is None:
+        return ""
+    seconds = int((datetime.now(UTC) - value).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit} ago"
+    return "just now"
+
+
+templates.env.filters["when"] = _when
+templates.env.filters["ago"] = _ago
+templates.env.globals["allowed"] = allowed
+
+
+def csrf_field(request: Request) -> Markup:
+    return Markup('<input type="hidden" name="csrf_token" value="{}">').format(
+        escape(csrf_token(request))
+    )
+
+
+def page(
+    request: Request,
+    template: str,
+    principal: Principal | None,
+    status_code: int = 200,
+    **context: Any,
+) -> Response:
+    """Render ``template`` with the viewer, their tenants and the CSRF field."""
+    tenants = getattr(request.state, "tenants", [])
+    response = templates.TemplateResponse(
+        request,
+        template,
+        {
+            "me": principal,
+            "tenants": tenants,
+            "csrf": csrf_field(request),
+            "path": request.url.path,
+            **context,
+        },
+        status_code=status_code,
+    )
+    return finish(request, response)
+
+
+def redirect(request: Request, to: str) -> Response:
+    """303 to ``to`` (after a POST: the browser GETs it), with this request's cookies."""
+    return finish(request, RedirectResponse(to, status_code=303))

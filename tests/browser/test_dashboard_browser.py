@@ -1,0 +1,313 @@
+"""The dashboard in a real headless Chromium (Debian's ``chromium`` driven by the
+``playwright`` package; ``playwright install`` is never needed) against a real
+``dd0c-alert serve`` process: the walk of issue #10, a viewer, axe-core on every page,
+and screenshots of every main page at desktop and phone sizes, light and dark, in
+``test-artifacts/screenshots/``.
+
+CI needs the Debian package ``chromium`` (its dependencies come with it) and, for
+readable screenshots, ``fonts-dejavu-core``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from dd0c_alert.app import build_runtime
+from dd0c_alert.correlation.suggestions import Suggestion
+from dd0c_alert.pipeline.runtime import Runtime
+from dd0c_alert.web.passwords import hash_password
+from servers import free_port
+from webhook_helpers import auth_headers, make_settings
+
+CHROMIUM = Path("/usr/bin/chromium")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)",
+    ),
+]
+sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright package")
+
+CLI = Path(sys.executable).parent / "dd0c-alert"
+AXE = Path(__file__).parent / "vendor" / "axe.min.js"
+SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+PASSWORD = "correct horse battery staple"
+OWNER = "owner@example.com"
+VIEWER = "viewer@example.com"
+
+
+@dataclass
+class Server:
+    base: str
+    setup: Runtime  # the same database, for what the UI cannot do yet
+    owner_state: dict[str, Any] | None = None
+    tenant_id: str = ""
+    incident_path: str = ""
+    suggestion_path: str = ""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp("dashboard")
+    settings = make_settings(tmp / "data")
+    setup = build_runtime(settings, roles=frozenset())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DD0C_")}
+    env |= {
+        "DD0C_DATA_DIR": str(settings.data_dir),
+        "DD0C_SUGGEST_INTERVAL_SECONDS": "0",
+        "DD0C_LOG_LEVEL": "warning",
+    }
+    port = free_port()
+    env["DD0C_PUBLIC_URL"] = f"http://127.0.0.1:{port}"
+    log = tmp / "serve.log"
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            [str(CLI), "serve", "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        assert process.poll() is None, log.read_text()[-3000:]
+        assert time.monotonic() < deadline, "serve never got healthy"
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    try:
+        yield Server(base, setup)
+    finally:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def check_axe(page: Any, where: str) -> None:
+    """No serious or critical accessibility violation (axe-core's WCAG A/AA rules)."""
+    page.add_script_tag(path=str(AXE))
+    result = page.evaluate(
+        "async () => await axe.run(document, {resultTypes: ['violations'], runOnly: "
+        "{type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice']}})"
+    )
+    bad = [
+        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
+        for v in result["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+    assert not bad, f"{where}: " + "; ".join(bad)
+
+
+def send_alert(server: Server, url: str, secret: str, **alert: Any) -> None:
+    body = orjson.dumps({"title": "db down", "service": "db", "severity": "critical", **alert})
+    headers = {"Content-Type": "application/json", **auth_headers("custom", body, secret, {})}
+    assert httpx.post(url, content=body, headers=headers).status_code == 202
+
+
+def test_the_walk_from_sign_up_to_log_out(server: Server, browser: Any) -> None:
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    page = context.new_page()
+    expect = sync_api.expect
+    page.goto(server.base + "/")
+    expect(page).to_have_url(re.compile(r"/login$"))
+    check_axe(page, "login")
+
+    # sign-up
+    page.get_by_role("link", name="Create a team").click()
+    check_axe(page, "signup")
+    page.get_by_label("Team name").fill("Acme")
+    page.get_by_label("Email").fill(OWNER)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign up").click()
+    expect(page).to_have_url(re.compile(r"/incidents$"))
+    expect(page.get_by_role("heading", name="No incidents yet")).to_be_visible()
+    check_axe(page, "incidents (empty)")
+
+    # an integration, from the empty state's link
+    page.get_by_role("link", name="Create an integration").click()
+    page.get_by_label("Source").select_option("custom")
+    page.get_by_role("button", name="Create integration").click()
+    url = page.locator("#created-url").inner_text().strip()
+    secret = page.locator("#created-secret").inner_text().strip()
+    check_axe(page, "settings (integration created)")
+    server.tenant_id = url.split("/v1/wh/")[1].split("/")[0]
+
+    # a test alert: the list updates live, without a reload
+    page.get_by_role("link", name="Incidents").click()
+    page.evaluate("window.__stayed = true")
+    page.wait_for_timeout(1500)  # the stream is open
+    send_alert(server, url, secret, labels={"host": "db-1"})
+    row = page.locator("#incidents tbody tr", has_text="db down")
+    expect(row).to_be_visible(timeout=15_000)
+    expect(page.locator("#live")).to_have_text(re.compile(r"^\d+ updated$"))
+    assert page.evaluate("window.__stayed") is True  # the page was not reloaded
+    expect(page.locator('[data-count="open"]')).to_have_text("1")
+    check_axe(page, "incidents (live)")
+
+    # keyboard: ? lists the shortcuts
+    page.locator("body").press("?")
+    expect(page.get_by_role("dialog")).to_be_visible()
+    page.keyboard.press("Escape")
+
+    # the incident, acknowledged
+    row.get_by_role("link", name="db down").click()
+    expect(page.get_by_role("heading", name="Timeline")).to_be_visible()
+    server.incident_path = page.url.removeprefix(server.base)
+    expect(page.locator("svg.graph .node.root")).to_have_count(1)
+    check_axe(page, "incident")
+    page.get_by_role("button", name="Acknowledge").click()
+    expect(page.get_by_role("status")).to_have_text("Acknowledged.")
+    expect(page.locator(".head .badge.status-acknowledged")).to_be_visible()
+    expect(page.locator(".timeline")).to_contain_text("Acknowledged by user:" + OWNER)
+
+    # analytics renders a chart
+    page.get_by_role("link", name="Analytics").click()
+    expect(page.locator("svg.chart rect.bar").first).to_be_attached()
+    page.get_by_role("link", name="30d").click()
+    expect(page.locator("svg.chart")).to_be_visible()
+    check_axe(page, "analytics")
+
+    # a suggestion, accepted after its replay
+    found = Suggestion(
+        kind="tune",
+        key="fp:disk",
+        title="disk full on db fired 40 times in 7 days, never acknowledged",
+        evidence={"fired": 40, "auto_resolved_quickly": 38, "acknowledged": 0},
+        proposal={"action": "mute", "matchers": '{service="db"}', "duration_days": 7},
+    )
+    server.setup.store.save_suggestions(server.tenant_id, [found], datetime.now(UTC))
+    page.get_by_role("link", name="Suggestions").click()
+    check_axe(page, "suggestions")
+    page.get_by_role("link", name=re.compile("What if")).click()
+    server.suggestion_path = page.url.removeprefix(server.base)
+    expect(page.get_by_role("columnheader", name="With the suggestion")).to_be_visible()
+    check_axe(page, "suggestion replay")
+    page.get_by_role("button", name="Accept").click()
+    expect(page.get_by_role("status")).to_have_text("Accepted: the rule is in place.")
+
+    # a silence
+    page.get_by_role("link", name="Settings").click()
+    page.get_by_label("Matchers").fill('{service="cache"}')
+    page.get_by_label("Hours").fill("3")
+    page.get_by_label("Comment").fill("cache migration")
+    page.get_by_role("button", name="Create silence").click()
+    expect(page.get_by_role("status")).to_have_text("Silence created.")
+    expect(page.locator("#silences")).to_contain_text("cache migration")
+    check_axe(page, "settings")
+
+    server.owner_state = context.storage_state()
+    # log out
+    page.get_by_role("button", name="Log out").click()
+    expect(page).to_have_url(re.compile(r"/login$"))
+    page.goto(server.base + "/incidents")
+    expect(page).to_have_url(re.compile(r"/login"))
+    context.close()
+
+
+def test_a_viewer_can_read_but_not_act(server: Server, browser: Any) -> None:
+    if not server.incident_path:
+        pytest.skip("needs the walk's incident")
+    accounts = server.setup.store.accounts()
+    user = accounts.create_user(VIEWER, hash_password(PASSWORD))
+    accounts.add_member(server.tenant_id, user.id, "viewer")
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    page = context.new_page()
+    expect = sync_api.expect
+    page.goto(server.base + "/login")
+    page.get_by_label("Email").fill(VIEWER)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page).to_have_url(re.compile(r"/incidents$"))
+    for path in (server.incident_path, "/settings", "/suggestions", "/incidents"):
+        page.goto(server.base + path)
+        forms = page.locator('form[method="post"]')
+        assert forms.count() == 1, path  # log out, nothing else
+        expect(forms.get_by_role("button")).to_have_text("Log out")
+    page.goto(server.base + server.incident_path)
+    expect(page.get_by_role("button", name="Acknowledge")).to_have_count(0)
+    expect(page.get_by_role("button", name="Resolve")).to_have_count(0)
+    context.close()
+
+
+PAGES = [
+    "/login",
+    "/signup",
+    "/incidents",
+    "incident",
+    "/analytics",
+    "/suggestions",
+    "suggestion",
+    "/settings",
+]
+SIZES = {"desktop": (1440, 900), "phone": (390, 844)}
+
+
+def test_screenshots_light_and_dark_at_desktop_and_phone_sizes(
+    server: Server, browser: Any
+) -> None:
+    if server.owner_state is None:
+        pytest.skip("needs the walk's session")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    for scheme in ("light", "dark"):
+        for size, (width, height) in SIZES.items():
+            signed_in = browser.new_context(
+                viewport={"width": width, "height": height},
+                color_scheme=scheme,
+                storage_state=server.owner_state,
+            )
+            anonymous = browser.new_context(
+                viewport={"width": width, "height": height}, color_scheme=scheme
+            )
+            for name in PAGES:
+                path = {"incident": server.incident_path, "suggestion": server.suggestion_path}
+                target = path.get(name, name)
+                context = anonymous if name in ("/login", "/signup") else signed_in
+                page = context.new_page()
+                page.goto(server.base + target)
+                page.wait_for_load_state("networkidle") if name != "/incidents" else None
+                if scheme == "dark" and size == "desktop":
+                    check_axe(page, f"{name} (dark)")
+                if size == "phone":  # nothing wider than the phone
+                    scroll = page.evaluate("document.documentElement.scrollWidth")
+                    assert scroll <= width + 1, f"{name} scrolls sideways on a phone: {scroll}"
+                label = name.strip("/") or "home"
+                page.screenshot(path=str(SHOTS / f"{label}-{size}-{scheme}.png"), full_page=True)
+                page.close()
+            signed_in.close()
+            anonymous.close()

@@ -1,0 +1,374 @@
+"""The dashboard without a browser: sign-in, redirects, CSRF, roles, and each page's
+content, through the real app on the real store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from dashboard_helpers import PASSWORD, add_user, csrf, log_in, post_alert, post_forms, sign_up
+from fastapi.testclient import TestClient
+
+from dd0c_alert.config import Settings
+from dd0c_alert.correlation.suggestions import Suggestion
+from dd0c_alert.pipeline.runtime import Runtime
+from dd0c_alert.web.dashboard.session import REFRESH_COOKIE
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:  # extends the root conftest's
+    """Sign-up on in both storage modes (off by default in production mode)."""
+    return settings.model_copy(update={"signup_enabled": True})
+
+
+PAGES = ["/incidents", "/incidents/abc", "/analytics", "/suggestions", "/settings"]
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_pages_need_a_login(client: TestClient, path: str) -> None:
+    response = client.get(path, follow_redirects=False)
+    assert response.status_code == 303
+    assert response.headers["location"] == f"/login?next={path}"
+
+
+def test_home_redirects_to_login_then_to_the_incidents(client: TestClient) -> None:
+    assert client.get("/", follow_redirects=False).headers["location"] == "/login"
+    sign_up(client)
+    assert client.get("/", follow_redirects=False).headers["location"] == "/incidents"
+
+
+def test_login_and_signup_forms_have_the_labels_tools_rely_on(client: TestClient) -> None:
+    login = client.get("/login").text
+    assert '<label for="email">Email</label>' in login
+    assert '<label for="password">Password</label>' in login
+    signup = client.get("/signup").text
+    assert '<label for="team_name">Team name</label>' in signup
+
+
+def test_session_cookies_are_http_only_and_lax(client: TestClient) -> None:
+    response = client.post(
+        "/signup",
+        data={
+            "csrf_token": csrf(client),
+            "email": "o@example.com",
+            "password": PASSWORD,
+            "team_name": "Acme",
+        },
+        follow_redirects=False,
+    )
+    cookies = response.headers.get_list("set-cookie")
+    session = next(c for c in cookies if c.startswith("dd0c_session="))
+    assert "HttpOnly" in session and "SameSite=lax" in session
+
+
+def test_login_refuses_a_wrong_password_and_accepts_the_right_one(client: TestClient) -> None:
+    sign_up(client, "o@example.com")
+    client.cookies.clear()
+    assert log_in(client, "o@example.com", "wrong password 123").status_code == 401
+    response = log_in(client, "o@example.com")
+    assert (response.status_code, response.headers["location"]) == (303, "/incidents")
+    assert client.get("/incidents").status_code == 200
+
+
+def test_login_goes_back_to_the_page_asked_for_but_never_off_site(client: TestClient) -> None:
+    sign_up(client, "o@example.com")
+    for given, expected in (("/analytics", "/analytics"), ("//evil.example", "/incidents")):
+        response = client.post(
+            "/login",
+            data={
+                "csrf_token": csrf(client),
+                "email": "o@example.com",
+                "password": PASSWORD,
+                "next": given,
+            },
+            follow_redirects=False,
+        )
+        assert response.headers["location"] == expected
+
+
+def test_an_expired_session_is_renewed_by_the_refresh_cookie(client: TestClient) -> None:
+    sign_up(client)
+    old_refresh = client.cookies.get(REFRESH_COOKIE)
+    client.cookies.set("dd0c_session", "expired.or.garbage")
+    response = client.get("/incidents", follow_redirects=False)
+    assert response.status_code == 200
+    assert client.cookies.get(REFRESH_COOKIE) != old_refresh  # rotated
+
+
+def test_logout_revokes_the_refresh_token(client: TestClient) -> None:
+    sign_up(client)
+    refresh = client.cookies.get(REFRESH_COOKIE)
+    response = client.post("/logout", data={"csrf_token": csrf(client)}, follow_redirects=False)
+    assert response.headers["location"] == "/login"
+    client.cookies.clear()
+    client.cookies.set(REFRESH_COOKIE, refresh or "")
+    assert client.get("/incidents", follow_redirects=False).status_code == 303
+
+
+def test_forms_without_the_csrf_token_or_from_another_site_are_refused(
+    client: TestClient, runtime: Runtime
+) -> None:
+    tenant_id = sign_up(client)
+    incident = post_alert(client, runtime, tenant_id)
+    url = f"/incidents/{incident}/ack"
+    assert client.post(url, data={}).status_code == 403
+    assert client.post(url, data={"csrf_token": "not-the-cookie"}).status_code == 403
+    foreign = client.post(
+        url, data={"csrf_token": csrf(client)}, headers={"Origin": "https://evil.example"}
+    )
+    assert foreign.status_code == 403
+    assert client.post("/logout", data={}).status_code == 403
+    assert client.get(f"/incidents/{incident}").text.count("badge status-open") == 1
+    ok = client.post(
+        url,
+        data={"csrf_token": csrf(client)},
+        headers={"Origin": "http://testserver"},
+        follow_redirects=False,
+    )
+    assert (ok.status_code, ok.headers["location"]) == (303, f"/incidents/{incident}?msg=ack")
+    assert "badge status-acknowledged" in client.get(f"/incidents/{incident}").text
+
+
+def test_the_incident_list_and_detail_show_the_incident(
+    client: TestClient, runtime: Runtime
+) -> None:
+    tenant_id = sign_up(client)
+    empty = client.get("/incidents").text
+    assert "No incidents yet" in empty and "Create an integration" in empty
+    incident = post_alert(client, runtime, tenant_id)
+    listed = client.get("/incidents").text
+    assert f'<a href="/incidents/{incident}">db down</a>' in listed
+    assert 'datetime="' in listed
+    assert "No incidents yet" not in listed
+    detail = client.get(f"/incidents/{incident}").text
+    assert "Opened the incident" in detail  # the timeline, in words
+    assert '/raw">raw payload' in detail
+    assert 'class="node root"' in detail  # the service graph
+    assert client.get("/incidents?status=resolved").text.count("<tr data-id") == 0
+    assert client.get("/incidents?q=nothing-like-it").text.count("<tr data-id") == 0
+    assert client.get("/incidents?q=DB").text.count("<tr data-id") == 1
+
+
+def test_the_stream_sends_rows_as_html(client: TestClient, runtime: Runtime) -> None:
+    tenant_id = sign_up(client)
+    incident = post_alert(client, runtime, tenant_id)
+    with client.stream("GET", "/incidents/stream") as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                assert f'data-id=\\"{incident}\\"' in line
+                break
+
+
+def test_a_viewer_sees_no_action_forms_and_may_not_act(
+    client: TestClient, runtime: Runtime
+) -> None:
+    tenant_id = sign_up(client)
+    incident = post_alert(client, runtime, tenant_id)
+    _suggest(runtime, tenant_id)
+    add_user(runtime, tenant_id, "viewer@example.com", "viewer")
+    client.cookies.clear()
+    assert log_in(client, "viewer@example.com").status_code == 303
+    for path in (f"/incidents/{incident}", "/settings", "/suggestions", "/incidents"):
+        response = client.get(path)
+        assert response.status_code == 200
+        assert post_forms(response.text) == ["/logout"], path
+    assert "can read the settings but not change them" in client.get("/settings").text
+    refused = client.post(f"/incidents/{incident}/ack", data={"csrf_token": csrf(client)})
+    assert refused.status_code == 403
+    assert "Not allowed" in refused.text
+
+
+def _suggest(runtime: Runtime, tenant_id: str) -> str:
+    found = Suggestion(
+        kind="tune",
+        key="fp:disk",
+        title="disk-full on db fired 40 times, never acknowledged",
+        evidence={"fired": 40, "acknowledged": 0},
+        proposal={"action": "mute", "matchers": '{fingerprint="disk"}', "duration_days": 7},
+    )
+    runtime.store.save_suggestions(tenant_id, [found], datetime.now(UTC))
+    [item] = runtime.store.list_suggestions(tenant_id, "open", None, 10, None).items
+    return str(item["id"])
+
+
+def test_a_suggestion_shows_its_replay_then_is_accepted(
+    client: TestClient, runtime: Runtime
+) -> None:
+    tenant_id = sign_up(client)
+    post_alert(client, runtime, tenant_id)
+    suggestion = _suggest(runtime, tenant_id)
+    listed = client.get("/suggestions").text
+    assert "fired" in listed and f"/suggestions/{suggestion}" in listed
+    what_if = client.get(f"/suggestions/{suggestion}").text
+    assert "What happened" in what_if and "With the suggestion" in what_if
+    assert f"/suggestions/{suggestion}/accept" in post_forms(what_if)
+    response = client.post(f"/suggestions/{suggestion}/accept", data={"csrf_token": csrf(client)})
+    assert "Accepted" in response.text
+    assert "fingerprint=&#34;disk&#34;" in client.get("/settings").text  # its silence
+
+
+def test_silences_are_created_and_checked(client: TestClient) -> None:
+    sign_up(client)
+    bad = client.post(
+        "/settings/silences", data={"csrf_token": csrf(client), "matchers": "{", "hours": "2"}
+    )
+    assert bad.status_code == 422 and "Silence:" in bad.text
+    good = client.post(
+        "/settings/silences",
+        data={
+            "csrf_token": csrf(client),
+            "matchers": '{service="db"}',
+            "hours": "2",
+            "comment": "maintenance",
+        },
+    )
+    assert good.status_code == 200 and "Silence created." in good.text
+    assert "maintenance" in good.text
+
+
+def test_an_integration_created_in_settings_shows_its_secret_once(client: TestClient) -> None:
+    sign_up(client)
+    created = client.post(
+        "/settings/integrations", data={"csrf_token": csrf(client), "provider": "alertmanager"}
+    )
+    assert created.status_code == 200 and "shown once" in created.text
+    assert 'id="created-secret"' not in client.get("/settings").text
+
+
+def test_analytics_draws_an_svg_chart(client: TestClient, runtime: Runtime) -> None:
+    tenant_id = sign_up(client)
+    post_alert(client, runtime, tenant_id, started_at=datetime.now(UTC).isoformat())
+    for window in ("7d", "30d", "90d"):
+        html = client.get(f"/analytics?window={window}").text
+        assert '<svg xmlns="http://www.w3.org/2000/svg" class="chart"' in html
+    assert ">db</a>" in client.get("/analytics").text
+
+
+def test_the_tenant_switcher_moves_the_session(client: TestClient, runtime: Runtime) -> None:
+    first = sign_up(client, "o@example.com", "Acme")
+    other = runtime.store.create_tenant("Globex")
+    user = runtime.store.accounts().user_by_email("o@example.com")
+    assert user is not None
+    runtime.store.accounts().add_member(other.id, user.id, "member")
+    html = client.get("/incidents").text
+    assert 'name="tenant_id"' in html and "Globex" in html
+    client.post("/switch", data={"csrf_token": csrf(client), "tenant_id": other.id})
+    assert '<span class="role">member</span>' in client.get("/incidents").text
+    client.post("/switch", data={"csrf_token": csrf(client), "tenant_id": first})
+    assert '<span class="role">owner</span>' in client.get("/incidents").text
+
+
+def test_api_errors_stay_json_and_page_errors_are_html(client: TestClient) -> None:
+    sign_up(client)
+    assert client.get("/v1/incidents/nope").json()["error"] == "not_found"
+    page = client.get("/incidents/nope")
+    assert page.status_code == 404 and "<h1>Not found</h1>" in page.text
+
+
+#: Dashboard pages anyone may open.
+OPEN_PAGES = {"/", "/login", "/signup", "/invite", "/reset", "/reset-request"}
+
+
+def _flat(routes: list[Any]) -> Iterator[Any]:
+    for route in routes:
+        included = getattr(route, "original_router", None)
+        yield from _flat(included.routes) if included is not None else [route]
+
+
+def _dashboard_routes(client: TestClient) -> list[tuple[str, str]]:
+    found = []
+    for route in _flat(client.app.routes):  # type: ignore[attr-defined]
+        endpoint = getattr(route, "endpoint", None)
+        if getattr(endpoint, "__module__", "").startswith("dd0c_alert.web.dashboard"):
+            for method in sorted(route.methods - {"HEAD"}):
+                found.append((method, route.path.replace("{", "").replace("}", "")))
+    return found
+
+
+def test_every_dashboard_route_needs_a_session_or_the_csrf_token(client: TestClient) -> None:
+    """Generated from the routes: without a session, pages redirect to the login page;
+    forms without the CSRF token are refused, and with it still need a session."""
+    routes = _dashboard_routes(client)
+    assert len(routes) > 15
+    for method, path in routes:
+        if method == "GET":
+            answer = client.get(path, follow_redirects=False)
+            if path in OPEN_PAGES:
+                assert answer.status_code in (200, 303), path
+            else:
+                assert answer.status_code == 303, path
+                assert answer.headers["location"].startswith("/login"), path
+            continue
+        assert client.post(path, data={}).status_code == 403, path
+        answer = client.post(path, data={"csrf_token": csrf(client)}, follow_redirects=False)
+        if path in OPEN_PAGES:
+            assert answer.status_code != 303 or answer.headers["location"] != "/incidents"
+        else:
+            assert answer.status_code == 303, path
+            assert answer.headers["location"].startswith("/login"), path
+
+
+def test_password_reset_through_the_pages(client: TestClient, runtime: Runtime) -> None:
+    sign_up(client, "o@example.com")
+    client.cookies.clear()
+    asked = client.post(
+        "/reset-request", data={"csrf_token": csrf(client), "email": "o@example.com"}
+    )
+    assert "a link to set a new password is on its way" in asked.text
+    user = runtime.store.accounts().user_by_email("o@example.com")
+    assert user is not None
+    token = runtime.store.accounts().create_reset(user.id, timedelta(hours=1))
+    assert 'name="token"' in client.get(f"/reset?token={token}").text
+    weak = client.post(
+        "/reset", data={"csrf_token": csrf(client), "token": token, "password": "short"}
+    )
+    assert weak.status_code == 422 and "Password:" in weak.text
+    done = client.post(
+        "/reset",
+        data={"csrf_token": csrf(client), "token": token, "password": "a new long passphrase"},
+    )
+    assert "Your password is changed" in done.text
+    assert log_in(client, "o@example.com", "a new long passphrase").status_code == 303
+    again = client.post(
+        "/reset", data={"csrf_token": csrf(client), "token": token, "password": "another long one!"}
+    )
+    assert again.status_code == 400
+
+
+def test_an_invitation_link_signs_a_new_user_in(client: TestClient, runtime: Runtime) -> None:
+    tenant_id = sign_up(client, "o@example.com")
+    token, _ = runtime.store.accounts().create_invitation(
+        tenant_id, "new@example.com", "member", "user:o@example.com", timedelta(days=1)
+    )
+    client.cookies.clear()
+    assert 'name="token"' in client.get(f"/invite?token={token}").text
+    joined = client.post(
+        "/invite",
+        data={"csrf_token": csrf(client), "token": token, "password": PASSWORD},
+        follow_redirects=False,
+    )
+    assert joined.headers["location"] == "/incidents"
+    assert '<span class="role">member</span>' in client.get("/incidents").text
+
+
+def test_an_invitation_for_an_existing_account_needs_its_password(
+    client: TestClient, runtime: Runtime
+) -> None:
+    tenant_id = sign_up(client, "o@example.com")
+    add_user(runtime, runtime.store.create_tenant("Other").id, "known@example.com", "owner")
+    token, _ = runtime.store.accounts().create_invitation(
+        tenant_id, "known@example.com", "viewer", "user:o@example.com", timedelta(days=1)
+    )
+    client.cookies.clear()
+    joined = client.post("/invite", data={"csrf_token": csrf(client), "token": token})
+    assert "log in with your existing password" in joined.text
+    assert client.get("/incidents", follow_redirects=False).status_code == 303
+
+
+def test_unknown_paths_answer_html_to_browsers_and_json_to_the_rest(client: TestClient) -> None:
+    assert client.get("/nothing-here").json()["error"] == "not_found"
+    page = client.get("/nothing-here", headers={"Accept": "text/html,*/*;q=0.8"})
+    assert page.status_code == 404 and "<h1>Not found</h1>" in page.text
