@@ -191,7 +191,7 @@ def test_custom_timestamp_that_is_no_time_is_401_invalid_timestamp(
 
 @pytest.mark.skipif("grafana" not in PROVIDERS, reason="grafana is not registered")
 @pytest.mark.parametrize("stamp", ["old", "nan"])
-def test_grafana_signed_timestamp_out_of_window_is_401_timestamp_expired(
+def test_grafana_signed_timestamp_out_of_window_or_no_time_is_401(
     runtime: Runtime, client: Any, tenant: TenantHandle, stamp: str
 ) -> None:
     body = seed("grafana").body
@@ -201,7 +201,7 @@ def test_grafana_signed_timestamp_out_of_window_is_401_timestamp_expired(
 
     response = client.post(f"/v1/wh/{tenant.id}/grafana", content=body, headers=headers)
 
-    assert_error(response, 401, "timestamp_expired")
+    assert_error(response, 401, "timestamp_expired" if stamp == "old" else "invalid_timestamp")
     assert_nothing_kept(runtime, tenant)
 
 
@@ -272,7 +272,10 @@ def test_unknown_tenant_is_answered_like_a_missing_integration(
     known = client.post(f"/v1/wh/{tenant.id}/custom", content=CUSTOM_BODY, headers=headers)
 
     assert_error(unknown, 401, "unknown_integration")
-    assert unknown.json() == known.json()
+    if len(tenant_id) == 26:  # shaped like an id: exactly the answer of a real tenant
+        assert unknown.json() == known.json()
+    else:  # not an id at all: a hint, which says nothing of which tenants exist
+        assert "not a tenant id" in unknown.json()["detail"]
     assert unknown.status_code == known.status_code
     broken = [
         client.post(f"/v1/wh/{t}/custom", content=b"{not json", headers=headers).json()
