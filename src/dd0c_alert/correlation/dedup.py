@@ -74,16 +74,25 @@ def fold(state: FingerprintState, alert: CanonicalAlert) -> FoldResult:
             ended.repeat_count += 1
             ended.last_seen_at = max(ended.last_seen_at, seen)
             return FoldResult(Fold.LATE_REPEAT, ended, ended.alert)
-        # A resolve repeating the end of that occurrence: earlier or the same moment, or
-        # later when nothing fired since and it either started no later than that end
-        # (Alertmanager re-sends a resolved alert in later notifications of its group
-        # with a later ``endsAt`` each time) or carries no start of its own (a Datadog
-        # recovery's only time is its own). The earlier end is kept: it is the first
-        # report of when the alert ended, and re-sends must not stretch its duration.
+        # A resolve repeating the end of that occurrence: at or before its end, or later
+        # when it started no later than that end (Alertmanager re-sends a resolved
+        # alert in later notifications of its group with a later ``endsAt`` each time;
+        # an occurrence that fired since started after that end, so it is not this
+        # one), or when it carries no start of its own (a Datadog recovery's only time
+        # is its own) and no later occurrence was firing at its moment. The occurrence
+        # keeps the latest end reported: taking the maximum makes the fold the same
+        # whatever order or how many times the copies arrive, so a redelivery changes
+        # nothing; the cost is an end late by at most the sender's re-send interval.
         startless = alert.started_at == moment
-        resent = state.active is None and (alert.started_at <= last or startless)
+        active = state.active
+        before_active = active is None or (
+            moment is not None and moment < active.alert.started_at
+        )
+        resent = alert.started_at <= last or (startless and before_active)
         if moment is not None and (moment <= last or resent):
             ended.last_seen_at = max(ended.last_seen_at, seen)
+            if moment > last:
+                ended.alert = replace(ended.alert, ended_at=moment)
             return FoldResult(Fold.REPEAT_RESOLVE, ended, ended.alert)
 
     active = state.active
