@@ -85,9 +85,7 @@ def fold(state: FingerprintState, alert: CanonicalAlert) -> FoldResult:
         # nothing; the cost is an end late by at most the sender's re-send interval.
         startless = alert.started_at == moment
         active = state.active
-        before_active = active is None or (
-            moment is not None and moment < active.alert.started_at
-        )
+        before_active = active is None or (moment is not None and moment < active.alert.started_at)
         resent = alert.started_at <= last or (startless and before_active)
         if moment is not None and (moment <= last or resent):
             ended.last_seen_at = max(ended.last_seen_at, seen)
