@@ -181,3 +181,23 @@ def test_an_unacknowledged_incident_escalates_once_with_a_thread_reply(
     clock.offset = timedelta(seconds=5000)
     notify(notifier)
     assert len([m for m in slack.messages("#managers")]) == 1  # once
+
+
+def test_a_suppressed_page_replayed_from_the_log_is_delivered_after_all(
+    setup: tuple[Runtime, TestClient, SlackStandIn, Notifier, Clock],
+) -> None:
+    runtime, client, slack, notifier, _ = setup
+    tenant = tenant_with(runtime)
+    client.patch("/v1/settings", json={"governance_mode": "strict"}, headers=tenant.auth)
+    made = client.post(
+        "/v1/silences", json={"matchers": '{service="db"}', "comment": "m"}, headers=tenant.auth
+    )
+    assert made.status_code == 201
+    incident = fire(client, runtime, tenant, service="db", severity="medium")
+    notify(notifier)
+    assert channels_of(slack, incident) == set()  # strict: the silence held the page
+    [logged] = client.get("/v1/suppressions", headers=tenant.auth).json()["items"]
+    replay = client.post(f"/v1/suppressions/{logged['decision_id']}/replay", headers=tenant.auth)
+    assert replay.status_code == 200
+    notify(notifier)
+    assert channels_of(slack, incident) == {"#oncall"}  # delivered after all
