@@ -22,6 +22,7 @@ from dd0c_alert.pipeline.auth_config import AuthConfig
 from dd0c_alert.storage.accounts import EmailTaken, digest, normalise_email
 
 from . import auth
+from .audit import audit
 from .auth import accounts, auth_config, forget_key, forget_member, unauthorized
 from .passwords import WeakPassword, check_strength, hash_password, verify_password
 from .permissions import Principal, require
@@ -419,6 +420,7 @@ async def patch_user(
     await run_in_threadpool(store.set_role, principal.tenant_id, user_id, body.role)
     forget_member(principal.tenant_id, user_id)
     updated = await run_in_threadpool(store.member, principal.tenant_id, user_id)
+    await audit(request, principal, "user.role", "user", user_id, {"role": body.role})
     return _member_doc(updated)
 
 
@@ -441,6 +443,7 @@ async def delete_user(
         await _keep_an_owner(request, principal.tenant_id)
     await run_in_threadpool(store.remove_member, principal.tenant_id, user_id)
     forget_member(principal.tenant_id, user_id)
+    await audit(request, principal, "user.remove", "user", user_id)
     return Response(status_code=204)
 
 
@@ -469,6 +472,9 @@ async def invite(
         f"{principal.actor.partition(':')[2]} invited you to join "
         f"{tenant.name if tenant else 'their team'} as {body.role}.\n\n"
         f"Accept here (valid for {config.invitation_ttl.days} days):\n{link}\n",
+    )
+    await audit(
+        request, principal, "invitation.create", "invitation", invitation.id, {"role": body.role}
     )
     return invitation.public()
 
@@ -520,6 +526,8 @@ async def create_key(
         body.scope,
         body.expires_at,
     )
+    detail = {"name": body.name, "scope": body.scope}  # never the key
+    await audit(request, principal, "api_key.create", "api_key", record.id, detail)
     return {**record.public(), "key": key}
 
 
@@ -539,4 +547,5 @@ async def revoke_key(
     if found is None:
         raise HTTPException(404, "no such API key")
     forget_key()  # other processes drop it within their cache's few seconds
+    await audit(request, principal, "api_key.revoke", "api_key", key_id)
     return Response(status_code=204)

@@ -216,6 +216,7 @@ async def patch_settings(
             f"correlation_window_seconds ({merged.correlation_window_seconds})",
         )
     updated = await run_in_threadpool(store.update_settings, principal.tenant_id, changes)
+    await audit(request, principal, "settings.update", "settings", principal.tenant_id, changes)
     return settings_dict(updated)
 
 
@@ -377,7 +378,10 @@ async def create_silence(
         author=body.author,
         comment=body.comment,
     )
-    return await run_in_threadpool(_store(request).create_silence, principal.tenant_id, silence)
+    made = await run_in_threadpool(_store(request).create_silence, principal.tenant_id, silence)
+    detail = {"matchers": made.get("matchers"), "comment": body.comment}
+    await audit(request, principal, "silence.create", "silence", str(made["id"]), detail)
+    return made
 
 
 @router.delete(
@@ -431,7 +435,9 @@ async def create_inhibition(
         target=target,
         equal=tuple(body.equal),
     )
-    return await run_in_threadpool(_store(request).create_inhibition, principal.tenant_id, rule)
+    made = await run_in_threadpool(_store(request).create_inhibition, principal.tenant_id, rule)
+    await audit(request, principal, "inhibition.create", "inhibition", str(made["id"]))
+    return made
 
 
 @router.delete(
@@ -447,4 +453,5 @@ async def delete_inhibition(
         _store(request).delete_rule, principal.tenant_id, "inhibition", rule_id
     ):
         raise HTTPException(404, "no such inhibition rule")
+    await audit(request, principal, "inhibition.delete", "inhibition", rule_id)
     return Response(status_code=204)

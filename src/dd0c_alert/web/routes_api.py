@@ -17,6 +17,7 @@ from dd0c_alert.pipeline import route_documents
 from dd0c_alert.pipeline.limits import ApiLimits
 from dd0c_alert.storage.outbox import SqlOutbox
 
+from .audit import audit
 from .permissions import Principal, require
 from .responses import error_response, json_response
 from .routing import JsonRoute
@@ -83,7 +84,9 @@ async def create_route(
             422, "limit_exceeded", f"too many routes: the limit is {cap} (setting DD0C_MAX_ROUTES)"
         )
     stored = await run_in_threadpool(outbox.save_route, principal.tenant_id, document)
-    return json_response(route_documents.shown(stored or {}), 201)
+    shown = route_documents.shown(stored or {})
+    await audit(request, principal, "route.create", "route", str(shown.get("id")), shown)
+    return json_response(shown, 201)
 
 
 @router.get("/routes/{route_id}", summary="One route")
@@ -120,7 +123,9 @@ async def patch_route(
     stored = await run_in_threadpool(outbox.save_route, principal.tenant_id, document, route_id)
     if stored is None:  # deleted meanwhile
         raise HTTPException(404, _NOT_FOUND)
-    return json_response(route_documents.shown(stored))
+    shown = route_documents.shown(stored)
+    await audit(request, principal, "route.update", "route", route_id, shown)
+    return json_response(shown)
 
 
 @router.delete("/routes/{route_id}", status_code=204, summary="Delete a route")
@@ -129,4 +134,5 @@ async def delete_route(
 ) -> Response:
     if not await run_in_threadpool(_outbox(request).delete_route, principal.tenant_id, route_id):
         raise HTTPException(404, _NOT_FOUND)
+    await audit(request, principal, "route.delete", "route", route_id)
     return Response(status_code=204)

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from dd0c_alert.pipeline import slack_actions
 from dd0c_alert.pipeline.runtime import Runtime
 
+from .audit import audit
 from .permissions import Principal, require
 from .responses import error_response, json_response
 from .routing import JsonRoute
@@ -92,6 +93,8 @@ async def put_slack(
     except ValueError as exc:
         return error_response(422, "invalid_request", str(exc))
     view = await run_in_threadpool(slack_actions.slack_view, runtime.outbox, principal.tenant_id)
+    detail = {"default_channel": body.default_channel}  # never the token or the secret
+    await audit(request, principal, "slack.configure", "slack", principal.tenant_id, detail)
     return {**view, "token_check": check}
 
 
