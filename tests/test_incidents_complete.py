@@ -52,3 +52,43 @@ def test_search_source_notes_and_merge(client: TestClient, runtime: Runtime) -> 
     )
     audit = get(client, acme, "/v1/audit")["items"]
     assert [a["action"] for a in audit][:2] == ["incident.merge", "incident.note"]
+
+
+def test_split_moves_alerts_into_a_new_incident_recounting_both(
+    client: TestClient, runtime: Runtime
+) -> None:
+    acme: TenantHandle = tenant_with_hook(runtime)
+    send(
+        client,
+        acme,
+        alert("Checkout 5xx", "checkout", 10, severity="critical"),
+        alert("Checkout latency", "checkout", 9),
+        alert("Checkout queue depth", "checkout", 8, severity="low"),
+    )
+    [whole] = incidents(client, acme)
+    assert whole["alert_count"] == 3
+    detail = get(client, acme, f"/v1/incidents/{whole['id']}")
+    by_title = {a["title"]: a["id"] for a in detail["alerts"]}
+    moving = [by_title["Checkout latency"], by_title["Checkout queue depth"]]
+
+    made = post(
+        client, acme, f"/v1/incidents/{whole['id']}/split", {"alert_ids": moving}, status=201
+    )
+    assert made["alert_count"] == 2 and made["severity"] == "high"
+    assert made["title"] == "Checkout latency"
+    left = get(client, acme, f"/v1/incidents/{whole['id']}")
+    assert left["alert_count"] == 1 and left["severity"] == "critical"
+    assert [a["title"] for a in left["alerts"]] == ["Checkout 5xx"]
+    moved = get(client, acme, f"/v1/incidents/{made['id']}")
+    assert sorted(a["id"] for a in moved["alerts"]) == sorted(moving)
+    for one in (left, moved):
+        assert [e["kind"] for e in one["timeline"] if e["kind"] != "decision"] == ["split"]
+    # Not its alerts, or all of them: refused, nothing changes.
+    for bad in ([by_title["Checkout 5xx"], moving[0]], [by_title["Checkout 5xx"]]):
+        refused = client.post(
+            f"/v1/incidents/{made['id']}/split", json={"alert_ids": bad}, headers=acme.auth
+        )
+        assert refused.status_code == 409, refused.text
+    assert get(client, acme, f"/v1/incidents/{made['id']}")["alert_count"] == 2
+    audit = get(client, acme, "/v1/audit")["items"]
+    assert audit[0]["action"] == "incident.split"

@@ -39,6 +39,7 @@ BODIES: dict[str, dict[str, Any]] = {
     "notes": {"text": "not yours"},
     "snooze": {"minutes": 60},
     "merge": {"into": ""},  # filled with B's own second incident
+    "split": {"alert_ids": []},  # filled with B's own alert
     "integrations": {"name": "renamed"},
     "routes": {"name": "renamed"},
     "users": {"role": "viewer"},
@@ -58,6 +59,7 @@ def b_objects(runtime: Runtime, client: TestClient, b: TenantHandle) -> dict[str
     incidents = client.get("/v1/incidents", headers=b.auth).json()["items"]
     assert len(alerts) == 2 and len(incidents) == 2
     BODIES["merge"]["into"] = incidents[1]["id"]
+    BODIES["split"]["alert_ids"] = [alerts[0]["id"]]
     decision = store.alert_decision(b.id, alerts[0]["id"])
     assert decision is not None
     silence = store.create_silence(

@@ -17,9 +17,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from dd0c_alert.correlation.engine import absorb
-from dd0c_alert.correlation.model import IncidentStatus, InhibitRule, Silence
+from dd0c_alert.correlation.model import IncidentState, IncidentStatus, InhibitRule, Silence
 from dd0c_alert.correlation.rules import format_matchers, parse_matchers, silence_active
 from dd0c_alert.domain.ids import new_id
+from dd0c_alert.domain.models import Severity
 
 from . import schema as t
 from .correlation_sql import incident_row, incident_state, insert_ignoring_duplicates
@@ -536,6 +537,103 @@ def merge(
             )
         row = conn.execute(sa.select(i).where(i.c.tenant_id == tenant_id, i.c.id == into)).one()
     return incident_dict(row)
+
+
+def split(
+    write: sa.Engine, tenant_id: str, incident_id: str, alert_ids: list[str], actor: str = ACTOR
+) -> dict[str, Any] | None:
+    """Move some of an incident's alerts into a new incident: what the engine grouped
+    that a person says does not belong together. Both incidents are recounted from
+    their alerts; both timelines say so; a ``split`` feedback row records the verdict
+    for the suggestion engine. None when the tenant has no such incident; raises
+    ``InvalidTransition`` when the alerts are not all the incident's, or are all of it."""
+    i, a = t.incidents, t.alerts
+    now = datetime.now(UTC)
+    wanted = set(alert_ids)
+    with scoped(write, tenant_id) as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(_CLAIM_TENANT, {"tenant_id": tenant_id})
+        row = conn.execute(
+            sa.select(i).where(i.c.tenant_id == tenant_id, i.c.id == incident_id)
+        ).first()
+        if row is None:
+            return None
+        if row.merged_into is not None:
+            raise InvalidTransition(f"incident {incident_id} was merged into {row.merged_into}")
+        alerts = conn.execute(
+            sa.select(a).where(a.c.tenant_id == tenant_id, a.c.incident_id == incident_id)
+        ).all()
+        moving = [x for x in alerts if x.id in wanted]
+        staying = [x for x in alerts if x.id not in wanted]
+        if len(moving) != len(wanted):
+            raise InvalidTransition("every alert to split out must belong to this incident")
+        if not staying:
+            raise InvalidTransition("a split must leave at least one alert in the incident")
+        old = incident_state(row)
+        new = incident_state(row)
+        new.id, new.paged, new.deploys, new.merged_into = new_id(), False, [], None
+        new.noise_score, new.noise_reasons = 0, []
+        for state, members in ((old, staying), (new, moving)):
+            _recount(state, members, now)
+        for state in (old, new):
+            values = incident_row(state, now)
+            if state is new:
+                conn.execute(i.insert().values(values))
+            else:
+                del values["id"], values["tenant_id"]
+                conn.execute(
+                    i.update()
+                    .where(i.c.tenant_id == tenant_id, i.c.id == incident_id)
+                    .values(values)
+                )
+        conn.execute(
+            a.update()
+            .where(a.c.tenant_id == tenant_id, a.c.id.in_([x.id for x in moving]))
+            .values(incident_id=new.id)
+        )
+        insert_ignoring_duplicates(
+            conn,
+            t.incident_services,
+            [{"tenant_id": tenant_id, "service": x, "incident_id": new.id} for x in new.services],
+        )
+        moved = {"alert_ids": sorted(wanted)}
+        _record(conn, tenant_id, incident_id, "split", {**moved, "into": new.id}, now, actor)
+        _record(conn, tenant_id, new.id, "split", {**moved, "from": incident_id}, now, actor)
+        conn.execute(
+            t.feedback.insert().values(
+                id=new_id(),
+                tenant_id=tenant_id,
+                incident_id=incident_id,
+                verdict="split",
+                created_at=now,
+            )
+        )
+        if row.paged:
+            write_intents(conn, tenant_id, [(incident_id, "updated", {"actor": actor})])
+        created = conn.execute(sa.select(i).where(i.c.tenant_id == tenant_id, i.c.id == new.id))
+        return incident_dict(created.one())
+
+
+def _recount(state: IncidentState, alerts: list[Any], now: datetime) -> None:
+    """An incident's counts, services, times and severity from its alerts."""
+    order = list(Severity)
+    state.alert_count = len(alerts)
+    state.firing = sum(1 for x in alerts if x.status == "firing")
+    state.services = {x.service for x in alerts if x.service} or state.services
+    state.fingerprints = {x.fingerprint for x in alerts}
+    state.first_at = min(x.started_at for x in alerts)
+    state.last_at = max(x.started_at for x in alerts)
+    state.severity = min((Severity(x.severity) for x in alerts), key=order.index)
+    state.title = min(alerts, key=lambda x: x.started_at).title
+    if state.firing:
+        state.status = (
+            IncidentStatus.ACKNOWLEDGED
+            if state.status is IncidentStatus.ACKNOWLEDGED
+            else IncidentStatus.OPEN
+        )
+        state.resolved_at = None
+    else:
+        state.status, state.resolved_at = IncidentStatus.RESOLVED, state.resolved_at or now
 
 
 def alert_decision(read: sa.Engine, tenant_id: str, alert_id: str) -> dict[str, Any] | None:

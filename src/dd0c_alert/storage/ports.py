@@ -338,6 +338,12 @@ class Store(Protocol):
         self, tenant_id: str, incident_id: str, text: str, *, actor: str = "api"
     ) -> dict[str, Any] | None: ...
 
+    def split_incident(
+        self, tenant_id: str, incident_id: str, alert_ids: list[str], *, actor: str = "api"
+    ) -> dict[str, Any] | None:
+        """Move these alerts of the incident into a new one; the new incident, None
+        when unknown; InvalidTransition when the alerts are not all its own or all of it."""
+
     def merge_incident(
         self, tenant_id: str, incident_id: str, into: str, *, actor: str = "api"
     ) -> dict[str, Any] | None:

@@ -560,6 +560,11 @@ class SqlStore:
     ) -> dict[str, Any] | None:
         return incident_queries.add_note(self._engine, tenant_id, incident_id, text, actor)
 
+    def split_incident(
+        self, tenant_id: str, incident_id: str, alert_ids: list[str], *, actor: str = "api"
+    ) -> dict[str, Any] | None:
+        return incident_queries.split(self._engine, tenant_id, incident_id, alert_ids, actor)
+
     def merge_incident(
         self, tenant_id: str, incident_id: str, into: str, *, actor: str = "api"
     ) -> dict[str, Any] | None:

@@ -82,7 +82,16 @@ class TimelineEntry(BaseModel):
     something a person did (at the time they did it)."""
 
     kind: Literal[
-        "decision", "ack", "resolve", "snooze", "reopen", "feedback", "replay", "note", "merge"
+        "decision",
+        "ack",
+        "resolve",
+        "snooze",
+        "reopen",
+        "feedback",
+        "replay",
+        "note",
+        "merge",
+        "split",
     ]
     at: datetime
     incident_id: str = Field(description="Differs when the entry came with a merged incident.")
@@ -383,6 +392,45 @@ async def merge(
         raise HTTPException(404, _NOT_FOUND)
     detail = {"into": body.into}
     await audit(request, principal, "incident.merge", "incident", incident_id, detail)
+    return item
+
+
+class SplitIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    alert_ids: list[Annotated[str, Field(min_length=1, max_length=32)]] = Field(
+        min_length=1, max_length=1000
+    )
+
+
+@router.post(
+    "/incidents/{incident_id}/split",
+    status_code=201,
+    response_model=Incident,
+    responses=_CONFLICT,
+    summary="Move some alerts out into a new incident; both timelines say so",
+)
+async def split(
+    request: Request,
+    principal: Annotated[Principal, require("incidents:act")],
+    incident_id: str,
+    body: SplitIn,
+) -> Response | dict[str, Any]:
+    split_call = functools.partial(
+        _store(request).split_incident,
+        principal.tenant_id,
+        incident_id,
+        body.alert_ids,
+        actor=principal.actor,
+    )
+    try:
+        item = await run_in_threadpool(split_call)
+    except InvalidTransition as exc:
+        return error_response(409, "invalid_transition", str(exc))
+    if item is None:
+        raise HTTPException(404, _NOT_FOUND)
+    detail = {"alerts": len(body.alert_ids), "into": item["id"]}
+    await audit(request, principal, "incident.split", "incident", incident_id, detail)
     return item
 
 
