@@ -240,6 +240,8 @@ class ProductionCluster:
     ingest: int = 1
     correlate: int = 2
     notify: int = 0
+    #: Settings for every role process (the bench's own ``DD0C_*`` are not passed on).
+    extra_env: dict[str, str] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="dd0c-bench-")))
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
@@ -266,6 +268,7 @@ class ProductionCluster:
             DD0C_JWT_SECRET=secrets.token_urlsafe(48),
             DD0C_DATA_DIR=str(self.workdir / "data"),
         )
+        env.update(self.extra_env)
         cli = str(Path(sys.executable).with_name("dd0c-alert"))
         subprocess.run([cli, "migrate"], env=env, check=True, capture_output=True)
         env.pop("DD0C_MIGRATION_DATABASE_URL")

@@ -202,7 +202,7 @@ def run(mode: str, rate: int, seconds: int) -> dict[str, Any]:
         server: OwnServer | ProductionCluster = (
             OwnServer()
             if mode == "embedded"
-            else ProductionCluster(ingest=1, correlate=1, notify=1)
+            else ProductionCluster(ingest=1, correlate=1, notify=1, extra_env=env)
         )
         target = server.start()
         try:

@@ -200,10 +200,13 @@ class Notifier(Background):
         """Plan what the outbox holds, queue what is due; the number queued."""
         now = self._clock()
         queued = 0
-        for tenant_id in self._outbox.tenants_with_work(now):
-            self.plan(tenant_id, now)
+        # Database work runs in a thread, so the lanes keep sending meanwhile: planning a
+        # storm's intents must not hold back the page of a new incident.
+        for tenant_id in await asyncio.to_thread(self._outbox.tenants_with_work, now):
+            await asyncio.to_thread(self.plan, tenant_id, now)
             lease = timedelta(seconds=self._config.lease_seconds)
-            for delivery in self._outbox.lease_due(tenant_id, now, 500, lease):
+            due = await asyncio.to_thread(self._outbox.lease_due, tenant_id, now, 500, lease)
+            for delivery in due:
                 if delivery.id not in self._in_flight:
                     self._queue(delivery)
                     queued += 1
@@ -457,7 +460,9 @@ class Notifier(Background):
             return await self._digest(delivery)
         if delivery.kind == NOTICE:
             return await self._notice(delivery)
-        detail = self._store.notification_detail(delivery.tenant_id, delivery.incident_id)
+        detail = await asyncio.to_thread(
+            self._store.notification_detail, delivery.tenant_id, delivery.incident_id
+        )
         if detail is None:  # purged by retention meanwhile: nothing left to tell
             return None
         url = f"{self._config.public_url.rstrip('/')}/incidents/{delivery.incident_id}"
