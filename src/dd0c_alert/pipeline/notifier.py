@@ -605,10 +605,7 @@ class Notifier(Background):
         """The secret of the route's webhook, read at send time: secrets are never
         copied into deliveries."""
         for candidate in self._routes(delivery.tenant_id):
-            every = list(candidate.destinations)
-            if candidate.escalation is not None:
-                every += candidate.escalation.destinations
-            for destination in every:
+            for destination in _every_destination(candidate):
                 if isinstance(destination, WebhookDestination) and (
                     destination.url == delivery.destination
                 ):
@@ -616,11 +613,18 @@ class Notifier(Background):
         raise DeliveryError("client", "the route of this webhook was removed", retry=False)
 
 
-def _mail_addresses(candidate: Route) -> list[str]:
+def _every_destination(candidate: Route) -> list[Destination]:
+    """A route's destinations and its escalation's."""
     every = list(candidate.destinations)
     if candidate.escalation is not None:
         every += candidate.escalation.destinations
-    return [a for d in every if isinstance(d, EmailDestination) for a in d.to]
+    return every
+
+
+def _mail_addresses(candidate: Route) -> list[str]:
+    return [
+        a for d in _every_destination(candidate) if isinstance(d, EmailDestination) for a in d.to
+    ]
 
 
 def _shown(delivery: Delivery) -> str:
