@@ -105,11 +105,13 @@ def _serve_http(roles: frozenset[str], host: str, port: int) -> None:
     import uvicorn
 
     from dd0c_alert.logs import configure
+    from dd0c_alert.tracing import setup as setup_tracing
     from dd0c_alert.web.app import create_app
     from dd0c_alert.web.http_server import protocol as http_protocol
 
     settings = _settings()
     configure(settings.log_level)
+    setup_tracing(settings.otel_enabled, roles)
     runtime = build_runtime(settings, roles=roles)
     where = f"http://{host}:{port}"
     typer.echo(
@@ -138,9 +140,11 @@ def _run_until_signalled(roles: frozenset[str]) -> None:
     import threading
 
     from dd0c_alert.logs import configure
+    from dd0c_alert.tracing import setup as setup_tracing
 
     settings = _settings()
     configure(settings.log_level)
+    setup_tracing(settings.otel_enabled, roles)
     runtime = build_runtime(settings, roles=roles)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -174,6 +174,12 @@ class Settings(BaseSettings):
     )
 
     log_level: str = "info"
+    otel_enabled: bool | None = Field(
+        default=None,
+        description="Export OpenTelemetry traces (needs the otel extra). Unset: on when "
+        "OTEL_TRACES_EXPORTER or OTEL_EXPORTER_OTLP_ENDPOINT is set; OTEL_SDK_DISABLED=true "
+        "turns it off.",
+    )
 
     @property
     def resolved_database_url(self) -> str:

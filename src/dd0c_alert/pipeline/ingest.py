@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 import structlog
 
+from dd0c_alert import tracing
 from dd0c_alert.domain.ids import new_id
 from dd0c_alert.domain.lru import LRUCache
 from dd0c_alert.domain.plans import plan_named, quota
@@ -156,6 +157,8 @@ class IngestService:
         else:
             stored = redact(provider_name, headers, body, secrets)
         body = stored.body
+        if tracing.enabled():  # the worker continues the webhook span from the message
+            tracing.inject(stored.headers)
         event_id = new_id()
         event = RawEvent(
             event_id=event_id,

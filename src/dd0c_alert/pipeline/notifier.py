@@ -28,14 +28,16 @@ import heapq
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import make_msgid, parseaddr
 from typing import Any
 
 import structlog
+from opentelemetry.trace import SpanKind, StatusCode
 
+from dd0c_alert import tracing
 from dd0c_alert.domain.models import Severity
 from dd0c_alert.notify.base import DeliveryError
 from dd0c_alert.notify.email import render_digest_email, render_incident_email
@@ -265,15 +267,18 @@ class Notifier(Background):
                 )
             detail = details[intent.incident_id]
             if detail is not None:
-                planned += _plan_one(
-                    intent.incident_id,
-                    intent.event,
-                    intent.detail,
-                    detail,
-                    routes,
-                    default_channel,
-                    now,
-                )
+                planned += [
+                    replace(item, traceparent=intent.traceparent)
+                    for item in _plan_one(
+                        intent.incident_id,
+                        intent.event,
+                        intent.detail,
+                        detail,
+                        routes,
+                        default_channel,
+                        now,
+                    )
+                ]
         self._outbox.plan(tenant_id, intents, planned, now)
 
     def _routes(self, tenant_id: str) -> list[Route]:
@@ -332,34 +337,65 @@ class Notifier(Background):
     # --- sending ----------------------------------------------------------------------
 
     async def _deliver(self, delivery: Delivery, lane: _Lane) -> None:
+        """One attempt, in a span continuing the trace of the decision behind it (when
+        tracing is on); its log lines carry that trace id either way."""
+        trace_id = tracing.trace_id_of(delivery.traceparent)
+        with structlog.contextvars.bound_contextvars(
+            tenant_id=delivery.tenant_id, incident_id=delivery.incident_id, trace_id=trace_id
+        ):
+            if not tracing.enabled():
+                await self._attempt(delivery, lane)
+                return
+            parent = tracing.extract({tracing.TRACEPARENT: delivery.traceparent or ""})
+            with tracing.tracer().start_as_current_span(
+                f"dd0c.notify.{delivery.destination_type}",
+                context=parent,
+                kind=SpanKind.CLIENT,
+                attributes={
+                    "dd0c.tenant_id": delivery.tenant_id,
+                    "dd0c.incident_id": delivery.incident_id,
+                    "dd0c.delivery_id": delivery.id,
+                    "dd0c.delivery.kind": delivery.kind,
+                    "dd0c.delivery.event": delivery.event,
+                    "dd0c.delivery.attempt": delivery.attempts + 1,
+                },
+            ) as span:
+                outcome = await self._attempt(delivery, lane)
+                span.set_attribute("dd0c.delivery.outcome", outcome)
+                if outcome not in ("delivered", "deferred"):
+                    span.set_status(StatusCode.ERROR, outcome)
+
+    async def _attempt(self, delivery: Delivery, lane: _Lane) -> str:
+        """Send once; the outcome: ``delivered``, ``deferred`` (released for later),
+        ``stopped`` or the failure's reason."""
         now = self._clock()
         key = (delivery.tenant_id, delivery.destination_type, delivery.destination)
         if (key[1], key[2]) in self._outbox.stopped(delivery.tenant_id):
             error = "destination stopped after a permanent error: replay once it is fixed"
             self._outbox.finish(delivery, ok=False, latency_ms=0, error=error, at=now)
-            return
+            return "stopped"
         circuit = f"notify:{delivery.lane}"
         wait = self._breakers.acquire(circuit)
         if wait > 0:
             self._outbox.release(delivery, now + timedelta(seconds=wait))
-            return
+            return "deferred"
         started = time.perf_counter()
         try:
             ref = await self._send(delivery)
         except _NotYet as wait_for:
             self._outbox.release(delivery, now + timedelta(seconds=wait_for.seconds))
-            return
+            return "deferred"
         except DeliveryError as error:
             metrics.DELIVERIES.labels(delivery.destination_type, error.reason).inc()
             self._failed(delivery, lane, error, (time.perf_counter() - started) * 1000)
             if error.retry and error.reason != "rate_limited":
                 self._breakers.record_failure(circuit)
-            return
+            return error.reason
         except Exception as exc:  # a bug: retried like a server error, never dropped
             log.exception("delivery_failed_unexpectedly", delivery_id=delivery.id)
             bug = DeliveryError("server", f"internal error: {type(exc).__name__}", retry=True)
             self._failed(delivery, lane, bug, (time.perf_counter() - started) * 1000)
-            return
+            return "internal_error"
         self._breakers.record_success(circuit)
         metrics.DELIVERIES.labels(delivery.destination_type, "delivered").inc()
         metrics.DELIVERY_SECONDS.labels(delivery.destination_type).observe(
@@ -378,6 +414,15 @@ class Notifier(Background):
         )
         self.sent += 1
         self._set_health(key, "ok", None)
+        log.info(
+            "delivery_sent",
+            delivery_id=delivery.id,
+            destination_type=delivery.destination_type,
+            kind=delivery.kind,
+            incident_event=delivery.event,
+            attempt=delivery.attempts + 1,
+        )
+        return "delivered"
 
     def _failed(self, delivery: Delivery, lane: _Lane, error: DeliveryError, ms: float) -> None:
         now = self._clock()

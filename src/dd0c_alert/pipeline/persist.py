@@ -4,7 +4,7 @@ acknowledge the queue messages."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 from dd0c_alert.correlation.dedup import AlertRecord, FingerprintState, Fold, FoldResult, fold
 from dd0c_alert.correlation.engine import correlate, event_time
@@ -21,13 +21,15 @@ def persist(
     outcome: BatchOutcome,
     config: TenantConfig | None = None,
     tick: Callable[[], None] | None = None,
+    traces: Mapping[str, str] | None = None,
 ) -> list[tuple[FoldResult, Decision]]:
     """Store the batch; return each alert's fold and decision, in event-time order.
 
     Alerts are folded and correlated in event-time order (the order they happened),
     not delivery order, so a batch's shuffled deliveries give the same incidents.
     ``tick`` is called before each alert is decided; an exception from it rolls the
-    whole batch back (the worker's time budget).
+    whole batch back (the worker's time budget). ``traces``: event id -> the W3C
+    traceparent of its processing, kept with the notification intents it causes.
     """
     config = config or store.tenant_config
     alerts = sorted(outcome.alerts, key=event_time)
@@ -65,7 +67,9 @@ def persist(
             tx.save_correlation(engine_state, tenant_pairs)
             tx.save_rollups(tenant_id, tenant_pairs)
             tx.save_intents(
-                tenant_id, changes(before, engine_state.incidents, engine_state.touched)
+                tenant_id,
+                changes(before, engine_state.incidents, engine_state.touched),
+                _incident_traces(tenant_pairs, traces) if traces else None,
             )
             pairs += tenant_pairs
         tx.save_alerts(
@@ -74,3 +78,16 @@ def persist(
         )
         tx.finish(outcome)
     return pairs
+
+
+def _incident_traces(
+    pairs: Sequence[tuple[FoldResult, Decision]], traces: Mapping[str, str]
+) -> dict[str, str]:
+    """incident id -> traceparent of the latest event (in event time) that touched it:
+    the delivery of what the incident now shows continues that event's trace."""
+    found: dict[str, str] = {}
+    for result, decision in pairs:
+        traceparent = traces.get(result.alert.event_id)
+        if traceparent is not None:
+            found[decision.incident_id] = traceparent
+    return found

@@ -28,12 +28,14 @@ from __future__ import annotations
 import random
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import orjson
 import structlog
 
+from dd0c_alert import tracing
 from dd0c_alert.correlation.dedup import FoldResult
 from dd0c_alert.correlation.model import Decision, Rules, TenantSettings
 from dd0c_alert.domain.ids import new_id
@@ -58,6 +60,7 @@ from dd0c_alert.storage.ports import (
 
 from . import metrics
 from .background import Background
+from .event_traces import BatchTrace
 from .persist import persist
 
 log = structlog.get_logger(__name__)
@@ -129,6 +132,10 @@ class Worker(Background):
         #: Called after each batch: the notifier in the same process wakes up at once.
         self.after_commit: Callable[[], None] | None = None
         self._configs: dict[str, tuple[float, tuple[TenantSettings, Rules]]] = {}
+        #: The batch under way: its spans (tracing on) and each event's traceparent,
+        #: which the outbox keeps so the delivery continues the event's trace.
+        self._trace: BatchTrace | None = None
+        self._traceparents: dict[str, str] = {}
 
     def _config(self, tenant_id: str) -> tuple[TenantSettings, Rules]:
         """Tenant settings and rules, re-read at most every few seconds."""
@@ -157,6 +164,35 @@ class Worker(Background):
         events = self._queue.claim(self.batch_limit, self._lease)
         if not events:
             return 0
+        if not tracing.enabled():
+            # A sender's own traceparent, when it sent one: its trace id is logged.
+            self._traceparents = {
+                e.event_id: e.headers[tracing.TRACEPARENT]
+                for e in events
+                if tracing.TRACEPARENT in e.headers
+            }
+            try:
+                return self._run_batch(events)
+            finally:
+                self._traceparents = {}
+        self._trace = BatchTrace(events)
+        self._traceparents = self._trace.traceparents()
+        try:
+            with self._trace.batch_current():
+                return self._run_batch(events)
+        finally:
+            self._trace.end()
+            self._trace, self._traceparents = None, {}
+
+    @contextmanager
+    def _current(self, event: RawEvent) -> Iterator[None]:
+        if self._trace is None:
+            yield
+        else:
+            with self._trace.current(event.event_id):
+                yield
+
+    def _run_batch(self, events: list[RawEvent]) -> int:
         started = time.monotonic()
         metrics.BATCH_EVENTS.observe(len(events))
         abandoned = [e for e in events if e.attempts > self._max_attempts]
@@ -222,8 +258,9 @@ class Worker(Background):
         """Store one transaction's worth; ``False`` when the budget ran out first (the
         transaction rolled back, nothing of it is stored)."""
         try:
-            pairs = persist(self._store, outcome, self._config, budget.check if budget else None)
-            _observe(outcome, events, pairs)
+            tick = budget.check if budget else None
+            pairs = persist(self._store, outcome, self._config, tick, self._traceparents)
+            self._observe(outcome, events, pairs)
         except BudgetExceeded:
             log.warning("batch_over_budget", events=len(events), budget_s=self._batch_budget)
             return False
@@ -257,8 +294,10 @@ class Worker(Background):
             outcome = BatchOutcome()
             self._process(event, refs[event.event_id], outcome)
             try:
-                pairs = persist(self._store, outcome, self._config, budget.check)
-                _observe(outcome, [event], pairs)
+                pairs = persist(
+                    self._store, outcome, self._config, budget.check, self._traceparents
+                )
+                self._observe(outcome, [event], pairs)
             except BudgetExceeded:
                 log.warning("event_over_budget", event_id=event.event_id, provider=event.provider)
                 metrics.DEAD_LETTERS.labels(PROCESSING_TIMEOUT).inc()
@@ -275,6 +314,10 @@ class Worker(Background):
                 persist(self._store, self._failed(event, exc, permanent=False), self._config)
 
     def _process(self, event: RawEvent, raw_ref: str, outcome: BatchOutcome) -> None:
+        with self._current(event):
+            self._normalise_into(event, raw_ref, outcome)
+
+    def _normalise_into(self, event: RawEvent, raw_ref: str, outcome: BatchOutcome) -> None:
         try:
             records = self.normalise(event, raw_ref)
         except PayloadError as exc:
@@ -316,9 +359,13 @@ class Worker(Background):
 
     def _failed(self, event: RawEvent, exc: Exception, *, permanent: bool) -> BatchOutcome:
         error = f"{type(exc).__name__}: {exc}" if permanent else _describe(exc)
+        if self._trace is not None:
+            self._trace.failed(event.event_id, error.splitlines()[0][:300])
         log.warning(
             "event_failed",
+            tenant_id=event.tenant_id,
             event_id=event.event_id,
+            trace_id=tracing.trace_id_of(self._traceparents.get(event.event_id)),
             provider=event.provider,
             attempts=event.attempts,
             permanent=permanent,
@@ -330,20 +377,48 @@ class Worker(Background):
         delay = min(MAX_BACKOFF_SECONDS, 2.0**event.attempts) * random.uniform(0.8, 1.2)
         return BatchOutcome(retries=[Retry(event.event_id, error, delay)])
 
-
-def _observe(
-    outcome: BatchOutcome, events: list[RawEvent], pairs: list[tuple[FoldResult, Decision]]
-) -> None:
-    """Count what a committed transaction decided, and how long its events waited."""
-    now = time.time()
-    acked = set(outcome.acked)
-    for event in events:
-        if event.event_id in acked:
+    def _observe(
+        self,
+        outcome: BatchOutcome,
+        events: list[RawEvent],
+        pairs: list[tuple[FoldResult, Decision]],
+    ) -> None:
+        """Count what a committed transaction decided and how long its events waited;
+        one log line per event: its tenant, incidents and trace."""
+        now = time.time()
+        decided: dict[str, tuple[list[str], set[str], set[str]]] = {}
+        for fold_result, decision in pairs:
+            metrics.DECISIONS.labels(decision.outcome.value).inc()
+            if decision.page:
+                metrics.PAGES.inc()
+            alerts, incidents, outcomes = decided.setdefault(
+                fold_result.alert.event_id, ([], set(), set())
+            )
+            alerts.append(decision.alert_id)
+            incidents.add(decision.incident_id)
+            outcomes.add(decision.outcome.value)
+        deploys: dict[str, int] = {}
+        for deploy in outcome.deploys:
+            deploys[deploy.event_id] = deploys.get(deploy.event_id, 0) + 1
+        acked = set(outcome.acked)
+        for event in events:
+            if event.event_id not in acked:
+                continue
             metrics.PROCESSING.observe(max(0.0, now - event.received_at))
-    for _, decision in pairs:
-        metrics.DECISIONS.labels(decision.outcome.value).inc()
-        if decision.page:
-            metrics.PAGES.inc()
+            alerts, incidents, outcomes = decided.get(event.event_id, ([], set(), set()))
+            if self._trace is not None:
+                self._trace.decided(event.event_id, sorted(incidents), sorted(outcomes))
+            log.info(
+                "event_processed",
+                tenant_id=event.tenant_id,
+                event_id=event.event_id,
+                provider=event.provider,
+                alerts=len(alerts),
+                deploys=deploys.get(event.event_id, 0),
+                incident_ids=sorted(incidents),
+                outcomes=sorted(outcomes),
+                trace_id=tracing.trace_id_of(self._traceparents.get(event.event_id)),
+            )
 
 
 def _abandoned(event: RawEvent) -> str:

@@ -20,7 +20,7 @@ destinations fail, are rate-limited, or were stopped by a permanent error.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -54,6 +54,8 @@ class Intent:
     event: str
     detail: dict[str, Any]
     created_at: datetime
+    #: W3C trace context of the decision that made the intent.
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +69,7 @@ class Planned:
     event: str
     route: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +91,8 @@ class Delivery:
     delivered_at: datetime | None
     created_at: datetime
     detail: dict[str, Any]
+    #: The trace the delivery span continues: its latest intent's.
+    traceparent: str | None = None
 
     @property
     def lane(self) -> str:
@@ -97,9 +102,14 @@ class Delivery:
 
 
 def write_intents(
-    conn: sa.Connection, tenant_id: str, intents: Sequence[tuple[str, str, dict[str, Any]]]
+    conn: sa.Connection,
+    tenant_id: str,
+    intents: Sequence[tuple[str, str, dict[str, Any]]],
+    traces: Mapping[str, str] | None = None,
 ) -> None:
-    """``(incident_id, event, detail)`` rows, in the caller's transaction."""
+    """``(incident_id, event, detail)`` rows, in the caller's transaction; ``traces``:
+    incident id -> traceparent of the decision behind its intents."""
+    traces = traces or {}
     if intents:
         now = datetime.now(UTC)
         conn.execute(
@@ -111,6 +121,7 @@ def write_intents(
                     "event": event,
                     "detail": detail,
                     "created_at": now,
+                    "traceparent": traces.get(incident_id),
                 }
                 for incident_id, event, detail in intents
             ],
@@ -136,6 +147,7 @@ def _delivery(row: Any) -> Delivery:
         delivered_at=row.delivered_at,
         created_at=row.created_at,
         detail=dict(row.detail or {}),
+        traceparent=row.traceparent,
     )
 
 
@@ -197,7 +209,15 @@ class SqlOutbox:
                 sa.select(n).where(n.c.tenant_id == tenant_id).order_by(n.c.seq).limit(limit)
             ).all()
         return [
-            Intent(r.seq, r.tenant_id, r.incident_id, r.event, dict(r.detail), r.created_at)
+            Intent(
+                r.seq,
+                r.tenant_id,
+                r.incident_id,
+                r.event,
+                dict(r.detail),
+                r.created_at,
+                r.traceparent,
+            )
             for r in rows
         ]
 
@@ -236,16 +256,15 @@ class SqlOutbox:
             & (d.c.destination == item.destination)
             & (d.c.kind == MESSAGE)
         )
-        changed = conn.execute(
-            d.update()
-            .where(mine)
-            .values(
-                version_wanted=d.c.version_wanted + 1,
-                event=item.event,
-                updated_at=now,
-                status=sa.case((d.c.status == DELIVERED, PENDING), else_=d.c.status),
-            )
-        ).rowcount
+        values: dict[str, Any] = {
+            "version_wanted": d.c.version_wanted + 1,
+            "event": item.event,
+            "updated_at": now,
+            "status": sa.case((d.c.status == DELIVERED, PENDING), else_=d.c.status),
+        }
+        if item.traceparent is not None:  # the next update continues the latest decision
+            values["traceparent"] = item.traceparent
+        changed = conn.execute(d.update().where(mine).values(values)).rowcount
         if not changed:
             conn.execute(d.insert().values(**_new_row(tenant_id, item, now)))
 
@@ -733,4 +752,5 @@ def _new_row(tenant_id: str, item: Planned, now: datetime) -> dict[str, Any]:
         "version_wanted": 1,
         "version_sent": 0,
         "detail": item.detail,
+        "traceparent": item.traceparent,
     }

@@ -6,7 +6,7 @@ sees them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -222,10 +222,14 @@ class Transaction(Protocol):
         """Persist touched incidents, merges and one decision per alert."""
 
     def save_intents(
-        self, tenant_id: str, intents: Sequence[tuple[str, str, dict[str, Any]]]
+        self,
+        tenant_id: str,
+        intents: Sequence[tuple[str, str, dict[str, Any]]],
+        traces: Mapping[str, str] | None = None,
     ) -> None:
         """Notification outbox rows ``(incident_id, event, detail)``, committed with
-        the decisions that caused them."""
+        the decisions that caused them; ``traces``: incident id -> the traceparent of
+        the decision, which the delivery span continues."""
 
     def save_rollups(self, tenant_id: str, pairs: Sequence[tuple[FoldResult, Decision]]) -> None:
         """Count the tenant's batch for analytics, the quota and onboarding."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -730,9 +730,12 @@ class SqlTransaction:
         save_state(conn, state, self._loaded.get(state.tenant_id, set()), pairs)
 
     def save_intents(
-        self, tenant_id: str, intents: Sequence[tuple[str, str, dict[str, Any]]]
+        self,
+        tenant_id: str,
+        intents: Sequence[tuple[str, str, dict[str, Any]]],
+        traces: Mapping[str, str] | None = None,
     ) -> None:
-        write_intents(self._use(tenant_id), tenant_id, intents)
+        write_intents(self._use(tenant_id), tenant_id, intents, traces)
 
     def save_rollups(self, tenant_id: str, pairs: Sequence[tuple[FoldResult, Decision]]) -> None:
         """Analytics rollups, the month's alert count and onboarding (``rollups``)."""

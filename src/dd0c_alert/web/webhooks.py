@@ -15,10 +15,13 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, StatusCode
 from starlette.datastructures import URL
 from starlette.responses import RedirectResponse
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
+from dd0c_alert import tracing
 from dd0c_alert.pipeline import metrics
 from dd0c_alert.pipeline.ingest import IngestService, Rejected
 from dd0c_alert.providers import PROVIDERS
@@ -55,6 +58,31 @@ class WebhookEndpoint:
         self._per_tenant = per_tenant_metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not tracing.enabled():
+            await self._handle(scope, receive, send)
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        span = tracing.tracer().start_span(
+            "POST /v1/wh/{tenant_id}/{provider}",
+            context=tracing.extract(headers),
+            kind=SpanKind.SERVER,
+            attributes={"http.request.method": scope["method"], "url.path": scope["path"]},
+        )
+
+        async def answer(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                span.set_attribute("http.response.status_code", status)
+                if status >= 500:
+                    span.set_status(StatusCode.ERROR)
+            await send(message)
+
+        # The span is current while the delivery is admitted: ingest puts its context
+        # in the queue message, and log lines written meanwhile carry its trace id.
+        with trace.use_span(span, end_on_exit=True):
+            await self._handle(scope, receive, answer)
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = route_path(scope)
         parts = _segments(path)
         if parts is None:
@@ -102,8 +130,10 @@ class WebhookEndpoint:
             )
         except Rejected as exc:
             metrics.WEBHOOKS.labels(known, exc.reason).inc()
+            _annotate(tenant_id, provider, None, exc.reason)
             await _error(send, exc.status, exc.reason, exc.detail, exc.headers)
             return
+        _annotate(tenant_id, provider, outcome.event_id, None)
         if self._per_tenant:
             metrics.WEBHOOKS_BY_TENANT.labels(tenant_id).inc()
         if outcome.duplicate:
@@ -113,6 +143,18 @@ class WebhookEndpoint:
             metrics.WEBHOOKS.labels(known, "accepted").inc()
             metrics.WEBHOOK_BYTES.labels(known).observe(len(body))
             await _json(send, 202, {"event_id": outcome.event_id, "status": "accepted"})
+
+
+def _annotate(tenant_id: str, provider: str, event_id: str | None, refused: str | None) -> None:
+    """Name the delivery on the webhook span (when one records)."""
+    span = trace.get_current_span() if tracing.enabled() else None
+    if span is not None and span.is_recording():
+        span.set_attribute("dd0c.tenant_id", tenant_id[:64])
+        span.set_attribute("dd0c.provider", provider if provider in PROVIDERS else "unknown")
+        if event_id is not None:
+            span.set_attribute("dd0c.event_id", event_id)
+        if refused is not None:
+            span.set_attribute("dd0c.refused", refused)
 
 
 async def _read_body(receive: Receive, cap: int, timeout: float) -> bytes | None:

@@ -1,0 +1,169 @@
+"""Traces and the per-event log line (docs/operations.md, Traces): one webhook, through
+serve's worker and notifier to the Slack stand-in, is one trace; the log lines of that
+work carry its id. Spans go to the SDK's in-memory exporter; both modes (the trace
+context rides in the SQLite queue table's headers and in pgmq's message headers)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import structlog
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
+from conftest import drain
+from dd0c_alert import tracing
+from dd0c_alert.config import Settings
+from test_notifications_e2e import SECRET, configure, notifying, top_level_posts, wait_until
+from webhook_helpers import auth_headers, new_tenant, running
+
+WEBHOOK_SPAN = "POST /v1/wh/{tenant_id}/{provider}"
+SENDER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+SENDER_PARENT = f"00-{SENDER_TRACE}-00f067aa0ba902b7-01"
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.use(provider)
+    try:
+        yield exporter
+    finally:
+        tracing.use(None)
+        provider.shutdown()
+
+
+def _hex(value: int, width: int) -> str:
+    return f"{value:0{width}x}"
+
+
+def _named(exporter: InMemorySpanExporter, name: str) -> list[ReadableSpan]:
+    return [s for s in exporter.get_finished_spans() if s.name == name]
+
+
+def _post(client: Any, tenant_id: str, integration: str, **headers: str) -> str:
+    body = orjson.dumps([{"title": "checkout down", "service": "checkout", "severity": "high"}])
+    response = client.post(
+        f"/v1/wh/{tenant_id}/custom/{integration}",
+        content=body,
+        headers={
+            "Content-Type": "application/json",
+            **auth_headers("custom", body, SECRET, {}),
+            **headers,
+        },
+    )
+    assert response.status_code == 202, response.text
+    return str(response.json()["event_id"])
+
+
+@pytest.mark.both_modes
+def test_one_trace_from_the_webhook_through_the_decision_to_the_slack_call(
+    tmp_path: Path, spans: InMemorySpanExporter
+) -> None:
+    with (
+        structlog.testing.capture_logs(
+            processors=[structlog.contextvars.merge_contextvars, tracing.add_trace_id]
+        ) as logs,
+        notifying(tmp_path) as (runtime, client, slack, _),
+    ):
+        tenant = new_tenant(runtime)
+        configure(runtime, tenant, email=False)
+        event_id = _post(client, tenant.id, tenant.integration("custom", SECRET))
+        drain(runtime)
+        wait_until(lambda: top_level_posts(slack), what="the Slack post")
+        wait_until(lambda: _named(spans, "dd0c.notify.slack"), what="the delivery span")
+
+    (webhook,) = _named(spans, WEBHOOK_SPAN)
+    trace_id = webhook.context.trace_id
+    assert webhook.kind is SpanKind.SERVER and webhook.parent is None
+    assert webhook.attributes is not None
+    assert webhook.attributes["dd0c.event_id"] == event_id
+    assert webhook.attributes["http.response.status_code"] == 202
+
+    (event,) = [
+        s
+        for s in _named(spans, "dd0c.worker.event")
+        if s.attributes and s.attributes["dd0c.event_id"] == event_id
+    ]
+    assert event.context.trace_id == trace_id
+    assert event.parent is not None and event.parent.span_id == webhook.context.span_id
+    (incident_id,) = event.attributes["dd0c.incident_ids"]  # type: ignore[index]
+    # The batch span is a trace of its own, linked to each event's webhook.
+    (batch,) = [
+        s
+        for s in _named(spans, "dd0c.worker.batch")
+        if any(link.context.span_id == webhook.context.span_id for link in s.links)
+    ]
+    assert batch.context.trace_id != trace_id
+    assert event.links[0].context.span_id == batch.context.span_id
+
+    deliveries = _named(spans, "dd0c.notify.slack")
+    assert deliveries, "no delivery span"
+    for delivery in deliveries:
+        assert delivery.context.trace_id == trace_id
+        assert delivery.parent is not None and delivery.parent.span_id == event.context.span_id
+        assert delivery.attributes is not None
+        assert delivery.attributes["dd0c.incident_id"] == incident_id
+    assert deliveries[0].attributes["dd0c.delivery.outcome"] == "delivered"  # type: ignore[index]
+
+    # The log lines of that work: one per event (tenant, event, incident, trace), one
+    # per delivery; every line naming this tenant carries the trace id.
+    mine = [line for line in logs if line.get("tenant_id") == tenant.id]
+    assert {"event_processed", "delivery_sent"} <= {line["event"] for line in mine}, mine
+    assert all(line.get("trace_id") == _hex(trace_id, 32) for line in mine), mine
+    (processed,) = [line for line in mine if line["event"] == "event_processed"]
+    assert processed["event_id"] == event_id
+    assert processed["incident_ids"] == [incident_id]
+
+
+def test_a_senders_traceparent_is_continued_and_logged_with_tracing_on_or_off(
+    tmp_path: Path, spans: InMemorySpanExporter
+) -> None:
+    with (
+        structlog.testing.capture_logs() as logs,
+        running(tmp_path / "d") as (runtime, client),
+    ):
+        tenant = new_tenant(runtime)
+        integration = tenant.integration("custom", SECRET)
+        traced = _post(client, tenant.id, integration, traceparent=SENDER_PARENT)
+        drain(runtime)
+        tracing.use(None)  # off: no span, but the sender's trace id still reaches the log
+        untraced = _post(client, tenant.id, integration, traceparent=SENDER_PARENT)
+        drain(runtime)
+
+    (webhook,) = _named(spans, WEBHOOK_SPAN)
+    assert _hex(webhook.context.trace_id, 32) == SENDER_TRACE
+    assert webhook.parent is not None and _hex(webhook.parent.span_id, 16) == "00f067aa0ba902b7"
+    assert len(_named(spans, "dd0c.worker.event")) == 1
+    processed = {line["event_id"]: line for line in logs if line["event"] == "event_processed"}
+    assert processed[traced]["trace_id"] == SENDER_TRACE
+    assert processed[untraced]["trace_id"] == SENDER_TRACE
+    assert processed[traced]["tenant_id"] == tenant.id
+
+
+def test_tracing_is_off_unless_the_setting_or_the_standard_variables_ask() -> None:
+    assert not tracing.wanted(None, {})
+    assert tracing.wanted(True, {})
+    assert tracing.wanted(None, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"})
+    assert tracing.wanted(None, {"OTEL_TRACES_EXPORTER": "otlp"})
+    assert not tracing.wanted(None, {"OTEL_TRACES_EXPORTER": "none"})
+    assert not tracing.wanted(False, {"OTEL_TRACES_EXPORTER": "otlp"})
+    assert not tracing.wanted(True, {"OTEL_SDK_DISABLED": "true"})
+    assert Settings(otel_enabled=None).otel_enabled is None
+
+
+def test_trace_ids_are_read_from_a_traceparent() -> None:
+    assert tracing.trace_id_of(SENDER_PARENT) == SENDER_TRACE
+    assert tracing.trace_id_of(None) is None
+    assert tracing.trace_id_of("garbage") is None
+    assert tracing.trace_id_of(f"00-{'0' * 32}-00f067aa0ba902b7-01") is None
+    assert tracing.span_context(SENDER_PARENT) is not None
+    assert tracing.span_context("00-nothex-00f067aa0ba902b7-01") is None
