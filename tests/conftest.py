@@ -38,6 +38,10 @@ from dd0c_alert.storage.tenancy import scope
 from dd0c_alert.web.app import create_app
 from servers import APP, OWNER, PostgresServer, RedisServer
 
+#: secret_scan fails any test whose logs hold a secret the tests created; pytester
+#: runs the sub-sessions that prove it catches one.
+pytest_plugins = ("secret_scan", "pytester")
+
 FIXTURES = Path(__file__).parent / "fixtures" / "payloads"
 BACKEND = os.environ.get("DD0C_TEST_BACKEND", "embedded")
 assert BACKEND in ("embedded", "production"), BACKEND
