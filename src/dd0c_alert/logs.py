@@ -13,6 +13,8 @@ from dd0c_alert.tracing import add_trace_id
 def configure(level: str = "info") -> None:
     numeric = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
     logging.basicConfig(stream=sys.stderr, level=numeric, format="%(message)s")
+    # Alembic narrates every start ("setup plugin …", "Context impl …") at INFO.
+    logging.getLogger("alembic").setLevel(max(numeric, logging.WARNING))
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
