@@ -5,10 +5,12 @@ context rides in the SQLite queue table's headers and in pgmq's message headers)
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 import structlog
@@ -19,9 +21,21 @@ from opentelemetry.trace import SpanKind
 
 from conftest import drain
 from dd0c_alert import tracing
+from dd0c_alert.app import build_runtime
 from dd0c_alert.config import Settings
-from test_notifications_e2e import SECRET, configure, notifying, top_level_posts, wait_until
-from webhook_helpers import auth_headers, new_tenant, running
+from servers import free_port
+from stand_ins.otlp_collector import OtlpCollector
+from stand_ins.slack_api import SlackStandIn
+from test_notifications_e2e import (
+    SECRET,
+    TOKEN,
+    _serve,
+    configure,
+    notifying,
+    top_level_posts,
+    wait_until,
+)
+from webhook_helpers import auth_headers, make_settings, new_tenant, running
 
 WEBHOOK_SPAN = "POST /v1/wh/{tenant_id}/{provider}"
 SENDER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -167,3 +181,62 @@ def test_trace_ids_are_read_from_a_traceparent() -> None:
     assert tracing.trace_id_of(f"00-{'0' * 32}-00f067aa0ba902b7-01") is None
     assert tracing.span_context(SENDER_PARENT) is not None
     assert tracing.span_context("00-nothex-00f067aa0ba902b7-01") is None
+
+
+@pytest.mark.slow
+def test_serve_exports_one_trace_over_otlp_across_its_two_processes(tmp_path: Path) -> None:
+    """The real ``serve``, switched on by the standard variable alone: the webhook span
+    is exported by the HTTP process, the event and delivery spans by its background
+    process, all in one trace."""
+    with SlackStandIn((TOKEN,)) as slack, OtlpCollector() as collector:
+        settings = make_settings(tmp_path / "d", slack_api_url=slack.base_url)
+        setup = build_runtime(settings, roles=frozenset())
+        tenant = new_tenant(setup)
+        configure(setup, tenant, email=False)
+        integration = tenant.integration("custom", SECRET)
+        setup.stop()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DD0C_", "OTEL_"))}
+        env |= {
+            "DD0C_DATA_DIR": str(settings.data_dir),
+            "DD0C_SLACK_API_URL": slack.base_url,
+            "DD0C_SUGGEST_INTERVAL_SECONDS": "0",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint,
+            "OTEL_BSP_SCHEDULE_DELAY": "50",
+        }
+        if settings.database_url:
+            env |= {
+                "DATABASE_URL": settings.database_url,
+                "REDIS_URL": settings.redis_url,
+                "DD0C_SECRET_KEY": settings.secret_key,
+                "DD0C_JWT_SECRET": settings.jwt_secret,
+            }
+        port = free_port()
+        server = _serve(env, port, tmp_path / "serve.log")
+        try:
+            body = orjson.dumps([{"title": "db down", "service": "db", "severity": "critical"}])
+            headers = {
+                "Content-Type": "application/json",
+                **auth_headers("custom", body, SECRET, {}),
+            }
+            url = f"http://127.0.0.1:{port}/v1/wh/{tenant.id}/custom/{integration}"
+            answer = httpx.post(url, content=body, headers=headers)
+            assert answer.status_code == 202
+            event_id = answer.json()["event_id"]
+            wait_until(lambda: collector.named("dd0c.notify.slack"), what="the delivery span")
+        finally:
+            server.terminate()
+            server.wait(timeout=15)
+        assert top_level_posts(slack)
+
+    (webhook,) = collector.named(WEBHOOK_SPAN)
+    (event,) = collector.named("dd0c.worker.event")
+    (delivery, *_) = collector.named("dd0c.notify.slack")
+    assert webhook.attributes["dd0c.event_id"] == event_id
+    assert event.trace_id == webhook.trace_id == delivery.trace_id
+    assert event.parent_span_id == webhook.span_id
+    assert delivery.parent_span_id == event.span_id
+    assert webhook.resource["service.name"] == "dd0c-alert"
+    assert webhook.resource["dd0c.roles"] == "api,ingest"
+    assert "correlate" in delivery.resource["dd0c.roles"]
+    (batch,) = collector.named("dd0c.worker.batch")
+    assert batch.links == (webhook.span_id,)
