@@ -12,11 +12,12 @@ ENV UV_COMPILE_BYTECODE=1 \
 WORKDIR /src
 # Dependencies first: this layer is rebuilt only when the lock changes.
 COPY pyproject.toml uv.lock ./
-RUN uv sync --frozen --no-dev --no-install-project
+RUN uv sync --frozen --no-dev --extra otel --no-install-project
 COPY README.md LICENSE ./
 COPY src ./src
 # --no-editable: the package itself goes into the venv, so /src is not needed at run time.
-RUN uv sync --frozen --no-dev --no-editable
+# The otel extra: traces are switched on by OTEL_EXPORTER_OTLP_ENDPOINT (docs/operations.md).
+RUN uv sync --frozen --no-dev --extra otel --no-editable
 
 FROM python:3.11-slim
 RUN groupadd --system --gid 10001 dd0c \
