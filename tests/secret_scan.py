@@ -54,6 +54,7 @@ from dd0c_alert.storage.sql import SqlStore
 MIN_LENGTH = 8
 #: Bodies larger than this are not searched for credentials (payload fixtures).
 MAX_BODY = 64 * 1024
+MAX_DEPTH = 16
 #: Members of JSON and form bodies whose string values are secrets.
 SECRET_MEMBERS = frozenset(
     {
@@ -239,17 +240,22 @@ def _credentials_in_headers(headers: Iterable[tuple[str, str]]) -> Iterator[str]
 
 
 def _members(document: object) -> Iterator[object]:
-    """String values of secret-named members, at any depth (bounded by the body cap)."""
-    if isinstance(document, dict):
-        for key, value in document.items():
-            if isinstance(key, str) and key.lower() in SECRET_MEMBERS:
-                yield value
-            if key == "key" and isinstance(value, str) and value.startswith("dd0c_"):
-                yield value  # an API key as the API hands it out
-            yield from _members(value)
-    elif isinstance(document, list):
-        for item in document:
-            yield from _members(item)
+    """String values of secret-named members, down to ``MAX_DEPTH`` levels (a test's
+    deliberately deep documents go deeper than any secret sits)."""
+    pending: list[tuple[object, int]] = [(document, 0)]
+    while pending:
+        node, depth = pending.pop()
+        if depth > MAX_DEPTH:
+            continue
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if isinstance(key, str) and key.lower() in SECRET_MEMBERS:
+                    yield value
+                if key == "key" and isinstance(value, str) and value.startswith("dd0c_"):
+                    yield value  # an API key as the API hands it out
+                pending.append((value, depth + 1))
+        elif isinstance(node, list):
+            pending.extend((item, depth + 1) for item in node)
 
 
 def _credentials_in_body(content_type: str, body: bytes) -> Iterator[object]:

@@ -47,6 +47,8 @@ def test_credentials_sent_over_http_are_registered() -> None:
         b'{"email": "a@b.c", "password": "correct horse", "items": [{"routing_key": "R0123456"}]}'
     )
     assert set(_credentials_in_body("application/json", body)) == {"correct horse", "R0123456"}
+    deep = b'{"a": ' * 1000 + b'"x"' + b"}" * 1000  # no recursion limit to hit
+    assert list(_credentials_in_body("application/json", deep)) == []
     form = b"email=a%40b.c&password=correct+horse+battery"
     assert list(_credentials_in_body("application/x-www-form-urlencoded", form)) == [
         "correct horse battery"

@@ -159,7 +159,7 @@ def trace_id_of(traceparent: str | None) -> str | None:
 def add_trace_id(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """structlog processor: the current span's trace and span ids on every log line
     written while a span is current (the work of one webhook, event or delivery)."""
-    if "trace_id" not in event:
+    if event.get("trace_id") is None:
         context = trace.get_current_span().get_span_context()
         if context.is_valid:
             event["trace_id"] = f"{context.trace_id:032x}"

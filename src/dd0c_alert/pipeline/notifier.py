@@ -339,10 +339,11 @@ class Notifier(Background):
     async def _deliver(self, delivery: Delivery, lane: _Lane) -> None:
         """One attempt, in a span continuing the trace of the decision behind it (when
         tracing is on); its log lines carry that trace id either way."""
+        bound = {"tenant_id": delivery.tenant_id, "incident_id": delivery.incident_id}
         trace_id = tracing.trace_id_of(delivery.traceparent)
-        with structlog.contextvars.bound_contextvars(
-            tenant_id=delivery.tenant_id, incident_id=delivery.incident_id, trace_id=trace_id
-        ):
+        if trace_id is not None:  # else the delivery span's own, when tracing is on
+            bound["trace_id"] = trace_id
+        with structlog.contextvars.bound_contextvars(**bound):
             if not tracing.enabled():
                 await self._attempt(delivery, lane)
                 return

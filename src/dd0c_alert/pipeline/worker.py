@@ -198,6 +198,9 @@ class Worker(Background):
         abandoned = [e for e in events if e.attempts > self._max_attempts]
         if abandoned:
             dead = [DeadLetter(event=e, error=_abandoned(e)) for e in abandoned]
+            if self._trace is not None:
+                for event in abandoned:
+                    self._trace.failed(event.event_id, PROCESSING_ABANDONED)
             metrics.DEAD_LETTERS.labels(PROCESSING_ABANDONED).inc(len(dead))
             log.warning("events_abandoned", event_ids=[e.event_id for e in abandoned])
             persist(self._store, BatchOutcome(dead=dead), self._config)
@@ -299,7 +302,15 @@ class Worker(Background):
                 )
                 self._observe(outcome, [event], pairs)
             except BudgetExceeded:
-                log.warning("event_over_budget", event_id=event.event_id, provider=event.provider)
+                log.warning(
+                    "event_over_budget",
+                    tenant_id=event.tenant_id,
+                    event_id=event.event_id,
+                    trace_id=tracing.trace_id_of(self._traceparents.get(event.event_id)),
+                    provider=event.provider,
+                )
+                if self._trace is not None:
+                    self._trace.failed(event.event_id, PROCESSING_TIMEOUT)
                 metrics.DEAD_LETTERS.labels(PROCESSING_TIMEOUT).inc()
                 error = (
                     f"{PROCESSING_TIMEOUT}: deciding this event took longer than its "
