@@ -75,6 +75,12 @@ class Settings(BaseSettings):
     )
     monthly_quota: int = Field(default=0, description="Per-tenant default events/month; 0 = none.")
     idempotency_ttl_seconds: int = 24 * 3600
+    secret_rotation_grace_seconds: float = Field(
+        default=24 * 3600,
+        ge=0,
+        description="After an integration's secret is rotated, the old one is still "
+        "accepted for this long, so the tool can be reconfigured without losing alerts.",
+    )
 
     api_max_body_bytes: int = Field(
         default=1024 * 1024, description="REST API request body cap (413 above)."

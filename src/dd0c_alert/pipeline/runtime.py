@@ -60,6 +60,8 @@ class Runtime:
     auth: AuthConfig = field(default_factory=lambda: AuthConfig(jwt_secret=secrets.token_hex(32)))
     #: Failed logins, in Redis when there is one.
     login_throttle: LoginThrottle = field(default_factory=MemoryLoginThrottle)
+    #: How long a rotated-out integration secret is still accepted.
+    rotation_grace: timedelta = timedelta(hours=24)
 
     def start(self) -> None:
         if self.sole_consumer:
