@@ -75,7 +75,7 @@ service.webhook.dd0c: |
   headers:
     - name: Authorization
       value: Bearer {secret}
-# then use the template documented in dd0c_alert/providers/argocd.py
+# then the webhook template of docs/providers.md (Argo CD) and the apps' annotations
 """
     example = json.dumps(
         {
