@@ -95,7 +95,10 @@ async def _team_page(
 @router.get("/settings/team")
 async def team(request: Request, msg: str = "") -> Response:
     me = await reading(request, auth_api.list_users)
-    return await _team_page(request, me, message=NOTES.get(msg, ""))
+    message = NOTES.get(msg, "")
+    if msg == "invited" and auth_config(request).smtp is None:
+        message = "Invitation recorded, but no email went out: mail is not configured."
+    return await _team_page(request, me, message=message)
 
 
 @router.post("/settings/team/invite")
