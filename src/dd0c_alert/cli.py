@@ -354,16 +354,15 @@ def dlq_show(dead_letter_id: str) -> None:
 @dlq_app.command("replay")
 def dlq_replay(dead_letter_ids: list[str]) -> None:
     """Put dead letters back on the queue (a running service processes them)."""
+    from dd0c_alert.pipeline.dead_letters import replay_dead_letter
+
     settings = _settings()
     runtime = build_runtime(settings, roles=frozenset())
     for dead_letter_id in dead_letter_ids:
-        dead = runtime.store.get_dead_letter(dead_letter_id)
-        if dead is None:
+        event_id = replay_dead_letter(runtime.store, runtime.queue, dead_letter_id)
+        if event_id is None:
             raise typer.BadParameter(f"no dead letter {dead_letter_id!r}")
-        dead.event.attempts = 0
-        runtime.queue.requeue(dead.event)
-        runtime.store.mark_replayed(dead_letter_id)
-        typer.echo(f"requeued {dead.event.event_id}")
+        typer.echo(f"requeued {event_id}")
 
 
 @app.command("redact-stored")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
 
-from . import auth_pages, incident_pages, pages
+from . import admin_pages, auth_pages, config_pages, incident_pages, integration_pages, pages
 from .guard import SignInFirst, login_redirect
 from .render import HERE, page
 
@@ -15,7 +15,7 @@ STATIC = "/static/dashboard"
 
 def install(app: FastAPI) -> None:
     app.mount(STATIC, StaticFiles(directory=HERE / "static"), name="dashboard-static")
-    for module in (auth_pages, incident_pages, pages):
+    for module in (auth_pages, incident_pages, pages, config_pages, integration_pages, admin_pages):
         app.include_router(module.router)
 
     @app.exception_handler(SignInFirst)
