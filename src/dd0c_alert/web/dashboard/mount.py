@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
 
-from . import auth_pages, incident_edit, incident_pages, pages, silence_preview
+from . import auth_pages, incident_edit, incident_pages, onboarding, pages, silence_preview
 from .guard import SignInFirst, login_redirect
 from .render import HERE, page
 
@@ -15,7 +15,7 @@ STATIC = "/static/dashboard"
 
 def install(app: FastAPI) -> None:
     app.mount(STATIC, StaticFiles(directory=HERE / "static"), name="dashboard-static")
-    modules = (auth_pages, incident_edit, incident_pages, pages, silence_preview)
+    modules = (auth_pages, incident_edit, incident_pages, onboarding, pages, silence_preview)
     for module in modules:
         app.include_router(module.router)
 
