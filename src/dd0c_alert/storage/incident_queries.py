@@ -176,12 +176,16 @@ def _text_match(conn: sa.Connection, tenant_id: str, text: str) -> sa.ColumnElem
     """The incident's title, one of its services, or the labels of one of its alerts
     (as JSON text: names and values) contain ``text``. The title and services are
     checked first; the label scan is bounded to the incident's own alerts by
-    ``ix_alerts_tenant_incident``."""
+    ``ix_alerts_tenant_incident``. The services are one uncorrelated subquery: the
+    table's key leads with the service, so a per-incident probe scanned every row of
+    the tenant for each incident (14 s a search page at 200,000 alerts)."""
     i, s, a = t.incidents, t.incident_services, t.alerts
     return sa.or_(
         _like(conn, i.c.title, text),
-        sa.exists().where(
-            s.c.tenant_id == tenant_id, s.c.incident_id == i.c.id, _like(conn, s.c.service, text)
+        i.c.id.in_(
+            sa.select(s.c.incident_id).where(
+                s.c.tenant_id == tenant_id, _like(conn, s.c.service, text)
+            )
         ),
         sa.exists().where(
             a.c.tenant_id == tenant_id,
