@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 import tempfile
 import time
 import warnings
@@ -23,6 +24,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+import structlog
 from cryptography.fernet import Fernet
 
 with warnings.catch_warnings():
@@ -41,6 +43,12 @@ from servers import APP, OWNER, PostgresServer, RedisServer
 #: secret_scan fails any test whose logs hold a secret the tests created; pytester
 #: runs the sub-sessions that prove it catches one.
 pytest_plugins = ("secret_scan", "pytester")
+
+# The runtime's log lines go to stderr, as in production (logs.configure): the process's
+# own, so a worker thread's line never lands in the output of a CLI command a test
+# parses (CliRunner swaps sys.stdout and sys.stderr, not the file descriptors pytest
+# captures).
+structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.__stderr__))
 
 FIXTURES = Path(__file__).parent / "fixtures" / "payloads"
 BACKEND = os.environ.get("DD0C_TEST_BACKEND", "embedded")
