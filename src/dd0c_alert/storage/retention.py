@@ -45,7 +45,7 @@ def purge_tenant(
                     .limit(batch)
                 ).scalars()
             )
-            for table in (t.incident_services, t.incident_events, t.feedback):
+            for table in (t.incident_services, t.incident_events, t.feedback, t.incident_search):
                 conn.execute(
                     table.delete().where(
                         table.c.tenant_id == tenant_id, table.c.incident_id.in_(ids)

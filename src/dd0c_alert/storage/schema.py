@@ -370,6 +370,31 @@ incident_services = sa.Table(
     sa.Column("incident_id", sa.String(32), primary_key=True),
 )
 
+# One search document per live incident (``storage.incident_search``): its title,
+# services and the distinct label names and values of its alerts, lower-cased. Indexed
+# by trigrams: on SQLite by the FTS5 table ``incident_search_fts`` (migration 0010,
+# kept by triggers on this table, ``seq`` its rowid), on PostgreSQL by pg_trgm.
+incident_search = sa.Table(
+    "incident_search",
+    metadata,
+    sa.Column(
+        "seq",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("tenant_id", sa.String(32), nullable=False),
+    sa.Column("incident_id", sa.String(32), nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.UniqueConstraint("tenant_id", "incident_id", name="ux_incident_search_incident"),
+    sa.Index(
+        "ix_incident_search_trigrams",
+        "text",
+        postgresql_using="gin",
+        postgresql_ops={"text": "gin_trgm_ops"},
+    ).ddl_if(dialect="postgresql"),
+)
+
 _SUPPRESSED = "suppressed_by IS NOT NULL OR would_suppress IS NOT NULL"
 
 decisions = sa.Table(
