@@ -480,6 +480,8 @@ def merge(
                     f"incident {row.id} was merged into {row.merged_into}: use that one"
                 )
         target, merged = incident_state(rows[into]), incident_state(rows[incident_id])
+        # What each side was, for the suggestion engine (``suggestion_queries``).
+        sides = {"merged_services": sorted(merged.services), "services": sorted(target.services)}
         absorb(target, merged)
         merged.resolved_at = now
         for state in (target, merged):
@@ -501,7 +503,7 @@ def merge(
         )
         incident_search.merged(conn, tenant_id, target, incident_id)
         _record(conn, tenant_id, incident_id, "merge", {"into": into}, now, actor)
-        _record(conn, tenant_id, into, "merge", {"merged": incident_id}, now, actor)
+        _record(conn, tenant_id, into, "merge", {"merged": incident_id, **sides}, now, actor)
         conn.execute(
             t.feedback.insert().values(
                 id=new_id(), tenant_id=tenant_id, incident_id=into, verdict="merged", created_at=now
@@ -583,7 +585,10 @@ def split(
             },
         )
         moved = {"alert_ids": sorted(wanted)}
-        _record(conn, tenant_id, incident_id, "split", {**moved, "into": new.id}, now, actor)
+        sides = {"moved_services": sorted(new.services), "kept_services": sorted(old.services)}
+        _record(
+            conn, tenant_id, incident_id, "split", {**moved, "into": new.id, **sides}, now, actor
+        )
         _record(conn, tenant_id, new.id, "split", {**moved, "from": incident_id}, now, actor)
         conn.execute(
             t.feedback.insert().values(

@@ -462,6 +462,8 @@ suggestions = sa.Table(
     sa.Column("title", sa.Text, nullable=False),
     sa.Column("evidence", JSONDoc, nullable=False),
     sa.Column("proposal", JSONDoc, nullable=False),
+    #: The merges and splits it learnt from (migration 0010).
+    sa.Column("cites", JSONDoc, nullable=False, server_default="[]"),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("decided_at", UTCDateTime, nullable=True),

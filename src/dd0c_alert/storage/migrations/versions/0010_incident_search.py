@@ -1,5 +1,5 @@
 """Incident search documents (``storage.incident_search``), indexed by trigrams, and
-filled for the incidents already stored.
+filled for the incidents already stored; the merges and splits a suggestion cites.
 
 SQLite: an external-content FTS5 table with the ``trigram`` tokenizer, kept in step by
 triggers. PostgreSQL: a ``pg_trgm`` GIN index (pg_trgm is a trusted extension, which
@@ -24,6 +24,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 from dd0c_alert.storage import incident_search, schema
 
@@ -50,9 +51,14 @@ SQLITE_INDEX = (
 )
 
 
+JSON = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
+
+
 def upgrade() -> None:
     bind = op.get_bind()
     postgres = bind.dialect.name == "postgresql"
+    with op.batch_alter_table("suggestions") as batch:
+        batch.add_column(sa.Column("cites", JSON, nullable=False, server_default="[]"))
     op.create_table(
         "incident_search",
         sa.Column(
