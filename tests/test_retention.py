@@ -10,9 +10,9 @@ import sqlalchemy as sa
 
 from conftest import TenantHandle, tenant_connection
 from dd0c_alert.config import Settings
-from dd0c_alert.storage import schema as t
 from dd0c_alert.pipeline.cron import Scheduler
 from dd0c_alert.pipeline.runtime import Runtime
+from dd0c_alert.storage import schema as t
 from dd0c_alert.storage.ports import AlertFilter
 from test_suggestions_api import SECRET, fired, send
 
@@ -102,7 +102,11 @@ def _logs_and_counters(settings: Settings, tenant_id: str, times: list[datetime]
             )
             conn.execute(
                 t.product_events.insert().values(
-                    **mine, id=f"event-{tenant_id[-8:]}-{n}", name="integration.created", at=at, detail={}
+                    **mine,
+                    id=f"event-{tenant_id[-8:]}-{n}",
+                    name="integration.created",
+                    at=at,
+                    detail={},
                 )
             )
             hour = at.replace(minute=0, second=0, microsecond=0)
