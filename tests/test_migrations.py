@@ -323,6 +323,19 @@ def _incident_with_alerts(conn: sa.Connection) -> None:
             | {"title": "Checkout Latency", "services": ["checkout", "payments-api"]}
         )
     )
+    for hour, source in ((1, "grafana"), (5, "datadog")):
+        conn.execute(
+            schema.rollups_hourly.insert().values(
+                tenant_id="t1",
+                hour=NOW.replace(hour=hour, minute=0, second=0),
+                service="checkout",
+                source=source,
+                severity="high",
+                alerts=hour,
+                incidents_opened=1,
+                pages=0,
+            )
+        )
     for n, labels in enumerate(({"team": "Payments"}, {"team": "payments", "zone": "EU-1"})):
         alert = {c.name: _value(c, f"a{n}") for c in a.columns}
         conn.execute(
@@ -342,6 +355,18 @@ def _check_filled(engine: sa.Engine) -> None:
             "checkout latency\x1fcheckout\x1fpayments-api",
             "team\x1fpayments\x1fzone\x1feu-1",
         ]
+        d = schema.rollups_daily
+        daily = conn.execute(
+            sa.select(d.c.day, d.c.dimension, d.c.value, d.c.alerts, d.c.incidents_opened)
+        ).all()
+        midnight = NOW.replace(hour=0, minute=0, second=0)
+        assert {(r.day, r.dimension, r.value, r.alerts, r.incidents_opened) for r in daily} == {
+            (midnight, "all", "", 6, 2),
+            (midnight, "service", "checkout", 6, 2),
+            (midnight, "severity", "high", 6, 2),
+            (midnight, "source", "grafana", 1, 1),
+            (midnight, "source", "datadog", 5, 1),
+        }
         if engine.dialect.name == "sqlite":
             fts = "SELECT rowid FROM incident_search_fts WHERE text LIKE '%ments-a%'"
             assert conn.execute(sa.text(fts)).scalars().all() == [1]

@@ -52,6 +52,7 @@ def purge_tenant(
     counters = min(cutoff, (now or datetime.now(UTC)) - timedelta(days=COUNTERS_DAYS))
     by_day: dict[str, tuple[sa.Table, sa.Column[datetime], datetime]] = {
         "rollups_hourly": (t.rollups_hourly, t.rollups_hourly.c.hour, counters),
+        "rollups_daily": (t.rollups_daily, t.rollups_daily.c.day, counters),
         "integration_stats": (t.integration_stats, t.integration_stats.c.hour, counters),
         "rollups_fingerprint_daily": (
             t.rollups_fingerprint_daily,

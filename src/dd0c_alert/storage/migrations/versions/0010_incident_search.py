@@ -1,5 +1,7 @@
 """Incident search documents (``storage.incident_search``), indexed by trigrams, and
-filled for the incidents already stored; the merges and splits a suggestion cites.
+filled for the incidents already stored; the merges and splits a suggestion cites;
+daily rollups per dimension, filled from the hourly ones, and an index for one
+service's hourly rollups (built CONCURRENTLY on PostgreSQL, outside the transaction).
 
 SQLite: an external-content FTS5 table with the ``trigram`` tokenizer, kept in step by
 triggers. PostgreSQL: a ``pg_trgm`` GIN index (pg_trgm is a trusted extension, which
@@ -52,6 +54,7 @@ SQLITE_INDEX = (
 
 
 JSON = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
+TIME = schema.UTCDateTime(timezone=True)
 
 
 def upgrade() -> None:
@@ -76,13 +79,53 @@ def upgrade() -> None:
         for statement in SQLITE_INDEX:
             op.execute(statement)
     _fill(bind)
-    if not postgres:
-        return
-    op.execute("ALTER TABLE incident_search ENABLE ROW LEVEL SECURITY")
-    op.execute(
-        "CREATE POLICY tenant_isolation ON incident_search"
-        f" USING (tenant_id = {_TENANT}) WITH CHECK (tenant_id = {_TENANT})"
+    _daily_rollups(postgres)
+    if postgres:
+        _postgres_only(bind)
+    with op.get_context().autocommit_block():
+        op.create_index(
+            "ix_rollups_hourly_service",
+            "rollups_hourly",
+            ["tenant_id", "service", "hour"],
+            postgresql_concurrently=True,
+        )
+
+
+def _daily_rollups(postgres: bool) -> None:
+    op.create_table(
+        "rollups_daily",
+        sa.Column("tenant_id", sa.String(length=32), nullable=False),
+        sa.Column("day", TIME, nullable=False),
+        sa.Column("dimension", sa.String(length=16), nullable=False),
+        sa.Column("value", sa.String(length=256), nullable=False),
+        sa.Column("alerts", sa.Integer(), nullable=False),
+        sa.Column("incidents_opened", sa.Integer(), nullable=False),
+        sa.Column("pages", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("tenant_id", "day", "dimension", "value"),
     )
+    day = (
+        "date_trunc('day', hour AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
+        if postgres
+        else "substr(hour, 1, 10) || ' 00:00:00.000000'"
+    )
+    dimensions = (("all", "''"), ("source", "source"), ("service", "service"))
+    for dimension, value in (*dimensions, ("severity", "severity")):
+        op.execute(  # every interpolated piece is a constant of this function
+            "INSERT INTO rollups_daily (tenant_id, day, dimension, value, alerts,"  # noqa: S608
+            " incidents_opened, pages)"
+            f" SELECT tenant_id, {day}, '{dimension}', {value}, sum(alerts),"
+            " sum(incidents_opened), sum(pages) FROM rollups_hourly"
+            f" GROUP BY tenant_id, {day}" + ("" if dimension == "all" else f", {value}")
+        )
+
+
+def _postgres_only(bind: sa.Connection) -> None:
+    for table in ("incident_search", "rollups_daily"):
+        op.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
+        op.execute(
+            f"CREATE POLICY tenant_isolation ON {table}"
+            f" USING (tenant_id = {_TENANT}) WITH CHECK (tenant_id = {_TENANT})"
+        )
     available = bind.execute(
         sa.text("SELECT count(*) FROM pg_available_extensions WHERE name = 'pg_trgm'")
     ).scalar()
