@@ -126,7 +126,17 @@ class Target:
 
     @property
     def all_pids(self) -> list[int]:
-        return self.pids or ([self.pid] if self.pid is not None else [])
+        """Every server process: ``serve`` counts with its background child."""
+        if self.pids:
+            return self.pids
+        return [] if self.pid is None else [self.pid, *child_pids(self.pid)]
+
+
+def child_pids(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
 
 
 def free_port() -> int:

@@ -116,9 +116,10 @@ class Server:
         return self.log.read_text(errors="replace")[-3000:]
 
     def kill(self) -> None:
-        """SIGKILL: no shutdown hook, no flush, no graceful anything."""
+        """SIGKILL to serve and its background process at once (the machine losing
+        power): no shutdown hook, no flush, no graceful anything."""
         if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGKILL)
+            os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=10)
 
 
@@ -133,10 +134,11 @@ def serve(deployment: Deployment, name: str, **env: str) -> Iterator[Server]:
             env={**deployment.env, **env},
             stdout=out,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, for kill()
         )
     server = Server(process, f"http://127.0.0.1:{port}", log)
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60  # a loaded CI machine starts slowly
         while True:
             assert process.poll() is None, f"serve exited early:\n{server.log_tail()}"
             assert time.monotonic() < deadline, f"serve never got healthy:\n{server.log_tail()}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -175,8 +176,14 @@ def notify_config(settings: Settings) -> NotifyConfig:
     )
 
 
-def build_runtime(settings: Settings, *, roles: frozenset[str] = ROLES) -> Runtime:
-    """Everything a process needs for ``roles`` (all of them: ``serve``)."""
+def build_runtime(
+    settings: Settings,
+    *,
+    roles: frozenset[str] = ROLES,
+    wake_consumer: Callable[[], None] | None = None,
+) -> Runtime:
+    """Everything a process needs for ``roles``. ``wake_consumer`` is told of each
+    ingest commit when the worker runs in another process (``serve``'s child)."""
     unknown = roles - ROLES
     if unknown:
         raise ValueError(f"unknown roles: {', '.join(sorted(unknown))}")
@@ -185,6 +192,8 @@ def build_runtime(settings: Settings, *, roles: frozenset[str] = ROLES) -> Runti
     def wake_worker() -> None:
         if worker is not None:
             worker.wake()
+        elif wake_consumer is not None:
+            wake_consumer()
 
     queue: IngestQueue
     if is_postgres(settings):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import secrets
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from dd0c_alert.pipeline.limits import ApiLimits
     from dd0c_alert.pipeline.runtime import Runtime
     from dd0c_alert.storage.sql import SqlStore
+    from dd0c_alert.supervisor import BackgroundProcess
 
 
 # The CLI starts fast (`--help` in well under a second): configuration, storage and
@@ -39,10 +41,15 @@ def open_store(settings: Settings) -> SqlStore:
     return opened(settings)
 
 
-def build_runtime(settings: Settings, *, roles: frozenset[str] = ROLES) -> Runtime:
+def build_runtime(
+    settings: Settings,
+    *,
+    roles: frozenset[str] = ROLES,
+    wake_consumer: Callable[[], None] | None = None,
+) -> Runtime:
     from dd0c_alert.app import build_runtime as built
 
-    return built(settings, roles=roles)
+    return built(settings, roles=roles, wake_consumer=wake_consumer)
 
 
 def run_migrations(settings: Settings) -> None:
@@ -101,7 +108,12 @@ PortOption = Annotated[int, typer.Option(help="Port to listen on.")]
 HostOption = Annotated[str, typer.Option(help="Interface to listen on.")]
 
 
-def _serve_http(roles: frozenset[str], host: str, port: int) -> None:
+def _serve_http(
+    roles: frozenset[str], host: str, port: int, background: BackgroundProcess | None = None
+) -> None:
+    """uvicorn for ``roles``; with ``background``, the child process that runs the
+    other roles starts once this process has migrated the schema, and stops after
+    uvicorn's last request and commit."""
     import uvicorn
 
     from dd0c_alert.logs import configure
@@ -110,26 +122,37 @@ def _serve_http(roles: frozenset[str], host: str, port: int) -> None:
 
     settings = _settings()
     configure(settings.log_level)
-    runtime = build_runtime(settings, roles=roles)
+    runtime = build_runtime(
+        settings, roles=roles, wake_consumer=background.wake if background else None
+    )
     where = f"http://{host}:{port}"
     typer.echo(
         f"dd0c-alert {', '.join(sorted(roles))} listening on {where}"
         + (f"; API docs at {where}/docs" if "api" in roles else ""),
         err=True,
     )
-    uvicorn.run(
-        create_app(runtime),
-        host=host,
-        port=port,
-        log_level="warning",
-        access_log=False,
-        loop="uvloop",
-        http=http_protocol(settings.http_header_timeout_seconds, settings.http_max_header_bytes),
-        timeout_graceful_shutdown=10,
-        timeout_keep_alive=settings.http_keep_alive_seconds,
-        limit_concurrency=settings.max_connections,
-        h11_max_incomplete_event_size=settings.http_max_header_bytes,
-    )
+    if background is not None:
+        runtime.background_alive = background.alive
+        background.start()
+    try:
+        uvicorn.run(
+            create_app(runtime),
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            loop="uvloop",
+            http=http_protocol(
+                settings.http_header_timeout_seconds, settings.http_max_header_bytes
+            ),
+            timeout_graceful_shutdown=10,
+            timeout_keep_alive=settings.http_keep_alive_seconds,
+            limit_concurrency=settings.max_connections,
+            h11_max_incomplete_event_size=settings.http_max_header_bytes,
+        )
+    finally:
+        if background is not None:
+            background.stop()
 
 
 def _run_until_signalled(roles: frozenset[str]) -> None:
@@ -154,8 +177,45 @@ def _run_until_signalled(roles: frozenset[str]) -> None:
 
 @app.command()
 def serve(host: HostOption = "127.0.0.1", port: PortOption = 8080) -> None:
-    """Run every role in one process: webhooks, worker, API, scheduled jobs."""
-    _serve_http(ROLES, host, port)
+    """Run every role: webhooks and the API here, the worker, notifier and scheduled
+    jobs in a child process this one supervises."""
+    import shutil
+
+    from dd0c_alert.supervisor import BACKGROUND_ROLES, BackgroundProcess, share_metrics_directory
+
+    metrics_dir = share_metrics_directory()
+    try:
+        _serve_http(ROLES - BACKGROUND_ROLES, host, port, BackgroundProcess())
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+@app.command("serve-background", hidden=True)
+def serve_background(wake_fd: Annotated[int, typer.Option()]) -> None:
+    """The child process of ``serve`` (worker, notifier, scheduled jobs)."""
+    import signal
+    import threading
+
+    from dd0c_alert.logs import configure
+    from dd0c_alert.supervisor import BACKGROUND_ROLES, ParentLink
+
+    parent = ParentLink(wake_fd)
+    # Ctrl-C in a terminal reaches the whole process group; the parent then stops
+    # this process in order (SIGTERM), after its own last commit.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    settings = _settings()
+    configure(settings.log_level)
+    runtime = build_runtime(settings, roles=BACKGROUND_ROLES)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    if runtime.worker is not None:
+        parent.forward_to(runtime.worker.wake)
+    runtime.start()
+    try:
+        stop.wait()
+    finally:
+        runtime.stop()
 
 
 @app.command()

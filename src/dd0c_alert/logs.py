@@ -11,6 +11,8 @@ import structlog
 def configure(level: str = "info") -> None:
     numeric = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
     logging.basicConfig(stream=sys.stderr, level=numeric, format="%(message)s")
+    # Alembic narrates every start ("setup plugin …", "Context impl …") at INFO.
+    logging.getLogger("alembic").setLevel(max(numeric, logging.WARNING))
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

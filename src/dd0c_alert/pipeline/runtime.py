@@ -9,6 +9,7 @@ in one process.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -58,6 +59,8 @@ class Runtime:
     slack_api_url: str = "https://slack.com/api/"
     #: Sessions, sign-up and mailed links (``DD0C_JWT_SECRET`` etc.).
     auth: AuthConfig = field(default_factory=lambda: AuthConfig(jwt_secret=secrets.token_hex(32)))
+    #: Whether ``serve``'s child process (worker, notifier, jobs) runs; None elsewhere.
+    background_alive: Callable[[], bool] | None = None
     #: Failed logins, in Redis when there is one.
     login_throttle: LoginThrottle = field(default_factory=MemoryLoginThrottle)
 

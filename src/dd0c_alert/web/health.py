@@ -24,7 +24,7 @@ async def healthz() -> Response:
     summary="The database answers, the queue is readable, the worker runs",
     description="200 `ready`, or 200 `degraded` while Redis is down (rate limits and circuit "
     "breakers fall back to process memory); 503 `not_ready` when the database, the worker or the "
-    "scheduled jobs fail.",
+    "scheduled jobs fail (under `serve`: `background`, its child process that runs them).",
 )
 async def readyz(request: Request) -> Response:
     runtime = request.app.state.runtime
@@ -40,6 +40,8 @@ async def readyz(request: Request) -> Response:
         checks["worker"] = "ok" if runtime.worker.is_alive() else "stopped"
     if runtime.notifier is not None:
         checks["notifier"] = "ok" if runtime.notifier.is_alive() else "stopped"
+    if runtime.background_alive is not None:
+        checks["background"] = "ok" if runtime.background_alive() else "restarting"
     if runtime.scheduler is not None:
         checks["scheduler"] = "ok" if runtime.scheduler.is_alive() else "stopped"
     # Judged before the Redis check: without Redis the service still works, on process

@@ -1,0 +1,110 @@
+"""`dd0c-alert serve` is two processes: admission and the API here, the worker, notifier
+and scheduled jobs in a child it supervises. The child is restarted when it dies, exits
+when its parent dies (even by SIGKILL), and its metrics show on the parent's /metrics."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from test_durability import SECRET, Deployment, Server, am_webhook, deployment, serve
+
+pytestmark = pytest.mark.slow
+__all__ = ["deployment"]  # the fixture, imported for its use here
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            # pid (comm) state ppid ...: comm may hold spaces, so split after ")".
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str, server: Server) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"{what}:\n{server.log_tail()}"
+        time.sleep(0.1)
+
+
+def background_ready(server: Server) -> bool:
+    response = httpx.get(f"{server.base_url}/readyz", timeout=5)
+    return response.json()["checks"].get("background") == "ok"
+
+
+def post_and_count(deployment: Deployment, server: Server, fingerprint: str) -> Callable[[], bool]:
+    response = httpx.post(
+        f"{server.base_url}/v1/wh/{deployment.tenant_id}/alertmanager",
+        content=am_webhook([fingerprint]),
+        headers={"Authorization": f"Bearer {SECRET}", "Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert response.status_code == 202, response.text
+
+    def stored() -> bool:
+        alerts = httpx.get(
+            f"{server.base_url}/v1/alerts",
+            params={"fingerprint": fingerprint},
+            headers={"Authorization": f"Bearer {deployment.api_key}"},
+            timeout=10,
+        )
+        return bool(alerts.json()["items"])
+
+    return stored
+
+
+def test_a_dead_background_process_is_restarted_and_the_worker_goes_on(
+    deployment: Deployment,
+) -> None:
+    with serve(deployment, "restart") as server:
+        wait_for(lambda: background_ready(server), 60, "background never ready", server)
+        (child,) = children(server.process.pid)
+        os.kill(child, signal.SIGKILL)
+        wait_for(
+            lambda: children(server.process.pid) not in ([], [child]),
+            60,
+            "background process not restarted",
+            server,
+        )
+        wait_for(lambda: background_ready(server), 60, "restarted child never ready", server)
+        stored = post_and_count(deployment, server, "after-restart")
+        wait_for(stored, 60, "alert not processed by the restarted worker", server)
+        # The worker's counters live in the child; the parent's /metrics adds them up.
+        metrics = httpx.get(f"{server.base_url}/metrics", timeout=5).text
+        decided = [
+            line for line in metrics.splitlines() if line.startswith("dd0c_alerts_decided_total")
+        ]
+        assert decided, metrics[-2000:]
+        assert sum(float(line.rsplit(" ", 1)[1]) for line in decided) >= 1
+
+
+def test_the_background_process_exits_when_serve_is_killed(deployment: Deployment) -> None:
+    with serve(deployment, "orphan") as server:
+        wait_for(lambda: background_ready(server), 60, "background never ready", server)
+        (child,) = children(server.process.pid)
+        os.kill(server.process.pid, signal.SIGKILL)  # the parent alone
+        server.process.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{child}").exists() and "Z" not in _state(child):
+            assert time.monotonic() < deadline, "the worker outlived its serve"
+            time.sleep(0.05)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "Z"
