@@ -42,7 +42,7 @@ SEP, LABELS = "\x1f", "\x1e"
 MAX_CHARS = 16_000
 MAX_TITLE = 2_000
 #: Incidents a query reads newest first before it turns to the index.
-SCAN_FIRST = 2_000
+SCAN_FIRST = 10_000
 #: Index candidates beyond this many: the term is common after all; scan instead.
 MAX_CANDIDATES = 5_000
 
