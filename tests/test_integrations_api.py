@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -126,9 +127,10 @@ def test_rotation_keeps_the_old_secret_for_the_grace_and_disable_refuses(
 
 
 def test_rotation_grace_ends(
-    client: TestClient, tenant: TenantHandle, monkeypatch: pytest.MonkeyPatch
+    client: TestClient, tenant: TenantHandle, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("DD0C_SECRET_ROTATION_GRACE_SECONDS", "0")
+    # As DD0C_SECRET_ROTATION_GRACE_SECONDS=0 would.
+    monkeypatch.setattr(runtime, "rotation_grace", timedelta(0))
     created = call(client, tenant, "POST", "/v1/integrations", 201, json={"provider": "custom"})
     path = f"/v1/integrations/{created['id']}"
     rotated = call(client, tenant, "PATCH", path, 200, json={"rotate_secret": True})

@@ -5,8 +5,10 @@ upgrade rolls out (docs/production.md, Upgrades):
   column, changing a column's type, raw DROP/RENAME/ALTER ... TYPE SQL) fails the test
   unless the migration declares itself the contract phase of an expand/contract change
   (``CONTRACT_PHASE = True`` and ``EXPANDS = "<revision of the expand migration>"``);
-- a PostgreSQL index on a table that already exists is built CONCURRENTLY (migrations
-  after the grandfathered ones);
+- a PostgreSQL index on a table that already exists is built CONCURRENTLY, inside
+  ``op.get_context().autocommit_block()`` (PostgreSQL refuses CONCURRENTLY in a
+  transaction), in every migration after ``RULE_SINCE``; the documented pattern is
+  run through ``migrate`` on PostgreSQL and SQLite;
 - a database populated at each earlier revision upgrades to head with its rows intact,
   on SQLite and on PostgreSQL.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import re
+import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,11 +32,12 @@ from dd0c_alert.storage.migrate import MIGRATIONS, alembic_config
 from servers import OWNER, PostgresServer
 
 VERSIONS = MIGRATIONS / "versions"
-#: Written before the concurrent-index rule; their non-concurrent PostgreSQL indexes
-#: (0004: GIN on alerts.labels and incidents.services; 0006: ingest_queue and
-#: pgmq.q_dd0c_ingest; 0009: incidents (tenant_id, first_at)) lock writes while they
-#: build. New migrations may not.
-GRANDFATHERED = {"0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009"}
+#: The head when the concurrent-index rule was made. Migrations up to it are released
+#: and not rewritten: their non-concurrent PostgreSQL indexes (0004: GIN on
+#: alerts.labels and incidents.services; 0006: ingest_queue and pgmq.q_dd0c_ingest;
+#: 0009: incidents (tenant_id, first_at)) lock writes while they build, which matters
+#: only when upgrading a large database from before them. Every later one may not.
+RULE_SINCE = "0009"
 
 DESTRUCTIVE_CALLS = {
     "drop_table": "drops a table",
@@ -104,9 +108,29 @@ def destructive_operations(source: str) -> list[str]:
     return found
 
 
+def _autocommit_lines(tree: ast.AST) -> set[int]:
+    """Lines inside ``with ….autocommit_block():`` (outside the migration's transaction)."""
+    inside: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.With) and any(
+            isinstance(item.context_expr, ast.Call)
+            and getattr(item.context_expr.func, "attr", "") == "autocommit_block"
+            for item in node.items
+        ):
+            inside |= {n.lineno for n in ast.walk(node) if hasattr(n, "lineno")}
+    return inside
+
+
+def _index_table(call: ast.Call) -> object:
+    keywords = {k.arg: k.value for k in call.keywords}
+    table = call.args[1] if len(call.args) >= 2 else keywords.get("table_name")
+    return table.value if isinstance(table, ast.Constant) else None
+
+
 def nonconcurrent_indexes(source: str) -> list[str]:
-    """PostgreSQL indexes built without CONCURRENTLY on tables this migration did not
-    create (those lock writes to a live table while they build)."""
+    """PostgreSQL indexes that would lock writes to a live table while they build: built
+    without CONCURRENTLY on a table this migration did not create, or CONCURRENTLY but
+    inside the migration's transaction (which PostgreSQL refuses)."""
     tree = _upgrade_of(source)
     created: set[str] = set()
     calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)]
@@ -114,17 +138,26 @@ def nonconcurrent_indexes(source: str) -> list[str]:
         name = getattr(call.func, "attr", "")
         if name == "create_table" and call.args and isinstance(call.args[0], ast.Constant):
             created.add(str(call.args[0].value))
+    autocommit = _autocommit_lines(tree)
     found: list[str] = []
     for call in calls:
         name = getattr(call.func, "attr", "")
-        if name == "create_index" and len(call.args) >= 2:
-            table = call.args[1]
+        concurrent: bool | None = None
+        if name == "create_index":
+            table = _index_table(call)
+            if table is None or table in created:
+                continue
             concurrent = any(k.arg == "postgresql_concurrently" for k in call.keywords)
-            if isinstance(table, ast.Constant) and table.value not in created and not concurrent:
-                found.append(f"line {call.lineno}: index on {table.value}")
-        for text in _strings(call) if name in ("execute", "text") else ():
-            if re.search(r"\bCREATE\s+(UNIQUE\s+)?INDEX\b(?!\s+CONCURRENTLY)", text, re.I):
-                found.append(f"line {call.lineno}: {text[:60]!r}")
+            what = f"index on {table}"
+        elif name in ("execute", "text"):
+            for text in _strings(call):
+                if re.search(r"\bCREATE\s+(UNIQUE\s+)?INDEX\b", text, re.I):
+                    concurrent = bool(re.search(r"\bINDEX\s+CONCURRENTLY\b", text, re.I))
+                    what = repr(text[:60])
+        if concurrent is False:
+            found.append(f"line {call.lineno}: {what} without CONCURRENTLY")
+        elif concurrent and call.lineno not in autocommit:
+            found.append(f"line {call.lineno}: {what} CONCURRENTLY outside autocommit_block()")
     return found
 
 
@@ -150,8 +183,8 @@ def test_no_destructive_operation_outside_a_contract_phase(path: Path) -> None:
 
 @pytest.mark.parametrize("path", _migrations(), ids=_revision)
 def test_new_postgres_indexes_on_existing_tables_are_concurrent(path: Path) -> None:
-    if _revision(path) in GRANDFATHERED:
-        pytest.skip("written before the rule (see GRANDFATHERED)")
+    if _revision(path) <= RULE_SINCE:
+        pytest.skip("released before the rule (see RULE_SINCE)")
     found = nonconcurrent_indexes(path.read_text(encoding="utf-8"))
     assert not found, (
         f"{path.name}: {found}. Use op.create_index(..., postgresql_concurrently=True)"
@@ -183,19 +216,99 @@ def test_the_scanner_catches_destructive_operations() -> None:
     assert destructive_operations(harmless) == []
 
 
+CONCURRENT = """
+def upgrade() -> None:
+    with op.get_context().autocommit_block():
+        op.create_index(
+            "ix_alerts_tenant_service", "alerts", ["tenant_id", "service"],
+            postgresql_concurrently=True, if_not_exists=True,
+        )
+"""
+
+
 def test_the_scanner_catches_blocking_indexes() -> None:
     assert nonconcurrent_indexes("op.create_index('ix', 'alerts', ['x'])")
+    assert nonconcurrent_indexes("op.create_index('ix', table_name='alerts', columns=['x'])")
     assert not nonconcurrent_indexes(
         "def upgrade():\n    pass\ndef downgrade():\n    op.create_index('i', 'a', ['x'])"
     )
     assert nonconcurrent_indexes("op.execute('CREATE INDEX ix ON alerts (x)')")
+    assert nonconcurrent_indexes("op.execute('create unique index if not exists ix ON a (x)')")
+    outside = "op.create_index('ix', 'alerts', ['x'], postgresql_concurrently=True)"
+    assert "outside autocommit_block" in nonconcurrent_indexes(outside)[0]
+    raw_outside = "op.execute('CREATE INDEX CONCURRENTLY ix ON alerts (x)')"
+    assert "outside autocommit_block" in nonconcurrent_indexes(raw_outside)[0]
+    assert not nonconcurrent_indexes(CONCURRENT)
     assert not nonconcurrent_indexes(
-        "op.create_index('ix', 'alerts', ['x'], postgresql_concurrently=True)"
+        "with op.get_context().autocommit_block():\n"
+        "    op.execute('CREATE INDEX CONCURRENTLY IF NOT EXISTS ix ON alerts (x)')"
     )
-    assert not nonconcurrent_indexes("op.execute('CREATE INDEX CONCURRENTLY ix ON alerts (x)')")
     assert not nonconcurrent_indexes(
         "op.create_table('fresh', sa.Column('x', sa.Text()))\nop.create_index('ix', 'fresh', ['x'])"
     )
+
+
+def test_the_documented_pattern_is_in_the_operations_guide() -> None:
+    guide = (Path(__file__).parent.parent / "docs" / "operations.md").read_text()
+    body = CONCURRENT.strip().splitlines()[1:]
+    assert all(line.strip() in guide for line in body if line.strip())
+
+
+def _with_extra_migration(tmp_path: Path) -> Path:
+    """The migrations, plus one after head that builds an index the documented way."""
+    folder = tmp_path / "migrations"
+    shutil.copytree(MIGRATIONS, folder, ignore=shutil.ignore_patterns("__pycache__"))
+    head = _revision(_migrations()[-1])
+    nxt = f"{int(head) + 1:04d}"
+    extra = f"revision = {nxt!r}\ndown_revision = {head!r}\n\nfrom alembic import op\n"
+    (folder / "versions" / f"{nxt}_concurrent_index.py").write_text(extra + CONCURRENT)
+    return folder
+
+
+def _upgrade_with(engine: sa.Engine, folder: Path) -> None:
+    """What ``migrate.upgrade`` does, from another script folder."""
+    with engine.connect() as connection:
+        config = alembic_config(connection)
+        config.set_main_option("script_location", str(folder))
+        command.upgrade(config, "head")
+        connection.commit()
+
+
+def test_a_concurrent_index_migration_runs_through_migrate_on_postgres(
+    tmp_path: Path, pg_server: PostgresServer, pg_database: str
+) -> None:
+    engine = sa.create_engine(pg_server.url(pg_database, OWNER))
+    folder = _with_extra_migration(tmp_path)
+    head = _revision(_migrations()[-1])
+    try:
+        _upgrade_with(engine, folder)
+        # Interrupted after the index was built but before the version was written: the
+        # re-run finds the index there and goes on.
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE alembic_version SET version_num = :v"), {"v": head})
+        _upgrade_with(engine, folder)
+        with engine.connect() as conn:
+            valid = conn.execute(
+                sa.text(
+                    "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+                    " WHERE c.relname = 'ix_alerts_tenant_service'"
+                )
+            ).scalar_one()
+            version = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one()
+        assert valid is True
+        assert version == f"{int(head) + 1:04d}"
+    finally:
+        engine.dispose()
+
+
+def test_a_concurrent_index_migration_runs_on_sqlite(tmp_path: Path) -> None:
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'dd0c.db'}")
+    try:
+        _upgrade_with(engine, _with_extra_migration(tmp_path))
+        indexes = {i["name"] for i in sa.inspect(engine).get_indexes("alerts")}
+        assert "ix_alerts_tenant_service" in indexes
+    finally:
+        engine.dispose()
 
 
 # --- upgrades with data ----------------------------------------------------------------

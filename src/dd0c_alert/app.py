@@ -274,4 +274,5 @@ def build_runtime(
         slack_api_url=settings.slack_api_url,
         auth=auth_config(settings),
         login_throttle=RedisLoginThrottle(redis) if redis else MemoryLoginThrottle(),
+        rotation_grace=timedelta(seconds=settings.secret_rotation_grace_seconds),
     )

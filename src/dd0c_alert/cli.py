@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import secrets
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -12,9 +11,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from dd0c_alert.cli_integrations import integration_app
 from dd0c_alert.domain.times import InvalidTime, parse_time
 from dd0c_alert.pipeline.limits import LimitExceeded, check_proposal, check_topology
-from dd0c_alert.providers import PROVIDERS
 from dd0c_alert.roles import ROLES
 
 if TYPE_CHECKING:
@@ -74,7 +73,6 @@ app = typer.Typer(
     help="dd0c/alert: every alert in, nothing lost, one clear incident out.", no_args_is_help=True
 )
 tenant_app = typer.Typer(help="Tenants and their API keys.", no_args_is_help=True)
-integration_app = typer.Typer(help="Webhook integrations.", no_args_is_help=True)
 dlq_app = typer.Typer(
     help="Dead letters: accepted events that could not be processed.", no_args_is_help=True
 )
@@ -114,11 +112,11 @@ def _serve_http(
     """uvicorn for ``roles``; with ``background``, the child process that runs the
     other roles starts once this process has migrated the schema, and stops after
     uvicorn's last request and commit."""
-    import uvicorn
+    import contextlib
 
+    from dd0c_alert.local_server import recorded
     from dd0c_alert.logs import configure
     from dd0c_alert.web.app import create_app
-    from dd0c_alert.web.http_server import protocol as http_protocol
 
     settings = _settings()
     configure(settings.log_level)
@@ -131,28 +129,51 @@ def _serve_http(
         + (f"; API docs at {where}/docs" if "api" in roles else ""),
         err=True,
     )
-    if background is not None:
-        runtime.background_alive = background.alive
-        background.start()
-    try:
-        uvicorn.run(
-            create_app(runtime),
-            host=host,
-            port=port,
-            log_level="warning",
-            access_log=False,
-            loop="uvloop",
-            http=http_protocol(
-                settings.http_header_timeout_seconds, settings.http_max_header_bytes
-            ),
-            timeout_graceful_shutdown=10,
-            timeout_keep_alive=settings.http_keep_alive_seconds,
-            limit_concurrency=settings.max_connections,
-            h11_max_incomplete_event_size=settings.http_max_header_bytes,
-        )
-    finally:
+    # Local admin commands and `demo` read where an embedded server listens.
+    note = (
+        recorded(settings.data_dir, host, port)
+        if "ingest" in roles and not _is_postgres(settings)
+        else contextlib.nullcontext()
+    )
+    with note:
+        if "ingest" in roles:
+            from dd0c_alert.local_server import public_url_warning
+
+            warning = public_url_warning(settings.public_url, settings.data_dir)
+            if warning:
+                typer.echo(
+                    f"warning: {warning}, or the webhook URLs `dd0c-alert integration` "
+                    "prints point at nothing",
+                    err=True,
+                )
         if background is not None:
-            background.stop()
+            runtime.background_alive = background.alive
+            background.start()
+        try:
+            _run_uvicorn(create_app(runtime), settings, host, port)
+        finally:
+            if background is not None:
+                background.stop()
+
+
+def _run_uvicorn(asgi: Any, settings: Settings, host: str, port: int) -> None:
+    import uvicorn
+
+    from dd0c_alert.web.http_server import protocol as http_protocol
+
+    uvicorn.run(
+        asgi,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        loop="uvloop",
+        http=http_protocol(settings.http_header_timeout_seconds, settings.http_max_header_bytes),
+        timeout_graceful_shutdown=10,
+        timeout_keep_alive=settings.http_keep_alive_seconds,
+        limit_concurrency=settings.max_connections,
+        h11_max_incomplete_event_size=settings.http_max_header_bytes,
+    )
 
 
 def _run_until_signalled(roles: frozenset[str]) -> None:
@@ -296,39 +317,6 @@ def tenant_list(as_json: JsonFlag = False) -> None:
         typer.echo(f"{tenant.id}  {tenant.name}")
 
 
-@integration_app.command("create")
-def integration_create(
-    tenant: Annotated[str, typer.Option(help="Tenant id.")],
-    provider: Annotated[str, typer.Option(help=f"One of: {', '.join(sorted(PROVIDERS))}.")],
-    secret: Annotated[
-        str | None, typer.Option(help="Use this secret instead of a generated one.")
-    ] = None,
-    name: Annotated[str | None, typer.Option(help="A label for people.")] = None,
-    as_json: JsonFlag = False,
-) -> None:
-    """Create an integration; print its webhook URL, secret and a setup example."""
-    from dd0c_alert.setup_snippets import snippet
-
-    if provider not in PROVIDERS:
-        raise typer.BadParameter(f"unknown provider; choose from {', '.join(sorted(PROVIDERS))}")
-    settings = _settings()
-    store = open_store(settings)
-    if store.get_tenant(tenant) is None:
-        raise typer.BadParameter(f"no tenant {tenant!r}")
-    secret = secret or secrets.token_urlsafe(32)
-    integration = store.create_integration(tenant, provider, name or provider, secret)
-    url = f"{settings.public_url.rstrip('/')}/v1/wh/{tenant}/{provider}/{integration.id}"
-    if as_json:
-        typer.echo(
-            json.dumps({"integration_id": integration.id, "webhook_url": url, "secret": secret})
-        )
-        return
-    typer.echo(f"integration {integration.id} ({provider})")
-    typer.echo(f"webhook URL: {url}")
-    typer.echo(f"secret (shown once): {secret}\n")
-    typer.echo(snippet(provider, url, secret))
-
-
 @dlq_app.command("list")
 def dlq_list(
     tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None,
@@ -366,16 +354,15 @@ def dlq_show(dead_letter_id: str) -> None:
 @dlq_app.command("replay")
 def dlq_replay(dead_letter_ids: list[str]) -> None:
     """Put dead letters back on the queue (a running service processes them)."""
+    from dd0c_alert.pipeline.dead_letters import replay_dead_letter
+
     settings = _settings()
     runtime = build_runtime(settings, roles=frozenset())
     for dead_letter_id in dead_letter_ids:
-        dead = runtime.store.get_dead_letter(dead_letter_id)
-        if dead is None:
+        event_id = replay_dead_letter(runtime.store, runtime.queue, dead_letter_id)
+        if event_id is None:
             raise typer.BadParameter(f"no dead letter {dead_letter_id!r}")
-        dead.event.attempts = 0
-        runtime.queue.requeue(dead.event)
-        runtime.store.mark_replayed(dead_letter_id)
-        typer.echo(f"requeued {dead.event.event_id}")
+        typer.echo(f"requeued {event_id}")
 
 
 @app.command("redact-stored")
@@ -877,14 +864,31 @@ def _print_replay(report: dict[str, Any]) -> None:
 @app.command()
 def demo(
     url: Annotated[
-        str, typer.Option(help="Base URL of a running server.")
-    ] = "http://127.0.0.1:8080",
-    count: Annotated[int, typer.Option(help="How many alerts to send.")] = 60,
+        str | None,
+        typer.Option(
+            help="Base URL of a running server (default: the embedded server of this data "
+            "folder, else DD0C_PUBLIC_URL)."
+        ),
+    ] = None,
+    tenant: Annotated[
+        str | None,
+        typer.Option(help="Post into this tenant (yours); default: a new tenant 'demo'."),
+    ] = None,
+    count: Annotated[int, typer.Option(help="How many alerts to send.", min=1, max=5000)] = 60,
 ) -> None:
-    """Create a demo tenant and post a realistic burst of alerts to a running server."""
+    """Post a realistic burst of alerts (a deploy, a slow database, the services above
+    it) to a running server, into your tenant or a new one; say where to look."""
     from dd0c_alert.demo import run_demo
+    from dd0c_alert.local_server import listening_url
 
-    run_demo(_settings(), url, count)
+    settings = _settings()
+    base = url or listening_url(settings.data_dir) or settings.public_url
+    try:
+        lines = run_demo(settings, base, count, tenant)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    for line in lines:
+        typer.echo(line)
 
 
 def main() -> None:

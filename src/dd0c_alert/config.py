@@ -14,7 +14,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DD0C_", extra="ignore")
 
-    data_dir: Path = Path("data")
+    data_dir: Path = Field(
+        default=Path("data"),
+        description="Local files: the SQLite database, the archive folder, generated keys.",
+    )
     database_url: str = Field(
         default="",
         validation_alias=AliasChoices("DATABASE_URL", "DD0C_DATABASE_URL"),
@@ -62,29 +65,52 @@ class Settings(BaseSettings):
     s3_endpoint_url: str = Field(
         default="", description="The S3-compatible store (e.g. MinIO); empty means AWS S3."
     )
-    s3_region: str = "us-east-1"
+    s3_region: str = Field(default="us-east-1", description="Region of the S3 archive.")
     sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
         default="FULL",
         description="FULL survives power loss; NORMAL survives process crashes only.",
     )
 
-    max_body_bytes: int = 1024 * 1024
-    claim_check_bytes: int = 256 * 1024
+    max_body_bytes: int = Field(
+        default=1024 * 1024, description="Webhook body cap (413 body_too_large above)."
+    )
+    claim_check_bytes: int = Field(
+        default=256 * 1024,
+        description="Larger webhook bodies go to the archive; the queue keeps a pointer.",
+    )
     rate_limit_per_second: float = Field(
         default=20_000, description="Per-tenant default webhook rate; 0 disables."
     )
     monthly_quota: int = Field(default=0, description="Per-tenant default events/month; 0 = none.")
-    idempotency_ttl_seconds: int = 24 * 3600
+    idempotency_ttl_seconds: int = Field(
+        default=24 * 3600,
+        description="How long delivery ids (Idempotency-Key, X-GitHub-Delivery, …) are "
+        "remembered: a repeat within it answers 200 duplicate.",
+    )
+    secret_rotation_grace_seconds: float = Field(
+        default=24 * 3600,
+        ge=0,
+        description="After an integration's secret is rotated, the old one is still "
+        "accepted for this long, so the tool can be reconfigured without losing alerts.",
+    )
 
     api_max_body_bytes: int = Field(
         default=1024 * 1024, description="REST API request body cap (413 above)."
     )
-    max_topology_services: int = 2_000
-    max_topology_edges: int = 10_000
-    max_matchers_per_rule: int = 32
+    max_topology_services: int = Field(
+        default=2_000, description="Services in a tenant's topology (422 limit_exceeded)."
+    )
+    max_topology_edges: int = Field(
+        default=10_000, description="Dependencies in a tenant's topology (422 limit_exceeded)."
+    )
+    max_matchers_per_rule: int = Field(
+        default=32, description="Matchers in a silence or one side of an inhibition rule."
+    )
     max_silences: int = Field(default=1_000, description="Silences per tenant.")
     max_inhibitions: int = Field(default=200, description="Inhibition rules per tenant.")
-    max_never_suppress_services: int = 500
+    max_never_suppress_services: int = Field(
+        default=500, description="Length of a tenant's never-suppress service list."
+    )
     max_routes: int = Field(default=100, description="Notification routes per tenant.")
 
     max_connections: int = Field(
@@ -104,10 +130,20 @@ class Settings(BaseSettings):
         description="A request body must arrive whole within this (408 and closed).",
     )
 
-    worker_batch_size: int = 500
-    worker_max_attempts: int = 5
-    worker_lease_seconds: float = 60.0
-    worker_poll_seconds: float = 0.5
+    worker_batch_size: int = Field(default=500, description="Most events per worker batch.")
+    worker_max_attempts: int = Field(
+        default=5,
+        description="Tries of an event failing transiently before it is dead-lettered; an "
+        "event claimed this often without finishing is dead-lettered as processing_abandoned.",
+    )
+    worker_lease_seconds: float = Field(
+        default=60.0,
+        description="A claimed batch stays invisible to other workers this long; a worker "
+        "that dies leaves it to another after this.",
+    )
+    worker_poll_seconds: float = Field(
+        default=0.5, description="How often an idle worker looks at the queue."
+    )
     worker_batch_budget_seconds: float = Field(
         default=10.0,
         description="A worker transaction that takes longer is rolled back and its events "
@@ -125,16 +161,20 @@ class Settings(BaseSettings):
     )
 
     smtp_host: str = Field(default="", description="SMTP server for mail; empty: no mail.")
-    smtp_port: int = 587
-    smtp_from: str = "dd0c-alert@localhost"
-    smtp_username: str = ""
-    smtp_password: str = Field(default="", repr=False)
-    smtp_tls: Literal["none", "starttls", "tls"] = "starttls"
+    smtp_port: int = Field(default=587, description="SMTP port.")
+    smtp_from: str = Field(default="dd0c-alert@localhost", description="Sender of mails.")
+    smtp_username: str = Field(default="", description="SMTP login; empty: none.")
+    smtp_password: str = Field(default="", repr=False, description="SMTP password.")
+    smtp_tls: Literal["none", "starttls", "tls"] = Field(
+        default="starttls", description="none, starttls (port 587) or tls (port 465)."
+    )
     metrics_per_tenant: bool = Field(
         default=False,
         description="Add a webhook counter per tenant to /metrics (one series per tenant).",
     )
-    notify_poll_seconds: float = 0.25
+    notify_poll_seconds: float = Field(
+        default=0.25, description="How often an idle notifier looks for due deliveries."
+    )
     notify_coalesce_seconds: float = Field(
         default=3.0,
         description="An incident's Slack message is updated at most this often; the latest "
@@ -146,7 +186,9 @@ class Settings(BaseSettings):
     notify_slack_per_second: float = Field(
         default=1.0, description="Slack calls per second per channel (bursts of 3)."
     )
-    notify_escalation_check_seconds: float = 10.0
+    notify_escalation_check_seconds: float = Field(
+        default=10.0, description="How often unacknowledged incidents are checked for escalation."
+    )
     digest_hour: int = Field(
         default=8,
         ge=-1,
@@ -173,7 +215,9 @@ class Settings(BaseSettings):
         description="audit: rules only log 'would suppress'; strict: approved rules suppress.",
     )
 
-    log_level: str = "info"
+    log_level: str = Field(
+        default="info", description="debug, info, warning or error: JSON lines on stderr."
+    )
 
     @property
     def resolved_database_url(self) -> str:

@@ -6,6 +6,7 @@ above it start to alert — with the repeats and flaps a real incident sends.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -17,6 +18,7 @@ import httpx
 
 from dd0c_alert.app import open_store
 from dd0c_alert.config import Settings
+from dd0c_alert.pipeline.integrations import new_secret, webhook_url
 
 _SERVICES = {
     "payments-db": ["DB connection pool saturated", "Replication lag high"],
@@ -27,16 +29,31 @@ _SERVICES = {
 _SEVERITIES = ["critical", "high", "warning", "warning", "info"]
 
 
-def run_demo(settings: Settings, base_url: str, count: int) -> None:
+def run_demo(
+    settings: Settings,
+    base_url: str,
+    count: int,
+    tenant_id: str | None = None,
+    client: httpx.Client | None = None,
+) -> list[str]:
+    """Post the story into ``tenant_id`` (your own, so it shows in your dashboard) or
+    into a new tenant ``demo``; return what to tell the user: which tenant, which key."""
     store = open_store(settings)
-    tenant = store.create_tenant("demo")
-    api_key = store.create_api_key(tenant.id, "demo")
-    secret = "demo-" + hashlib.sha256(tenant.id.encode()).hexdigest()[:24]
-    store.create_integration(tenant.id, "custom", "demo", secret)
-    store.set_dependencies(
-        tenant.id, {"checkout": ["payments-api"], "payments-api": ["payments-db"]}
-    )
-    url = f"{base_url.rstrip('/')}/v1/wh/{tenant.id}/custom"
+    api_key: str | None = None
+    if tenant_id is None:
+        tenant_id = store.create_tenant("demo").id
+        api_key = store.create_api_key(tenant_id, "demo")
+    elif store.get_tenant(tenant_id) is None:
+        raise ValueError(f"no tenant {tenant_id!r} (dd0c-alert tenant list shows them)")
+    # Its own integration, so the demo's events are easy to tell apart and remove.
+    secret = new_secret()
+    integration = store.create_integration(tenant_id, "custom", "demo", secret)
+    dependencies = store.tenant_config(tenant_id)[1].dependencies
+    if not dependencies:  # never overwrite a topology someone declared
+        store.set_dependencies(
+            tenant_id, {"checkout": ["payments-api"], "payments-api": ["payments-db"]}
+        )
+    url = webhook_url(base_url, integration)
     rng = random.Random(7)
     now = datetime.now(UTC)
     deploy = {
@@ -67,22 +84,41 @@ def run_demo(settings: Settings, base_url: str, count: int) -> None:
         firing.append(alert)
         bodies.append(alert)
     bodies += [{**a, "status": "resolved"} for a in rng.sample(firing, k=len(firing) // 4)]
-    accepted = 0
-    with httpx.Client(timeout=10) as client:
-        for body in bodies:
-            raw = json.dumps(body).encode()
-            stamp = str(int(time.time()))
-            signature = hmac.new(secret.encode(), stamp.encode() + b"." + raw, hashlib.sha256)
-            response = client.post(
-                url,
-                content=raw,
-                headers={
-                    "Content-Type": "application/json",
-                    "X-DD0C-Timestamp": stamp,
-                    "X-DD0C-Signature": "v1=" + signature.hexdigest(),
-                },
-            )
-            accepted += response.status_code == 202
-    print(f"sent {len(bodies)} events, {accepted} accepted, to tenant {tenant.id}")  # noqa: T201
-    print(f"API key: {api_key}")  # noqa: T201
-    print(f"see them: curl -H 'Authorization: Bearer {api_key}' {base_url}/v1/alerts")  # noqa: T201
+    with contextlib.ExitStack() as stack:
+        if client is None:
+            client = stack.enter_context(httpx.Client(timeout=10))
+        accepted = sum(_post(client, url, secret, body) for body in bodies)
+    base = base_url.rstrip("/")
+    lines = [f"sent {len(bodies)} events, {accepted} accepted, to tenant {tenant_id}"]
+    if api_key is None:
+        return [
+            *lines,
+            "see them in that tenant's dashboard, or: "
+            f"curl -H 'Authorization: Bearer <your API key>' {base}/v1/incidents",
+            f"the demo's integration is {integration.id}: "
+            f"dd0c-alert integration delete --tenant {tenant_id} {integration.id}",
+        ]
+    return [
+        *lines,
+        f"this is a new tenant 'demo' ({tenant_id}); its API key (admin, shown once): {api_key}",
+        f"see them: curl -H 'Authorization: Bearer {api_key}' {base}/v1/incidents",
+        "or in the dashboard: dd0c-alert user create --tenant "
+        f"{tenant_id} --email you@example.com --role owner --password-stdin, then log in",
+        "next time, post into your own tenant: dd0c-alert demo --tenant <tenant-id>",
+    ]
+
+
+def _post(client: httpx.Client, url: str, secret: str, body: object) -> bool:
+    raw = json.dumps(body).encode()
+    stamp = str(int(time.time()))  # Unix seconds, as the custom provider expects
+    signature = hmac.new(secret.encode(), stamp.encode() + b"." + raw, hashlib.sha256)
+    response = client.post(
+        url,
+        content=raw,
+        headers={
+            "Content-Type": "application/json",
+            "X-DD0C-Timestamp": stamp,
+            "X-DD0C-Signature": "v1=" + signature.hexdigest(),
+        },
+    )
+    return response.status_code == 202

@@ -1,4 +1,5 @@
-"""Ready-to-paste configuration for each tool, printed by ``integration create``."""
+"""Ready-to-paste configuration for each tool, printed by ``integration create`` and the
+API, and shown in docs/providers.md (a test keeps the page in step with this module)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,21 @@ import json
 
 def snippet(provider: str, url: str, secret: str) -> str:
     if provider == "alertmanager":
-        return f"""# alertmanager.yml
+        return f"""# alertmanager.yml: every alert goes to dd0c. With routes of your own, add
+# `- receiver: dd0c` with `continue: true` as the first of them instead of the
+# top-level receiver, and keep your receivers beside this one.
+route:
+  receiver: dd0c
+  group_by: ['alertname', 'service']
+  group_wait: 30s        # dd0c folds repeats and cascades itself: keep Alertmanager's
+  group_interval: 5m     # grouping short so alerts arrive while they happen
+  repeat_interval: 4h
 receivers:
   - name: dd0c
     webhook_configs:
       - url: {url}
-        send_resolved: true
-        max_alerts: 0
+        send_resolved: true   # dd0c resolves incidents from these
+        max_alerts: 0         # 0: all alerts of a group in one delivery
         http_config:
           authorization:
             type: Bearer
@@ -66,7 +75,7 @@ service.webhook.dd0c: |
   headers:
     - name: Authorization
       value: Bearer {secret}
-# then use the template documented in dd0c_alert/providers/argocd.py
+# then the webhook template of docs/providers.md (Argo CD) and the apps' annotations
 """
     example = json.dumps(
         {
@@ -76,7 +85,9 @@ service.webhook.dd0c: |
             "service": "checkout",
         }
     )
-    return f"""# sign timestamp + "." + body with HMAC-SHA256
+    return f"""# X-DD0C-Timestamp is Unix time in seconds (milliseconds are accepted too; an ISO
+# date is refused as invalid_timestamp), within 300 s of the server's clock.
+# X-DD0C-Signature is v1= + hex HMAC-SHA256 of timestamp + "." + body.
 body='{example}'
 ts=$(date +%s)
 sig=$(printf '%s.%s' "$ts" "$body" | openssl dgst -sha256 -hmac '{secret}' -hex | sed 's/^.* //')

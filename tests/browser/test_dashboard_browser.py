@@ -30,6 +30,7 @@ from dd0c_alert.correlation.suggestions import Suggestion
 from dd0c_alert.pipeline.runtime import Runtime
 from dd0c_alert.web.passwords import hash_password
 from servers import free_port
+from stand_ins.slack_api import SlackStandIn
 from webhook_helpers import auth_headers, make_settings
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -57,12 +58,14 @@ ARGS = [
 PASSWORD = "correct horse battery staple"
 OWNER = "owner@example.com"
 VIEWER = "viewer@example.com"
+SLACK_TOKEN = "xoxb-browser-test"
 
 
 @dataclass
 class Server:
     base: str
     setup: Runtime  # the same database, for what the UI cannot do yet
+    slack: SlackStandIn
     owner_state: dict[str, Any] | None = None
     tenant_id: str = ""
     incident_path: str = ""
@@ -75,10 +78,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     settings = make_settings(tmp / "data")
     setup = build_runtime(settings, roles=frozenset())
     env = {k: v for k, v in os.environ.items() if not k.startswith("DD0C_")}
+    slack = SlackStandIn((SLACK_TOKEN,)).start()
     env |= {
         "DD0C_DATA_DIR": str(settings.data_dir),
         "DD0C_SUGGEST_INTERVAL_SECONDS": "0",
         "DD0C_LOG_LEVEL": "warning",
+        "DD0C_SLACK_API_URL": slack.base_url,
+        "DD0C_NOTIFY_COALESCE_SECONDS": "0.5",
     }
     port = free_port()
     env["DD0C_PUBLIC_URL"] = f"http://127.0.0.1:{port}"
@@ -99,8 +105,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             pass
         time.sleep(0.05)
     try:
-        yield Server(base, setup)
+        yield Server(base, setup, slack)
     finally:
+        slack.stop()
         process.terminate()
         try:
             process.wait(15)
@@ -140,6 +147,27 @@ def send_alert(server: Server, url: str, secret: str, **alert: Any) -> None:
     assert httpx.post(url, content=body, headers=headers).status_code == 202
 
 
+def wait_for(check: Any, what: str, timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (found := check()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+    return found
+
+
+def slack_message(slack: SlackStandIn, title: str) -> str:
+    """The ts of the incident message about ``title`` in #oncall, once posted."""
+    found = [m for m in slack.messages("#oncall") if title in orjson.dumps(m).decode()]
+    return str(found[0]["ts"]) if found else ""
+
+
+def acked_update(slack: SlackStandIn, ts: str) -> bool:
+    return any(
+        str(c.args.get("ts")) == ts and "acknowledged" in orjson.dumps(c.args).decode().lower()
+        for c in slack.calls_of("chat.update")
+    )
+
+
 def test_the_walk_from_sign_up_to_log_out(server: Server, browser: Any) -> None:
     context = browser.new_context(viewport={"width": 1440, "height": 900})
     page = context.new_page()
@@ -155,18 +183,34 @@ def test_the_walk_from_sign_up_to_log_out(server: Server, browser: Any) -> None:
     page.get_by_label("Email").fill(OWNER)
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign up").click()
-    expect(page).to_have_url(re.compile(r"/incidents$"))
-    expect(page.get_by_role("heading", name="No incidents yet")).to_be_visible()
-    check_axe(page, "incidents (empty)")
 
-    # an integration, from the empty state's link
-    page.get_by_role("link", name="Create an integration").click()
-    page.get_by_label("Source").select_option("custom")
+    # the set-up guide: a source, its URL and snippet, a test alert watched live
+    expect(page).to_have_url(re.compile(r"/onboarding$"))
+    check_axe(page, "onboarding")
+    page.get_by_text("Any other tool (signed JSON)").click()
     page.get_by_role("button", name="Create integration").click()
-    url = page.locator("#created-url").inner_text().strip()
+    expect(page.get_by_role("button", name="Copy snippet")).to_be_visible()
+    url = page.locator("#webhook-url").inner_text().strip()
     secret = page.locator("#created-secret").inner_text().strip()
-    check_axe(page, "settings (integration created)")
     server.tenant_id = url.split("/v1/wh/")[1].split("/")[0]
+    check_axe(page, "onboarding (integration created)")
+    page.get_by_role("button", name="Send test alert").click()
+    expect(page.get_by_role("status").first).to_contain_text("Test alert sent")
+    page.evaluate("window.__stayed = true")
+    expect(page.locator("#time-to-first")).to_have_text(re.compile(r"^\d+\.\d s$"), timeout=15_000)
+    expect(page.locator("#progress")).to_contain_text("checkout latency high")
+    assert page.evaluate("window.__stayed") is True  # it came in without a reload
+    check_axe(page, "onboarding (first incident)")
+
+    # Slack, from the guide (the stand-in answers auth.test)
+    page.get_by_label("Bot token").fill(SLACK_TOKEN)
+    page.get_by_label("Signing secret").fill("browser-signing-secret")
+    page.get_by_label("Default channel").fill("#oncall")
+    page.get_by_role("button", name="Connect Slack").click()
+    expect(page.get_by_role("status").first).to_have_text(re.compile("Slack connected"))
+    expect(page.locator(".progress-list")).to_have_attribute("data-complete", "1")
+    page.get_by_role("link", name="Go to the incidents").click()
+    expect(page).to_have_url(re.compile(r"/incidents$"))
 
     # a test alert: the list updates live, without a reload
     page.get_by_role("link", name="Incidents").click()
@@ -177,7 +221,7 @@ def test_the_walk_from_sign_up_to_log_out(server: Server, browser: Any) -> None:
     expect(row).to_be_visible(timeout=15_000)
     expect(page.locator("#live")).to_have_text(re.compile(r"^\d+ updated$"))
     assert page.evaluate("window.__stayed") is True  # the page was not reloaded
-    expect(page.locator('[data-count="open"]')).to_have_text("1")
+    expect(page.locator('[data-count="open"]')).to_have_text("2")  # and the test alert's
     check_axe(page, "incidents (live)")
 
     # keyboard: ? lists the shortcuts
@@ -191,10 +235,16 @@ def test_the_walk_from_sign_up_to_log_out(server: Server, browser: Any) -> None:
     server.incident_path = page.url.removeprefix(server.base)
     expect(page.locator("svg.graph .node.root")).to_have_count(1)
     check_axe(page, "incident")
+    posted = wait_for(lambda: slack_message(server.slack, "db down"), "the Slack post")
     page.get_by_role("button", name="Acknowledge").click()
     expect(page.get_by_role("status")).to_have_text("Acknowledged.")
     expect(page.locator(".head .badge.status-acknowledged")).to_be_visible()
     expect(page.locator(".timeline")).to_contain_text("Acknowledged by user:" + OWNER)
+    wait_for(lambda: acked_update(server.slack, posted), "the Slack message's update")
+    page.get_by_label("Add a note").fill("restarted db-1")
+    page.get_by_role("button", name="Add note").click()
+    expect(page.get_by_role("status")).to_have_text("Note added.")
+    expect(page.locator(".timeline")).to_contain_text("restarted db-1")
 
     # analytics renders a chart
     page.get_by_role("link", name="Analytics").click()
@@ -226,6 +276,10 @@ def test_the_walk_from_sign_up_to_log_out(server: Server, browser: Any) -> None:
     page.get_by_label("Matchers").fill('{service="cache"}')
     page.get_by_label("Hours").fill("3")
     page.get_by_label("Comment").fill("cache migration")
+    page.get_by_role("button", name="Preview matches").click()
+    expect(page.get_by_role("heading", name=re.compile("In the last 7 days"))).to_be_visible()
+    expect(page.locator("#preview-alerts")).to_have_text("0")
+    check_axe(page, "silence preview")
     page.get_by_role("button", name="Create silence").click()
     expect(page.get_by_role("status")).to_have_text("Silence created.")
     expect(page.locator("#silences")).to_contain_text("cache migration")
@@ -254,7 +308,7 @@ def test_a_viewer_can_read_but_not_act(server: Server, browser: Any) -> None:
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
     expect(page).to_have_url(re.compile(r"/incidents$"))
-    for path in (server.incident_path, "/settings", "/suggestions", "/incidents"):
+    for path in (server.incident_path, "/settings", "/suggestions", "/incidents", "/onboarding"):
         page.goto(server.base + path)
         forms = page.locator('form[method="post"]')
         assert forms.count() == 1, path  # log out, nothing else
@@ -274,6 +328,8 @@ PAGES = [
     "/suggestions",
     "suggestion",
     "/settings",
+    "/onboarding",
+    "silence-preview",
 ]
 SIZES = {"desktop": (1440, 900), "phone": (390, 844)}
 
@@ -299,7 +355,10 @@ def test_screenshots_light_and_dark_at_desktop_and_phone_sizes(
                 target = path.get(name, name)
                 context = anonymous if name in ("/login", "/signup") else signed_in
                 page = context.new_page()
-                page.goto(server.base + target)
+                page.goto(server.base + (target if name != "silence-preview" else "/settings"))
+                if name == "silence-preview":
+                    page.get_by_label("Matchers").fill('{service="db"}')
+                    page.get_by_role("button", name="Preview matches").click()
                 page.wait_for_load_state("networkidle") if name != "/incidents" else None
                 if scheme == "dark" and size == "desktop":
                     check_axe(page, f"{name} (dark)")

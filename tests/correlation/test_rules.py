@@ -25,6 +25,7 @@ from dd0c_alert.correlation.rules import (
     parse_schedule,
     silence_active,
     silencing,
+    stored_label_view,
 )
 from dd0c_alert.domain.models import AlertStatus, CanonicalAlert, Severity
 
@@ -83,6 +84,29 @@ def test_canonical_service_severity_source_win_over_real_labels() -> None:
         "alertmanager",
     )
     assert view["environment"] == "stg"  # a real label wins over the soft pseudo-label
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"resource": "db-3"},
+        {"labels": {"severity": "P1", "environment": "stg", "team": ""}},
+        {"environment": "", "resource": ""},
+    ],
+)
+def test_a_stored_alert_has_the_label_view_of_the_canonical_one(
+    overrides: dict[str, object],
+) -> None:
+    """A silence preview over stored alerts matches what the worker matched."""
+    canonical = alert(**overrides)
+    stored = {
+        **{k: getattr(canonical, k) for k in ("service", "source", "title", "fingerprint")},
+        "severity": canonical.severity.value,
+        "environment": canonical.environment or None,  # a column may hold NULL
+        "resource": canonical.resource or None,
+        "labels": dict(canonical.labels),
+    }
+    assert stored_label_view(stored) == label_view(canonical)
 
 
 def test_label_view_drops_empty_values() -> None:

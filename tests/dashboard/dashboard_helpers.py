@@ -35,7 +35,7 @@ def sign_up(client: TestClient, email: str = "owner@example.com", team: str = "A
         follow_redirects=False,
     )
     assert response.status_code == 303, response.text
-    assert response.headers["location"] == "/incidents"
+    assert response.headers["location"] == "/onboarding"
     user = client.app.state.accounts.user_by_email(email)  # type: ignore[attr-defined]
     [membership] = client.app.state.accounts.tenants_of(user.id)  # type: ignore[attr-defined]
     return str(membership["tenant_id"])

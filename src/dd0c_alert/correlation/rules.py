@@ -22,7 +22,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import re2
 
@@ -69,9 +69,22 @@ def label_view(alert: CanonicalAlert) -> dict[str, str]:
     the alert carries no real label of that name. Empty values are left out, as in
     Alertmanager, where an empty label is the same as an absent one.
     """
-    soft = {name: str(getattr(alert, name)) for name in _SOFT_PSEUDO}
-    hard = {name: str(getattr(alert, name)) for name in _HARD_PSEUDO}
-    view = {**soft, **alert.labels, **hard}
+    fields = {name: str(getattr(alert, name)) for name in (*_SOFT_PSEUDO, *_HARD_PSEUDO)}
+    return _view(alert.labels, fields)
+
+
+def stored_label_view(stored: Mapping[str, Any]) -> dict[str, str]:
+    """:func:`label_view` of an alert as the store returns it (a dict of its columns),
+    so a preview of a rule over stored alerts matches exactly what the worker would."""
+    fields = {name: str(stored.get(name) or "") for name in (*_SOFT_PSEUDO, *_HARD_PSEUDO)}
+    labels = stored.get("labels") or {}
+    return _view({str(k): str(v) for k, v in labels.items()}, fields)
+
+
+def _view(labels: Mapping[str, str], fields: Mapping[str, str]) -> dict[str, str]:
+    soft = {name: fields[name] for name in _SOFT_PSEUDO}
+    hard = {name: fields[name] for name in _HARD_PSEUDO}
+    view = {**soft, **labels, **hard}
     return {name: value for name, value in view.items() if value}
 
 

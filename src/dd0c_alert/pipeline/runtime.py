@@ -63,6 +63,8 @@ class Runtime:
     background_alive: Callable[[], bool] | None = None
     #: Failed logins, in Redis when there is one.
     login_throttle: LoginThrottle = field(default_factory=MemoryLoginThrottle)
+    #: How long a rotated-out integration secret is still accepted.
+    rotation_grace: timedelta = timedelta(hours=24)
 
     def start(self) -> None:
         if self.sole_consumer:

@@ -23,6 +23,7 @@ What was removed is noted in the delivery's own header ``x-dd0c-redacted``, e.g.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -53,6 +54,7 @@ _TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[{}\[\]:,]', re.S)
 _ESCAPABLE = frozenset('"\\/\b\f\n\r\t')
 
 
+@functools.lru_cache(maxsize=512)  # bounded: header names are the sender's choice
 def credential_header(name: str) -> bool:
     """Whether a header of this (lower-case) name may carry a credential."""
     return name not in _NOT_CREDENTIALS and _CREDENTIAL_NAME.search(name) is not None

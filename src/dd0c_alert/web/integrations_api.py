@@ -5,9 +5,7 @@ send a realistic test alert through the real webhook path."""
 
 from __future__ import annotations
 
-import os
-import secrets
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Request, Response
@@ -15,6 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from dd0c_alert.pipeline.ingest import Rejected
+from dd0c_alert.pipeline.integrations import change_integration, new_secret, webhook_url
 from dd0c_alert.pipeline.sample_alert import sample_delivery
 from dd0c_alert.providers import PROVIDERS
 from dd0c_alert.setup_snippets import snippet
@@ -42,14 +41,6 @@ Provider = Literal[
 ]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
 _NOT_FOUND = "no such integration"
-GRACE_ENV = "DD0C_SECRET_ROTATION_GRACE_SECONDS"
-
-
-def rotation_grace() -> timedelta:
-    try:
-        return timedelta(seconds=float(os.environ.get(GRACE_ENV, "86400")))
-    except ValueError:
-        return timedelta(hours=24)
 
 
 class Stats(BaseModel):
@@ -107,8 +98,7 @@ def _store(request: Request) -> Store:
 
 
 def _url(request: Request, integration: Integration) -> str:
-    base = str(request.base_url).rstrip("/")
-    return f"{base}/v1/wh/{integration.tenant_id}/{integration.provider}/{integration.id}"
+    return webhook_url(str(request.base_url), integration)
 
 
 _EMPTY: dict[str, Any] = {
@@ -176,7 +166,7 @@ async def create_integration(
     body: IntegrationIn,
 ) -> dict[str, Any]:
     assert body.provider in PROVIDERS
-    secret = secrets.token_urlsafe(32)
+    secret = new_secret()
     store = _store(request)
     integration = await run_in_threadpool(
         store.create_integration,
@@ -238,26 +228,27 @@ async def update_integration(
     body: IntegrationPatch,
 ) -> dict[str, Any]:
     product = _store(request).product()
-    new_secret = secrets.token_urlsafe(32) if body.rotate_secret else None
-    updated = await run_in_threadpool(
-        lambda: product.update_integration(
+    changed = await run_in_threadpool(
+        lambda: change_integration(
+            product,
             caller.tenant_id,
             integration_id,
+            grace=request.app.state.runtime.rotation_grace,
             name=body.name,
             enabled=body.enabled,
-            new_secret=new_secret,
-            grace=rotation_grace(),
+            rotate=body.rotate_secret,
         )
     )
-    if updated is None:
+    if changed is None:
         raise HTTPException(404, _NOT_FOUND)
+    updated, secret = changed
     _forget(request, updated)
     detail = body.model_dump(exclude_none=True)
     await audit(request, caller, "integration.update", "integration", updated.id, detail)
     rendered = _render(request, updated, await _stats(request, caller.tenant_id))
-    if new_secret is not None:
+    if secret is not None:
         url = _url(request, updated)
-        rendered |= {"secret": new_secret, "setup": snippet(updated.provider, url, new_secret)}
+        rendered |= {"secret": secret, "setup": snippet(updated.provider, url, secret)}
     return rendered
 
 

@@ -119,27 +119,27 @@ async def _read_body(receive: Receive, cap: int, timeout: float) -> bytes | None
     """The request body; it stops reading once past ``cap`` (the result is then longer
     than ``cap``); None if the client disconnected first. TimeoutError if the whole
     body takes longer than ``timeout`` seconds to arrive (uvicorn has no body timeout;
-    a per-chunk one would still let a trickle through)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    message = await asyncio.wait_for(receive(), timeout)
-    if message["type"] != "http.request":
-        return None
-    body: bytes = message.get("body", b"")
-    if not message.get("more_body", False):
-        return body  # the usual case: the whole body in one message
-    chunks = [body]
-    size = len(body)
-    while size <= cap:
-        message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0.0))
+    a per-chunk one would still let a trickle through). One ``asyncio.timeout`` for
+    the whole body: ``wait_for`` made a task per call, a tenth of admission's time."""
+    async with asyncio.timeout(timeout):
+        message = await receive()
         if message["type"] != "http.request":
             return None
-        chunk: bytes = message.get("body", b"")
-        chunks.append(chunk)
-        size += len(chunk)
+        body: bytes = message.get("body", b"")
         if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
+            return body  # the usual case: the whole body in one message
+        chunks = [body]
+        size = len(body)
+        while size <= cap:
+            message = await receive()
+            if message["type"] != "http.request":
+                return None
+            chunk: bytes = message.get("body", b"")
+            chunks.append(chunk)
+            size += len(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
 
 
 async def _json(

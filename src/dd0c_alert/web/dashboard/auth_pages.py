@@ -109,7 +109,7 @@ async def signup(request: Request) -> Response:
         error = "An account with this email exists: log in instead."
         return page(request, "signup.html", None, 409, error=error, **values)
     await start_session(request, user.id, tenant.id, "owner")
-    return redirect(request, "/incidents")
+    return redirect(request, "/onboarding")  # the set-up guide; it can be skipped
 
 
 @router.post("/logout")

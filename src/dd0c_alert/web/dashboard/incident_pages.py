@@ -17,7 +17,8 @@ from fastapi.responses import StreamingResponse
 from dd0c_alert.providers import PROVIDERS
 from dd0c_alert.storage.ports import IncidentAction, IncidentFilter, InvalidTransition, Store
 
-from ..permissions import Principal
+from ..audit import audit
+from ..permissions import Principal, allowed
 from .guard import acting, runtime_of, store_of, viewer
 from .render import page, redirect, templates
 from .session import field
@@ -39,6 +40,9 @@ MESSAGES = {
     "noise": "Thanks: marked as noise.",
     "useful": "Thanks: marked as useful.",
     "conflict": "Nothing changed: the incident's status no longer allows that.",
+    "note": "Note added.",
+    "merged": "Merged: this incident now holds the other one's alerts.",
+    "split": "Split: these alerts are a new incident now.",
 }
 
 
@@ -156,7 +160,24 @@ async def incident_stream(request: Request) -> Response:
 
 @router.get("/incidents/{incident_id}")
 async def incident_page(request: Request, incident_id: str, msg: str = "") -> Response:
-    me, store = await viewer(request), store_of(request)
+    me = await viewer(request)
+    return await incident_view(request, me, incident_id, message=MESSAGES.get(msg, ""))
+
+
+#: Open incidents offered as merge targets on the incident page.
+MERGE_CHOICES = 20
+
+
+def _merge_choices(store: Store, tenant_id: str, incident_id: str) -> list[dict[str, Any]]:
+    found = store.list_incidents(tenant_id, IncidentFilter(status="open"), MERGE_CHOICES + 1, None)
+    return [i for i in found.items if i["id"] != incident_id][:MERGE_CHOICES]
+
+
+async def incident_view(
+    request: Request, me: Principal, incident_id: str, status_code: int = 200, **extra: Any
+) -> Response:
+    """The incident page; ``extra`` adds a message or the error of a refused action."""
+    store = store_of(request)
     item = await run_in_threadpool(store.get_incident, me.tenant_id, incident_id)
     if item is None:
         raise HTTPException(404, "no such incident")
@@ -165,14 +186,20 @@ async def incident_page(request: Request, incident_id: str, msg: str = "") -> Re
     )
     _, rules = await run_in_threadpool(store.tenant_config, me.tenant_id)
     graph = service_graph(item["services"], rules.dependencies, item["probable_root"])
+    can_act = allowed("incidents:act", me) and not item["merged_into"]
+    choices = (
+        await run_in_threadpool(_merge_choices, store, me.tenant_id, incident_id) if can_act else []
+    )
     return page(
         request,
         "incident.html",
         me,
+        status_code,
         incident=item,
         deliveries=deliveries,
         graph=graph,
-        message=MESSAGES.get(msg, ""),
+        merge_choices=choices,
+        **extra,
     )
 
 
@@ -206,6 +233,11 @@ async def incident_action(request: Request, incident_id: str, action: str) -> Re
         raise HTTPException(404, "no such action")
     if done is None:
         raise HTTPException(404, "no such incident")
+    if action in ("noise", "useful"):
+        detail = {"verdict": action}
+        await audit(request, me, "incident.feedback", "incident", incident_id, detail)
+    elif action != "conflict":
+        await audit(request, me, f"incident.{action}", "incident", incident_id)
     back = field(form, "next")
     if back == "list":
         return redirect(request, "/incidents")

@@ -6,7 +6,17 @@ from __future__ import annotations
 from fastapi import FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
 
-from . import auth_pages, incident_pages, pages
+from . import (
+    admin_pages,
+    auth_pages,
+    config_pages,
+    incident_edit,
+    incident_pages,
+    integration_pages,
+    onboarding,
+    pages,
+    silence_preview,
+)
 from .guard import SignInFirst, login_redirect
 from .render import HERE, page
 
@@ -15,7 +25,18 @@ STATIC = "/static/dashboard"
 
 def install(app: FastAPI) -> None:
     app.mount(STATIC, StaticFiles(directory=HERE / "static"), name="dashboard-static")
-    for module in (auth_pages, incident_pages, pages):
+    modules = (
+        auth_pages,
+        incident_edit,  # before incident_pages, whose /incidents/{id}/{action} is a catch-all
+        incident_pages,
+        onboarding,
+        pages,
+        silence_preview,
+        config_pages,
+        integration_pages,
+        admin_pages,
+    )
+    for module in modules:
         app.include_router(module.router)
 
     @app.exception_handler(SignInFirst)
