@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from fastapi.testclient import TestClient
 
 from conftest import TenantHandle
 from dd0c_alert.pipeline.runtime import Runtime
+from dd0c_alert.storage import incident_search
 from test_incidents_api import alert, get, incidents, post, query, send, tenant_with_hook
 
 
@@ -52,6 +54,55 @@ def test_search_source_notes_and_merge(client: TestClient, runtime: Runtime) -> 
     )
     audit = get(client, acme, "/v1/audit")["items"]
     assert [a["action"] for a in audit][:2] == ["incident.merge", "incident.note"]
+
+
+def ids(client: TestClient, tenant: TenantHandle, q: str, **more: str) -> list[str]:
+    return [i["id"] for i in incidents(client, tenant, query(q=q, **more))]
+
+
+@pytest.mark.parametrize("scan_first", [incident_search.SCAN_FIRST, 1], ids=["scan", "index"])
+def test_search_matches_inside_titles_services_label_names_and_values(
+    client: TestClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch, scan_first: int
+) -> None:
+    """The same answers whether the newest incidents are scanned or the trigram index
+    is asked (``scan_first`` 1: every incident but the newest comes from the index)."""
+    monkeypatch.setattr(incident_search, "SCAN_FIRST", scan_first)
+    acme: TenantHandle = tenant_with_hook(runtime)
+    labels = {"team": "Payments", "Zone": "ZÜRICH-1", "odd_key": "a%b_c\\d"}
+    send(client, acme, alert("Checkout latency 100%_high", "checkout", 300, labels=labels))
+    send(client, acme, alert("Disk full", "db-primary", 200, labels={"team": "storage"}))
+    send(client, acme, alert("Queue backlog", "queue", 100, labels={"owner": "ops-team"}))
+    checkout, db, queue = sorted(incidents(client, acme), key=lambda i: i["title"])
+    assert ids(client, acme, "latency 100%") == [checkout["id"]]  # title
+    assert ids(client, acme, "primary") == [db["id"]]  # inside a service
+    assert ids(client, acme, "zone") == [checkout["id"]]  # label name, any case
+    assert ids(client, acme, "odd_k") == [checkout["id"]]
+    assert ids(client, acme, "zürich") == [checkout["id"]]  # value, non-ASCII case
+    assert ids(client, acme, "%b_c\\") == [checkout["id"]]  # wildcards taken literally
+    assert ids(client, acme, "a_b") == []
+    assert ids(client, acme, "team") == [queue["id"], db["id"], checkout["id"]]
+    assert ids(client, acme, "team", limit="1") == [queue["id"]]
+    page = get(client, acme, "/v1/incidents?" + query(q="team", limit="1"))
+    after = get(client, acme, f"/v1/incidents?{query(q='team')}&cursor={page['next_cursor']}")
+    assert [i["id"] for i in after["items"]] == [db["id"], checkout["id"]]
+    assert ids(client, acme, "team", severity="critical") == []
+    assert ids(client, acme, "nowhere") == []
+    assert ids(client, acme, "payments\x1fzone") == []  # never across terms
+    other = tenant_with_hook(runtime, "other")
+    assert ids(client, other, "team") == []
+
+    # Grown by a later alert, merged, split: the documents follow.
+    send(client, acme, alert("Queue backlog", "queue", 99, labels={"owner": "platform"}))
+    assert ids(client, acme, "platform") == [queue["id"]]
+    post(client, acme, f"/v1/incidents/{checkout['id']}/merge", {"into": db["id"]})
+    assert ids(client, acme, "zürich") == [db["id"]]
+    assert ids(client, acme, "checkout") == [db["id"]]
+    detail = get(client, acme, f"/v1/incidents/{db['id']}")
+    moving = [a["id"] for a in detail["alerts"] if a["service"] == "checkout"]
+    made = post(client, acme, f"/v1/incidents/{db['id']}/split", {"alert_ids": moving}, 201)
+    assert ids(client, acme, "zürich") == [made["id"]]
+    assert ids(client, acme, "storage") == [db["id"]]
+    assert ids(client, acme, "checkout") == [made["id"]]
 
 
 def test_split_moves_alerts_into_a_new_incident_recounting_both(

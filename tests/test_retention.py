@@ -6,9 +6,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from conftest import TenantHandle
+import sqlalchemy as sa
+
+from conftest import TenantHandle, tenant_connection
+from dd0c_alert.config import Settings
 from dd0c_alert.pipeline.cron import Scheduler
 from dd0c_alert.pipeline.runtime import Runtime
+from dd0c_alert.storage import schema as t
 from dd0c_alert.storage.ports import AlertFilter
 from test_suggestions_api import SECRET, fired, send
 
@@ -61,13 +65,7 @@ def test_purge_deletes_what_ended_and_keeps_what_fires(
         == 404
     )  # not this tenant's alert: 404 by tenancy, not by purge
     assert runtime.store.alert_decision(tenant.id, kept["id"]) is not None
-    assert runtime.store.purge_expired(tenant.id, NOW + timedelta(days=1)) == {
-        "alerts": 0,
-        "decisions": 0,
-        "deploys": 0,
-        "dead_letters": 0,
-        "incidents": 0,
-    }
+    assert set(runtime.store.purge_expired(tenant.id, NOW + timedelta(days=1)).values()) == {0}
 
 
 def test_the_scheduled_jobs_purge_each_tenant(
@@ -82,3 +80,113 @@ def test_the_scheduled_jobs_purge_each_tenant(
     purging = Scheduler(runtime.store, 3600, runtime.archive, retention=timedelta(days=-1))
     purging.run_once()
     assert alerts_of(runtime, tenant.id) == []
+
+
+def _logs_and_counters(settings: Settings, tenant_id: str, times: list[datetime]) -> None:
+    """An audit entry, a product event and rollup rows at each of ``times``."""
+    with tenant_connection(settings, tenant_id) as conn:
+        for n, at in enumerate(times):
+            mine = {"tenant_id": tenant_id}
+            conn.execute(
+                t.audit_log.insert().values(
+                    **mine,
+                    id=f"audit-{tenant_id[-8:]}-{n}",
+                    at=at,
+                    actor="key:test",
+                    action="silence.create",
+                    target_type="silence",
+                    target_id="s",
+                    detail={},
+                    client="127.0.0.1",
+                )
+            )
+            conn.execute(
+                t.product_events.insert().values(
+                    **mine,
+                    id=f"event-{tenant_id[-8:]}-{n}",
+                    name="integration.created",
+                    at=at,
+                    detail={},
+                )
+            )
+            hour = at.replace(minute=0, second=0, microsecond=0)
+            conn.execute(
+                t.rollups_hourly.insert().values(
+                    **mine,
+                    hour=hour,
+                    service="db",
+                    source="custom",
+                    severity="high",
+                    alerts=1,
+                    incidents_opened=1,
+                    pages=1,
+                )
+            )
+            conn.execute(
+                t.integration_stats.insert().values(
+                    **mine,
+                    integration_id="i",
+                    hour=hour,
+                    outcome="accepted",
+                    count=1,
+                    last_at=at,
+                )
+            )
+            conn.execute(
+                t.rollups_fingerprint_daily.insert().values(
+                    **mine,
+                    day=hour.replace(hour=0),
+                    fingerprint="fp",
+                    title="Disk full",
+                    alerts=1,
+                )
+            )
+
+
+def _ages(settings: Settings, tenant_id: str) -> dict[str, list[int]]:
+    """Per table, the age in days of each row left."""
+    columns = {
+        "audit_log": t.audit_log.c.at,
+        "product_events": t.product_events.c.at,
+        "rollups_hourly": t.rollups_hourly.c.hour,
+        "integration_stats": t.integration_stats.c.hour,
+        "rollups_fingerprint_daily": t.rollups_fingerprint_daily.c.day,
+    }
+    with tenant_connection(settings, tenant_id) as conn:
+        return {
+            name: sorted(
+                (NOW - at).days
+                for at in conn.execute(
+                    sa.select(column).where(column.table.c.tenant_id == tenant_id)
+                ).scalars()
+            )
+            for name, column in columns.items()
+        }
+
+
+def test_plan_retention_covers_audit_product_events_and_rollups(
+    tenant: TenantHandle, runtime: Runtime, settings: Settings
+) -> None:
+    """A free tenant (7 days) loses its audit log, product events and noisiest
+    fingerprints older than 7 days; its hourly counters stay for the 90-day analytics.
+    A self-hosted tenant with no operator retention keeps everything."""
+    runtime.store.product().set_plan(tenant.id, "free")
+    kept = runtime.store.create_tenant("kept").id
+    midnight = NOW.replace(hour=0, minute=0, second=0, microsecond=0)
+    times = [midnight - timedelta(days=d) + timedelta(minutes=1) for d in (100, 8, 6)]
+    for tenant_id in (tenant.id, kept):
+        _logs_and_counters(settings, tenant_id, times)
+    Scheduler(runtime.store, 3600, runtime.archive).run_once()
+    assert _ages(settings, tenant.id) == {
+        "audit_log": [6],
+        "product_events": [6],
+        "rollups_hourly": [6, 8],
+        "integration_stats": [6, 8],
+        "rollups_fingerprint_daily": [6],
+    }
+    everything = [6, 8, 100]
+    assert _ages(settings, kept) == dict.fromkeys(_ages(settings, kept), everything)
+    # Past 90 days counters go too: an operator retention of 30 days keeps 90 of them.
+    done = runtime.store.purge_expired(kept, NOW - timedelta(days=30))
+    assert done["rollups_hourly"] == 1 and done["audit_log"] == 1
+    assert _ages(settings, kept)["rollups_hourly"] == [6, 8]

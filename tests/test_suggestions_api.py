@@ -167,6 +167,80 @@ def test_job_proposes_from_stored_history_and_people_decide(client, tenant: Tena
     assert rules.silences == ()  # a dismissed tune made no rule
 
 
+def _incidents(client: Any, tenant: TenantHandle) -> dict[str, str]:
+    """Live incidents by their only service."""
+    response = client.get("/v1/incidents", headers=tenant.auth)
+    return {i["services"][0]: i["id"] for i in response.json()["items"] if len(i["services"]) == 1}
+
+
+def _act(client: Any, tenant: TenantHandle, path: str, body: dict[str, Any]) -> Any:
+    response = client.post(path, json=body, headers=tenant.auth)
+    assert response.status_code in (200, 201), response.text
+    return response.json()
+
+
+def test_merges_and_splits_by_hand_teach_links_and_unlinks(client, tenant: TenantHandle) -> None:
+    tenant.integration("custom", SECRET)
+    topology = {"dependencies": {"api": ["db"]}}
+    assert client.put("/v1/topology", json=topology, headers=tenant.auth).status_code == 200
+    merged: list[tuple[str, str]] = []
+    for hours in (30, 20):  # two separate pairs of incidents, merged by hand each time
+        at = NOW - timedelta(hours=hours)
+        send(client, tenant, fired(f"Checkout 5xx {hours}", "checkout", at, None))
+        slow = fired(f"DB slow {hours}", "payments-db", at + timedelta(minutes=1), None)
+        send(client, tenant, slow)
+        live = _incidents(client, tenant)
+        _act(
+            client,
+            tenant,
+            f"/v1/incidents/{live['checkout']}/merge",
+            {"into": live["payments-db"]},
+        )
+        merged.append((live["checkout"], live["payments-db"]))
+    run_suggestions(tenant.runtime.store, tenant.id)
+    [link] = suggestions(client, tenant, kind="link")
+    assert link["proposal"]["service"] == "checkout"
+    assert link["proposal"]["depends_on"] == "payments-db"
+    assert link["evidence"]["merged_by_hand"] == 2
+    cited = [(c["kind"], c["incident_id"], c["other_id"]) for c in link["cites"]]
+    assert cited == [("merge", *pair) for pair in reversed(merged)]
+
+    # api is declared to depend on db, so their alerts group; people split them apart twice.
+    for hours in (12, 6):
+        at = NOW - timedelta(hours=hours)
+        send(
+            client,
+            tenant,
+            fired(f"DB down {hours}", "db", at, None)
+            + fired(f"API 5xx {hours}", "api", at + timedelta(minutes=1), None),
+        )
+        [both] = [
+            i
+            for i in client.get("/v1/incidents", headers=tenant.auth).json()["items"]
+            if sorted(i["services"]) == ["api", "db"]
+        ]
+        detail = client.get(f"/v1/incidents/{both['id']}", headers=tenant.auth).json()
+        api = [a["id"] for a in detail["alerts"] if a["service"] == "api"]
+        _act(client, tenant, f"/v1/incidents/{both['id']}/split", {"alert_ids": api})
+    run_suggestions(tenant.runtime.store, tenant.id)
+    [unlink] = suggestions(client, tenant, kind="unlink")
+    assert unlink["proposal"] == {
+        "action": "remove_dependency",
+        "service": "api",
+        "depends_on": "db",
+    }
+    assert [c["kind"] for c in unlink["cites"]] == ["split", "split"]
+    response = client.post(f"/v1/suggestions/{unlink['id']}/accept", headers=tenant.auth)
+    assert response.status_code == 200, response.text
+    assert response.json()["rule"] == {
+        "kind": "dependency_removed",
+        "service": "api",
+        "depends_on": "db",
+    }
+    _, rules = tenant.runtime.store.tenant_config(tenant.id)
+    assert "db" not in rules.dependencies.get("api", frozenset())
+
+
 def test_suggestions_of_another_tenant_answer_404(client, tenant: TenantHandle) -> None:
     tenant.integration("custom", SECRET)
     send(client, tenant, blips())

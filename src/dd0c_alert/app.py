@@ -24,7 +24,12 @@ from dd0c_alert.pipeline.notifier import Notifier, NotifyConfig
 from dd0c_alert.pipeline.runtime import ROLES, Runtime
 from dd0c_alert.pipeline.worker import Worker
 from dd0c_alert.storage.archive import LocalArchive
-from dd0c_alert.storage.engine import make_engines, normalise_database_url, sqlite_path
+from dd0c_alert.storage.engine import (
+    make_engines,
+    normalise_database_url,
+    refresh_statistics,
+    sqlite_path,
+)
 from dd0c_alert.storage.files import private_dir
 from dd0c_alert.storage.login_throttle import MemoryLoginThrottle, RedisLoginThrottle
 from dd0c_alert.storage.memory_state import MemoryCircuitBreaker, TokenBuckets
@@ -110,6 +115,7 @@ def open_store(
     if migrate_schema:
         if not is_postgres(settings):
             upgrade(engine)
+            refresh_statistics(engine)
         elif settings.migration_database_url:
             migrate(settings)
     return _store(settings, engine, read_engine, settle)

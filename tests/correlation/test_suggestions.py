@@ -17,9 +17,11 @@ from dd0c_alert.correlation.suggestions import (
     TUNE_MUTE_DAYS,
     AlertOccurrence,
     Dependency,
+    DependencyRemoval,
     DeployOccurrence,
     Feedback,
     History,
+    Regrouping,
     Suggestion,
     accept_note,
     fingerprint_stats,
@@ -403,6 +405,102 @@ def test_accepted_silence_link_and_grace() -> None:
     assert "api depends on db" in accept_note(link, TenantSettings())
     assert rule_for("S4", "R4", "deploy_grace", "t", {"service": "api"}, NOW) is None
     assert accept_note(None, TenantSettings()).startswith("nothing was created")
+
+
+# --------------------------------------------------------------------------- merges, splits
+
+
+def merge(days: float, merged: str, into: str, n: int) -> Regrouping:
+    """Incident ``m<n>`` of service ``merged`` merged by hand into ``i<n>`` of ``into``."""
+    return Regrouping(
+        "merge", days_ago(days), f"m{n}", f"i{n}", frozenset({merged}), frozenset({into})
+    )
+
+
+def split(days: float, moved: str, kept: str, n: int) -> Regrouping:
+    return Regrouping(
+        "split", days_ago(days), f"s{n}", f"new{n}", frozenset({moved}), frozenset({kept})
+    )
+
+
+def learn(*regroupings: Regrouping, rules: Rules | None = None) -> list[Suggestion]:
+    history = History(now=NOW, regroupings=regroupings)
+    return suggest(history, TenantSettings(), rules or Rules())
+
+
+def test_incidents_merged_by_hand_twice_propose_a_link_citing_the_merges() -> None:
+    assert learn(merge(3, "checkout", "payments-db", 1)) == []  # once is not a habit
+    [found] = learn(merge(20, "checkout", "payments-db", 1), merge(3, "checkout", "payments-db", 2))
+    assert found.kind == "link" and found.key == "checkout|payments-db"
+    assert found.proposal == {
+        "action": "declare_dependency",
+        "service": "checkout",
+        "depends_on": "payments-db",  # the incident people merged into: the guess
+        "direction": "guessed",
+    }
+    assert found.evidence["merged_by_hand"] == 2 and found.evidence["together"] == 0
+    assert [c["incident_id"] for c in found.cites] == ["m2", "m1"]  # newest first
+    assert found.cites[0] == {
+        "kind": "merge",
+        "incident_id": "m2",
+        "other_id": "i2",
+        "at": days_ago(3).isoformat(),
+    }
+    assert "people merged their incidents by hand 2 times in 28 days (m2 into i2" in found.title
+    # Too old, a service on both sides, or declared already: nothing.
+    assert learn(merge(30, "a", "b", 1), merge(29, "a", "b", 2)) == []
+    both = Regrouping(
+        "merge", days_ago(1), "m1", "i1", frozenset({"a", "b"}), frozenset({"a", "b"})
+    )
+    assert learn(both, both) == []
+    declared = Rules(dependencies={"checkout": frozenset({"payments-db"})})
+    assert (
+        learn(
+            merge(2, "checkout", "payments-db", 1),
+            merge(1, "checkout", "payments-db", 2),
+            rules=declared,
+        )
+        == []
+    )
+
+
+def test_merges_add_to_alerting_together_in_one_link() -> None:
+    alerts = [a for d in range(1, 5) for a in burst(days_ago(d), "payments-db", "checkout")]
+    history = History(
+        now=NOW,
+        alerts=tuple(alerts),
+        regroupings=(
+            merge(2, "checkout", "payments-db", 1),
+            merge(1, "checkout", "payments-db", 2),
+        ),
+    )
+    [found] = suggest(history, TenantSettings(), Rules())
+    assert found.evidence["together"] == 4 and found.evidence["merged_by_hand"] == 2
+    assert found.proposal["direction"] == "observed"
+    assert found.title.startswith("checkout and payments-db alerted together 4 times this week and")
+
+
+def test_splits_across_a_declared_dependency_propose_removing_it() -> None:
+    rules = Rules(dependencies={"api": frozenset({"db"})})
+    assert learn(split(2, "api", "db", 1), rules=rules) == []
+    [found] = learn(split(2, "db", "api", 1), split(1, "api", "db", 2), rules=rules)
+    assert found.kind == "unlink" and found.key == "api>db"
+    assert found.proposal == {"action": "remove_dependency", "service": "api", "depends_on": "db"}
+    assert found.evidence == {"split_by_hand": 2}
+    assert [c["incident_id"] for c in found.cites] == ["s2", "s1"]
+    assert "people split api and db apart by hand 2 times" in found.title
+    rule = rule_for("S5", "R5", found.kind, found.title, found.proposal, NOW)
+    assert rule == DependencyRemoval("api", "db")
+    assert "removed the dependency of api on db" in accept_note(rule, TenantSettings())
+    # Without a declared dependency there is nothing to remove.
+    assert learn(split(2, "db", "api", 1), split(1, "api", "db", 2)) == []
+
+
+def test_services_people_split_apart_are_never_proposed_as_a_link() -> None:
+    alerts = [a for d in range(1, 5) for a in burst(days_ago(d), "db", "api")]
+    splits = (split(2, "db", "api", 1), split(1, "api", "db", 2))
+    assert kinds(run(alerts)) == [("link", "api|db")]
+    assert suggest(History(NOW, tuple(alerts), regroupings=splits), TenantSettings(), Rules()) == []
 
 
 # --------------------------------------------------------------------------- properties

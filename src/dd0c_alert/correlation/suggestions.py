@@ -12,7 +12,11 @@ an experienced SRE reviewing that history would propose:
     weekly batch); proposal: a recurring silence for that window.
 ``link``
     two services whose incidents keep starting together although no dependency
-    connects them; proposal: declare the dependency, so they group into one incident.
+    connects them, or whose incidents people keep merging by hand; proposal: declare
+    the dependency, so they group into one incident.
+``unlink``
+    a declared dependency whose grouping people keep undoing: they split the alerts of
+    one service out of incidents of the other; proposal: remove the dependency.
 ``deploy_grace``
     a service whose alerts mostly follow its own deploys; proposal: a grace window
     after its deploys.
@@ -22,6 +26,8 @@ proposed for a fingerprint that was ever critical, ever acknowledged or marked
 useful in the loaded history, nor for a never-suppress service; ``deploy_grace`` is
 never proposed for a never-suppress service and its counts leave critical alerts out.
 Every proposed mute names the fingerprint, so it can never match another alert.
+People's corrections weigh more than co-occurrence: a pair people split apart is
+never proposed as a ``link``, and suggestions learnt from merges and splits cite them.
 
 Pure and deterministic: the same history gives the same suggestions in the same
 order, whatever the order of its records.
@@ -44,8 +50,8 @@ from dd0c_alert.domain.severity import worst
 from .model import Matcher, Rules, Silence, TenantSettings
 from .rules import format_matchers, parse_matchers
 
-Kind = Literal["tune", "silence", "link", "deploy_grace"]
-KINDS: tuple[Kind, ...] = ("tune", "silence", "link", "deploy_grace")
+Kind = Literal["tune", "silence", "link", "unlink", "deploy_grace"]
+KINDS: tuple[Kind, ...] = ("tune", "silence", "link", "unlink", "deploy_grace")
 
 #: Counts for tuning, linking and deploy grace look at this much history.
 HISTORY = timedelta(days=7)
@@ -75,6 +81,14 @@ LINK_MIN_SHARE = Fraction(3, 5)
 LINK_LEAD_SHARE = Fraction(2, 3)
 #: A burst touching more services than this is a storm: it says nothing about pairs.
 LINK_MAX_BURST_SERVICES = 6
+
+#: Merges and splits by hand are rare, so they count over :data:`SILENCE_HISTORY`:
+#: ``link`` from at least this many merges of incidents of the two services...
+LINK_MIN_MERGES = 2
+#: ...``unlink`` from at least this many splits of the two services apart.
+UNLINK_MIN_SPLITS = 2
+#: Merges and splits a suggestion cites, newest first.
+MAX_CITES = 10
 
 #: ``deploy_grace``: at least this many deploys of the service were followed by alerts...
 GRACE_MIN_DEPLOYS = 3
@@ -129,14 +143,46 @@ class Feedback:
 
 
 @dataclass(frozen=True, slots=True)
+class Regrouping:
+    """A person corrected the engine's grouping. ``merge``: incident ``incident_id``
+    (of ``services``) was merged into ``other_id`` (then of ``other_services``): the
+    engine kept apart what belonged together. ``split``: alerts of ``services`` were
+    moved out of ``incident_id`` (keeping ``other_services``) into the new incident
+    ``other_id``: the engine grouped what did not belong together."""
+
+    kind: Literal["merge", "split"]
+    at: datetime
+    incident_id: str
+    other_id: str
+    services: frozenset[str]
+    other_services: frozenset[str]
+
+    def pairs(self) -> set[tuple[str, str]]:
+        """The service pairs (sorted) it put together (merge) or apart (split); a
+        service on both sides was not what the correction was about."""
+        mine, others = self.services - self.other_services, self.other_services - self.services
+        return {(min(a, b), max(a, b)) for a in mine for b in others}
+
+    def cite(self) -> dict[str, str]:
+        return {
+            "kind": self.kind,
+            "incident_id": self.incident_id,
+            "other_id": self.other_id,
+            "at": self.at.astimezone(UTC).isoformat(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class History:
     """A tenant's recent past, as of ``now``: alerts of the last
-    :data:`SILENCE_HISTORY`, deploys, and feedback by incident id."""
+    :data:`SILENCE_HISTORY`, deploys, feedback by incident id, and the merges and
+    splits people made."""
 
     now: datetime
     alerts: tuple[AlertOccurrence, ...] = ()
     deploys: tuple[DeployOccurrence, ...] = ()
     feedback: Mapping[str, Feedback] = field(default_factory=dict)
+    regroupings: tuple[Regrouping, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,11 +219,21 @@ class Suggestion:
     title: str
     evidence: dict[str, int]
     proposal: dict[str, Any]
+    #: The merges and splits it learnt from (``Regrouping.cite``), newest first.
+    cites: tuple[dict[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class Dependency:
     """A declared dependency: ``service`` depends on ``depends_on``."""
+
+    service: str
+    depends_on: str
+
+
+@dataclass(frozen=True, slots=True)
+class DependencyRemoval:
+    """Take back the declaration that ``service`` depends on ``depends_on``."""
 
     service: str
     depends_on: str
@@ -247,19 +303,22 @@ def suggest(history: History, settings: TenantSettings, rules: Rules) -> list[Su
         tunes
         + silences
         + _links(history, settings, rules)
+        + _unlinks(history, rules)
         + _deploy_graces(history, settings, protected)
     )
     return sorted(found, key=_order)
 
 
 def _order(suggestion: Suggestion) -> tuple[int, int, str]:
+    evidence = suggestion.evidence
     strength = {
-        "tune": "fired",
-        "silence": "fired",
-        "link": "together",
-        "deploy_grace": "alerts_after_deploys",
+        "tune": evidence.get("fired", 0),
+        "silence": evidence.get("fired", 0),
+        "link": evidence.get("together", 0) + evidence.get("merged_by_hand", 0),
+        "unlink": evidence.get("split_by_hand", 0),
+        "deploy_grace": evidence.get("alerts_after_deploys", 0),
     }[suggestion.kind]
-    return KINDS.index(suggestion.kind), -suggestion.evidence[strength], suggestion.key
+    return KINDS.index(suggestion.kind), -strength, suggestion.key
 
 
 def _may_mute(stats: FingerprintStats, protected: set[str]) -> bool:
@@ -421,15 +480,47 @@ def _links(history: History, settings: TenantSettings, rules: Rules) -> list[Sug
                     leads[a, b] += 1
                 elif burst.first_alert[b] < burst.first_alert[a]:
                     leads[b, a] += 1
+    merged = _corrections(history, "merge")
+    split = _corrections(history, "split")
+    pairs = {
+        pair
+        for pair, count in together.items()
+        if count >= LINK_MIN_TOGETHER
+        and Fraction(count, min(bursts_of[pair[0]], bursts_of[pair[1]])) >= LINK_MIN_SHARE
+    }
+    pairs |= {pair for pair, items in merged.items() if len(items) >= LINK_MIN_MERGES}
     found: list[Suggestion] = []
-    for (a, b), count in together.items():
-        fewer = min(bursts_of[a], bursts_of[b])
-        if count < LINK_MIN_TOGETHER or Fraction(count, fewer) < LINK_MIN_SHARE:
-            continue
-        if b in rules.dependencies.get(a, ()) or a in rules.dependencies.get(b, ()):
-            continue
-        found.append(_link(a, b, count, leads, bursts_of))
+    for a, b in sorted(pairs):
+        if _declared(rules, a, b) or len(split.get((a, b), ())) >= UNLINK_MIN_SPLITS:
+            continue  # linked already, or people keep saying they do not belong together
+        found.append(_link(a, b, together[a, b], leads, bursts_of, merged.get((a, b), [])))
     return found
+
+
+def _declared(rules: Rules, a: str, b: str) -> bool:
+    return b in rules.dependencies.get(a, ()) or a in rules.dependencies.get(b, ())
+
+
+def _corrections(history: History, kind: str) -> dict[tuple[str, str], list[Regrouping]]:
+    """Merges (or splits) of the loaded history by the service pair they concern,
+    newest first."""
+    since = history.now - SILENCE_HISTORY
+    found: dict[tuple[str, str], list[Regrouping]] = {}
+    ordered = sorted(history.regroupings, key=lambda r: (r.at, r.incident_id), reverse=True)
+    for item in ordered:
+        if item.kind == kind and since <= item.at <= history.now:
+            for pair in item.pairs():
+                found.setdefault(pair, []).append(item)
+    return found
+
+
+def _cited(items: Sequence[Regrouping]) -> tuple[dict[str, str], ...]:
+    return tuple(item.cite() for item in items[:MAX_CITES])
+
+
+def _incidents(items: Sequence[Regrouping], joiner: str) -> str:
+    shown = [f"{x.incident_id} {joiner} {x.other_id}" for x in items[:3]]
+    return ", ".join(shown) + (f" and {len(items) - 3} more" if len(items) > 3 else "")
 
 
 def _bursts(history: History, window: timedelta) -> Iterable[_Burst]:
@@ -463,13 +554,17 @@ def _link(
     count: int,
     leads: Counter[tuple[str, str]],
     bursts_of: Counter[str],
+    merges: Sequence[Regrouping],
 ) -> Suggestion:
     """The service that usually alerts first is taken as upstream: a slow database
-    alerts before the services that wait on it."""
-    if Fraction(leads[a, b], count) >= LINK_LEAD_SHARE:
+    alerts before the services that wait on it. Learnt from merges alone, the service
+    of the incident people merged into is the guess."""
+    if count and Fraction(leads[a, b], count) >= LINK_LEAD_SHARE:
         upstream, downstream, observed = a, b, True
-    elif Fraction(leads[b, a], count) >= LINK_LEAD_SHARE:
+    elif count and Fraction(leads[b, a], count) >= LINK_LEAD_SHARE:
         upstream, downstream, observed = b, a, True
+    elif not count and sum(a in m.other_services for m in merges) * 2 > len(merges):
+        upstream, downstream, observed = a, b, False
     else:
         upstream, downstream, observed = b, a, False
     direction = (
@@ -477,28 +572,75 @@ def _link(
         if observed
         else "neither reliably alerts first: check the direction before accepting"
     )
+    reasons = []
+    if count:
+        reasons.append(f"alerted together {_times(count)} this week")
+    if merges:
+        reasons.append(
+            f"people merged their incidents by hand {_times(len(merges))} in "
+            f"{SILENCE_HISTORY.days} days ({_incidents(merges, 'into')})"
+        )
+    evidence = {
+        "together": count,
+        "service_bursts": bursts_of[downstream],
+        "depends_on_bursts": bursts_of[upstream],
+        "service_first": leads[downstream, upstream],
+        "depends_on_first": leads[upstream, downstream],
+    }
+    if merges:
+        evidence["merged_by_hand"] = len(merges)
     return Suggestion(
         kind="link",
         key=_key(f"{a}|{b}"),
         title=(
-            f"{downstream} and {upstream} alerted together {_times(count)} this week "
+            f"{downstream} and {upstream} {' and '.join(reasons)} "
             f"without a declared dependency ({direction}): declare that {downstream} "
             f"depends on {upstream}?"
         ),
-        evidence={
-            "together": count,
-            "service_bursts": bursts_of[downstream],
-            "depends_on_bursts": bursts_of[upstream],
-            "service_first": leads[downstream, upstream],
-            "depends_on_first": leads[upstream, downstream],
-        },
+        evidence=evidence,
         proposal={
             "action": "declare_dependency",
             "service": downstream,
             "depends_on": upstream,
             "direction": "observed" if observed else "guessed",
         },
+        cites=_cited(merges),
     )
+
+
+# --------------------------------------------------------------------------- unlink
+
+
+def _unlinks(history: History, rules: Rules) -> list[Suggestion]:
+    """Declared dependencies people keep undoing by splitting one service's alerts out
+    of the other's incidents."""
+    found: list[Suggestion] = []
+    for (a, b), splits in sorted(_corrections(history, "split").items()):
+        if len(splits) < UNLINK_MIN_SPLITS:
+            continue
+        for service, depends_on in ((a, b), (b, a)):
+            if depends_on not in rules.dependencies.get(service, ()):
+                continue
+            found.append(
+                Suggestion(
+                    kind="unlink",
+                    key=_key(f"{service}>{depends_on}"),
+                    title=(
+                        f"people split {service} and {depends_on} apart by hand "
+                        f"{_times(len(splits))} in {SILENCE_HISTORY.days} days "
+                        f"({_incidents(splits, 'split into')}) although {service} is declared "
+                        f"to depend on {depends_on}: remove that dependency?"
+                    ),
+                    evidence={"split_by_hand": len(splits)},
+                    proposal={
+                        "action": "remove_dependency",
+                        "service": service,
+                        "depends_on": depends_on,
+                    },
+                    cites=_cited(splits),
+                )
+            )
+    return found
 
 
 # --------------------------------------------------------------------------- deploy grace
@@ -587,11 +729,13 @@ def rule_for(
     title: str,
     proposal: Mapping[str, Any],
     now: datetime,
-) -> Silence | Dependency | None:
-    """The rule an accepted suggestion becomes; None when the engine has no such rule
-    (``deploy_grace``: there is no grace window in the engine yet)."""
+) -> Silence | Dependency | DependencyRemoval | None:
+    """The rule an accepted suggestion becomes (or takes away); None when the engine
+    has no such rule (``deploy_grace``: there is no grace window in the engine yet)."""
     if kind == "link":
         return Dependency(str(proposal["service"]), str(proposal["depends_on"]))
+    if kind == "unlink":
+        return DependencyRemoval(str(proposal["service"]), str(proposal["depends_on"]))
     if kind not in ("tune", "silence"):
         return None
     matchers = parse_matchers(str(proposal["matchers"]))
@@ -609,8 +753,15 @@ def rule_for(
     )
 
 
-def accept_note(rule: Silence | Dependency | None, settings: TenantSettings) -> str:
+def accept_note(
+    rule: Silence | Dependency | DependencyRemoval | None, settings: TenantSettings
+) -> str:
     """What accepting did, in words, including what governance lets the rule do."""
+    if isinstance(rule, DependencyRemoval):
+        return (
+            f"removed the dependency of {rule.service} on {rule.depends_on}: their alerts "
+            "no longer join one incident through it"
+        )
     if isinstance(rule, Dependency):
         return (
             f"declared that {rule.service} depends on {rule.depends_on}: alerts on the two "

@@ -36,6 +36,14 @@ PLANS = {plan.name: plan for plan in (FREE, SELF_HOSTED)}
 DEFAULT = SELF_HOSTED
 #: The share of the quota at which a tenant is warned.
 WARNING_SHARE = 0.8
+#: The longest analytics window (``GET /v1/analytics?window=90d``). Hourly counters
+#: (alerts, incidents, pages per service, source and severity; webhook outcomes per
+#: integration) hold no alert content and are kept this long even where the plan's
+#: retention is shorter, so every plan's 90-day analytics have 90 days of counts.
+#: Everything that carries alert content (alerts, incidents, the noisiest
+#: fingerprints with their titles) and the audit and product event logs go at the
+#: plan's retention.
+COUNTERS_DAYS = 90
 
 
 def plan_named(name: str | None) -> Plan:

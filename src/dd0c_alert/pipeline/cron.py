@@ -1,7 +1,8 @@
 """Scheduled jobs: the ``cron`` role, or a thread beside the worker in ``serve``.
 
-One pass purges expired webhook idempotency keys, then per tenant purges what is past
-retention (records and raw payloads) and recomputes the suggestions. A pass runs one
+One pass purges expired webhook idempotency keys, refreshes the query planner's
+statistics, then per tenant purges what is past retention (records and raw payloads)
+and recomputes the suggestions. A pass runs one
 interval after start, so a crash-restart loop never turns into a job loop; one
 tenant's failure is logged and does not stop the others.
 """
@@ -53,6 +54,7 @@ class Scheduler(Background):
     def run_once(self) -> None:
         try:
             purged = self._store.purge_idempotency_keys(time.time())
+            self._store.refresh_statistics()
             tenants = self._store.list_tenants()
         except Exception:  # the database is away: try again next time
             log.exception("cron_failed")

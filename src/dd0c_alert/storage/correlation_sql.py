@@ -28,6 +28,7 @@ from dd0c_alert.correlation.model import (
 from dd0c_alert.domain.ids import new_id
 from dd0c_alert.domain.models import AlertStatus, CanonicalAlert, DeployEvent, Severity
 
+from . import incident_search
 from . import schema as t
 
 HISTORY = timedelta(days=7)
@@ -190,6 +191,7 @@ def save_state(
             .where(t.alerts.c.tenant_id == state.tenant_id, t.alerts.c.incident_id == merged)
             .values(incident_id=into)
         )
+    incident_search.save_batch(conn, state, pairs)
     if pairs:
         conn.execute(
             t.decisions.insert(),

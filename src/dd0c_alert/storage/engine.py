@@ -24,6 +24,19 @@ def configure_sqlite(conn: sqlite3.Connection, synchronous: str) -> None:
     conn.execute("PRAGMA foreign_keys=ON")
 
 
+def refresh_statistics(engine: sa.Engine) -> None:
+    """Give SQLite's query planner table statistics (``ANALYZE``, sampling at most
+    1,000 index rows each: tens of milliseconds at a million alerts). Without them it
+    guessed, and for one incident's alerts walked every alert of the tenant in time
+    order (0.75 s at 1,000,000 alerts) instead of using the incident index. PostgreSQL's
+    autovacuum keeps its own statistics: nothing to do there."""
+    if engine.dialect.name != "sqlite":
+        return
+    with engine.begin() as conn:
+        conn.exec_driver_sql("PRAGMA analysis_limit=1000")
+        conn.exec_driver_sql("ANALYZE")
+
+
 def normalise_database_url(url: str) -> str:
     """Route the conventional ``postgres://`` and ``postgresql://`` URLs (what hosting
     providers and ``DATABASE_URL`` usually hold) to the psycopg 3 driver, the one

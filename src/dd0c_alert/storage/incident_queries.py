@@ -22,6 +22,7 @@ from dd0c_alert.correlation.rules import format_matchers, parse_matchers, silenc
 from dd0c_alert.domain.ids import new_id
 from dd0c_alert.domain.models import Severity
 
+from . import incident_search
 from . import schema as t
 from .correlation_sql import incident_row, incident_state, insert_ignoring_duplicates
 from .outbox import write_intents
@@ -149,49 +150,19 @@ def list_incidents(
                 a.c.tenant_id == tenant_id, a.c.incident_id == i.c.id, a.c.source == filters.source
             )
         )
-    if cursor:
-        query = query.where(i.c.id < decode_cursor(cursor))
+    below = decode_cursor(cursor) if cursor else None
+    if below is not None:
+        query = query.where(i.c.id < below)
     with scoped(read, tenant_id) as conn:
         if filters.q:
-            query = query.where(_text_match(conn, tenant_id, filters.q))
-        rows = conn.execute(query.order_by(i.c.id.desc()).limit(limit + 1)).all()
+            rows = incident_search.search(conn, tenant_id, query, filters.q, limit + 1, below)
+        else:
+            rows = list(conn.execute(query.order_by(i.c.id.desc()).limit(limit + 1)))
     more = len(rows) > limit
     rows = rows[:limit]
     return Page(
         items=[incident_dict(row) for row in rows],
         next_cursor=encode_cursor(rows[-1].id) if more and rows else None,
-    )
-
-
-def _like(conn: sa.Connection, column: sa.ColumnElement[str], text: str) -> sa.ColumnElement[bool]:
-    """``column`` contains ``text``, case-insensitively, with ``%``/``_`` taken literally."""
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    pattern = f"%{escaped}%"
-    if conn.dialect.name == "postgresql":
-        return column.ilike(pattern, escape="\\")
-    return column.like(pattern, escape="\\")  # SQLite: case-insensitive for ASCII
-
-
-def _text_match(conn: sa.Connection, tenant_id: str, text: str) -> sa.ColumnElement[bool]:
-    """The incident's title, one of its services, or the labels of one of its alerts
-    (as JSON text: names and values) contain ``text``. The title and services are
-    checked first; the label scan is bounded to the incident's own alerts by
-    ``ix_alerts_tenant_incident``. The services are one uncorrelated subquery: the
-    table's key leads with the service, so a per-incident probe scanned every row of
-    the tenant for each incident (14 s a search page at 200,000 alerts)."""
-    i, s, a = t.incidents, t.incident_services, t.alerts
-    return sa.or_(
-        _like(conn, i.c.title, text),
-        i.c.id.in_(
-            sa.select(s.c.incident_id).where(
-                s.c.tenant_id == tenant_id, _like(conn, s.c.service, text)
-            )
-        ),
-        sa.exists().where(
-            a.c.tenant_id == tenant_id,
-            a.c.incident_id == i.c.id,
-            _like(conn, sa.cast(a.c.labels, sa.Text), text),
-        ),
     )
 
 
@@ -509,6 +480,8 @@ def merge(
                     f"incident {row.id} was merged into {row.merged_into}: use that one"
                 )
         target, merged = incident_state(rows[into]), incident_state(rows[incident_id])
+        # What each side was, for the suggestion engine (``suggestion_queries``).
+        sides = {"merged_services": sorted(merged.services), "services": sorted(target.services)}
         absorb(target, merged)
         merged.resolved_at = now
         for state in (target, merged):
@@ -528,8 +501,9 @@ def merge(
             t.incident_services,
             [{"tenant_id": tenant_id, "service": x, "incident_id": into} for x in target.services],
         )
+        incident_search.merged(conn, tenant_id, target, incident_id)
         _record(conn, tenant_id, incident_id, "merge", {"into": into}, now, actor)
-        _record(conn, tenant_id, into, "merge", {"merged": incident_id}, now, actor)
+        _record(conn, tenant_id, into, "merge", {"merged": incident_id, **sides}, now, actor)
         conn.execute(
             t.feedback.insert().values(
                 id=new_id(), tenant_id=tenant_id, incident_id=into, verdict="merged", created_at=now
@@ -600,8 +574,21 @@ def split(
             t.incident_services,
             [{"tenant_id": tenant_id, "service": x, "incident_id": new.id} for x in new.services],
         )
+        incident_search.write(
+            conn,
+            tenant_id,
+            {
+                state.id: incident_search.rebuilt(
+                    state.title, state.services, [x.labels for x in members]
+                )
+                for state, members in ((old, staying), (new, moving))
+            },
+        )
         moved = {"alert_ids": sorted(wanted)}
-        _record(conn, tenant_id, incident_id, "split", {**moved, "into": new.id}, now, actor)
+        sides = {"moved_services": sorted(new.services), "kept_services": sorted(old.services)}
+        _record(
+            conn, tenant_id, incident_id, "split", {**moved, "into": new.id, **sides}, now, actor
+        )
         _record(conn, tenant_id, new.id, "split", {**moved, "from": incident_id}, now, actor)
         conn.execute(
             t.feedback.insert().values(

@@ -296,6 +296,9 @@ class Store(Protocol):
 
     def ping(self) -> None: ...
 
+    def refresh_statistics(self) -> None:
+        """Refresh the query planner's statistics as the data grows (scheduled jobs)."""
+
     def close(self) -> None:
         """Release pooled connections (a stopped process must not hold them)."""
 

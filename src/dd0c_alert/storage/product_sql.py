@@ -20,7 +20,7 @@ from dd0c_alert.domain.ids import new_id
 
 from . import schema as t
 from .ports import Integration, Page
-from .rollups import hour_of, record_event, upsert_adding
+from .rollups import day_of, dimensions_of, hour_of, record_event, upsert_adding
 from .rows import decode_cursor, encode_cursor, iso
 from .secrets import SecretBox
 from .tenancy import scoped
@@ -73,11 +73,63 @@ def _percentiles(values: list[float]) -> dict[str, float | None]:
     return {"median": round(statistics.median(values), 3), "p90": round(p90, 3)}
 
 
-def _day_text(conn: sa.Connection, column: Any) -> Any:
-    """``YYYY-MM-DD`` of a stored UTC time."""
-    if conn.dialect.name == "postgresql":
-        return sa.func.to_char(sa.func.timezone("UTC", column), "YYYY-MM-DD")
-    return sa.func.substr(column, 1, 10)
+#: The largest groups ``by_source``, ``by_service`` and ``by_severity`` list.
+MAX_GROUPS = 100
+
+
+def _counts(
+    conn: sa.Connection, tenant_id: str, start: datetime, until: datetime, service: str | None
+) -> tuple[list[int], dict[str, dict[str, int]], dict[str, list[int]]]:
+    """Alerts, incidents opened and pages in ``[start, until)`` (``start`` on the hour):
+    in total, by source / service / severity, and per day. Whole days come from
+    ``rollups_daily`` (a hundred-odd rows a day), the partial first and last days and
+    any one service's counts from ``rollups_hourly``."""
+    r, d = t.rollups_hourly, t.rollups_daily
+    totals = [0, 0, 0]
+    by: dict[str, dict[str, int]] = {"source": {}, "service": {}, "severity": {}}
+    per_day: dict[str, list[int]] = {}
+
+    def add(day: datetime, dimension: str, value: str, counts: Sequence[int]) -> None:
+        if dimension == "all":
+            for n in range(3):
+                totals[n] += counts[n]
+                per_day.setdefault(day.date().isoformat(), [0, 0, 0])[n] += counts[n]
+        else:
+            group = by[dimension]
+            group[value] = group.get(value, 0) + counts[0]
+
+    hourly = [r.c.tenant_id == tenant_id, r.c.hour >= start, r.c.hour < until]
+    first_full = day_of(start) + (timedelta(days=1) if start != day_of(start) else timedelta())
+    last_full = day_of(until)
+    if service is not None:
+        hourly.append(r.c.service == service)
+    elif first_full < last_full:
+        hourly.append((r.c.hour < first_full) | (r.c.hour >= last_full))
+        for row in conn.execute(
+            sa.select(
+                d.c.day, d.c.dimension, d.c.value, d.c.alerts, d.c.incidents_opened, d.c.pages
+            ).where(d.c.tenant_id == tenant_id, d.c.day >= first_full, d.c.day < last_full)
+        ):
+            add(row.day, row.dimension, row.value, (row.alerts, row.incidents_opened, row.pages))
+    for hour in conn.execute(
+        sa.select(
+            r.c.hour,
+            r.c.service,
+            r.c.source,
+            r.c.severity,
+            r.c.alerts,
+            r.c.incidents_opened,
+            r.c.pages,
+        ).where(*hourly)
+    ):
+        counts = (hour.alerts, hour.incidents_opened, hour.pages)
+        for dimension, value in dimensions_of(hour.service, hour.source, hour.severity):
+            add(day_of(hour.hour), dimension, value, counts)
+    largest = {
+        name: dict(sorted(group.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_GROUPS])
+        for name, group in by.items()
+    }
+    return totals, largest, per_day
 
 
 def _seconds_between(conn: sa.Connection, later: Any, earlier: Any) -> Any:
@@ -229,31 +281,9 @@ class ProductStore:
     ) -> dict[str, Any]:
         """Counts from the hourly rollups; MTTA/MTTR from the incidents opened in the
         window; top noisy fingerprints from the daily fingerprint rollups."""
-        r, f, i = t.rollups_hourly, t.rollups_fingerprint_daily, t.incidents
-        where = [r.c.tenant_id == tenant_id, r.c.hour >= hour_of(since), r.c.hour < until]
-        if service is not None:
-            where.append(r.c.service == service)
-        sums = (
-            sa.func.sum(r.c.alerts).label("alerts"),
-            sa.func.sum(r.c.incidents_opened).label("incidents"),
-            sa.func.sum(r.c.pages).label("pages"),
-        )
+        f, i = t.rollups_fingerprint_daily, t.incidents
         with scoped(self._read, tenant_id) as conn:
-            day = _day_text(conn, r.c.hour)
-            totals = conn.execute(sa.select(*sums).where(*where)).one()
-            by: dict[str, dict[str, int]] = {}
-            for column in (r.c.source, r.c.service, r.c.severity):
-                rows = conn.execute(
-                    sa.select(column, sa.func.sum(r.c.alerts))
-                    .where(*where)
-                    .group_by(column)
-                    .order_by(sa.func.sum(r.c.alerts).desc(), column)
-                    .limit(100)
-                ).all()
-                by[column.name] = {str(k): int(v) for k, v in rows}
-            daily = conn.execute(
-                sa.select(day.label("day"), *sums).where(*where).group_by(day).order_by(day)
-            ).all()
+            totals, by, per_day = _counts(conn, tenant_id, hour_of(since), until, service)
             first = [i.c.tenant_id == tenant_id, i.c.first_at >= since, i.c.first_at < until]
             if service is not None:
                 first.append(
@@ -311,12 +341,11 @@ class ProductStore:
                     .group_by(d.c.status)
                 ).all()
             )
-        alerts = int(totals.alerts or 0)
-        incidents = int(totals.incidents or 0)
+        alerts, incidents, pages = totals
         return {
             "alerts": alerts,
             "incidents": incidents,
-            "pages": int(totals.pages or 0),
+            "pages": pages,
             "noise_reduction": round(1 - incidents / alerts, 4) if alerts else None,
             "mtta_seconds": _percentiles(mtta),
             "mttr_seconds": _percentiles(mttr),
@@ -324,13 +353,8 @@ class ProductStore:
             "by_service": by["service"],
             "by_severity": by["severity"],
             "daily": [
-                {
-                    "day": str(row.day),
-                    "alerts": int(row.alerts or 0),
-                    "incidents": int(row.incidents or 0),
-                    "pages": int(row.pages or 0),
-                }
-                for row in daily
+                {"day": day, "alerts": c[0], "incidents": c[1], "pages": c[2]}
+                for day, c in sorted(per_day.items())
             ],
             "top_noisy": [
                 {"fingerprint": fp, "title": title, "count": int(n)} for fp, title, n in noisy

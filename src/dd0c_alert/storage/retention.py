@@ -1,16 +1,24 @@
 """Retention: a tenant's records older than a cutoff are deleted in small batches.
 
-Batches of a few thousand rows, each its own short transaction, keep the worker and
-webhook admission from waiting behind one long delete (on SQLite they share the
-write lock). What is still going on is kept whatever its age: firing alerts, and the
-incidents that still have alerts.
+Batches of a few thousand rows (rollups: a day of them), each its own short
+transaction, keep the worker and webhook admission from waiting behind one long delete
+(on SQLite they share the write lock). What is still going on is kept whatever its
+age: firing alerts, and the incidents that still have alerts.
+
+The audit log is append-only for people; retention is what removes its rows. Hourly
+counters are kept for at least ``plans.COUNTERS_DAYS`` (the longest analytics window)
+whatever the cutoff; per-fingerprint daily counts carry alert titles and go at the
+cutoff like the alerts. Monthly usage rows (the quota) and onboarding steps are one
+row per month or step and stay.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
+
+from dd0c_alert.domain.plans import COUNTERS_DAYS
 
 from . import schema as t
 from .tenancy import scoped
@@ -19,21 +27,41 @@ BATCH = 5000
 
 
 def purge_tenant(
-    engine: sa.Engine, tenant_id: str, cutoff: datetime, batch: int = BATCH
+    engine: sa.Engine,
+    tenant_id: str,
+    cutoff: datetime,
+    batch: int = BATCH,
+    now: datetime | None = None,
 ) -> dict[str, int]:
     """Delete the tenant's records older than ``cutoff``; how many of each kind went."""
     a, d, i, dl = t.alerts, t.decisions, t.incidents, t.dead_letters
+    audit, events = t.audit_log, t.product_events
     expired: dict[str, tuple[sa.Table, sa.ColumnElement[bool]]] = {
         "alerts": (a, (a.c.last_seen_at < cutoff) & (a.c.status != "firing")),
         # A kept alert keeps its explanations, however old the event.
         "decisions": (d, (d.c.at < cutoff) & ~sa.exists().where(a.c.id == d.c.alert_id)),
         "deploys": (t.deploys, t.deploys.c.started_at < cutoff),
         "dead_letters": (dl, dl.c.received_at < cutoff.timestamp()),
+        "audit_log": (audit, audit.c.at < cutoff),
+        "product_events": (events, events.c.at < cutoff),
     }
     done = {
         kind: _in_batches(engine, tenant_id, table, condition, batch)
         for kind, (table, condition) in expired.items()
     }
+    counters = min(cutoff, (now or datetime.now(UTC)) - timedelta(days=COUNTERS_DAYS))
+    by_day: dict[str, tuple[sa.Table, sa.Column[datetime], datetime]] = {
+        "rollups_hourly": (t.rollups_hourly, t.rollups_hourly.c.hour, counters),
+        "rollups_daily": (t.rollups_daily, t.rollups_daily.c.day, counters),
+        "integration_stats": (t.integration_stats, t.integration_stats.c.hour, counters),
+        "rollups_fingerprint_daily": (
+            t.rollups_fingerprint_daily,
+            t.rollups_fingerprint_daily.c.day,
+            cutoff,
+        ),
+    }
+    for kind, (table, column, before) in by_day.items():
+        done[kind] = _day_by_day(engine, tenant_id, table, column, before)
     alive = sa.exists().where(a.c.tenant_id == tenant_id, a.c.incident_id == i.c.id)
     gone: list[str] = []
     while True:
@@ -45,7 +73,7 @@ def purge_tenant(
                     .limit(batch)
                 ).scalars()
             )
-            for table in (t.incident_services, t.incident_events, t.feedback):
+            for table in (t.incident_services, t.incident_events, t.feedback, t.incident_search):
                 conn.execute(
                     table.delete().where(
                         table.c.tenant_id == tenant_id, table.c.incident_id.in_(ids)
@@ -59,6 +87,28 @@ def purge_tenant(
             break
     done["incidents"] = len(gone)
     return done
+
+
+def _day_by_day(
+    engine: sa.Engine,
+    tenant_id: str,
+    table: sa.Table,
+    column: sa.Column[datetime],
+    cutoff: datetime,
+) -> int:
+    """Delete a rollup table's rows before ``cutoff``, one day of them per transaction
+    (its primary key starts with the tenant and the time: each delete is a range)."""
+    total = 0
+    while True:
+        with scoped(engine, tenant_id) as conn:
+            mine = (table.c.tenant_id == tenant_id) & (column < cutoff)
+            oldest = conn.execute(sa.select(sa.func.min(column)).where(mine)).scalar()
+            if oldest is None:
+                return total
+            until = min(oldest + timedelta(days=1), cutoff)
+            total += conn.execute(
+                table.delete().where(table.c.tenant_id == tenant_id, column < until)
+            ).rowcount
 
 
 def _in_batches(

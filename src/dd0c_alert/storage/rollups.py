@@ -33,6 +33,11 @@ FIRST_INCIDENT = "first_incident_correlated"
 _onboarded: LRUCache[str, bool] = LRUCache(max_entries=100_000, ttl_seconds=24 * 3600)
 
 
+def dimensions_of(service: str, source: str, severity: str) -> list[tuple[str, str]]:
+    """The ``rollups_daily`` rows one hourly key adds to."""
+    return [("all", ""), ("source", source), ("service", service[:256]), ("severity", severity)]
+
+
 def hour_of(at: datetime) -> datetime:
     return at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
@@ -98,6 +103,30 @@ def save_rollups(
                 "pages": c[2],
             }
             for (hour, service, source, severity), c in sorted(hourly.items())
+        ],
+        ("alerts", "incidents_opened", "pages"),
+    )
+    by_day: dict[tuple[datetime, str, str], list[int]] = {}
+    for (hour, service, source, severity), c in hourly.items():
+        day = hour.replace(hour=0)
+        for dimension, value in dimensions_of(service, source, severity):
+            total = by_day.setdefault((day, dimension, value), [0, 0, 0])
+            for n in range(3):
+                total[n] += c[n]
+    upsert_adding(
+        conn,
+        t.rollups_daily,
+        [
+            {
+                "tenant_id": tenant_id,
+                "day": day,
+                "dimension": dimension,
+                "value": value,
+                "alerts": c[0],
+                "incidents_opened": c[1],
+                "pages": c[2],
+            }
+            for (day, dimension, value), c in sorted(by_day.items())
         ],
         ("alerts", "incidents_opened", "pages"),
     )

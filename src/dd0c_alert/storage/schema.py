@@ -370,6 +370,31 @@ incident_services = sa.Table(
     sa.Column("incident_id", sa.String(32), primary_key=True),
 )
 
+# One search document per live incident (``storage.incident_search``): its title,
+# services and the distinct label names and values of its alerts, lower-cased. Indexed
+# by trigrams: on SQLite by the FTS5 table ``incident_search_fts`` (migration 0010,
+# kept by triggers on this table, ``seq`` its rowid), on PostgreSQL by pg_trgm.
+incident_search = sa.Table(
+    "incident_search",
+    metadata,
+    sa.Column(
+        "seq",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("tenant_id", sa.String(32), nullable=False),
+    sa.Column("incident_id", sa.String(32), nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.UniqueConstraint("tenant_id", "incident_id", name="ux_incident_search_incident"),
+    sa.Index(
+        "ix_incident_search_trigrams",
+        "text",
+        postgresql_using="gin",
+        postgresql_ops={"text": "gin_trgm_ops"},
+    ).ddl_if(dialect="postgresql"),
+)
+
 _SUPPRESSED = "suppressed_by IS NOT NULL OR would_suppress IS NOT NULL"
 
 decisions = sa.Table(
@@ -437,6 +462,8 @@ suggestions = sa.Table(
     sa.Column("title", sa.Text, nullable=False),
     sa.Column("evidence", JSONDoc, nullable=False),
     sa.Column("proposal", JSONDoc, nullable=False),
+    #: The merges and splits it learnt from (migration 0010).
+    sa.Column("cites", JSONDoc, nullable=False, server_default="[]"),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("decided_at", UTCDateTime, nullable=True),
@@ -580,6 +607,24 @@ rollups_hourly = sa.Table(
     sa.Column("service", sa.String(256), primary_key=True),
     sa.Column("source", sa.String(40), primary_key=True),
     sa.Column("severity", sa.String(16), primary_key=True),
+    sa.Column("alerts", sa.Integer, nullable=False),
+    sa.Column("incidents_opened", sa.Integer, nullable=False),
+    sa.Column("pages", sa.Integer, nullable=False),
+    # Analytics of one service (migration 0010).
+    sa.Index("ix_rollups_hourly_service", "tenant_id", "service", "hour"),
+)
+
+# The same counts per day and one dimension at a time (``dimension`` ``all`` with
+# ``value`` '', ``source``, ``service``, ``severity``): a 90-day window reads about a
+# hundred rows a day instead of every hour x service x source x severity (migration
+# 0010; analytics without a service filter read whole days here, the edges hourly).
+rollups_daily = sa.Table(
+    "rollups_daily",
+    metadata,
+    sa.Column("tenant_id", sa.String(32), primary_key=True),
+    sa.Column("day", UTCDateTime, primary_key=True),
+    sa.Column("dimension", sa.String(16), primary_key=True),
+    sa.Column("value", sa.String(256), primary_key=True),
     sa.Column("alerts", sa.Integer, nullable=False),
     sa.Column("incidents_opened", sa.Integer, nullable=False),
     sa.Column("pages", sa.Integer, nullable=False),

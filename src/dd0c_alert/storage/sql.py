@@ -44,6 +44,7 @@ from . import incident_queries, suggestion_queries
 from . import schema as t
 from .accounts import AccountStore
 from .correlation_sql import load_state, record_from_row, save_state, stored_deploy_refs
+from .engine import refresh_statistics
 from .outbox import SqlOutbox, write_intents
 from .ports import (
     AlertFilter,
@@ -525,6 +526,9 @@ class SqlStore:
     def ping(self) -> None:
         with self._read.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
+
+    def refresh_statistics(self) -> None:
+        refresh_statistics(self._engine)
 
     # --- incidents, rules and the suppression log (see incident_queries) --------------
 

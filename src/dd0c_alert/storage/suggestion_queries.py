@@ -20,9 +20,11 @@ from dd0c_alert.correlation.suggestions import (
     SILENCE_HISTORY,
     AlertOccurrence,
     Dependency,
+    DependencyRemoval,
     DeployOccurrence,
     Feedback,
     History,
+    Regrouping,
     Suggestion,
     accept_note,
     rule_for,
@@ -36,6 +38,8 @@ from .ports import ActualDecision, Page, ReplaySource, SuggestionVerdict
 
 #: Bounds the job's memory on a very busy tenant: the newest alerts are kept.
 MAX_HISTORY_ALERTS = 200_000
+#: The newest merges and splits read, likewise.
+MAX_REGROUPINGS = 10_000
 _CHUNK = 500
 OPEN, ACCEPTED, DISMISSED, EXPIRED = "open", "accepted", "dismissed", "expired"
 
@@ -77,6 +81,7 @@ def load_history(conn: sa.Connection, tenant_id: str, now: datetime) -> History:
     for incident_id, verdict, count in verdicts:
         counts.setdefault(incident_id, {})[verdict] = count
     return History(
+        regroupings=_regroupings(conn, tenant_id, since, now),
         now=now,
         alerts=tuple(
             AlertOccurrence(
@@ -99,6 +104,52 @@ def load_history(conn: sa.Connection, tenant_id: str, now: datetime) -> History:
     )
 
 
+def _regroupings(
+    conn: sa.Connection, tenant_id: str, since: datetime, now: datetime
+) -> tuple[Regrouping, ...]:
+    """Merges and splits people made, from the timeline entries of the incident merged
+    into resp. split from (``incident_queries.merge``/``split``). Entries written before
+    they recorded each side's services are left out."""
+    e = t.incident_events
+    rows = conn.execute(
+        sa.select(e.c.incident_id, e.c.kind, e.c.detail, e.c.at)
+        .where(
+            e.c.tenant_id == tenant_id,
+            e.c.kind.in_(("merge", "split")),
+            e.c.at >= since,
+            e.c.at <= now,
+        )
+        .order_by(e.c.at.desc(), e.c.id.desc())
+        .limit(MAX_REGROUPINGS)
+    ).all()
+    found: list[Regrouping] = []
+    for row in rows:
+        detail = row.detail
+        if row.kind == "merge" and "merged_services" in detail:
+            found.append(
+                Regrouping(
+                    kind="merge",
+                    at=row.at,
+                    incident_id=str(detail["merged"]),
+                    other_id=row.incident_id,
+                    services=frozenset(detail["merged_services"]),
+                    other_services=frozenset(detail["services"]),
+                )
+            )
+        elif row.kind == "split" and "moved_services" in detail:
+            found.append(
+                Regrouping(
+                    kind="split",
+                    at=row.at,
+                    incident_id=row.incident_id,
+                    other_id=str(detail["into"]),
+                    services=frozenset(detail["moved_services"]),
+                    other_services=frozenset(detail["kept_services"]),
+                )
+            )
+    return tuple(found)
+
+
 # --------------------------------------------------------------------------- suggestions
 
 
@@ -119,7 +170,12 @@ def save_suggestions(
     refreshed: list[dict[str, Any]] = []
     for item in found:
         row = existing.get((item.kind, item.key))
-        content = {"title": item.title, "evidence": item.evidence, "proposal": item.proposal}
+        content = {
+            "title": item.title,
+            "evidence": item.evidence,
+            "proposal": item.proposal,
+            "cites": list(item.cites),
+        }
         if row is None:
             fresh.append(
                 {
@@ -147,6 +203,7 @@ def save_suggestions(
                 title=sa.bindparam("title"),
                 evidence=sa.bindparam("evidence"),
                 proposal=sa.bindparam("proposal"),
+                cites=sa.bindparam("cites"),
                 status=OPEN,
             ),
             refreshed,
@@ -225,6 +282,7 @@ def request_mute(
                     "title": suggestion.title,
                     "evidence": suggestion.evidence,
                     "proposal": suggestion.proposal,
+                    "cites": [],
                     "status": OPEN,
                     "created_at": now,
                     "decided_at": None,
@@ -245,6 +303,7 @@ def suggestion_dict(row: Any) -> dict[str, Any]:
         "title": row.title,
         "evidence": row.evidence,
         "proposal": row.proposal,
+        "cites": row.cites,
         "status": row.status,
         "created_at": row.created_at,
         "decided_at": row.decided_at,
@@ -306,6 +365,20 @@ def accept(
             [{"tenant_id": tenant_id, "service": rule.service, "depends_on": rule.depends_on}],
         )
         described = {"kind": "dependency", "service": rule.service, "depends_on": rule.depends_on}
+    elif isinstance(rule, DependencyRemoval):
+        sd = t.service_dependencies
+        conn.execute(
+            sd.delete().where(
+                sd.c.tenant_id == tenant_id,
+                sd.c.service == rule.service,
+                sd.c.depends_on == rule.depends_on,
+            )
+        )
+        described = {
+            "kind": "dependency_removed",
+            "service": rule.service,
+            "depends_on": rule.depends_on,
+        }
     elif isinstance(rule, Silence):
         described = _insert_silence(conn, tenant_id, rule, now)
     return SuggestionVerdict(

@@ -21,7 +21,7 @@ from .routing import JsonRoute
 
 router = APIRouter(prefix="/v1", tags=["suggestions"], route_class=JsonRoute)
 
-Kind = Literal["tune", "silence", "link", "deploy_grace"]
+Kind = Literal["tune", "silence", "link", "unlink", "deploy_grace"]
 Status = Literal["open", "accepted", "dismissed", "expired"]
 _NOT_FOUND = "no such suggestion"
 _CONFLICT: dict[int | str, dict[str, Any]] = {
@@ -30,13 +30,25 @@ _CONFLICT: dict[int | str, dict[str, Any]] = {
 }
 
 
+class Citation(BaseModel):
+    """One merge (``incident_id`` merged into ``other_id``) or split (alerts of
+    ``incident_id`` moved out into ``other_id``) a person made."""
+
+    kind: Literal["merge", "split"]
+    incident_id: str
+    other_id: str
+    at: datetime
+
+
 class Suggestion(BaseModel):
     """A proposal computed from the tenant's history by the scheduled job.
 
     ``tune``: a fingerprint that fires often and never needed anyone (proposal: mute
     it for a while). ``silence``: one that only fires in a recurring window (proposal:
     a recurring silence). ``link``: two services that alert together without a
-    declared dependency (proposal: declare it). ``deploy_grace``: a service whose
+    declared dependency, or whose incidents people keep merging (proposal: declare
+    it). ``unlink``: a declared dependency people keep undoing by splitting incidents
+    (proposal: remove it). ``deploy_grace``: a service whose
     alerts mostly follow its own deploys (proposal: a grace window; the engine has no
     such rule yet, so accepting it creates nothing).
     """
@@ -47,6 +59,10 @@ class Suggestion(BaseModel):
     title: str
     evidence: dict[str, int] = Field(description="The counts it is based on.")
     proposal: dict[str, Any] = Field(description="The rule accepting it would create.")
+    cites: list[Citation] = Field(
+        default_factory=list,
+        description="The merges and splits by hand it learnt from, newest first (at most 10).",
+    )
     status: Status = Field(
         description="expired: open, but the history no longer supports it; it reopens if it "
         "does again."
@@ -64,7 +80,8 @@ class Verdict(BaseModel):
     suggestion: Suggestion
     applied: bool = Field(description="A rule was created.")
     rule: dict[str, Any] | None = Field(
-        description="The rule created: a ``silence`` (with its id) or a ``dependency``."
+        description="The rule created: a ``silence`` (with its id) or a ``dependency``; or "
+        "the ``dependency_removed``."
     )
     note: str = Field(description="What happened, including what governance lets the rule do.")
 
@@ -110,10 +127,11 @@ def _answer(verdict: SuggestionVerdict | None) -> Response | dict[str, Any]:
     response_model=Verdict,
     responses=_CONFLICT,
     summary="Accept an open suggestion: it becomes a rule",
-    description="``link`` declares the dependency; ``tune`` creates a silence of the "
-    "fingerprint for the proposed number of days, ``silence`` a recurring one (author "
-    "``suggestion:<id>``). Silences suppress delivery only in strict governance mode (never "
-    "critical alerts nor never-suppress services); in audit mode they log 'would suppress'. "
+    description="``link`` declares the dependency, ``unlink`` removes it; ``tune`` creates a "
+    "silence of the fingerprint for the proposed number of days, ``silence`` a recurring one "
+    "(author ``suggestion:<id>``). Silences suppress delivery only in strict governance mode "
+    "(never critical alerts nor never-suppress services); in audit mode they log 'would "
+    "suppress'. "
     "``deploy_grace`` creates nothing: the engine has no deploy grace window yet.",
 )
 async def accept(

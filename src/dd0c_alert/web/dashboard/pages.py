@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from dd0c_alert.correlation.model import Silence
-from dd0c_alert.correlation.suggestions import Dependency, rule_for
+from dd0c_alert.correlation.suggestions import Dependency, DependencyRemoval, rule_for
 from dd0c_alert.domain.ids import new_id
 from dd0c_alert.pipeline import route_documents, slack_actions, suggest
 from dd0c_alert.pipeline.replay import Proposal, replay
@@ -74,9 +74,12 @@ def what_if(store: Store, tenant_id: str, item: dict[str, Any], now: datetime) -
     """The replay of the last days with the suggestion's rule added."""
     rule = rule_for(item["id"], "what-if", item["kind"], item["title"], item["proposal"], now)
     _, rules = store.tenant_config(tenant_id)
-    if isinstance(rule, Dependency):
+    if isinstance(rule, Dependency | DependencyRemoval):
         deps = {k: set(v) for k, v in rules.dependencies.items()}
-        deps.setdefault(rule.service, set()).add(rule.depends_on)
+        if isinstance(rule, Dependency):
+            deps.setdefault(rule.service, set()).add(rule.depends_on)
+        else:
+            deps.get(rule.service, set()).discard(rule.depends_on)
         proposal = Proposal(dependencies={k: frozenset(v) for k, v in deps.items()})
     elif rule is not None:
         proposal = Proposal(silences=(*rules.silences, rule))
