@@ -488,7 +488,7 @@ notification_intents = sa.Table(
     sa.Column("event", sa.String(32), nullable=False),
     sa.Column("detail", JSONDoc, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
-    # The W3C traceparent of the decision that made the intent (0010).
+    # The W3C traceparent of the decision that made the intent (0011).
     sa.Column("traceparent", sa.String(64), nullable=True),
     sa.Index("ix_notification_intents_tenant", "tenant_id", "seq"),
 )
@@ -522,7 +522,7 @@ deliveries = sa.Table(
     sa.Column("message_ref", sa.Text, nullable=True),
     sa.Column("post_started_at", UTCDateTime, nullable=True),
     sa.Column("detail", JSONDoc, nullable=False),
-    # The trace the delivery continues: its latest intent's (0010).
+    # The trace the delivery continues: its latest intent's (0011).
     sa.Column("traceparent", sa.String(64), nullable=True),
     sa.Index("ix_deliveries_due", "tenant_id", "status", "next_attempt_at"),
     sa.Index("ix_deliveries_incident", "tenant_id", "incident_id"),
