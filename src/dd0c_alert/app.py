@@ -24,6 +24,7 @@ from dd0c_alert.pipeline.notifier import Notifier, NotifyConfig
 from dd0c_alert.pipeline.runtime import ROLES, Runtime
 from dd0c_alert.pipeline.worker import Worker
 from dd0c_alert.storage.archive import LocalArchive
+from dd0c_alert.storage.batch import QueueSettle
 from dd0c_alert.storage.engine import (
     make_engines,
     normalise_database_url,
@@ -39,7 +40,7 @@ from dd0c_alert.storage.ports import Archive, CircuitBreaker, IngestQueue, RateL
 from dd0c_alert.storage.redis_state import RedisCircuitBreaker, RedisLink, RedisRateLimiter
 from dd0c_alert.storage.s3_archive import S3Archive
 from dd0c_alert.storage.secrets import SecretBox
-from dd0c_alert.storage.sql import QueueSettle, SqlStore
+from dd0c_alert.storage.sql import SqlStore
 from dd0c_alert.storage.sqlite_queue import SqliteIngestQueue
 
 

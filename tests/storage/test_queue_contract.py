@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from dd0c_alert.domain.ids import new_id
+from dd0c_alert.storage.batch import QueueSettle, settle_table_queue
 from dd0c_alert.storage.engine import make_engines
 from dd0c_alert.storage.migrate import upgrade
 from dd0c_alert.storage.pgmq_queue import PgmqIngestQueue
@@ -29,7 +30,6 @@ from dd0c_alert.storage.ports import (
     Retry,
 )
 from dd0c_alert.storage.rows import month_of
-from dd0c_alert.storage.sql import QueueSettle, settle_table_queue
 from dd0c_alert.storage.sqlite_queue import SqliteIngestQueue
 from dd0c_alert.storage.tenancy import scoped
 from servers import APP, PostgresServer
