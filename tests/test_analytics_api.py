@@ -1,5 +1,6 @@
 """Analytics from the worker's rollups checked against values worked out by hand on a
-small history, usage against the plan, and the free plan's quota (both modes)."""
+small history, the top noisy fingerprints through each day's top list, usage against
+the plan, and the free plan's quota (both modes)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,14 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from conftest import TenantHandle, drain
+from conftest import TenantHandle, drain, tenant_connection
+from dd0c_alert.config import Settings
 from dd0c_alert.pipeline.runtime import Runtime
+from dd0c_alert.storage import schema as t
+from dd0c_alert.storage.top_daily import K
 from test_smoke_custom import sign
 
 SECRET = "s3cret"
@@ -117,6 +122,59 @@ def test_analytics_match_a_history_worked_out_by_hand(
     assert wide["alerts"] == 7 and wide["incidents"] == 3
     bad = client.get("/v1/analytics?window=1y", headers=tenant.auth)
     assert bad.status_code == 422
+
+
+def _fingerprint_days(
+    settings: Settings, tenant_id: str, counts: dict[tuple[int, str], int]
+) -> None:
+    """Daily fingerprint counts (and each day's total) as the worker leaves them, keyed
+    by (days ago, fingerprint)."""
+    midnight = NOW.replace(hour=0, minute=0)
+    totals: dict[int, int] = {}
+    with tenant_connection(settings, tenant_id) as conn:
+        for (ago, fp), n in counts.items():
+            day = midnight - timedelta(days=ago)
+            row = {"tenant_id": tenant_id, "day": day, "fingerprint": fp, "title": fp, "alerts": n}
+            conn.execute(t.rollups_fingerprint_daily.insert().values(row))
+            totals[ago] = totals.get(ago, 0) + n
+        for ago, n in totals.items():
+            conn.execute(
+                t.rollups_daily.insert().values(
+                    tenant_id=tenant_id,
+                    day=midnight - timedelta(days=ago),
+                    dimension="all",
+                    value="",
+                    alerts=n,
+                    incidents_opened=0,
+                    pages=0,
+                )
+            )
+
+
+def test_top_noisy_candidates_come_from_each_days_top_list_and_today(
+    client: TestClient, tenant: TenantHandle, runtime: Runtime, settings: Settings
+) -> None:
+    """Past days are read through their top lists (a fingerprint below every day's top
+    K is not a candidate, the documented approximation); today, which has no list yet,
+    is read whole, and the counts reported are the window's exact sums."""
+    past = (2, 3, 4)
+    counts = {(ago, "loud"): 50 for ago in past} | {(ago, "spread"): 1 for ago in past}
+    counts |= {(ago, f"busy-{ago}-{n:03d}"): 2 for ago in past for n in range(K)}
+    _fingerprint_days(settings, tenant.id, counts)
+    product = runtime.store.product()
+    assert product.list_top_days(tenant.id) == len(past)
+    assert product.list_top_days(tenant.id) == 0  # each day is listed once
+    with tenant_connection(settings, tenant.id) as conn:
+        listed = conn.execute(sa.select(t.rollups_top_daily.c.fingerprint)).scalars().all()
+    assert len(listed) == K * len(past) and "loud" in listed and "spread" not in listed
+
+    def top() -> list[tuple[str, int]]:
+        found = get(client, tenant, "/v1/analytics?window=7d")["top_noisy"]
+        return [(x["fingerprint"], x["count"]) for x in found]
+
+    assert top()[:2] == [("loud", 150), ("busy-2-000", 2)]  # "spread" (3) missed
+    _fingerprint_days(settings, tenant.id, {(0, "new-today"): 30, (0, "spread"): 1})
+    assert top()[:4] == [("loud", 150), ("new-today", 30), ("spread", 4), ("busy-2-000", 2)]
 
 
 def test_free_plan_is_warned_at_8000_and_refused_at_10000_alerts(

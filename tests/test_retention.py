@@ -141,6 +141,11 @@ def _logs_and_counters(settings: Settings, tenant_id: str, times: list[datetime]
                     alerts=1,
                 )
             )
+            conn.execute(
+                t.rollups_top_daily.insert().values(
+                    **mine, day=hour.replace(hour=0), fingerprint="fp"
+                )
+            )
 
 
 def _ages(settings: Settings, tenant_id: str) -> dict[str, list[int]]:
@@ -151,6 +156,7 @@ def _ages(settings: Settings, tenant_id: str) -> dict[str, list[int]]:
         "rollups_hourly": t.rollups_hourly.c.hour,
         "integration_stats": t.integration_stats.c.hour,
         "rollups_fingerprint_daily": t.rollups_fingerprint_daily.c.day,
+        "rollups_top_daily": t.rollups_top_daily.c.day,
     }
     with tenant_connection(settings, tenant_id) as conn:
         return {
@@ -183,6 +189,7 @@ def test_plan_retention_covers_audit_product_events_and_rollups(
         "rollups_hourly": [6, 8],
         "integration_stats": [6, 8],
         "rollups_fingerprint_daily": [6],
+        "rollups_top_daily": [6],
     }
     everything = [6, 8, 100]
     assert _ages(settings, kept) == dict.fromkeys(_ages(settings, kept), everything)

@@ -1,8 +1,9 @@
 """Scheduled jobs: the ``cron`` role, or a thread beside the worker in ``serve``.
 
 One pass purges expired webhook idempotency keys, refreshes the query planner's
-statistics, then per tenant purges what is past retention (records and raw payloads)
-and recomputes the suggestions. A pass runs one
+statistics, then per tenant purges what is past retention (records and raw payloads),
+lists each completed day's top fingerprints (``storage.top_daily``, for analytics) and
+recomputes the suggestions. A pass runs one
 interval after start, so a crash-restart loop never turns into a job loop; one
 tenant's failure is logged and does not stop the others.
 """
@@ -65,6 +66,13 @@ class Scheduler(Background):
             if self._stop.is_set():
                 return
             self._purge(tenant.id, retention_for(tenant.plan, self._retention))
+            try:
+                listed = self._store.product().list_top_days(tenant.id)
+            except Exception:
+                log.exception("top_days_failed", tenant_id=tenant.id)
+            else:
+                if listed:
+                    log.info("top_days_listed", tenant_id=tenant.id, days=listed)
             try:
                 found = run_suggestions(self._store, tenant.id)
             except Exception:

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from dd0c_alert.domain.ids import new_id
 
 from . import schema as t
+from . import top_daily
 from .ports import Integration, Page
 from .rollups import day_of, dimensions_of, hour_of, record_event, upsert_adding
 from .rows import decode_cursor, encode_cursor, iso
@@ -280,8 +281,9 @@ class ProductStore:
         self, tenant_id: str, since: datetime, until: datetime, service: str | None
     ) -> dict[str, Any]:
         """Counts from the hourly rollups; MTTA/MTTR from the incidents opened in the
-        window; top noisy fingerprints from the daily fingerprint rollups."""
-        f, i = t.rollups_fingerprint_daily, t.incidents
+        window; top noisy fingerprints from the daily fingerprint rollups, the
+        candidates from each day's top list (``storage.top_daily``)."""
+        i = t.incidents
         with scoped(self._read, tenant_id) as conn:
             totals, by, per_day = _counts(conn, tenant_id, hour_of(since), until, service)
             first = [i.c.tenant_id == tenant_id, i.c.first_at >= since, i.c.first_at < until]
@@ -310,15 +312,7 @@ class ProductStore:
                     )
                 )
             ]
-            fp_where = [f.c.tenant_id == tenant_id, f.c.day >= since - timedelta(days=1)]
-            fp_where += [f.c.day < until]
-            noisy = conn.execute(
-                sa.select(f.c.fingerprint, sa.func.max(f.c.title), sa.func.sum(f.c.alerts))
-                .where(*fp_where)
-                .group_by(f.c.fingerprint)
-                .order_by(sa.func.sum(f.c.alerts).desc(), f.c.fingerprint)
-                .limit(TOP)
-            ).all()
+            noisy = top_daily.noisy(conn, tenant_id, since - timedelta(days=1), until, TOP)
             flapping = conn.execute(
                 sa.select(i.c.id, i.c.title, i.c.flapping, i.c.first_at)
                 .where(*first, i.c.flapping != sa.literal([], t.JSONDoc))
@@ -378,6 +372,10 @@ class ProductStore:
                 "failed": int(delivery_counts.get("failed", 0)),
             },
         }
+
+    def list_top_days(self, tenant_id: str, now: datetime | None = None) -> int:
+        """Keep each completed day's top fingerprints for analytics (scheduled jobs)."""
+        return top_daily.list_days(self._engine, tenant_id, now or datetime.now(UTC))
 
     # --- audit log --------------------------------------------------------------------
 

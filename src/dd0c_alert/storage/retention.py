@@ -7,9 +7,9 @@ age: firing alerts, and the incidents that still have alerts.
 
 The audit log is append-only for people; retention is what removes its rows. Hourly
 counters are kept for at least ``plans.COUNTERS_DAYS`` (the longest analytics window)
-whatever the cutoff; per-fingerprint daily counts carry alert titles and go at the
-cutoff like the alerts. Monthly usage rows (the quota) and onboarding steps are one
-row per month or step and stay.
+whatever the cutoff; per-fingerprint daily counts and the daily top fingerprints carry
+alert titles resp. fingerprints and go at the cutoff like the alerts. Monthly usage rows
+(the quota) and onboarding steps are one row per month or step and stay.
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ def purge_tenant(
             t.rollups_fingerprint_daily.c.day,
             cutoff,
         ),
+        "rollups_top_daily": (t.rollups_top_daily, t.rollups_top_daily.c.day, cutoff),
     }
     for kind, (table, column, before) in by_day.items():
         done[kind] = _day_by_day(engine, tenant_id, table, column, before)

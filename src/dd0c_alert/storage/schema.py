@@ -650,6 +650,19 @@ rollups_fingerprint_daily = sa.Table(
     sa.Column("fingerprint", sa.String(200), primary_key=True),
     sa.Column("title", sa.Text, nullable=False),
     sa.Column("alerts", sa.Integer, nullable=False),
+    # The exact window sums of the top-noisy candidates only (migration 0012).
+    sa.Index("ix_rollups_fingerprint_daily_fp", "tenant_id", "fingerprint", "day"),
+)
+
+# Each completed day's most frequent fingerprints (``storage.top_daily``), written once
+# by the scheduled jobs: the candidates for a window's top noisy fingerprints, so
+# analytics never groups the window's every fingerprint (migration 0012).
+rollups_top_daily = sa.Table(
+    "rollups_top_daily",
+    metadata,
+    sa.Column("tenant_id", sa.String(32), primary_key=True),
+    sa.Column("day", UTCDateTime, primary_key=True),
+    sa.Column("fingerprint", sa.String(200), primary_key=True),
 )
 
 # Webhook deliveries per integration, hour (receive time) and outcome (``accepted`` or
