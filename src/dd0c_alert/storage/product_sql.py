@@ -84,53 +84,69 @@ def _counts(
     """Alerts, incidents opened and pages in ``[start, until)`` (``start`` on the hour):
     in total, by source / service / severity, and per day. Whole days come from
     ``rollups_daily`` (a hundred-odd rows a day), the partial first and last days and
-    any one service's counts from ``rollups_hourly``."""
+    any one service's counts from ``rollups_hourly``; the database sums them, so a
+    90-day window sends a few hundred rows, not every day's."""
     r, d = t.rollups_hourly, t.rollups_daily
     totals = [0, 0, 0]
     by: dict[str, dict[str, int]] = {"source": {}, "service": {}, "severity": {}}
     per_day: dict[str, list[int]] = {}
 
-    def add(day: datetime, dimension: str, value: str, counts: Sequence[int]) -> None:
-        if dimension == "all":
-            for n in range(3):
-                totals[n] += counts[n]
-                per_day.setdefault(day.date().isoformat(), [0, 0, 0])[n] += counts[n]
-        else:
-            group = by[dimension]
-            group[value] = group.get(value, 0) + counts[0]
+    def add_day(day: str, counts: Sequence[int]) -> None:
+        for n in range(3):
+            totals[n] += counts[n]
+            per_day.setdefault(day, [0, 0, 0])[n] += counts[n]
 
-    hourly = [r.c.tenant_id == tenant_id, r.c.hour >= start, r.c.hour < until]
+    def add(dimension: str, value: str, alerts: int) -> None:
+        by[dimension][value] = by[dimension].get(value, 0) + int(alerts)
+
     first_full = day_of(start) + (timedelta(days=1) if start != day_of(start) else timedelta())
     last_full = day_of(until)
-    if service is not None:
-        hourly.append(r.c.service == service)
-    elif first_full < last_full:
-        hourly.append((r.c.hour < first_full) | (r.c.hour >= last_full))
+    spans = [(start, until)]
+    if service is None and first_full < last_full:
+        spans = [(start, first_full), (last_full, until)]
+
+    def hours(since: datetime, before: datetime) -> sa.ColumnElement[bool]:
+        # The tenant in each range, so each is an index range (not the window's every hour).
+        where = [r.c.tenant_id == tenant_id, r.c.hour >= since, r.c.hour < before]
+        return sa.and_(*where, *([r.c.service == service] if service is not None else []))
+
+    hourly = [sa.or_(*(hours(since, before) for since, before in spans))]
+    if len(spans) == 2:
+        whole = [d.c.tenant_id == tenant_id, d.c.day >= first_full, d.c.day < last_full]
         for row in conn.execute(
-            sa.select(
-                d.c.day, d.c.dimension, d.c.value, d.c.alerts, d.c.incidents_opened, d.c.pages
-            ).where(d.c.tenant_id == tenant_id, d.c.day >= first_full, d.c.day < last_full)
+            sa.select(d.c.day, d.c.alerts, d.c.incidents_opened, d.c.pages).where(
+                *whole, d.c.dimension == "all"
+            )
         ):
-            add(row.day, row.dimension, row.value, (row.alerts, row.incidents_opened, row.pages))
-    for hour in conn.execute(
-        sa.select(
-            r.c.hour,
-            r.c.service,
-            r.c.source,
-            r.c.severity,
-            r.c.alerts,
-            r.c.incidents_opened,
-            r.c.pages,
-        ).where(*hourly)
+            add_day(row.day.date().isoformat(), (row.alerts, row.incidents_opened, row.pages))
+        for dimension, value, alerts in conn.execute(
+            sa.select(d.c.dimension, d.c.value, sa.func.sum(d.c.alerts))
+            .where(*whole, d.c.dimension != "all")
+            .group_by(d.c.dimension, d.c.value)
+        ):
+            add(dimension, value, alerts)
+    day = _day_text(conn, r.c.hour)
+    sums = [sa.func.sum(r.c.alerts), sa.func.sum(r.c.incidents_opened), sa.func.sum(r.c.pages)]
+    for row in conn.execute(sa.select(day, *sums).where(*hourly).group_by(day)):
+        add_day(row[0], [int(n) for n in row[1:]])
+    keys = (r.c.service, r.c.source, r.c.severity)
+    for svc, source, severity, alerts in conn.execute(
+        sa.select(*keys, sums[0]).where(*hourly).group_by(*keys)
     ):
-        counts = (hour.alerts, hour.incidents_opened, hour.pages)
-        for dimension, value in dimensions_of(hour.service, hour.source, hour.severity):
-            add(day_of(hour.hour), dimension, value, counts)
+        for dimension, value in dimensions_of(svc, source, severity)[1:]:
+            add(dimension, value, alerts)
     largest = {
         name: dict(sorted(group.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_GROUPS])
         for name, group in by.items()
     }
     return totals, largest, per_day
+
+
+def _day_text(conn: sa.Connection, at: Any) -> Any:
+    """``YYYY-MM-DD`` of a stored UTC time, in SQL."""
+    if conn.dialect.name == "postgresql":
+        return sa.func.to_char(sa.func.timezone("UTC", at), "YYYY-MM-DD")
+    return sa.func.substr(at, 1, 10)
 
 
 def _seconds_between(conn: sa.Connection, later: Any, earlier: Any) -> Any:
@@ -296,22 +312,19 @@ class ProductStore:
                     )
                 )
             first.append(i.c.merged_into.is_(None))
-            mtta = [
-                float(v)
-                for (v,) in conn.execute(
-                    sa.select(_seconds_between(conn, i.c.acknowledged_at, i.c.first_at)).where(
-                        *first, i.c.acknowledged_at.is_not(None)
-                    )
-                )
-            ]
-            mttr = [
-                float(v)
-                for (v,) in conn.execute(
-                    sa.select(_seconds_between(conn, i.c.resolved_at, i.c.first_at)).where(
-                        *first, i.c.resolved_at.is_not(None)
-                    )
-                )
-            ]
+            # One pass over the window's incidents for both (a large tenant has 100,000).
+            mtta: list[float] = []
+            mttr: list[float] = []
+            for acknowledged, resolved in conn.execute(
+                sa.select(
+                    _seconds_between(conn, i.c.acknowledged_at, i.c.first_at),
+                    _seconds_between(conn, i.c.resolved_at, i.c.first_at),
+                ).where(*first, i.c.acknowledged_at.is_not(None) | i.c.resolved_at.is_not(None))
+            ):
+                if acknowledged is not None:
+                    mtta.append(float(acknowledged))
+                if resolved is not None:
+                    mttr.append(float(resolved))
             noisy = top_daily.noisy(conn, tenant_id, since - timedelta(days=1), until, TOP)
             flapping = conn.execute(
                 sa.select(i.c.id, i.c.title, i.c.flapping, i.c.first_at)
