@@ -19,7 +19,7 @@ import ast
 import re
 import shutil
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 
-from dd0c_alert.storage import schema
+from dd0c_alert.storage import schema, top_daily
 from dd0c_alert.storage.migrate import MIGRATIONS, alembic_config
 from servers import OWNER, PostgresServer
 
@@ -516,6 +516,67 @@ def test_0010_fills_search_documents_and_indexes_them_on_postgres(
                 sa.text("SELECT indexdef FROM pg_indexes WHERE tablename = 'incident_search'")
             ).scalars()
             assert any("gin_trgm_ops" in x for x in indexes)
+    finally:
+        engine.dispose()
+        pg_server.drop_database(name)
+
+
+def _fingerprint_counts(engine: sa.Engine) -> datetime:
+    """Two days of daily fingerprint counts as revision 0011 stored them: two days ago
+    (more fingerprints than a day's list keeps) and today (not complete: not listed)."""
+    today = top_daily.completed_before(datetime.now(UTC))
+    f = schema.rollups_fingerprint_daily
+    with engine.begin() as conn:
+        for day, many in ((today - timedelta(days=2), top_daily.K + 5), (today, 3)):
+            conn.execute(
+                f.insert(),
+                [
+                    {"tenant_id": "t1", "day": day, "fingerprint": f"fp-{n:03d}", "title": "x"}
+                    | {"alerts": 1000 - n}
+                    for n in range(many)
+                ],
+            )
+    return today
+
+
+def _check_listed(engine: sa.Engine, today: datetime) -> None:
+    d = schema.rollups_top_daily
+    with engine.connect() as conn:
+        listed = conn.execute(sa.select(d.c.day, d.c.fingerprint)).all()
+    assert {day for day, _ in listed} == {today - timedelta(days=2)}
+    assert sorted(fp for _, fp in listed) == [f"fp-{n:03d}" for n in range(top_daily.K)]
+
+
+def test_0012_lists_each_completed_days_top_fingerprints_on_sqlite(tmp_path: Path) -> None:
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'dd0c.db'}")
+    try:
+        _upgrade(engine, "0011")
+        today = _fingerprint_counts(engine)
+        _upgrade(engine, "head")
+        _check_listed(engine, today)
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.slow
+def test_0012_lists_top_fingerprints_and_indexes_them_on_postgres(
+    pg_server: PostgresServer,
+) -> None:
+    name = "dd0c_upgrade_top_daily"
+    pg_server.drop_database(name)
+    pg_server.create_database(name)
+    engine = sa.create_engine(pg_server.url(name, OWNER))
+    try:
+        _upgrade(engine, "0011")
+        today = _fingerprint_counts(engine)
+        _upgrade(engine, "head")
+        _check_listed(engine, today)
+        with engine.connect() as conn:
+            indexes = conn.execute(
+                sa.text("SELECT indexname FROM pg_indexes WHERE tablename = :t"),
+                {"t": "rollups_fingerprint_daily"},
+            ).scalars()
+            assert "ix_rollups_fingerprint_daily_fp" in set(indexes)
     finally:
         engine.dispose()
         pg_server.drop_database(name)
