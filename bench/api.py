@@ -199,7 +199,9 @@ def run(kind: str, alerts: int, keep: Path | None) -> dict[str, Any]:
                     fill(runtime, small.id, max(PER_INCIDENT, alerts // 1000), 90, rnd)
                 filled = time.monotonic() - started
                 log(f"{kind}: history stored in {filled:.0f} s; measuring")
-                runtime.store.refresh_statistics()  # as the scheduled jobs' pass does
+                runtime.store.refresh_statistics()  # as the scheduled jobs' pass does,
+                for tenant in runtime.store.list_tenants():  # with the days' top lists
+                    runtime.store.product().list_top_days(tenant.id)
                 result["fill_s"] = round(filled)
                 if keep is not None:
                     (folder / "key").write_text(key)
