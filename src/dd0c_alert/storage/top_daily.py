@@ -10,9 +10,10 @@ exactly, through ``ix_rollups_fingerprint_daily_fp``.
 
 The counts reported are exact; the selection is not: a fingerprint never among any
 listed day's top ``K`` (spread thinly over many days) is not a candidate, however large
-its window total. With ``K`` five times the twenty shown this takes a fingerprint
-below the hundredth of every day it fires on yet in the window's top twenty. Alerts
-that arrive late for a day already listed count in the sums but not in its list.
+its window total. With ``K`` five times the twenty shown, a fingerprint is missed only
+if it ranks below the hundredth on every listed day it fires on yet belongs in the
+window's top twenty. Alerts that arrive late for a day already listed count in the
+sums but not in its list.
 """
 
 from __future__ import annotations
@@ -59,12 +60,12 @@ def noisy(
         if day >= first and day not in listed:
             unlisted.append(day)
         day += _DAY
-    candidates = sa.select(d.c.fingerprint).where(
+    candidates: sa.Select[Any] | sa.CompoundSelect[Any] = sa.select(d.c.fingerprint).where(
         d.c.tenant_id == tenant_id, d.c.day >= first, d.c.day < until
     )
     if unlisted:
         direct = sa.select(f.c.fingerprint).where(f.c.tenant_id == tenant_id, f.c.day.in_(unlisted))
-        candidates = sa.union(candidates, direct)  # type: ignore[assignment]
+        candidates = sa.union(candidates, direct)
     total = sa.func.sum(f.c.alerts)
     return list(
         conn.execute(
