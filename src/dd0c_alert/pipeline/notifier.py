@@ -258,6 +258,12 @@ class Notifier(Background):
         routes = self._routes(tenant_id)
         slack = self._outbox.slack(tenant_id)
         default_channel = slack.default_channel if slack else None
+        if not routes and default_channel is None:
+            # Nowhere to send anything: settle the intents without reading incidents
+            # (in a storm, one incident's detail can cover hundreds of thousands of
+            # alerts, and this thread shares the worker's interpreter).
+            self._outbox.plan(tenant_id, intents, [], now)
+            return
         details: dict[str, dict[str, Any] | None] = {}
         planned: list[Planned] = []
         for intent in intents:
