@@ -223,6 +223,21 @@ def test_slack_429_then_500_then_a_lost_answer_still_gives_one_message_and_mail_
         assert mail_after < slack_after  # Slack's trouble did not hold the mail back
 
 
+def serve_env(settings: Any, **extra: str) -> dict[str, str]:
+    """The environment of a ``dd0c-alert serve`` on ``settings``' data folder and, in
+    the production pass, its PostgreSQL, Redis and keys; nothing of the caller's."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DD0C_", "OTEL_"))}
+    env |= {"DD0C_DATA_DIR": str(settings.data_dir), **extra}
+    if settings.database_url:
+        env |= {
+            "DATABASE_URL": settings.database_url,
+            "REDIS_URL": settings.redis_url,
+            "DD0C_SECRET_KEY": settings.secret_key,
+            "DD0C_JWT_SECRET": settings.jwt_secret,
+        }
+    return env
+
+
 def _serve(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
     with open(log, "ab") as out:
         process = subprocess.Popen(
@@ -250,21 +265,13 @@ def test_a_notifier_killed_mid_post_posts_once_after_restart(tmp_path: Path) -> 
         tenant = new_tenant(setup)
         configure(setup, tenant, email=False)
         integration = tenant.integration("custom", SECRET)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DD0C_")}
-        env |= {
-            "DD0C_DATA_DIR": str(settings.data_dir),
-            "DD0C_SLACK_API_URL": slack.base_url,
-            "DD0C_NOTIFY_LEASE_SECONDS": "2",
-            "DD0C_SUGGEST_INTERVAL_SECONDS": "0",
-            "DD0C_LOG_LEVEL": "warning",
-        }
-        if settings.database_url:
-            env |= {
-                "DATABASE_URL": settings.database_url,
-                "REDIS_URL": settings.redis_url,
-                "DD0C_SECRET_KEY": settings.secret_key,
-                "DD0C_JWT_SECRET": settings.jwt_secret,
-            }
+        env = serve_env(
+            settings,
+            DD0C_SLACK_API_URL=slack.base_url,
+            DD0C_NOTIFY_LEASE_SECONDS="2",
+            DD0C_SUGGEST_INTERVAL_SECONDS="0",
+            DD0C_LOG_LEVEL="warning",
+        )
         port = free_port()
         server = _serve(env, port, tmp_path / "serve.log")
         try:

@@ -5,7 +5,6 @@ context rides in the SQLite queue table's headers and in pgmq's message headers)
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from test_notifications_e2e import (
     _serve,
     configure,
     notifying,
+    serve_env,
     top_level_posts,
     wait_until,
 )
@@ -195,21 +195,13 @@ def test_serve_exports_one_trace_over_otlp_across_its_two_processes(tmp_path: Pa
         configure(setup, tenant, email=False)
         integration = tenant.integration("custom", SECRET)
         setup.stop()
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("DD0C_", "OTEL_"))}
-        env |= {
-            "DD0C_DATA_DIR": str(settings.data_dir),
-            "DD0C_SLACK_API_URL": slack.base_url,
-            "DD0C_SUGGEST_INTERVAL_SECONDS": "0",
-            "OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint,
-            "OTEL_BSP_SCHEDULE_DELAY": "50",
-        }
-        if settings.database_url:
-            env |= {
-                "DATABASE_URL": settings.database_url,
-                "REDIS_URL": settings.redis_url,
-                "DD0C_SECRET_KEY": settings.secret_key,
-                "DD0C_JWT_SECRET": settings.jwt_secret,
-            }
+        env = serve_env(
+            settings,
+            DD0C_SLACK_API_URL=slack.base_url,
+            DD0C_SUGGEST_INTERVAL_SECONDS="0",
+            OTEL_EXPORTER_OTLP_ENDPOINT=collector.endpoint,
+            OTEL_BSP_SCHEDULE_DELAY="50",
+        )
         port = free_port()
         server = _serve(env, port, tmp_path / "serve.log")
         try:
