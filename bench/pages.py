@@ -7,7 +7,10 @@ app in-process with the browser's session cookie, so the figures are server time
 (queries, templates, SVG) without the network. Prints one JSON line per store; progress
 on stderr. Not a test.
 
-    .venv/bin/python bench/pages.py [--alerts 200000] [--store sqlite|postgresql|both]
+    .venv/bin/python bench/pages.py [--alerts 1000000] [--store sqlite|postgresql|both]
+        [--keep DIR]
+
+``--keep DIR`` is ``bench/api.py``'s: both benches can measure one kept history.
 """
 
 from __future__ import annotations
@@ -15,15 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-from api import PER_INCIDENT, SAMPLES, SERVICES, fill, log, store, timed
+from api import SAMPLES, SERVICES, built_history, timed
 from fastapi.testclient import TestClient
 
-from dd0c_alert.app import build_runtime
 from dd0c_alert.pipeline.runtime import Runtime
 from dd0c_alert.storage.ports import IncidentFilter
 from dd0c_alert.web.app import create_app
@@ -34,7 +34,7 @@ EMAIL, PASSWORD = "owner@bench.example", "a long bench passphrase"
 
 def sign_in(runtime: Runtime, client: TestClient, tenant_id: str) -> None:
     accounts = runtime.store.accounts()
-    user = accounts.create_user(EMAIL, hash_password(PASSWORD))
+    user = accounts.user_by_email(EMAIL) or accounts.create_user(EMAIL, hash_password(PASSWORD))
     accounts.add_member(tenant_id, user.id, "owner")
     client.get("/login")
     answer = client.post(
@@ -74,36 +74,23 @@ def measure(runtime: Runtime, tenant_id: str, rnd: random.Random) -> dict[str, A
         }
 
 
-def run(kind: str, alerts: int) -> dict[str, Any]:
-    rnd = random.Random(42)
-    with (
-        tempfile.TemporaryDirectory(prefix="dd0c-bench-pages-") as tmp,
-        store(kind, Path(tmp)) as s,
-    ):
-        runtime = build_runtime(s, roles=frozenset({"api"}))
-        big = runtime.store.create_tenant("big")
-        log(f"{kind}: storing {alerts:,} alerts for one tenant")
-        started = time.monotonic()
-        fill(runtime, big.id, alerts, 90, rnd)
-        for n in range(50):
-            small = runtime.store.create_tenant(f"small-{n}")
-            fill(runtime, small.id, max(PER_INCIDENT, alerts // 1000), 90, rnd)
-        filled = time.monotonic() - started
-        log(f"{kind}: history stored in {filled:.0f} s; measuring")
-        result = {"store": kind, "alerts": alerts, "fill_s": round(filled)}
-        result |= measure(runtime, big.id, rnd)
-        runtime.stop()
-        return result
+def run(kind: str, alerts: int, keep: Path | None) -> dict[str, Any]:
+    with built_history(kind, alerts, keep) as h:
+        result: dict[str, Any] = {"store": kind, "alerts": alerts}
+        if h.fill_s is not None:
+            result["fill_s"] = h.fill_s
+        return result | measure(h.runtime, h.tenant_id, random.Random(42))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--alerts", type=int, default=200_000)
+    parser.add_argument("--alerts", type=int, default=1_000_000)
     parser.add_argument("--store", choices=["sqlite", "postgresql", "both"], default="sqlite")
+    parser.add_argument("--keep", type=Path, help="build the history here and keep it")
     args = parser.parse_args()
     kinds = ["sqlite", "postgresql"] if args.store == "both" else [args.store]
     for kind in kinds:
-        print(json.dumps(run(kind, args.alerts)), flush=True)
+        print(json.dumps(run(kind, args.alerts, args.keep)), flush=True)
 
 
 if __name__ == "__main__":

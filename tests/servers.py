@@ -51,6 +51,9 @@ class PostgresServer:
     proc: subprocess.Popen[bytes] | None = None
     #: Tests trade crash safety for speed; a benchmark keeps PostgreSQL's defaults.
     durable: bool = False
+    #: A benchmark's cluster outlives the run in ``root`` (rebuilding its history
+    #: takes many minutes): an existing one is started again, nothing is removed.
+    keep: bool = False
 
     def _as_postgres(self) -> dict[str, object]:
         """initdb refuses to run as root: run the server as the ``postgres`` user."""
@@ -66,18 +69,21 @@ class PostgresServer:
                 f"{initdb} not found: install PostgreSQL 15 (apt-get install postgresql)"
             )
         ids = self._as_postgres()
-        if ids:
+        if ids and not self.keep:
             # The postgres user cannot enter root's private temp folders.
             self.root = Path(tempfile.mkdtemp(prefix="dd0c-pg-"))
-            shutil.chown(self.root, ids["user"], ids["group"])  # type: ignore[arg-type]
         self.root.mkdir(parents=True, exist_ok=True)
+        if ids:
+            shutil.chown(self.root, ids["user"], ids["group"])  # type: ignore[arg-type]
         data = self.root / "pgdata"
-        subprocess.run(
-            [str(initdb), "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8"],
-            check=True,
-            capture_output=True,
-            **ids,  # type: ignore[arg-type]
-        )
+        existing = (data / "PG_VERSION").exists()
+        if not existing:
+            subprocess.run(
+                [str(initdb), "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8"],
+                check=True,
+                capture_output=True,
+                **ids,  # type: ignore[arg-type]
+            )
         self.port = free_port()
         self.proc = subprocess.Popen(
             [
@@ -113,6 +119,8 @@ class PostgresServer:
         )
         _wait_for_port(self.port, 30, self.proc)
         self._wait_ready()
+        if existing:
+            return
         with self.connect("postgres", "postgres") as conn:
             conn.execute(f"CREATE ROLE {OWNER} LOGIN")
             conn.execute(f"CREATE ROLE {APP} LOGIN NOSUPERUSER NOBYPASSRLS")
@@ -155,7 +163,7 @@ class PostgresServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
         self.proc = None
-        if self._as_postgres():
+        if self._as_postgres() and not self.keep:
             shutil.rmtree(self.root, ignore_errors=True)
 
 
