@@ -542,9 +542,11 @@ def _fingerprint_counts(engine: sa.Engine) -> datetime:
 def _check_listed(engine: sa.Engine, today: datetime) -> None:
     d = schema.rollups_top_daily
     with engine.connect() as conn:
-        listed = conn.execute(sa.select(d.c.day, d.c.fingerprint)).all()
-    assert {day for day, _ in listed} == {today - timedelta(days=2)}
-    assert sorted(fp for _, fp in listed) == [f"fp-{n:03d}" for n in range(top_daily.K)]
+        listed = conn.execute(sa.select(d.c.day, d.c.fingerprint, d.c.alerts)).all()
+    assert {day for day, _, _ in listed} == {today - timedelta(days=2)}
+    assert sorted(fp for _, fp, _ in listed) == [f"fp-{n:03d}" for n in range(top_daily.K)]
+    # 0013: each listed fingerprint's count of that day, for ranking the candidates.
+    assert all(alerts == 1000 - int(fp[3:]) for _, fp, alerts in listed)
 
 
 def test_0012_lists_each_completed_days_top_fingerprints_on_sqlite(tmp_path: Path) -> None:
@@ -554,6 +556,8 @@ def test_0012_lists_each_completed_days_top_fingerprints_on_sqlite(tmp_path: Pat
         today = _fingerprint_counts(engine)
         _upgrade(engine, "head")
         _check_listed(engine, today)
+        indexes = {i["name"] for i in sa.inspect(engine).get_indexes("incidents")}
+        assert {"ix_incidents_tenant_first_times", "ix_incidents_tenant_flapping"} <= indexes
     finally:
         engine.dispose()
 
@@ -577,6 +581,13 @@ def test_0012_lists_top_fingerprints_and_indexes_them_on_postgres(
                 {"t": "rollups_fingerprint_daily"},
             ).scalars()
             assert "ix_rollups_fingerprint_daily_fp" in set(indexes)
+            valid = conn.execute(  # 0013's, built CONCURRENTLY, usable
+                sa.text(
+                    "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+                    " WHERE i.indisvalid AND c.relname LIKE 'ix_incidents_tenant_f%'"
+                )
+            ).scalars()
+            assert {"ix_incidents_tenant_first_times", "ix_incidents_tenant_flapping"} <= set(valid)
     finally:
         engine.dispose()
         pg_server.drop_database(name)

@@ -36,7 +36,7 @@ from .ports import (
     Verdict,
 )
 from .rows import alert_dict, decode_cursor, encode_cursor, iso
-from .tenancy import scoped
+from .tenancy import reading, scoped
 
 #: Who acted, until user sessions exist: every REST call is authenticated by an API key.
 ACTOR = "api"
@@ -153,7 +153,7 @@ def list_incidents(
     below = decode_cursor(cursor) if cursor else None
     if below is not None:
         query = query.where(i.c.id < below)
-    with scoped(read, tenant_id) as conn:
+    with reading(read, tenant_id) as conn:
         if filters.q:
             rows = incident_search.search(conn, tenant_id, query, filters.q, limit + 1, below)
         else:
@@ -193,7 +193,7 @@ def get_incident(read: sa.Engine, tenant_id: str, incident_id: str) -> dict[str,
     with ``merged_into`` naming the incident that now holds its alerts.
     """
     i, a, d, e = t.incidents, t.alerts, t.decisions, t.incident_events
-    with scoped(read, tenant_id) as conn:
+    with reading(read, tenant_id) as conn:
         row = conn.execute(
             sa.select(i).where(i.c.tenant_id == tenant_id, i.c.id == incident_id)
         ).first()

@@ -24,7 +24,7 @@ from .ports import Integration, Page
 from .rollups import day_of, dimensions_of, hour_of, record_event, upsert_adding
 from .rows import decode_cursor, encode_cursor, iso
 from .secrets import SecretBox
-from .tenancy import scoped
+from .tenancy import reading, scoped
 
 #: Most entries in the lists of an analytics answer.
 TOP = 20
@@ -300,7 +300,7 @@ class ProductStore:
         window; top noisy fingerprints from the daily fingerprint rollups, the
         candidates from each day's top list (``storage.top_daily``)."""
         i = t.incidents
-        with scoped(self._read, tenant_id) as conn:
+        with reading(self._read, tenant_id) as conn:
             totals, by, per_day = _counts(conn, tenant_id, hour_of(since), until, service)
             first = [i.c.tenant_id == tenant_id, i.c.first_at >= since, i.c.first_at < until]
             if service is not None:
@@ -311,7 +311,7 @@ class ProductStore:
                         t.incident_services.c.incident_id == i.c.id,
                     )
                 )
-            first.append(i.c.merged_into.is_(None))
+            first.append(i.c.merged_into.is_(None))  # as the partial indexes state it
             # One pass over the window's incidents for both (a large tenant has 100,000).
             mtta: list[float] = []
             mttr: list[float] = []
@@ -328,7 +328,7 @@ class ProductStore:
             noisy = top_daily.noisy(conn, tenant_id, since - timedelta(days=1), until, TOP)
             flapping = conn.execute(
                 sa.select(i.c.id, i.c.title, i.c.flapping, i.c.first_at)
-                .where(*first, i.c.flapping != sa.literal([], t.JSONDoc))
+                .where(*first, sa.text(t.FLAPPED))
                 .order_by(i.c.first_at.desc())
                 .limit(TOP)
             ).all()

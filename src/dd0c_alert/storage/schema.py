@@ -38,6 +38,10 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 JSONDoc = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+#: Partial index predicates, written the same way in the queries that rely on them
+#: (a planner uses a partial index only when the query states its condition).
+LIVE_INCIDENT = "merged_into IS NULL"
+FLAPPED = "flapping != '[]'"
 
 
 def gin_index(name: str, column: str) -> sa.Index:
@@ -359,6 +363,25 @@ incidents = sa.Table(
     sa.Index("ix_incidents_tenant_status", "tenant_id", "status", "id"),
     sa.Index("ix_incidents_tenant_merged", "tenant_id", "merged_into"),
     sa.Index("ix_incidents_tenant_first", "tenant_id", "first_at"),
+    # Analytics (migration 0013): MTTA/MTTR read the window's live incidents from the
+    # index alone, and the flapping list walks only the incidents that flapped.
+    sa.Index(
+        "ix_incidents_tenant_first_times",
+        "tenant_id",
+        "first_at",
+        "acknowledged_at",
+        "resolved_at",
+        "merged_into",  # always null here, but SQLite reads only the index with it
+        sqlite_where=sa.text(LIVE_INCIDENT),
+        postgresql_where=sa.text(LIVE_INCIDENT),
+    ),
+    sa.Index(
+        "ix_incidents_tenant_flapping",
+        "tenant_id",
+        "first_at",
+        sqlite_where=sa.text(f"{FLAPPED} AND {LIVE_INCIDENT}"),
+        postgresql_where=sa.text(f"{FLAPPED}::jsonb AND {LIVE_INCIDENT}"),
+    ),
     gin_index("ix_incidents_services", "services"),
 )
 
@@ -656,13 +679,15 @@ rollups_fingerprint_daily = sa.Table(
 
 # Each completed day's most frequent fingerprints (``storage.top_daily``), written once
 # by the scheduled jobs: the candidates for a window's top noisy fingerprints, so
-# analytics never groups the window's every fingerprint (migration 0012).
+# analytics never groups the window's every fingerprint (migration 0012), ranked by the
+# day's count as it was when listed (migration 0013).
 rollups_top_daily = sa.Table(
     "rollups_top_daily",
     metadata,
     sa.Column("tenant_id", sa.String(32), primary_key=True),
     sa.Column("day", UTCDateTime, primary_key=True),
     sa.Column("fingerprint", sa.String(200), primary_key=True),
+    sa.Column("alerts", sa.Integer, nullable=False, server_default="0"),
 )
 
 # Webhook deliveries per integration, hour (receive time) and outcome (``accepted`` or

@@ -32,6 +32,29 @@ def scoped(engine: sa.Engine, tenant_id: str) -> Iterator[sa.Connection]:
         yield conn
 
 
+_SET_READING = sa.text(
+    "SELECT set_config('app.tenant_id', :tenant_id, true),"
+    " set_config('plan_cache_mode', 'force_custom_plan', true)"
+)
+
+
+@contextmanager
+def reading(engine: sa.Engine, tenant_id: str) -> Iterator[sa.Connection]:
+    """A read transaction scoped to one tenant whose statements PostgreSQL plans for
+    their actual values every time.
+
+    psycopg prepares a statement on its fifth execution, and PostgreSQL may then
+    switch to a generic plan costed for an average tenant and unknown values. One
+    tenant can hold most of the rows: at a million alerts the top-noisy sums went from
+    9 ms to 4.1 s once generic (a sequential scan testing each row against a list of
+    parameters). Planning costs well under a millisecond; the plan a large tenant needs
+    is worth it for the API's and dashboard's reads. (Not for the worker's writes.)"""
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(_SET_READING, {"tenant_id": tenant_id})
+        yield conn
+
+
 USER_SETTING = "app.user_id"
 _SET_USER = sa.text("SELECT set_config('app.user_id', :user_id, true)")
 

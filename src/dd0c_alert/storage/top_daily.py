@@ -2,18 +2,22 @@
 
 A large tenant has hundreds of thousands of distinct fingerprints in 90 days; summing
 each one's daily counts to keep twenty cost most of an analytics request. Instead the
-scheduled jobs keep each completed day's ``K`` most frequent fingerprints
-(``rollups_top_daily``, written once per day), and a window's candidates are those
-lists plus every fingerprint of the window's days that have no list yet (today, and
-any day the jobs have not reached). Only the candidates' window counts are summed,
-exactly, through ``ix_rollups_fingerprint_daily_fp``.
+scheduled jobs keep each completed day's ``K`` most frequent fingerprints with their
+count (``rollups_top_daily``, written once per day). A window's candidates are the
+``K`` fingerprints with the most alerts in its days' lists, plus the ``K`` with the
+most alerts on its days that have no list yet (today, and any day the jobs have not
+reached), ranked the same way from the daily counts. Only those (at most ``2 K``) have
+their window counts summed, exactly, through ``ix_rollups_fingerprint_daily_fp``: the
+work is bounded by ``K`` and the length of the window's lists, not by how many
+distinct fingerprints the window holds (summing ten thousand listed candidates took
+0.2-0.3 s on PostgreSQL at a million alerts).
 
-The counts reported are exact; the selection is not: a fingerprint never among any
-listed day's top ``K`` (spread thinly over many days) is not a candidate, however large
-its window total. With ``K`` five times the twenty shown, a fingerprint is missed only
-if it ranks below the hundredth on every listed day it fires on yet belongs in the
-window's top twenty. Alerts that arrive late for a day already listed count in the
-sums but not in its list.
+The counts reported are exact; the selection is not: a fingerprint is missed if it
+ranks below the hundredth on every listed day it fires on, or if its listed counts
+rank it below the hundredth candidate, yet it belongs in the window's top twenty. With
+``K`` five times the twenty shown that takes a fingerprint spread thinly over many
+days. Alerts that arrive late for a day already listed count in the sums but neither
+in its list nor in the ranking of the candidates.
 """
 
 from __future__ import annotations
@@ -60,21 +64,38 @@ def noisy(
         if day >= first and day not in listed:
             unlisted.append(day)
         day += _DAY
-    candidates: sa.Select[Any] | sa.CompoundSelect[Any] = sa.select(d.c.fingerprint).where(
-        d.c.tenant_id == tenant_id, d.c.day >= first, d.c.day < until
+    ranked = sa.func.sum(d.c.alerts)
+    candidates = set(
+        conn.execute(
+            sa.select(d.c.fingerprint)
+            .where(d.c.tenant_id == tenant_id, d.c.day >= first, d.c.day < until)
+            .group_by(d.c.fingerprint)
+            .order_by(ranked.desc(), d.c.fingerprint)
+            .limit(K)
+        ).scalars()
     )
     if unlisted:
-        direct = sa.select(f.c.fingerprint).where(f.c.tenant_id == tenant_id, f.c.day.in_(unlisted))
-        candidates = sa.union(candidates, direct)
+        counted = sa.func.sum(f.c.alerts)
+        candidates |= set(
+            conn.execute(
+                sa.select(f.c.fingerprint)
+                .where(f.c.tenant_id == tenant_id, f.c.day.in_(unlisted))
+                .group_by(f.c.fingerprint)
+                .order_by(counted.desc(), f.c.fingerprint)
+                .limit(K)
+            ).scalars()
+        )
+    if not candidates:
+        return []
     total = sa.func.sum(f.c.alerts)
     return list(
         conn.execute(
             sa.select(f.c.fingerprint, sa.func.max(f.c.title), total)
             .where(
                 f.c.tenant_id == tenant_id,
+                f.c.fingerprint.in_(sorted(candidates)),
                 f.c.day >= first,
                 f.c.day < until,
-                f.c.fingerprint.in_(candidates),
             )
             .group_by(f.c.fingerprint)
             .order_by(total.desc(), f.c.fingerprint)
@@ -110,14 +131,14 @@ def list_days(engine: sa.Engine, tenant_id: str, now: datetime) -> int:
         with scoped(engine, tenant_id) as conn:
             insert = (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(d)
             top = (
-                sa.select(f.c.tenant_id, f.c.day, f.c.fingerprint)
+                sa.select(f.c.tenant_id, f.c.day, f.c.fingerprint, f.c.alerts)
                 .where(f.c.tenant_id == tenant_id, f.c.day == day)
                 .order_by(f.c.alerts.desc(), f.c.fingerprint)
                 .limit(K)
             )
             # Another jobs process listing the same day at once is no error. (RETURNING:
             # psycopg reports no rowcount for INSERT ... SELECT ... ON CONFLICT.)
-            statement = insert.from_select(["tenant_id", "day", "fingerprint"], top)
+            statement = insert.from_select(["tenant_id", "day", "fingerprint", "alerts"], top)
             written = conn.execute(
                 statement.on_conflict_do_nothing().returning(d.c.fingerprint)
             ).first()
