@@ -27,8 +27,9 @@ def text(value: Any, limit: int = _MAX_TEXT) -> str:
     result = str(value).strip()
     # Lone surrogates cannot be stored as UTF-8, and PostgreSQL's text and JSONB cannot
     # hold NUL: clean both rather than fail, the same way whichever store is behind.
-    result = result.encode("utf-8", "replace").decode("utf-8").replace("\x00", "")
-    return result[:limit]
+    if not result.isascii():  # ASCII holds no surrogate: skip the round trip
+        result = result.encode("utf-8", "replace").decode("utf-8")
+    return result.replace("\x00", "")[:limit]
 
 
 def first_text(*values: Any) -> str:

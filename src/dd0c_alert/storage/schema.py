@@ -233,6 +233,8 @@ alerts = sa.Table(
     sa.Index("ix_alerts_tenant_fingerprint", "tenant_id", "fingerprint", "status"),
     sa.Index("ix_alerts_tenant_service", "tenant_id", "service", "id"),
     sa.Index("ix_alerts_tenant_started", "tenant_id", "started_at"),
+    # A batch's per-fingerprint history (migration 0013 says why).
+    sa.Index("ix_alerts_tenant_fingerprint_started", "tenant_id", "fingerprint", "started_at"),
     # At most one firing alert per fingerprint: repeats fold into it.
     sa.Index(
         "ux_alerts_active_fingerprint",
