@@ -545,7 +545,7 @@ def _check_listed(engine: sa.Engine, today: datetime) -> None:
         listed = conn.execute(sa.select(d.c.day, d.c.fingerprint, d.c.alerts)).all()
     assert {day for day, _, _ in listed} == {today - timedelta(days=2)}
     assert sorted(fp for _, fp, _ in listed) == [f"fp-{n:03d}" for n in range(top_daily.K)]
-    # 0013: each listed fingerprint's count of that day, for ranking the candidates.
+    # 0014: each listed fingerprint's count of that day, for ranking the candidates.
     assert all(alerts == 1000 - int(fp[3:]) for _, fp, alerts in listed)
 
 
@@ -581,7 +581,7 @@ def test_0012_lists_top_fingerprints_and_indexes_them_on_postgres(
                 {"t": "rollups_fingerprint_daily"},
             ).scalars()
             assert "ix_rollups_fingerprint_daily_fp" in set(indexes)
-            valid = conn.execute(  # 0013's, built CONCURRENTLY, usable
+            valid = conn.execute(  # 0014's, built CONCURRENTLY, usable
                 sa.text(
                     "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
                     " WHERE i.indisvalid AND c.relname LIKE 'ix_incidents_tenant_f%'"

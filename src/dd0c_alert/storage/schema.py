@@ -365,7 +365,7 @@ incidents = sa.Table(
     sa.Index("ix_incidents_tenant_status", "tenant_id", "status", "id"),
     sa.Index("ix_incidents_tenant_merged", "tenant_id", "merged_into"),
     sa.Index("ix_incidents_tenant_first", "tenant_id", "first_at"),
-    # Analytics (migration 0013): MTTA/MTTR read the window's live incidents from the
+    # Analytics (migration 0014): MTTA/MTTR read the window's live incidents from the
     # index alone, and the flapping list walks only the incidents that flapped.
     sa.Index(
         "ix_incidents_tenant_first_times",
@@ -682,7 +682,7 @@ rollups_fingerprint_daily = sa.Table(
 # Each completed day's most frequent fingerprints (``storage.top_daily``), written once
 # by the scheduled jobs: the candidates for a window's top noisy fingerprints, so
 # analytics never groups the window's every fingerprint (migration 0012), ranked by the
-# day's count as it was when listed (migration 0013).
+# day's count as it was when listed (migration 0014).
 rollups_top_daily = sa.Table(
     "rollups_top_daily",
     metadata,

@@ -8,9 +8,9 @@ index alone) and of those that flapped (the flapping list without walking the wi
 Adds a column with a default (no rewrite) and indexes built CONCURRENTLY on
 PostgreSQL, outside the transaction: nothing is removed or locked for long.
 
-Revision ID: 0013
-Revises: 0012
-Create Date: 2026-12-05 06:00:00.000000
+Revision ID: 0014
+Revises: 0013
+Create Date: 2026-12-05 06:30:00.000000
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from alembic import op
 LIVE = "merged_into IS NULL"
 FLAPPED = "flapping != '[]'"
 
-revision = "0013"
-down_revision = "0012"
+revision = "0014"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
