@@ -27,7 +27,10 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         # A naive time is UTC (never the server's local time), as everywhere else.
-        value = (value if value.tzinfo is not None else value.replace(tzinfo=UTC)).astimezone(UTC)
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        elif value.tzinfo is not UTC:  # most are UTC already, and astimezone is the cost
+            value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: Any, dialect: sa.Dialect) -> datetime | None:
