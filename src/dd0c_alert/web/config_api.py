@@ -440,6 +440,36 @@ async def create_inhibition(
     return made
 
 
+@router.put(
+    "/inhibitions/{rule_id}",
+    response_model=InhibitionOut,
+    tags=["rules"],
+    summary="Replace an inhibition rule's source, target and equal labels",
+    responses={404: {"description": "No such rule in the caller's tenant."}},
+)
+async def replace_inhibition(
+    request: Request,
+    principal: Annotated[Principal, require("config:write")],
+    rule_id: str,
+    body: InhibitionIn,
+) -> Response | dict[str, Any]:
+    limits = _limits(request)
+    source, target = matchers_of(body.source), matchers_of(body.target)
+    try:
+        _check_matchers(source, limits)
+        _check_matchers(target, limits)
+    except LimitExceeded as exc:
+        return _over(exc)
+    rule = InhibitRule(id=rule_id, source=source, target=target, equal=tuple(body.equal))
+    store = _store(request)
+    updated = await run_in_threadpool(store.update_inhibition, principal.tenant_id, rule)
+    if updated is None:
+        raise HTTPException(404, "no such inhibition rule")
+    detail = {key: updated[key] for key in ("source", "target", "equal")}
+    await audit(request, principal, "inhibition.update", "inhibition", rule_id, detail)
+    return updated
+
+
 @router.delete(
     "/inhibitions/{rule_id}",
     status_code=204,
