@@ -168,6 +168,26 @@ def test_an_integration_is_created_tested_rotated_disabled_and_deleted(
     assert {"integration.create", "integration.test"} <= set(actions)
 
 
+def test_an_integration_is_renamed_with_the_apis_message_next_to_its_field(
+    client: TestClient, team: Team, runtime: Runtime
+) -> None:
+    post(client, "/settings/integrations/new", provider="custom", name="shop")
+    [integration] = runtime.store.product().list_integrations(team.id)
+    action = f"/settings/integrations/{integration.id}/rename"
+    assert action in post_forms(client.get("/settings/integrations").text)
+    key = f"rename-{integration.id}"
+    for typed, message in (("   ", "at least 1 character"), ("x" * 201, "at most 200")):
+        bad = post(client, action, name=typed)
+        assert bad.status_code == 422 and message in field_error(bad.text, key)
+        assert f'aria-describedby="{key}-error"' in bad.text
+    assert 'value="xxxxxxxx' in bad.text  # what was typed stays
+    renamed = post(client, action, name="  storefront ")
+    assert "Integration renamed." in renamed.text
+    assert [i.name for i in runtime.store.product().list_integrations(team.id)] == ["storefront"]
+    assert audit_actions(client)[0] == "integration.update"
+    assert post(client, "/settings/integrations/nope/rename", name="x").status_code == 404
+
+
 ROUTE = {
     "name": "payments",
     "matchers": '{service="checkout"}',
@@ -400,7 +420,7 @@ def test_a_viewer_reads_without_controls_and_every_action_is_refused(
     for path in pages:
         actions |= set(post_forms(client.get(path).text))
     actions -= {"/logout"}
-    assert len(actions) == 17  # every form of the pages above
+    assert len(actions) == 18  # every form of the pages above
     add_user(runtime, tenant_id, team.email("viewer"), "viewer")
     client.cookies.clear()
     log_in(client, team.email("viewer"))
