@@ -116,7 +116,7 @@ async def rename(request: Request, integration_id: str) -> Response:
             request,
             me,
             error="Integration not renamed: see the field marked below.",
-            errors={key: f"name: {problem}"},
+            errors={key: problem},
             values={key: typed},
             status=422,
         )
