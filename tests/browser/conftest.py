@@ -1,6 +1,9 @@
 """One real ``dd0c-alert serve`` process and one headless Chromium for the whole
 browser folder (each costs seconds to start); every module gets its own ``Server``
-view of the process and signs up its own team, so the modules stay independent."""
+view of the process and signs up its own team, so the modules stay independent.
+
+Package scope, not session: Playwright's sync API keeps an asyncio loop running
+while it is open, and the tests after this folder call ``asyncio.run``."""
 
 from __future__ import annotations
 
@@ -40,7 +43,7 @@ class Serving:
     slack: SlackStandIn
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def serving(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serving]:
     tmp = tmp_path_factory.mktemp("dashboard")
     settings = make_settings(tmp / "data")
@@ -89,10 +92,8 @@ def server(serving: Serving) -> Server:
     return Server(serving.base, serving.setup, serving.slack)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip("needs Debian's chromium at /usr/bin/chromium")
     with sync_api.sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         try:
