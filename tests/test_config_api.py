@@ -279,6 +279,8 @@ def test_inhibition_crud(client: TestClient, tenant: TenantHandle, runtime: Runt
         ({"source": "{severity=critical", "target": '{a="b"}'}, "expected a comma or }"),
         ({"source": '{a="b"}', "target": '{c="d"}', "equal": [""]}, "at least 1 character"),
         ({"source": '{a="b"}'}, "target: Field required"),
+        ({"source": '{a="\u0000"}', "target": '{b="c"}'}, "may not contain a NUL"),
+        ({"source": '{a="b"}', "target": '{c="d"}', "equal": ["\u0000"]}, "NUL character"),
     ],
 )
 def test_inhibition_validation(

@@ -249,6 +249,8 @@ def matchers_of(value: str | list[MatcherIn]) -> tuple[Matcher, ...]:
         if isinstance(value, str)
         else format_matchers(Matcher(m.name, m.op, m.value) for m in value)
     )
+    if "\x00" in text:  # PostgreSQL text cannot hold it: refused alike on either store
+        raise ValueError("matchers may not contain a NUL character")
     parsed = parse_matchers(text)
     if not parsed:
         raise ValueError("at least one matcher is required (none would match every alert)")
@@ -328,6 +330,13 @@ class InhibitionIn(BaseModel):
     @classmethod
     def _valid_matchers(cls, value: str | list[MatcherIn]) -> str | list[MatcherIn]:
         matchers_of(value)
+        return value
+
+    @field_validator("equal")
+    @classmethod
+    def _no_nul(cls, value: list[str]) -> list[str]:
+        if any("\x00" in name for name in value):  # nor can PostgreSQL's JSONB
+            raise ValueError("label names may not contain a NUL character")
         return value
 
 
