@@ -34,6 +34,7 @@ format: install
 	$(VENV)/bin/ruff check --fix src tests bench
 
 bench: install  ## throughput and latency figures, and the race against Alertmanager when installed
+	$(VENV)/bin/python bench/worker.py
 	$(VENV)/bin/python bench/ingest.py
 	@if command -v prometheus-alertmanager >/dev/null && command -v wrk >/dev/null; then \
 		$(VENV)/bin/python bench/race.py; \

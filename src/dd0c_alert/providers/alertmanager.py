@@ -172,7 +172,11 @@ def to_alert(
 
 
 def first_label(labels: Mapping[str, str], names: tuple[str, ...]) -> str:
-    return next((labels[name] for name in names if labels.get(name)), "")
+    for name in names:
+        value = labels.get(name)
+        if value:
+            return value
+    return ""
 
 
 def link(value: Any, base: str = "") -> str:

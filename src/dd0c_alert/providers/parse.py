@@ -27,8 +27,9 @@ def text(value: Any, limit: int = _MAX_TEXT) -> str:
     result = str(value).strip()
     # Lone surrogates cannot be stored as UTF-8, and PostgreSQL's text and JSONB cannot
     # hold NUL: clean both rather than fail, the same way whichever store is behind.
-    result = result.encode("utf-8", "replace").decode("utf-8").replace("\x00", "")
-    return result[:limit]
+    if not result.isascii():  # ASCII holds no surrogate: skip the round trip
+        result = result.encode("utf-8", "replace").decode("utf-8")
+    return result.replace("\x00", "")[:limit]
 
 
 def first_text(*values: Any) -> str:
@@ -71,7 +72,9 @@ def timestamp(value: Any) -> datetime | None:
     """
     if value is None or isinstance(value, bool):
         return None
-    if isinstance(value, int | float) or (isinstance(value, str) and _is_number(value)):
+    if isinstance(value, int | float) or (
+        isinstance(value, str) and not _looks_iso(value) and _is_number(value)
+    ):
         try:
             number = float(value)
         except OverflowError:  # a JSON integer too large for a float is not a time
@@ -109,6 +112,12 @@ def timestamp(value: Any) -> datetime | None:
         return parsed.astimezone(UTC)
     except OverflowError:  # e.g. 9999-12-31T23:59:59-05:00 is past datetime.max in UTC
         return None
+
+
+def _looks_iso(value: str) -> bool:
+    """Starts like an ISO 8601 date (``2025-``), which no number does: most times are
+    these, and ``float`` would raise on each of them."""
+    return value[4:5] == "-" and value[:4].isdigit()
 
 
 def _is_number(value: str) -> bool:

@@ -77,16 +77,18 @@ def save_rollups(
     now = now or datetime.now(UTC)
     hourly: dict[tuple[datetime, str, str, str], list[int]] = {}
     daily: dict[tuple[datetime, str], tuple[str, int]] = {}
+    hours: dict[datetime, datetime] = {}  # a batch's alerts share a few times
     for fold, decision in pairs:
         alert = fold.alert
         at = event_time(alert)
-        counts = hourly.setdefault(
-            (hour_of(at), alert.service, alert.source, alert.severity), [0, 0, 0]
-        )
+        hour = hours.get(at)
+        if hour is None:
+            hour = hours[at] = hour_of(at)
+        counts = hourly.setdefault((hour, alert.service, alert.source, alert.severity), [0, 0, 0])
         counts[0] += 1
         counts[1] += decision.outcome == "new_incident"
         counts[2] += decision.page
-        key = (day_of(at), alert.fingerprint[:200])
+        key = (hour.replace(hour=0), alert.fingerprint[:200])
         daily[key] = (alert.title, daily.get(key, ("", 0))[1] + 1)
     upsert_adding(
         conn,
