@@ -8,10 +8,10 @@ scenario on stdout; progress on stderr. Not a test.
 
     .venv/bin/python bench/worker.py [--scenario storm|spread|single|all] [--alerts 50000]
 
-Scenarios: ``storm`` — ``bench/ingest.py``'s 100-alert Alertmanager notification, every
-alert new and of one service (one incident grows to ``--alerts`` alerts); ``spread`` — 100-alert
-notifications over 200 services x 50 alert names (many incidents, repeats); ``single``
-— one alert per notification, the same spread.
+Scenarios: ``storm`` and ``single`` — ``bench/ingest.py``'s Alertmanager notifications of
+100 alerts and of one, every alert new and of one service (one incident grows to all of
+them), as its end-to-end figures send them; ``spread`` — 100-alert notifications over
+200 services x 50 alert names (many incidents, repeats).
 """
 
 from __future__ import annotations
@@ -78,9 +78,11 @@ def alert(labels: dict[str, str], fingerprint: str) -> dict[str, Any]:
 
 def bodies(scenario: str, total: int, rnd: random.Random) -> list[bytes]:
     per = SCENARIOS[scenario]
-    if scenario == "storm":  # the payload of bench/ingest.py's group100, end to end
+    if scenario != "spread":  # bench/ingest.py's payloads, as end to end
         parts = body_parts(per)
-        return [MARK.join(parts).replace(MARK, f"storm-{n}").encode() for n in range(total // per)]
+        return [
+            MARK.join(parts).replace(MARK, f"{scenario}-{n}").encode() for n in range(total // per)
+        ]
     found: list[bytes] = []
     for start in range(0, total, per):
         items = []

@@ -25,6 +25,7 @@ def test_configuration_changes_are_audited_without_secrets(
         "/v1/inhibitions",
         {"source": '{alertname="NodeDown"}', "target": '{severity="low"}'},
     )
+    ok("PUT", f"/v1/inhibitions/{rule['id']}", {"source": '{a="b"}', "target": '{c="d"}'})
     ok("DELETE", f"/v1/inhibitions/{rule['id']}")
     route = ok(
         "POST",
@@ -52,6 +53,7 @@ def test_configuration_changes_are_audited_without_secrets(
         "settings.update",
         "silence.create",
         "inhibition.create",
+        "inhibition.update",
         "inhibition.delete",
         "route.create",
         "route.delete",

@@ -254,8 +254,18 @@ def test_inhibition_crud(client: TestClient, tenant: TenantHandle, runtime: Runt
     [stored] = runtime.store.tenant_config(tenant.id)[1].inhibitions
     assert stored.equal == ("node", "cluster")
 
+    path = f"/v1/inhibitions/{rule['id']}"
+    changed = {"source": '{alertname="ClusterDown"}', "target": '{severity!="critical"}'}
+    replaced = call(client, tenant, "PUT", path, changed)
+    assert (replaced["id"], replaced["created_at"]) == (rule["id"], rule["created_at"])
+    assert (replaced["source"], replaced["equal"]) == ('{alertname="ClusterDown"}', [])
+    bad = call(client, tenant, "PUT", path, changed | {"target": '{a=~"(?=x)"}'}, status=422)
+    assert "RE2" in bad["detail"]
+    assert call(client, tenant, "GET", "/v1/inhibitions")["items"] == [replaced]
+
     other = other_tenant(runtime)
     assert call(client, other, "GET", "/v1/inhibitions")["items"] == []
+    call(client, other, "PUT", path, changed, status=404)
     call(client, other, "DELETE", f"/v1/inhibitions/{rule['id']}", status=404)
     call(client, tenant, "DELETE", f"/v1/inhibitions/{rule['id']}", status=204)
     assert call(client, tenant, "GET", "/v1/inhibitions")["items"] == []
@@ -269,6 +279,8 @@ def test_inhibition_crud(client: TestClient, tenant: TenantHandle, runtime: Runt
         ({"source": "{severity=critical", "target": '{a="b"}'}, "expected a comma or }"),
         ({"source": '{a="b"}', "target": '{c="d"}', "equal": [""]}, "at least 1 character"),
         ({"source": '{a="b"}'}, "target: Field required"),
+        ({"source": '{a="\u0000"}', "target": '{b="c"}'}, "may not contain a NUL"),
+        ({"source": '{a="b"}', "target": '{c="d"}', "equal": ["\u0000"]}, "NUL character"),
     ],
 )
 def test_inhibition_validation(

@@ -41,6 +41,7 @@ BODIES: dict[str, dict[str, Any]] = {
     "merge": {"into": ""},  # filled with B's own second incident
     "split": {"alert_ids": []},  # filled with B's own alert
     "integrations": {"name": "renamed"},
+    "inhibitions": {"source": '{service="a"}', "target": '{service="c"}'},
     "routes": {"name": "renamed"},
     "users": {"role": "viewer"},
 }
@@ -169,7 +170,11 @@ def test_no_operation_reaches_another_tenants_objects(
                 concrete = concrete.replace(f"{{{name}}}", ids[name])
             segment = path.split("/")[2] if path.count("/") > 2 else ""
             last = path.rstrip("/").split("/")[-1]
-            body = BODIES.get(last) or BODIES.get(segment) if method in ("post", "patch") else None
+            body = (
+                BODIES.get(last) or BODIES.get(segment)
+                if method in ("post", "patch", "put")
+                else None
+            )
             for who, headers in callers.items():
                 response = client.request(method.upper(), concrete, json=body, headers=headers)
                 assert response.status_code in (404, 422), (

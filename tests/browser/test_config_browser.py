@@ -1,6 +1,7 @@
 """The configuration pages in a real headless Chromium against a real ``dd0c-alert
-serve`` (the fixtures of ``test_dashboard_browser``): an owner walks integrations,
-routes (an error shown next to its field, then fixed), topology, settings, team and
+serve`` (``conftest``, shared with the other modules): an owner walks integrations
+(renamed after an error), routes and inhibition rules (an error shown next to its
+field, then fixed), topology, settings, team and
 API keys; axe-core finds no serious or critical violation on any of them; screenshots
 of each at desktop and phone sizes, light and dark, in ``test-artifacts/screenshots/``.
 """
@@ -11,24 +12,15 @@ import re
 from typing import Any
 
 import pytest
-from test_dashboard_browser import (
-    PASSWORD,
-    SHOTS,
-    SIZES,
-    Server,
-    browser,
-    check_axe,
-    server,
-    sync_api,
-)
 
-pytestmark = pytest.mark.slow
-__all__ = ["browser", "server"]  # fixtures, imported for this module's own server
+from .helpers import MARKS, PASSWORD, SHOTS, SIZES, Server, check_axe, sync_api
 
+pytestmark = MARKS
 OWNER = "config-owner@example.com"
 CONFIG_PAGES = [
     "/settings/integrations",
     "/settings/routes",
+    "/settings/inhibitions",
     "/settings/topology",
     "/settings/correlation",
     "/settings/team",
@@ -62,6 +54,19 @@ def test_an_owner_configures_the_team_through_the_pages(server: Server, browser:
     expect(page.locator("#created-secret")).to_be_visible()
     page.get_by_role("button", name="Send test alert to shop").click()
     expect(page.get_by_role("status")).to_contain_text("Test alert sent")
+    page.locator("summary", has_text="Rename").click()
+    page.get_by_label("New name for shop").fill(" ")
+    page.get_by_role("button", name="Rename shop").click()
+    renamed = page.get_by_label("New name for shop")
+    expect(renamed).to_have_attribute("aria-invalid", "true")  # its details are open again
+    expect(page.locator(".field-error")).to_contain_text("at least 1 character")
+    check_axe(page, "integrations (rename error)")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "config-integrations-rename-error-desktop-light.png"))
+    renamed.fill("storefront")
+    page.get_by_role("button", name="Rename shop").click()
+    expect(page.get_by_role("status")).to_have_text("Integration renamed.")
+    expect(page.get_by_role("heading", name=re.compile("^storefront"))).to_be_visible()
     check_axe(page, "integrations")
 
     page.goto(server.base + "/settings/routes")
@@ -79,6 +84,27 @@ def test_an_owner_configures_the_team_through_the_pages(server: Server, browser:
     page.get_by_role("button", name="Add route").click()
     expect(page.get_by_role("status")).to_have_text("Route created.")
     expect(page.locator("ol.routes")).to_contain_text("after 15 min")
+
+    page.goto(server.base + "/settings/inhibitions")
+    expect(page.get_by_role("heading", name="No inhibition rule yet")).to_be_visible()
+    page.get_by_label("Source matchers").fill('{alertname="NodeDown"}')
+    page.get_by_label("Target matchers").fill('{severity=~"(?!critical).*"}')
+    page.get_by_label("Equal labels").fill("node")
+    page.get_by_role("button", name="Add rule").click()
+    target = page.get_by_label("Target matchers")
+    expect(target).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#target-error")).to_contain_text("RE2")
+    check_axe(page, "inhibitions (error)")
+    page.screenshot(path=str(SHOTS / "config-inhibitions-error-desktop-light.png"), full_page=True)
+    target.fill('{severity=~"low|medium"}')
+    page.get_by_role("button", name="Add rule").click()
+    expect(page.get_by_role("status")).to_have_text("Inhibition rule created.")
+    page.get_by_role("link", name=re.compile("^Edit")).click()
+    page.get_by_label("Equal labels").fill("node, cluster")
+    page.get_by_role("button", name="Save rule").click()
+    expect(page.get_by_role("status")).to_have_text("Inhibition rule saved.")
+    expect(page.locator("ul.items")).to_contain_text("cluster")
+    check_axe(page, "inhibitions")
 
     page.goto(server.base + "/settings/topology")
     page.get_by_label("Service", exact=True).fill("checkout")

@@ -1,8 +1,8 @@
 """The dashboard in a real headless Chromium (Debian's ``chromium`` driven by the
 ``playwright`` package; ``playwright install`` is never needed) against a real
-``dd0c-alert serve`` process: the walk of issue #10, a viewer, axe-core on every page,
-and screenshots of every main page at desktop and phone sizes, light and dark, in
-``test-artifacts/screenshots/``.
+``dd0c-alert serve`` process (``conftest``, shared with the other modules): the
+walk of issue #10, a viewer, axe-core on every page, and screenshots of every main
+page at desktop and phone sizes, light and dark, in ``test-artifacts/screenshots/``.
 
 CI needs the Debian package ``chromium`` (its dependencies come with it) and, for
 readable screenshots, ``fonts-dejavu-core``.
@@ -10,135 +10,25 @@ readable screenshots, ``fonts-dejavu-core``.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 import pytest
 
-from dd0c_alert.app import build_runtime
 from dd0c_alert.correlation.suggestions import Suggestion
-from dd0c_alert.pipeline.runtime import Runtime
 from dd0c_alert.web.passwords import hash_password
-from servers import free_port
 from stand_ins.slack_api import SlackStandIn
-from webhook_helpers import auth_headers, make_settings
+from webhook_helpers import auth_headers
 
-CHROMIUM = Path("/usr/bin/chromium")
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)",
-    ),
-]
-sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright package")
+from .helpers import MARKS, PASSWORD, SHOTS, SIZES, SLACK_TOKEN, Server, check_axe, sync_api
 
-CLI = Path(sys.executable).parent / "dd0c-alert"
-AXE = Path(__file__).parent / "vendor" / "axe.min.js"
-SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
-PASSWORD = "correct horse battery staple"
+pytestmark = MARKS
 OWNER = "owner@example.com"
 VIEWER = "viewer@example.com"
-SLACK_TOKEN = "xoxb-browser-test"
-
-
-@dataclass
-class Server:
-    base: str
-    setup: Runtime  # the same database, for what the UI cannot do yet
-    slack: SlackStandIn
-    owner_state: dict[str, Any] | None = None
-    tenant_id: str = ""
-    incident_path: str = ""
-    suggestion_path: str = ""
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("dashboard")
-    settings = make_settings(tmp / "data")
-    setup = build_runtime(settings, roles=frozenset())
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DD0C_")}
-    slack = SlackStandIn((SLACK_TOKEN,)).start()
-    env |= {
-        "DD0C_DATA_DIR": str(settings.data_dir),
-        "DD0C_SUGGEST_INTERVAL_SECONDS": "0",
-        "DD0C_LOG_LEVEL": "warning",
-        "DD0C_SLACK_API_URL": slack.base_url,
-        "DD0C_NOTIFY_COALESCE_SECONDS": "0.5",
-    }
-    port = free_port()
-    env["DD0C_PUBLIC_URL"] = f"http://127.0.0.1:{port}"
-    log = tmp / "serve.log"
-    with open(log, "ab") as out:
-        process = subprocess.Popen(
-            [str(CLI), "serve", "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60  # a loaded machine starts slowly
-    while True:
-        assert process.poll() is None, log.read_text()[-3000:]
-        assert time.monotonic() < deadline, "serve never got healthy"
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    try:
-        yield Server(base, setup, slack)
-    finally:
-        slack.stop()
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
-def check_axe(page: Any, where: str) -> None:
-    """No serious or critical accessibility violation (axe-core's WCAG A/AA rules)."""
-    page.add_script_tag(path=str(AXE))
-    result = page.evaluate(
-        "async () => await axe.run(document, {resultTypes: ['violations'], runOnly: "
-        "{type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice']}})"
-    )
-    bad = [
-        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
-        for v in result["violations"]
-        if v["impact"] in ("serious", "critical")
-    ]
-    assert not bad, f"{where}: " + "; ".join(bad)
 
 
 def send_alert(server: Server, url: str, secret: str, **alert: Any) -> None:
@@ -331,7 +221,6 @@ PAGES = [
     "/onboarding",
     "silence-preview",
 ]
-SIZES = {"desktop": (1440, 900), "phone": (390, 844)}
 
 
 def test_screenshots_light_and_dark_at_desktop_and_phone_sizes(

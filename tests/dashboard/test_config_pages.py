@@ -94,6 +94,7 @@ def cheap_passwords(monkeypatch: pytest.MonkeyPatch) -> None:
 CONFIG_PAGES = [
     "/settings/integrations",
     "/settings/routes",
+    "/settings/inhibitions",
     "/settings/topology",
     "/settings/correlation",
     "/settings/team",
@@ -122,6 +123,7 @@ def test_each_page_shows_its_empty_state_with_the_next_step(client: TestClient, 
     texts = {
         "/settings/integrations": "No integration yet",
         "/settings/routes": "No route yet",
+        "/settings/inhibitions": "No inhibition rule yet",
         "/settings/topology": "No dependencies declared",
         "/settings/api-keys": "No API key yet",
         "/settings/dead-letters": "No dead letters",
@@ -168,6 +170,26 @@ def test_an_integration_is_created_tested_rotated_disabled_and_deleted(
     assert {"integration.create", "integration.test"} <= set(actions)
 
 
+def test_an_integration_is_renamed_with_the_apis_message_next_to_its_field(
+    client: TestClient, team: Team, runtime: Runtime
+) -> None:
+    post(client, "/settings/integrations/new", provider="custom", name="shop")
+    [integration] = runtime.store.product().list_integrations(team.id)
+    action = f"/settings/integrations/{integration.id}/rename"
+    assert action in post_forms(client.get("/settings/integrations").text)
+    key = f"rename-{integration.id}"
+    for typed, message in (("   ", "at least 1 character"), ("x" * 201, "at most 200")):
+        bad = post(client, action, name=typed)
+        assert bad.status_code == 422 and message in field_error(bad.text, key)
+        assert f'aria-describedby="{key}-error"' in bad.text
+    assert 'value="xxxxxxxx' in bad.text  # what was typed stays
+    renamed = post(client, action, name="  storefront ")
+    assert "Integration renamed." in renamed.text
+    assert [i.name for i in runtime.store.product().list_integrations(team.id)] == ["storefront"]
+    assert audit_actions(client)[0] == "integration.update"
+    assert post(client, "/settings/integrations/nope/rename", name="x").status_code == 404
+
+
 ROUTE = {
     "name": "payments",
     "matchers": '{service="checkout"}',
@@ -208,6 +230,40 @@ def test_routes_are_created_edited_and_deleted_with_errors_by_field(
     deleted = post(client, f"/settings/routes/{route['id']}/delete")
     assert "Route deleted." in deleted.text and "No route yet" in deleted.text
     assert audit_actions(client)[:3] == ["route.delete", "route.update", "route.create"]
+
+
+RULE = {"source": '{alertname="NodeDown"}', "target": '{severity=~"low|medium"}'}
+
+
+def test_inhibition_rules_are_created_edited_and_deleted_with_errors_by_field(
+    client: TestClient, team: Team, runtime: Runtime
+) -> None:
+    bad = post(client, "/settings/inhibitions/new", **(RULE | {"target": '{a=~"(?=x)"}'}))
+    assert bad.status_code == 422
+    assert "invalid perl operator" in field_error(bad.text, "target")
+    assert 'aria-describedby="target-error target-help"' in bad.text
+    assert field_error(bad.text, "source") == ""
+    assert 'value="{alertname=&#34;NodeDown&#34;}"' in bad.text  # what was typed stays
+    many = " ".join(f"l{n}" for n in range(51))
+    bad = post(client, "/settings/inhibitions/new", **(RULE | {"equal": many, "source": "{}"}))
+    assert "at most 50 items" in field_error(bad.text, "equal")
+    assert "at least one matcher" in field_error(bad.text, "source")
+    made = post(client, "/settings/inhibitions/new", **RULE, equal="node, cluster node")
+    assert made.status_code == 200 and "Inhibition rule created." in made.text
+    [rule] = runtime.store.list_inhibitions(team.id)
+    assert rule["equal"] == ["node", "cluster"]
+    edit = client.get(f"/settings/inhibitions/{rule['id']}").text
+    assert 'value="node, cluster"' in edit and "Save rule" in edit
+    saved = post(client, f"/settings/inhibitions/{rule['id']}", **(RULE | {"equal": ""}))
+    assert "Inhibition rule saved." in saved.text and "none: any matching target" in saved.text
+    [changed] = runtime.store.tenant_config(team.id)[1].inhibitions
+    assert changed.id == rule["id"] and changed.equal == ()
+    assert client.get("/settings/inhibitions/nope").status_code == 404
+    assert post(client, "/settings/inhibitions/nope", **RULE).status_code == 404
+    deleted = post(client, f"/settings/inhibitions/{rule['id']}/delete")
+    assert "Inhibition rule deleted." in deleted.text and "No inhibition rule yet" in deleted.text
+    actions = audit_actions(client)
+    assert actions == ["inhibition.delete", "inhibition.update", "inhibition.create"]
 
 
 def test_topology_is_edited_as_a_list_and_drawn(
@@ -393,14 +449,20 @@ def test_a_viewer_reads_without_controls_and_every_action_is_refused(
     post(client, "/settings/routes/new", **(ROUTE | {"webhook_secret": "s"}))
     post(client, "/settings/integrations/new", provider="custom")
     post(client, "/settings/api-keys/new", name="ci", scope="read")
+    post(client, "/settings/inhibitions/new", **RULE)
     add_user(runtime, tenant_id, team.email("member"), "member")
     [route] = runtime.outbox.list_routes(tenant_id)
-    pages = [*CONFIG_PAGES, f"/settings/routes/{route['id']}"]
+    [rule] = runtime.store.list_inhibitions(tenant_id)
+    pages = [
+        *CONFIG_PAGES,
+        f"/settings/routes/{route['id']}",
+        f"/settings/inhibitions/{rule['id']}",
+    ]
     actions = set()
     for path in pages:
         actions |= set(post_forms(client.get(path).text))
     actions -= {"/logout"}
-    assert len(actions) == 17  # every form of the pages above
+    assert len(actions) == 21  # every form of the pages above
     add_user(runtime, tenant_id, team.email("viewer"), "viewer")
     client.cookies.clear()
     log_in(client, team.email("viewer"))
@@ -424,6 +486,7 @@ def test_actions_need_the_csrf_token_and_this_site(
         ("/settings/topology", {"service": "a", "depends_on": "b"}),
         ("/settings/api-keys/new", {"name": "k", "scope": "admin"}),
         ("/settings/team/invite", {"email": "x@example.com", "role": "admin"}),
+        ("/settings/inhibitions/new", RULE),
     ):
         assert client.post(path, data=data).status_code == 403, path
         foreign = client.post(
@@ -433,5 +496,5 @@ def test_actions_need_the_csrf_token_and_this_site(
         )
         assert foreign.status_code == 403, path
     _, rules = runtime.store.tenant_config(tenant_id)
-    assert rules.dependencies == {}
+    assert rules.dependencies == {} and rules.inhibitions == ()
     assert runtime.store.accounts().api_keys(tenant_id) == []

@@ -4,7 +4,7 @@ role, under row-level security): what one backend answers, the other answers too
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -195,6 +195,11 @@ def test_settings_dependencies_and_rules(backend: Backend) -> None:
     assert rules.inhibitions == (inhibition,)
     assert store.list_silences(acme) == [created]
     assert [r["id"] for r in store.list_inhibitions(acme)] == [inhibition.id]
+    changed = replace(inhibition, target=parse_matchers('{severity="info"}'), equal=())
+    assert store.update_inhibition(globex, changed) is None  # not globex's rule
+    updated = store.update_inhibition(acme, changed)
+    assert updated is not None and updated["target"] == '{severity="info"}'
+    assert store.tenant_config(acme)[1].inhibitions == (changed,)
 
     _, other = store.tenant_config(globex)
     assert other.silences == () and other.inhibitions == () and other.dependencies == {}

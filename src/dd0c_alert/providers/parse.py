@@ -72,7 +72,9 @@ def timestamp(value: Any) -> datetime | None:
     """
     if value is None or isinstance(value, bool):
         return None
-    if isinstance(value, int | float) or (isinstance(value, str) and _is_number(value)):
+    if isinstance(value, int | float) or (
+        isinstance(value, str) and not _looks_iso(value) and _is_number(value)
+    ):
         try:
             number = float(value)
         except OverflowError:  # a JSON integer too large for a float is not a time
@@ -110,6 +112,12 @@ def timestamp(value: Any) -> datetime | None:
         return parsed.astimezone(UTC)
     except OverflowError:  # e.g. 9999-12-31T23:59:59-05:00 is past datetime.max in UTC
         return None
+
+
+def _looks_iso(value: str) -> bool:
+    """Starts like an ISO 8601 date (``2025-``), which no number does: most times are
+    these, and ``float`` would raise on each of them."""
+    return value[4:5] == "-" and value[:4].isdigit()
 
 
 def _is_number(value: str) -> bool:

@@ -818,6 +818,26 @@ def create_inhibition(write: sa.Engine, tenant_id: str, rule: InhibitRule) -> di
     return _inhibition_dict(row)
 
 
+def update_inhibition(write: sa.Engine, tenant_id: str, rule: InhibitRule) -> dict[str, Any] | None:
+    """Replace the matchers and ``equal`` labels of the tenant's rule ``rule.id``
+    (its creation time stays); None when the tenant has no such rule."""
+    r = t.inhibit_rules
+    with scoped(write, tenant_id) as conn:
+        changed = conn.execute(
+            r.update()
+            .where(r.c.tenant_id == tenant_id, r.c.id == rule.id)
+            .values(
+                source=format_matchers(rule.source),
+                target=format_matchers(rule.target),
+                equal=list(rule.equal),
+            )
+        ).rowcount
+        if not changed:
+            return None
+        row = conn.execute(sa.select(r).where(r.c.id == rule.id)).one()
+    return _inhibition_dict(row)
+
+
 def delete_rule(write: sa.Engine, tenant_id: str, kind: RuleKind, rule_id: str) -> bool:
     """Remove one of the tenant's silences or inhibition rules; False when it has none
     with that id. Decisions already taken keep naming the rule."""

@@ -380,6 +380,10 @@ class Store(Protocol):
 
     def create_inhibition(self, tenant_id: str, rule: InhibitRule) -> dict[str, Any]: ...
 
+    def update_inhibition(self, tenant_id: str, rule: InhibitRule) -> dict[str, Any] | None:
+        """Replace the rule's matchers and ``equal`` labels; None when the tenant has no
+        rule ``rule.id``."""
+
     def delete_rule(self, tenant_id: str, kind: RuleKind, rule_id: str) -> bool:
         """Delete a ``silence`` or ``inhibition``; False when the tenant has none such."""
 

@@ -11,10 +11,22 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.types import TypeDecorator
 
 metadata = sa.MetaData()
+
+
+class _SqliteDateTime(sqlite.DATETIME):
+    """SQLite's DATETIME, written by ``isoformat`` (C) instead of SQLAlchemy's
+    ``%``-formatting of seven fields: the same text, at a fraction of the cost,
+    for the several times each stored alert and decision carries."""
+
+    def bind_processor(self, dialect: sa.Dialect) -> Any:
+        def process(value: datetime | None) -> str | None:
+            return None if value is None else value.isoformat(" ", "microseconds")
+
+        return process
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -23,11 +35,19 @@ class UTCDateTime(TypeDecorator[datetime]):
     impl = sa.DateTime(timezone=True)
     cache_ok = True
 
+    def load_dialect_impl(self, dialect: sa.Dialect) -> Any:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(_SqliteDateTime())  # type: ignore[no-untyped-call]
+        return super().load_dialect_impl(dialect)
+
     def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> Any:
         if value is None:
             return None
         # A naive time is UTC (never the server's local time), as everywhere else.
-        value = (value if value.tzinfo is not None else value.replace(tzinfo=UTC)).astimezone(UTC)
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        elif value.tzinfo is not UTC:  # most are UTC already, and astimezone is the cost
+            value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: Any, dialect: sa.Dialect) -> datetime | None:

@@ -590,6 +590,9 @@ class SqlStore:
     def create_inhibition(self, tenant_id: str, rule: InhibitRule) -> dict[str, Any]:
         return incident_queries.create_inhibition(self._engine, tenant_id, rule)
 
+    def update_inhibition(self, tenant_id: str, rule: InhibitRule) -> dict[str, Any] | None:
+        return incident_queries.update_inhibition(self._engine, tenant_id, rule)
+
     def delete_rule(self, tenant_id: str, kind: RuleKind, rule_id: str) -> bool:
         return incident_queries.delete_rule(self._engine, tenant_id, kind, rule_id)
 

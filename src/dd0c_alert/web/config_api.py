@@ -249,6 +249,8 @@ def matchers_of(value: str | list[MatcherIn]) -> tuple[Matcher, ...]:
         if isinstance(value, str)
         else format_matchers(Matcher(m.name, m.op, m.value) for m in value)
     )
+    if "\x00" in text:  # PostgreSQL text cannot hold it: refused alike on either store
+        raise ValueError("matchers may not contain a NUL character")
     parsed = parse_matchers(text)
     if not parsed:
         raise ValueError("at least one matcher is required (none would match every alert)")
@@ -328,6 +330,13 @@ class InhibitionIn(BaseModel):
     @classmethod
     def _valid_matchers(cls, value: str | list[MatcherIn]) -> str | list[MatcherIn]:
         matchers_of(value)
+        return value
+
+    @field_validator("equal")
+    @classmethod
+    def _no_nul(cls, value: list[str]) -> list[str]:
+        if any("\x00" in name for name in value):  # nor can PostgreSQL's JSONB
+            raise ValueError("label names may not contain a NUL character")
         return value
 
 
@@ -438,6 +447,36 @@ async def create_inhibition(
     made = await run_in_threadpool(_store(request).create_inhibition, principal.tenant_id, rule)
     await audit(request, principal, "inhibition.create", "inhibition", str(made["id"]))
     return made
+
+
+@router.put(
+    "/inhibitions/{rule_id}",
+    response_model=InhibitionOut,
+    tags=["rules"],
+    summary="Replace an inhibition rule's source, target and equal labels",
+    responses={404: {"description": "No such rule in the caller's tenant."}},
+)
+async def replace_inhibition(
+    request: Request,
+    principal: Annotated[Principal, require("config:write")],
+    rule_id: str,
+    body: InhibitionIn,
+) -> Response | dict[str, Any]:
+    limits = _limits(request)
+    source, target = matchers_of(body.source), matchers_of(body.target)
+    try:
+        _check_matchers(source, limits)
+        _check_matchers(target, limits)
+    except LimitExceeded as exc:
+        return _over(exc)
+    rule = InhibitRule(id=rule_id, source=source, target=target, equal=tuple(body.equal))
+    store = _store(request)
+    updated = await run_in_threadpool(store.update_inhibition, principal.tenant_id, rule)
+    if updated is None:
+        raise HTTPException(404, "no such inhibition rule")
+    detail = {key: updated[key] for key in ("source", "target", "equal")}
+    await audit(request, principal, "inhibition.update", "inhibition", rule_id, detail)
+    return updated
 
 
 @router.delete(

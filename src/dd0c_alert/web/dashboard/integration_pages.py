@@ -1,5 +1,5 @@
-"""The integrations page (last received, 24 h counts, test, rotate the secret,
-disable, delete) and the dead letters with their replay. Integrations act through
+"""The integrations page (last received, 24 h counts, test, rename, rotate the
+secret, disable, delete) and the dead letters with their replay. Integrations act through
 the REST endpoints' functions (``api_bridge``); a secret, new or rotated, is shown
 in the answer to the form that made it and never again."""
 
@@ -26,6 +26,7 @@ router = APIRouter(include_in_schema=False)
 
 NOTES = {
     "tested": "Test alert sent through the webhook path: it shows in Incidents in a moment.",
+    "renamed": "Integration renamed.",
     "enabled": "Integration enabled.",
     "disabled": "Integration disabled: its webhooks are refused until you enable it.",
     "deleted": "Integration deleted.",
@@ -41,6 +42,8 @@ async def _page(
     created: dict[str, Any] | None = None,
     message: str = "",
     error: str = "",
+    errors: dict[str, str] | None = None,
+    values: dict[str, str] | None = None,
     status: int = 200,
 ) -> Response:
     listed = await call(api.list_integrations, request, me)
@@ -55,6 +58,8 @@ async def _page(
         created=created,
         message=message,
         error=error,
+        errors=errors or {},
+        values=values or {},
     )
 
 
@@ -94,6 +99,33 @@ async def _update(
     if not answer.ok:
         raise HTTPException(answer.status, answer.error)
     return me, answer
+
+
+@router.post("/settings/integrations/{integration_id}/rename")
+async def rename(request: Request, integration_id: str) -> Response:
+    """The API's ``Name`` rules and message, shown next to this integration's field
+    (the page has one rename field per integration)."""
+    me, form = await posting(request, api.update_integration)
+    typed = form.get("name", "")
+    key = f"rename-{integration_id}"
+    try:
+        body = api.IntegrationPatch(name=typed)
+    except ValidationError as exc:
+        problem = next(iter(field_errors(exc).values()))
+        return await _page(
+            request,
+            me,
+            error="Integration not renamed: see the field marked below.",
+            errors={key: problem},
+            values={key: typed},
+            status=422,
+        )
+    answer = await call(
+        api.update_integration, request, me, integration_id=integration_id, body=body
+    )
+    if not answer.ok:
+        raise HTTPException(answer.status, answer.error)
+    return redirect(request, "/settings/integrations?msg=renamed")
 
 
 @router.post("/settings/integrations/{integration_id}/rotate")

@@ -12,6 +12,7 @@ from . import (
     config_pages,
     incident_edit,
     incident_pages,
+    inhibition_pages,
     integration_pages,
     onboarding,
     pages,
@@ -34,6 +35,7 @@ def install(app: FastAPI) -> None:
         silence_preview,
         config_pages,
         integration_pages,
+        inhibition_pages,
         admin_pages,
     )
     for module in modules:
