@@ -3,7 +3,9 @@ storm is ingested restores to a consistent state."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -93,6 +95,11 @@ def test_an_unreachable_redis_fails_with_its_fix(
     assert "fail  redis: cannot reach REDIS_URL" in out and "fix: start Redis" in out
 
 
+def _incident_count(database: Path) -> int:
+    with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as conn:
+        return int(conn.execute("SELECT count(*) FROM incidents").fetchone()[0])
+
+
 def test_a_backup_taken_during_a_storm_restores_consistently(tmp_path: Path) -> None:
     data = tmp_path / "live"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DD0C_", "DATABASE_URL"))}
@@ -134,7 +141,13 @@ def test_a_backup_taken_during_a_storm_restores_consistently(tmp_path: Path) -> 
 
         sender = threading.Thread(target=storm)
         sender.start()
-        time.sleep(2)
+        # Mid-storm means after the worker's first commits: on a loaded machine the
+        # background process can take longer than a fixed pause to start.
+        deadline = time.monotonic() + 60
+        while not _incident_count(data / "dd0c.db"):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        time.sleep(1)
         result = subprocess.run(
             [str(CLI), "backup", str(tmp_path / "copy")],
             env=env,
