@@ -97,6 +97,13 @@ def test_an_owner_configures_the_team_through_the_pages(server: Server, browser:
     check_axe(page, "inhibitions (error)")
     page.screenshot(path=str(SHOTS / "config-inhibitions-error-desktop-light.png"), full_page=True)
     target.fill('{severity=~"low|medium"}')
+    page.get_by_role("button", name=re.compile("^Preview the last")).click()
+    expect(page.get_by_role("heading", name=re.compile("would have inhibited"))).to_be_visible()
+    expect(page.get_by_label("Target matchers")).to_have_value('{severity=~"low|medium"}')
+    check_axe(page, "inhibitions (preview)")
+    page.screenshot(
+        path=str(SHOTS / "config-inhibitions-preview-desktop-light.png"), full_page=True
+    )
     page.get_by_role("button", name="Add rule").click()
     expect(page.get_by_role("status")).to_have_text("Inhibition rule created.")
     page.get_by_role("link", name=re.compile("^Edit")).click()

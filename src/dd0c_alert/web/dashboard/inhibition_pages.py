@@ -6,16 +6,21 @@ message is shown next to the field it is about."""
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 
 from .. import config_api
 from ..permissions import Principal, allowed
+from . import inhibition_preview
 from .api_bridge import call, field_errors, operation, posting, reading
+from .guard import store_of
 from .render import page, redirect
 from .session import field
+from .silence_preview import DAYS, SCAN_CAP
 
 router = APIRouter(include_in_schema=False)
 
@@ -51,6 +56,7 @@ async def _page(
     errors: dict[str, str] | None = None,
     message: str = "",
     status: int = 200,
+    preview: inhibition_preview.InhibitionPreview | None = None,
 ) -> Response:
     settings = (await call(config_api.get_settings, request, me)).value
     return page(
@@ -67,6 +73,9 @@ async def _page(
         can_write=allowed(operation(config_api.create_inhibition), me),
         message=message,
         error=(errors or {}).get("form", ""),
+        preview=preview,
+        days=DAYS,
+        cap=SCAN_CAP,
     )
 
 
@@ -91,15 +100,12 @@ async def inhibition_page(request: Request, rule_id: str) -> Response:
     return await _page(request, me, rules, editing=editing, values=form_of(editing))
 
 
-async def _save(request: Request, rule_id: str | None) -> Response:
-    endpoint = config_api.create_inhibition if rule_id is None else config_api.replace_inhibition
-    me, form = await posting(request, endpoint)
-    rules = await _rules(request, me)
-    editing = None if rule_id is None else _find(rules, rule_id)
-    values = {name: form.get(name, "") for name in FIELDS}
-    errors: dict[str, str] = {}
+def _checked(
+    form: Any, values: dict[str, str], errors: dict[str, str]
+) -> config_api.InhibitionIn | None:
+    """The form as the API's body, or None with each problem next to its field."""
     try:
-        body = config_api.InhibitionIn(
+        return config_api.InhibitionIn(
             source=field(form, "source"),
             target=field(form, "target"),
             equal=labels(values["equal"]),
@@ -107,7 +113,18 @@ async def _save(request: Request, rule_id: str | None) -> Response:
     except ValidationError as exc:
         for where, problem in field_errors(exc).items():
             errors.setdefault(where.split(".")[0], problem)
-    else:
+        return None
+
+
+async def _save(request: Request, rule_id: str | None) -> Response:
+    endpoint = config_api.create_inhibition if rule_id is None else config_api.replace_inhibition
+    me, form = await posting(request, endpoint)
+    rules = await _rules(request, me)
+    editing = None if rule_id is None else _find(rules, rule_id)
+    values = {name: form.get(name, "") for name in FIELDS}
+    errors: dict[str, str] = {}
+    body = _checked(form, values, errors)
+    if body is not None:
         args: dict[str, Any] = {"body": body}
         if rule_id is not None:
             args["rule_id"] = rule_id
@@ -120,6 +137,34 @@ async def _save(request: Request, rule_id: str | None) -> Response:
     return await _page(
         request, me, rules, editing=editing, values=values, errors=errors, status=422
     )
+
+
+@router.post("/settings/inhibitions/preview")
+async def preview_inhibition(request: Request) -> Response:
+    """What the rule in the form would have inhibited in the last days, before it is
+    saved; the form keeps what was typed (and the rule being edited, if any)."""
+    me, form = await posting(request, config_api.create_inhibition)
+    rules = await _rules(request, me)
+    editing_id = form.get("editing", "")
+    editing = _find(rules, editing_id) if editing_id else None
+    values = {name: form.get(name, "") for name in FIELDS}
+    errors: dict[str, str] = {}
+    body = _checked(form, values, errors)
+    if body is None:
+        errors.setdefault("form", "Nothing to preview: see the fields marked below.")
+        return await _page(
+            request, me, rules, editing=editing, values=values, errors=errors, status=422
+        )
+    found = await run_in_threadpool(
+        inhibition_preview.preview,
+        store_of(request),
+        me.tenant_id,
+        config_api.matchers_of(body.source),
+        config_api.matchers_of(body.target),
+        body.equal,
+        datetime.now(UTC),
+    )
+    return await _page(request, me, rules, editing=editing, values=values, preview=found)
 
 
 @router.post("/settings/inhibitions/new")

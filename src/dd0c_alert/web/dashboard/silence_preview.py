@@ -1,5 +1,6 @@
 """What a silence's matchers would have matched over the last days, shown before the
-silence is created.
+silence is created (and the bounded read of recent alerts that inhibition previews
+share).
 
 Matching is the worker's own (``correlation.rules``: RE2, the same label view), run
 over the stored alerts newest first. The scan is bounded (``SCAN_CAP`` alerts) so a
@@ -43,25 +44,33 @@ class Preview:
     stopped_early: bool = False
 
 
-def preview(store: Store, tenant_id: str, matchers: tuple[Matcher, ...], now: datetime) -> Preview:
-    """The alerts started in the last ``DAYS`` days that ``matchers`` match."""
-    found, cursor = Preview(), None
+def recent_alerts(store: Store, tenant_id: str, now: datetime) -> tuple[list[dict[str, Any]], bool]:
+    """The newest ``SCAN_CAP`` alerts started in the last ``DAYS`` days, newest first,
+    and whether older ones of those days were left unread."""
+    found: list[dict[str, Any]] = []
+    cursor = None
     since = AlertFilter(since=now - timedelta(days=DAYS))
-    while found.scanned < SCAN_CAP:
-        chunk = store.list_alerts(tenant_id, since, min(_PAGE, SCAN_CAP - found.scanned), cursor)
-        for alert in chunk.items:
-            found.scanned += 1
-            if not matches_labels(matchers, stored_label_view(alert)):
-                continue
-            found.alerts += 1
-            if alert.get("incident_id"):
-                found.incidents.add(alert["incident_id"])
-            if len(found.examples) < EXAMPLES:
-                found.examples.append(alert)
+    while len(found) < SCAN_CAP:
+        chunk = store.list_alerts(tenant_id, since, min(_PAGE, SCAN_CAP - len(found)), cursor)
+        found += chunk.items
         cursor = chunk.next_cursor
         if cursor is None:
-            return found
-    found.stopped_early = True
+            return found, False
+    return found, True
+
+
+def preview(store: Store, tenant_id: str, matchers: tuple[Matcher, ...], now: datetime) -> Preview:
+    """The alerts started in the last ``DAYS`` days that ``matchers`` match."""
+    alerts, stopped_early = recent_alerts(store, tenant_id, now)
+    found = Preview(scanned=len(alerts), stopped_early=stopped_early)
+    for alert in alerts:
+        if not matches_labels(matchers, stored_label_view(alert)):
+            continue
+        found.alerts += 1
+        if alert.get("incident_id"):
+            found.incidents.add(alert["incident_id"])
+        if len(found.examples) < EXAMPLES:
+            found.examples.append(alert)
     return found
 
 
