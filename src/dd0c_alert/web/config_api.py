@@ -340,6 +340,14 @@ class InhibitionIn(BaseModel):
         return value
 
 
+def _inhibit_rule(rule_id: str, body: InhibitionIn, limits: ApiLimits) -> InhibitRule:
+    """The rule the body describes; LimitExceeded past the matchers' cap."""
+    source, target = matchers_of(body.source), matchers_of(body.target)
+    _check_matchers(source, limits)
+    _check_matchers(target, limits)
+    return InhibitRule(id=rule_id, source=source, target=target, equal=tuple(body.equal))
+
+
 class InhibitionOut(BaseModel):
     id: str
     source: str
@@ -427,10 +435,8 @@ async def create_inhibition(
     request: Request, principal: Annotated[Principal, require("config:write")], body: InhibitionIn
 ) -> Response | dict[str, Any]:
     limits = _limits(request)
-    source, target = matchers_of(body.source), matchers_of(body.target)
     try:
-        _check_matchers(source, limits)
-        _check_matchers(target, limits)
+        rule = _inhibit_rule(new_id(), body, limits)
         existing = await run_in_threadpool(_store(request).list_inhibitions, principal.tenant_id)
         if len(existing) >= limits.max_inhibitions:
             raise LimitExceeded(
@@ -438,12 +444,6 @@ async def create_inhibition(
             )
     except LimitExceeded as exc:
         return _over(exc)
-    rule = InhibitRule(
-        id=new_id(),
-        source=source,
-        target=target,
-        equal=tuple(body.equal),
-    )
     made = await run_in_threadpool(_store(request).create_inhibition, principal.tenant_id, rule)
     await audit(request, principal, "inhibition.create", "inhibition", str(made["id"]))
     return made
@@ -462,14 +462,10 @@ async def replace_inhibition(
     rule_id: str,
     body: InhibitionIn,
 ) -> Response | dict[str, Any]:
-    limits = _limits(request)
-    source, target = matchers_of(body.source), matchers_of(body.target)
     try:
-        _check_matchers(source, limits)
-        _check_matchers(target, limits)
+        rule = _inhibit_rule(rule_id, body, _limits(request))
     except LimitExceeded as exc:
         return _over(exc)
-    rule = InhibitRule(id=rule_id, source=source, target=target, equal=tuple(body.equal))
     store = _store(request)
     updated = await run_in_threadpool(store.update_inhibition, principal.tenant_id, rule)
     if updated is None:
