@@ -407,8 +407,10 @@ class Worker(Background):
         # Counted per outcome, then added once each: a labelled counter's lookup and
         # lock per alert cost 5 % of a batch.
         by_outcome: Counter[str] = Counter()
+        pages = 0
         for fold_result, decision in pairs:
             by_outcome[decision.outcome.value] += 1
+            pages += decision.page
             alerts, incidents, outcomes = decided.setdefault(
                 fold_result.alert.event_id, ([], set(), set())
             )
@@ -417,7 +419,6 @@ class Worker(Background):
             outcomes.add(decision.outcome.value)
         for outcome_name, count in by_outcome.items():
             metrics.DECISIONS.labels(outcome_name).inc(count)
-        pages = sum(1 for _, decision in pairs if decision.page)
         if pages:
             metrics.PAGES.inc(pages)
         deploys: dict[str, int] = {}

@@ -71,16 +71,16 @@ def preview(
     alerts, stopped_early = recent_alerts(store, tenant_id, now)
     found = InhibitionPreview(scanned=len(alerts), stopped_early=stopped_early)
     views = [stored_label_view(alert) for alert in alerts]
+    starts = [_at(alert, "started_at") for alert in alerts]
     sources: dict[tuple[str, ...], list[_Source]] = {}
-    for alert, view in zip(alerts, views, strict=True):
-        started = _at(alert, "started_at")
+    for alert, view, started in zip(alerts, views, starts, strict=True):
         if started is not None and matches_labels(source, view):
             key = tuple(view.get(name, "") for name in equal)
             sources.setdefault(key, []).append(
                 _Source(alert, view, started, _at(alert, "ended_at"))
             )
-    for alert, view in zip(reversed(alerts), reversed(views), strict=True):  # oldest first
-        moment = _at(alert, "started_at")
+    newest_first = zip(alerts, views, starts, strict=True)
+    for alert, view, moment in reversed(list(newest_first)):  # oldest first
         if moment is None or not matches_labels(target, view):
             continue
         two_sided = matches_labels(source, view)
