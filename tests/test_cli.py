@@ -7,6 +7,7 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import re
 import sqlite3
 import subprocess
@@ -23,10 +24,13 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     from fastapi.testclient import TestClient
 
+import dd0c_alert.app as app_module
+import dd0c_alert.cli as cli_module
 from conftest import drain
 from dd0c_alert.app import build_runtime, open_store
 from dd0c_alert.cli import app
 from dd0c_alert.config import Settings
+from dd0c_alert.supervisor import BACKGROUND_ROLES
 from dd0c_alert.web.app import create_app
 
 runner = CliRunner()
@@ -343,3 +347,35 @@ def test_the_cli_starts_without_the_service_stack() -> None:
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_serve_background_does_not_migrate_again(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``serve``'s parent migrates before it starts the child; the child migrating again
+    held SQLite's write lock for about half a second while webhooks were arriving (their
+    p99 in the race went from ~75 ms to ~350 ms)."""
+    open_store(Settings())  # the parent's start: migrated, statistics taken
+
+    def refuse(*_: object) -> None:
+        raise AssertionError("the child must not migrate or analyse the database")
+
+    monkeypatch.setattr(app_module, "upgrade", refuse)
+    monkeypatch.setattr(app_module, "refresh_statistics", refuse)
+    runtime = build_runtime(Settings(), roles=BACKGROUND_ROLES, migrate_schema=False)
+    assert runtime.worker is not None
+
+    asked: dict[str, object] = {}
+
+    class Built(Exception):
+        pass
+
+    def capture(settings: Settings, **kwargs: object) -> None:
+        asked.update(kwargs)
+        raise Built
+
+    monkeypatch.setattr(cli_module, "build_runtime", capture)
+    read_fd, _write_fd = os.pipe()  # write end left open: the parent link waits on it
+    with pytest.raises(Built):
+        cli_module.serve_background(wake_fd=read_fd)
+    assert asked["migrate_schema"] is False

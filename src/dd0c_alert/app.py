@@ -182,9 +182,13 @@ def build_runtime(
     *,
     roles: frozenset[str] = ROLES,
     wake_consumer: Callable[[], None] | None = None,
+    migrate_schema: bool = True,
 ) -> Runtime:
     """Everything a process needs for ``roles``. ``wake_consumer`` is told of each
-    ingest commit when the worker runs in another process (``serve``'s child)."""
+    ingest commit when the worker runs in another process (``serve``'s child).
+    ``migrate_schema=False``: a parent process migrated the SQLite database already
+    (``serve``'s child: migrating again held the write lock for about half a second
+    while webhooks were arriving)."""
     unknown = roles - ROLES
     if unknown:
         raise ValueError(f"unknown roles: {', '.join(sorted(unknown))}")
@@ -208,7 +212,7 @@ def build_runtime(
         store = _store(settings, engine, engine, pgmq.settle)
         queue = pgmq
     else:
-        store = open_store(settings)
+        store = open_store(settings, migrate_schema=migrate_schema)
         queue = SqliteIngestQueue(
             sqlite_path(settings.resolved_database_url),
             synchronous=settings.sqlite_synchronous,

@@ -46,10 +46,13 @@ def build_runtime(
     *,
     roles: frozenset[str] = ROLES,
     wake_consumer: Callable[[], None] | None = None,
+    migrate_schema: bool = True,
 ) -> Runtime:
     from dd0c_alert.app import build_runtime as built
 
-    return built(settings, roles=roles, wake_consumer=wake_consumer)
+    return built(
+        settings, roles=roles, wake_consumer=wake_consumer, migrate_schema=migrate_schema
+    )
 
 
 def run_migrations(settings: Settings) -> None:
@@ -239,7 +242,8 @@ def serve_background(wake_fd: Annotated[int, typer.Option()]) -> None:
     settings = _settings()
     configure(settings.log_level)
     setup_tracing(settings.otel_enabled, BACKGROUND_ROLES)
-    runtime = build_runtime(settings, roles=BACKGROUND_ROLES)
+    # The parent migrated the database before starting this process.
+    runtime = build_runtime(settings, roles=BACKGROUND_ROLES, migrate_schema=False)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     if runtime.worker is not None:
