@@ -50,9 +50,7 @@ def build_runtime(
 ) -> Runtime:
     from dd0c_alert.app import build_runtime as built
 
-    return built(
-        settings, roles=roles, wake_consumer=wake_consumer, migrate_schema=migrate_schema
-    )
+    return built(settings, roles=roles, wake_consumer=wake_consumer, migrate_schema=migrate_schema)
 
 
 def run_migrations(settings: Settings) -> None:
