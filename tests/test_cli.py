@@ -30,6 +30,7 @@ from conftest import drain
 from dd0c_alert.app import build_runtime, open_store
 from dd0c_alert.cli import app
 from dd0c_alert.config import Settings
+from dd0c_alert.storage.sqlite_queue import queue_file
 from dd0c_alert.supervisor import BACKGROUND_ROLES
 from dd0c_alert.web.app import create_app
 
@@ -208,7 +209,7 @@ def dead_letter_one(settings: Settings, tenant: str) -> str:
 
 
 def queued_event_ids(data_dir: Path) -> list[str]:
-    db = sqlite3.connect(data_dir / "dd0c.db")
+    db = sqlite3.connect(queue_file(data_dir / "dd0c.db"))
     try:
         return [row[0] for row in db.execute("SELECT event_id FROM ingest_queue")]
     finally:
@@ -304,7 +305,7 @@ def test_credentials_are_not_stored_with_the_event(data_dir: Path, own_settings:
             )
             assert response.status_code == 202, response.text
 
-    db = sqlite3.connect(data_dir / "dd0c.db")
+    db = sqlite3.connect(queue_file(data_dir / "dd0c.db"))
     try:
         queued = [json.loads(row[0]) for row in db.execute("SELECT headers FROM ingest_queue")]
     finally:

@@ -53,6 +53,6 @@ def test_data_folder_files_are_private(settings: Settings, open_umask: None) -> 
     assert stat.S_IMODE(os.stat(settings.data_dir).st_mode) == 0o700
     names = {name for _, _, files in os.walk(settings.data_dir) for name in files}
     if BACKEND == "embedded":
-        assert {"secret.key", "dd0c.db"} <= names, names
+        assert {"secret.key", "dd0c.db", "dd0c-queue.db"} <= names, names
     assert any(name.endswith(".seg.json") for name in names), names  # raw payload segments
     assert found["dir"] >= 4 and found["file"] >= 1

@@ -38,6 +38,7 @@ import pytest
 
 from dd0c_alert.app import build_runtime
 from dd0c_alert.config import Settings
+from dd0c_alert.storage.sqlite_queue import queue_file
 
 pytestmark = pytest.mark.slow
 
@@ -223,18 +224,26 @@ class Snapshot:
 
 
 def snapshot(deployment: Deployment, into: Path) -> Snapshot:
-    """Copy the database files as the kill left them (WAL included) and read the copy,
-    so the next `serve` still has to recover the crashed files on its own."""
+    """Copy the database and queue files as the kill left them (WAL included) and read
+    the copies, so the next `serve` still has to recover the crashed files on its own.
+    An event the kill caught between the worker's commit and the queue's release is
+    both stored and queued; the database's inbox (``processed_events``) says so, and
+    it counts as processed (the restart drops it from the queue)."""
     into.mkdir()
-    for suffix in ("", "-wal", "-shm"):
-        source = Path(f"{deployment.db}{suffix}")
-        if source.exists():
-            shutil.copyfile(source, into / source.name)
+    for database in (deployment.db, queue_file(deployment.db)):
+        for suffix in ("", "-wal", "-shm"):
+            source = Path(f"{database}{suffix}")
+            if source.exists():
+                shutil.copyfile(source, into / source.name)
     conn = sqlite3.connect(into / deployment.db.name)
     try:
-        queued = [row[0] for row in conn.execute("SELECT event_id FROM ingest_queue")]
+        conn.execute("ATTACH DATABASE ? AS queue", (str(into / queue_file(deployment.db).name),))
+        unsettled = " WHERE event_id NOT IN (SELECT event_id FROM main.processed_events)"
+        queued = [
+            row[0] for row in conn.execute(f"SELECT event_id FROM queue.ingest_queue{unsettled}")
+        ]
         (leased,) = conn.execute(
-            "SELECT count(*) FROM ingest_queue WHERE visible_at > 0"
+            f"SELECT count(*) FROM queue.ingest_queue{unsettled} AND visible_at > 0"
         ).fetchone()
         occurrences, rows = conn.execute(
             "SELECT coalesce(sum(repeat_count), 0), count(*) FROM alerts WHERE tenant_id = ?",
@@ -412,17 +421,19 @@ def wait_for_progress_and_lease(deployment: Deployment, server: Server, previous
     """Watch the live database until this run stored something and holds a lease."""
     deadline = time.monotonic() + 20
     conn = sqlite3.connect(f"file:{deployment.db}?mode=ro", uri=True, timeout=5)
+    queue = sqlite3.connect(f"file:{queue_file(deployment.db)}?mode=ro", uri=True, timeout=5)
     try:
         while True:
             assert server.process.poll() is None, f"serve died:\n{server.log_tail()}"
             assert time.monotonic() < deadline, f"no progress:\n{server.log_tail()}"
             (done,) = conn.execute("SELECT coalesce(sum(repeat_count), 0) FROM alerts").fetchone()
-            (leased,) = conn.execute(
+            (leased,) = queue.execute(
                 "SELECT count(*) FROM ingest_queue WHERE visible_at > 0"
             ).fetchone()
-            (left,) = conn.execute("SELECT count(*) FROM ingest_queue").fetchone()
+            (left,) = queue.execute("SELECT count(*) FROM ingest_queue").fetchone()
             if not left or (done > previous and leased):
                 return int(done)
             time.sleep(0.005)
     finally:
         conn.close()
+        queue.close()

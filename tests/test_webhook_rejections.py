@@ -68,7 +68,7 @@ def assert_nothing_kept(runtime: Runtime, tenant: TenantHandle) -> None:
     time.sleep(0.05)  # give a (wrongly) woken worker the chance to show itself
     assert stored_records(runtime, tenant.id) == []
     assert dead_letters(runtime, tenant.id) == []
-    assert runtime.store.events_this_month(tenant.id) == 0
+    assert runtime.queue.events_this_month(tenant.id) == 0
 
 
 def assert_error(response: Any, status: int, reason: str) -> dict[str, Any]:
@@ -464,7 +464,7 @@ def test_redelivery_with_the_same_delivery_id_is_a_duplicate(
     while runtime.worker.processed == processed and time.monotonic() < deadline:
         time.sleep(0.01)
     assert runtime.worker.processed - processed == 1  # processed once
-    assert runtime.store.events_this_month(tenant.id) == 1
+    assert runtime.queue.events_this_month(tenant.id) == 1
     event_ids = {item["event_id"] for item in stored_records(runtime, tenant.id)}
     assert event_ids == {first.json()["event_id"]}
 
@@ -531,7 +531,7 @@ def test_rate_limit_is_429_with_retry_after(tmp_path: Path) -> None:
         assert_error(last, 429, "rate_limited")
         assert int(last.headers["Retry-After"]) >= 1
         drain(runtime)
-        assert runtime.store.events_this_month(tenant.id) == statuses.count(202)
+        assert runtime.queue.events_this_month(tenant.id) == statuses.count(202)
         assert len(api_items(client, tenant, "/v1/alerts")) == 1  # repeats fold, none lost
         [alert] = api_items(client, tenant, "/v1/alerts")
         assert alert["repeat_count"] == statuses.count(202)
@@ -555,7 +555,7 @@ def test_monthly_quota_is_429_quota_exceeded(tmp_path: Path) -> None:
         assert_error(over, 429, "quota_exceeded")
         assert int(over.headers["Retry-After"]) >= 1
         drain(runtime)
-        assert runtime.store.events_this_month(tenant.id) == 3
+        assert runtime.queue.events_this_month(tenant.id) == 3
         assert runtime.store.alerts_this_month(tenant.id) == 3
 
         other = new_tenant(runtime)  # the quota is per tenant

@@ -24,7 +24,6 @@ from dd0c_alert.pipeline.notifier import Notifier, NotifyConfig
 from dd0c_alert.pipeline.runtime import ROLES, Runtime
 from dd0c_alert.pipeline.worker import Worker
 from dd0c_alert.storage.archive import LocalArchive
-from dd0c_alert.storage.batch import QueueSettle
 from dd0c_alert.storage.engine import (
     make_engines,
     normalise_database_url,
@@ -41,7 +40,7 @@ from dd0c_alert.storage.redis_state import RedisCircuitBreaker, RedisLink, Redis
 from dd0c_alert.storage.s3_archive import S3Archive
 from dd0c_alert.storage.secrets import SecretBox
 from dd0c_alert.storage.sql import SqlStore
-from dd0c_alert.storage.sqlite_queue import SqliteIngestQueue
+from dd0c_alert.storage.sqlite_queue import SqliteIngestQueue, queue_file
 
 
 def is_postgres(settings: Settings) -> bool:
@@ -107,11 +106,14 @@ def auth_config(settings: Settings) -> AuthConfig:
     )
 
 
-def open_store(
-    settings: Settings, *, migrate_schema: bool = True, settle: QueueSettle | None = None
-) -> SqlStore:
+def open_store(settings: Settings, *, migrate_schema: bool = True) -> SqlStore:
     """The store alone (admin commands). SQLite is migrated on open; PostgreSQL only
     when a migration URL is configured, since the application role owns nothing."""
+    engine, read_engine = _engines(settings, migrate_schema)
+    return _store(settings, engine, read_engine)
+
+
+def _engines(settings: Settings, migrate_schema: bool) -> tuple[sa.Engine, sa.Engine]:
     engine, read_engine = make_engines(settings.resolved_database_url, settings.sqlite_synchronous)
     if migrate_schema:
         if not is_postgres(settings):
@@ -119,11 +121,14 @@ def open_store(
             refresh_statistics(engine)
         elif settings.migration_database_url:
             migrate(settings)
-    return _store(settings, engine, read_engine, settle)
+    return engine, read_engine
 
 
 def _store(
-    settings: Settings, engine: sa.Engine, read_engine: sa.Engine, settle: QueueSettle | None
+    settings: Settings,
+    engine: sa.Engine,
+    read_engine: sa.Engine,
+    queue: PgmqIngestQueue | SqliteIngestQueue | None = None,
 ) -> SqlStore:
     defaults = TenantSettings(governance_mode=settings.governance_mode)
     return SqlStore(
@@ -131,7 +136,8 @@ def _store(
         read_engine,
         _secret_box(settings),
         defaults,
-        settle=settle,
+        settle=queue.settle if queue else None,
+        acknowledge=queue.acknowledge if queue else None,
         monthly_quota=settings.monthly_quota,
     )
 
@@ -209,16 +215,20 @@ def build_runtime(
         pgmq = PgmqIngestQueue(
             engine, idempotency_ttl=settings.idempotency_ttl_seconds, on_commit=wake_worker
         )
-        store = _store(settings, engine, engine, pgmq.settle)
+        store = _store(settings, engine, engine, pgmq)
         queue = pgmq
     else:
-        store = open_store(settings, migrate_schema=migrate_schema)
-        queue = SqliteIngestQueue(
-            sqlite_path(settings.resolved_database_url),
+        engine, read_engine = _engines(settings, migrate_schema)
+        database = sqlite_path(settings.resolved_database_url)
+        sqlite_queue = SqliteIngestQueue(
+            queue_file(database),
+            store=database,
             synchronous=settings.sqlite_synchronous,
             idempotency_ttl=settings.idempotency_ttl_seconds,
             on_commit=wake_worker,
         )
+        store = _store(settings, engine, read_engine, sqlite_queue)
+        queue = sqlite_queue
     archive: Archive = (
         S3Archive.from_url(
             settings.archive_url,

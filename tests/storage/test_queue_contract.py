@@ -5,6 +5,8 @@ ingestion and the worker rely on must hold for both."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,7 +18,8 @@ import pytest
 import sqlalchemy as sa
 
 from dd0c_alert.domain.ids import new_id
-from dd0c_alert.storage.batch import QueueSettle, settle_table_queue
+from dd0c_alert.storage import sqlite_queue
+from dd0c_alert.storage.batch import QueueSettle
 from dd0c_alert.storage.engine import make_engines
 from dd0c_alert.storage.migrate import upgrade
 from dd0c_alert.storage.pgmq_queue import PgmqIngestQueue
@@ -30,8 +33,7 @@ from dd0c_alert.storage.ports import (
     Retry,
 )
 from dd0c_alert.storage.rows import month_of
-from dd0c_alert.storage.sqlite_queue import SqliteIngestQueue
-from dd0c_alert.storage.tenancy import scoped
+from dd0c_alert.storage.sqlite_queue import SqliteIngestQueue, queue_file
 from servers import APP, PostgresServer
 
 TENANT, OTHER = "T" * 26, "U" * 26
@@ -67,28 +69,23 @@ class Harness:
                 if fail:
                     raise Rollback
         except Rollback:
-            pass
-
-    def usage(self, tenant_id: str, month: str) -> int:
-        with scoped(self.engine, tenant_id) as conn:
-            count = conn.execute(
-                sa.text("SELECT events FROM usage WHERE tenant_id = :t AND month = :m"),
-                {"t": tenant_id, "m": month},
-            ).scalar()
-        return int(count or 0)
+            return
+        queue.acknowledge(outcome)  # what the store does after its commit
 
 
 @pytest.fixture(params=["sqlite", "pgmq"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
     if request.param == "sqlite":
-        path = tmp_path / "queue.db"
-        engine, _ = make_engines(f"sqlite:///{path}")
+        database = tmp_path / "dd0c.db"
+        engine, _ = make_engines(f"sqlite:///{database}")
         upgrade(engine)
         harness = Harness(
             "sqlite",
             engine,
-            lambda **kw: SqliteIngestQueue(kw.pop("path", path), **kw),
-            lambda _queue: settle_table_queue,
+            lambda **kw: SqliteIngestQueue(
+                kw.pop("path", queue_file(database)), store=database, **kw
+            ),
+            lambda queue: queue.settle,  # type: ignore[attr-defined]
         )
     else:
         server: PostgresServer = request.getfixturevalue("pg_server")
@@ -220,9 +217,18 @@ def test_usage_counts_each_accepted_event_once(backend: Harness) -> None:
     events = [event(key="a"), event(key="a"), event(), event(OTHER)]
     put_all(*((queue, e) for e in events))
     put_all((queue, event(key="a")))
-    month = month_of(events[0].received_at)
-    assert backend.usage(TENANT, month) == 2
-    assert backend.usage(OTHER, month) == 1
+    assert queue.events_this_month(TENANT) == 2
+    assert queue.events_this_month(OTHER) == 1
+
+
+def test_expired_delivery_ids_are_purged_across_tenants(backend: Harness) -> None:
+    queue = backend.queue(idempotency_ttl=100)
+    put_all((queue, event(key="a")), (queue, event(OTHER, key="a")))
+    assert queue.purge_expired(time.time()) == 0
+    assert queue.purge_expired(time.time() + 200) == 2
+    assert queue.purge_expired(time.time() + 200) == 0
+    repeat = event(key="a")  # its earlier delivery is forgotten: accepted as new
+    assert put_all((queue, repeat)) == [EnqueueOutcome(repeat.event_id)]
 
 
 def test_a_claimed_event_is_invisible_until_its_lease_ends(backend: Harness) -> None:
@@ -352,7 +358,9 @@ def _writers() -> set[threading.Thread]:
 
 def test_a_failed_commit_fails_every_waiter_of_its_group(backend: Harness, tmp_path: Path) -> None:
     if backend.name == "sqlite":
-        broken = backend.queue(path=tmp_path / "not-migrated.db")
+        broken = backend.queue(path=tmp_path / "broken.db")
+        with contextlib.closing(sqlite3.connect(tmp_path / "broken.db")) as db:
+            db.execute("DROP TABLE ingest_queue")
     else:
         broken = backend.queue(queue_name="no_such_queue")
 
@@ -383,8 +391,7 @@ def test_concurrent_producers_enqueue_each_delivery_id_once(backend: Harness) ->
             winners.add(a.event_id)
     assert len(winners) == 120
     assert ids(one.claim(1000, LEASE)) == winners
-    month = month_of(time.time())
-    assert backend.usage(TENANT, month) + backend.usage(OTHER, month) == 120
+    assert one.events_this_month(TENANT) + one.events_this_month(OTHER) == 120
 
 
 # --- pgmq only --------------------------------------------------------------------------
@@ -448,3 +455,122 @@ def test_pgmq_a_consumer_slower_than_its_lease_cannot_commit(pg_engine: sa.Engin
     with pytest.raises(LeaseLost), pg_engine.begin() as conn:  # not read here at all
         other.settle(conn, BatchOutcome(acked=[event().event_id]))
     slow.close()
+
+
+# --- SQLite only: the queue's own file and the database's inbox -------------------------
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[tuple[sa.Engine, Path]]:
+    database = tmp_path / "dd0c.db"
+    engine, _ = make_engines(f"sqlite:///{database}")
+    upgrade(engine)
+    yield engine, database
+    engine.dispose()
+
+
+def _inbox(engine: sa.Engine) -> set[str]:
+    with engine.connect() as conn:
+        return set(conn.execute(sa.text("SELECT event_id FROM processed_events")).scalars())
+
+
+def test_sqlite_an_event_stored_but_not_let_go_is_dropped_at_its_next_claim(
+    sqlite_store: tuple[sa.Engine, Path],
+) -> None:
+    """The process died between the worker's commit and the queue's acknowledgement:
+    the restarted worker must not store the event a second time."""
+    engine, database = sqlite_store
+    queue = SqliteIngestQueue(queue_file(database), store=database)
+    queue.start()
+    stored, waiting = event(), event()
+    put_all((queue, stored), (queue, waiting))
+    claimed = {e.event_id: e for e in queue.claim(10, 60)}
+    with engine.begin() as conn:
+        queue.settle(conn, BatchOutcome(acked=[stored.event_id]))
+    # killed here: no acknowledge(); the restart makes every lease visible again
+    queue.release_leases()
+    assert queue.depth().messages == 2
+    assert ids(queue.claim(10, 60)) == {waiting.event_id}
+    assert queue.depth().messages == 1  # the stored one is gone from the queue too
+    assert claimed.keys() == {stored.event_id, waiting.event_id}
+    queue.close()
+
+
+def test_sqlite_an_event_stored_twice_rolls_the_second_transaction_back(
+    sqlite_store: tuple[sa.Engine, Path],
+) -> None:
+    """A worker slower than its lease: another stored the event meanwhile."""
+    engine, database = sqlite_store
+    queue = SqliteIngestQueue(queue_file(database), store=database)
+    sent = event()
+    with engine.begin() as conn:
+        queue.settle(conn, BatchOutcome(acked=[sent.event_id]))
+    with pytest.raises(LeaseLost), engine.begin() as conn:
+        queue.settle(conn, BatchOutcome(acked=[sent.event_id]))
+    assert _inbox(engine) == {sent.event_id}
+
+
+def test_sqlite_inbox_rows_go_after_the_queue_let_go_of_their_events(
+    sqlite_store: tuple[sa.Engine, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine, database = sqlite_store
+    queue = SqliteIngestQueue(queue_file(database), store=database)
+    queue.start()
+    first, second = event(), event()
+    put_all((queue, first), (queue, second))
+    queue.claim(10, 60)
+    with engine.begin() as conn:
+        queue.settle(conn, BatchOutcome(acked=[first.event_id]))
+    queue.acknowledge(BatchOutcome(acked=[first.event_id]))
+    with engine.begin() as conn:  # within the grace period: kept (a backup may need it)
+        queue.settle(conn, BatchOutcome(acked=[second.event_id]))
+    queue.acknowledge(BatchOutcome(acked=[second.event_id]))
+    assert _inbox(engine) == {first.event_id, second.event_id}
+    monkeypatch.setattr(sqlite_queue, "INBOX_GRACE_SECONDS", 0.0)
+    with engine.begin() as conn:
+        queue.settle(conn, BatchOutcome())
+    assert _inbox(engine) == set()
+    assert queue.depth().messages == 0
+    queue.close()
+
+
+def test_sqlite_the_queue_file_takes_over_the_databases_queue_tables(
+    sqlite_store: tuple[sa.Engine, Path],
+) -> None:
+    """An installation from before the queue had its own file: what its database's
+    queue tables held is moved, not lost."""
+    engine, database = sqlite_store
+    waiting = event(key="delivery-1")
+    month = month_of(time.time())
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO ingest_queue (event_id, tenant_id, integration_id, provider,"
+                " received_at, headers, body, attempts, visible_at)"
+                " VALUES (:e, :t, :i, 'custom', :r, '{}', :b, 0, 0)"
+            ),
+            {
+                "e": waiting.event_id,
+                "t": TENANT,
+                "i": waiting.integration_id,
+                "r": waiting.received_at,
+                "b": waiting.body,
+            },
+        )
+        conn.execute(
+            sa.text("INSERT INTO idempotency_keys VALUES (:t, 'delivery-1', :e, :x)"),
+            {"t": TENANT, "e": waiting.event_id, "x": time.time() + 3600},
+        )
+        conn.execute(sa.text("INSERT INTO usage VALUES (:t, :m, 5)"), {"t": TENANT, "m": month})
+    queue = SqliteIngestQueue(queue_file(database), store=database)
+    queue.start()
+    assert ids(queue.claim(10, 60)) == {waiting.event_id}
+    repeat = event(key="delivery-1")
+    assert put_all((queue, repeat)) == [EnqueueOutcome(waiting.event_id, duplicate=True)]
+    assert queue.events_this_month(TENANT) == 5
+    with engine.connect() as conn:
+        for table in ("ingest_queue", "idempotency_keys", "usage"):
+            assert conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar() == 0
+    queue.close()
+    # A second opening finds nothing left to move.
+    SqliteIngestQueue(queue_file(database), store=database).close()

@@ -27,7 +27,6 @@ from dd0c_alert.domain.models import (
     Severity,
 )
 from dd0c_alert.pipeline.persist import persist
-from dd0c_alert.storage import schema as t
 from dd0c_alert.storage.ports import (
     AlertFilter,
     BatchOutcome,
@@ -36,9 +35,7 @@ from dd0c_alert.storage.ports import (
     InvalidTransition,
     RawEvent,
 )
-from dd0c_alert.storage.rows import month_of
 from dd0c_alert.storage.sql import SqlStore
-from dd0c_alert.storage.tenancy import scoped
 from servers import APP, PostgresServer
 
 T0 = datetime(2026, 11, 27, 10, 0, 0, 123456, tzinfo=UTC)
@@ -426,40 +423,6 @@ def test_dead_letters_listed_read_and_marked_replayed(backend: Backend) -> None:
     persist(store, BatchOutcome(dead=[DeadLetter(mine, "boom again")]))
     [listed] = store.list_dead_letters(acme, 10)
     assert listed["error"] == "boom again" and listed["replayed_at"] is None
-
-
-def test_purge_idempotency_keys_across_tenants(backend: Backend) -> None:
-    store = backend.store
-    tenants = two_tenants(store)
-    for tenant in tenants:
-        with scoped(backend.engine, tenant) as conn:
-            conn.execute(
-                t.idempotency_keys.insert(),
-                [
-                    {"tenant_id": tenant, "key": "old", "event_id": new_id(), "expires_at": 100.0},
-                    {"tenant_id": tenant, "key": "new", "event_id": new_id(), "expires_at": 300.0},
-                ],
-            )
-    assert store.purge_idempotency_keys(200.0) == 2
-    assert store.purge_idempotency_keys(200.0) == 0
-    for tenant in tenants:
-        with scoped(backend.engine, tenant) as conn:
-            query = sa.select(t.idempotency_keys.c.key)
-            left = conn.execute(query.where(t.idempotency_keys.c.tenant_id == tenant)).scalars()
-            assert list(left) == ["new"]
-
-
-def test_events_this_month(backend: Backend) -> None:
-    store = backend.store
-    acme, globex = two_tenants(store)
-    with scoped(backend.engine, acme) as conn:
-        conn.execute(
-            t.usage.insert().values(
-                tenant_id=acme, month=month_of(datetime.now(UTC).timestamp()), events=7
-            )
-        )
-    assert store.events_this_month(acme) == 7
-    assert store.events_this_month(globex) == 0
 
 
 # --------------------------------------------------------------------------- pagination

@@ -1,12 +1,15 @@
 """Backup and restore of an embedded installation (SQLite and the archive folder).
 
-A backup is consistent while the service runs: the database is copied with SQLite's
-online backup API (a snapshot of one moment, taken while writers go on), and the
-archive folder after it. The worker writes an event's raw payload to the archive
-before the transaction that stores its alerts, so every payload the database copy
-refers to was already on disk when the folder copy began. The keys in the data
-folder go along (the secret key, without which the integration secrets in the copy
-cannot be read, and the session signing key).
+A backup is consistent while the service runs: the ingest queue's file and then the
+database are copied with SQLite's online backup API (each a snapshot of one moment,
+taken while writers go on), and the archive folder after them. An event processed
+between the two snapshots is in both copies; the database copy's inbox
+(``processed_events``, whose rows stay a minute after the queue lets go) makes the
+restored worker drop it instead of storing it twice. The worker writes an event's
+raw payload to the archive before the transaction that stores its alerts, so every
+payload the database copy refers to was already on disk when the folder copy began.
+The keys in the data folder go along (the secret key, without which the integration
+secrets in the copy cannot be read, and the session signing key).
 
 PostgreSQL installations back up with ``pg_dump`` and their object store's own
 tools (docs/production.md).
@@ -20,8 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dd0c_alert.storage.files import private_dir
+from dd0c_alert.storage.sqlite_queue import queue_file
 
 DATABASE = "dd0c.db"
+QUEUE = queue_file(Path(DATABASE)).name
 ARCHIVE = "archive"
 
 
@@ -35,7 +40,7 @@ def _keys(folder: Path) -> list[Path]:
     """The data folder's own files besides the database (keys)."""
     if not folder.exists():
         return []
-    return [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(DATABASE)]
+    return [p for p in folder.iterdir() if p.is_file() and not p.name.startswith((DATABASE, QUEUE))]
 
 
 def backup(database: Path, archive: Path, data_dir: Path, target: Path) -> Copied:
@@ -43,20 +48,27 @@ def backup(database: Path, archive: Path, data_dir: Path, target: Path) -> Copie
     if target.exists() and any(target.iterdir()):
         raise FileExistsError(f"{target} is not empty: back up into a new folder")
     private_dir(target)
+    queue = queue_file(database)
+    if queue.exists():
+        _copy_database(queue, target / QUEUE)
+    _copy_database(database, target / DATABASE)
+    files = _copy_tree(archive, target / ARCHIVE) if archive.exists() else 0
+    for key in _keys(data_dir):
+        shutil.copy2(key, target / key.name)
+        (target / key.name).chmod(0o600)
+    return Copied((target / DATABASE).stat().st_size, files)
+
+
+def _copy_database(database: Path, target: Path) -> None:
     source = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
-    copy = sqlite3.connect(target / DATABASE)
+    copy = sqlite3.connect(target)
     try:
         with copy:
             source.backup(copy, pages=4096)
     finally:
         source.close()
         copy.close()
-    (target / DATABASE).chmod(0o600)
-    files = _copy_tree(archive, target / ARCHIVE) if archive.exists() else 0
-    for key in _keys(data_dir):
-        shutil.copy2(key, target / key.name)
-        (target / key.name).chmod(0o600)
-    return Copied((target / DATABASE).stat().st_size, files)
+    target.chmod(0o600)
 
 
 def restore(source: Path, data_dir: Path, *, force: bool = False) -> Copied:
@@ -65,7 +77,7 @@ def restore(source: Path, data_dir: Path, *, force: bool = False) -> Copied:
     ``force``."""
     if not (source / DATABASE).exists():
         raise FileNotFoundError(f"{source} holds no {DATABASE}: not a dd0c-alert backup")
-    present = [data_dir / name for name in (DATABASE, ARCHIVE) if (data_dir / name).exists()]
+    present = [data_dir / name for name in (DATABASE, QUEUE, ARCHIVE) if (data_dir / name).exists()]
     if present and not force:
         raise FileExistsError(
             f"{data_dir} already holds an installation: stop the service and pass --force "
@@ -77,10 +89,12 @@ def restore(source: Path, data_dir: Path, *, force: bool = False) -> Copied:
             shutil.rmtree(path)
         else:
             path.unlink()
-    for stale in ("-wal", "-shm"):
-        (data_dir / f"{DATABASE}{stale}").unlink(missing_ok=True)
-    shutil.copy2(source / DATABASE, data_dir / DATABASE)
-    (data_dir / DATABASE).chmod(0o600)
+    for name in (DATABASE, QUEUE):
+        for stale in ("-wal", "-shm"):
+            (data_dir / f"{name}{stale}").unlink(missing_ok=True)
+        if (source / name).exists():  # a backup from before the queue had its own file
+            shutil.copy2(source / name, data_dir / name)
+            (data_dir / name).chmod(0o600)
     files = 0
     if (source / ARCHIVE).exists():
         files = _copy_tree(source / ARCHIVE, data_dir / ARCHIVE)

@@ -1,6 +1,6 @@
 """Scheduled jobs: the ``cron`` role, or a thread beside the worker in ``serve``.
 
-One pass purges expired webhook idempotency keys, refreshes the query planner's
+One pass purges expired webhook idempotency keys (the queue's), refreshes the query planner's
 statistics, then per tenant purges what is past retention (records and raw payloads),
 lists each completed day's top fingerprints (``storage.top_daily``, for analytics) and
 recomputes the suggestions. A pass runs one
@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import structlog
 
 from dd0c_alert.domain.plans import plan_named
-from dd0c_alert.storage.ports import Archive, Store
+from dd0c_alert.storage.ports import Archive, IngestQueue, Store
 
 from .background import Background
 from .suggest import run_suggestions
@@ -39,9 +39,11 @@ class Scheduler(Background):
         interval: float,
         archive: Archive | None = None,
         retention: timedelta | None = None,
+        queue: IngestQueue | None = None,
     ) -> None:
         super().__init__()
         self._store = store
+        self._queue = queue
         self._interval = interval
         self._archive = archive
         self._retention = retention
@@ -54,7 +56,7 @@ class Scheduler(Background):
 
     def run_once(self) -> None:
         try:
-            purged = self._store.purge_idempotency_keys(time.time())
+            purged = self._queue.purge_expired(time.time()) if self._queue else 0
             self._store.refresh_statistics()
             tenants = self._store.list_tenants()
         except Exception:  # the database is away: try again next time

@@ -7,7 +7,9 @@ short timeout, so a dead dependency makes the doctor slow by seconds, not hang.
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,8 +22,9 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from dd0c_alert.config import Settings
-from dd0c_alert.storage.engine import make_engines, normalise_database_url
+from dd0c_alert.storage.engine import make_engines, normalise_database_url, sqlite_path
 from dd0c_alert.storage.migrate import alembic_config
+from dd0c_alert.storage.sqlite_queue import queue_file
 
 State = Literal["ok", "warn", "fail"]
 TIMEOUT_SECONDS = 3.0
@@ -184,9 +187,13 @@ def _backlog(conn: sa.Connection) -> list[Finding]:
             sa.text("SELECT queue_length, oldest_msg_age_sec FROM pgmq.metrics('dd0c_ingest')")
         ).one()
     else:
-        waiting, oldest = conn.execute(
-            sa.text("SELECT count(*), min(received_at) FROM ingest_queue")
-        ).one()
+        queue = queue_file(sqlite_path(str(conn.engine.url)))
+        waiting, oldest = 0, None
+        if queue.exists():  # the queue's own file, made by the first serve or ingest
+            with contextlib.closing(sqlite3.connect(f"file:{queue}?mode=ro", uri=True)) as db:
+                waiting, oldest = db.execute(
+                    "SELECT count(*), min(received_at) FROM ingest_queue"
+                ).fetchone()
         age = time.time() - oldest if oldest else 0
     found = []
     if age and float(age) > MAX_LAG_SECONDS:

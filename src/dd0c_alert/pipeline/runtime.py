@@ -77,7 +77,11 @@ class Runtime:
             self.notifier.start()
         if "cron" in self.roles and self.cron_interval_seconds > 0:
             self.scheduler = Scheduler(
-                self.store, self.cron_interval_seconds, self.archive, self.retention
+                self.store,
+                self.cron_interval_seconds,
+                self.archive,
+                self.retention,
+                queue=self.queue,
             )
             self.scheduler.start()
 

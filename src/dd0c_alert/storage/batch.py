@@ -4,7 +4,6 @@ notification intents, dead letters and the queue's acknowledgement commit togeth
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -33,9 +32,9 @@ from .ports import (
 from .rollups import save_rollups
 from .tenancy import scope
 
-#: Acknowledges a batch's queue messages inside the worker's transaction; the queue
-#: lives in the same database as the store, so "stored" and "acknowledged" commit
-#: together whichever queue it is.
+#: Settles a batch's queue messages inside the worker's transaction: pgmq acknowledges
+#: them there (same database); SQLite's queue, in a file of its own, records them in
+#: the inbox and lets go of them after the commit (``SqliteIngestQueue.acknowledge``).
 QueueSettle = Callable[[sa.Connection, BatchOutcome], None]
 
 
@@ -82,6 +81,8 @@ class SqlTransaction:
         self._settle = settle
         self._claimed = frozenset(claimed)
         self._scope: str | None = None
+        #: What ``finish`` settled, for the queue to let go of after the commit.
+        self.settled: BatchOutcome | None = None
         self._loaded: dict[str, set[str]] = {}
 
     def _use(self, tenant_id: str) -> sa.Connection:
@@ -199,6 +200,7 @@ class SqlTransaction:
             )
             conn.execute(dl.insert(), [_dead_row(d, now) for d in letters])
         self._settle(self._conn, outcome)
+        self.settled = outcome
 
 
 def _by_tenant(records: list[AlertRecord]) -> dict[str, list[AlertRecord]]:
@@ -253,27 +255,9 @@ def _fold_deploy(conn: sa.Connection, deploy: DeployEvent) -> None:
     conn.execute(d.update().where(d.c.id == existing.id).values(**updates))
 
 
-def settle_table_queue(conn: sa.Connection, outcome: BatchOutcome) -> None:
-    """Acknowledge a batch on the ``ingest_queue`` table (the embedded queue): done
-    and dead-lettered messages go, retried ones become visible after their delay."""
-    if outcome.retries:
-        later = time.time()
-        conn.execute(
-            t.ingest_queue.update()
-            .where(t.ingest_queue.c.event_id == sa.bindparam("_event_id"))
-            .values(visible_at=sa.bindparam("visible_at"), last_error=sa.bindparam("last_error")),
-            [
-                {
-                    "_event_id": r.event_id,
-                    "visible_at": later + r.delay_seconds,
-                    "last_error": r.error,
-                }
-                for r in outcome.retries
-            ],
-        )
-    done = outcome.acked + [dead.event.event_id for dead in outcome.dead]
-    if done:
-        conn.execute(t.ingest_queue.delete().where(t.ingest_queue.c.event_id.in_(done)))
+def no_queue(conn: sa.Connection, outcome: BatchOutcome) -> None:
+    """The settle step of a store opened without a queue (admin commands, tests of the
+    store alone): no message to acknowledge."""
 
 
 def _insert_row(record: AlertRecord) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from .fair_claim import TenantTurns, fair_ids
 from .group_commit import GroupCommitWriter
 from .ports import BatchOutcome, EnqueueOutcome, LeaseLost, QueueDepth, RawEvent
 from .rows import month_of
-from .tenancy import scope
+from .tenancy import scope, scoped
 
 #: W3C trace context, copied into pgmq's message headers for tools that trace the queue.
 _TRACE_HEADERS = ("traceparent", "tracestate")
@@ -306,6 +306,24 @@ class PgmqIngestQueue:
             )
         if self._on_commit is not None:
             self._on_commit()
+
+    def acknowledge(self, outcome: BatchOutcome) -> None:
+        """Nothing to do: ``settle`` acknowledged the messages in the worker's
+        transaction, which has committed."""
+
+    def events_this_month(self, tenant_id: str) -> int:
+        """Webhook deliveries admitted this month."""
+        query = sa.text("SELECT events FROM usage WHERE tenant_id = :tenant AND month = :month")
+        with scoped(self._engine, tenant_id) as conn:
+            found = conn.execute(query, {"tenant": tenant_id, "month": month_of(time.time())})
+            return int(found.scalar() or 0)
+
+    def purge_expired(self, now: float) -> int:
+        """Delete expired idempotency keys, across tenants (a migration 0004 function,
+        since row-level security hides other tenants' keys); return how many went."""
+        with self._engine.begin() as conn:
+            query = sa.select(sa.func.dd0c_purge_idempotency_keys(now))
+            return int(conn.execute(query).scalar_one())
 
     def release_leases(self) -> None:
         """Nothing to do: several consumers share this queue, and the leases a crashed

@@ -184,6 +184,16 @@ class IngestQueue(Protocol):
     def release_leases(self) -> None:
         """Make every leased event visible now (single-worker restart after a crash)."""
 
+    def acknowledge(self, outcome: BatchOutcome) -> None:
+        """After the worker's transaction committed: let go of what it settled (a queue
+        that settles inside that transaction has nothing left to do)."""
+
+    def events_this_month(self, tenant_id: str) -> int:
+        """Webhook deliveries admitted this month."""
+
+    def purge_expired(self, now: float) -> int:
+        """Delete expired idempotency keys (scheduled jobs); return how many went."""
+
     def depth(self) -> QueueDepth: ...
 
     def start(self) -> None: ...
@@ -259,8 +269,6 @@ class Store(Protocol):
 
     def integrations_for(self, tenant_id: str, provider: str) -> list[Integration]: ...
 
-    def events_this_month(self, tenant_id: str) -> int: ...
-
     def alerts_this_month(self, tenant_id: str) -> int: ...
 
     def product(self) -> ProductStore: ...
@@ -288,8 +296,6 @@ class Store(Protocol):
     def get_dead_letter(self, dead_letter_id: str) -> DeadLetter | None: ...
 
     def mark_replayed(self, dead_letter_id: str) -> None: ...
-
-    def purge_idempotency_keys(self, now: float) -> int: ...
 
     def connections_in_use(self) -> int:
         """Database connections this process holds now (for /metrics)."""

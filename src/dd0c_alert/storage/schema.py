@@ -184,8 +184,9 @@ integrations = sa.Table(
     sa.Index("ix_integrations_tenant_provider", "tenant_id", "provider"),
 )
 
-# The durable hand-off between ingestion and processing. A row is deleted in the same
-# transaction that stores what it produced, which is what makes processing exactly-once.
+# The durable hand-off between ingestion and processing. On SQLite these three tables
+# live in the queue's own file (``sqlite_queue.queue_file``), so admission never waits
+# for the worker's write lock; on PostgreSQL (pgmq for the queue itself) in the database.
 ingest_queue = sa.Table(
     "ingest_queue",
     metadata,
@@ -221,6 +222,18 @@ usage = sa.Table(
     sa.Column("tenant_id", sa.String(32), primary_key=True),
     sa.Column("month", sa.String(7), primary_key=True),
     sa.Column("events", sa.Integer, nullable=False),
+)
+
+# SQLite's inbox: the events a worker transaction stored, written in that transaction.
+# The queue file is acknowledged after the commit; an event found here when claimed was
+# stored already (the process died in between) and is dropped instead of run twice.
+# Rows go once the queue has let go of their events (migration 0015; not on PostgreSQL,
+# whose queue is acknowledged in the worker's own transaction).
+processed_events = sa.Table(
+    "processed_events",
+    metadata,
+    sa.Column("event_id", sa.String(32), primary_key=True),
+    sa.Column("processed_at", sa.Float, nullable=False),
 )
 
 alerts = sa.Table(

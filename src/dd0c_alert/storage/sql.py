@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -38,11 +38,12 @@ from dd0c_alert.providers import PROVIDERS
 from . import incident_queries, suggestion_queries
 from . import schema as t
 from .accounts import AccountStore
-from .batch import QueueSettle, SqlTransaction, settle_table_queue
+from .batch import QueueSettle, SqlTransaction, no_queue
 from .engine import refresh_statistics
 from .outbox import SqlOutbox
 from .ports import (
     AlertFilter,
+    BatchOutcome,
     DeadLetter,
     IncidentAction,
     IncidentFilter,
@@ -116,11 +117,13 @@ class SqlStore:
         default_settings: TenantSettings | None = None,
         settle: QueueSettle | None = None,
         monthly_quota: int = 0,
+        acknowledge: Callable[[BatchOutcome], None] | None = None,
     ) -> None:
         #: The operator's default monthly alert quota (0: none), for the 80 % warning.
         self.monthly_quota = monthly_quota
         self._engine = engine
-        self._settle = settle or settle_table_queue
+        self._settle = settle or no_queue
+        self._acknowledge = acknowledge
         self._read = read_engine
         self._box = box
         self.default_settings = default_settings or TenantSettings()
@@ -296,14 +299,6 @@ class SqlStore:
             rows = conn.execute(query).all()
         return [integration_from_row(row, self._box) for row in rows]
 
-    def events_this_month(self, tenant_id: str) -> int:
-        """Webhook deliveries admitted this month."""
-        query = sa.select(t.usage.c.events).where(
-            t.usage.c.tenant_id == tenant_id, t.usage.c.month == month_of(time.time())
-        )
-        with scoped(self._read, tenant_id) as conn:
-            return conn.execute(query).scalar() or 0
-
     def alerts_this_month(self, tenant_id: str) -> int:
         """Alerts the worker processed this month: what the quota counts."""
         ua = t.usage_alerts
@@ -340,7 +335,10 @@ class SqlStore:
             if conn.dialect.name == "postgresql":
                 for tenant_id in claimed:
                     conn.execute(_CLAIM_TENANT, {"tenant_id": tenant_id})
-            yield SqlTransaction(conn, self._settle, claimed, self.monthly_quota)
+            tx = SqlTransaction(conn, self._settle, claimed, self.monthly_quota)
+            yield tx
+        if tx.settled is not None and self._acknowledge is not None:
+            self._acknowledge(tx.settled)
 
     # --- reads ------------------------------------------------------------------------
 
@@ -487,16 +485,6 @@ class SqlStore:
                 )
                 .values(replayed_at=datetime.now(UTC))
             )
-
-    def purge_idempotency_keys(self, now: float) -> int:
-        with self._engine.begin() as conn:
-            if _row_security(conn):
-                query = sa.select(sa.func.dd0c_purge_idempotency_keys(now))
-                return int(conn.execute(query).scalar_one())
-            result = conn.execute(
-                t.idempotency_keys.delete().where(t.idempotency_keys.c.expires_at < now)
-            )
-        return result.rowcount
 
     def close(self) -> None:
         self._engine.dispose()
