@@ -251,7 +251,9 @@ class SqliteIngestQueue:
             raise
         turn = {seq: n for n, seq in enumerate(seqs)}
         rows.sort(key=lambda row: turn[row[0]])
-        stored = self._stored_already([row[1] for row in rows])
+        # Only an event claimed before can have been stored: on its first claim
+        # (attempts now 1) the inbox is not asked.
+        stored = self._stored_already([row[1] for row in rows if row[9] > 1])
         if stored:
             rows = [row for row in rows if row[1] not in stored]
             self._release(stored, [])
