@@ -16,7 +16,10 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(
         default=Path("data"),
-        description="Local files: the SQLite database, the archive folder, generated keys.",
+        description=(
+            "Local files: the SQLite database and, beside it, the ingest queue's file"
+            " (dd0c-queue.db), the archive folder, generated keys."
+        ),
     )
     database_url: str = Field(
         default="",
