@@ -272,6 +272,49 @@ def test_worker_batch_folds_correlates_and_resolves(backend: Backend) -> None:
     assert their_incident["id"] != incident["id"]
 
 
+def test_fingerprint_state_is_the_firing_and_the_latest_ended_occurrence(
+    backend: Backend,
+) -> None:
+    """However often a fingerprint fired before, the worker sees the one occurrence
+    firing now and the newest that ended (what folding a late resolve needs)."""
+    store = backend.store
+    acme, globex = two_tenants(store)
+    for n in range(4):  # flapping: four occurrences fired and ended
+        start = T0 + timedelta(minutes=10 * n)
+        persist(store, BatchOutcome(alerts=[alert(acme, started=start)]))
+        ended = alert(
+            acme, status=AlertStatus.RESOLVED, started=start, ended=start + timedelta(minutes=1)
+        )
+        persist(store, BatchOutcome(alerts=[ended]))
+    firing_now = T0 + timedelta(hours=1)
+    persist(store, BatchOutcome(alerts=[alert(acme, started=firing_now)]))
+    persist(store, BatchOutcome(alerts=[alert(acme, fingerprint="am:only-ended", started=T0)]))
+    persist(
+        store,
+        BatchOutcome(
+            alerts=[
+                alert(
+                    acme,
+                    fingerprint="am:only-ended",
+                    status=AlertStatus.RESOLVED,
+                    started=T0,
+                    ended=T0 + timedelta(minutes=5),
+                )
+            ]
+        ),
+    )
+    keys = {(acme, "am:cpu"), (acme, "am:only-ended"), (acme, "am:never"), (globex, "am:cpu")}
+    with store.transaction([acme, globex]) as tx:
+        states = tx.fingerprint_states(keys)
+    cpu = states[(acme, "am:cpu")]
+    assert cpu.active is not None and cpu.active.alert.started_at == firing_now
+    assert cpu.last_ended is not None
+    assert cpu.last_ended.alert.started_at == T0 + timedelta(minutes=30)
+    only_ended = states[(acme, "am:only-ended")]
+    assert only_ended.active is None and only_ended.last_ended is not None
+    assert (acme, "am:never") not in states and (globex, "am:cpu") not in states
+
+
 def test_incident_actions_and_feedback(backend: Backend) -> None:
     store = backend.store
     acme, globex = two_tenants(store)

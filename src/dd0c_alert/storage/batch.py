@@ -127,29 +127,29 @@ class SqlTransaction:
     def fingerprint_states(
         self, keys: set[tuple[str, str]]
     ) -> dict[tuple[str, str], FingerprintState]:
+        """Two index probes per fingerprint, however often it fired before: the firing
+        occurrence (at most one, ``ux_alerts_active_fingerprint``) and the latest ended
+        one (newest first on ``ix_alerts_tenant_fingerprint_started``). Ranking every
+        stored occurrence instead read all of them, in every batch, for an alert that
+        had flapped for months."""
         a = t.alerts
         by_tenant: dict[str, list[str]] = {}
         for tenant_id, fingerprint in keys:
             by_tenant.setdefault(tenant_id, []).append(fingerprint)
         states: dict[tuple[str, str], FingerprintState] = {}
-        rank = (
-            sa.func.row_number()
-            .over(
-                partition_by=(a.c.fingerprint, a.c.status),
-                order_by=(a.c.started_at.desc(), a.c.id.desc()),
-            )
-            .label("rank")
-        )
         for tenant_id, fingerprints in by_tenant.items():
             conn = self._use(tenant_id)
             for start in range(0, len(fingerprints), _STATE_QUERY_CHUNK):
                 chunk = fingerprints[start : start + _STATE_QUERY_CHUNK]
-                ranked = (
-                    sa.select(a, rank)
-                    .where(a.c.tenant_id == tenant_id, a.c.fingerprint.in_(chunk))
-                    .subquery()
+                active = sa.select(a).where(
+                    a.c.tenant_id == tenant_id,
+                    a.c.fingerprint.in_(chunk),
+                    a.c.status == AlertStatus.FIRING,
                 )
-                rows = conn.execute(sa.select(ranked).where(ranked.c.rank == 1)).all()
+                ended = sa.select(a).where(
+                    a.c.tenant_id == tenant_id, a.c.id.in_(_latest_ended(conn, tenant_id, chunk))
+                )
+                rows = [*conn.execute(active), *conn.execute(ended)]
                 for row in rows:
                     state = states.setdefault((tenant_id, row.fingerprint), FingerprintState())
                     record = record_from_row(row)
@@ -258,6 +258,32 @@ def _fold_deploy(conn: sa.Connection, deploy: DeployEvent) -> None:
 def no_queue(conn: sa.Connection, outcome: BatchOutcome) -> None:
     """The settle step of a store opened without a queue (admin commands, tests of the
     store alone): no message to acknowledge."""
+
+
+#: Each listed fingerprint's latest ended occurrence: one ordered probe per value of the
+#: list (``json_each`` on SQLite, ``unnest`` on PostgreSQL), not a scan of its history.
+_LATEST_ENDED = (
+    "SELECT (SELECT b.id FROM alerts b WHERE b.tenant_id = :tenant"
+    " AND b.fingerprint = f.value AND b.status <> 'firing'"
+    " ORDER BY b.started_at DESC, b.id DESC LIMIT 1) FROM {}"
+)
+_LATEST_ENDED_BY_DIALECT = {
+    "sqlite": sa.text(_LATEST_ENDED.format("json_each(:fingerprints) AS f")),
+    "postgresql": sa.text(
+        _LATEST_ENDED.format("unnest(CAST(:fingerprints AS text[])) AS f(value)")
+    ),
+}
+
+
+def _latest_ended(conn: sa.Connection, tenant_id: str, fingerprints: list[str]) -> list[str]:
+    """The ids of the latest ended occurrence of each of ``fingerprints`` that has one."""
+    sqlite = conn.dialect.name == "sqlite"
+    listed = orjson.dumps(fingerprints).decode() if sqlite else fingerprints
+    rows = conn.execute(
+        _LATEST_ENDED_BY_DIALECT[conn.dialect.name],
+        {"tenant": tenant_id, "fingerprints": listed},
+    )
+    return [row[0] for row in rows if row[0] is not None]
 
 
 def _insert_row(record: AlertRecord) -> dict[str, Any]:

@@ -263,10 +263,10 @@ alerts = sa.Table(
     sa.Column("incident_id", sa.String(32), nullable=True),
     sa.Index("ix_alerts_tenant_id", "tenant_id", "id"),
     sa.Index("ix_alerts_tenant_incident", "tenant_id", "incident_id"),
-    sa.Index("ix_alerts_tenant_fingerprint", "tenant_id", "fingerprint", "status"),
     sa.Index("ix_alerts_tenant_service", "tenant_id", "service", "id"),
     sa.Index("ix_alerts_tenant_started", "tenant_id", "started_at"),
-    # A batch's per-fingerprint history (migration 0013 says why).
+    # A batch's per-fingerprint history (migration 0013 says why), and every lookup by
+    # fingerprint (0016 dropped the older (tenant, fingerprint, status) one).
     sa.Index("ix_alerts_tenant_fingerprint_started", "tenant_id", "fingerprint", "started_at"),
     # At most one firing alert per fingerprint: repeats fold into it.
     sa.Index(
