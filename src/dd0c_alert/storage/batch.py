@@ -146,10 +146,7 @@ class SqlTransaction:
                     a.c.fingerprint.in_(chunk),
                     a.c.status == AlertStatus.FIRING,
                 )
-                ended = sa.select(a).where(
-                    a.c.tenant_id == tenant_id, a.c.id.in_(_latest_ended(conn, tenant_id, chunk))
-                )
-                rows = [*conn.execute(active), *conn.execute(ended)]
+                rows = [*conn.execute(active), *_latest_ended(conn, tenant_id, chunk)]
                 for row in rows:
                     state = states.setdefault((tenant_id, row.fingerprint), FingerprintState())
                     record = record_from_row(row)
@@ -263,27 +260,30 @@ def no_queue(conn: sa.Connection, outcome: BatchOutcome) -> None:
 #: Each listed fingerprint's latest ended occurrence: one ordered probe per value of the
 #: list (``json_each`` on SQLite, ``unnest`` on PostgreSQL), not a scan of its history.
 _LATEST_ENDED = (
-    "SELECT (SELECT b.id FROM alerts b WHERE b.tenant_id = :tenant"
+    "SELECT alerts.* FROM {} JOIN alerts ON alerts.id = ("
+    "SELECT b.id FROM alerts b WHERE b.tenant_id = :tenant"
     " AND b.fingerprint = f.value AND b.status <> 'firing'"
-    " ORDER BY b.started_at DESC, b.id DESC LIMIT 1) FROM {}"
+    " ORDER BY b.started_at DESC, b.id DESC LIMIT 1)"
 )
 _LATEST_ENDED_BY_DIALECT = {
-    "sqlite": sa.text(_LATEST_ENDED.format("json_each(:fingerprints) AS f")),
-    "postgresql": sa.text(
-        _LATEST_ENDED.format("unnest(CAST(:fingerprints AS text[])) AS f(value)")
-    ),
+    dialect: sa.text(_LATEST_ENDED.format(source)).columns(*t.alerts.c)
+    for dialect, source in (
+        ("sqlite", "json_each(:fingerprints) AS f"),
+        ("postgresql", "unnest(CAST(:fingerprints AS text[])) AS f(value)"),
+    )
 }
 
 
-def _latest_ended(conn: sa.Connection, tenant_id: str, fingerprints: list[str]) -> list[str]:
-    """The ids of the latest ended occurrence of each of ``fingerprints`` that has one."""
+def _latest_ended(
+    conn: sa.Connection, tenant_id: str, fingerprints: list[str]
+) -> sa.CursorResult[Any]:
+    """The latest ended occurrence of each of ``fingerprints`` that has one."""
     sqlite = conn.dialect.name == "sqlite"
     listed = orjson.dumps(fingerprints).decode() if sqlite else fingerprints
-    rows = conn.execute(
+    return conn.execute(
         _LATEST_ENDED_BY_DIALECT[conn.dialect.name],
         {"tenant": tenant_id, "fingerprints": listed},
     )
-    return [row[0] for row in rows if row[0] is not None]
 
 
 def _insert_row(record: AlertRecord) -> dict[str, Any]:
