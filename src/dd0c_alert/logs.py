@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
+import orjson
 import structlog
 
 from dd0c_alert.tracing import add_trace_id
+
+
+def _json_line(event: dict[str, Any], **kwargs: Any) -> str:
+    """orjson rather than the standard library's encoder: the worker logs one line per
+    event, and encoding it was a tenth of a single-alert event's processing time."""
+    return orjson.dumps(event, option=orjson.OPT_NON_STR_KEYS, **kwargs).decode()
 
 
 def configure(level: str = "info") -> None:
@@ -22,7 +30,7 @@ def configure(level: str = "info") -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(),
+            structlog.processors.JSONRenderer(serializer=_json_line),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
