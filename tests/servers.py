@@ -10,11 +10,13 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import psycopg
 
 PG_BIN = Path(os.environ.get("DD0C_PG_BIN", "/usr/lib/postgresql/15/bin"))
@@ -27,6 +29,29 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+#: The ``dd0c-alert`` command of the environment running the tests.
+CLI = Path(sys.executable).parent / "dd0c-alert"
+
+
+def start_serve(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
+    """``dd0c-alert serve`` on ``port`` with ``env``, its output appended to ``log``;
+    returns once it answers ``/healthz`` (a loaded machine starts slowly: 60 s)."""
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            [str(CLI), "serve", "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    deadline = time.monotonic() + 60
+    while True:
+        assert process.poll() is None, log.read_text()[-3000:]
+        assert time.monotonic() < deadline, "serve never got healthy"
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return process
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
 
 
 def _wait_for_port(port: int, timeout: float, proc: subprocess.Popen[bytes]) -> None:

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,7 +21,7 @@ from conftest import TenantHandle, drain
 from dd0c_alert.app import build_runtime
 from dd0c_alert.pipeline.runtime import Runtime
 from dd0c_alert.storage.ports import IncidentFilter
-from servers import free_port
+from servers import free_port, start_serve
 from stand_ins.slack_api import SlackStandIn
 from stand_ins.smtp import SmtpStandIn
 from webhook_helpers import auth_headers, make_settings, new_tenant, running
@@ -35,7 +33,6 @@ SECRET = "e2e-integration-secret"
 #: The bound on a storm incident's message updates: one post, then at most one
 #: update per coalescing interval while it grows, plus the final state.
 MAX_UPDATES_PER_INCIDENT = 12
-CLI = Path(sys.executable).parent / "dd0c-alert"
 
 
 def wait_until(check: Callable[[], Any], timeout: float = 60.0, what: str = "") -> Any:
@@ -238,23 +235,6 @@ def serve_env(settings: Any, **extra: str) -> dict[str, str]:
     return env
 
 
-def _serve(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
-    with open(log, "ab") as out:
-        process = subprocess.Popen(
-            [str(CLI), "serve", "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-    deadline = time.monotonic() + 60  # a loaded machine starts slowly
-    while True:
-        assert process.poll() is None, log.read_text()[-3000:]
-        assert time.monotonic() < deadline, "serve never got healthy"
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return process
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-
-
 def test_a_notifier_killed_mid_post_posts_once_after_restart(tmp_path: Path) -> None:
     """SIGKILL while Slack holds an accepted post unanswered: after the restart the
     delivery finds its message by metadata and updates it; nothing is posted twice."""
@@ -273,7 +253,7 @@ def test_a_notifier_killed_mid_post_posts_once_after_restart(tmp_path: Path) -> 
             DD0C_LOG_LEVEL="warning",
         )
         port = free_port()
-        server = _serve(env, port, tmp_path / "serve.log")
+        server = start_serve(env, port, tmp_path / "serve.log")
         try:
             body = orjson.dumps({"title": "db down", "service": "db", "severity": "critical"})
             headers = {
@@ -289,7 +269,7 @@ def test_a_notifier_killed_mid_post_posts_once_after_restart(tmp_path: Path) -> 
             if server.poll() is None:
                 server.kill()
         assert len(slack.messages("#oncall")) == 1  # Slack kept the post; nobody knows it
-        server = _serve(env, port, tmp_path / "serve.log")
+        server = start_serve(env, port, tmp_path / "serve.log")
         try:
             [incident] = setup.store.list_incidents(tenant.id, IncidentFilter(), 10, None).items
 

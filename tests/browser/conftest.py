@@ -9,21 +9,19 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import pytest
 
 from dd0c_alert.app import build_runtime
 from dd0c_alert.pipeline.runtime import Runtime
-from servers import free_port
+from servers import free_port, start_serve
 from stand_ins.slack_api import SlackStandIn
 from webhook_helpers import make_settings
 
-from .helpers import CHROMIUM, CLI, SLACK_TOKEN, Server, sync_api
+from .helpers import CHROMIUM, SLACK_TOKEN, Server, sync_api
 
 ARGS = [
     "--no-sandbox",
@@ -59,22 +57,8 @@ def serving(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serving]:
     }
     port = free_port()
     env["DD0C_PUBLIC_URL"] = f"http://127.0.0.1:{port}"
-    log = tmp / "serve.log"
-    with open(log, "ab") as out:
-        process = subprocess.Popen(
-            [str(CLI), "serve", "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT
-        )
+    process = start_serve(env, port, tmp / "serve.log")
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60  # a loaded machine starts slowly
-    while True:
-        assert process.poll() is None, log.read_text()[-3000:]
-        assert time.monotonic() < deadline, "serve never got healthy"
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
     try:
         yield Serving(base, setup, slack)
     finally:
