@@ -25,7 +25,7 @@ import random
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -250,12 +250,19 @@ def built_history(kind: str, alerts: int, keep: Path | None) -> Iterator[History
                 runtime.stop()
 
 
-def run(kind: str, alerts: int, keep: Path | None) -> dict[str, Any]:
+def run(
+    kind: str, alerts: int, keep: Path | None, measured: Callable[[History], dict[str, Any]]
+) -> dict[str, Any]:
+    """One store's figures: ``measured`` on the history (``pages.py`` shares this)."""
     with built_history(kind, alerts, keep) as h:
         result: dict[str, Any] = {"store": kind, "alerts": alerts}
         if h.fill_s is not None:
             result["fill_s"] = h.fill_s
-        return result | measure(h.runtime, h.key, random.Random(42))
+        return result | measured(h)
+
+
+def measure_api(h: History) -> dict[str, Any]:
+    return measure(h.runtime, h.key, random.Random(42))
 
 
 def main() -> None:
@@ -266,7 +273,7 @@ def main() -> None:
     args = parser.parse_args()
     kinds = ["sqlite", "postgresql"] if args.store == "both" else [args.store]
     for kind in kinds:
-        print(json.dumps(run(kind, args.alerts, args.keep)), flush=True)
+        print(json.dumps(run(kind, args.alerts, args.keep, measure_api)), flush=True)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from api import SAMPLES, SERVICES, built_history, timed
+from api import SAMPLES, SERVICES, History, run, timed
 from fastapi.testclient import TestClient
 
 from dd0c_alert.pipeline.runtime import Runtime
@@ -74,12 +74,8 @@ def measure(runtime: Runtime, tenant_id: str, rnd: random.Random) -> dict[str, A
         }
 
 
-def run(kind: str, alerts: int, keep: Path | None) -> dict[str, Any]:
-    with built_history(kind, alerts, keep) as h:
-        result: dict[str, Any] = {"store": kind, "alerts": alerts}
-        if h.fill_s is not None:
-            result["fill_s"] = h.fill_s
-        return result | measure(h.runtime, h.tenant_id, random.Random(42))
+def measure_pages(h: History) -> dict[str, Any]:
+    return measure(h.runtime, h.tenant_id, random.Random(42))
 
 
 def main() -> None:
@@ -90,7 +86,7 @@ def main() -> None:
     args = parser.parse_args()
     kinds = ["sqlite", "postgresql"] if args.store == "both" else [args.store]
     for kind in kinds:
-        print(json.dumps(run(kind, args.alerts, args.keep)), flush=True)
+        print(json.dumps(run(kind, args.alerts, args.keep, measure_pages)), flush=True)
 
 
 if __name__ == "__main__":
