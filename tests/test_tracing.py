@@ -22,13 +22,12 @@ from conftest import drain
 from dd0c_alert import tracing
 from dd0c_alert.app import build_runtime
 from dd0c_alert.config import Settings
-from servers import free_port
+from servers import free_port, start_serve
 from stand_ins.otlp_collector import OtlpCollector
 from stand_ins.slack_api import SlackStandIn
 from test_notifications_e2e import (
     SECRET,
     TOKEN,
-    _serve,
     configure,
     notifying,
     serve_env,
@@ -203,7 +202,7 @@ def test_serve_exports_one_trace_over_otlp_across_its_two_processes(tmp_path: Pa
             OTEL_BSP_SCHEDULE_DELAY="50",
         )
         port = free_port()
-        server = _serve(env, port, tmp_path / "serve.log")
+        server = start_serve(env, port, tmp_path / "serve.log")
         try:
             body = orjson.dumps([{"title": "db down", "service": "db", "severity": "critical"}])
             headers = {
