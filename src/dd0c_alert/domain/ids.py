@@ -7,21 +7,37 @@ hundreds of microseconds to win back.
 
 from __future__ import annotations
 
-import base64
 import random
 import time
 
-#: Base32 in C, then RFC 4648's alphabet mapped onto Crockford's: a quarter of the
-#: cost of building the 26 characters in Python (ids are minted per alert and
-#: decision, so it shows in a storm's profile).
-_CROCKFORD = bytes.maketrans(
-    b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", b"0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-)
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+#: Every 10-bit value as its two characters. Ids are minted per alert and decision, so
+#: their cost shows in a storm's profile: thirteen lookups on word-sized ints take a
+#: quarter of the time of ``base64.b32encode`` (pure Python before 3.12) on 20 bytes.
+_PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]
+_FORTY_BITS = (1 << 40) - 1
 
 
 def new_id(now_ms: int | None = None) -> str:
     """A 26-character ULID: 48-bit millisecond time, then 80 random bits."""
-    ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
-    value = ((ms & 0xFFFF_FFFF_FFFF) << 80) | random.getrandbits(80)
-    # 20 bytes are 32 base32 characters; the last 26 are the 130 low bits.
-    return base64.b32encode(value.to_bytes(20)).translate(_CROCKFORD)[-26:].decode()
+    ms = (time.time_ns() // 1_000_000 if now_ms is None else now_ms) & 0xFFFF_FFFF_FFFF
+    randomness = random.getrandbits(80)
+    high, low = randomness >> 40, randomness & _FORTY_BITS
+    p = _PAIRS
+    return "".join(
+        (
+            p[ms >> 40],
+            p[ms >> 30 & 1023],
+            p[ms >> 20 & 1023],
+            p[ms >> 10 & 1023],
+            p[ms & 1023],
+            p[high >> 30],
+            p[high >> 20 & 1023],
+            p[high >> 10 & 1023],
+            p[high & 1023],
+            p[low >> 30],
+            p[low >> 20 & 1023],
+            p[low >> 10 & 1023],
+            p[low & 1023],
+        )
+    )

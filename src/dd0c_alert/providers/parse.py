@@ -20,11 +20,14 @@ _MAX_TEXT = 8192  # titles and descriptions beyond this are truncated, not rejec
 
 def text(value: Any, limit: int = _MAX_TEXT) -> str:
     """A display string for any scalar; containers and None become ''."""
-    if value is None or isinstance(value, dict | list | tuple):
+    if type(value) is str:  # nearly every call (labels, titles): skip the type tests
+        result = value.strip()
+    elif value is None or isinstance(value, dict | list | tuple):
         return ""
-    if isinstance(value, bool):
+    elif isinstance(value, bool):
         return "true" if value else "false"
-    result = str(value).strip()
+    else:
+        result = str(value).strip()
     # Lone surrogates cannot be stored as UTF-8, and PostgreSQL's text and JSONB cannot
     # hold NUL: clean both rather than fail, the same way whichever store is behind.
     if not result.isascii():  # ASCII holds no surrogate: skip the round trip
