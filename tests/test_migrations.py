@@ -429,7 +429,8 @@ def test_upgrade_keeps_data_on_postgres(revision: str, pg_server: PostgresServer
 def _incident_with_alerts(conn: sa.Connection) -> None:
     """An incident of two alerts, as revision 0009 stored them."""
     i, a = schema.incidents, schema.alerts
-    incident = {c.name: _value(c, "x") for c in i.columns}
+    there = {c["name"] for c in sa.inspect(conn).get_columns("incidents")}
+    incident = {c.name: _value(c, "x") for c in i.columns if c.name in there}
     conn.execute(
         i.insert().values(
             {**incident, "id": "inc-1", "tenant_id": "t1", "merged_into": None}

@@ -208,6 +208,28 @@ def test_dedup_and_resolve_close_the_incident() -> None:
     assert incident.resolved_at == T0 + timedelta(minutes=3)
 
 
+def test_every_delivery_folded_without_a_page_is_counted_on_its_incident() -> None:
+    engine = Engine()
+    engine.send(alert(0, fp="cpu"), alert(1, fp="mem"))
+    engine.send(alert(0, fp="cpu"), alert(0, fp="cpu"))  # two repeats
+    engine.send(alert(3, fp="cpu", status=AlertStatus.RESOLVED))  # a resolve: not folded
+    engine.send(alert(3, fp="cpu", status=AlertStatus.RESOLVED))  # its repeat: folded
+    [incident] = engine.incidents()
+    assert incident.folded == 3
+    assert engine.state("t1").refolded == {incident.id}
+
+
+def test_a_merge_hands_the_folded_count_on() -> None:
+    engine = Engine()
+    engine.send(alert(0, fp="a"))
+    engine.send(alert(0, fp="a"))
+    engine.send(alert(8, fp="b"))  # 8 min later: a second incident
+    engine.send(alert(8, fp="b"), alert(8, fp="b"))
+    engine.send(alert(4, delay_minutes=5))  # bridges the two
+    [incident] = engine.incidents()
+    assert incident.folded == 3
+
+
 def test_deploy_shortly_before_is_attached_as_likely_cause() -> None:
     deploy = DeployRef(id="D1", service="db", started_at=T0 - timedelta(minutes=6), version="v42")
     old = DeployRef(id="D0", service="db", started_at=T0 - timedelta(minutes=40))

@@ -315,6 +315,47 @@ def test_fingerprint_state_is_the_firing_and_the_latest_ended_occurrence(
     assert (acme, "am:never") not in states and (globex, "am:cpu") not in states
 
 
+def test_a_notification_lists_the_worst_alerts_and_counts_folded_deliveries(
+    backend: Backend,
+) -> None:
+    """Read at a bounded cost (the count is kept, the list read per severity from an
+    index), it answers what adding up and sorting every alert answered."""
+    store = backend.store
+    acme, globex = two_tenants(store)
+    later = T0 + timedelta(seconds=20)
+    persist(
+        store,
+        BatchOutcome(
+            alerts=[
+                alert(acme),
+                alert(acme, fingerprint="am:mem", started=later),
+                alert(acme, fingerprint="am:disk", started=later),
+                replace(
+                    alert(acme, fingerprint="am:db", started=later), severity=Severity.CRITICAL
+                ),
+                alert(globex),
+            ]
+        ),
+    )
+    for _ in range(3):
+        persist(store, BatchOutcome(alerts=[alert(acme), alert(globex)]))
+    persist(store, BatchOutcome(alerts=[alert(acme, fingerprint="am:disk", started=later)]))
+    end = T0 + timedelta(minutes=1)
+    mem_resolved = alert(
+        acme, fingerprint="am:mem", status=AlertStatus.RESOLVED, started=later, ended=end
+    )
+    persist(store, BatchOutcome(alerts=[mem_resolved]))
+    persist(store, BatchOutcome(alerts=[replace(mem_resolved, id=new_id())]))  # re-sent
+
+    [incident] = store.list_incidents(acme, IncidentFilter(), 10, None).items
+    detail = store.notification_detail(acme, incident["id"])
+    assert detail is not None
+    assert detail["dedup_count"] == 5  # 3 + 1 repeats, 1 repeated resolve
+    shown = [(a["fingerprint"], a["repeat_count"]) for a in detail["alerts"]]
+    assert shown == [("am:db", 1), ("am:cpu", 4), ("am:disk", 2), ("am:mem", 1)]
+    assert store.notification_detail(globex, incident["id"]) is None
+
+
 def test_incident_actions_and_feedback(backend: Backend) -> None:
     store = backend.store
     acme, globex = two_tenants(store)

@@ -59,6 +59,9 @@ class EngineState:
     #: incident id -> the incident it was merged into, during this batch.
     merges: dict[str, str] = field(default_factory=dict)
     touched: set[str] = field(default_factory=set)
+    #: Incidents whose only change is ``folded`` (a repeat delivery): their count is
+    #: stored, without the rescoring and notification a touched incident gets.
+    refolded: set[str] = field(default_factory=set)
     #: services -> everything they depend on, transitively; (services, first service)
     #: -> probable root. The rules do not change during a batch, and every joining
     #: alert asks again, though an incident's services rarely change.
@@ -142,6 +145,8 @@ def _decide(state: EngineState, result: FoldResult, new_id: Callable[[], str]) -
             alert_id=alert.id, incident_id=known.id, outcome=Outcome.RESOLVED, reasons=reasons
         )
     record.incident_id = known.id
+    known.folded += 1
+    state.refolded.add(known.id)
     what = {
         Fold.REPEAT: f"repeat #{record.repeat_count} of alert {alert.id}",
         Fold.LATE_REPEAT: f"late copy of alert {alert.id}, which already ended",
@@ -409,6 +414,7 @@ def _merge(state: EngineState, *, into: IncidentState, merged: IncidentState) ->
 def absorb(into: IncidentState, merged: IncidentState) -> None:
     """``into`` takes ``merged``'s alerts, services and times; ``merged`` points at it."""
     into.alert_count += merged.alert_count
+    into.folded += merged.folded
     into.firing += merged.firing
     into.severity = worst(into.severity, merged.severity)
     into.services |= merged.services

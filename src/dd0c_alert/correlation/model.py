@@ -80,7 +80,9 @@ class DeployRef:
 @dataclass(slots=True, kw_only=True)
 class IncidentState:
     """An incident as the engine needs it. ``first_at``/``last_at`` span its alerts'
-    event times; ``firing`` counts its alerts still firing."""
+    event times; ``firing`` counts its alerts still firing; ``folded`` the deliveries
+    folded into its alerts without a page (repeats, late copies, repeated resolves):
+    kept here so a notification need not add up every alert of a storm."""
 
     id: str
     tenant_id: str
@@ -92,6 +94,7 @@ class IncidentState:
     last_at: datetime
     alert_count: int = 0
     firing: int = 0
+    folded: int = 0
     paged: bool = False
     resolved_at: datetime | None = None
     probable_root: str = ""

@@ -175,6 +175,18 @@ def save_state(
             t.incidents.update().where(t.incidents.c.id == sa.bindparam("_id")).values(columns),
             old_rows,
         )
+    refolded = [
+        {"_id": x, "folded": state.incidents[x].folded}
+        for x in sorted(state.refolded - state.touched)
+        if x in existing
+    ]
+    if refolded:
+        conn.execute(
+            t.incidents.update()
+            .where(t.incidents.c.id == sa.bindparam("_id"))
+            .values(folded=sa.bindparam("folded")),
+            refolded,
+        )
     insert_ignoring_duplicates(
         conn,
         t.incident_services,
@@ -303,6 +315,7 @@ def _incident_row(incident: IncidentState, now: datetime) -> dict[str, Any]:
         "resolved_at": incident.resolved_at,
         "alert_count": incident.alert_count,
         "firing": incident.firing,
+        "folded": incident.folded,
         "probable_root": incident.probable_root,
         "deploys": [_deploy_dict(d) for d in incident.deploys],
         "noise_score": incident.noise_score,
@@ -327,6 +340,7 @@ def _incident(row: Any) -> IncidentState:
         last_at=row.last_at,
         alert_count=row.alert_count,
         firing=row.firing,
+        folded=row.folded,
         resolved_at=row.resolved_at,
         probable_root=row.probable_root,
         deploys=[

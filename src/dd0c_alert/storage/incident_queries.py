@@ -230,13 +230,14 @@ def get_incident(read: sa.Engine, tenant_id: str, incident_id: str) -> dict[str,
 
 #: How many alerts a notification reads: the worst and most repeated first.
 NOTIFY_ALERTS = 20
-_SEVERITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3, "info": 4}
 
 
 def notification_detail(read: sa.Engine, tenant_id: str, incident_id: str) -> dict[str, Any] | None:
     """What a notification shows, at a bounded cost whatever the incident's size: the
-    incident, its worst ``NOTIFY_ALERTS`` alerts, how many repeats were folded, and
-    what people did (``timeline`` holds human actions only)."""
+    incident, its worst ``NOTIFY_ALERTS`` alerts (by severity, then most repeated, then
+    earliest), how many deliveries were folded, and what people did (``timeline``
+    holds human actions only). Each severity's alerts are read from the front of
+    ``ix_alerts_incident_worst``, worst severity first, until the list is full."""
     i, a, e = t.incidents, t.alerts, t.incident_events
     with scoped(read, tenant_id) as conn:
         row = conn.execute(
@@ -245,24 +246,27 @@ def notification_detail(read: sa.Engine, tenant_id: str, incident_id: str) -> di
         if row is None:
             return None
         ids = _absorbed(conn, tenant_id, incident_id)
-        mine = (a.c.tenant_id == tenant_id) & a.c.incident_id.in_(ids)
-        rank = sa.case(_SEVERITY_RANK, value=a.c.severity, else_=5)
-        alerts = conn.execute(
-            sa.select(a)
-            .where(mine)
-            .order_by(rank, a.c.repeat_count.desc(), a.c.started_at)
-            .limit(NOTIFY_ALERTS)
-        ).all()
-        repeats = conn.execute(
-            sa.select(sa.func.coalesce(sa.func.sum(a.c.repeat_count), 0)).where(mine)
-        ).scalar()
+        alerts: list[Any] = []
+        for severity in Severity:
+            if len(alerts) == NOTIFY_ALERTS:
+                break
+            for one in ids:  # the incident, and any merged into it whose alerts stayed
+                alerts += conn.execute(
+                    sa.select(a)
+                    .where(a.c.tenant_id == tenant_id, a.c.incident_id == one)
+                    .where(a.c.severity == severity)
+                    .order_by(a.c.repeat_count.desc(), a.c.started_at)
+                    .limit(NOTIFY_ALERTS - len(alerts))
+                ).all()
+                if len(alerts) == NOTIFY_ALERTS:
+                    break
         events = conn.execute(
             sa.select(e).where(e.c.tenant_id == tenant_id, e.c.incident_id.in_(ids))
         ).all()
     return {
         **incident_dict(row),
         "alerts": [alert_dict(x) for x in alerts],
-        "dedup_count": max(0, int(repeats or 0) - row.alert_count),
+        "dedup_count": row.folded,
         "timeline": [_event(x) for x in sorted(events, key=lambda x: x.at)],
     }
 
@@ -553,6 +557,9 @@ def split(
         new.noise_score, new.noise_reasons = 0, []
         for state, members in ((old, staying), (new, moving)):
             _recount(state, members, now)
+        # The repeats of the alerts that move go with them; the rest stay.
+        new.folded = min(old.folded, sum(max(0, x.repeat_count - 1) for x in moving))
+        old.folded -= new.folded
         for state in (old, new):
             values = incident_row(state, now)
             if state is new:

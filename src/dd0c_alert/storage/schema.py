@@ -262,7 +262,6 @@ alerts = sa.Table(
     sa.Column("repeat_count", sa.Integer, nullable=False),
     sa.Column("incident_id", sa.String(32), nullable=True),
     sa.Index("ix_alerts_tenant_id", "tenant_id", "id"),
-    sa.Index("ix_alerts_tenant_incident", "tenant_id", "incident_id"),
     sa.Index("ix_alerts_tenant_service", "tenant_id", "service", "id"),
     sa.Index("ix_alerts_tenant_started", "tenant_id", "started_at"),
     # A batch's per-fingerprint history (migration 0013 says why), and every lookup by
@@ -278,6 +277,18 @@ alerts = sa.Table(
         postgresql_where=sa.text("status = 'firing'"),
     ),
     gin_index("ix_alerts_labels", "labels"),
+)
+#: An incident's alerts, worst first in the order a notification shows them (most
+#: repeated, then earliest, within each severity): its top alerts are read from the
+#: front of each severity's range, not sorted out of every alert of a storm
+#: (migration 0017, which it replaced the (tenant, incident) one in).
+sa.Index(
+    "ix_alerts_incident_worst",
+    alerts.c.tenant_id,
+    alerts.c.incident_id,
+    alerts.c.severity,
+    alerts.c.repeat_count.desc(),
+    alerts.c.started_at,
 )
 
 deploys = sa.Table(
@@ -383,6 +394,8 @@ incidents = sa.Table(
     sa.Column("snoozed_until", UTCDateTime, nullable=True),
     sa.Column("alert_count", sa.Integer, nullable=False),
     sa.Column("firing", sa.Integer, nullable=False),
+    #: Deliveries folded into its alerts without a page (``IncidentState.folded``).
+    sa.Column("folded", sa.Integer, nullable=False, server_default="0"),
     sa.Column("probable_root", sa.String(256), nullable=False),
     sa.Column("deploys", JSONDoc, nullable=False),
     sa.Column("noise_score", sa.Integer, nullable=False),
