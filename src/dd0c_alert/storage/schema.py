@@ -280,8 +280,8 @@ alerts = sa.Table(
 )
 #: An incident's alerts, worst first in the order a notification shows them (most
 #: repeated, then earliest, within each severity): its top alerts are read from the
-#: front of each severity's range, not sorted out of every alert of a storm
-#: (migration 0017, which it replaced the (tenant, incident) one in).
+#: front of each severity's range, not sorted out of every alert of a storm.
+#: Migration 0017 built it in place of the (tenant, incident) index, its prefix.
 sa.Index(
     "ix_alerts_incident_worst",
     alerts.c.tenant_id,
