@@ -380,3 +380,20 @@ def test_serve_background_does_not_migrate_again(
     with pytest.raises(Built):
         cli_module.serve_background(wake_fd=read_fd)
     assert asked["migrate_schema"] is False
+
+
+def test_every_long_running_process_freezes_its_start_up_heap_and_collects_less_often() -> None:
+    """Run in a fresh interpreter: the collector's settings are process-wide."""
+    code = (
+        "import gc, json\n"
+        "from dd0c_alert.cli import _freeze_heap\n"
+        "_freeze_heap()\n"
+        "print(json.dumps([gc.get_threshold(), gc.get_freeze_count()]))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    (young, older, oldest), frozen = json.loads(out)
+    assert young == cli_module._GC_YOUNG_THRESHOLD > 700
+    assert (older, oldest) == (10, 10)  # Python's own, kept
+    assert frozen > 10_000  # modules and the rest of start-up
