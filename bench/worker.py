@@ -33,6 +33,7 @@ from ingest import MARK, body_parts
 
 from dd0c_alert import logs
 from dd0c_alert.app import build_runtime
+from dd0c_alert.cli import freeze_heap
 from dd0c_alert.config import Settings
 from dd0c_alert.domain.ids import new_id
 from dd0c_alert.pipeline.runtime import Runtime
@@ -124,6 +125,7 @@ def run(scenario: str, alerts: int, folder: Path) -> dict[str, Any]:
     runtime.queue.start()
     asyncio.run(enqueue(runtime, tenant.id, integration.id, docs))
     log(f"{scenario}: {len(docs)} events queued ({alerts} alerts); draining")
+    freeze_heap()  # the collector as serve's processes set it
     started, cpu_started = time.perf_counter(), time.process_time()
     events = 0
     while handled := worker.run_once():

@@ -386,8 +386,8 @@ def test_every_long_running_process_freezes_its_start_up_heap_and_collects_less_
     """Run in a fresh interpreter: the collector's settings are process-wide."""
     code = (
         "import gc, json\n"
-        "from dd0c_alert.cli import _freeze_heap\n"
-        "_freeze_heap()\n"
+        "from dd0c_alert.cli import freeze_heap\n"
+        "freeze_heap()\n"
         "print(json.dumps([gc.get_threshold(), gc.get_freeze_count()]))\n"
     )
     out = subprocess.run(

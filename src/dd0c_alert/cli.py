@@ -163,7 +163,7 @@ def _serve_http(
 _GC_YOUNG_THRESHOLD = 10_000
 
 
-def _freeze_heap() -> None:
+def freeze_heap() -> None:
     """Move what start-up made (modules, the app, the runtime) out of the collector's
     sight, and collect the young generation less often. A full collection walked all
     of it: pauses of 390 ms mid-storm in ``serve``, every webhook and the worker's lock
@@ -181,7 +181,7 @@ def _run_uvicorn(asgi: Any, settings: Settings, host: str, port: int) -> None:
 
     from dd0c_alert.web.http_server import protocol as http_protocol
 
-    _freeze_heap()
+    freeze_heap()
     uvicorn.run(
         asgi,
         host=host,
@@ -212,7 +212,7 @@ def _run_until_signalled(roles: frozenset[str]) -> None:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    _freeze_heap()
+    freeze_heap()
     runtime.start()
     try:
         stop.wait()
@@ -259,7 +259,7 @@ def serve_background(wake_fd: Annotated[int, typer.Option()]) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     if runtime.worker is not None:
         parent.forward_to(runtime.worker.wake)
-    _freeze_heap()
+    freeze_heap()
     runtime.start()
     try:
         stop.wait()
