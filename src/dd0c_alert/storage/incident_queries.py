@@ -248,18 +248,20 @@ def notification_detail(read: sa.Engine, tenant_id: str, incident_id: str) -> di
         ids = _absorbed(conn, tenant_id, incident_id)
         alerts: list[Any] = []
         for severity in Severity:
-            if len(alerts) == NOTIFY_ALERTS:
+            wanted = NOTIFY_ALERTS - len(alerts)
+            if not wanted:
                 break
+            found: list[Any] = []
             for one in ids:  # the incident, and any merged into it whose alerts stayed
-                alerts += conn.execute(
+                found += conn.execute(
                     sa.select(a)
                     .where(a.c.tenant_id == tenant_id, a.c.incident_id == one)
                     .where(a.c.severity == severity)
                     .order_by(a.c.repeat_count.desc(), a.c.started_at)
-                    .limit(NOTIFY_ALERTS - len(alerts))
+                    .limit(wanted)
                 ).all()
-                if len(alerts) == NOTIFY_ALERTS:
-                    break
+            found.sort(key=lambda x: (-x.repeat_count, x.started_at))
+            alerts += found[:wanted]
         events = conn.execute(
             sa.select(e).where(e.c.tenant_id == tenant_id, e.c.incident_id.in_(ids))
         ).all()
