@@ -162,11 +162,12 @@ def save_state(
     """Persist the incidents the batch touched, merges, and one decision per alert."""
     existing = set(loaded)
     now = datetime.now(UTC)
-    touched = [state.incidents[incident_id] for incident_id in sorted(state.touched)]
-    new_rows = [_incident_row(x, now) for x in touched if x.id not in existing]
+    # Refolded incidents changed only their count; they are written the same way.
+    written = [state.incidents[x] for x in sorted(state.touched | state.refolded)]
+    new_rows = [_incident_row(x, now) for x in written if x.id not in existing]
     if new_rows:
         conn.execute(t.incidents.insert(), new_rows)
-    old_rows = [{"_id": x.id, **_incident_row(x, now)} for x in touched if x.id in existing]
+    old_rows = [{"_id": x.id, **_incident_row(x, now)} for x in written if x.id in existing]
     if old_rows:
         columns: dict[str, Any] = {
             k: sa.bindparam(k) for k in old_rows[0] if k not in ("_id", "id", "tenant_id")
@@ -175,25 +176,13 @@ def save_state(
             t.incidents.update().where(t.incidents.c.id == sa.bindparam("_id")).values(columns),
             old_rows,
         )
-    refolded = [
-        {"_id": x, "folded": state.incidents[x].folded}
-        for x in sorted(state.refolded - state.touched)
-        if x in existing
-    ]
-    if refolded:
-        conn.execute(
-            t.incidents.update()
-            .where(t.incidents.c.id == sa.bindparam("_id"))
-            .values(folded=sa.bindparam("folded")),
-            refolded,
-        )
     insert_ignoring_duplicates(
         conn,
         t.incident_services,
         [
             {"tenant_id": x.tenant_id, "service": service, "incident_id": x.id}
-            for x in touched
-            if x.merged_into is None
+            for x in written
+            if x.id in state.touched and x.merged_into is None
             for service in x.services
         ],
     )
