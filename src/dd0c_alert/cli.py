@@ -189,7 +189,11 @@ def _run_uvicorn(asgi: Any, settings: Settings, host: str, port: int) -> None:
         log_level="warning",
         access_log=False,
         loop="uvloop",
-        http=http_protocol(settings.http_header_timeout_seconds, settings.http_max_header_bytes),
+        http=http_protocol(
+            settings.http_header_timeout_seconds,
+            settings.http_max_header_bytes,
+            getattr(asgi, "deliveries", None),
+        ),
         timeout_graceful_shutdown=10,
         timeout_keep_alive=settings.http_keep_alive_seconds,
         limit_concurrency=settings.max_connections,

@@ -47,7 +47,7 @@ class _App(FastAPI):
         super().__init__(**kwargs)
         self.state.runtime = runtime
         self.state.accounts = runtime.store.accounts()
-        self._deliveries = (
+        self.deliveries = (
             webhooks.WebhookEndpoint(runtime.ingest, per_tenant_metrics=runtime.per_tenant_metrics)
             if "ingest" in runtime.roles
             else None
@@ -55,17 +55,17 @@ class _App(FastAPI):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
-            self._deliveries is not None
+            self.deliveries is not None
             and scope["type"] == "http"
             and webhooks.route_path(scope).startswith(webhooks.PREFIX)
         ):
-            await self._deliveries(scope, receive, send)
+            await self.deliveries(scope, receive, send)
         else:
             await super().__call__(scope, receive, send)
 
     def openapi(self) -> dict[str, Any]:
         schema = super().openapi()  # cached by FastAPI: merging again changes nothing
-        if self._deliveries is not None:
+        if self.deliveries is not None:
             schema["paths"] = {**webhooks.openapi_paths(), **schema["paths"]}
         # Every 422 has the one error shape (see ``errors.py``), not FastAPI's default.
         components = schema.get("components", {}).get("schemas", {})

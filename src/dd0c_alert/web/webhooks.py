@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from opentelemetry import trace
@@ -42,12 +42,20 @@ def route_path(scope: Scope) -> str:
     return path
 
 
-def _segments(path: str) -> list[str] | None:
+def segments(path: str) -> list[str] | None:
     """tenant_id, provider[, integration_id] of a webhook path, or None if it is not one."""
     parts = path[len(PREFIX) :].split("/")
     if 2 <= len(parts) <= 3 and all(parts):
         return parts
     return None
+
+
+class Reply(NamedTuple):
+    """An answer to a delivery: a JSON document and any extra headers."""
+
+    status: int
+    content: dict[str, Any]
+    headers: Mapping[str, str] = {}
 
 
 class WebhookEndpoint:
@@ -56,6 +64,7 @@ class WebhookEndpoint:
     def __init__(self, ingest: IngestService, *, per_tenant_metrics: bool = False) -> None:
         self._ingest = ingest
         self._per_tenant = per_tenant_metrics
+        self.limits = ingest.limits
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not tracing.enabled():
@@ -84,9 +93,9 @@ class WebhookEndpoint:
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = route_path(scope)
-        parts = _segments(path)
+        parts = segments(path)
         if parts is None:
-            if path.endswith("/") and _segments(path.rstrip("/")) is not None:
+            if path.endswith("/") and segments(path.rstrip("/")) is not None:
                 # As FastAPI's router did: a trailing slash is redirected (307, keeps POST).
                 redirect = dict(scope, path=scope["path"].rstrip("/"))
                 await RedirectResponse(str(URL(scope=redirect)))(scope, receive, send)
@@ -109,10 +118,7 @@ class WebhookEndpoint:
         try:
             body = await _read_body(receive, cap, timeout)
         except TimeoutError:
-            detail = (
-                f"the request body took over {timeout:g} s to arrive "
-                "(setting DD0C_HTTP_BODY_TIMEOUT_SECONDS)"
-            )
+            detail = body_timeout_detail(timeout)
             await _error(send, 408, "request_timeout", detail, {"Connection": "close"})
             return
         if body is None:  # the client went away: nobody to answer
@@ -120,6 +126,11 @@ class WebhookEndpoint:
         if len(body) > cap:
             await _error(send, 413, "body_too_large", f"body exceeds {cap} bytes")
             return
+        await _json(send, *await self.admit(parts, headers, body))
+
+    async def admit(self, parts: list[str], headers: dict[str, str], body: bytes) -> Reply:
+        """The answer to one whole delivery: ``parts`` of its path (``segments``),
+        its headers with lower-case names, its body (within the cap)."""
         tenant_id, provider, *integration = parts
         # A provider name from the path is a label only when it is one: an attacker's
         # made-up names must not grow the metric series.
@@ -131,18 +142,23 @@ class WebhookEndpoint:
         except Rejected as exc:
             metrics.WEBHOOKS.labels(known, exc.reason).inc()
             _annotate(tenant_id, provider, None, exc.reason)
-            await _error(send, exc.status, exc.reason, exc.detail, exc.headers)
-            return
+            return Reply(exc.status, {"error": exc.reason, "detail": exc.detail}, exc.headers)
         _annotate(tenant_id, provider, outcome.event_id, None)
         if self._per_tenant:
             metrics.WEBHOOKS_BY_TENANT.labels(tenant_id).inc()
         if outcome.duplicate:
             metrics.WEBHOOKS.labels(known, "duplicate").inc()
-            await _json(send, 200, {"event_id": outcome.event_id, "status": "duplicate"})
-        else:
-            metrics.WEBHOOKS.labels(known, "accepted").inc()
-            metrics.WEBHOOK_BYTES.labels(known).observe(len(body))
-            await _json(send, 202, {"event_id": outcome.event_id, "status": "accepted"})
+            return Reply(200, {"event_id": outcome.event_id, "status": "duplicate"})
+        metrics.WEBHOOKS.labels(known, "accepted").inc()
+        metrics.WEBHOOK_BYTES.labels(known).observe(len(body))
+        return Reply(202, {"event_id": outcome.event_id, "status": "accepted"})
+
+
+def body_timeout_detail(timeout: float) -> str:
+    return (
+        f"the request body took over {timeout:g} s to arrive "
+        "(setting DD0C_HTTP_BODY_TIMEOUT_SECONDS)"
+    )
 
 
 def _annotate(tenant_id: str, provider: str, event_id: str | None, refused: str | None) -> None:
