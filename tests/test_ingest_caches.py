@@ -42,3 +42,47 @@ def test_random_tenant_ids_do_not_grow_the_cache(
     assert len(service._tenants) == 1000  # full, and no more
     assert len(service._integrations) == 0  # never reached for an unknown tenant
     assert answers == {(401, "unknown_integration", "no custom integration here")}
+
+
+def test_requests_that_miss_together_share_one_read(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cold or just-expired cache under load: every connection's request misses at
+    once. They wait for one read of the tenant and one of its integrations; and a
+    burst of bad signatures, each asking for the integrations afresh, costs one more."""
+    runtime = build_runtime(settings, roles=frozenset({"ingest"}))
+    store = runtime.store
+    tenant = store.create_tenant("acme").id
+    store.create_integration(tenant, "alertmanager", "am", "s3cret")
+    reads: list[str] = []
+    for name in ("get_tenant", "integrations_for"):
+        real = getattr(store, name)
+
+        def spy(*args: object, _real: object = real, _name: str = name) -> object:
+            reads.append(_name)
+            return _real(*args)  # type: ignore[operator]
+
+        monkeypatch.setattr(store, name, spy)
+    service = runtime.ingest
+    body = b'{"alerts": [{"status": "firing", "labels": {"alertname": "DiskFull"}}]}'
+
+    async def burst(secret: str) -> list[object]:
+        headers = {"authorization": f"Bearer {secret}"}
+        return await asyncio.gather(
+            *(service.receive(tenant, "alertmanager", None, headers, body) for _ in range(50)),
+            return_exceptions=True,
+        )
+
+    runtime.start()
+    try:
+        accepted = asyncio.run(burst("s3cret"))
+        assert all(not isinstance(a, BaseException) for a in accepted), accepted
+        assert sorted(reads) == ["get_tenant", "integrations_for"]
+        reads.clear()
+        refused = asyncio.run(burst("wrong"))
+    finally:
+        runtime.stop()
+    assert {(r.status, r.reason) for r in refused if isinstance(r, Rejected)} == {
+        (401, "signature_mismatch")
+    }
+    assert reads == ["integrations_for"]

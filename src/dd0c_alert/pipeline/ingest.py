@@ -11,10 +11,10 @@ import asyncio
 import re
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import structlog
@@ -42,6 +42,7 @@ from dd0c_alert.storage.ports import (
 from dd0c_alert.storage.product_sql import StatRow
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 _TENANT_TTL = 5.0
 #: Entries of the per-process tenant and integration caches. Tenant ids come from
@@ -104,6 +105,8 @@ class IngestService:
         self._stats: dict[tuple[str, str, datetime, str], list[Any]] = {}
         self._stats_flushed = time.monotonic()
         self._stats_lock = threading.Lock()
+        #: (event loop, what) -> the read of it in flight (``_read_once``).
+        self._reads: dict[tuple[asyncio.AbstractEventLoop, Hashable], asyncio.Future[Any]] = {}
 
     async def receive(
         self,
@@ -217,9 +220,27 @@ class IngestService:
             return None
         hit, tenant = self._tenants.get(tenant_id)
         if not hit:
-            tenant = await asyncio.to_thread(self._store.get_tenant, tenant_id)
+            tenant = await self._read_once(
+                ("tenant", tenant_id), lambda: self._store.get_tenant(tenant_id)
+            )
             self._tenants.put(tenant_id, tenant)
         return tenant
+
+    async def _read_once(self, what: Hashable, read: Callable[[], T]) -> T:
+        """``read()`` on a worker thread, once for all the requests that need ``what``
+        while it runs. When a cached entry expires under load, every connection's next
+        request misses at once: they now share one read instead of queueing one each
+        for the few executor threads, and a burst of bad signatures (each asks for the
+        integrations afresh) costs one read, not one per request."""
+        key = (asyncio.get_running_loop(), what)
+        pending = self._reads.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(asyncio.to_thread(read))
+            self._reads[key] = pending
+            pending.add_done_callback(lambda _: self._reads.pop(key, None))
+        # Shielded: a request that goes away must not cancel the others' read.
+        result: T = await asyncio.shield(pending)
+        return result
 
     async def _authenticate(
         self,
@@ -265,7 +286,10 @@ class IngestService:
         if integration_id is not None:
             found = [i for i in found if i.id == integration_id]
         if not found:
-            read = await asyncio.to_thread(self._store.integrations_for, tenant_id, provider_name)
+            read = await self._read_once(
+                ("integrations", *key),
+                lambda: self._store.integrations_for(tenant_id, provider_name),
+            )
             self._integrations.put(key, read)
             found = [i for i in read if integration_id is None or i.id == integration_id]
         return found
@@ -290,7 +314,9 @@ class IngestService:
             hit, cached = self._monthly.get(tenant.id)
             month_start = _month_start(now)
             if not hit or cached is None or now - cached[1] >= self.limits.quota_refresh_seconds:
-                used = await asyncio.to_thread(self._store.alerts_this_month, tenant.id)
+                used = await self._read_once(
+                    ("month", tenant.id), lambda: self._store.alerts_this_month(tenant.id)
+                )
                 cached = (used, now)
                 self._monthly.put(tenant.id, cached)
             if cached[1] >= month_start and cached[0] >= limit:
