@@ -17,11 +17,15 @@ def sqlite_path(url: str) -> Path:
     return Path(sa.make_url(url).database or "")
 
 
+#: How long a statement waits for a lock another connection holds (SQLite's handler).
+BUSY_TIMEOUT_MS = 30_000
+
+
 def configure_sqlite(conn: sqlite3.Connection, synchronous: str) -> None:
     """WAL lets readers run beside the single writer; busy_timeout makes writers queue."""
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous}")
-    conn.execute("PRAGMA busy_timeout=30000")
+    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA foreign_keys=ON")
 
 
