@@ -12,6 +12,7 @@ import pytest
 
 from conftest import TenantHandle, drain
 from dd0c_alert.pipeline.runtime import Runtime
+from dd0c_alert.storage.sqlite_queue import SqliteIngestQueue
 from dd0c_alert.web.app import create_app
 
 ALERT = b'{"alerts": [{"status": "firing", "labels": {"alertname": "DiskFull"}}]}'
@@ -72,6 +73,34 @@ def test_accepted_duplicate_and_auth_headers(
     drain(runtime)
 
 
+def test_a_delivery_the_queue_cannot_commit_is_503_and_stores_nothing(
+    runtime: Runtime, client: Any, tenant: TenantHandle
+) -> None:
+    if not isinstance(runtime.queue, SqliteIngestQueue):
+        pytest.skip("fills the SQLite queue file")
+    integration = tenant.integration("alertmanager", "s3cret")
+    url = f"/v1/wh/{tenant.id}/alertmanager/{integration}"
+    auth = {"Authorization": "Bearer s3cret"}
+    assert client.post(url, content=ALERT, headers=auth).status_code == 202
+    # The queue file is "full": SQLite's own disk-full error on the next insert.
+    writer = runtime.queue._writer_conn
+    assert writer is not None
+    pages = writer.execute("PRAGMA page_count").fetchone()[0]
+    writer.execute(f"PRAGMA max_page_count={pages}")
+    labels = {f"label{n}": "x" * 200 for n in range(300)}  # needs pages of its own
+    big = orjson.dumps({"alerts": [{"status": "firing", "labels": labels}]})
+
+    refused = client.post(url, content=big, headers=auth)
+
+    _error(refused, 503, "unavailable")
+    assert refused.headers["retry-after"] == "5"
+    writer.execute(f"PRAGMA max_page_count={1 << 30}")
+    assert client.post(url, content=big, headers=auth).status_code == 202  # sent again
+    drain(runtime)
+    alerts = client.get("/v1/alerts?limit=100", headers=tenant.auth).json()["items"]
+    assert len(alerts) == 2  # the first delivery and the one sent again: none half-stored
+
+
 def test_openapi_still_documents_the_webhook_paths(client: Any) -> None:
     spec = client.get("/openapi.json").json()
     for path, params in [
@@ -96,6 +125,7 @@ def test_openapi_still_documents_the_webhook_paths(client: Any) -> None:
             "408",
             "413",
             "429",
+            "503",
         }
         assert "body_too_large" in operation["responses"]["413"]["description"]
     assert "/v1/alerts" in spec["paths"]  # FastAPI's own routes are still there

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import orjson
+import structlog
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
 from starlette.datastructures import URL
@@ -26,11 +27,18 @@ from dd0c_alert.pipeline import metrics
 from dd0c_alert.pipeline.ingest import IngestService, Rejected
 from dd0c_alert.providers import PROVIDERS
 
+log = structlog.get_logger(__name__)
+
 PREFIX = "/v1/wh/"
 _NOT_FOUND_DETAIL = (
     "no such endpoint: POST webhooks to /v1/wh/{tenant_id}/{provider}[/{integration_id}]"
 )
 _JSON = (b"content-type", b"application/json")
+_NOT_QUEUED = {
+    "error": "unavailable",
+    "detail": "the delivery could not be committed to the queue and was not stored: "
+    "send it again (the server's log says why)",
+}
 
 
 def route_path(scope: Scope) -> str:
@@ -143,6 +151,19 @@ class WebhookEndpoint:
             metrics.WEBHOOKS.labels(known, exc.reason).inc()
             _annotate(tenant_id, provider, None, exc.reason)
             return Reply(exc.status, {"error": exc.reason, "detail": exc.detail}, exc.headers)
+        except Exception as exc:
+            # Not committed (the queue's disk is full, its database away): nothing was
+            # stored, and the sender is told to try again, as after a timeout. The error
+            # alone is logged: a traceback's frames hold the request's headers.
+            log.error(
+                "webhook_not_queued",
+                tenant_id=tenant_id[:64],
+                provider=known,
+                error=f"{type(exc).__name__}: {exc}"[:300],
+            )
+            metrics.WEBHOOKS.labels(known, "unavailable").inc()
+            _annotate(tenant_id, provider, None, "unavailable")
+            return Reply(503, _NOT_QUEUED, {"Retry-After": "5"})
         _annotate(tenant_id, provider, outcome.event_id, None)
         if self._per_tenant:
             metrics.WEBHOOKS_BY_TENANT.labels(tenant_id).inc()
@@ -240,6 +261,10 @@ def _responses() -> dict[str, dict[str, Any]]:
         "408": {"description": "`request_timeout`: the body took too long to arrive."},
         "413": {"description": "`body_too_large`."},
         "429": {"description": "`rate_limited` or `quota_exceeded`, with `Retry-After`."},
+        "503": {
+            "description": "`unavailable`: the queue could not commit the delivery (disk "
+            "full, database away); nothing was stored. Send it again (`Retry-After`)."
+        },
     }
 
 
