@@ -38,6 +38,7 @@ from . import webhooks
 
 log = logging.getLogger("uvicorn.error")
 _PREFIX = webhooks.PREFIX.encode()
+_INTERNAL_ERROR = {"error": "internal_error", "detail": "the server's log says what failed"}
 
 
 class CoalescingTransport:
@@ -205,7 +206,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             status, content, extra = await self.deliveries.admit(parts, headers, body)
         except Exception:  # as uvicorn answers an ASGI app's exception
             log.exception("Exception in ASGI application")
-            status, content, extra = 500, {"error": "internal", "detail": "internal error"}, {}
+            status, content, extra = 500, _INTERNAL_ERROR, {}
         if cycle.disconnected or self.transport.is_closing():
             cycle.response_complete = True
             return
