@@ -101,8 +101,9 @@ class IngestService:
         self._rate_limiter = rate_limiter if rate_limiter is not None else TokenBuckets()
         #: tenant -> (alerts processed this month, when read)
         self._monthly: LRUCache[str, tuple[int, float]] = LRUCache(CACHE_ENTRIES, 3600.0)
-        #: (tenant, integration, hour, outcome) -> [count, last time]: flushed in bulk.
-        self._stats: dict[tuple[str, str, datetime, str], list[Any]] = {}
+        #: (tenant, integration, hour since the epoch, outcome) -> [count, last time]:
+        #: flushed in bulk, made datetimes only then (two per request cost 2 %).
+        self._stats: dict[tuple[str, str, int, str], list[Any]] = {}
         self._stats_flushed = time.monotonic()
         self._stats_lock = threading.Lock()
         #: (event loop, what) -> the read of it in flight (``_read_once``).
@@ -188,12 +189,11 @@ class IngestService:
         return outcome
 
     def _count(self, tenant_id: str, integration_id: str, outcome: str, now: float) -> None:
-        at = datetime.fromtimestamp(now, UTC)
-        key = (tenant_id, integration_id, at.replace(minute=0, second=0, microsecond=0), outcome)
+        key = (tenant_id, integration_id, int(now // 3600), outcome)
         with self._stats_lock:
-            entry = self._stats.setdefault(key, [0, at])
+            entry = self._stats.setdefault(key, [0, now])
             entry[0] += 1
-            entry[1] = at
+            entry[1] = now
 
     def flush_stats(self) -> None:
         """Write the delivery counts gathered since the last flush (one upsert per
@@ -203,7 +203,14 @@ class IngestService:
         if not stats:
             return
         rows = [
-            StatRow(tenant, integration, hour, outcome, count, last)
+            StatRow(
+                tenant,
+                integration,
+                datetime.fromtimestamp(hour * 3600, UTC),
+                outcome,
+                count,
+                datetime.fromtimestamp(last, UTC),
+            )
             for (tenant, integration, hour, outcome), (count, last) in stats.items()
         ]
         try:
