@@ -24,6 +24,7 @@ in-flight tasks for graceful shutdown, keep-alive, the concurrency limit).
 from __future__ import annotations
 
 import asyncio
+import functools
 import http
 import logging
 from typing import Any
@@ -211,7 +212,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             cycle.response_complete = True
             return
         payload = orjson.dumps(content)
-        head = [b"HTTP/1.1 %d %s\r\n" % (status, http.HTTPStatus(status).phrase.encode())]
+        head = [_status_line(status)]
         for name, value in self.server_state.default_headers:
             head += [name, b": ", value, b"\r\n"]
         for key, text in extra.items():
@@ -261,6 +262,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             b"connection: close\r\n\r\n%s" % (status, reason, len(body), body)
         )
         self.transport.close()
+
+
+@functools.cache
+def _status_line(status: int) -> bytes:
+    return b"HTTP/1.1 %d %s\r\n" % (status, http.HTTPStatus(status).phrase.encode())
 
 
 def protocol(
