@@ -122,6 +122,18 @@ class SecretRegistry:
         for value in values:
             self.add(value, kind)
 
+    def registered(self) -> set[str]:
+        with self._lock:
+            return set(self._kinds)
+
+    def discard(self, values: Iterable[str]) -> None:
+        """Forget values that are not secrets after all (a fuzzer's inputs taken from
+        ordinary text); each would fail every later log line that contains it."""
+        with self._lock:
+            for value in values:
+                if self._kinds.pop(value, None) is not None:
+                    self._by_prefix[value[:MIN_LENGTH]].remove(value)
+
     def leaks(self, text: str, where: str) -> list[Leak]:
         """Each secret found in ``text``, once, with the line it is on."""
         if len(text) < MIN_LENGTH:
