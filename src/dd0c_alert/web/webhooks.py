@@ -5,7 +5,8 @@ front of FastAPI: it owns every ``/v1/wh/`` path, parses it itself, reads the bo
 straight from ``receive`` under the size cap and answers with two ``send`` calls.
 FastAPI's per-request machinery (dependency solving, Request and Response objects)
 costs more than admission itself. Their OpenAPI docs, openapi_paths(), are merged into
-the app's schema.
+the app's schema. A plain delivery does not even get here: the HTTP protocol
+(``http_server``) hands its whole body to ``admit``, which both paths answer with.
 """
 
 from __future__ import annotations
