@@ -118,12 +118,12 @@ class WebhookEndpoint:
         headers = {
             key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]
         }
-        cap = self._ingest.limits.max_body_bytes
+        cap = self.limits.max_body_bytes
         declared = headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > cap:
             await _error(send, 413, "body_too_large", f"body exceeds {cap} bytes")
             return
-        timeout = self._ingest.limits.body_timeout_seconds
+        timeout = self.limits.body_timeout_seconds
         try:
             body = await _read_body(receive, cap, timeout)
         except TimeoutError:
