@@ -23,6 +23,7 @@ from dd0c_alert.domain.ids import new_id
 from dd0c_alert.domain.models import AlertStatus, DeployEvent
 
 from . import schema as t
+from .bulk import execute_many
 from .correlation_sql import load_state, record_from_row, save_state, stored_deploy_refs
 from .outbox import write_intents
 from .ports import (
@@ -53,6 +54,7 @@ _UPDATE_ALERT = (
     .where(t.alerts.c.id == sa.bindparam("_id"))
     .values({name: sa.bindparam(name) for name in (*_ALERT_FIELDS, "last_seen_at", "repeat_count")})
 )
+_INSERT_ALERT = t.alerts.insert()
 _STATE_QUERY_CHUNK = 500
 
 
@@ -171,9 +173,9 @@ class SqlTransaction:
                 }
                 for r in records
             ]
-            self._use(tenant_id).execute(_UPDATE_ALERT, rows)
+            execute_many(self._use(tenant_id), _UPDATE_ALERT, rows)
         for tenant_id, records in _by_tenant(created).items():
-            self._use(tenant_id).execute(t.alerts.insert(), [_insert_row(r) for r in records])
+            execute_many(self._use(tenant_id), _INSERT_ALERT, [_insert_row(r) for r in records])
 
     def save_deploys(self, deploys: list[DeployEvent]) -> list[DeployRef]:
         for deploy in deploys:

@@ -12,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from dd0c_alert.correlation.dedup import AlertRecord, FoldResult
 from dd0c_alert.correlation.engine import EngineState, event_time, shift
@@ -30,25 +29,18 @@ from dd0c_alert.domain.models import AlertStatus, CanonicalAlert, DeployEvent, S
 
 from . import incident_search
 from . import schema as t
+from .bulk import execute_many, insert_ignoring_duplicates
 
 HISTORY = timedelta(days=7)
 QUICK_RESOLVE = timedelta(minutes=2)
 _CHUNK = 500
+_INSERT_DECISION = t.decisions.insert()
 #: An incident row keeps at most this many of its fingerprints. Correlating a batch
 #: only needs the batch's own fingerprints in the incident (the engine adds them in
 #: memory; history is loaded for them alone), so the stored list is a sample. Keeping
 #: every one made a storm incident rewrite a list of hundreds of thousands of
 #: fingerprints on every batch: quadratic in the storm's size.
 MAX_STORED_FINGERPRINTS = 1000
-
-
-def insert_ignoring_duplicates(
-    conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]
-) -> None:
-    if not rows:
-        return
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    conn.execute(dialect.insert(table).on_conflict_do_nothing(), rows)
 
 
 def load_state(
@@ -194,8 +186,9 @@ def save_state(
         )
     incident_search.save_batch(conn, state, pairs)
     if pairs:
-        conn.execute(
-            t.decisions.insert(),
+        execute_many(
+            conn,
+            _INSERT_DECISION,
             [
                 {
                     "id": new_id(),

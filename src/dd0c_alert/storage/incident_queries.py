@@ -24,7 +24,8 @@ from dd0c_alert.domain.models import Severity
 
 from . import incident_search
 from . import schema as t
-from .correlation_sql import incident_row, incident_state, insert_ignoring_duplicates
+from .bulk import insert_ignoring_duplicates
+from .correlation_sql import incident_row, incident_state
 from .outbox import write_intents
 from .ports import (
     IncidentAction,

@@ -26,13 +26,13 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from dd0c_alert.correlation.dedup import FoldResult
 from dd0c_alert.correlation.engine import EngineState
 from dd0c_alert.correlation.model import Decision, IncidentState
 
 from . import schema as t
+from .bulk import upsert_adding
 
 #: Between terms, and between the title and services and the label terms. Neither is
 #: typed in a search box; a needle holding one matches nothing.
@@ -130,13 +130,13 @@ def write(conn: sa.Connection, tenant_id: str, documents: Mapping[str, str]) -> 
     """Insert or replace the documents of these incidents."""
     if not documents:
         return
-    s = t.incident_search
-    insert = (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(s)
-    conn.execute(
-        insert.on_conflict_do_update(
-            index_elements=["tenant_id", "incident_id"], set_={"text": insert.excluded.text}
-        ),
+    upsert_adding(
+        conn,
+        t.incident_search,
         [{"tenant_id": tenant_id, "incident_id": k, "text": v} for k, v in documents.items()],
+        counters=(),
+        replace=("text",),
+        key=("tenant_id", "incident_id"),
     )
 
 

@@ -20,8 +20,9 @@ from dd0c_alert.domain.ids import new_id
 
 from . import schema as t
 from . import top_daily
+from .bulk import upsert_adding
 from .ports import Integration, Page
-from .rollups import day_of, dimensions_of, hour_of, record_event, upsert_adding
+from .rollups import day_of, dimensions_of, hour_of, record_event
 from .rows import decode_cursor, encode_cursor, iso
 from .secrets import SecretBox
 from .tenancy import reading, scoped

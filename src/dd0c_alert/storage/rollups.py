@@ -26,6 +26,7 @@ from dd0c_alert.domain.lru import LRUCache
 from dd0c_alert.domain.plans import plan_named, quota, warning_threshold
 
 from . import schema as t
+from .bulk import upsert_adding
 
 FIRST_ALERT = "first_alert_received"
 FIRST_INCIDENT = "first_incident_correlated"
@@ -44,24 +45,6 @@ def hour_of(at: datetime) -> datetime:
 
 def day_of(at: datetime) -> datetime:
     return at.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-
-
-def upsert_adding(
-    conn: sa.Connection,
-    table: sa.Table,
-    rows: Sequence[dict[str, Any]],
-    counters: Sequence[str],
-    replace: Sequence[str] = (),
-) -> None:
-    """Insert ``rows``; on a primary-key conflict add their ``counters`` to the stored
-    ones (and overwrite ``replace`` columns)."""
-    if not rows:
-        return
-    insert = (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(table)
-    keys = [c.name for c in table.primary_key.columns]
-    updates: dict[str, Any] = {c: table.c[c] + insert.excluded[c] for c in counters}
-    updates |= {c: insert.excluded[c] for c in replace}
-    conn.execute(insert.on_conflict_do_update(index_elements=keys, set_=updates), list(rows))
 
 
 def save_rollups(

@@ -33,7 +33,8 @@ from dd0c_alert.domain.ids import new_id
 from dd0c_alert.domain.models import Severity
 
 from . import schema as t
-from .correlation_sql import deploy_ref, insert_ignoring_duplicates, record_from_row
+from .bulk import insert_ignoring_duplicates
+from .correlation_sql import deploy_ref, record_from_row
 from .ports import ActualDecision, Page, ReplaySource, SuggestionVerdict
 
 #: Bounds the job's memory on a very busy tenant: the newest alerts are kept.
