@@ -7,6 +7,7 @@ fingerprints) and persist what it decided, inside the worker's transaction.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -156,18 +157,12 @@ def save_state(
     now = datetime.now(UTC)
     # Refolded incidents changed only their count; they are written the same way.
     written = [state.incidents[x] for x in sorted(state.touched | state.refolded)]
-    new_rows = [_incident_row(x, now) for x in written if x.id not in existing]
-    if new_rows:
-        conn.execute(t.incidents.insert(), new_rows)
+    execute_many(
+        conn, _INSERT_INCIDENT, [_incident_row(x, now) for x in written if x.id not in existing]
+    )
     old_rows = [{"_id": x.id, **_incident_row(x, now)} for x in written if x.id in existing]
     if old_rows:
-        columns: dict[str, Any] = {
-            k: sa.bindparam(k) for k in old_rows[0] if k not in ("_id", "id", "tenant_id")
-        }
-        conn.execute(
-            t.incidents.update().where(t.incidents.c.id == sa.bindparam("_id")).values(columns),
-            old_rows,
-        )
+        execute_many(conn, _update_incident(tuple(old_rows[0])), old_rows)
     insert_ignoring_duplicates(
         conn,
         t.incident_services,
@@ -308,6 +303,19 @@ def _incident_row(incident: IncidentState, now: datetime) -> dict[str, Any]:
         "merged_into": incident.merged_into,
         "updated_at": now,
     }
+
+
+_INSERT_INCIDENT = t.incidents.insert()
+
+
+@functools.cache
+def _update_incident(keys: tuple[str, ...]) -> sa.Update:
+    """The update of the columns a worker row gives (an acknowledgement or a snooze,
+    set by people, is left alone), built once."""
+    columns: dict[str, Any] = {
+        k: sa.bindparam(k) for k in keys if k not in ("_id", "id", "tenant_id")
+    }
+    return t.incidents.update().where(t.incidents.c.id == sa.bindparam("_id")).values(columns)
 
 
 def _incident(row: Any) -> IncidentState:
