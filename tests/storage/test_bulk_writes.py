@@ -70,6 +70,15 @@ def test_inserts_store_what_sqlalchemy_stores(engine: sa.Engine) -> None:
         stored = _stored(conn, "alerts")
     assert stored[:4] == stored[4:]
     assert len(stored) == 8
+    # Times are UTC text with microseconds, whatever zone (or none) they came in.
+    # (started_at aware UTC, received_at in +01:00, last_seen_at naive, ended_at)
+    assert stored[3][14:18] == (
+        "2026-11-27 10:00:00.123456",
+        "2026-11-27 10:00:00.123456",
+        "2026-11-27 10:00:03.123456",
+        "2026-11-27 10:03:00.123456",
+    )
+    assert stored[0][17] is None
 
 
 def test_updates_with_bound_keys(engine: sa.Engine) -> None:

@@ -11,22 +11,23 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.types import TypeDecorator
 
 metadata = sa.MetaData()
 
 
-class _SqliteDateTime(sqlite.DATETIME):
-    """SQLite's DATETIME, written by ``isoformat`` (C) instead of SQLAlchemy's
-    ``%``-formatting of seven fields: the same text, at a fraction of the cost,
-    for the several times each stored alert and decision carries."""
-
-    def bind_processor(self, dialect: sa.Dialect) -> Any:
-        def process(value: datetime | None) -> str | None:
-            return None if value is None else value.isoformat(" ", "microseconds")
-
-        return process
+def _sqlite_text(value: datetime | None) -> str | None:
+    """A time as SQLite's DATETIME column stores it (UTC, ``2026-11-27 10:00:00.123456``),
+    in one step: ``isoformat`` (C) instead of SQLAlchemy's ``%``-formatting of seven
+    fields, for the several times each stored alert and decision carries."""
+    if value is None:
+        return None
+    if value.tzinfo is None:  # a naive time is UTC, as everywhere else
+        return value.isoformat(" ", "microseconds")
+    if value.tzinfo is not UTC:  # most are UTC already, and astimezone is the cost
+        value = value.astimezone(UTC)
+    return value.isoformat(" ", "microseconds")[:26]  # without the "+00:00"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -35,10 +36,10 @@ class UTCDateTime(TypeDecorator[datetime]):
     impl = sa.DateTime(timezone=True)
     cache_ok = True
 
-    def load_dialect_impl(self, dialect: sa.Dialect) -> Any:
+    def bind_processor(self, dialect: sa.Dialect) -> Any:
         if dialect.name == "sqlite":
-            return dialect.type_descriptor(_SqliteDateTime())  # type: ignore[no-untyped-call]
-        return super().load_dialect_impl(dialect)
+            return _sqlite_text
+        return super().bind_processor(dialect)
 
     def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> Any:
         if value is None:
