@@ -104,9 +104,11 @@ class SqliteIngestQueue:
             self._write_group, on_commit=on_commit, on_exit=self._close_writer_conn
         )
         self._turns = TenantTurns()
-        #: (when, event ids) let go of here: their inbox rows go in the first ``settle``
-        #: a minute later (``INBOX_GRACE_SECONDS``).
-        self._released: deque[tuple[float, list[str]]] = deque()
+        #: (when, event ids as a JSON list) let go of here: their inbox rows go in the
+        #: first ``settle`` a minute later (``INBOX_GRACE_SECONDS``). One string per
+        #: batch, the one its DELETE was given, holds a minute of ids in a third of the
+        #: memory of a list of strings: 3.6 MB rather than 10 at 2,000 events/s.
+        self._released: deque[tuple[float, str]] = deque()
         self._released_lock = threading.Lock()
         self._create()
 
@@ -297,7 +299,7 @@ class SqliteIngestQueue:
         ripe = time.monotonic() - INBOX_GRACE_SECONDS
         with self._released_lock:
             while self._released and self._released[0][0] < ripe:
-                released += self._released.popleft()[1]
+                released += orjson.loads(self._released.popleft()[1])
         inbox = t.processed_events
         if released:
             conn.execute(inbox.delete().where(inbox.c.event_id.in_(released)))
@@ -326,6 +328,7 @@ class SqliteIngestQueue:
     def _release(self, done: list[str] | set[str], retries: list[tuple[float, str, str]]) -> None:
         if not done and not retries:
             return
+        listed = orjson.dumps(list(done)).decode()
         conn = self._conn()
         _begin_worker_side(conn)
         try:
@@ -337,7 +340,7 @@ class SqliteIngestQueue:
             if done:
                 conn.execute(
                     "DELETE FROM ingest_queue WHERE event_id IN (SELECT value FROM json_each(?))",
-                    (orjson.dumps(list(done)).decode(),),
+                    (listed,),
                 )
             conn.execute("COMMIT")
         except BaseException:
@@ -345,7 +348,7 @@ class SqliteIngestQueue:
             raise
         if done:
             with self._released_lock:
-                self._released.append((time.monotonic(), list(done)))
+                self._released.append((time.monotonic(), listed))
 
     def events_this_month(self, tenant_id: str) -> int:
         """Webhook deliveries admitted this month."""
