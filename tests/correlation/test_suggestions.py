@@ -23,6 +23,7 @@ from dd0c_alert.correlation.suggestions import (
     History,
     Regrouping,
     Suggestion,
+    _bursts,
     accept_note,
     fingerprint_stats,
     rule_for,
@@ -308,6 +309,20 @@ def test_link_needs_most_of_the_quieter_service_bursts() -> None:
     found = run(alerts + alone("db", 2) + alone("api", 5))  # db: 3 of 5
     assert kinds(found) == [("link", "api|db")]
     assert found[0].evidence["service_bursts"] == 8
+
+
+def test_a_cascade_over_the_burst_cap_makes_no_pairs() -> None:
+    """One incident over 400 services would be 79,800 service pairs. A burst over the
+    cap is never read, so none are made, and links elsewhere are still found."""
+    cascade = [
+        occ(days_ago(6) + timedelta(seconds=s), f"fp{s}", f"svc{s}", incident="cascade")
+        for s in range(400)
+    ]
+    [only] = _bursts(History(now=NOW, alerts=tuple(cascade)), timedelta(minutes=5))
+    assert len(only.first_alert) == 400
+    assert not only.grouped
+    alerts = [a for d in range(1, 5) for a in burst(days_ago(d), "payments-db", "checkout")]
+    assert kinds(run(alerts + cascade)) == [("link", "checkout|payments-db")]
 
 
 # --------------------------------------------------------------------------- deploy grace

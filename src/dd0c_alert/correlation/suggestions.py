@@ -458,7 +458,8 @@ class _Burst:
 
     last_start: datetime
     first_alert: dict[str, datetime] = field(default_factory=dict)  # service ->
-    grouped: set[frozenset[str]] = field(default_factory=set)  # pairs in one incident
+    #: Pairs in one incident; kept while the burst is within LINK_MAX_BURST_SERVICES.
+    grouped: set[frozenset[str]] = field(default_factory=set)
 
 
 def _links(history: History, settings: TenantSettings, rules: Rules) -> list[Suggestion]:
@@ -542,8 +543,13 @@ def _bursts(history: History, window: timedelta) -> Iterable[_Burst]:
         burst.last_start = begins
         for service, at in services.items():
             burst.first_alert[service] = min(burst.first_alert.get(service, at), at)
-        names = sorted(services)
-        burst.grouped.update(frozenset((x, y)) for i, x in enumerate(names) for y in names[i + 1 :])
+        # Pairs are quadratic in an incident's services (a cascade over 200 services
+        # is 19,900), and a burst over the cap is never read: skip them once past it.
+        if len(burst.first_alert) <= LINK_MAX_BURST_SERVICES:
+            names = sorted(services)
+            burst.grouped.update(
+                frozenset((x, y)) for i, x in enumerate(names) for y in names[i + 1 :]
+            )
     if burst is not None:
         yield burst
 
