@@ -18,6 +18,7 @@ from conftest import TenantHandle, cli_environment, drain, tenant_connection
 from dd0c_alert.cli import app as cli_app
 from dd0c_alert.config import Settings
 from dd0c_alert.pipeline import worker
+from dd0c_alert.pipeline.cron import Scheduler
 from dd0c_alert.pipeline.suggest import run_suggestions
 from test_smoke_custom import sign
 from webhook_helpers import new_tenant, running
@@ -355,6 +356,31 @@ def test_scheduler_runs_the_job_periodically_and_stops(tmp_path: Path) -> None:
     assert runtime.scheduler is None  # stopped with the runtime
     with running(tmp_path / "b", suggest_interval_seconds=0) as (runtime, _):
         assert runtime.scheduler is None
+
+
+def test_a_scheduled_pass_runs_in_its_own_process_beside_serves_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``serve``'s child runs each pass as ``dd0c-alert cron-pass``: the in-process job
+    is off here, so the suggestion can only come from that process."""
+    data = tmp_path / "data"
+    overrides = cli_environment(monkeypatch, data)
+    with running(data, suggest_interval_seconds=0, **overrides) as (runtime, client):
+        tenant = new_tenant(runtime)
+        tenant.integration("custom", SECRET)
+        send(client, tenant, blips())
+        scheduler = Scheduler(runtime.store, 0.05, runtime.archive, separate_process=True)
+        scheduler.start()
+        try:
+            deadline = time.monotonic() + 60
+            while scheduler.runs < 1:  # counted once the process exited cleanly
+                assert time.monotonic() < deadline, "no pass ran in a process of its own"
+                time.sleep(0.05)
+        finally:
+            scheduler.stop()
+        assert not scheduler.is_alive()
+        [found] = suggestions(client, tenant)
+        assert found["kind"] == "tune"
 
 
 def test_cli_suggest_runs_the_job_and_prints_open_suggestions(

@@ -259,6 +259,7 @@ def serve_background(wake_fd: Annotated[int, typer.Option()]) -> None:
     setup_tracing(settings.otel_enabled, BACKGROUND_ROLES)
     # The parent migrated the database before starting this process.
     runtime = build_runtime(settings, roles=BACKGROUND_ROLES, migrate_schema=False)
+    runtime.cron_pass_process = True
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     if runtime.worker is not None:
@@ -267,6 +268,24 @@ def serve_background(wake_fd: Annotated[int, typer.Option()]) -> None:
     runtime.start()
     try:
         stop.wait()
+    finally:
+        runtime.stop()
+
+
+@app.command("cron-pass", hidden=True)
+def cron_pass(parent_fd: Annotated[int, typer.Option()]) -> None:
+    """One pass of the scheduled jobs, then exit (``serve``'s child runs each this way)."""
+    from dd0c_alert.logs import configure
+    from dd0c_alert.pipeline.cron import Scheduler
+    from dd0c_alert.supervisor import ParentLink
+
+    ParentLink(parent_fd)  # exits at once if the process that started this one dies
+
+    settings = _settings()
+    configure(settings.log_level)
+    runtime = build_runtime(settings, roles=frozenset({"cron"}), migrate_schema=False)
+    try:
+        Scheduler(runtime.store, 0, runtime.archive, runtime.retention, runtime.queue).run_once()
     finally:
         runtime.stop()
 

@@ -65,6 +65,8 @@ class Runtime:
     login_throttle: LoginThrottle = field(default_factory=MemoryLoginThrottle)
     #: How long a rotated-out integration secret is still accepted.
     rotation_grace: timedelta = timedelta(hours=24)
+    #: Each scheduled pass in a child process (``serve``'s, beside the worker).
+    cron_pass_process: bool = False
 
     def start(self) -> None:
         if self.sole_consumer:
@@ -82,6 +84,7 @@ class Runtime:
                 self.archive,
                 self.retention,
                 queue=self.queue,
+                separate_process=self.cron_pass_process,
             )
             self.scheduler.start()
 
