@@ -4,8 +4,10 @@ dismissed through the HTTP API; plus the scheduler and the CLI."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from dd0c_alert.cli import app as cli_app
 from dd0c_alert.config import Settings
 from dd0c_alert.pipeline import worker
 from dd0c_alert.pipeline.cron import Scheduler
+from dd0c_alert.pipeline.runtime import Runtime
 from dd0c_alert.pipeline.suggest import run_suggestions
 from test_smoke_custom import sign
 from webhook_helpers import new_tenant, running
@@ -358,17 +361,27 @@ def test_scheduler_runs_the_job_periodically_and_stops(tmp_path: Path) -> None:
         assert runtime.scheduler is None
 
 
-def test_a_scheduled_pass_runs_in_its_own_process_beside_serves_worker(
+@contextlib.contextmanager
+def blips_sent_without_the_job(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """``serve``'s child runs each pass as ``dd0c-alert cron-pass``: the in-process job
-    is off here, so the suggestion can only come from that process."""
+) -> Iterator[tuple[Runtime, Any, TenantHandle]]:
+    """A runtime on the database the CLI reads, its own scheduled job off, and a tenant
+    whose custom integration was sent ``blips()``."""
     data = tmp_path / "data"
     overrides = cli_environment(monkeypatch, data)
     with running(data, suggest_interval_seconds=0, **overrides) as (runtime, client):
         tenant = new_tenant(runtime)
         tenant.integration("custom", SECRET)
         send(client, tenant, blips())
+        yield runtime, client, tenant
+
+
+def test_a_scheduled_pass_runs_in_its_own_process_beside_serves_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``serve``'s child runs each pass as ``dd0c-alert cron-pass``: the in-process job
+    is off here, so the suggestion can only come from that process."""
+    with blips_sent_without_the_job(tmp_path, monkeypatch) as (runtime, client, tenant):
         scheduler = Scheduler(runtime.store, 0.05, runtime.archive, separate_process=True)
         scheduler.start()
         try:
@@ -386,12 +399,8 @@ def test_a_scheduled_pass_runs_in_its_own_process_beside_serves_worker(
 def test_cli_suggest_runs_the_job_and_prints_open_suggestions(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    data = tmp_path / "data"
-    overrides = cli_environment(monkeypatch, data)
-    with running(data, suggest_interval_seconds=0, **overrides) as (runtime, client):
-        tenant = new_tenant(runtime)
-        tenant.integration("custom", SECRET)
-        send(client, tenant, blips())
+    with blips_sent_without_the_job(tmp_path, monkeypatch) as (_, _, tenant):
+        pass
     runner = CliRunner()
     result = runner.invoke(cli_app, ["suggest", "--tenant", tenant.id, "--json"])
     assert result.exit_code == 0, result.output

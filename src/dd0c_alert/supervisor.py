@@ -43,6 +43,34 @@ def share_metrics_directory() -> Path | None:
     return directory
 
 
+def spawn_linked(*args: str) -> tuple[subprocess.Popen[bytes], int]:
+    """Start ``python -m dd0c_alert *args FD``, FD the read end of a new pipe, and return
+    the process with the pipe's write end, which only this process holds: when this
+    process dies, even by SIGKILL, the child reads end of file (``ParentLink``)."""
+    read_fd, write_fd = os.pipe()
+    command = [sys.executable, "-m", "dd0c_alert", *args, str(read_fd)]
+    try:
+        proc = subprocess.Popen(command, pass_fds=(read_fd,))  # noqa: S603 (our own CLI)
+    except BaseException:
+        os.close(write_fd)
+        raise
+    finally:
+        os.close(read_fd)
+    return proc, write_fd
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float) -> bool:
+    """SIGTERM, then SIGKILL after ``timeout`` seconds; True if it had to be killed."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return True
+    return False
+
+
 class BackgroundProcess:
     """The child process and the thread that restarts it when it dies."""
 
@@ -77,33 +105,19 @@ class BackgroundProcess:
         self._stopping.set()
         with self._lock:
             proc = self._proc
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=_STOP_TIMEOUT_SECONDS)
-            except subprocess.TimeoutExpired:
-                log.error("background_process_killed", reason="did not stop in time")
-                proc.kill()
-                proc.wait()
+        if (
+            proc is not None
+            and proc.poll() is None
+            and stop_process(proc, _STOP_TIMEOUT_SECONDS)  # True: killed
+        ):
+            log.error("background_process_killed", reason="did not stop in time")
         self._close_pipe()
         if self._thread is not None:
             self._thread.join(timeout=5)
 
     def _spawn(self) -> None:
-        read_fd, write_fd = os.pipe()
+        proc, write_fd = spawn_linked("serve-background", "--wake-fd")
         os.set_blocking(write_fd, False)
-        command = [
-            sys.executable,
-            "-m",
-            "dd0c_alert",
-            "serve-background",
-            "--wake-fd",
-            str(read_fd),
-        ]
-        try:
-            proc = subprocess.Popen(command, pass_fds=(read_fd,))  # noqa: S603 (our own CLI)
-        finally:
-            os.close(read_fd)
         with self._lock:
             self._close_pipe()
             self._proc, self._wake_fd = proc, write_fd

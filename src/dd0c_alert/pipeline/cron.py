@@ -17,8 +17,6 @@ process grew with every pass. A process that exits gives all of it back.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -26,6 +24,7 @@ import structlog
 
 from dd0c_alert.domain.plans import plan_named
 from dd0c_alert.storage.ports import Archive, IngestQueue, Store
+from dd0c_alert.supervisor import spawn_linked, stop_process
 
 from .background import Background
 from .suggest import run_suggestions
@@ -70,30 +69,16 @@ class Scheduler(Background):
                 self.run_once()
 
     def _run_pass_process(self) -> None:
-        """One pass in a child process (``dd0c-alert cron-pass``), stopped with this one.
-        The child holds the read end of a pipe whose write end only this process has:
-        if this process dies, even by SIGKILL, the child sees end of file and exits."""
-        read_fd, write_fd = os.pipe()
-        command = [sys.executable, "-m", "dd0c_alert", "cron-pass", "--parent-fd", str(read_fd)]
+        """One pass in a child process (``dd0c-alert cron-pass``), stopped with this one
+        and exiting by itself if this one dies (``spawn_linked``)."""
+        proc, link = spawn_linked("cron-pass", "--parent-fd")
         try:
-            proc = subprocess.Popen(command, pass_fds=(read_fd,))  # noqa: S603 (our own CLI)
+            while proc.poll() is None:
+                if self._stop.wait(0.2):
+                    stop_process(proc, 10)
+                    return
         finally:
-            os.close(read_fd)
-        try:
-            self._wait_for(proc)
-        finally:
-            os.close(write_fd)
-
-    def _wait_for(self, proc: subprocess.Popen[bytes]) -> None:
-        while proc.poll() is None:
-            if self._stop.wait(0.2):
-                proc.terminate()
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-                return
+            os.close(link)
         if proc.returncode == 0:
             self.runs += 1
         else:
