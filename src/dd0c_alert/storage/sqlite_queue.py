@@ -52,6 +52,12 @@ INBOX_GRACE_SECONDS = 60.0
 #: Inbox rows older than this go with the expired idempotency keys, unless their event
 #: is still queued: a process that died between acknowledging and pruning left them.
 INBOX_KEEP_SECONDS = 24 * 3600.0
+_RECORD_PROCESSED = (
+    "INSERT INTO processed_events (event_id, processed_at) SELECT value, ? FROM json_each(?)"
+)
+_FORGET_PROCESSED = (
+    "DELETE FROM processed_events WHERE event_id IN (SELECT value FROM json_each(?))"
+)
 
 
 def queue_file(database: Path) -> Path:
@@ -299,16 +305,17 @@ class SqliteIngestQueue:
         ripe = time.monotonic() - INBOX_GRACE_SECONDS
         with self._released_lock:
             while self._released and self._released[0][0] < ripe:
-                released += orjson.loads(self._released.popleft()[1])
-        inbox = t.processed_events
+                released.append(self._released.popleft()[1][1:-1])
+        # Both statements take their ids as one JSON list, so each is one SQL text and
+        # one prepared statement: an ``IN (?, ?, ...)`` per list length filled the
+        # driver's statement cache with a statement (and its text) per batch size.
         if released:
-            conn.execute(inbox.delete().where(inbox.c.event_id.in_(released)))
+            conn.exec_driver_sql(_FORGET_PROCESSED, (f"[{','.join(released)}]",))
         if not outcome.acked:
             return
-        now = time.time()
         try:
-            conn.execute(
-                inbox.insert(), [{"event_id": e, "processed_at": now} for e in outcome.acked]
+            conn.exec_driver_sql(
+                _RECORD_PROCESSED, (time.time(), orjson.dumps(outcome.acked).decode())
             )
         except sa.exc.IntegrityError as exc:
             raise LeaseLost("an event of the batch was stored by another transaction") from exc
