@@ -31,7 +31,7 @@ from dd0c_alert.app import build_runtime, open_store
 from dd0c_alert.cli import app
 from dd0c_alert.config import Settings
 from dd0c_alert.storage.sqlite_queue import queue_file
-from dd0c_alert.supervisor import BACKGROUND_ROLES
+from dd0c_alert.supervisor import BACKGROUND_ROLES, child_environment
 from dd0c_alert.web.app import create_app
 
 runner = CliRunner()
@@ -397,3 +397,13 @@ def test_every_long_running_process_freezes_its_start_up_heap_and_collects_less_
     assert young == cli_module._GC_YOUNG_THRESHOLD > 700
     assert (older, oldest) == (10, 10)  # Python's own, kept
     assert frozen > 10_000  # modules and the rest of start-up
+
+
+def test_serves_children_start_with_two_malloc_arenas_unless_the_operator_chose() -> None:
+    """glibc's per-thread arenas each keep freed memory in pieces; the worker's process
+    grew faster with them (bench/README.md). An operator's own setting wins."""
+    assert child_environment({"PATH": "/usr/bin"}) == {
+        "PATH": "/usr/bin",
+        "MALLOC_ARENA_MAX": "2",
+    }
+    assert child_environment({"MALLOC_ARENA_MAX": "8"})["MALLOC_ARENA_MAX"] == "8"

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import structlog
@@ -50,13 +50,25 @@ def spawn_linked(*args: str) -> tuple[subprocess.Popen[bytes], int]:
     read_fd, write_fd = os.pipe()
     command = [sys.executable, "-m", "dd0c_alert", *args, str(read_fd)]
     try:
-        proc = subprocess.Popen(command, pass_fds=(read_fd,))  # noqa: S603 (our own CLI)
+        proc = subprocess.Popen(  # noqa: S603 (our own CLI)
+            command, pass_fds=(read_fd,), env=child_environment(os.environ)
+        )
     except BaseException:
         os.close(write_fd)
         raise
     finally:
         os.close(read_fd)
     return proc, write_fd
+
+
+def child_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment a child starts with: this one, with glibc's malloc limited to
+    two arenas unless the operator chose otherwise. By default glibc gives a thread
+    that finds the arenas busy one of its own (up to eight per core), and each keeps
+    the memory freed in it in pieces. In 12-minute soaks at 2,000 alerts/s the
+    worker's process grew 4.7 MB over minutes 4-12 with the default and 0.6 MB with
+    two arenas and the inbox's fixed statements (bench/README.md)."""
+    return {"MALLOC_ARENA_MAX": "2", **environ}
 
 
 def stop_process(proc: subprocess.Popen[bytes], timeout: float) -> bool:
