@@ -25,6 +25,7 @@ from dd0c_alert.domain.models import AlertStatus, DeployEvent
 from . import schema as t
 from .bulk import execute_many
 from .correlation_sql import load_state, record_from_row, save_state, stored_deploy_refs
+from .in_lists import padded
 from .outbox import write_intents
 from .ports import (
     BatchOutcome,
@@ -145,7 +146,7 @@ class SqlTransaction:
                 chunk = fingerprints[start : start + _STATE_QUERY_CHUNK]
                 active = sa.select(a).where(
                     a.c.tenant_id == tenant_id,
-                    a.c.fingerprint.in_(chunk),
+                    a.c.fingerprint.in_(padded(chunk)),
                     a.c.status == AlertStatus.FIRING,
                 )
                 rows = [*conn.execute(active), *_latest_ended(conn, tenant_id, chunk)]

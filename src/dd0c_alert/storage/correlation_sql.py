@@ -31,6 +31,7 @@ from dd0c_alert.domain.models import AlertStatus, CanonicalAlert, DeployEvent, S
 from . import incident_search
 from . import schema as t
 from .bulk import execute_many, insert_ignoring_duplicates
+from .in_lists import padded
 
 HISTORY = timedelta(days=7)
 QUICK_RESOLVE = timedelta(minutes=2)
@@ -61,7 +62,7 @@ def load_state(
         i.c.first_at <= shift(high, 3 * window + lookback)
     )
     known = {f.record.incident_id for f in folds if f.record.incident_id}
-    wanted = near if not known else near | i.c.id.in_(list(known))
+    wanted = near if not known else near | i.c.id.in_(padded(list(known)))
     rows = conn.execute(
         sa.select(i).where(i.c.tenant_id == tenant_id, i.c.merged_into.is_(None), wanted)
     ).all()
@@ -106,7 +107,7 @@ def _load_history(
             .select_from(a.outerjoin(i, i.c.id == a.c.incident_id))
             .where(
                 a.c.tenant_id == state.tenant_id,
-                a.c.fingerprint.in_(chunk),
+                a.c.fingerprint.in_(padded(chunk)),
                 a.c.started_at >= shift(low, -HISTORY),
             )
         ).all()
@@ -127,7 +128,7 @@ def _load_history(
             .select_from(
                 f.join(a, (a.c.incident_id == f.c.incident_id) & (a.c.tenant_id == f.c.tenant_id))
             )
-            .where(f.c.tenant_id == state.tenant_id, a.c.fingerprint.in_(chunk))
+            .where(f.c.tenant_id == state.tenant_id, a.c.fingerprint.in_(padded(chunk)))
             .group_by(a.c.fingerprint, f.c.verdict)
         ).all()
         for fingerprint, verdict, count in verdicts:
