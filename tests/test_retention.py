@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from conftest import TenantHandle, tenant_connection
@@ -16,8 +17,13 @@ from dd0c_alert.storage import schema as t
 from dd0c_alert.storage.ports import AlertFilter
 from test_suggestions_api import SECRET, fired, send
 
-NOW = datetime.now(UTC)
-ENDED = fired("Disk full", "db", NOW - timedelta(hours=2), timedelta(minutes=5))
+
+@pytest.fixture
+def now() -> datetime:
+    """The clock as each test starts, not as the module was collected: a suite that
+    crossed midnight in between moved the day-granular cutoffs (archive folders, daily
+    rollups) from under the tests."""
+    return datetime.now(UTC)
 
 
 def alerts_of(runtime: Runtime, tenant_id: str) -> list[dict[str, Any]]:
@@ -25,7 +31,7 @@ def alerts_of(runtime: Runtime, tenant_id: str) -> list[dict[str, Any]]:
 
 
 def test_purge_deletes_what_ended_and_keeps_what_fires(
-    client, tenant: TenantHandle, runtime: Runtime
+    client, tenant: TenantHandle, runtime: Runtime, now: datetime
 ) -> None:
     other = TenantHandle(
         runtime.store.create_tenant("other").id, "", runtime
@@ -33,16 +39,16 @@ def test_purge_deletes_what_ended_and_keeps_what_fires(
     for handle in (tenant, other):
         handle.integration("custom", SECRET)
         send(
-            client, handle, fired("Disk full", "db", NOW - timedelta(hours=2), timedelta(minutes=5))
+            client, handle, fired("Disk full", "db", now - timedelta(hours=2), timedelta(minutes=5))
         )
-    send(client, tenant, fired("CPU hot", "web", NOW - timedelta(minutes=10), None))
+    send(client, tenant, fired("CPU hot", "web", now - timedelta(minutes=10), None))
     raw = client.get(
         f"/v1/alerts/{alerts_of(runtime, tenant.id)[0]['id']}/raw", headers=tenant.auth
     )
     assert raw.status_code == 200
 
     # Everything is "old" to a cutoff in the future.
-    done = runtime.store.purge_expired(tenant.id, NOW + timedelta(days=1))
+    done = runtime.store.purge_expired(tenant.id, now + timedelta(days=1))
     assert done["alerts"] == 1  # the resolved one; the firing alert stays
     assert done["incidents"] == 1  # the resolved alert's incident, now empty
     assert done["decisions"] == 2  # the resolved alert's; the firing one keeps its own
@@ -55,7 +61,7 @@ def test_purge_deletes_what_ended_and_keeps_what_fires(
 
     # Raw payloads go by day folder; what was received today is gone with a cutoff
     # of tomorrow, and the API says so.
-    assert runtime.archive.purge_before(tenant.id, NOW + timedelta(days=1)) >= 1
+    assert runtime.archive.purge_before(tenant.id, now + timedelta(days=1)) >= 1
     gone = client.get(f"/v1/alerts/{kept['id']}/raw", headers=tenant.auth)
     assert gone.status_code == 404
     assert (
@@ -65,14 +71,14 @@ def test_purge_deletes_what_ended_and_keeps_what_fires(
         == 404
     )  # not this tenant's alert: 404 by tenancy, not by purge
     assert runtime.store.alert_decision(tenant.id, kept["id"]) is not None
-    assert set(runtime.store.purge_expired(tenant.id, NOW + timedelta(days=1)).values()) == {0}
+    assert set(runtime.store.purge_expired(tenant.id, now + timedelta(days=1)).values()) == {0}
 
 
 def test_the_scheduled_jobs_purge_each_tenant(
-    client, tenant: TenantHandle, runtime: Runtime
+    client, tenant: TenantHandle, runtime: Runtime, now: datetime
 ) -> None:
     tenant.integration("custom", SECRET)
-    send(client, tenant, ENDED)
+    send(client, tenant, fired("Disk full", "db", now - timedelta(hours=2), timedelta(minutes=5)))
     kept = Scheduler(runtime.store, 3600, runtime.archive, retention=timedelta(days=30))
     kept.run_once()
     assert len(alerts_of(runtime, tenant.id)) == 1  # two hours old: within 30 days
@@ -148,7 +154,7 @@ def _logs_and_counters(settings: Settings, tenant_id: str, times: list[datetime]
             )
 
 
-def _ages(settings: Settings, tenant_id: str) -> dict[str, list[int]]:
+def _ages(settings: Settings, tenant_id: str, now: datetime) -> dict[str, list[int]]:
     """Per table, the age in days of each row left."""
     columns = {
         "audit_log": t.audit_log.c.at,
@@ -161,7 +167,7 @@ def _ages(settings: Settings, tenant_id: str) -> dict[str, list[int]]:
     with tenant_connection(settings, tenant_id) as conn:
         return {
             name: sorted(
-                (NOW - at).days
+                (now - at).days
                 for at in conn.execute(
                     sa.select(column).where(column.table.c.tenant_id == tenant_id)
                 ).scalars()
@@ -171,19 +177,19 @@ def _ages(settings: Settings, tenant_id: str) -> dict[str, list[int]]:
 
 
 def test_plan_retention_covers_audit_product_events_and_rollups(
-    tenant: TenantHandle, runtime: Runtime, settings: Settings
+    tenant: TenantHandle, runtime: Runtime, settings: Settings, now: datetime
 ) -> None:
     """A free tenant (7 days) loses its audit log, product events and noisiest
     fingerprints older than 7 days; its hourly counters stay for the 90-day analytics.
     A self-hosted tenant with no operator retention keeps everything."""
     runtime.store.product().set_plan(tenant.id, "free")
     kept = runtime.store.create_tenant("kept").id
-    midnight = NOW.replace(hour=0, minute=0, second=0, microsecond=0)
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
     times = [midnight - timedelta(days=d) + timedelta(minutes=1) for d in (100, 8, 6)]
     for tenant_id in (tenant.id, kept):
         _logs_and_counters(settings, tenant_id, times)
     Scheduler(runtime.store, 3600, runtime.archive).run_once()
-    assert _ages(settings, tenant.id) == {
+    assert _ages(settings, tenant.id, now) == {
         "audit_log": [6],
         "product_events": [6],
         "rollups_hourly": [6, 8],
@@ -192,8 +198,8 @@ def test_plan_retention_covers_audit_product_events_and_rollups(
         "rollups_top_daily": [6],
     }
     everything = [6, 8, 100]
-    assert _ages(settings, kept) == dict.fromkeys(_ages(settings, kept), everything)
+    assert _ages(settings, kept, now) == dict.fromkeys(_ages(settings, kept, now), everything)
     # Past 90 days counters go too: an operator retention of 30 days keeps 90 of them.
-    done = runtime.store.purge_expired(kept, NOW - timedelta(days=30))
+    done = runtime.store.purge_expired(kept, now - timedelta(days=30))
     assert done["rollups_hourly"] == 1 and done["audit_log"] == 1
-    assert _ages(settings, kept)["rollups_hourly"] == [6, 8]
+    assert _ages(settings, kept, now)["rollups_hourly"] == [6, 8]
