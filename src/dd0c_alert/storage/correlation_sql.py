@@ -62,7 +62,7 @@ def load_state(
         i.c.first_at <= shift(high, 3 * window + lookback)
     )
     known = {f.record.incident_id for f in folds if f.record.incident_id}
-    wanted = near if not known else near | i.c.id.in_(padded(list(known)))
+    wanted = near if not known else near | i.c.id.in_(padded(known))
     rows = conn.execute(
         sa.select(i).where(i.c.tenant_id == tenant_id, i.c.merged_into.is_(None), wanted)
     ).all()

@@ -10,13 +10,13 @@ and the worker's process grew as the sizes it had seen did.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 from typing import TypeVar
 
 T = TypeVar("T")
 
 
-def padded(values: Sequence[T]) -> list[T]:
+def padded(values: Iterable[T]) -> list[T]:
     """``values`` with the last repeated up to the next power of two (a value listed
     twice in ``IN`` matches the same rows once)."""
     found = list(values)
