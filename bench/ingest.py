@@ -182,6 +182,8 @@ class OwnServer:
 
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="dd0c-bench-")))
     proc: subprocess.Popen[bytes] | None = None
+    #: Where to copy the server's log when it stops (the data directory is removed).
+    keep_log: Path | None = None
 
     def _cli(self) -> str:
         cli = Path(sys.executable).with_name("dd0c-alert")
@@ -238,6 +240,9 @@ class OwnServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if self.keep_log is not None and (self.workdir / "server.log").exists():
+            shutil.copyfile(self.workdir / "server.log", self.keep_log)
+            log(f"server log kept in {self.keep_log}")
         shutil.rmtree(self.workdir, ignore_errors=True)
         if self.workdir.exists():
             log(f"could not remove {self.workdir}")

@@ -4,16 +4,19 @@ Starts its own ``dd0c-alert serve`` (embedded) and posts Alertmanager webhooks a
 fixed rate (``--rate`` requests/s of ``--alerts`` alerts each, every alert new) from a
 paced asyncio client; every ``--every`` seconds it samples the queue lag (the age of
 the oldest unprocessed event, from ``/readyz``), the depth, and the RSS of serve and of
-its background process. Prints one JSON line per sample and a summary line; progress on
-stderr. Not a test. The issue's bar: lag under 5 s throughout, RSS flat.
+its background process; between samples it polls the lag every 2 s and reports the
+highest it saw (``max_lag_s``), so a spike between two samples is not missed. Prints
+one JSON line per sample and a summary line; progress on stderr. Not a test. The
+issue's bar: lag under 5 s throughout, RSS flat.
 
-    .venv/bin/python bench/soak.py [--rate 20 --alerts 100] [--minutes 10]
+    .venv/bin/python bench/soak.py [--rate 20 --alerts 100] [--minutes 10] [--keep-log F]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import re
 import secrets
@@ -75,41 +78,65 @@ async def paced_load(
     await asyncio.gather(*(connection(i) for i in range(connections)))
 
 
-def sample(
-    client: httpx.Client, target: Target, started: float, sent: list[int]
-) -> dict[str, object]:
+def queue_state(client: httpx.Client, target: Target) -> tuple[int | None, float | None]:
+    """(events waiting, age of the oldest in seconds), as ``/readyz`` reports them."""
     checks = client.get(f"{target.base}/readyz", timeout=10).json()["checks"]
     match = _QUEUE.search(checks.get("queue", ""))
+    return (int(match.group(1)), float(match.group(2))) if match else (None, None)
+
+
+async def watch_lag(target: Target, highest: list[float], stop: asyncio.Event) -> None:
+    """Keep ``highest[0]`` at the highest lag seen since the caller last reset it."""
+    with httpx.Client() as client:
+        while not stop.is_set():
+            _, lag = await asyncio.to_thread(queue_state, client, target)
+            highest[0] = max(highest[0], lag or 0.0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 2.0)
+
+
+def sample(
+    client: httpx.Client, target: Target, started: float, sent: list[int], highest: list[float]
+) -> dict[str, object]:
+    waiting, lag = queue_state(client, target)
     pids = [target.pid, *child_pids(target.pid)] if target.pid else []
-    return {
+    row: dict[str, object] = {
         "t_s": round(time.monotonic() - started),
         "accepted": sent[0],
         "failed": sent[1],
-        "queue_waiting": int(match.group(1)) if match else None,
-        "lag_s": float(match.group(2)) if match else None,
+        "queue_waiting": waiting,
+        "lag_s": lag,
+        "max_lag_s": max(highest[0], lag or 0.0),
         "rss_mb": [proc_status_mb(pid, "VmRSS") for pid in pids],
     }
+    highest[0] = 0.0
+    return row
 
 
 async def main(args: argparse.Namespace) -> None:
-    server = OwnServer()
+    server = OwnServer(keep_log=args.keep_log)
     target = server.start()
     sent = [0, 0]
     samples: list[dict[str, object]] = []
+    highest = [0.0]
+    stop = asyncio.Event()
     try:
         load = asyncio.create_task(
             paced_load(target, args.rate, args.alerts, args.minutes * 60, sent)
         )
+        watcher = asyncio.create_task(watch_lag(target, highest, stop))
         started = time.monotonic()
         with httpx.Client() as client:
             while not load.done():
                 await asyncio.sleep(args.every)
-                row = await asyncio.to_thread(sample, client, target, started, sent)
+                row = await asyncio.to_thread(sample, client, target, started, sent, highest)
                 samples.append(row)
                 print(json.dumps(row), flush=True)
         await load
+        stop.set()
+        await watcher
         drain = wait_drained(target.base, 600)
-        lags = [s["lag_s"] for s in samples if isinstance(s["lag_s"], float)]
+        lags = [s["max_lag_s"] for s in samples if isinstance(s["max_lag_s"], float)]
         first, last = samples[min(2, len(samples) - 1)]["rss_mb"], samples[-1]["rss_mb"]
         print(
             json.dumps(
@@ -137,5 +164,6 @@ if __name__ == "__main__":
     parser.add_argument("--alerts", type=int, default=100, help="alerts per request")
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--every", type=float, default=30.0, help="seconds between samples")
+    parser.add_argument("--keep-log", type=Path, help="copy the server's log here at the end")
     log("soak: starting serve")
     asyncio.run(main(parser.parse_args()))

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+import structlog
 
 from conftest import TenantHandle, tenant_connection
 from dd0c_alert.config import Settings
@@ -86,6 +87,22 @@ def test_the_scheduled_jobs_purge_each_tenant(
     purging = Scheduler(runtime.store, 3600, runtime.archive, retention=timedelta(days=-1))
     purging.run_once()
     assert alerts_of(runtime, tenant.id) == []
+
+
+def test_a_pass_logs_where_its_time_went(
+    client, tenant: TenantHandle, runtime: Runtime, now: datetime
+) -> None:
+    """One line per pass, with each step's seconds summed over the tenants: a queue
+    lag during a pass is traced to the step that held the database."""
+    tenant.integration("custom", SECRET)
+    send(client, tenant, fired("Disk full", "db", now - timedelta(hours=2), timedelta(minutes=5)))
+    with structlog.testing.capture_logs() as logs:
+        Scheduler(runtime.store, 3600, runtime.archive, retention=timedelta(days=30)).run_once()
+    [line] = [entry for entry in logs if entry["event"] == "cron_pass_finished"]
+    steps = ("statistics", "retention", "top_days", "suggestions")
+    assert line["tenants"] == len(runtime.store.list_tenants()) >= 1
+    assert all(line[f"{step}_s"] >= 0 for step in steps)
+    assert line["seconds"] >= sum(line[f"{step}_s"] for step in steps)
 
 
 def _logs_and_counters(settings: Settings, tenant_id: str, times: list[datetime]) -> None:
