@@ -15,7 +15,9 @@ from dd0c_alert.config import Settings
 from dd0c_alert.pipeline.cron import Scheduler
 from dd0c_alert.pipeline.runtime import Runtime
 from dd0c_alert.storage import schema as t
+from dd0c_alert.storage.engine import normalise_database_url
 from dd0c_alert.storage.ports import AlertFilter
+from dd0c_alert.storage.retention import purge_tenant
 from test_suggestions_api import SECRET, fired, send
 
 
@@ -220,3 +222,40 @@ def test_plan_retention_covers_audit_product_events_and_rollups(
     done = runtime.store.purge_expired(kept, now - timedelta(days=30))
     assert done["rollups_hourly"] == 1 and done["audit_log"] == 1
     assert _ages(settings, kept, now)["rollups_hourly"] == [6, 8]
+
+
+def test_rollups_go_in_transactions_of_a_bounded_size(
+    tenant: TenantHandle, runtime: Runtime, settings: Settings, now: datetime
+) -> None:
+    """A day of per-fingerprint counts can hold a row for every alert of that day:
+    they are deleted ``batch`` rows per statement, not a day at a time, so the worker
+    never waits behind one huge delete for the write lock."""
+    other = runtime.store.create_tenant("other").id
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    days = {midnight - timedelta(days=20): 5, midnight - timedelta(days=19): 4, midnight: 3}
+    for tenant_id in (tenant.id, other):
+        with tenant_connection(settings, tenant_id) as conn:
+            for day, count in days.items():
+                for n in range(count):
+                    row = {"day": day, "fingerprint": f"fp-{n}", "title": "t", "alerts": 1}
+                    conn.execute(
+                        t.rollups_fingerprint_daily.insert().values(tenant_id=tenant_id, **row)
+                    )
+    url = normalise_database_url(settings.resolved_database_url)
+    engine, read_engine = sa.create_engine(url), sa.create_engine(url)
+    deleted: list[int] = []
+
+    @sa.event.listens_for(engine, "after_cursor_execute")
+    def count(conn, cursor, statement: str, *_: Any) -> None:  # type: ignore[no-untyped-def]
+        if statement.startswith("DELETE FROM rollups_fingerprint_daily"):
+            deleted.append(cursor.rowcount)
+
+    try:
+        done = purge_tenant(engine, read_engine, tenant.id, midnight - timedelta(days=7), batch=2)
+    finally:
+        engine.dispose()
+        read_engine.dispose()
+    assert done["rollups_fingerprint_daily"] == 9
+    assert sum(deleted) == 9 and max(deleted) == 2  # five statements: 2, 2, 2, 2, 1
+    assert _ages(settings, tenant.id, now)["rollups_fingerprint_daily"] == [0, 0, 0]
+    assert len(_ages(settings, other, now)["rollups_fingerprint_daily"]) == 12

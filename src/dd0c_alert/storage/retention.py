@@ -1,8 +1,8 @@
 """Retention: a tenant's records older than a cutoff are deleted in small batches.
 
-Batches of a few thousand rows (rollups: a day of them), each its own short
-transaction, keep the worker and webhook admission from waiting behind one long delete
-(on SQLite they share the write lock). What is still going on is kept whatever its
+Batches of a few thousand rows, each its own short transaction, keep the worker from
+waiting behind one long delete (on SQLite they share the write lock; webhook admission
+writes to the queue's own file). What is still going on is kept whatever its
 age: firing alerts, and the incidents that still have alerts.
 
 The audit log is append-only for people; retention is what removes its rows. Hourly
@@ -21,19 +21,27 @@ import sqlalchemy as sa
 from dd0c_alert.domain.plans import COUNTERS_DAYS
 
 from . import schema as t
-from .tenancy import scoped
+from .tenancy import reading, scoped
 
 BATCH = 5000
 
 
 def purge_tenant(
     engine: sa.Engine,
+    read_engine: sa.Engine,
     tenant_id: str,
     cutoff: datetime,
     batch: int = BATCH,
     now: datetime | None = None,
 ) -> dict[str, int]:
-    """Delete the tenant's records older than ``cutoff``; how many of each kind went."""
+    """Delete the tenant's records older than ``cutoff``; how many of each kind went.
+
+    Finding what expired can mean scanning every alert and decision of the tenant
+    (no index says when they were last seen or decided: the worker would pay for it on
+    every write). The scans are reads on ``read_engine``; each write transaction then
+    deletes a batch of found ids that still match. On SQLite a delete that scanned
+    held the write lock for the whole scan: seconds at two million alerts, every pass,
+    while the worker's queue lag grew."""
     a, d, i, dl = t.alerts, t.decisions, t.incidents, t.dead_letters
     audit, events = t.audit_log, t.product_events
     expired: dict[str, tuple[sa.Table, sa.ColumnElement[bool]]] = {
@@ -46,7 +54,7 @@ def purge_tenant(
         "product_events": (events, events.c.at < cutoff),
     }
     done = {
-        kind: _in_batches(engine, tenant_id, table, condition, batch)
+        kind: _in_batches(engine, read_engine, tenant_id, table, condition, batch)
         for kind, (table, condition) in expired.items()
     }
     counters = min(cutoff, (now or datetime.now(UTC)) - timedelta(days=COUNTERS_DAYS))
@@ -62,16 +70,23 @@ def purge_tenant(
         "rollups_top_daily": (t.rollups_top_daily, t.rollups_top_daily.c.day, cutoff),
     }
     for kind, (table, column, before) in by_day.items():
-        done[kind] = _day_by_day(engine, tenant_id, table, column, before)
-    alive = sa.exists().where(a.c.tenant_id == tenant_id, a.c.incident_id == i.c.id)
+        done[kind] = _rollups_in_batches(engine, tenant_id, table, column, before, batch)
+    expired_incident = (
+        (i.c.tenant_id == tenant_id)
+        & (i.c.last_at < cutoff)
+        & ~sa.exists().where(a.c.tenant_id == tenant_id, a.c.incident_id == i.c.id)
+    )
     gone: list[str] = []
     while True:
+        with reading(read_engine, tenant_id) as conn:
+            found = list(conn.execute(sa.select(i.c.id).where(expired_incident).limit(batch)))
+        if not found:
+            break
         with scoped(engine, tenant_id) as conn:
+            # Still expired: an alert may have joined one since it was read.
             ids = list(
                 conn.execute(
-                    sa.select(i.c.id)
-                    .where(i.c.tenant_id == tenant_id, i.c.last_at < cutoff, ~alive)
-                    .limit(batch)
+                    sa.select(i.c.id).where(expired_incident, i.c.id.in_([r.id for r in found]))
                 ).scalars()
             )
             for table in (t.incident_services, t.incident_events, t.feedback, t.incident_search):
@@ -84,51 +99,58 @@ def purge_tenant(
             conn.execute(i.delete().where(i.c.tenant_id == tenant_id, i.c.merged_into.in_(ids)))
             conn.execute(i.delete().where(i.c.tenant_id == tenant_id, i.c.id.in_(ids)))
         gone += ids
-        if len(ids) < batch:
+        if len(found) < batch:
             break
     done["incidents"] = len(gone)
     return done
 
 
-def _day_by_day(
+def _rollups_in_batches(
     engine: sa.Engine,
     tenant_id: str,
     table: sa.Table,
     column: sa.Column[datetime],
     cutoff: datetime,
+    batch: int,
 ) -> int:
-    """Delete a rollup table's rows before ``cutoff``, one day of them per transaction
-    (its primary key starts with the tenant and the time: each delete is a range)."""
+    """Delete a rollup table's rows before ``cutoff``, ``batch`` of them per
+    transaction, picked by primary key. (One day per transaction was unbounded: a
+    day of per-fingerprint counts can hold a row for every alert of the day, and a
+    soak's pass deleted 128,000 of them in one two-second transaction while the
+    worker waited for the write lock.)"""
+    key = sa.tuple_(*table.primary_key.columns)
     total = 0
     while True:
         with scoped(engine, tenant_id) as conn:
-            mine = (table.c.tenant_id == tenant_id) & (column < cutoff)
-            oldest = conn.execute(sa.select(sa.func.min(column)).where(mine)).scalar()
-            if oldest is None:
-                return total
-            until = min(oldest + timedelta(days=1), cutoff)
-            total += conn.execute(
-                table.delete().where(table.c.tenant_id == tenant_id, column < until)
+            oldest = (
+                sa.select(*table.primary_key.columns)
+                .where(table.c.tenant_id == tenant_id, column < cutoff)
+                .limit(batch)
+            )
+            deleted = conn.execute(
+                table.delete().where(table.c.tenant_id == tenant_id, key.in_(oldest))
             ).rowcount
+        total += deleted
+        if deleted < batch:
+            return total
 
 
 def _in_batches(
     engine: sa.Engine,
+    read_engine: sa.Engine,
     tenant_id: str,
     table: sa.Table,
     condition: sa.ColumnElement[bool],
     batch: int,
 ) -> int:
+    """Find ``batch`` expired rows with a read, delete those that still match."""
+    mine = (table.c.tenant_id == tenant_id) & condition
     total = 0
     while True:
-        with scoped(engine, tenant_id) as conn:
-            ids = (
-                sa.select(table.c.id)
-                .where(table.c.tenant_id == tenant_id, condition)
-                .limit(batch)
-                .scalar_subquery()
-            )
-            deleted = conn.execute(table.delete().where(table.c.id.in_(ids))).rowcount
-        total += deleted
-        if deleted < batch:
+        with reading(read_engine, tenant_id) as conn:
+            ids = list(conn.execute(sa.select(table.c.id).where(mine).limit(batch)).scalars())
+        if ids:
+            with scoped(engine, tenant_id) as conn:
+                total += conn.execute(table.delete().where(mine, table.c.id.in_(ids))).rowcount
+        if len(ids) < batch:
             return total

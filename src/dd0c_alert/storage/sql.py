@@ -491,7 +491,7 @@ class SqlStore:
         self._read.dispose()
 
     def purge_expired(self, tenant_id: str, cutoff: datetime) -> dict[str, int]:
-        return purge_tenant(self._engine, tenant_id, cutoff)
+        return purge_tenant(self._engine, self._read, tenant_id, cutoff)
 
     def connections_in_use(self) -> int:
         """Connections checked out of this process's pool (0 where it is not a
