@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 import statistics
+import sys
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
@@ -25,7 +27,21 @@ from dd0c_alert.storage.top_daily import K
 from test_smoke_custom import sign
 
 SECRET = "s3cret"
-NOW = datetime.now(UTC).replace(minute=30, second=0, microsecond=0)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(minute=30, second=0, microsecond=0)
+
+
+NOW = _now()
+
+
+@pytest.fixture(autouse=True)
+def _clock_at_test_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """NOW as each test starts, not as the module was collected: the server's day
+    boundaries (rollups, retention, "this week") are its clock's, and a suite that
+    crossed midnight in between would compare them with yesterday's."""
+    monkeypatch.setattr(sys.modules[__name__], "NOW", _now())
 
 
 def at(days: int, minutes: int = 0) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -29,7 +30,21 @@ from webhook_helpers import new_tenant, running
 pytestmark = pytest.mark.both_modes
 
 SECRET = "s3cret"
-NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+NOW = _now()
+
+
+@pytest.fixture(autouse=True)
+def _clock_at_test_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """NOW as each test starts, not as the module was collected: the server's day
+    boundaries (rollups, retention, "this week") are its clock's, and a suite that
+    crossed midnight in between would compare them with yesterday's."""
+    monkeypatch.setattr(sys.modules[__name__], "NOW", _now())
 
 
 def iso(moment: datetime) -> str:
