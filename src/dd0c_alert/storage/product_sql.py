@@ -389,7 +389,7 @@ class ProductStore:
 
     def list_top_days(self, tenant_id: str, now: datetime | None = None) -> int:
         """Keep each completed day's top fingerprints for analytics (scheduled jobs)."""
-        return top_daily.list_days(self._engine, tenant_id, now or datetime.now(UTC))
+        return top_daily.list_days(self._engine, self._read, tenant_id, now or datetime.now(UTC))
 
     # --- audit log --------------------------------------------------------------------
 

@@ -32,7 +32,7 @@ from dd0c_alert.domain.plans import COUNTERS_DAYS
 
 from . import schema as t
 from .rollups import day_of
-from .tenancy import scoped
+from .tenancy import reading, scoped
 
 #: Fingerprints kept per tenant and day.
 K = 100
@@ -104,13 +104,17 @@ def noisy(
     )
 
 
-def list_days(engine: sa.Engine, tenant_id: str, now: datetime) -> int:
+def list_days(engine: sa.Engine, read_engine: sa.Engine, tenant_id: str, now: datetime) -> int:
     """List the tenant's completed days of the last ``COUNTERS_DAYS`` that have counts
-    but no list yet, a day per transaction; how many were listed. Idempotent."""
+    but no list yet, a day per transaction; how many were listed. Idempotent.
+
+    Ranking a day sorts every fingerprint counted that day (a storm's day can hold a
+    million): that is a read, on ``read_engine``; the write transaction only inserts
+    the ``K`` rows, so the worker does not wait out a sort for SQLite's write lock."""
     f, d, daily = t.rollups_fingerprint_daily, t.rollups_top_daily, t.rollups_daily
     end = completed_before(now)
     start = end - timedelta(days=COUNTERS_DAYS + 1)
-    with scoped(engine, tenant_id) as conn:
+    with reading(read_engine, tenant_id) as conn:
         counted = conn.execute(
             sa.select(daily.c.day).where(
                 daily.c.tenant_id == tenant_id,
@@ -128,19 +132,23 @@ def list_days(engine: sa.Engine, tenant_id: str, now: datetime) -> int:
         missing = sorted(set(counted) - set(listed))
     done = 0
     for day in missing:
-        with scoped(engine, tenant_id) as conn:
-            insert = (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(d)
-            top = (
+        with reading(read_engine, tenant_id) as conn:
+            top = conn.execute(
                 sa.select(f.c.tenant_id, f.c.day, f.c.fingerprint, f.c.alerts)
                 .where(f.c.tenant_id == tenant_id, f.c.day == day)
                 .order_by(f.c.alerts.desc(), f.c.fingerprint)
                 .limit(K)
-            )
+            ).all()
+        if not top:
+            continue
+        with scoped(engine, tenant_id) as conn:
+            insert = (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(d)
             # Another jobs process listing the same day at once is no error. (RETURNING:
-            # psycopg reports no rowcount for INSERT ... SELECT ... ON CONFLICT.)
-            statement = insert.from_select(["tenant_id", "day", "fingerprint", "alerts"], top)
+            # psycopg reports no rowcount for INSERT ... ON CONFLICT.)
             written = conn.execute(
-                statement.on_conflict_do_nothing().returning(d.c.fingerprint)
+                insert.values([row._asdict() for row in top])
+                .on_conflict_do_nothing()
+                .returning(d.c.fingerprint)
             ).first()
         done += written is not None
     return done
