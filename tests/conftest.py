@@ -16,9 +16,10 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -190,6 +191,19 @@ def redis_server() -> RedisServer:
 def settings(tmp_path: Path) -> Settings:
     base = Settings(data_dir=tmp_path / "data", worker_poll_seconds=0.02, secret_key="")
     return base.model_copy(update=backend_overrides())
+
+
+def clock_at_test_start(now: Callable[[], datetime]) -> Any:
+    """An autouse fixture for a module whose helpers read a module-level ``NOW``: it
+    is set to ``now()`` as each test starts, not when the module was collected. The
+    server's day boundaries (rollups, retention, "this week") are its clock's, and a
+    suite that crossed midnight in between compared them with yesterday's."""
+
+    @pytest.fixture(autouse=True)
+    def fixture(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(request.module, "NOW", now())
+
+    return fixture
 
 
 @contextmanager

@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import json
 import statistics
-import sys
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from conftest import TenantHandle, drain, tenant_connection
+from conftest import TenantHandle, clock_at_test_start, drain, tenant_connection
 from dd0c_alert.config import Settings
 from dd0c_alert.pipeline.cron import Scheduler
 from dd0c_alert.pipeline.runtime import Runtime
@@ -34,14 +32,7 @@ def _now() -> datetime:
 
 
 NOW = _now()
-
-
-@pytest.fixture(autouse=True)
-def _clock_at_test_start(monkeypatch: pytest.MonkeyPatch) -> None:
-    """NOW as each test starts, not as the module was collected: the server's day
-    boundaries (rollups, retention, "this week") are its clock's, and a suite that
-    crossed midnight in between would compare them with yesterday's."""
-    monkeypatch.setattr(sys.modules[__name__], "NOW", _now())
+_clock = clock_at_test_start(_now)  # NOW again as each test starts
 
 
 def at(days: int, minutes: int = 0) -> str:

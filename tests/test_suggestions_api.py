@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -17,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from conftest import TenantHandle, cli_environment, drain, tenant_connection
+from conftest import TenantHandle, cli_environment, clock_at_test_start, drain, tenant_connection
 from dd0c_alert.cli import app as cli_app
 from dd0c_alert.config import Settings
 from dd0c_alert.pipeline import worker
@@ -37,14 +36,7 @@ def _now() -> datetime:
 
 
 NOW = _now()
-
-
-@pytest.fixture(autouse=True)
-def _clock_at_test_start(monkeypatch: pytest.MonkeyPatch) -> None:
-    """NOW as each test starts, not as the module was collected: the server's day
-    boundaries (rollups, retention, "this week") are its clock's, and a suite that
-    crossed midnight in between would compare them with yesterday's."""
-    monkeypatch.setattr(sys.modules[__name__], "NOW", _now())
+_clock = clock_at_test_start(_now)  # NOW again as each test starts
 
 
 def iso(moment: datetime) -> str:
