@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import random
+from datetime import UTC, datetime
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dd0c_alert.domain.ids import new_id
+from dd0c_alert.domain.ids import first_id_at, new_id
 
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
@@ -34,3 +35,15 @@ def test_ids_sort_by_their_millisecond(ms: int, later: int) -> None:
 def test_a_known_id() -> None:
     random.seed(1)
     assert new_id(1_733_380_000_000) == "01JEAQZJ80V3RS3DTR98H6BCFN"
+
+
+@given(st.integers(1, 2**47), st.integers(0, 2**32))
+def test_the_first_id_of_a_millisecond_sorts_between_it_and_the_one_before(
+    ms: int, seed: int
+) -> None:
+    random.seed(seed)
+    moment = datetime.fromtimestamp(ms / 1000, UTC)
+    first = first_id_at(moment)
+    minted = int(moment.timestamp() * 1000)  # the millisecond the float lands on
+    assert new_id(minted - 1) < first <= new_id(minted)
+    assert first == new_id(minted)[:10] + "0" * 16

@@ -259,3 +259,25 @@ def test_rollups_go_in_transactions_of_a_bounded_size(
     assert sum(deleted) == 9 and max(deleted) == 2  # five statements: 2, 2, 2, 2, 1
     assert _ages(settings, tenant.id, now)["rollups_fingerprint_daily"] == [0, 0, 0]
     assert len(_ages(settings, other, now)["rollups_fingerprint_daily"]) == 12
+
+
+def test_an_alert_stored_after_the_cutoff_stays_until_the_cutoff_passes_its_storing(
+    client, tenant: TenantHandle, runtime: Runtime, settings: Settings, now: datetime
+) -> None:
+    """The purge looks only at ids minted before the cutoff (an index range, not the
+    whole history): one last seen before the cutoff but stored after it (a replayed
+    dead letter, a backlog) goes once the cutoff passes the moment it was stored."""
+    tenant.integration("custom", SECRET)
+    send(client, tenant, fired("Disk full", "db", now - timedelta(hours=2), timedelta(minutes=5)))
+    [alert] = alerts_of(runtime, tenant.id)
+    with tenant_connection(settings, tenant.id) as conn:
+        conn.execute(
+            t.alerts.update()
+            .where(t.alerts.c.id == alert["id"])
+            .values(last_seen_at=now - timedelta(hours=3))
+        )
+    assert runtime.store.purge_expired(tenant.id, now - timedelta(hours=1))["alerts"] == 0
+    assert [a["id"] for a in alerts_of(runtime, tenant.id)] == [alert["id"]]
+    later = datetime.now(UTC) + timedelta(seconds=1)  # past the moment it was stored
+    assert runtime.store.purge_expired(tenant.id, later)["alerts"] == 1
+    assert alerts_of(runtime, tenant.id) == []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import time
+from datetime import datetime
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 #: Every 10-bit value as its two characters. Ids are minted per alert and decision, so
@@ -41,3 +42,9 @@ def new_id(now_ms: int | None = None) -> str:
             p[low & 1023],
         )
     )
+
+
+def first_id_at(moment: datetime) -> str:
+    """The smallest id of ``moment``'s millisecond: every id minted earlier sorts below
+    it, so ``id < first_id_at(t)`` is an index range for "created before t"."""
+    return new_id(int(moment.timestamp() * 1000))[:10] + "0" * 16

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
+from dd0c_alert.domain.ids import first_id_at
 from dd0c_alert.domain.plans import COUNTERS_DAYS
 
 from . import schema as t
@@ -36,18 +37,32 @@ def purge_tenant(
 ) -> dict[str, int]:
     """Delete the tenant's records older than ``cutoff``; how many of each kind went.
 
-    Finding what expired can mean scanning every alert and decision of the tenant
-    (no index says when they were last seen or decided: the worker would pay for it on
-    every write). The scans are reads on ``read_engine``; each write transaction then
+    No index says when alerts and decisions were last seen or decided (the worker
+    would pay for it on every write): they are found within the ids minted before the
+    cutoff, and the scans are reads on ``read_engine``; each write transaction then
     deletes a batch of found ids that still match. On SQLite a delete that scanned
     held the write lock for the whole scan: seconds at two million alerts, every pass,
     while the worker's queue lag grew."""
     a, d, i, dl = t.alerts, t.decisions, t.incidents, t.dead_letters
     audit, events = t.audit_log, t.product_events
+    # Alerts and decisions get their ids when the worker stores them, and an alert is
+    # last seen when a delivery of it arrives: one last seen before the cutoff was
+    # stored before it, give or take the queue's lag. So only ids minted before the
+    # cutoff are scanned (an index range), not the whole history; one stored late (a
+    # replayed dead letter, a backlog) is kept until the cutoff passes its storing.
+    stored_before = first_id_at(cutoff)
     expired: dict[str, tuple[sa.Table, sa.ColumnElement[bool]]] = {
-        "alerts": (a, (a.c.last_seen_at < cutoff) & (a.c.status != "firing")),
+        "alerts": (
+            a,
+            (a.c.id < stored_before) & (a.c.last_seen_at < cutoff) & (a.c.status != "firing"),
+        ),
         # A kept alert keeps its explanations, however old the event.
-        "decisions": (d, (d.c.at < cutoff) & ~sa.exists().where(a.c.id == d.c.alert_id)),
+        "decisions": (
+            d,
+            (d.c.id < stored_before)
+            & (d.c.at < cutoff)
+            & ~sa.exists().where(a.c.id == d.c.alert_id),
+        ),
         "deploys": (t.deploys, t.deploys.c.started_at < cutoff),
         "dead_letters": (dl, dl.c.received_at < cutoff.timestamp()),
         "audit_log": (audit, audit.c.at < cutoff),
