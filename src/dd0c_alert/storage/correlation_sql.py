@@ -101,13 +101,13 @@ def _load_history(
     flap = timedelta(seconds=state.settings.flap_window_seconds)
     stats: dict[str, dict[str, int]] = {}
     for start in range(0, len(fingerprints), _CHUNK):
-        chunk = fingerprints[start : start + _CHUNK]
+        chunk = padded(fingerprints[start : start + _CHUNK])
         rows = conn.execute(
             sa.select(a.c.fingerprint, a.c.started_at, a.c.ended_at, i.c.acknowledged_at)
             .select_from(a.outerjoin(i, i.c.id == a.c.incident_id))
             .where(
                 a.c.tenant_id == state.tenant_id,
-                a.c.fingerprint.in_(padded(chunk)),
+                a.c.fingerprint.in_(chunk),
                 a.c.started_at >= shift(low, -HISTORY),
             )
         ).all()
@@ -128,7 +128,7 @@ def _load_history(
             .select_from(
                 f.join(a, (a.c.incident_id == f.c.incident_id) & (a.c.tenant_id == f.c.tenant_id))
             )
-            .where(f.c.tenant_id == state.tenant_id, a.c.fingerprint.in_(padded(chunk)))
+            .where(f.c.tenant_id == state.tenant_id, a.c.fingerprint.in_(chunk))
             .group_by(a.c.fingerprint, f.c.verdict)
         ).all()
         for fingerprint, verdict, count in verdicts:
