@@ -20,6 +20,7 @@ from dd0c_alert.pipeline.cron import Scheduler
 from dd0c_alert.pipeline.runtime import Runtime
 from dd0c_alert.storage import schema as t
 from dd0c_alert.storage.engine import normalise_database_url
+from dd0c_alert.storage.sql import SqlStore
 from dd0c_alert.storage.tenancy import reading, scoped
 from dd0c_alert.storage.top_daily import K
 from test_smoke_custom import sign
@@ -218,9 +219,10 @@ def test_top_noisy_candidates_are_the_k_best_by_their_listed_counts(
 def test_api_reads_are_planned_for_their_values(
     runtime: Runtime, tenant: TenantHandle, settings: Settings
 ) -> None:
-    """PostgreSQL: a read of the API or dashboard gets a plan for its own tenant and
-    values, never the generic plan of a prepared statement; the worker's transactions
-    keep the server's default."""
+    """PostgreSQL: a read of the API or dashboard, and the worker's batch transaction,
+    get plans for their own tenant, values and table sizes, never the generic plan of a
+    prepared statement made while the tables were small; other writes keep the
+    server's default."""
     engine = sa.create_engine(normalise_database_url(settings.resolved_database_url))
     try:
         if engine.dialect.name != "postgresql":
@@ -233,6 +235,9 @@ def test_api_reads_are_planned_for_their_values(
             assert conn.execute(sa.text("SELECT current_setting('app.tenant_id')")).scalar_one()
         with scoped(engine, tenant.id) as conn:
             assert conn.execute(show).scalar_one() == "auto"
+        assert isinstance(runtime.store, SqlStore)
+        with runtime.store.transaction([tenant.id]) as tx:
+            assert tx._conn.execute(show).scalar_one() == "force_custom_plan"
     finally:
         engine.dispose()
 

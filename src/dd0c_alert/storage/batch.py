@@ -261,19 +261,23 @@ def no_queue(conn: sa.Connection, outcome: BatchOutcome) -> None:
 
 
 #: Each listed fingerprint's latest ended occurrence: one ordered probe per value of the
-#: list (``json_each`` on SQLite, ``unnest`` on PostgreSQL), not a scan of its history.
-_LATEST_ENDED = (
-    "SELECT alerts.* FROM {} JOIN alerts ON alerts.id = ("
-    "SELECT b.id FROM alerts b WHERE b.tenant_id = :tenant"
-    " AND b.fingerprint = f.value AND b.status <> 'firing'"
-    " ORDER BY b.started_at DESC, b.id DESC LIMIT 1)"
-)
+#: list, not a scan of its history. PostgreSQL gets it as a ``LATERAL`` subquery that
+#: returns the row itself: given SQLite's form (join ``alerts`` on the id a subquery
+#: picks), it hashed all of the tenant's alerts, which row-level security hands it as a
+#: cheap-looking scan by ``tenant_id``, and probed them with the subquery's ids.
 _LATEST_ENDED_BY_DIALECT = {
-    dialect: sa.text(_LATEST_ENDED.format(source)).columns(*t.alerts.c)
-    for dialect, source in (
-        ("sqlite", "json_each(:fingerprints) AS f"),
-        ("postgresql", "unnest(CAST(:fingerprints AS text[])) AS f(value)"),
-    )
+    "sqlite": sa.text(
+        "SELECT alerts.* FROM json_each(:fingerprints) AS f JOIN alerts ON alerts.id = ("
+        "SELECT b.id FROM alerts b WHERE b.tenant_id = :tenant"
+        " AND b.fingerprint = f.value AND b.status <> 'firing'"
+        " ORDER BY b.started_at DESC, b.id DESC LIMIT 1)"
+    ).columns(*t.alerts.c),
+    "postgresql": sa.text(
+        "SELECT latest.* FROM unnest(CAST(:fingerprints AS text[])) AS f(value)"
+        " CROSS JOIN LATERAL (SELECT b.* FROM alerts b WHERE b.tenant_id = :tenant"
+        " AND b.fingerprint = f.value AND b.status <> 'firing'"
+        " ORDER BY b.started_at DESC, b.id DESC LIMIT 1) AS latest"
+    ).columns(*t.alerts.c),
 }
 
 

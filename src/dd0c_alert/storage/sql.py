@@ -62,7 +62,7 @@ from .retention import purge_tenant
 from .rollups import reach_step, record_event
 from .rows import alert_dict, decode_cursor, deploy_dict, encode_cursor, iso, month_of
 from .secrets import SecretBox
-from .tenancy import scope, scoped
+from .tenancy import plan_for_values, scope, scoped
 
 API_KEY_PREFIX = "dd0c_"
 
@@ -333,6 +333,7 @@ class SqlStore:
         claimed = sorted(set(tenant_ids))
         with self._engine.begin() as conn:
             if conn.dialect.name == "postgresql":
+                plan_for_values(conn)
                 for tenant_id in claimed:
                     conn.execute(_CLAIM_TENANT, {"tenant_id": tenant_id})
             tx = SqlTransaction(conn, self._settle, claimed, self.monthly_quota)
