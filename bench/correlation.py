@@ -34,6 +34,7 @@ import itertools
 import json
 import pstats
 import random
+import secrets
 import sqlite3
 import sys
 import tempfile
@@ -436,6 +437,7 @@ def _postgres(folder: Path) -> Iterator[tuple[Settings, Counter]]:
             database_url=server.dsn("dd0c", APP),
             migration_database_url=server.dsn("dd0c", OWNER),
             secret_key=Fernet.generate_key().decode(),
+            jwt_secret=secrets.token_urlsafe(48),
         )
         migrate(settings)
 
