@@ -255,6 +255,9 @@ class ProductionCluster:
     ingest: int = 1
     correlate: int = 2
     notify: int = 0
+    cron: int = 0
+    #: A folder to copy each role's log to when the cluster stops.
+    keep_logs: Path | None = None
     #: Settings for every role process (the bench's own ``DD0C_*`` are not passed on).
     extra_env: dict[str, str] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
@@ -303,6 +306,8 @@ class ProductionCluster:
             self._spawn(cli, env, f"correlate-{n}", "correlate")
         for n in range(self.notify):
             self._spawn(cli, env, f"notify-{n}", "notify")
+        for n in range(self.cron):
+            self._spawn(cli, env, f"cron-{n}", "cron")
         self.env = env
         api_port = free_port()
         self._spawn(cli, env, "api", "api", "--port", str(api_port))
@@ -337,6 +342,11 @@ class ProductionCluster:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        if self.keep_logs is not None:
+            self.keep_logs.mkdir(parents=True, exist_ok=True)
+            for path in self.workdir.glob("*.log"):
+                shutil.copyfile(path, self.keep_logs / path.name)
+            log(f"role logs kept in {self.keep_logs}")
         if self.redis is not None:
             self.redis.stop()
         if self.pg is not None:

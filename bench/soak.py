@@ -1,15 +1,19 @@
 """Soak: a steady webhook load for minutes, watching whether the worker keeps up.
 
-Starts its own ``dd0c-alert serve`` (embedded) and posts Alertmanager webhooks at a
-fixed rate (``--rate`` requests/s of ``--alerts`` alerts each, every alert new) from a
-paced asyncio client; every ``--every`` seconds it samples the queue lag (the age of
-the oldest unprocessed event, from ``/readyz``), the depth, and the RSS of serve and of
-its background process; between samples it polls the lag every 2 s and reports the
-highest it saw (``max_lag_s``), so a spike between two samples is not missed. Prints
-one JSON line per sample and a summary line; progress on stderr. Not a test. The
-issue's bar: lag under 5 s throughout, RSS flat.
+Starts its own ``dd0c-alert serve`` (embedded), or with ``--mode production`` one
+process per role (ingest, correlate, cron, api) on a local PostgreSQL and Redis, and
+posts Alertmanager webhooks at a fixed rate (``--rate`` requests/s of ``--alerts``
+alerts each, every alert new) from a paced asyncio client. Every ``--every`` seconds it
+samples the queue lag (the age of the oldest unprocessed event, from ``/readyz``), the
+depth, and the RSS of each server process (serve and its child; or ingest, correlate
+and cron); between samples it polls the lag every 2 s and reports the highest it saw
+(``max_lag_s``), so a spike between two samples is not missed. Prints one JSON line per
+sample and a summary line; progress on stderr. Not a test. The issue's bar: lag under
+5 s throughout, RSS flat. ``DD0C_*`` settings in the environment (a shorter
+``DD0C_SUGGEST_INTERVAL_SECONDS``, say) reach the server in both modes.
 
     .venv/bin/python bench/soak.py [--rate 20 --alerts 100] [--minutes 10] [--keep-log F]
+        [--mode production]
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import re
 import secrets
 import sys
@@ -33,9 +38,9 @@ sys.path.insert(0, str(HERE))
 from ingest import (  # noqa: E402
     USER_AGENT,
     OwnServer,
+    ProductionCluster,
     Target,
     body_parts,
-    child_pids,
     log,
     proc_status_mb,
     wait_drained,
@@ -99,7 +104,7 @@ def sample(
     client: httpx.Client, target: Target, started: float, sent: list[int], highest: list[float]
 ) -> dict[str, object]:
     waiting, lag = queue_state(client, target)
-    pids = [target.pid, *child_pids(target.pid)] if target.pid else []
+    pids = target.all_pids
     row: dict[str, object] = {
         "t_s": round(time.monotonic() - started),
         "accepted": sent[0],
@@ -113,8 +118,20 @@ def sample(
     return row
 
 
+def passed_settings() -> dict[str, str]:
+    """This environment's ``DD0C_*`` settings, for the production roles (which start
+    from a clean environment of their own)."""
+    return {key: value for key, value in os.environ.items() if key.startswith("DD0C_")}
+
+
 async def main(args: argparse.Namespace) -> None:
-    server = OwnServer(keep_log=args.keep_log)
+    server: OwnServer | ProductionCluster
+    if args.mode == "production":
+        server = ProductionCluster(
+            correlate=1, cron=1, extra_env=passed_settings(), keep_logs=args.keep_log
+        )
+    else:
+        server = OwnServer(keep_log=args.keep_log)
     target = server.start()
     sent = [0, 0]
     samples: list[dict[str, object]] = []
@@ -164,6 +181,12 @@ if __name__ == "__main__":
     parser.add_argument("--alerts", type=int, default=100, help="alerts per request")
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--every", type=float, default=30.0, help="seconds between samples")
-    parser.add_argument("--keep-log", type=Path, help="copy the server's log here at the end")
-    log("soak: starting serve")
-    asyncio.run(main(parser.parse_args()))
+    parser.add_argument(
+        "--keep-log",
+        type=Path,
+        help="copy the server's log to this file at the end (production: to this folder)",
+    )
+    parser.add_argument("--mode", choices=["embedded", "production"], default="embedded")
+    arguments = parser.parse_args()
+    log(f"soak: starting the server ({arguments.mode})")
+    asyncio.run(main(arguments))
