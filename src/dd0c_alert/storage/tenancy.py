@@ -60,8 +60,8 @@ def plan_for_values(conn: sa.Connection) -> None:
 
     psycopg prepares a statement on its fifth execution, and PostgreSQL may then keep
     a generic plan: costed for unknown values and for the tables as they were then. A
-    worker's connection prepares its lookups while a new tenant's tables are nearly
-    empty, and kept those plans as they grew: the fingerprint lookups scanned every
+    worker's connection prepared its lookups while a new tenant's tables were nearly
+    empty and kept those plans as they grew: the fingerprint lookups scanned every
     alert of the tenant, and a production worker fell from 1,000 single alerts/s to
     100 within a minute (``bench/soak.py --mode production``). Planning each
     statement costs less than the batch it serves: ``bench/correlation.py --part
