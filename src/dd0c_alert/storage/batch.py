@@ -265,19 +265,26 @@ def no_queue(conn: sa.Connection, outcome: BatchOutcome) -> None:
 #: returns the row itself: given SQLite's form (join ``alerts`` on the id a subquery
 #: picks), it hashed all of the tenant's alerts, which row-level security hands it as a
 #: cheap-looking scan by ``tenant_id``, and probed them with the subquery's ids.
+_LATEST_ENDED_PROBE = (
+    "SELECT {} FROM alerts b WHERE b.tenant_id = :tenant"
+    " AND b.fingerprint = f.value AND b.status <> 'firing'"
+    " ORDER BY b.started_at DESC, b.id DESC LIMIT 1"
+)
 _LATEST_ENDED_BY_DIALECT = {
-    "sqlite": sa.text(
-        "SELECT alerts.* FROM json_each(:fingerprints) AS f JOIN alerts ON alerts.id = ("
-        "SELECT b.id FROM alerts b WHERE b.tenant_id = :tenant"
-        " AND b.fingerprint = f.value AND b.status <> 'firing'"
-        " ORDER BY b.started_at DESC, b.id DESC LIMIT 1)"
-    ).columns(*t.alerts.c),
-    "postgresql": sa.text(
-        "SELECT latest.* FROM unnest(CAST(:fingerprints AS text[])) AS f(value)"
-        " CROSS JOIN LATERAL (SELECT b.* FROM alerts b WHERE b.tenant_id = :tenant"
-        " AND b.fingerprint = f.value AND b.status <> 'firing'"
-        " ORDER BY b.started_at DESC, b.id DESC LIMIT 1) AS latest"
-    ).columns(*t.alerts.c),
+    dialect: sa.text(statement.format(_LATEST_ENDED_PROBE.format(picked))).columns(*t.alerts.c)
+    for dialect, statement, picked in (
+        (
+            "sqlite",
+            "SELECT alerts.* FROM json_each(:fingerprints) AS f JOIN alerts ON alerts.id = ({})",
+            "b.id",
+        ),
+        (
+            "postgresql",
+            "SELECT latest.* FROM unnest(CAST(:fingerprints AS text[])) AS f(value)"
+            " CROSS JOIN LATERAL ({}) AS latest",
+            "b.*",
+        ),
+    )
 }
 
 
