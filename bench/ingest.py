@@ -23,6 +23,7 @@ import contextlib
 import json
 import os
 import re
+import resource
 import secrets
 import shutil
 import signal
@@ -115,6 +116,9 @@ class Target:
     pids: list[int] = field(default_factory=list)
     owner_dsn: str | None = None
     api_base: str | None = None  # the ``api`` process, where it is not the ingest one
+    #: production mode: role -> pids, PostgreSQL's postmaster and Redis included, for
+    #: the CPU each spends per request (what a process more of one role would need)
+    roles: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def webhook_url(self) -> str:
@@ -263,6 +267,7 @@ class ProductionCluster:
     env: dict[str, str] = field(default_factory=dict)
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="dd0c-bench-")))
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    role_names: list[str] = field(default_factory=list)  # procs' roles, in order
     pg: Any = None
     redis: Any = None
 
@@ -325,10 +330,21 @@ class ProductionCluster:
             pids=[proc.pid for proc in self.procs[:-1]],  # the api process idles
             owner_dsn=self.pg.dsn("dd0c", OWNER),
             api_base=api_base,
+            roles=self._roles(),
         )
+
+    def _roles(self) -> dict[str, list[int]]:
+        roles: dict[str, list[int]] = {
+            "postgres": [self.pg.proc.pid],
+            "redis": [self.redis.proc.pid],
+        }
+        for name, proc in zip(self.role_names[:-1], self.procs[:-1], strict=True):
+            roles.setdefault(name, []).append(proc.pid)
+        return roles
 
     def _spawn(self, cli: str, env: dict[str, str], name: str, *args: str) -> None:
         out = (self.workdir / f"{name}.log").open("wb")
+        self.role_names.append(args[0])
         self.procs.append(
             subprocess.Popen([cli, *args], env=env, stdout=out, stderr=subprocess.STDOUT)
         )
@@ -375,6 +391,30 @@ def cpu_seconds(pid: int | None) -> float | None:
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def role_cpu_seconds(target: Target) -> dict[str, float]:
+    """CPU seconds so far by role; PostgreSQL's are its postmaster's and its backends'
+    (the roles' pooled connections live through a load)."""
+    found: dict[str, float] = {}
+    for role, pids in target.roles.items():
+        backends = [c for pid in pids for c in child_pids(pid)] if role == "postgres" else []
+        found[role] = sum(cpu_seconds(pid) or 0.0 for pid in [*pids, *backends])
+    return found
+
+
+def client_cpu_seconds() -> float:
+    """CPU seconds of the load tools run and waited for so far (``wrk``); the Python
+    client runs in this process and is not counted."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds this machine has spent busy (all cores), from ``/proc/stat``."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def total(values: list[float | None]) -> float | None:
@@ -720,12 +760,16 @@ def run_scenario(name: str, target: Target, args: argparse.Namespace) -> dict[st
         raise SystemExit("queue did not drain before the load")
     before = stored_alerts(target)
     cpu_before = total([cpu_seconds(pid) for pid in target.all_pids])
+    roles_before, busy_before = role_cpu_seconds(target), machine_busy_seconds()
+    client_before = client_cpu_seconds()
     log(f"{name}: {args.tool}, {args.connections} connections, {args.duration} s")
     if args.tool == "wrk":
         load = run_wrk_all(target, alerts, args.connections, args.duration, args.threads)
     else:
         load = run_python(target, alerts, args.connections, args.duration)
     cpu_after_load = total([cpu_seconds(pid) for pid in target.all_pids])
+    roles_after, busy_after = role_cpu_seconds(target), machine_busy_seconds()
+    client = client_cpu_seconds() - client_before
     rss_loaded = total([proc_status_mb(pid, "VmRSS") for pid in target.all_pids])
     drain = wait_drained(target.base, args.drain_timeout)
     after = stored_alerts(target)
@@ -769,6 +813,17 @@ def run_scenario(name: str, target: Target, args: argparse.Namespace) -> dict[st
             None if processed is None else round(processed / (load.duration_s + drain.seconds), 1)
         ),
         "server_cpu_cores_during_load": cpu_load,
+        "client_cpu_cores_during_load": round(client / load.duration_s, 2)
+        if args.tool == "wrk"
+        else None,
+        "machine_cpu_cores_busy_during_load": round(
+            (busy_after - busy_before) / load.duration_s, 2
+        ),
+        "cpu_us_per_request_by_role": {
+            role: round(1e6 * (roles_after[role] - roles_before[role]) / max(1, load.requests), 1)
+            for role in roles_before
+        }
+        or None,
         "server_rss_mb": rss_loaded,
         "server_peak_rss_mb": total([proc_status_mb(pid, "VmHWM") for pid in target.all_pids]),
         "api_check": api_check(target),
