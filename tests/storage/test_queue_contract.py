@@ -412,9 +412,10 @@ def test_pgmq_carries_the_trace_context_in_message_headers(pg_engine: sa.Engine)
     queue.close()
     with pg_engine.connect() as conn:
         headers = conn.execute(
-            sa.text("SELECT headers FROM pgmq.q_dd0c_ingest ORDER BY msg_id")
-        ).scalars()
-        assert list(headers) == [{"traceparent": "00-abc-def-01", "tracestate": "v=1"}, None]
+            sa.text("SELECT headers, headers IS NULL FROM pgmq.q_dd0c_ingest ORDER BY msg_id")
+        ).all()
+        trace = {"traceparent": "00-abc-def-01", "tracestate": "v=1"}
+        assert [tuple(row) for row in headers] == [(trace, False), (None, True)]
 
 
 def test_pgmq_keeps_dead_lettered_messages_in_its_archive(pg_engine: sa.Engine) -> None:
