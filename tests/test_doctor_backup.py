@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 from dd0c_alert.app import build_runtime
 from dd0c_alert.cli import app
 from dd0c_alert.config import Settings
+from dd0c_alert.pipeline.backup import backup
 from dd0c_alert.storage.migrate import alembic_config
 from dd0c_alert.storage.ports import AlertFilter, IncidentFilter
 from servers import APP, OWNER, PostgresServer, free_port
@@ -185,3 +186,20 @@ def test_a_backup_taken_during_a_storm_restores_consistently(tmp_path: Path) -> 
             assert runtime.archive.get(alert["raw_ref"])
     finally:
         runtime.stop()
+
+
+def test_a_backup_leaves_out_archive_writes_in_flight(tmp_path: Path) -> None:
+    """A ``.<name>.<pid>.tmp`` file is a payload segment being written: half a file,
+    renamed into place when complete. The backup copies the segments, not those."""
+    data = tmp_path / "live"
+    day = data / "archive" / "tenant" / "2026" / "12" / "06"
+    day.mkdir(parents=True)
+    (day / "a.seg.json").write_bytes(b"{}")
+    (day / ".b.seg.json.4242.tmp").write_bytes(b'{"half')
+    sqlite3.connect(data / "dd0c.db").close()
+    copied = backup(data / "dd0c.db", data / "archive", data, tmp_path / "copy")
+    archive = tmp_path / "copy" / "archive"
+    assert [p.relative_to(archive).as_posix() for p in archive.rglob("*") if p.is_file()] == [
+        "tenant/2026/12/06/a.seg.json"
+    ]
+    assert copied.archive_files == 1

@@ -22,6 +22,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+from dd0c_alert.storage.archive import in_flight
 from dd0c_alert.storage.files import private_dir
 from dd0c_alert.storage.sqlite_queue import queue_file
 
@@ -105,9 +106,12 @@ def restore(source: Path, data_dir: Path, *, force: bool = False) -> Copied:
 
 
 def _copy_tree(source: Path, target: Path) -> int:
-    """Files are copied as found; one removed meanwhile (retention) is skipped."""
+    """Files are copied as found; one removed meanwhile (retention) is skipped, and so
+    are writes still in flight."""
     copied = 0
     for path in sorted(source.rglob("*")):
+        if in_flight(path):
+            continue
         relative = target / path.relative_to(source)
         if path.is_dir():
             private_dir(relative)

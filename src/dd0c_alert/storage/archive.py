@@ -15,6 +15,12 @@ from pathlib import Path
 from .files import FILE_MODE, private_dir
 
 
+def in_flight(path: Path) -> bool:
+    """A write not yet renamed into place (see ``LocalArchive.put``): never read, and
+    gone or renamed at any moment, so copies of a live archive leave it out."""
+    return path.name.startswith(".") and path.name.endswith(".tmp")
+
+
 class LocalArchive:
     def __init__(self, root: Path) -> None:
         self._root = root.resolve()
