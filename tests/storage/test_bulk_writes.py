@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite
 
 from dd0c_alert.domain.models import AlertStatus, Severity
+from dd0c_alert.storage import schema
 from dd0c_alert.storage import schema as t
 from dd0c_alert.storage.bulk import execute_many, insert_ignoring_duplicates, upsert_adding
 from dd0c_alert.storage.engine import make_engines
@@ -121,3 +123,28 @@ def test_a_missing_key_is_an_error_not_a_null(engine: sa.Engine) -> None:
     del row["title"]
     with engine.begin() as conn, pytest.raises(KeyError):
         execute_many(conn, t.alerts.insert(), [_alert(0, "a"), row])
+
+
+def test_a_times_text_is_its_utc_instant_once_remembered_and_after_the_memory_fills() -> None:
+    """Times are remembered as text by value: equal instants in other zones share one
+    entry, a naive time (UTC) and an aware one with the same wall clock do not."""
+    processor = t.UTCDateTime().dialect_impl(sqlite.dialect()).bind_processor(sqlite.dialect())
+    naive_ten = T0.replace(tzinfo=None)
+    ten_in_berlin = T0.replace(tzinfo=BERLIN)  # 09:00 UTC
+    expected = {
+        T0: "2026-11-27 10:00:00.123456",
+        T0.astimezone(BERLIN): "2026-11-27 10:00:00.123456",
+        naive_ten: "2026-11-27 10:00:00.123456",
+        ten_in_berlin: "2026-11-27 09:00:00.123456",
+    }
+    for _ in range(2):
+        assert [processor(value) for value in expected] == list(expected.values())
+        assert [processor(value) for value in reversed(expected)] == list(
+            reversed(expected.values())
+        )
+    assert processor(None) is None
+    many = [T0 + timedelta(seconds=n) for n in range(schema._TEXTS_MAX + 10)]
+    texts = [processor(value) for value in many]
+    assert len(schema._TEXTS) <= schema._TEXTS_MAX
+    assert texts[-1] == "2026-11-27 11:08:25.123456"
+    assert processor(ten_in_berlin) == "2026-11-27 09:00:00.123456"
