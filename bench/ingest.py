@@ -19,36 +19,38 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import re
-import resource
 import secrets
 import shutil
 import signal
-import socket
-import sqlite3
 import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+from targets import (
+    OwnServer,
+    ProductionCluster,
+    Target,
+    client_cpu_seconds,
+    cpu_seconds,
+    log,
+    machine_busy_seconds,
+    proc_status_mb,
+    role_cpu_seconds,
+    stored_alerts,
+    total,
+)
 
 SCENARIOS = {"single": 1, "group100": 100}
 MARK = "@@SEQ@@"  # replaced per request by a unique string, so no two alerts share identity
 USER_AGENT = "Alertmanager/0.27.0"
-
-
-def log(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
 # --- payload -----------------------------------------------------------------------------
@@ -98,351 +100,7 @@ def body_parts(alerts: int) -> list[str]:
     return json.dumps(payload, separators=(",", ":")).split(MARK)
 
 
-# --- the server under test ---------------------------------------------------------------
-
-
-@dataclass
-class Target:
-    base: str
-    tenant: str
-    secret: str
-    integration: str | None = None
-    api_key: str | None = None
-    pid: int | None = None  # only when the bench started the server
-    db_path: Path | None = None
-    #: production mode: every ingest process's base URL (``base`` is the first), the
-    #: pids of all role processes, and the owner DSN to count stored alerts with
-    bases: list[str] = field(default_factory=list)
-    pids: list[int] = field(default_factory=list)
-    owner_dsn: str | None = None
-    api_base: str | None = None  # the ``api`` process, where it is not the ingest one
-    #: production mode: role -> pids, PostgreSQL's postmaster and Redis included, for
-    #: the CPU each spends per request (what a process more of one role would need)
-    roles: dict[str, list[int]] = field(default_factory=dict)
-
-    @property
-    def webhook_url(self) -> str:
-        return self.webhook_url_at(self.base)
-
-    def webhook_url_at(self, base: str) -> str:
-        path = f"/v1/wh/{self.tenant}/alertmanager"
-        return base + path + (f"/{self.integration}" if self.integration else "")
-
-    @property
-    def all_pids(self) -> list[int]:
-        """Every server process: ``serve`` counts with its background child."""
-        if self.pids:
-            return self.pids
-        return [] if self.pid is None else [self.pid, *child_pids(self.pid)]
-
-
-def child_pids(pid: int) -> list[int]:
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_healthy(
-    base: str,
-    proc: subprocess.Popen[bytes] | None = None,
-    log_tail: Callable[[], str] = lambda: "",
-) -> None:
-    """Until ``base`` answers /healthz (30 s at most), or ``proc`` exits."""
-    deadline = time.monotonic() + 30
-    while True:
-        if proc is not None and proc.poll() is not None:
-            raise SystemExit(f"server exited at start:\n{log_tail()}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return
-        if time.monotonic() > deadline:
-            raise SystemExit(f"{base} not healthy after 30 s:\n{log_tail()}")
-        time.sleep(0.1)
-
-
-def bench_tenant(
-    cli_json: Callable[..., dict[str, Any]],
-) -> tuple[dict[str, Any], dict[str, Any], str]:
-    """A tenant and an Alertmanager integration, made with the CLI (``--json``)."""
-    secret = secrets.token_urlsafe(24)
-    tenant = cli_json("tenant", "create", "bench")
-    integration = cli_json(
-        "integration", "create", "--tenant", tenant["tenant_id"],
-        "--provider", "alertmanager", "--secret", secret,
-    )  # fmt: skip
-    return tenant, integration, secret
-
-
-@dataclass
-class OwnServer:
-    """A ``dd0c-alert serve`` subprocess on a temporary data directory."""
-
-    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="dd0c-bench-")))
-    proc: subprocess.Popen[bytes] | None = None
-    #: Where to copy the server's log when it stops (the data directory is removed).
-    keep_log: Path | None = None
-
-    def _cli(self) -> str:
-        cli = Path(sys.executable).with_name("dd0c-alert")
-        if not cli.exists():
-            raise SystemExit(f"{cli} not found: run the bench with the project's .venv python")
-        return str(cli)
-
-    def _env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.pop("DATABASE_URL", None)
-        env.pop("DD0C_DATABASE_URL", None)
-        env["DD0C_DATA_DIR"] = str(self.workdir / "data")
-        return env
-
-    def _json(self, *args: str) -> dict[str, Any]:
-        out = subprocess.run(
-            [self._cli(), *args, "--json"], env=self._env(), check=True, capture_output=True
-        )
-        result: dict[str, Any] = json.loads(out.stdout)
-        return result
-
-    def start(self) -> Target:
-        tenant, integration, secret = bench_tenant(self._json)
-        port = free_port()
-        logfile = (self.workdir / "server.log").open("wb")
-        self.proc = subprocess.Popen(
-            [self._cli(), "serve", "--port", str(port)],
-            env=self._env(),
-            stdout=logfile,
-            stderr=subprocess.STDOUT,
-        )
-        base = f"http://127.0.0.1:{port}"
-        wait_healthy(base, self.proc, self.log_tail)
-        log(f"server pid {self.proc.pid} on {base}, data in {self.workdir}")
-        return Target(
-            base=base,
-            tenant=tenant["tenant_id"],
-            secret=secret,
-            integration=integration["integration_id"],
-            api_key=tenant["api_key"],
-            pid=self.proc.pid,
-            db_path=self.workdir / "data" / "dd0c.db",
-        )
-
-    def log_tail(self) -> str:
-        path = self.workdir / "server.log"
-        return path.read_text(errors="replace")[-3000:] if path.exists() else ""
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.keep_log is not None and (self.workdir / "server.log").exists():
-            shutil.copyfile(self.workdir / "server.log", self.keep_log)
-            log(f"server log kept in {self.keep_log}")
-        shutil.rmtree(self.workdir, ignore_errors=True)
-        if self.workdir.exists():
-            log(f"could not remove {self.workdir}")
-
-
-@dataclass
-class ProductionCluster:
-    """PostgreSQL + Redis + role processes, all on this machine (tests/servers.py)."""
-
-    ingest: int = 1
-    correlate: int = 2
-    notify: int = 0
-    cron: int = 0
-    #: A folder to copy each role's log to when the cluster stops.
-    keep_logs: Path | None = None
-    #: Settings for every role process (the bench's own ``DD0C_*`` are not passed on).
-    extra_env: dict[str, str] = field(default_factory=dict)
-    env: dict[str, str] = field(default_factory=dict)
-    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="dd0c-bench-")))
-    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
-    role_names: list[str] = field(default_factory=list)  # procs' roles, in order
-    pg: Any = None
-    redis: Any = None
-
-    def start(self) -> Target:
-        sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-        from cryptography.fernet import Fernet  # noqa: PLC0415
-
-        from servers import APP, OWNER, PostgresServer, RedisServer  # noqa: PLC0415
-
-        self.pg = PostgresServer(self.workdir / "pg", durable=True)
-        self.pg.start()
-        self.pg.create_database("dd0c")
-        self.redis = RedisServer(self.workdir / "redis")
-        self.redis.start()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DD0C_")}
-        env.update(
-            DATABASE_URL=self.pg.dsn("dd0c", APP),
-            DD0C_MIGRATION_DATABASE_URL=self.pg.dsn("dd0c", OWNER),
-            REDIS_URL=self.redis.url,
-            DD0C_SECRET_KEY=Fernet.generate_key().decode(),
-            DD0C_JWT_SECRET=secrets.token_urlsafe(48),
-            DD0C_DATA_DIR=str(self.workdir / "data"),
-        )
-        env.update(self.extra_env)
-        cli = str(Path(sys.executable).with_name("dd0c-alert"))
-        subprocess.run([cli, "migrate"], env=env, check=True, capture_output=True)
-        env.pop("DD0C_MIGRATION_DATABASE_URL")
-
-        def as_json(*args: str) -> dict[str, Any]:
-            out = subprocess.run([cli, *args, "--json"], env=env, check=True, capture_output=True)
-            result: dict[str, Any] = json.loads(out.stdout)
-            return result
-
-        tenant, integration, secret = bench_tenant(as_json)
-        bases = []
-        for n in range(self.ingest):
-            port = free_port()
-            bases.append(f"http://127.0.0.1:{port}")
-            self._spawn(cli, env, f"ingest-{n}", "ingest", "--port", str(port))
-        for n in range(self.correlate):
-            self._spawn(cli, env, f"correlate-{n}", "correlate")
-        for n in range(self.notify):
-            self._spawn(cli, env, f"notify-{n}", "notify")
-        for n in range(self.cron):
-            self._spawn(cli, env, f"cron-{n}", "cron")
-        self.env = env
-        api_port = free_port()
-        self._spawn(cli, env, "api", "api", "--port", str(api_port))
-        api_base = f"http://127.0.0.1:{api_port}"
-        for base in [*bases, api_base]:
-            wait_healthy(base)
-        log(f"production: {self.ingest} ingest, {self.correlate} correlate, in {self.workdir}")
-        return Target(
-            base=bases[0],
-            tenant=tenant["tenant_id"],
-            secret=secret,
-            integration=integration["integration_id"],
-            api_key=tenant["api_key"],
-            bases=bases,
-            pids=[proc.pid for proc in self.procs[:-1]],  # the api process idles
-            owner_dsn=self.pg.dsn("dd0c", OWNER),
-            api_base=api_base,
-            roles=self._roles(),
-        )
-
-    def _roles(self) -> dict[str, list[int]]:
-        roles: dict[str, list[int]] = {
-            "postgres": [self.pg.proc.pid],
-            "redis": [self.redis.proc.pid],
-        }
-        for name, proc in zip(self.role_names[:-1], self.procs[:-1], strict=True):
-            roles.setdefault(name, []).append(proc.pid)
-        return roles
-
-    def _spawn(self, cli: str, env: dict[str, str], name: str, *args: str) -> None:
-        out = (self.workdir / f"{name}.log").open("wb")
-        self.role_names.append(args[0])
-        self.procs.append(
-            subprocess.Popen([cli, *args], env=env, stdout=out, stderr=subprocess.STDOUT)
-        )
-
-    def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        if self.keep_logs is not None:
-            self.keep_logs.mkdir(parents=True, exist_ok=True)
-            for path in self.workdir.glob("*.log"):
-                shutil.copyfile(path, self.keep_logs / path.name)
-            log(f"role logs kept in {self.keep_logs}")
-        if self.redis is not None:
-            self.redis.stop()
-        if self.pg is not None:
-            self.pg.stop()
-        shutil.rmtree(self.workdir, ignore_errors=True)
-
-
-def proc_status_mb(pid: int | None, key: str) -> float | None:
-    if pid is None:
-        return None
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        return None
-    return None
-
-
-def cpu_seconds(pid: int | None) -> float | None:
-    """User + system CPU time of the process (all threads)."""
-    if pid is None:
-        return None
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def role_cpu_seconds(target: Target) -> dict[str, float]:
-    """CPU seconds so far by role; PostgreSQL's are its postmaster's and its backends'
-    (the roles' pooled connections live through a load)."""
-    found: dict[str, float] = {}
-    for role, pids in target.roles.items():
-        backends = [c for pid in pids for c in child_pids(pid)] if role == "postgres" else []
-        found[role] = sum(cpu_seconds(pid) or 0.0 for pid in [*pids, *backends])
-    return found
-
-
-def client_cpu_seconds() -> float:
-    """CPU seconds of the load tools run and waited for so far (``wrk``); the Python
-    client runs in this process and is not counted."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def machine_busy_seconds() -> float:
-    """CPU seconds this machine has spent busy (all cores), from ``/proc/stat``."""
-    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
-    idle = fields[3] + fields[4]  # idle, iowait
-    return (sum(fields) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-def total(values: list[float | None]) -> float | None:
-    """A figure summed over the role processes (None if any is unknown)."""
-    known = [v for v in values if v is not None]
-    return round(sum(known), 2) if values and len(known) == len(values) else None
-
-
-def stored_alerts(target: Target) -> int | None:
-    """Alert rows of the bench tenant, read straight from the database (own server only)."""
-    if target.owner_dsn is not None:
-        import psycopg  # noqa: PLC0415
-
-        with psycopg.connect(target.owner_dsn) as conn:
-            found = conn.execute(
-                "SELECT count(*) FROM alerts WHERE tenant_id = %s", (target.tenant,)
-            ).fetchone()
-        return int(found[0]) if found else 0
-    if target.db_path is None:
-        return None
-    conn = sqlite3.connect(f"file:{target.db_path}?mode=ro", uri=True, timeout=30)
-    try:
-        row = conn.execute(
-            "SELECT count(*) FROM alerts WHERE tenant_id = ?", (target.tenant,)
-        ).fetchone()
-    finally:
-        conn.close()
-    return int(row[0])
+# --- the server's queue and API ---------------------------------------------------------
 
 
 _WAITING = re.compile(r"\((\d+) waiting")
@@ -853,6 +511,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--mode", choices=["embedded", "production"], default="embedded")
     parser.add_argument("--ingest", type=int, default=1, help="ingest processes (production)")
     parser.add_argument("--correlate", type=int, default=2, help="correlate processes (production)")
+    parser.add_argument(
+        "--ingest-cpus",
+        type=float,
+        help="cap each ingest process at this many cores (production; a cgroup, root)",
+    )
     args = parser.parse_args()
     if args.url and not (args.tenant and args.secret):
         parser.error("--url needs --tenant and --secret")
@@ -884,7 +547,7 @@ def main() -> None:
         # A fresh server and database per scenario: one scenario's rows must not slow
         # the next, and the peak RSS is then the scenario's own.
         server: OwnServer | ProductionCluster = (
-            ProductionCluster(args.ingest, args.correlate)
+            ProductionCluster(args.ingest, args.correlate, ingest_cpus=args.ingest_cpus)
             if args.mode == "production"
             else OwnServer()
         )

@@ -34,7 +34,7 @@ import httpx
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
 
-from ingest import OwnServer, ProductionCluster, Target, log  # noqa: E402
+from targets import OwnServer, ProductionCluster, Target, log  # noqa: E402
 
 from stand_ins.slack_api import SlackStandIn  # noqa: E402
 

@@ -27,7 +27,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from ingest import MARK, OwnServer, Target, free_port, log, run_wrk  # noqa: E402
+from ingest import MARK, run_wrk  # noqa: E402
+from targets import OwnServer, Target, free_port, log  # noqa: E402
 
 LEGS = {"single": (1, 64), "group100": (100, 16)}
 CONFIG = 'route: {receiver: "null", group_by: ["alertname"]}\nreceivers: [{name: "null"}]\n'

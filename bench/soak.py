@@ -35,16 +35,8 @@ import httpx
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from ingest import (  # noqa: E402
-    USER_AGENT,
-    OwnServer,
-    ProductionCluster,
-    Target,
-    body_parts,
-    log,
-    proc_status_mb,
-    wait_drained,
-)
+from ingest import USER_AGENT, body_parts, wait_drained  # noqa: E402
+from targets import OwnServer, ProductionCluster, Target, log, proc_status_mb  # noqa: E402
 
 _QUEUE = re.compile(r"\((\d+) waiting, oldest ([\d.]+) s\)")
 
