@@ -195,7 +195,8 @@ class CpuCap:
 
     def __init__(self, name: str, cores: float) -> None:
         v2 = Path("/sys/fs/cgroup")
-        if "cpu" in _read(v2 / "cgroup.controllers").split():
+        controllers = v2 / "cgroup.controllers"
+        if controllers.exists() and "cpu" in controllers.read_text().split():
             (v2 / "cgroup.subtree_control").write_text("+cpu")
             self.group = v2 / name
             self.group.mkdir(exist_ok=True)
@@ -215,13 +216,6 @@ class CpuCap:
         """Once its processes have exited: an empty group can go."""
         with contextlib.suppress(OSError):
             self.group.rmdir()
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text()
-    except OSError:
-        return ""
 
 
 @dataclass
