@@ -27,8 +27,7 @@ _TEXTS_MAX = 4096
 
 def _sqlite_text(value: datetime | None) -> str | None:
     """A time as SQLite's DATETIME column stores it (UTC, ``2026-11-27 10:00:00.123456``),
-    in one step: ``isoformat`` (C) instead of SQLAlchemy's ``%``-formatting of seven
-    fields, for the several times each stored alert and decision carries."""
+    from ``_TEXTS`` when this value was written before."""
     if value is None:
         return None
     text = _TEXTS.get(value)
@@ -41,6 +40,8 @@ def _sqlite_text(value: datetime | None) -> str | None:
 
 
 def _utc_text(value: datetime) -> str:
+    """In one step: ``isoformat`` (C) instead of SQLAlchemy's ``%``-formatting of seven
+    fields."""
     if value.tzinfo is None:  # a naive time is UTC, as everywhere else
         return value.isoformat(" ", "microseconds")
     if value.tzinfo is not UTC:  # most are UTC already, and astimezone is the cost
