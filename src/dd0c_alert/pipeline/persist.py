@@ -41,6 +41,10 @@ def persist(
     )
     with store.transaction(tenant_ids) as tx:
         states = tx.fingerprint_states({(a.tenant_id, a.fingerprint) for a in alerts})
+        # Fingerprints with a stored occurrence, by tenant: only they have history.
+        seen_before: dict[str, set[str]] = {}
+        for tenant_id, fingerprint in states:
+            seen_before.setdefault(tenant_id, set()).add(fingerprint)
         changed: dict[str, AlertRecord] = {}
         created: set[str] = set()
         by_tenant: dict[str, list[FoldResult]] = {}
@@ -60,7 +64,9 @@ def persist(
             folds = by_tenant.get(tenant_id, [])
             tenant_deploys = deploys_by_tenant.get(tenant_id, [])
             settings, rules = config(tenant_id)
-            engine_state = tx.correlation_state(tenant_id, settings, rules, folds, tenant_deploys)
+            engine_state = tx.correlation_state(
+                tenant_id, settings, rules, folds, tenant_deploys, seen_before.get(tenant_id, set())
+            )
             before = {i: Snapshot.of(x) for i, x in engine_state.incidents.items()}
             decisions = correlate(engine_state, folds, tenant_deploys, new_id, tick)
             tenant_pairs = list(zip(folds, decisions, strict=True))

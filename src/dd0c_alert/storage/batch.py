@@ -104,8 +104,10 @@ class SqlTransaction:
         rules: Rules,
         folds: Sequence[FoldResult],
         deploys: Sequence[DeployRef],
+        stored: Collection[str],
     ) -> EngineState:
-        state = load_state(self._use(tenant_id), tenant_id, settings, rules, folds, deploys)
+        conn = self._use(tenant_id)
+        state = load_state(conn, tenant_id, settings, rules, folds, deploys, stored)
         self._loaded[tenant_id] = set(state.incidents)
         return state
 

@@ -8,7 +8,7 @@ fingerprints) and persist what it decided, inside the worker's transaction.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -52,7 +52,11 @@ def load_state(
     rules: Rules,
     folds: Sequence[FoldResult],
     deploys: Sequence[DeployRef],
+    stored: Collection[str],
 ) -> EngineState:
+    """What correlating ``folds`` and ``deploys`` needs. History is read only for the
+    fingerprints in ``stored``, those with an occurrence already stored: a storm of
+    first-time alerts has none, and asking anyway was 4 % of a storm's worker time."""
     times = [event_time(f.alert) for f in folds] + [d.started_at for d in deploys]
     window = timedelta(seconds=settings.correlation_window_seconds)
     lookback = timedelta(seconds=settings.deploy_lookback_seconds)
@@ -81,7 +85,7 @@ def load_state(
         )
     ).all()
     state.deploys = [deploy_ref(row) for row in deploy_rows]
-    fingerprints = sorted({f.record.alert.fingerprint for f in folds})
+    fingerprints = sorted({f.record.alert.fingerprint for f in folds} & set(stored))
     _load_history(conn, state, fingerprints, low, high)
     if rules.inhibitions and settings.features.inhibition:
         a = t.alerts

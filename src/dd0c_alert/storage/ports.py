@@ -6,7 +6,7 @@ sees them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -223,8 +223,11 @@ class Transaction(Protocol):
         rules: Rules,
         folds: Sequence[FoldResult],
         deploys: Sequence[DeployRef],
+        stored: Collection[str],
     ) -> EngineState:
-        """The incidents near the batch in event time, recent deploys, history."""
+        """The incidents near the batch in event time, recent deploys, and the history
+        of those of the batch's fingerprints that ``stored`` names (the others have no
+        stored occurrence, so no history to read)."""
 
     def save_correlation(
         self, state: EngineState, pairs: Sequence[tuple[FoldResult, Decision]]
