@@ -14,13 +14,15 @@ On PostgreSQL the round trips dominate, and the usual path stays.
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-_Processor = Callable[[Any], Any] | None
+#: A placeholder's position and the processor its value goes through.
+_Step = tuple[int, Callable[[Any], Any]]
 
 
 def execute_many(
@@ -39,32 +41,37 @@ def execute_many(
     if plan is None:
         conn.execute(statement, list(rows))
         return
-    sql, steps = plan
-    conn.exec_driver_sql(
-        sql,
-        [
-            tuple([row[name] if process is None else process(row[name]) for name, process in steps])
-            for row in rows
-        ],
-    )
+    sql, values_of, processors = plan
+    parameters = []
+    for row in rows:
+        values = list(values_of(row))
+        for position, process in processors:
+            values[position] = process(values[position])
+        parameters.append(tuple(values))
+    conn.exec_driver_sql(sql, parameters)
 
 
 #: Bounded: a statement built per call instead of once would otherwise grow it forever.
 @functools.lru_cache(maxsize=256)
 def _plan(
     statement: sa.Insert | sa.Update, dialect: sa.Dialect, keys: tuple[str, ...]
-) -> tuple[str, tuple[tuple[str, _Processor], ...]] | None:
-    """The positional SQL and, per placeholder, its row key and value processor; None
-    when a placeholder is not one of ``keys`` (a column default SQLAlchemy fills in)."""
+) -> tuple[str, Callable[[Mapping[str, Any]], Sequence[Any]], tuple[_Step, ...]] | None:
+    """The positional SQL, what reads a row's values in placeholder order (one C call,
+    ``itemgetter``), and the positions whose value needs a processor (times, JSON);
+    None when a placeholder is not one of ``keys`` (a column default SQLAlchemy fills
+    in)."""
     compiled = statement.compile(dialect=dialect, column_keys=list(keys))
     names = compiled.positiontup
     if names is None or not set(names) <= set(keys):
         return None
-    steps = tuple(
-        (name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
-        for name in names
+    getter = operator.itemgetter(*names)
+    values_of = getter if len(names) > 1 else lambda row: (getter(row),)
+    processors = tuple(
+        (position, process)
+        for position, name in enumerate(names)
+        if (process := compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
     )
-    return compiled.string, steps
+    return compiled.string, values_of, processors
 
 
 def insert_ignoring_duplicates(
