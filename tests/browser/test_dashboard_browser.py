@@ -248,7 +248,7 @@ def test_screenshots_light_and_dark_at_desktop_and_phone_sizes(
                 if name == "silence-preview":
                     page.get_by_label("Matchers").fill('{service="db"}')
                     page.get_by_role("button", name="Preview matches").click()
-                page.wait_for_load_state("networkidle") if name != "/incidents" else None
+                    page.wait_for_load_state("networkidle")
                 if scheme == "dark" and size == "desktop":
                     check_axe(page, f"{name} (dark)")
                 if size == "phone":  # nothing wider than the phone
