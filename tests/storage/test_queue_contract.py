@@ -516,6 +516,36 @@ def test_sqlite_an_event_stored_but_not_let_go_is_dropped_at_its_next_claim(
     queue.close()
 
 
+def test_sqlite_claim_and_acknowledgement_do_not_write_the_body_again(
+    sqlite_store: tuple[sa.Engine, Path],
+) -> None:
+    """A 100 KB body spans 25 overflow pages. The claim must overwrite its row's own
+    page in place (the record keeps its length), and the acknowledgement must free the
+    pages without writing zeros over them (``secure_delete``, on in Debian's SQLite)."""
+    _, database = sqlite_store
+    path = queue_file(database)
+    queue = SqliteIngestQueue(path, store=database)
+    queue.start()
+    put_all((queue, event(body=b'{"pad": "%s"}' % (b"x" * 100_000))))
+    wal = path.with_name(path.name + "-wal")
+
+    def frames_written_by(step: Callable[[], object]) -> int:
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        assert wal.stat().st_size == 0
+        step()
+        return (wal.stat().st_size - 32) // (4096 + 24)  # WAL header, frame header + page
+
+    claimed: list[RawEvent] = []
+    # Before: 51 frames for the claim (a new chain, the old one zeroed), 30 for the ack.
+    assert frames_written_by(lambda: claimed.extend(queue.claim(1, 60))) <= 8
+    assert len(claimed[0].body or b"") > 100_000
+    done = BatchOutcome(acked=[claimed[0].event_id])
+    assert frames_written_by(lambda: queue.acknowledge(done)) <= 8
+    assert queue.depth().messages == 0
+    queue.close()
+
+
 def test_sqlite_an_event_stored_twice_rolls_the_second_transaction_back(
     sqlite_store: tuple[sa.Engine, Path],
 ) -> None:

