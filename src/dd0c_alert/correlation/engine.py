@@ -343,7 +343,7 @@ def _add_alert(
         first_service = key
     incident.last_at = max(incident.last_at, at)
     incident.probable_root = _root(state, incident.services, first_service)
-    if state.settings.features.deploys:
+    if state.settings.features.deploys and state.deploys:  # none near a storm, mostly
         _attach_deploys(state, incident)
     state.touched.add(incident.id)
 
@@ -364,6 +364,10 @@ def _attach_deploys(state: EngineState, incident: IncidentState) -> None:
         if state.settings.features.topology:
             suspects |= _upstream(state, incident.services)
         incident.deploys.extend(d for d in fresh.values() if d.service in suspects)
+        _sort_deploys(incident)
+
+
+def _sort_deploys(incident: IncidentState) -> None:
     incident.deploys.sort(key=lambda d: (d.started_at, d.id))
 
 
@@ -424,6 +428,7 @@ def absorb(into: IncidentState, merged: IncidentState) -> None:
     into.last_at = max(into.last_at, merged.last_at)
     into.paged = into.paged or merged.paged
     into.deploys.extend(d for d in merged.deploys if d.id not in {x.id for x in into.deploys})
+    _sort_deploys(into)
     merged.merged_into = into.id
     merged.status = IncidentStatus.RESOLVED
 
