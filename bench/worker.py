@@ -127,13 +127,15 @@ def run(scenario: str, alerts: int, folder: Path) -> dict[str, Any]:
     log(f"{scenario}: {len(docs)} events queued ({alerts} alerts); draining")
     freeze_heap()  # the collector as serve's processes set it
     started, cpu_started = time.perf_counter(), time.process_time()
-    written = bytes_written()
+    written_before = bytes_written()
     events = 0
     while handled := worker.run_once():
         events += handled
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
-    if written is not None:
-        written = bytes_written() - written  # type: ignore[operator]
+    written_after = bytes_written()
+    written = None
+    if written_before is not None and written_after is not None:
+        written = written_after - written_before
     runtime.stop()
     return {
         "scenario": scenario,
@@ -143,8 +145,8 @@ def run(scenario: str, alerts: int, folder: Path) -> dict[str, Any]:
         "alerts_per_s": round(alerts / elapsed),
         "events_per_s": round(events / elapsed),
         "cpu_us_per_alert": round(cpu / alerts * 1e6),
-        # What the drain handed the kernel to write (WAL, checkpoints, archive): the
-        # same from run to run, where the times drift with the machine.
+        # What the drain handed the kernel to write (WAL, checkpoints, archive): it
+        # drifts with the machine far less than the times do.
         "written_kb_per_alert": None if written is None else round(written / alerts / 1024, 2),
         "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }

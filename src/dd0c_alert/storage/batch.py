@@ -4,7 +4,7 @@ notification intents, dead letters and the queue's acknowledgement commit togeth
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence, Set
 from datetime import UTC, datetime
 from typing import Any
 
@@ -104,7 +104,7 @@ class SqlTransaction:
         rules: Rules,
         folds: Sequence[FoldResult],
         deploys: Sequence[DeployRef],
-        stored: Collection[str],
+        stored: Set[str],
     ) -> EngineState:
         conn = self._use(tenant_id)
         state = load_state(conn, tenant_id, settings, rules, folds, deploys, stored)

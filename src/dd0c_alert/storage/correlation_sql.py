@@ -8,7 +8,7 @@ fingerprints) and persist what it decided, inside the worker's transaction.
 from __future__ import annotations
 
 import functools
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Iterable, Sequence, Set
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -52,7 +52,7 @@ def load_state(
     rules: Rules,
     folds: Sequence[FoldResult],
     deploys: Sequence[DeployRef],
-    stored: Collection[str],
+    stored: Set[str],
 ) -> EngineState:
     """What correlating ``folds`` and ``deploys`` needs. History is read only for the
     fingerprints in ``stored``, those with an occurrence already stored: a storm of
@@ -85,7 +85,7 @@ def load_state(
         )
     ).all()
     state.deploys = [deploy_ref(row) for row in deploy_rows]
-    fingerprints = sorted({f.record.alert.fingerprint for f in folds} & set(stored))
+    fingerprints = sorted({f.record.alert.fingerprint for f in folds} & stored)
     _load_history(conn, state, fingerprints, low, high)
     if rules.inhibitions and settings.features.inhibition:
         a = t.alerts

@@ -6,7 +6,7 @@ sees them.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence, Set
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -223,7 +223,7 @@ class Transaction(Protocol):
         rules: Rules,
         folds: Sequence[FoldResult],
         deploys: Sequence[DeployRef],
-        stored: Collection[str],
+        stored: Set[str],
     ) -> EngineState:
         """The incidents near the batch in event time, recent deploys, and the history
         of those of the batch's fingerprints that ``stored`` names (the others have no
