@@ -243,7 +243,7 @@ def snapshot(deployment: Deployment, into: Path) -> Snapshot:
             row[0] for row in conn.execute(f"SELECT event_id FROM queue.ingest_queue{unsettled}")
         ]
         (leased,) = conn.execute(
-            f"SELECT count(*) FROM queue.ingest_queue{unsettled} AND visible_at > 0"
+            f"SELECT count(*) FROM queue.ingest_queue{unsettled} AND visible_at > 0.5"
         ).fetchone()
         occurrences, rows = conn.execute(
             "SELECT coalesce(sum(repeat_count), 0), count(*) FROM alerts WHERE tenant_id = ?",
@@ -433,7 +433,7 @@ def wait_for_progress_and_lease(deployment: Deployment, server: Server, at_least
             assert time.monotonic() < deadline, f"no progress:\n{server.log_tail()}"
             (done,) = conn.execute("SELECT coalesce(sum(repeat_count), 0) FROM alerts").fetchone()
             (unstored_leases,) = conn.execute(
-                "SELECT count(*) FROM queue.ingest_queue WHERE visible_at > 0"
+                "SELECT count(*) FROM queue.ingest_queue WHERE visible_at > 0.5"
                 " AND event_id NOT IN (SELECT event_id FROM main.processed_events)"
             ).fetchone()
             (left,) = conn.execute("SELECT count(*) FROM queue.ingest_queue").fetchone()
