@@ -82,11 +82,14 @@ def test_a_delivery_the_queue_cannot_commit_is_503_and_stores_nothing(
     url = f"/v1/wh/{tenant.id}/alertmanager/{integration}"
     auth = {"Authorization": "Bearer s3cret"}
     assert client.post(url, content=ALERT, headers=auth).status_code == 202
-    # The queue file is "full": SQLite's own disk-full error on the next insert.
-    writer = runtime.queue._writer_conn
-    assert writer is not None
-    pages = writer.execute("PRAGMA page_count").fetchone()[0]
-    writer.execute(f"PRAGMA max_page_count={pages}")
+    # The queue file is "full": SQLite's own disk-full error on the next insert, on
+    # either connection that commits webhooks (the event loop's, the writer thread's).
+    queue = runtime.queue
+    writers = [*queue._loop_conns.values(), queue._writer_conn]
+    assert writers[0] is not None
+    for writer in filter(None, writers):
+        pages = writer.execute("PRAGMA page_count").fetchone()[0]
+        writer.execute(f"PRAGMA max_page_count={pages}")
     labels = {f"label{n}": "x" * 200 for n in range(300)}  # needs pages of its own
     big = orjson.dumps({"alerts": [{"status": "firing", "labels": labels}]})
 
