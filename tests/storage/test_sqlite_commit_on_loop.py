@@ -95,6 +95,21 @@ def test_while_another_writer_holds_the_lock_the_thread_waits_and_the_loop_runs_
     assert queue.depth().messages == 5
 
 
+def test_a_lock_held_briefly_is_waited_for_on_the_loop(queue: SqliteIngestQueue) -> None:
+    """Taken for less than ``BUSY_WAIT_SECONDS``: the loop asks again and commits the
+    group itself (no writer thread runs here)."""
+    holder = sqlite3.connect(queue._path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+
+    async def run() -> bool:
+        asyncio.get_running_loop().call_later(0.01, holder.execute, "COMMIT")
+        return await put_within(queue, [event(), event()], 5)
+
+    assert asyncio.run(run())
+    holder.close()
+    assert queue.depth().messages == 2
+
+
 def test_a_group_over_the_byte_limit_goes_to_the_writer_thread(
     queue: SqliteIngestQueue, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -37,7 +37,7 @@ from . import schema as t
 from .engine import BUSY_TIMEOUT_MS, configure_sqlite
 from .fair_claim import TenantTurns, fair_ids
 from .files import private_file
-from .group_commit import GroupCommitWriter
+from .group_commit import GroupCommitWriter, LockBusy
 from .ports import BatchOutcome, EnqueueOutcome, LeaseLost, QueueDepth, RawEvent
 from .rows import month_of
 
@@ -216,9 +216,10 @@ class SqliteIngestQueue:
 
     def _write_now(self, events: list[RawEvent]) -> list[EnqueueOutcome] | None:
         """On the event loop's thread (``GroupCommitWriter``): commit the group if the
-        lock is free this instant, else None and the writer thread waits for it.
+        lock is free this instant; ``LockBusy`` if another writer holds it (the group is
+        offered again shortly, then handed to the writer thread).
 
-        Also None for a group whose bodies pass ``WRITE_NOW_MAX_BYTES``; for every
+        None for a group whose bodies pass ``WRITE_NOW_MAX_BYTES``; for every
         ``THREAD_EVERY``-th group (this connection never checkpoints: copying the WAL
         back into the file would stall the loop for milliseconds; the writer thread's
         does, at its commits, as SQLite's automatic checkpoint); and for a second at a
@@ -240,7 +241,7 @@ class SqliteIngestQueue:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
             if exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY:
-                return None
+                raise LockBusy from None
             raise
         started = time.monotonic()
         try:
