@@ -136,7 +136,9 @@ class GroupCommitWriter:
             self._hand_over(batch)
             return
         self.batches += 1
-        _resolve_all([(future, outcomes[i]) for i, (_, future, _) in enumerate(batch)])
+        _resolve_all(
+            [(future, outcome) for (_, future, _), outcome in zip(batch, outcomes, strict=True)]
+        )
         if self._on_commit is not None:
             self._on_commit()
 

@@ -206,13 +206,8 @@ class SqliteIngestQueue:
             self._writer_conn.execute("PRAGMA busy_timeout=0")
         conn = self._writer_conn
         self._since_thread = 0
-        try:
-            begin_promptly(conn)
-            return self._write(conn, events)
-        except BaseException:
-            if conn.in_transaction:
-                conn.rollback()
-            raise
+        begin_promptly(conn)
+        return self._write(conn, events)
 
     def _write_now(self, events: list[RawEvent]) -> list[EnqueueOutcome] | None:
         """On the event loop's thread (``GroupCommitWriter``): commit the group if the
@@ -237,19 +232,10 @@ class SqliteIngestQueue:
             conn.execute("PRAGMA busy_timeout=0")
             conn.execute("PRAGMA wal_autocheckpoint=0")
             self._loop_conns[threading.get_ident()] = conn
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY:
-                raise LockBusy from None
-            raise
+        if not _begin_now(conn):
+            raise LockBusy
         started = time.monotonic()
-        try:
-            outcomes = self._write(conn, events)
-        except BaseException:
-            if conn.in_transaction:
-                conn.rollback()
-            raise
+        outcomes = self._write(conn, events)
         self._since_thread += 1
         self._commit_seconds += (time.monotonic() - started - self._commit_seconds) / 8
         if self._commit_seconds > WRITE_NOW_MAX_SECONDS:
@@ -262,28 +248,34 @@ class SqliteIngestQueue:
             self._writer_conn = None
 
     def _write(self, conn: sqlite3.Connection, events: list[RawEvent]) -> list[EnqueueOutcome]:
-        """The group's rows and the commit, in the transaction ``conn`` has begun."""
-        now = time.time()
-        outcomes: list[EnqueueOutcome] = []
-        rows: list[tuple[Any, ...]] = []
-        usage: dict[tuple[str, str], int] = defaultdict(int)
-        for event in events:
-            if event.idempotency_key:
-                original = self._claim_key(conn, event, now)
-                if original is not None:
-                    outcomes.append(EnqueueOutcome(original, duplicate=True))
-                    continue
-            outcomes.append(EnqueueOutcome(event.event_id))
-            rows.append(_row(event))
-            usage[(event.tenant_id, month_of(event.received_at))] += 1
-        conn.executemany(_INSERT, rows)
-        conn.executemany(
-            "INSERT INTO usage (tenant_id, month, events) VALUES (?, ?, ?)"
-            " ON CONFLICT (tenant_id, month) DO UPDATE SET events = events + excluded.events",
-            [(tenant, month, count) for (tenant, month), count in usage.items()],
-        )
-        conn.execute("COMMIT")
-        return outcomes
+        """The group's rows and the commit, in the transaction ``conn`` has begun
+        (rolled back if anything fails)."""
+        try:
+            now = time.time()
+            outcomes: list[EnqueueOutcome] = []
+            rows: list[tuple[Any, ...]] = []
+            usage: dict[tuple[str, str], int] = defaultdict(int)
+            for event in events:
+                if event.idempotency_key:
+                    original = self._claim_key(conn, event, now)
+                    if original is not None:
+                        outcomes.append(EnqueueOutcome(original, duplicate=True))
+                        continue
+                outcomes.append(EnqueueOutcome(event.event_id))
+                rows.append(_row(event))
+                usage[(event.tenant_id, month_of(event.received_at))] += 1
+            conn.executemany(_INSERT, rows)
+            conn.executemany(
+                "INSERT INTO usage (tenant_id, month, events) VALUES (?, ?, ?)"
+                " ON CONFLICT (tenant_id, month) DO UPDATE SET events = events + excluded.events",
+                [(tenant, month, count) for (tenant, month), count in usage.items()],
+            )
+            conn.execute("COMMIT")
+            return outcomes
+        except BaseException:
+            if conn.in_transaction:
+                conn.rollback()
+            raise
 
     def _claim_key(self, conn: sqlite3.Connection, event: RawEvent, now: float) -> str | None:
         """Remember the delivery id; return the original event id if it is a repeat."""
@@ -521,14 +513,23 @@ def begin_promptly(conn: sqlite3.Connection) -> None:
     for their commit. Asking often takes the lock within a millisecond of its release.
     """
     deadline = time.monotonic() + LOCK_WAIT_SECONDS
-    while True:
-        try:
-            conn.execute("BEGIN IMMEDIATE")
+    while not _begin_now(conn):
+        if time.monotonic() > deadline:
+            conn.execute("BEGIN IMMEDIATE")  # once more: SQLite's own error, if still taken
             return
-        except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
-                raise
         time.sleep(LOCK_POLL_SECONDS)
+
+
+def _begin_now(conn: sqlite3.Connection) -> bool:
+    """``BEGIN IMMEDIATE`` if the write lock is free this instant (on a connection with
+    ``busy_timeout=0``); False if another writer holds it."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
+            raise
+        return False
+    return True
 
 
 def _begin_worker_side(conn: sqlite3.Connection) -> None:
