@@ -35,7 +35,7 @@ from dd0c_alert.domain.fingerprint import native_fingerprint
 from dd0c_alert.domain.ids import new_id
 from dd0c_alert.providers import PROVIDERS
 
-from . import incident_queries, suggestion_queries
+from . import incident_queries, rule_queries, suggestion_queries
 from . import schema as t
 from .accounts import AccountStore
 from .batch import QueueSettle, SqlTransaction, no_queue
@@ -568,22 +568,22 @@ class SqlStore:
         return incident_queries.mark_replayed(self._engine, tenant_id, decision_id)
 
     def list_silences(self, tenant_id: str) -> list[dict[str, Any]]:
-        return incident_queries.list_silences(self._read, tenant_id)
+        return rule_queries.list_silences(self._read, tenant_id)
 
     def create_silence(self, tenant_id: str, silence: Silence) -> dict[str, Any]:
-        return incident_queries.create_silence(self._engine, tenant_id, silence)
+        return rule_queries.create_silence(self._engine, tenant_id, silence)
 
     def list_inhibitions(self, tenant_id: str) -> list[dict[str, Any]]:
-        return incident_queries.list_inhibitions(self._read, tenant_id)
+        return rule_queries.list_inhibitions(self._read, tenant_id)
 
     def create_inhibition(self, tenant_id: str, rule: InhibitRule) -> dict[str, Any]:
-        return incident_queries.create_inhibition(self._engine, tenant_id, rule)
+        return rule_queries.create_inhibition(self._engine, tenant_id, rule)
 
     def update_inhibition(self, tenant_id: str, rule: InhibitRule) -> dict[str, Any] | None:
-        return incident_queries.update_inhibition(self._engine, tenant_id, rule)
+        return rule_queries.update_inhibition(self._engine, tenant_id, rule)
 
     def delete_rule(self, tenant_id: str, kind: RuleKind, rule_id: str) -> bool:
-        return incident_queries.delete_rule(self._engine, tenant_id, kind, rule_id)
+        return rule_queries.delete_rule(self._engine, tenant_id, kind, rule_id)
 
     # --- suggestions and the what-if replay (see suggestion_queries) -------------------
 
