@@ -12,6 +12,7 @@ the app's schema. A plain delivery does not even get here: the HTTP protocol
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -171,9 +172,17 @@ class WebhookEndpoint:
         if outcome.duplicate:
             metrics.WEBHOOKS.labels(known, "duplicate").inc()
             return Reply(200, {"event_id": outcome.event_id, "status": "duplicate"})
-        metrics.WEBHOOKS.labels(known, "accepted").inc()
-        metrics.WEBHOOK_BYTES.labels(known).observe(len(body))
+        accepted, body_bytes = _accepted_metrics(known)
+        accepted.inc()
+        body_bytes.observe(len(body))
         return Reply(202, {"event_id": outcome.event_id, "status": "accepted"})
+
+
+@functools.cache  # one entry per provider, and "unknown"
+def _accepted_metrics(provider: str) -> tuple[Any, Any]:
+    """The series every accepted delivery counts in: ``labels()`` once per provider
+    rather than per request (1 µs of each delivery's two)."""
+    return metrics.WEBHOOKS.labels(provider, "accepted"), metrics.WEBHOOK_BYTES.labels(provider)
 
 
 def body_timeout_detail(timeout: float) -> str:
