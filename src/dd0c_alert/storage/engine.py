@@ -76,7 +76,7 @@ _JSON = {"json_serializer": _json_text, "json_deserializer": orjson.loads}
 #: decision and rollup indexes (15 MB for 1,600 alerts in ``bench/worker.py``'s
 #: spread). With 2 MiB, SQLite wrote pages to the WAL before the commit to make room,
 #: and again when they changed after; and each transaction read back through the
-#: kernel what the one before had just evicted. Draining repeats took 15 % less CPU
+#: kernel what the one before had just evicted. Draining repeats took 4-15 % less CPU
 #: per alert and wrote a quarter less with 32 MiB (bench/README.md, 2026-12-06 night).
 #: Pages are allocated as used: at most this much more RSS per writing connection.
 #: Read connections keep SQLite's default.
