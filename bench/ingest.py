@@ -122,9 +122,8 @@ class Drain:
 def wait_drained(base: str, timeout: float) -> Drain:
     """Poll /readyz until the queue reports 0 waiting events, or ``timeout`` passes."""
     start = time.monotonic()
-    # Grows to 0.25 s: /readyz counts the queue, and polling must not load it. Up to
-    # 2026-12-06 it grew to 1 s, which overstated a drain of a few seconds by up to a
-    # second and the end-to-end rate by up to 6 %.
+    # Grows to 0.25 s: /readyz counts the queue, and polling must not load it; a longer
+    # pause would overstate a drain of a few seconds, and so the end-to-end rate.
     pause = 0.02
     depth = None
     with httpx.Client() as client:
