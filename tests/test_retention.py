@@ -177,7 +177,9 @@ def _logs_and_counters(settings: Settings, tenant_id: str, times: list[datetime]
 
 
 def _ages(settings: Settings, tenant_id: str, now: datetime) -> dict[str, list[int]]:
-    """Per table, the age in days of each row left."""
+    """Per table, the age in calendar days of each row left. Calendar days, not elapsed
+    ones: rows made a minute after a midnight are still that day's in the first minute
+    after today's midnight."""
     columns = {
         "audit_log": t.audit_log.c.at,
         "product_events": t.product_events.c.at,
@@ -189,7 +191,7 @@ def _ages(settings: Settings, tenant_id: str, now: datetime) -> dict[str, list[i
     with tenant_connection(settings, tenant_id) as conn:
         return {
             name: sorted(
-                (now - at).days
+                (now.date() - at.date()).days
                 for at in conn.execute(
                     sa.select(column).where(column.table.c.tenant_id == tenant_id)
                 ).scalars()
