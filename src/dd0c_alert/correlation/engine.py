@@ -17,6 +17,7 @@ older, so the grouping does not depend on delivery order.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -28,6 +29,7 @@ from .dedup import Fold, FoldResult
 from .model import (
     Decision,
     DeployRef,
+    Features,
     FingerprintHistory,
     IncidentState,
     IncidentStatus,
@@ -177,11 +179,7 @@ def _place(state: EngineState, result: FoldResult, new_id: Callable[[], str]) ->
     at = event_time(alert)
     key = group_key(alert)
     flags = settings.features
-    reasons = [
-        f"features: topology {'on' if flags.topology else 'off'}, deploys "
-        f"{'on' if flags.deploys else 'off'}, flapping {'on' if flags.flapping else 'off'}, "
-        f"inhibition {'on' if flags.inhibition else 'off'}"
-    ]
+    reasons = [_features_reason(flags)]
     flapping = _note_transition(state, alert.fingerprint, alert.started_at) and flags.flapping
     if alert.status is AlertStatus.RESOLVED:
         _note_transition(state, alert.fingerprint, at)
@@ -255,6 +253,17 @@ def _place(state: EngineState, result: FoldResult, new_id: Callable[[], str]) ->
     if alert.status is AlertStatus.FIRING:
         state.firing.append(alert)
     return decision
+
+
+@functools.cache  # sixteen possible values, one per alert placed
+def _features_reason(flags: Features) -> str:
+    def state(on: bool) -> str:
+        return "on" if on else "off"
+
+    return (
+        f"features: topology {state(flags.topology)}, deploys {state(flags.deploys)}, "
+        f"flapping {state(flags.flapping)}, inhibition {state(flags.inhibition)}"
+    )
 
 
 def _candidates(
@@ -440,8 +449,8 @@ def _note_transition(state: EngineState, fingerprint: str, at: datetime) -> bool
     if at not in times:
         times.append(at)
         times.sort()
-    recent = [t for t in times if shift(at, -window) <= t <= shift(at, window)]
-    return len(recent) >= state.settings.flap_threshold
+    since, until = shift(at, -window), shift(at, window)
+    return sum(since <= t <= until for t in times) >= state.settings.flap_threshold
 
 
 def _govern(state: EngineState, alert: CanonicalAlert, at: datetime, decision: Decision) -> None:
@@ -477,6 +486,7 @@ def _govern(state: EngineState, alert: CanonicalAlert, at: datetime, decision: D
         decision.page = False
 
 
+@functools.lru_cache(maxsize=1024)  # a storm's gaps and windows repeat
 def _minutes(delta: timedelta) -> str:
     seconds = int(abs(delta.total_seconds()))
     if seconds < 60:

@@ -43,6 +43,7 @@ auth (``X-DD0C-Token`` also accepted).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -188,6 +189,13 @@ def link(value: Any, base: str = "") -> str:
     url = parse.text(value, _MAX_URL + 1)
     if not url or len(url) > _MAX_URL:
         return ""
+    return _web_url(url, base)
+
+
+#: A group's alerts mostly share their links (one rule's generatorURL, one silence
+#: form): parsing each costs a few microseconds, a cache hit a tenth of that.
+@functools.lru_cache(maxsize=1024)
+def _web_url(url: str, base: str) -> str:
     try:
         if base and not urlsplit(url).scheme:
             url = urljoin(base, url)
