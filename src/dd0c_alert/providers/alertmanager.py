@@ -189,11 +189,13 @@ def link(value: Any, base: str = "") -> str:
     url = parse.text(value, _MAX_URL + 1)
     if not url or len(url) > _MAX_URL:
         return ""
-    return _web_url(url, base)
+    # A group's alerts mostly share their links (one rule's generatorURL, one silence
+    # form), so they are cached; a cap on what is cached bounds the cache's memory.
+    if len(url) + len(base) <= 1024:
+        return _web_url(url, base)
+    return _web_url.__wrapped__(url, base)
 
 
-#: A group's alerts mostly share their links (one rule's generatorURL, one silence
-#: form): parsing each costs a few microseconds, a cache hit a tenth of that.
 @functools.lru_cache(maxsize=1024)
 def _web_url(url: str, base: str) -> str:
     try:

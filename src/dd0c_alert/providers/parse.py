@@ -7,6 +7,7 @@ provider module raises PayloadError only when the body truly is not its kind.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -94,6 +95,14 @@ def timestamp(value: Any) -> datetime | None:
             return None
     if not isinstance(value, str):
         return None
+    # Longer texts are no times; the cap bounds the cache's memory.
+    return _text_time(value) if len(value) <= 64 else _text_time.__wrapped__(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _text_time(value: str) -> datetime | None:
+    """Cached: a notification's alerts share times (one ``startsAt`` per rule
+    evaluation, the same ``startsAt`` in every resend), and parsing costs microseconds."""
     raw = value.strip()
     if not raw or raw.startswith("0001-01-01"):
         return None
