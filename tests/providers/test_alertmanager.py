@@ -411,3 +411,17 @@ def test_verify_requires_a_token() -> None:
 def test_module_contract() -> None:
     assert alertmanager.NAME == "alertmanager"
     assert alertmanager.DELIVERY_ID_HEADERS == ()
+
+
+def test_links_are_cached_only_when_short() -> None:
+    """Links repeat across a group's alerts and are cached; a long one (the sender's
+    choice) is checked the same way, uncached, so it cannot fill the cache's memory."""
+    long_url = "https://prometheus.example.com/graph?g0.expr=" + "a" * 2_000
+    before = alertmanager._web_url.cache_info().currsize
+    assert alertmanager.link(long_url) == long_url
+    assert alertmanager.link("javascript:" + "a" * 2_000) == ""
+    assert alertmanager._web_url.cache_info().currsize == before
+    assert alertmanager.link("/graph?g0.expr=up", "http://am:9093") == (
+        "http://am:9093/graph?g0.expr=up"
+    )
+    assert alertmanager._web_url.cache_info().currsize <= before + 1

@@ -14,3 +14,13 @@ def test_text_drops_nul_and_replaces_lone_surrogates() -> None:
 
 def test_labels_are_cleaned_like_text() -> None:
     assert parse.labels({"team\x00": "db\x00a"}) == {"team": "dba"}
+
+
+def test_times_are_cached_only_when_short() -> None:
+    """A sender controls these texts: long ones must not fill the cache's memory."""
+    parse.timestamp("2026-12-05T06:00:00Z")
+    before = parse._text_time.cache_info().currsize
+    nanos = "2026-12-05T06:00:00." + "1" * 60 + "Z"  # a valid time, over 64 characters
+    assert parse.timestamp(nanos) == parse.timestamp("2026-12-05T06:00:00.111111Z")
+    assert parse._text_time.cache_info().currsize == before + 1  # the short one only
+    assert parse.timestamp("2026-12-05T06:00:00Z") is parse.timestamp("2026-12-05T06:00:00Z")
