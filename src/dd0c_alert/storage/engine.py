@@ -87,10 +87,11 @@ WRITE_CACHE_KIB = 32 * 1024
 #: repeated alerts dirties 3,000-3,800 pages, so by default every commit was followed
 #: by a checkpoint that copied all of them, and the index pages every batch changes
 #: were written to the file once per batch. With 64 MB a page changed by several
-#: batches is copied once: ``bench/worker.py`` wrote 17.0 -> 11.0 KB per alert in
-#: spread, 13.1 -> 10.1 in single, 5.5 -> 5.0 in storm, for the same CPU (a third
-#: less for a disk with a throughput cap, as cloud volumes have). The WAL file keeps
-#: its largest size on disk: about this plus the largest transaction.
+#: batches is copied once: ``bench/worker.py`` wrote 17-26 -> 11-16 KB per alert in
+#: spread, 13.1 -> 10.7 in single, 5.5 -> 5.0 in storm, for the same CPU or less
+#: (bench/README.md, 2026-12-07); a disk with a throughput cap, as cloud volumes have,
+#: takes a third more repeats. The WAL file keeps its largest size on disk: about this
+#: plus the largest transaction.
 WRITE_CHECKPOINT_PAGES = 16_384
 
 
