@@ -27,19 +27,16 @@ def fresh_table(engine: sa.Engine, database: Path) -> None:
         plain.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
-def insert_rows(engine: sa.Engine) -> None:
-    with engine.begin() as conn:
-        conn.exec_driver_sql(
-            "INSERT INTO t (body) VALUES (?)", [(os.urandom(ROW_BYTES),) for _ in range(ROWS)]
-        )
+def insert_rows(conn: sa.Connection) -> None:
+    conn.exec_driver_sql(
+        "INSERT INTO t (body) VALUES (?)", [(os.urandom(ROW_BYTES),) for _ in range(ROWS)]
+    )
 
 
 def wal_bytes_before_commit(engine: sa.Engine, database: Path) -> int:
     fresh_table(engine, database)
     with engine.begin() as conn:
-        conn.exec_driver_sql(
-            "INSERT INTO t (body) VALUES (?)", [(os.urandom(ROW_BYTES),) for _ in range(ROWS)]
-        )
+        insert_rows(conn)
         return os.path.getsize(f"{database}-wal")
 
 
@@ -66,7 +63,8 @@ def file_growth_at_commit(database: Path, writes: bool) -> int:
     try:
         fresh_table(engine, database)
         before = os.path.getsize(database)
-        insert_rows(engine)
+        with engine.begin() as conn:
+            insert_rows(conn)
         return os.path.getsize(database) - before
     finally:
         write.dispose()
