@@ -234,6 +234,10 @@ def test_a_700_by_700_topology_is_refused(client: TestClient, tenant: TenantHand
     assert "DD0C_MAX_TOPOLOGY_SERVICES" in doc["detail"]
     replay = {"since": "2026-01-01T00:00:00Z", "dependencies": compact}
     _is_error(_request(client, tenant, "POST", "/v1/replay", replay), 422, "limit_exceeded")
+    services = [f"s{i}" for i in range(501)]
+    replay = {"since": "2026-01-01T00:00:00Z", "settings": {"never_suppress_services": services}}
+    doc = _is_error(_request(client, tenant, "POST", "/v1/replay", replay), 422, "limit_exceeded")
+    assert "DD0C_MAX_NEVER_SUPPRESS_SERVICES" in doc["detail"]
     assert client.get("/v1/topology", headers=tenant.auth).json() == {"dependencies": {}}
     at_cap = {f"s{i}": [f"s{j}" for j in range(100) if j != i] for i in range(100)}  # 9,900
     assert _request(client, tenant, "PUT", "/v1/topology", {"dependencies": at_cap}).is_success

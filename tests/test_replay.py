@@ -191,7 +191,14 @@ def test_replay_of_another_tenant_sees_none_of_these_alerts(client, tenant: Tena
     ("body", "detail"),
     [
         ({"settings": {"correlation_window": 600}}, "settings.correlation_window: unknown"),
-        ({"settings": {"flap_threshold": 0}}, "expected a whole number ≥ 1"),
+        ({"settings": {"flap_threshold": 1}}, "expected a whole number from 2 to 100"),
+        # as PATCH /v1/settings bounds them; unbounded, these overflowed the engine's
+        # time arithmetic (a 500)
+        ({"settings": {"deploy_lookback_seconds": 10**15}}, "from 0 to 86400"),
+        ({"settings": {"max_incident_span_seconds": 10**15}}, "from 60 to 2592000"),
+        ({"settings": {"flap_window_seconds": 10**15}}, "from 60 to 86400"),
+        ({"settings": {"correlation_window_seconds": 29}}, "from 30 to 86400"),
+        ({"dependencies": {"a": ["b", "a"]}}, "'a' cannot depend on itself"),
         ({"settings": {"governance_mode": "loose"}}, "expected 'audit' or 'strict'"),
         ({"silences": [{"matchers": "{}"}]}, "at least one matcher"),
         ({"silences": [{"matchers": "{a=b}", "schedule": "someday"}]}, "bad schedule"),
@@ -210,7 +217,7 @@ def test_invalid_proposals_are_refused_with_what_is_wrong(
 
 
 def test_proposal_accepts_the_topology_body_as_is() -> None:
-    proposal = parse_proposal({"topology": {"dependencies": {"checkout": ["db", "checkout"]}}})
+    proposal = parse_proposal({"topology": {"dependencies": {"checkout": ["db"]}}})
     assert proposal.dependencies == {"checkout": frozenset({"db"})}
     assert parse_proposal({}).dependencies is None
     with pytest.raises(ValueError, match="not both"):

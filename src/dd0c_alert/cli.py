@@ -718,12 +718,7 @@ def replay(
         raise typer.BadParameter(f"no tenant {tenant!r}")
     try:
         proposal = Proposal() if rules is None else parse_proposal(_read_document(rules))
-        check_proposal(
-            proposal.dependencies,
-            proposal.silences,
-            proposal.inhibitions,
-            api_limits(_settings()),
-        )
+        check_proposal(proposal, api_limits(_settings()))
         report = run_replay(
             store,
             tenant,

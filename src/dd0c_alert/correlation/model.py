@@ -37,6 +37,18 @@ class TenantSettings:
     features: Features = Features()
 
 
+#: The whole-number settings' bounds (inclusive), for every way a setting is given
+#: (``PATCH /v1/settings``, replay proposals): a window under 30 s groups nothing, one
+#: over a day groups unrelated failures, and the engine's time arithmetic stays in range.
+SETTING_BOUNDS: dict[str, tuple[int, int]] = {
+    "correlation_window_seconds": (30, 86_400),
+    "max_incident_span_seconds": (60, 30 * 86_400),
+    "deploy_lookback_seconds": (0, 86_400),
+    "flap_threshold": (2, 100),
+    "flap_window_seconds": (60, 86_400),
+}
+
+
 def settings_from(defaults: TenantSettings, overrides: Mapping[str, Any]) -> TenantSettings:
     """Stored per-tenant overrides on top of the deployment's defaults; unknown keys
     are ignored so older rows survive newer versions."""

@@ -7,10 +7,12 @@ service (issue 13: a 700 x 700 topology cost every alert of its tenant 3 s).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from collections.abc import Set as AbstractSet
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dd0c_alert.pipeline.replay import Proposal
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,13 +63,21 @@ def check_topology(dependencies: dict[str, list[str]], limits: ApiLimits) -> Non
         )
 
 
-def check_proposal(
-    dependencies: Mapping[str, AbstractSet[str]] | None,
-    silences: Sequence[Any] | None,
-    inhibitions: Sequence[Any] | None,
-    limits: ApiLimits,
-) -> None:
+def check_never_suppress(services: Sequence[str], limits: ApiLimits) -> None:
+    """``LimitExceeded`` when a never-suppress list is too long."""
+    if len(services) > limits.max_never_suppress_services:
+        raise LimitExceeded(
+            f"{len(services)} never-suppress services",
+            limits.max_never_suppress_services,
+            "DD0C_MAX_NEVER_SUPPRESS_SERVICES",
+        )
+
+
+def check_proposal(proposal: Proposal, limits: ApiLimits) -> None:
     """The caps of stored rules apply to a replay proposal too: it runs the same engine."""
+    check_never_suppress(proposal.settings.get("never_suppress_services", ()), limits)
+    dependencies = proposal.dependencies
+    silences, inhibitions = proposal.silences, proposal.inhibitions
     if dependencies is not None:
         check_topology({k: list(v) for k, v in dependencies.items()}, limits)
     if silences is not None and len(silences) > limits.max_silences:

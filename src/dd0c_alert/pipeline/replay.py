@@ -31,6 +31,7 @@ from typing import Any
 from dd0c_alert.correlation.dedup import AlertRecord, FingerprintState, fold
 from dd0c_alert.correlation.engine import EngineState, correlate, event_time, shift
 from dd0c_alert.correlation.model import (
+    SETTING_BOUNDS,
     Decision,
     DeployRef,
     Features,
@@ -56,15 +57,6 @@ PARK_ABOVE = 64
 #: Notifications decided per call of the engine (which rescores what it touched).
 BATCH = 500
 
-_INT_SETTINGS = frozenset(
-    {
-        "correlation_window_seconds",
-        "max_incident_span_seconds",
-        "deploy_lookback_seconds",
-        "flap_threshold",
-        "flap_window_seconds",
-    }
-)
 _FEATURES = frozenset(f.name for f in fields(Features))
 _SETTINGS = frozenset(f.name for f in fields(TenantSettings))
 
@@ -114,9 +106,12 @@ def _settings(raw: Any) -> dict[str, Any]:
         where = f"settings.{name}"
         if name not in _SETTINGS:
             raise ValueError(f"{where}: unknown setting; known: {sorted(_SETTINGS)}")
-        if name in _INT_SETTINGS:
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{where}: expected a whole number ≥ 1, got {value!r}")
+        if name in SETTING_BOUNDS:  # as PATCH /v1/settings would take it
+            low, high = SETTING_BOUNDS[name]
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ValueError(
+                    f"{where}: expected a whole number from {low} to {high}, got {value!r}"
+                )
         elif name == "governance_mode":
             if value not in ("audit", "strict"):
                 raise ValueError(f"{where}: expected 'audit' or 'strict', got {value!r}")
@@ -143,10 +138,13 @@ def _strings(value: Any, where: str) -> list[str]:
 def _dependencies(raw: Any) -> dict[str, frozenset[str]]:
     if not isinstance(raw, Mapping):
         raise ValueError("dependencies: expected an object of service -> [services it needs]")
-    return {
-        str(service): frozenset(s for s in _strings(ups, f"dependencies.{service}") if s != service)
-        for service, ups in raw.items()
-    }
+    out: dict[str, frozenset[str]] = {}
+    for service, ups in raw.items():
+        needs = frozenset(_strings(ups, f"dependencies.{service}"))
+        if service in needs:  # as PUT /v1/topology answers
+            raise ValueError(f"dependencies.{service}: {service!r} cannot depend on itself")
+        out[str(service)] = needs
+    return out
 
 
 def _object(raw: Any, where: str) -> Mapping[str, Any]:

@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from dd0c_alert.correlation.model import (
+    SETTING_BOUNDS,
     InhibitRule,
     Matcher,
     Rules,
@@ -36,7 +37,12 @@ from dd0c_alert.correlation.model import (
 )
 from dd0c_alert.correlation.rules import format_matchers, parse_matchers, parse_schedule
 from dd0c_alert.domain.ids import new_id
-from dd0c_alert.pipeline.limits import ApiLimits, LimitExceeded, check_topology
+from dd0c_alert.pipeline.limits import (
+    ApiLimits,
+    LimitExceeded,
+    check_never_suppress,
+    check_topology,
+)
 from dd0c_alert.storage.ports import Store
 
 from .audit import audit
@@ -163,15 +169,19 @@ class FeaturesPatch(_Patch):
     inhibition: bool | None = None
 
 
-class SettingsPatch(_Patch):
-    """Bounds keep the engine meaningful: a window under 30 s groups nothing, one over
-    a day groups unrelated failures."""
+def _bounded(name: str) -> Any:
+    low, high = SETTING_BOUNDS[name]
+    return Field(default=None, ge=low, le=high)
 
-    correlation_window_seconds: int | None = Field(default=None, ge=30, le=86_400)
-    max_incident_span_seconds: int | None = Field(default=None, ge=60, le=30 * 86_400)
-    deploy_lookback_seconds: int | None = Field(default=None, ge=0, le=86_400)
-    flap_threshold: int | None = Field(default=None, ge=2, le=100)
-    flap_window_seconds: int | None = Field(default=None, ge=60, le=86_400)
+
+class SettingsPatch(_Patch):
+    """Bounds (``SETTING_BOUNDS``) keep the engine meaningful."""
+
+    correlation_window_seconds: int | None = _bounded("correlation_window_seconds")
+    max_incident_span_seconds: int | None = _bounded("max_incident_span_seconds")
+    deploy_lookback_seconds: int | None = _bounded("deploy_lookback_seconds")
+    flap_threshold: int | None = _bounded("flap_threshold")
+    flap_window_seconds: int | None = _bounded("flap_window_seconds")
     governance_mode: Literal["audit", "strict"] | None = None
     never_suppress_services: list[ServiceName] | None = Field(default=None, max_length=10_000)
     auto_resolve: bool | None = None
@@ -197,15 +207,10 @@ async def patch_settings(
 ) -> Response | dict[str, Any]:
     store = _store(request)
     changes = body.model_dump(exclude_unset=True)
-    cap = _limits(request).max_never_suppress_services
-    if len(changes.get("never_suppress_services", ())) > cap:
-        return _over(
-            LimitExceeded(
-                f"{len(changes['never_suppress_services'])} never-suppress services",
-                cap,
-                "DD0C_MAX_NEVER_SUPPRESS_SERVICES",
-            )
-        )
+    try:
+        check_never_suppress(changes.get("never_suppress_services", ()), _limits(request))
+    except LimitExceeded as exc:
+        return _over(exc)
     current, _ = await run_in_threadpool(store.tenant_config, principal.tenant_id)
     merged = settings_from(current, changes)
     if merged.max_incident_span_seconds < merged.correlation_window_seconds:

@@ -143,12 +143,7 @@ async def post_replay(
     store = request.app.state.runtime.store
     try:
         proposal = parse_proposal(doc)
-        check_proposal(
-            proposal.dependencies,
-            proposal.silences,
-            proposal.inhibitions,
-            request.app.state.runtime.api_limits,
-        )
+        check_proposal(proposal, request.app.state.runtime.api_limits)
         report: dict[str, Any] = await run_in_threadpool(
             replay, store, principal.tenant_id, body.since, body.until, proposal
         )
