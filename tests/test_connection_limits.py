@@ -184,6 +184,36 @@ def test_oversized_headers_are_refused(port: int) -> None:
         assert answer == b"" or answer.split(b" ")[1] in (b"431", b"400", b"413")
 
 
+def _first_bytes(sock: socket.socket) -> bytes:
+    sock.settimeout(TIMEOUT * 4)
+    return sock.recv(65536)
+
+
+def test_a_header_block_over_the_cap_in_one_read_is_refused(port: int) -> None:
+    """The cap (16 KiB here) holds when the whole block arrives at once, also on a
+    kept-alive connection's next request; a block under it, and one whose blank line
+    is split across two writes ahead of a larger body, are served."""
+    big = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(big)
+        assert _first_bytes(sock).startswith(b"HTTP/1.1 431")
+    under = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 15_000 + b"\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(under)
+        assert _first_bytes(sock).startswith(b"HTTP/1.1 200")
+        sock.sendall(big)
+        assert _first_bytes(sock).startswith(b"HTTP/1.1 431")
+    body = b"x" * 40_000
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(
+            b"POST /v1/wh/01JZZZZZZZZZZZZZZZZZZZZZZZ/custom HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Length: %d\r\n\r" % len(body)
+        )
+        time.sleep(0.2)
+        sock.sendall(b"\n" + body)
+        assert _first_bytes(sock).startswith(b"HTTP/1.1 400")  # not JSON: read and judged
+
+
 def test_an_idle_keep_alive_connection_is_closed(port: int) -> None:
     with socket.create_connection(("127.0.0.1", port)) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")

@@ -103,7 +103,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         self.transport = CoalescingTransport(transport, self.loop)  # type: ignore[assignment]
         self._header_bytes = 0
+        self._tail = b""  # the last bytes of the previous read, while in the headers
         self._in_headers = True
+        self._awaiting_next = False  # between requests: the next bytes are headers
         self._header_timer: asyncio.TimerHandle | None = self.loop.call_later(
             self.header_timeout, self._refuse, 408, b"Request Timeout"
         )
@@ -116,17 +118,22 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         if self._in_headers:
-            self._header_bytes += len(data)
+            # Counted before parsing: a whole header block in one read would otherwise
+            # be complete (and served) before anyone looked at its size. The blank line
+            # that ends it may straddle two reads, hence the previous read's last bytes.
+            tail = self._tail
+            end = (tail + data).find(b"\r\n\r\n")
+            self._header_bytes += len(data) if end < 0 else end + 4 - len(tail)
+            self._tail = data[-3:]
+            if self._header_bytes > self.max_header_bytes:
+                self._refuse(431, b"Request Header Fields Too Large")
+                return
         super().data_received(data)
-        # Still in the headers after parsing all of it: everything so far was headers.
-        if self._in_headers and self._header_bytes > self.max_header_bytes:
-            self._refuse(431, b"Request Header Fields Too Large")
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        if not self._in_headers:  # the next request on a kept-alive connection
-            self._in_headers = True
-            self._header_bytes = 0
+        if self._awaiting_next:  # the next request on a kept-alive connection
+            self._awaiting_next = False
             self._stop_timer()
             self._header_timer = self.loop.call_later(
                 self.header_timeout, self._refuse, 408, b"Request Timeout"
@@ -155,6 +162,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._fast_body.append(body)
 
     def on_message_complete(self) -> None:
+        # What follows on this connection is the next request's line and headers:
+        # counted from its first read on (its deadline starts at its first byte).
+        self._in_headers, self._awaiting_next = True, True
+        self._header_bytes, self._tail = 0, b""
         if self._fast is None:
             super().on_message_complete()
             return
