@@ -7,14 +7,28 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import pytest
-from dashboard_helpers import PASSWORD, add_user, csrf, log_in, post_alert, post_forms, sign_up
+import sqlalchemy as sa
+from dashboard_helpers import (
+    PASSWORD,
+    SECRET,
+    add_user,
+    csrf,
+    log_in,
+    post_alert,
+    post_forms,
+    sign_up,
+)
 from fastapi.testclient import TestClient
 
+from conftest import tenant_connection
 from dd0c_alert.config import Settings
 from dd0c_alert.correlation.suggestions import Suggestion
 from dd0c_alert.pipeline.runtime import Runtime
+from dd0c_alert.storage import schema as t
 from dd0c_alert.web.dashboard.session import REFRESH_COOKIE
+from webhook_helpers import auth_headers
 
 
 @pytest.fixture
@@ -149,6 +163,46 @@ def test_the_incident_list_and_detail_show_the_incident(
     assert client.get("/incidents?status=resolved").text.count("<tr data-id") == 0
     assert client.get("/incidents?q=nothing-like-it").text.count("<tr data-id") == 0
     assert client.get("/incidents?q=DB").text.count("<tr data-id") == 1
+
+
+def test_only_web_links_from_payloads_are_clickable(
+    client: TestClient, runtime: Runtime, settings: Settings
+) -> None:
+    """A sender's ``javascript:`` link (an alert's or a deploy's) is never an href,
+    not even when a row stored before providers filtered them holds one; the pages
+    forbid inline script and framing besides."""
+    tenant_id = sign_up(client)
+    integration = runtime.store.create_integration(tenant_id, "custom", "custom", SECRET).id
+    deploy = orjson.dumps(
+        {"kind": "deploy", "service": "db", "version": "v2", "url": "javascript:alert(3)"}
+    )
+    headers = {"Content-Type": "application/json", **auth_headers("custom", deploy, SECRET, {})}
+    response = client.post(
+        f"/v1/wh/{tenant_id}/custom/{integration}", content=deploy, headers=headers
+    )
+    assert response.status_code == 202
+    links = {
+        "runbook": "javascript:alert(1)",
+        "dashboard": "https://grafana.example/d/1",
+        "tab": "\tJaVaScRiPt:alert(2)",
+        "data": "data:text/html,<script>alert(4)</script>",
+    }
+    incident = post_alert(client, runtime, tenant_id, integration, links=links)
+    response = client.get(f"/incidents/{incident}")
+    page = response.text
+    assert "v2" in page  # the deploy is shown, without its link
+    assert 'href="https://grafana.example/d/1"' in page
+    assert "javascript" not in page.lower() and "data:text" not in page
+    policy = response.headers["content-security-policy"]
+    assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    assert response.headers["x-frame-options"] == "DENY"
+    with tenant_connection(settings, tenant_id) as conn:  # as an older version stored it
+        conn.execute(
+            sa.update(t.alerts).values(links={"runbook": "javascript:alert(5)"}),
+        )
+        conn.execute(sa.update(t.deploys).values(url="javascript:alert(6)"))
+    page = client.get(f"/incidents/{incident}").text
+    assert "v2" in page and "javascript" not in page.lower()
 
 
 def test_the_stream_sends_rows_as_html(client: TestClient, runtime: Runtime) -> None:

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+from .urls import web_url
+
 
 class Severity(StrEnum):
     CRITICAL = "critical"
@@ -84,6 +86,9 @@ class DeployEvent:
     raw_ref: str = ""
     event_id: str = ""
     id: str = ""
+
+    def __post_init__(self) -> None:
+        self.url = web_url(self.url)  # every CI tool's URL, checked in one place
 
 
 Normalised = CanonicalAlert | DeployEvent

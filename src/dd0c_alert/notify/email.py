@@ -16,6 +16,8 @@ from email.utils import format_datetime, make_msgid
 
 import jinja2
 
+from dd0c_alert.domain.urls import web_url
+
 from . import facts
 from .model import DigestView, IncidentView, NotificationEvent
 
@@ -29,7 +31,7 @@ _ENV = jinja2.Environment(
 )
 _ENV.globals.update(
     when=facts.when,
-    safe_url=lambda url: bool(url) and str(url).lower().startswith(("http://", "https://")),
+    safe_url=lambda url: bool(web_url(url)),
 )
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _SUBJECT_LIMIT = 200

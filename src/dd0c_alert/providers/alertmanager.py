@@ -52,6 +52,7 @@ from urllib.parse import urljoin, urlsplit
 from dd0c_alert.domain.fingerprint import computed_fingerprint, native_fingerprint
 from dd0c_alert.domain.models import AlertStatus, CanonicalAlert, Normalised, Severity
 from dd0c_alert.domain.severity import COMMON_SPELLINGS, parse_severity
+from dd0c_alert.domain.urls import web_url
 
 from . import parse
 from .auth import verify_token
@@ -201,10 +202,9 @@ def _web_url(url: str, base: str) -> str:
     try:
         if base and not urlsplit(url).scheme:
             url = urljoin(base, url)
-        parts = urlsplit(url)
     except ValueError:
         return ""
-    return url if parts.scheme in ("http", "https") and parts.netloc else ""
+    return web_url(url)
 
 
 def _links(obj: Mapping[str, Any], notes: Mapping[str, Any], base: str) -> dict[str, str]:

@@ -25,6 +25,7 @@ from dd0c_alert.domain.models import (
     Normalised,
 )
 from dd0c_alert.domain.severity import parse_severity
+from dd0c_alert.domain.urls import web_url
 
 from . import parse
 from .auth import any_signature_matches, check_timestamp, hmac_sha256_hex
@@ -107,7 +108,7 @@ def _one(obj: Mapping[str, Any], delivery: Delivery) -> Normalised:
         environment=parse.text(obj.get("environment"), 256),
         resource=parse.text(obj.get("resource"), 512),
         labels=labels,
-        links=parse.labels(obj.get("links")),
+        links={k: url for k, v in parse.labels(obj.get("links")).items() if (url := web_url(v))},
         started_at=started,
         received_at=delivery.received_at,
         ended_at=ended if status is AlertStatus.RESOLVED else None,

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from dd0c_alert.domain.urls import web_url
+
 #: Block Kit limits (Slack reference: header 150, section text 3000, section field
 #: 2000, button text 75, context elements 10, 50 blocks per message).
 HEADER_LIMIT = 150
@@ -48,7 +50,8 @@ def link(url: str | None, label: str, limit: int = 500) -> str:
     """``<url|label>`` for http(s) URLs; only the escaped label otherwise (a URL from a
     payload may be anything, and Slack would render other schemes as links too)."""
     text = clip_mrkdwn(label, limit)
-    if not url or not url.lower().startswith(("http://", "https://")):
+    url = web_url(url)
+    if not url:
         return text
     safe = url.replace("|", "%7C").replace(">", "%3E").replace("<", "%3C")
     return f"<{safe}|{text}>" if len(safe) < 2000 else text

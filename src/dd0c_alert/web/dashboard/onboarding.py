@@ -30,7 +30,7 @@ from dd0c_alert.storage.ports import IncidentFilter, Integration
 from ..audit import audit
 from ..permissions import Principal
 from .guard import acting, runtime_of, store_of, viewer
-from .render import page, redirect, templates
+from .render import confined, page, redirect, templates
 from .session import auth_config, field
 from .stats import duration
 
@@ -157,7 +157,7 @@ async def progress(request: Request, integration: str = "") -> Response:
     html = templates.get_template("_onboarding_progress.html").render(
         progress=found["progress"], chosen=found["chosen"], chosen_source=found["chosen_source"]
     )
-    return Response(html, media_type="text/html", headers={"Cache-Control": "no-store"})
+    return confined(Response(html, media_type="text/html", headers={"Cache-Control": "no-store"}))
 
 
 @router.post("/onboarding/integration")

@@ -12,6 +12,8 @@ from fastapi.responses import RedirectResponse
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
 
+from dd0c_alert.domain.urls import web_url
+
 from ..permissions import Principal, allowed
 from .session import csrf_token, finish
 
@@ -43,6 +45,9 @@ def _ago(value: datetime | None) -> str:
 
 templates.env.filters["when"] = _when
 templates.env.filters["ago"] = _ago
+#: Links from payloads: only http(s) ones are shown (rows stored before providers
+#: filtered them may hold ``javascript:`` URLs).
+templates.env.filters["web_url"] = web_url
 templates.env.globals["allowed"] = allowed
 
 
@@ -73,7 +78,25 @@ def page(
         },
         status_code=status_code,
     )
-    return finish(request, response)
+    return finish(request, confined(response))
+
+
+#: The pages load their own scripts, styles and images only, and no other site may
+#: frame them (clickjacking): a link or text that slipped through escaping still
+#: cannot run or load anything.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+
+
+def confined(response: Response) -> Response:
+    """``response`` with the dashboard's security headers."""
+    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "same-origin"
+    return response
 
 
 def redirect(request: Request, to: str) -> Response:
