@@ -208,6 +208,19 @@ def test_dedup_and_resolve_close_the_incident() -> None:
     assert incident.resolved_at == T0 + timedelta(minutes=3)
 
 
+def test_a_repeat_that_escalates_raises_the_incident_severity_without_paging() -> None:
+    engine = Engine()
+    engine.send(alert(0, fp="disk", severity=Severity.MEDIUM))
+    [repeat] = engine.send(alert(0, fp="disk", severity=Severity.CRITICAL))
+    assert repeat.outcome is Outcome.DEDUP and not repeat.page
+    assert "raises the incident's severity to critical" in repeat.reasons
+    [incident] = engine.incidents()
+    assert incident.severity is Severity.CRITICAL
+    assert incident.id in engine.state("t1").touched  # rescored and its messages updated
+    [calmer] = engine.send(alert(0, fp="disk", severity=Severity.LOW))  # never lowered
+    assert engine.incidents()[0].severity is Severity.CRITICAL and len(calmer.reasons) == 1
+
+
 def test_every_delivery_folded_without_a_page_is_counted_on_its_incident() -> None:
     engine = Engine()
     engine.send(alert(0, fp="cpu"), alert(1, fp="mem"))

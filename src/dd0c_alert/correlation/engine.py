@@ -154,12 +154,13 @@ def _decide(state: EngineState, result: FoldResult, new_id: Callable[[], str]) -
         Fold.LATE_REPEAT: f"late copy of alert {alert.id}, which already ended",
         Fold.REPEAT_RESOLVE: f"repeated resolve of alert {alert.id}",
     }[result.fold]
-    return Decision(
-        alert_id=alert.id,
-        incident_id=known.id,
-        outcome=Outcome.DEDUP,
-        reasons=[f"{what} (fingerprint {alert.fingerprint}): no new page"],
-    )
+    reasons = [f"{what} (fingerprint {alert.fingerprint}): no new page"]
+    raised = worst(known.severity, alert.severity)
+    if raised is not known.severity:  # a repeat that escalated: the incident is worse
+        known.severity = raised
+        state.touched.add(known.id)  # rescored, and its notifications updated
+        reasons.append(f"raises the incident's severity to {raised.value}")
+    return Decision(alert_id=alert.id, incident_id=known.id, outcome=Outcome.DEDUP, reasons=reasons)
 
 
 def _live(state: EngineState, incident_id: str) -> IncidentState | None:
