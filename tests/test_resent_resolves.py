@@ -110,6 +110,28 @@ def test_datadog_recoveries_delivered_again_fold_into_the_occurrence(
     assert [a["status"] for a in stored] == ["resolved"]
 
 
+def test_a_datadog_trigger_delivered_after_its_recovery_keeps_its_start_and_severity(
+    client: TestClient, runtime: Runtime, tenant: TenantHandle
+) -> None:
+    """Out of order, the occurrence reads as it does in order: started at the trigger,
+    ended at the recovery, with the trigger's (worse) severity."""
+    in_order = TenantHandle(runtime.store.create_tenant("in order").id, tenant.api_key, runtime)
+    for target, names in (
+        (tenant, ("recovered", "triggered")),
+        (in_order, ("triggered", "recovered")),
+    ):
+        for name in names:
+            send(client, runtime, target, "datadog", fixture("datadog", f"keep_log_alert_{name}"))
+    [late] = alerts(runtime, tenant)
+    [right] = alerts(runtime, in_order)
+    assert (late["started_at"], late["ended_at"]) == (
+        "2024-12-11T15:15:33Z",
+        "2024-12-11T15:28:32Z",
+    )
+    for key in ("status", "severity", "started_at", "ended_at"):
+        assert late[key] == right[key], key
+
+
 @pytest.mark.parametrize("webhook_ids", [("w-1", "w-2")])
 def test_pagerduty_resolved_webhooks_delivered_again_fold_into_the_incident(
     client: TestClient, runtime: Runtime, tenant: TenantHandle, webhook_ids: tuple[str, str]

@@ -33,6 +33,9 @@ class AlertRecord:
     last_seen_at: datetime
     repeat_count: int
     incident_id: str = ""
+    #: A copy said the occurrence started earlier than stored: the start is rewritten
+    #: only then (in every update, it would cost two index writes per repeat).
+    start_moved: bool = False
 
     @property
     def id(self) -> str:
@@ -73,6 +76,8 @@ def fold(state: FingerprintState, alert: CanonicalAlert) -> FoldResult:
         if moment is None and alert.started_at <= last:
             ended.repeat_count += 1
             ended.last_seen_at = max(ended.last_seen_at, seen)
+            ended.start_moved |= alert.started_at < ended.alert.started_at
+            ended.alert = _late(ended.alert, alert)
             return FoldResult(Fold.LATE_REPEAT, ended, ended.alert)
         # A resolve repeating the end of that occurrence: at or before its end, or later
         # when it started no later than that end (Alertmanager re-sends a resolved
@@ -98,6 +103,7 @@ def fold(state: FingerprintState, alert: CanonicalAlert) -> FoldResult:
         active.last_seen_at = max(active.last_seen_at, seen)
         if moment is None:
             active.repeat_count += 1
+            active.start_moved |= alert.started_at < active.alert.started_at
             active.alert = _merged(active.alert, alert)
             return FoldResult(Fold.REPEAT, active, active.alert)
         active.alert = replace(active.alert, status=AlertStatus.RESOLVED, ended_at=moment)
@@ -128,4 +134,20 @@ def _merged(known: CanonicalAlert, update: CanonicalAlert) -> CanonicalAlert:
         description=update.description or known.description,
         labels={**known.labels, **update.labels},
         links=update.links or known.links,
+    )
+
+
+def _late(ended: CanonicalAlert, copy: CanonicalAlert) -> CanonicalAlert:
+    """A firing copy delayed past the end it belongs to (a trigger delivered after its
+    recovery) still says when the occurrence started and how bad it was: the earlier
+    start and the worst severity are kept, as in the right order. The ended record's
+    own texts are newer and win."""
+    return replace(
+        ended,
+        started_at=min(ended.started_at, copy.started_at),
+        severity=worst(Severity(ended.severity), copy.severity),
+        title=ended.title or copy.title,
+        description=ended.description or copy.description,
+        labels={**copy.labels, **ended.labels},
+        links=ended.links or copy.links,
     )

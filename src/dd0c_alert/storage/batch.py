@@ -55,6 +55,11 @@ _UPDATE_ALERT = (
     .where(t.alerts.c.id == sa.bindparam("_id"))
     .values({name: sa.bindparam(name) for name in (*_ALERT_FIELDS, "last_seen_at", "repeat_count")})
 )
+_MOVE_START = (
+    t.alerts.update()
+    .where(t.alerts.c.id == sa.bindparam("_id"))
+    .values(started_at=sa.bindparam("started_at"))
+)
 _INSERT_ALERT = t.alerts.insert()
 _STATE_QUERY_CHUNK = 500
 
@@ -177,6 +182,11 @@ class SqlTransaction:
                 for r in records
             ]
             execute_many(self._use(tenant_id), _UPDATE_ALERT, rows)
+            moved = [
+                {"_id": r.id, "started_at": r.alert.started_at} for r in records if r.start_moved
+            ]
+            if moved:
+                execute_many(self._use(tenant_id), _MOVE_START, moved)
         for tenant_id, records in _by_tenant(created).items():
             execute_many(self._use(tenant_id), _INSERT_ALERT, [_insert_row(r) for r in records])
 
