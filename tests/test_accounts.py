@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import time
 import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -200,12 +201,16 @@ def test_api_keys_scoped_shown_once_revocable(client: TestClient, tenant: Tenant
     key_id = made.json()["id"]
     assert client.delete(f"/v1/api-keys/{key_id}", headers=tenant.auth).status_code == 204
     assert client.get("/v1/incidents", headers=bearer(key)).status_code == 401
-    expired = client.post(
-        "/v1/api-keys",
-        headers=tenant.auth,
-        json={"name": "old", "scope": "admin", "expires_at": "2000-01-01T00:00:00Z"},
-    ).json()["key"]
-    assert client.get("/v1/incidents", headers=bearer(expired)).status_code == 401
+    past = {"name": "old", "scope": "admin", "expires_at": "2000-01-01T00:00:00Z"}
+    refused = client.post("/v1/api-keys", headers=tenant.auth, json=past)
+    assert refused.status_code == 422 and "in the past" in refused.text  # could never work
+    soon = datetime.now(UTC) + timedelta(milliseconds=300)
+    made = client.post(
+        "/v1/api-keys", headers=tenant.auth, json={**past, "expires_at": soon.isoformat()}
+    )
+    assert made.status_code == 201, made.text
+    time.sleep(max(0.0, (soon - datetime.now(UTC)).total_seconds()) + 0.05)
+    assert client.get("/v1/incidents", headers=bearer(made.json()["key"])).status_code == 401
 
 
 def test_cookie_sessions_need_the_csrf_token(client: TestClient) -> None:

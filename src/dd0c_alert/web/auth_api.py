@@ -9,13 +9,14 @@ address (429 ``too_many_attempts`` with ``Retry-After``).
 from __future__ import annotations
 
 import secrets
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Annotated, Any, Literal
 
 import structlog
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from dd0c_alert.notify.smtp import SmtpSender
 from dd0c_alert.pipeline.auth_config import AuthConfig
@@ -95,6 +96,14 @@ class ApiKeyIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     scope: Literal["read", "write", "admin"]
     expires_at: ApiTime | None = None
+
+    @field_validator("expires_at")
+    @classmethod
+    def _in_the_future(cls, value: datetime | None) -> datetime | None:
+        """A key that has already expired would be shown once and never work."""
+        if value is not None and value <= datetime.now(UTC):
+            raise ValueError("expires_at is in the past: a key must expire later than now")
+        return value
 
 
 class Tokens(BaseModel):
