@@ -11,7 +11,7 @@ service stores predates the Unix epoch.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 #: Exclusive. ``datetime.max`` is 9999-12-31; a year below it leaves room for arithmetic.
@@ -52,3 +52,15 @@ def parse_time(text: str, name: str) -> datetime:
     except ValueError:
         raise InvalidTime(name, f"expected an ISO 8601 time, got {text!r}") from None
     return as_utc(moment, name)
+
+
+#: Hosts' clocks drift: an event time up to this far after the event's receipt is
+#: believed; a later one (a sender's bad clock, a placeholder such as year 9999) is not.
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+def believable(moment: datetime, received_at: datetime) -> datetime:
+    """``moment``, or ``received_at`` when ``moment`` lies further in the future than
+    clock skew explains: an alert that "starts" in 9999 would otherwise sort as the
+    newest for ever and open its incident in that year."""
+    return moment if moment <= received_at + CLOCK_SKEW else received_at

@@ -41,6 +41,7 @@ from dd0c_alert.correlation.dedup import FoldResult
 from dd0c_alert.correlation.model import Decision, Rules, TenantSettings
 from dd0c_alert.domain.ids import new_id
 from dd0c_alert.domain.models import CanonicalAlert, Normalised
+from dd0c_alert.domain.times import believable
 from dd0c_alert.providers import PROVIDERS
 from dd0c_alert.providers.base import Delivery, PayloadError
 from dd0c_alert.providers.parse import json_document
@@ -369,6 +370,7 @@ class Worker(Background):
         )
         records = provider.normalise(payload, delivery)
         for record in records:
+            _believable_times(record, delivery.received_at)
             record.id = new_id()
             record.event_id = event.event_id
             record.raw_ref = raw_ref
@@ -459,3 +461,15 @@ def _describe(exc: Exception) -> str:
 def _merge(into: BatchOutcome, other: BatchOutcome) -> None:
     into.retries.extend(other.retries)
     into.dead.extend(other.dead)
+
+
+def _believable_times(record: Normalised, received_at: datetime) -> None:
+    """Event times from the future, beyond clock skew, become the time of receipt
+    (the raw payload keeps what was sent)."""
+    record.started_at = believable(record.started_at, received_at)
+    if isinstance(record, CanonicalAlert):
+        if record.ended_at is not None:
+            record.ended_at = believable(record.ended_at, received_at)
+            record.started_at = min(record.started_at, record.ended_at)
+    elif record.finished_at is not None:
+        record.finished_at = believable(record.finished_at, received_at)
