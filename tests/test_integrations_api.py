@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -86,6 +86,15 @@ def test_every_providers_test_alert_passes_the_real_webhook_path(
     drain(runtime)
     dead = runtime.store.list_dead_letters(tenant.id, 10)
     assert dead == [], dead
+    # dated now, not in the sample's recording year: "opened in the last …" shows it
+    made = [
+        *call(client, tenant, "GET", "/v1/alerts", 200)["items"],
+        *call(client, tenant, "GET", "/v1/deploys", 200)["items"],
+    ]
+    assert made
+    for item in made:
+        started = datetime.fromisoformat(item["started_at"])
+        assert abs(started - datetime.now(UTC)) < timedelta(minutes=10), item
 
 
 def test_rotation_keeps_the_old_secret_for_the_grace_and_disable_refuses(
