@@ -101,10 +101,16 @@ def test_signup_login_me_refresh_logout(client: TestClient) -> None:
     reused = client.post("/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
     assert reused.status_code == 401
     assert client.post("/v1/auth/refresh", json={"refresh_token": newer}).status_code == 401
+    # ... and so are that sign-in's access tokens (a stolen copy is in use)
+    assert client.get("/v1/me", headers=bearer(rotated.json()["access_token"])).status_code == 401
     # the other session (sign-up's) still works, until logout
     other = made["refresh_token"]
+    assert client.get("/v1/me", headers=bearer(made["access_token"])).status_code == 200
     assert client.post("/v1/auth/logout", json={"refresh_token": other}).status_code == 204
     assert client.post("/v1/auth/refresh", json={"refresh_token": other}).status_code == 401
+    # logout ends the sign-in's access tokens too, not only its refresh token
+    gone = client.get("/v1/me", headers=bearer(made["access_token"]))
+    assert gone.status_code == 401 and "signed out" in gone.text
 
 
 def test_weak_passwords_are_refused(client: TestClient) -> None:
@@ -279,7 +285,7 @@ def test_forged_or_stale_tokens_are_refused(client: TestClient, runtime: Runtime
         f"{b64({'alg': 'RS256', 'typ': 'JWT'})}.{b64(claims)}."
         + _forge(good, config.jwt_secret).rsplit(".", 1)[1],
     ]
-    real = issue_access(config, made["user_id"], made["tenant_id"], "owner")
+    real = issue_access(config, made["user_id"], made["tenant_id"], "owner", "a-sign-in")
     head, _body, sig = real.split(".")
     tampered = {**claims, "role": "owner", "tid": "another-tenant"}
     forged.append(f"{head}.{b64(tampered)}.{sig}")
@@ -347,7 +353,8 @@ def test_permission_matrix(client: TestClient, runtime: Runtime, tenant: TenantH
     for role in ROLES:
         user = store.create_user(f"{role}@example.com", password_hash)
         store.add_member(tenant.id, user.id, role)
-        token = issue_access(runtime.auth, user.id, tenant.id, role)
+        session = store.issue_refresh(tenant.id, user.id, runtime.auth.refresh_ttl).family_id
+        token = issue_access(runtime.auth, user.id, tenant.id, role, session)
         callers[f"role:{role}"] = (role, bearer(token))
     for scope in SCOPES:
         key, _ = store.create_api_key(tenant.id, f"k-{scope}", scope)

@@ -111,14 +111,20 @@ def test_an_expired_session_is_renewed_by_the_refresh_cookie(client: TestClient)
     assert client.cookies.get(REFRESH_COOKIE) != old_refresh  # rotated
 
 
-def test_logout_revokes_the_refresh_token(client: TestClient) -> None:
+def test_logout_revokes_the_refresh_token_and_the_session_cookie(client: TestClient) -> None:
     sign_up(client)
     refresh = client.cookies.get(REFRESH_COOKIE)
+    access = client.cookies.get("dd0c_session")
     response = client.post("/logout", data={"csrf_token": csrf(client)}, follow_redirects=False)
     assert response.headers["location"] == "/login"
     client.cookies.clear()
     client.cookies.set(REFRESH_COOKIE, refresh or "")
     assert client.get("/incidents", follow_redirects=False).status_code == 303
+    client.cookies.clear()  # a copy of the access cookie, replayed after the logout
+    client.cookies.set("dd0c_session", access or "")
+    assert client.get("/incidents", follow_redirects=False).status_code == 303
+    answer = client.get("/v1/incidents", headers={"Authorization": f"Bearer {access}"})
+    assert answer.status_code == 401
 
 
 def test_forms_without_the_csrf_token_or_from_another_site_are_refused(

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import sqlalchemy as sa
 
@@ -128,6 +128,15 @@ class Rotation:
     tenant_id: str | None = None
     user_id: str | None = None
     token: str | None = None
+    #: The browser session (token family) the new token continues.
+    family_id: str | None = None
+
+
+class RefreshToken(NamedTuple):
+    token: str
+    id: str
+    #: One per sign-in: the session its access tokens belong to (``session_alive``).
+    family_id: str
 
 
 def _user(row: Any) -> User:
@@ -381,16 +390,17 @@ class AccountStore:
         ttl: timedelta,
         family_id: str | None = None,
         conn: sa.Connection | None = None,
-    ) -> tuple[str, str]:
-        """A new refresh token (in ``family_id``, else a new family): ``(token, id)``."""
+    ) -> RefreshToken:
+        """A new refresh token, in ``family_id`` or else a new family (a new session)."""
         token = REFRESH_PREFIX + secrets.token_urlsafe(32)
         token_id = new_id()
+        family_id = family_id or new_id()
         now = _now()
         values = {
             "id": token_id,
             "tenant_id": tenant_id,
             "user_id": user_id,
-            "family_id": family_id or new_id(),
+            "family_id": family_id,
             "token_hash": digest(token),
             "created_at": now,
             "expires_at": now + ttl,
@@ -400,7 +410,7 @@ class AccountStore:
         else:
             with self._tx(tenant_id=tenant_id) as own:
                 own.execute(t.refresh_tokens.insert().values(**values))
-        return token, token_id
+        return RefreshToken(token, token_id, family_id)
 
     def _token_tenant(self, conn: sa.Connection, function: str, table: sa.Table, token: str) -> Any:
         token_hash = digest(token)
@@ -439,24 +449,43 @@ class AccountStore:
                 return Rotation("reused", row.tenant_id, row.user_id)
             if row.expires_at <= now:
                 return Rotation("invalid")
-            new_token, new_id_ = self.issue_refresh(
-                row.tenant_id, row.user_id, ttl, row.family_id, conn
-            )
+            issued = self.issue_refresh(row.tenant_id, row.user_id, ttl, row.family_id, conn)
             conn.execute(
                 t.refresh_tokens.update()
                 .where(t.refresh_tokens.c.id == row.id)
-                .values(revoked_at=now, replaced_by=new_id_)
+                .values(revoked_at=now, replaced_by=issued.id)
             )
-        return Rotation("ok", row.tenant_id, row.user_id, new_token)
+        return Rotation("ok", row.tenant_id, row.user_id, issued.token, row.family_id)
 
-    def revoke_refresh(self, token: str) -> None:
-        """Logout: the token's whole family (this browser's session) revoked."""
+    def revoke_refresh(self, token: str) -> tuple[str, str] | None:
+        """Logout: the token's whole family (this browser's session) revoked; its
+        ``(tenant_id, family_id)``, None for an unknown token."""
         with self._tx() as conn:
             row = self._token_tenant(conn, "dd0c_tenant_for_refresh_token", t.refresh_tokens, token)
-            if row is not None:
-                self._revoke_where(
-                    conn, t.refresh_tokens.c.family_id == row.family_id, row.tenant_id, _now()
+            if row is None:
+                return None
+            self._revoke_where(
+                conn, t.refresh_tokens.c.family_id == row.family_id, row.tenant_id, _now()
+            )
+            return row.tenant_id, row.family_id
+
+    def session_alive(self, tenant_id: str, family_id: str) -> bool:
+        """Whether a sign-in still holds a usable refresh token: logout, a password
+        change and a detected token reuse revoke them all, and end the session's
+        access tokens with them."""
+        rt = t.refresh_tokens
+        with self._tx(tenant_id=tenant_id, write=False) as conn:
+            found = conn.execute(
+                sa.select(rt.c.id)
+                .where(
+                    rt.c.tenant_id == tenant_id,
+                    rt.c.family_id == family_id,
+                    rt.c.revoked_at.is_(None),
+                    rt.c.expires_at > _now(),
                 )
+                .limit(1)
+            ).first()
+        return found is not None
 
     # --- invitations -------------------------------------------------------------------
 

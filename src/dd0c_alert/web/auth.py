@@ -28,7 +28,7 @@ from dd0c_alert.pipeline.auth_config import AuthConfig
 from dd0c_alert.storage.accounts import API_KEY_PREFIX, AccountStore, ApiKey, Member, digest
 
 from .principal import Principal, Role, Scope
-from .sessions import CSRF_COOKIE, CSRF_FIELD, CSRF_HEADER, read_access
+from .sessions import CSRF_COOKIE, CSRF_FIELD, CSRF_HEADER, Claims, read_access
 
 _KEY_SECONDS = 10.0
 _MEMBER_SECONDS = 5.0
@@ -38,6 +38,10 @@ _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _keys: LRUCache[str, ApiKey] = LRUCache(max_entries=10_000, ttl_seconds=_KEY_SECONDS)
 #: (tenant, user) -> membership (None: not a member).
 _members: LRUCache[tuple[str, str], Member | None] = LRUCache(
+    max_entries=10_000, ttl_seconds=_MEMBER_SECONDS
+)
+#: (tenant, sign-in) -> whether it is still signed in (``AccountStore.session_alive``).
+_sessions: LRUCache[tuple[str, str], bool] = LRUCache(
     max_entries=10_000, ttl_seconds=_MEMBER_SECONDS
 )
 
@@ -52,6 +56,12 @@ def forget_key(key_digest: str | None = None) -> None:
 
 def forget_member(tenant_id: str, user_id: str) -> None:
     _members.pop((tenant_id, user_id))
+
+
+def forget_session(tenant_id: str, family_id: str) -> None:
+    """After a logout here: its access tokens are refused at once in this process
+    (other processes notice within ``_MEMBER_SECONDS``)."""
+    _sessions.pop((tenant_id, family_id))
 
 
 def unauthorized(detail: str) -> HTTPException:
@@ -107,10 +117,24 @@ async def member_of(request: Request, tenant_id: str, user_id: str) -> Member | 
     return member
 
 
+async def still_signed_in(request: Request, claims: Claims) -> bool:
+    """Whether the token's sign-in has not logged out (cached briefly, as members)."""
+    if claims.session is None:
+        return True
+    key = (claims.tenant_id, claims.session)
+    hit, alive = _sessions.get(key)
+    if not hit:
+        alive = await run_in_threadpool(accounts(request).session_alive, *key)
+        _sessions.put(key, alive)
+    return bool(alive)
+
+
 async def _session_principal(request: Request, token: str, via: str) -> Principal:
     claims = read_access(auth_config(request), token)
     if claims is None:
         raise unauthorized("invalid or expired session")
+    if not await still_signed_in(request, claims):
+        raise unauthorized("signed out: log in again")
     member = await member_of(request, claims.tenant_id, claims.user_id)
     if member is None:
         raise unauthorized("no longer a member of this tenant")

@@ -24,7 +24,14 @@ from dd0c_alert.storage.accounts import EmailTaken, digest, normalise_email
 
 from . import auth
 from .audit import audit
-from .auth import accounts, auth_config, forget_key, forget_member, unauthorized
+from .auth import (
+    accounts,
+    auth_config,
+    forget_key,
+    forget_member,
+    forget_session,
+    unauthorized,
+)
 from .passwords import WeakPassword, check_strength, hash_password, verify_password
 from .permissions import Principal, require
 from .responses import error_response
@@ -153,16 +160,14 @@ def clear_session_cookies(response: Response) -> None:
 async def _tokens(request: Request, user_id: str, tenant_id: str, role: str) -> dict[str, Any]:
     config = auth_config(request)
     store = accounts(request)
-    refresh, _ = await run_in_threadpool(
-        store.issue_refresh, tenant_id, user_id, config.refresh_ttl
-    )
+    refresh = await run_in_threadpool(store.issue_refresh, tenant_id, user_id, config.refresh_ttl)
     tenants = await run_in_threadpool(store.tenants_of, user_id)
     return {
         "tenant_id": tenant_id,
         "user_id": user_id,
         "role": role,
-        "access_token": issue_access(config, user_id, tenant_id, role),
-        "refresh_token": refresh,
+        "access_token": issue_access(config, user_id, tenant_id, role, refresh.family_id),
+        "refresh_token": refresh.token,
         "token_type": "bearer",
         "expires_in": int(config.access_ttl.total_seconds()),
         "tenants": tenants,
@@ -262,6 +267,7 @@ async def refresh(request: Request, body: RefreshIn) -> dict[str, Any]:
     if rotation.outcome != "ok" or rotation.token is None:
         raise unauthorized("invalid refresh token")
     assert rotation.tenant_id is not None and rotation.user_id is not None
+    assert rotation.family_id is not None
     member = await auth.member_of(request, rotation.tenant_id, rotation.user_id)
     if member is None:
         await run_in_threadpool(store.revoke_refresh, rotation.token)
@@ -270,7 +276,9 @@ async def refresh(request: Request, body: RefreshIn) -> dict[str, Any]:
         "tenant_id": rotation.tenant_id,
         "user_id": rotation.user_id,
         "role": member.role,
-        "access_token": issue_access(config, rotation.user_id, rotation.tenant_id, member.role),
+        "access_token": issue_access(
+            config, rotation.user_id, rotation.tenant_id, member.role, rotation.family_id
+        ),
         "refresh_token": rotation.token,
         "token_type": "bearer",
         "expires_in": int(config.access_ttl.total_seconds()),
@@ -281,7 +289,9 @@ async def refresh(request: Request, body: RefreshIn) -> dict[str, Any]:
 @router.post("/auth/logout", status_code=204, summary="Log out: revoke the refresh token")
 async def logout(request: Request, body: LogoutIn | None = None) -> Response:
     if body is not None and body.refresh_token:
-        await run_in_threadpool(accounts(request).revoke_refresh, body.refresh_token)
+        ended = await run_in_threadpool(accounts(request).revoke_refresh, body.refresh_token)
+        if ended is not None:
+            forget_session(*ended)
     response = Response(status_code=204)
     clear_session_cookies(response)
     return response

@@ -1,5 +1,7 @@
 """Session access tokens: HS256 JWTs with issuer, audience, expiry, issue time, id,
-subject (user id), tenant (``tid``) and role; only HS256 is accepted when reading."""
+subject (user id), tenant (``tid``), role and sign-in (``sid``, the refresh token
+family: a token of a session that logged out is refused); only HS256 is accepted
+when reading."""
 
 from __future__ import annotations
 
@@ -25,9 +27,12 @@ class Claims:
     tenant_id: str
     role: str
     jti: str
+    #: The sign-in (refresh token family) the token was issued for; None in tokens
+    #: issued before sessions were named, which live out their short lifetime.
+    session: str | None = None
 
 
-def issue_access(config: AuthConfig, user_id: str, tenant_id: str, role: str) -> str:
+def issue_access(config: AuthConfig, user_id: str, tenant_id: str, role: str, session: str) -> str:
     now = datetime.now(UTC)
     payload: dict[str, Any] = {
         "iss": config.issuer,
@@ -38,6 +43,7 @@ def issue_access(config: AuthConfig, user_id: str, tenant_id: str, role: str) ->
         "sub": user_id,
         "tid": tenant_id,
         "role": role,
+        "sid": session,
     }
     return jwt.encode(payload, config.jwt_secret, algorithm=ALGORITHM)
 
@@ -59,4 +65,11 @@ def read_access(config: AuthConfig, token: str) -> Claims | None:
     tid, sub, role = payload.get("tid"), payload.get("sub"), payload.get("role")
     if not all(isinstance(v, str) and v for v in (tid, sub, role)):
         return None
-    return Claims(user_id=str(sub), tenant_id=str(tid), role=str(role), jti=str(payload["jti"]))
+    sid = payload.get("sid")
+    return Claims(
+        user_id=str(sub),
+        tenant_id=str(tid),
+        role=str(role),
+        jti=str(payload["jti"]),
+        session=sid if isinstance(sid, str) and sid else None,
+    )

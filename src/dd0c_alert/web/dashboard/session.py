@@ -21,7 +21,7 @@ from fastapi.concurrency import run_in_threadpool
 from dd0c_alert.pipeline.auth_config import AuthConfig
 from dd0c_alert.storage.accounts import AccountStore
 
-from ..auth import member_of
+from ..auth import forget_session, member_of, still_signed_in
 from ..auth_api import clear_session_cookies, set_session_cookies
 from ..permissions import Principal
 from ..principal import Role
@@ -43,7 +43,7 @@ def accounts(request: Request) -> AccountStore:
 
 async def _principal(request: Request, token: str) -> Principal | None:
     claims = read_access(auth_config(request), token) if token else None
-    if claims is None:
+    if claims is None or not await still_signed_in(request, claims):
         return None
     member = await member_of(request, claims.tenant_id, claims.user_id)
     if member is None:
@@ -74,9 +74,9 @@ async def signed_in(request: Request) -> Principal | None:
     if rotation.outcome != "ok" or rotation.tenant_id is None or rotation.user_id is None:
         return None
     member = await member_of(request, rotation.tenant_id, rotation.user_id)
-    if member is None or rotation.token is None:
+    if member is None or rotation.token is None or rotation.family_id is None:
         return None
-    access = issue_access(config, member.user_id, member.tenant_id, member.role)
+    access = issue_access(config, member.user_id, member.tenant_id, member.role, rotation.family_id)
     setattr(request.state, _RENEWED, (access, rotation.token))
     return await _principal(request, access)
 
@@ -97,10 +97,11 @@ def _secure(request: Request) -> bool:
 async def start_session(request: Request, user_id: str, tenant_id: str, role: str) -> None:
     """Sign the browser in (cookies set by ``finish``)."""
     config = auth_config(request)
-    refresh, _ = await run_in_threadpool(
+    refresh = await run_in_threadpool(
         accounts(request).issue_refresh, tenant_id, user_id, config.refresh_ttl
     )
-    setattr(request.state, _RENEWED, (issue_access(config, user_id, tenant_id, role), refresh))
+    access = issue_access(config, user_id, tenant_id, role, refresh.family_id)
+    setattr(request.state, _RENEWED, (access, refresh.token))
     request.state.started = True
     request.state.ended = False
 
@@ -147,7 +148,9 @@ def finish(request: Request, response: Response) -> Response:
 async def end_session(request: Request) -> None:
     refresh = request.cookies.get(REFRESH_COOKIE)
     if refresh:
-        await run_in_threadpool(accounts(request).revoke_refresh, refresh)
+        ended = await run_in_threadpool(accounts(request).revoke_refresh, refresh)
+        if ended is not None:
+            forget_session(*ended)
     request.state.ended = True
 
 
