@@ -214,6 +214,18 @@ def test_a_header_block_over_the_cap_in_one_read_is_refused(port: int) -> None:
         assert _first_bytes(sock).startswith(b"HTTP/1.1 400")  # not JSON: read and judged
 
 
+def test_what_the_parser_refuses_is_answered_in_json(port: int) -> None:
+    for request in (
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",  # a TLS ClientHello
+    ):
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(request)
+            status, headers, body = _answer(sock)
+        assert status == 400 and headers["content-type"] == "application/json"
+        assert json.loads(body)["error"] == "bad_request"
+
+
 def test_an_idle_keep_alive_connection_is_closed(port: int) -> None:
     with socket.create_connection(("127.0.0.1", port)) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")

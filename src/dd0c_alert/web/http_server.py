@@ -238,6 +238,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()
         self.on_response_complete()
 
+    def send_400_response(self, msg: str) -> None:
+        """What the parser refuses (a malformed request line, conflicting lengths, TLS
+        spoken to plain HTTP) gets the service's one error shape, as JSON."""
+        body = orjson.dumps({"error": "bad_request", "detail": msg})
+        self._answer_and_close(400, b"Bad Request", body)
+
     def _body_timed_out(self) -> None:
         assert self.deliveries is not None
         self._header_timer = None
