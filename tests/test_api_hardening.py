@@ -183,6 +183,10 @@ def test_every_4xx_has_error_and_detail(client: TestClient, tenant: TenantHandle
     _is_error(client.get("/v1/alerts/nope", headers=tenant.auth), 404, "not_found")
     doc = _is_error(client.get("/v1/alerts?limit=0", headers=tenant.auth), 422, "invalid_request")
     assert "limit" in doc["detail"] and doc["errors"][0]["loc"] == ["query", "limit"]
+    for listing in ("alerts", "incidents", "deploys"):  # a misspelt status finds nothing
+        bogus = client.get(f"/v1/{listing}?status=bogus", headers=tenant.auth)
+        _is_error(bogus, 422, "invalid_request")
+    assert client.get("/v1/deploys?status=success", headers=tenant.auth).status_code == 200
     _is_error(_request(client, tenant, "POST", "/v1/silences", b"{oops"), 422, "invalid_request")
     _is_error(_request(client, tenant, "POST", "/v1/silences", b"[NaN]"), 422, "invalid_request")
     body = b"{}"

@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
+from dd0c_alert.domain.models import DeployStatus
 from dd0c_alert.storage.ports import AlertFilter, Page
 
 from .permissions import Principal, require
@@ -181,7 +182,7 @@ async def list_deploys(
     request: Request,
     principal: Annotated[Principal, require("incidents:read")],
     source: str | None = None,
-    status: str | None = None,
+    status: DeployStatus | None = None,
     service: str | None = None,
     since: Annotated[ApiTime | None, Query(description="started_at ≥ since")] = None,
     until: Annotated[ApiTime | None, Query(description="started_at < until")] = None,
