@@ -45,9 +45,11 @@ def test_configuration_changes_are_audited_without_secrets(
     )
     key = ok("POST", "/v1/api-keys", {"name": "ci", "scope": "read"})
     ok("DELETE", f"/v1/api-keys/{key['id']}")
+    ok("DELETE", f"/v1/api-keys/{key['id']}")  # again: nothing changes, nothing audited
     response = client.get("/v1/audit?limit=100", headers=auth)
     assert response.status_code == 200
     entries = response.json()["items"]
+    assert [e["action"] for e in entries].count("api_key.revoke") == 1
     actions = {e["action"] for e in entries}
     assert {
         "settings.update",

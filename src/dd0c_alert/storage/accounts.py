@@ -640,18 +640,20 @@ class AccountStore:
             ).all()
         return [_key(row) for row in rows]
 
-    def revoke_api_key(self, tenant_id: str, key_id: str) -> ApiKey | None:
+    def revoke_api_key(self, tenant_id: str, key_id: str) -> bool | None:
+        """True when this call revoked the key, False when it was revoked already,
+        None when the tenant has no such key."""
         k = t.api_keys
         with self._tx(tenant_id=tenant_id) as conn:
-            conn.execute(
+            revoked = conn.execute(
                 k.update()
                 .where(k.c.tenant_id == tenant_id, k.c.id == key_id, k.c.revoked_at.is_(None))
                 .values(revoked_at=_now())
-            )
+            ).rowcount
             row = conn.execute(
-                sa.select(k).where(k.c.tenant_id == tenant_id, k.c.id == key_id)
+                sa.select(k.c.id).where(k.c.tenant_id == tenant_id, k.c.id == key_id)
             ).first()
-        return None if row is None else _key(row)
+        return None if row is None else bool(revoked)
 
     def api_key(self, key: str) -> ApiKey | None:
         """The stored key for a presented one, usable or not; None if unknown."""

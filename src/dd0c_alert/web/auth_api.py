@@ -562,9 +562,10 @@ async def list_keys(
 async def revoke_key(
     request: Request, principal: Annotated[Principal, require("keys:admin")], key_id: str
 ) -> Response:
-    found = await run_in_threadpool(accounts(request).revoke_api_key, principal.tenant_id, key_id)
-    if found is None:
+    revoked = await run_in_threadpool(accounts(request).revoke_api_key, principal.tenant_id, key_id)
+    if revoked is None:
         raise HTTPException(404, "no such API key")
-    forget_key()  # other processes drop it within their cache's few seconds
-    await audit(request, principal, "api_key.revoke", "api_key", key_id)
+    if revoked:  # revoking it again changes nothing, and is not audited again
+        forget_key()  # other processes drop it within their cache's few seconds
+        await audit(request, principal, "api_key.revoke", "api_key", key_id)
     return Response(status_code=204)
