@@ -20,6 +20,7 @@ import orjson
 import pytest
 
 from dd0c_alert.correlation.suggestions import Suggestion
+from dd0c_alert.storage.ports import IncidentFilter
 from dd0c_alert.web.passwords import hash_password
 from stand_ins.slack_api import SlackStandIn
 from webhook_helpers import auth_headers
@@ -56,6 +57,20 @@ def acked_update(slack: SlackStandIn, ts: str) -> bool:
         str(c.args.get("ts")) == ts and "acknowledged" in orjson.dumps(c.args).decode().lower()
         for c in slack.calls_of("chat.update")
     )
+
+
+def sign_in(browser: Any, server: Server, email: str) -> dict[str, Any]:
+    """A new sign-in through the login page: its cookies, for other contexts."""
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(server.base + "/login")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    sync_api.expect(page).to_have_url(re.compile(r"/incidents$"))
+    state: dict[str, Any] = context.storage_state()
+    context.close()
+    return state
 
 
 def test_the_walk_from_sign_up_to_log_out(server: Server, browser: Any) -> None:
@@ -109,6 +124,8 @@ def test_the_walk_from_sign_up_to_log_out(server: Server, browser: Any) -> None:
     send_alert(server, url, secret, labels={"host": "db-1"})
     row = page.locator("#incidents tbody tr", has_text="db down")
     expect(row).to_be_visible(timeout=15_000)
+    # a repeat: its timeline reason names the long fingerprint (phone screenshots)
+    send_alert(server, url, secret, labels={"host": "db-1"})
     expect(page.locator("#live")).to_have_text(re.compile(r"^\d+ updated$"))
     assert page.evaluate("window.__stayed") is True  # the page was not reloaded
     expect(page.locator('[data-count="open"]')).to_have_text("2")  # and the test alert's
@@ -175,7 +192,8 @@ def test_the_walk_from_sign_up_to_log_out(server: Server, browser: Any) -> None:
     expect(page.locator("#silences")).to_contain_text("cache migration")
     check_axe(page, "settings")
 
-    server.owner_state = context.storage_state()
+    # the later tests' session: a sign-in of its own, since logging out ends this one
+    server.owner_state = sign_in(browser, server, OWNER)
     # log out
     page.get_by_role("button", name="Log out").click()
     expect(page).to_have_url(re.compile(r"/login$"))
@@ -259,3 +277,51 @@ def test_screenshots_light_and_dark_at_desktop_and_phone_sizes(
                 page.close()
             signed_in.close()
             anonymous.close()
+
+
+def test_live_updates_keep_to_their_page_and_filters(server: Server, browser: Any) -> None:
+    """An older page gets no newer incidents at its top; on the first page a new
+    incident comes in at the top and pushes nothing out; a row that stops matching a
+    filtered list leaves it (the next matching one takes its place)."""
+    if server.owner_state is None:
+        pytest.skip("needs the walk's session")
+    secret = "browser-many-secret"
+    made = server.setup.store.create_integration(server.tenant_id, "custom", "many", secret)
+    url = f"{server.base}/v1/wh/{server.tenant_id}/custom/{made.id}"
+    before = len(incident_ids(server))
+    for n in range(52):
+        send_alert(server, url, secret, title=f"svc-{n} down", service=f"svc-{n}")
+    wait_for(lambda: len(incident_ids(server)) >= before + 52, "52 incidents")
+    context = browser.new_context(
+        viewport={"width": 1440, "height": 900}, storage_state=server.owner_state
+    )
+    page, other = context.new_page(), context.new_page()
+    expect, rows = sync_api.expect, page.locator("#incidents tbody tr")
+
+    page.goto(server.base + "/incidents")
+    page.get_by_role("link", name=re.compile("Older incidents")).click()
+    expect(page).to_have_url(re.compile("cursor="))
+    shown = rows.count()
+    page.wait_for_timeout(2500)  # the stream's first event, and a second
+    assert rows.count() == shown and page.locator("#live").inner_text() == ""
+
+    page.goto(server.base + "/incidents")
+    expect(rows).to_have_count(50)
+    page.wait_for_timeout(1500)  # the stream is open
+    send_alert(server, url, secret, title="newest down", service="newest")
+    expect(rows.first).to_contain_text("newest down", timeout=15_000)
+    expect(rows).to_have_count(51)
+
+    page.goto(server.base + "/incidents?status=open")
+    first = rows.first.get_attribute("data-id")
+    page.wait_for_timeout(1500)
+    other.goto(f"{server.base}/incidents/{first}")
+    other.get_by_role("button", name="Acknowledge").click()
+    expect(page.locator(f'#incidents tr[data-id="{first}"]')).to_have_count(0, timeout=10_000)
+    expect(rows).to_have_count(50)  # the next open incident came up from page 2
+    context.close()
+
+
+def incident_ids(server: Server) -> list[str]:
+    found = server.setup.store.list_incidents(server.tenant_id, IncidentFilter(), 200, None)
+    return [i["id"] for i in found.items]

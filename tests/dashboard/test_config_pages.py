@@ -16,7 +16,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from argon2 import PasswordHasher
-from dashboard_helpers import add_user, csrf, log_in, post_forms, sign_up
+from dashboard_helpers import add_user, csrf, log_in, post_alert, post_forms, sign_up
 from fastapi.testclient import TestClient
 
 from conftest import backend_overrides, drain, tenant_connection
@@ -27,6 +27,7 @@ from dd0c_alert.storage import schema
 from dd0c_alert.storage.rows import month_of
 from dd0c_alert.web import passwords
 from dd0c_alert.web.app import create_app
+from dd0c_alert.web.dashboard.render import PageRoute
 from webhook_helpers import auth_headers
 
 pytestmark = pytest.mark.both_modes
@@ -137,6 +138,42 @@ def test_each_page_shows_its_empty_state_with_the_next_step(client: TestClient, 
         assert response.status_code == 200, path
         assert texts[path] in response.text, path
         assert 'aria-label="Configuration"' in response.text, path
+
+
+def test_pages_answered_to_a_form_show_the_team_in_the_header(
+    client: TestClient, team: Team, runtime: Runtime
+) -> None:
+    """The header's team name (or switcher) comes from the user's teams, which only
+    the pages read by GET loaded: a page a form answered with lacked it."""
+    incident = post_alert(client, runtime, team.id)
+    answers = [
+        post(client, "/settings/correlation", correlation_window_seconds="5"),
+        post(client, "/settings/topology", service="", depends_on="db"),
+        post(client, "/settings/routes/new", name="x"),
+        post(client, "/settings/api-keys/new", name="ci", scope="read", expires_in_days="30"),
+        post(client, "/settings/team/invite", email="not-an-address", role="member"),
+        post(client, "/onboarding/integration", provider="custom"),
+        post(client, "/settings/integrations", provider="alertmanager"),
+        post(client, "/settings/silences", matchers="{", hours="2"),
+        post(client, f"/incidents/{incident}/note", text=""),
+    ]
+    for answer in answers:
+        assert answer.status_code in (200, 201, 422), answer.url
+        assert f'<span class="team">Team {team.tag}</span>' in answer.text, answer.url
+
+
+def test_an_address_a_page_cannot_read_answers_the_dashboards_400_page(
+    client: TestClient, team: Team
+) -> None:
+    bad = client.get("/settings/topology?page=abc")
+    assert bad.status_code == 400 and bad.headers["content-type"].startswith("text/html")
+    assert "This address holds a value the page cannot read (page: " in bad.text
+    assert "default-src 'self'" in bad.headers["content-security-policy"]
+    assert client.get("/settings/topology?page=2").status_code == 200
+    for route in client.app.routes:  # type: ignore[attr-defined]
+        module = getattr(getattr(route, "endpoint", None), "__module__", "")
+        if module.startswith("dd0c_alert.web.dashboard"):  # every page answers so
+            assert isinstance(route, PageRoute), route.path
 
 
 def test_an_integration_is_created_tested_rotated_disabled_and_deleted(

@@ -289,6 +289,29 @@ def test_silences_are_created_and_checked(client: TestClient) -> None:
     assert "maintenance" in good.text
 
 
+def test_a_refused_silence_keeps_what_was_typed(client: TestClient) -> None:
+    sign_up(client)
+    typed = {"matchers": '{service="db"', "hours": "5", "comment": "db maintenance"}
+    bad = client.post("/settings/silences", data={"csrf_token": csrf(client), **typed})
+    assert bad.status_code == 422 and "Silence:" in bad.text
+    assert 'value="{service=&#34;db&#34;"' in bad.text
+    assert 'value="5"' in bad.text and 'value="db maintenance"' in bad.text
+
+
+def test_silence_hours_out_of_bounds_are_a_form_error(client: TestClient) -> None:
+    """float() reads "inf", "nan" and 1e30, which timedelta refuses with an
+    OverflowError (a 500); "abc" gave Python's own message."""
+    sign_up(client)
+    for hours in ("inf", "-inf", "1e30", "nan", "abc", "", "0", "8761", "-1"):
+        form = {"csrf_token": csrf(client), "matchers": '{service="db"}', "hours": hours}
+        refused = client.post("/settings/silences", data=form)
+        assert refused.status_code == 422, hours
+        assert "Silence: hours must be a number from 0.1 to 8760" in refused.text, hours
+    assert (
+        "Silence created." in client.post("/settings/silences", data=form | {"hours": "0.1"}).text
+    )
+
+
 def test_an_integration_created_in_settings_shows_its_secret_once(client: TestClient) -> None:
     sign_up(client)
     created = client.post(

@@ -7,16 +7,16 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import HTTPException, Request, Response
 from pydantic import ValidationError
 
 from .. import auth_api, product_api
 from ..permissions import ROLES, Principal, allowed
 from .api_bridge import call, field_errors, posting, reading
-from .render import page, redirect
+from .render import page, page_router, redirect
 from .session import auth_config, field
 
-router = APIRouter(include_in_schema=False)
+router = page_router()
 
 NOTES = {
     "invited": "Invitation sent.",

@@ -4,7 +4,7 @@ that work without JavaScript and end in the session cookies (``session``)."""
 from __future__ import annotations
 
 import orjson
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 
@@ -12,7 +12,7 @@ from dd0c_alert.storage.accounts import EmailTaken
 
 from .. import auth_api
 from ..passwords import WeakPassword, check_strength, hash_password, verify_password
-from .render import page, redirect
+from .render import page, page_router, redirect
 from .session import (
     accounts,
     auth_config,
@@ -23,7 +23,7 @@ from .session import (
     start_session,
 )
 
-router = APIRouter(include_in_schema=False)
+router = page_router()
 
 
 @router.get("/")

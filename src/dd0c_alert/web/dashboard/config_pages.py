@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import HTTPException, Request, Response
 from pydantic import ValidationError
 
 from dd0c_alert.domain.models import Severity
@@ -14,12 +14,12 @@ from dd0c_alert.domain.models import Severity
 from .. import config_api, routes_api
 from ..permissions import Principal, allowed
 from .api_bridge import call, field_errors, posting, reading
-from .render import page, redirect
+from .render import page, page_router, redirect
 from .route_forms import KINDS, document_of, field_of, form_of
 from .session import Form, auth_config, field
 from .topology_svg import MAX_DRAWN, neighbourhood, topology_graph
 
-router = APIRouter(include_in_schema=False)
+router = page_router()
 
 NOTES = {
     "route-created": "Route created.",

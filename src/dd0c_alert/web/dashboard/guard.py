@@ -26,19 +26,28 @@ async def viewer(request: Request) -> Principal:
     principal = await signed_in(request)
     if principal is None or principal.user_id is None:
         raise SignInFirst
-    request.state.tenants = await run_in_threadpool(accounts(request).tenants_of, principal.user_id)
+    await load_tenants(request, principal.user_id)
     return principal
+
+
+async def load_tenants(request: Request, user_id: str) -> None:
+    """The user's teams, for the header (team name, switcher) of the page ``page``
+    renders: a page re-rendered after a form needs them as much as one read by GET."""
+    request.state.tenants = await run_in_threadpool(accounts(request).tenants_of, user_id)
 
 
 async def acting(request: Request, operation: str) -> tuple[Principal, Form]:
     """A posted form that may perform ``operation``: CSRF checked (403), signed in
-    (``SignInFirst``), allowed by the permission table (403)."""
+    (``SignInFirst``), allowed by the permission table (403); the user's teams loaded
+    for the page the form may answer with."""
     form = await checked_form(request)
     principal = await signed_in(request)
     if principal is None:
         raise SignInFirst
     if not allowed(operation, principal):
         raise HTTPException(403, f"your role may not do this ({operation})")
+    if principal.user_id is not None:
+        await load_tenants(request, principal.user_id)
     return principal, form
 
 

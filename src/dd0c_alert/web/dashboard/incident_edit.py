@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 from urllib.parse import parse_qs
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from dd0c_alert.storage.ports import InvalidTransition
@@ -21,10 +21,10 @@ from ..audit import audit
 from ..permissions import Principal
 from .guard import acting, store_of
 from .incident_pages import incident_view
-from .render import redirect
+from .render import page_router, redirect
 from .session import field
 
-router = APIRouter(include_in_schema=False)
+router = page_router()
 
 #: As the REST API: a note of at most this many characters, a split of at most this
 #: many alerts (the page lists at most 1000).

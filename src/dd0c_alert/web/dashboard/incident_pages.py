@@ -10,21 +10,22 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
 from dd0c_alert.providers import PROVIDERS
 from dd0c_alert.storage.ports import IncidentAction, IncidentFilter, InvalidTransition, Store
+from dd0c_alert.storage.rows import decode_cursor
 
 from ..audit import audit
 from ..permissions import Principal, allowed
 from .guard import acting, runtime_of, store_of, viewer
-from .render import page, redirect, templates
+from .render import page, page_router, redirect, templates
 from .session import field
 from .svg import service_graph
 
-router = APIRouter(include_in_schema=False)
+router = page_router()
 
 STATUSES = ("open", "acknowledged", "resolved")
 SEVERITIES = ("critical", "high", "medium", "low", "info")
@@ -100,9 +101,24 @@ def signature(item: dict[str, Any]) -> str:
     return "|".join(str(item.get(k)) for k in parts)
 
 
+BROKEN_CURSOR = "This link to older incidents is broken: start again from the first page."
+
+
+def page_cursor(cursor: str | None) -> str | None:
+    """The cursor of an older page, checked before any query: a broken link answers
+    the dashboard's 400 page (the API answers 400 too), not a 500."""
+    if not cursor:
+        return None
+    try:
+        decode_cursor(cursor)
+    except ValueError:
+        raise HTTPException(400, BROKEN_CURSOR) from None
+    return cursor
+
+
 @router.get("/incidents")
 async def incident_list(request: Request, cursor: str | None = None) -> Response:
-    me, query = await viewer(request), Query.of(request)
+    me, query, cursor = await viewer(request), Query.of(request), page_cursor(cursor)
     store = store_of(request)
     rows, next_cursor = await run_in_threadpool(find, store, me.tenant_id, query, cursor)
     by_state = await run_in_threadpool(counts, store, me.tenant_id)
@@ -113,6 +129,7 @@ async def incident_list(request: Request, cursor: str | None = None) -> Response
         rows=rows,
         query=query,
         next_cursor=next_cursor,
+        older=cursor is not None,
         counts=by_state,
         statuses=STATUSES,
         severities=SEVERITIES,
@@ -126,21 +143,45 @@ def _event(name: str, data: dict[str, Any]) -> bytes:
     return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
-async def _changes(request: Request, me: Principal, query: Query) -> AsyncIterator[bytes]:
-    """Every ~second: the rows that changed since the last event (the first event
-    carries every row; the page keeps those it already shows)."""
-    store, known = store_of(request), dict[str, str]()
+def _window(rows: list[dict[str, Any]], next_cursor: str | None) -> dict[str, Any]:
+    """Which rows the list holds now, so the page drops those that stopped matching
+    (acknowledged on a list of open incidents, merged away): ``ids``, and ``floor``,
+    the oldest of them when older pages follow. A row older than the floor is kept:
+    it may only have been pushed down to the next page by newer incidents."""
+    floor = rows[-1]["id"] if rows and next_cursor else ""
+    return {"ids": [r["id"] for r in rows], "floor": floor}
+
+
+def _news(known: dict[str, str] | None, now: dict[str, str]) -> set[str] | None:
+    """The ids of the rows to send (all of them on the first look, then those whose
+    signature changed); None when nothing changed, not even which rows are listed."""
+    if known is None:
+        return set(now)
+    changed = {i for i, sig in now.items() if known.get(i) != sig}
+    return changed if changed or known.keys() != now.keys() else None
+
+
+async def _changes(
+    request: Request, me: Principal, query: Query, cursor: str | None
+) -> AsyncIterator[bytes]:
+    """Every ~second: the rows of this page (``cursor``: the same older page, which
+    newer incidents never enter) that changed since the last event, and which rows
+    it holds (``_window``). The first event carries every row."""
+    store = store_of(request)
+    known: dict[str, str] | None = None
     rows_template = templates.get_template("_incident_rows.html")
     ends, quiet = time.monotonic() + STREAM_SECONDS, 0
     yield b"retry: 2000\n\n"
     while time.monotonic() < ends and not await request.is_disconnected():
-        rows, _ = await run_in_threadpool(find, store, me.tenant_id, query, None)
-        changed = [r for r in rows if known.get(r["id"]) != signature(r)]
-        known = {r["id"]: signature(r) for r in rows}
-        if changed:
+        rows, next_cursor = await run_in_threadpool(find, store, me.tenant_id, query, cursor)
+        now = {r["id"]: signature(r) for r in rows}
+        news, known = _news(known, now), now
+        if news is not None:
             by_state = await run_in_threadpool(counts, store, me.tenant_id)
+            changed = [r for r in rows if r["id"] in news]
             html = rows_template.render(rows=changed, me=me, signature=signature)
-            yield _event("rows", {"html": html, "counts": by_state})
+            data = {"html": html, "counts": by_state, **_window(rows, next_cursor)}
+            yield _event("rows", data)
             quiet = 0
         elif (quiet := quiet + 1) >= 15:
             yield b": still here\n\n"
@@ -149,10 +190,10 @@ async def _changes(request: Request, me: Principal, query: Query) -> AsyncIterat
 
 
 @router.get("/incidents/stream")
-async def incident_stream(request: Request) -> Response:
-    me = await viewer(request)
+async def incident_stream(request: Request, cursor: str | None = None) -> Response:
+    me, cursor = await viewer(request), page_cursor(cursor)
     return StreamingResponse(
-        _changes(request, me, Query.of(request)),
+        _changes(request, me, Query.of(request), cursor),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )

@@ -9,7 +9,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 
@@ -18,11 +18,11 @@ from ..permissions import Principal, allowed
 from . import inhibition_preview
 from .api_bridge import call, field_errors, operation, posting, reading
 from .guard import store_of
-from .render import page, redirect
+from .render import page, page_router, redirect
 from .session import field
 from .silence_preview import DAYS, SCAN_CAP
 
-router = APIRouter(include_in_schema=False)
+router = page_router()
 
 NOTES = {
     "created": "Inhibition rule created.",

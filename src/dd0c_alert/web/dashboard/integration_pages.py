@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 
@@ -19,10 +19,10 @@ from ..audit import audit
 from ..permissions import Principal, allowed
 from .api_bridge import Answer, call, field_errors, posting, reading
 from .guard import acting, runtime_of, store_of, viewer
-from .render import page, redirect
+from .render import page, page_router, redirect
 from .session import field
 
-router = APIRouter(include_in_schema=False)
+router = page_router()
 
 NOTES = {
     "tested": "Test alert sent through the webhook path: it shows in Incidents in a moment.",

@@ -19,7 +19,7 @@ from . import (
     silence_preview,
 )
 from .guard import SignInFirst, login_redirect
-from .render import HERE, page
+from .render import HERE, error_page
 
 STATIC = "/static/dashboard"
 
@@ -56,5 +56,4 @@ def is_page(request: Request) -> bool:
     return not api and "text/html" in request.headers.get("accept", "")
 
 
-def error_page(request: Request, status_code: int, detail: str) -> Response:
-    return page(request, "error.html", None, status_code, status=status_code, detail=detail)
+__all__ = ["error_page", "install", "is_page"]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from dd0c_alert.notify.slack.manifest import slack_manifest
@@ -30,7 +30,7 @@ from dd0c_alert.storage.ports import IncidentFilter, Integration
 from ..audit import audit
 from ..permissions import Principal
 from .guard import acting, runtime_of, store_of, viewer
-from .render import confined, page, redirect, templates
+from .render import confined, page, page_router, redirect, templates
 from .session import auth_config, field
 from .stats import duration
 
@@ -59,7 +59,7 @@ SOURCES = (
 BY_PROVIDER = {s.provider: s for s in SOURCES}
 assert set(BY_PROVIDER) == set(PROVIDERS), "every provider has a clear name here"
 
-router = APIRouter(include_in_schema=False)
+router = page_router()
 
 _NOTES = {
     "sent": "Test alert sent through the webhook path: watch it arrive below.",

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from dd0c_alert.correlation.model import Silence
@@ -19,13 +20,14 @@ from dd0c_alert.setup_snippets import snippet
 from dd0c_alert.storage.ports import Store
 
 from ..config_api import matchers_of
+from ..permissions import Principal
 from .guard import acting, runtime_of, store_of, viewer
-from .render import page, redirect
+from .render import page, page_router, redirect
 from .session import auth_config, field
 from .stats import WINDOWS, duration, summarise
 from .svg import Series, bar_chart
 
-router = APIRouter(include_in_schema=False)
+router = page_router()
 REPLAY_DAYS = 7
 
 
@@ -159,17 +161,31 @@ _SETTINGS_NOTES = {
 }
 
 
+#: The silence form's bounds (its input's ``min`` and ``max``), in hours.
+HOURS = (0.1, 8760.0)
+
+
+def silence_hours(text: str) -> timedelta:
+    """The silence's duration; ValueError with the bounds for anything else ("abc",
+    "nan", "inf", 1e30: float() reads them all, and timedelta overflows)."""
+    try:
+        hours = float(text)
+    except ValueError:
+        hours = math.nan
+    if not HOURS[0] <= hours <= HOURS[1]:  # NaN compares false
+        raise ValueError(f"hours must be a number from {HOURS[0]:g} to {HOURS[1]:g}")
+    return timedelta(hours=hours)
+
+
 @router.post("/settings/silences")
 async def create_silence(request: Request) -> Response:
     me, form = await acting(request, "config:write")
-    hours = field(form, "hours", "2")
+    typed = {k: field(form, k) for k in ("matchers", "hours", "comment")}
     try:
-        matchers = matchers_of(field(form, "matchers"))
-        duration = timedelta(hours=float(hours))
-        if not timedelta(minutes=1) <= duration <= timedelta(days=365):
-            raise ValueError("the duration is between a minute and a year")
+        matchers = matchers_of(typed["matchers"])
+        duration = silence_hours(field(form, "hours", "2"))
     except ValueError as exc:
-        return await _settings_error(request, me.tenant_id, f"Silence: {exc}")
+        return await _settings_error(request, me, f"Silence: {exc}", silence=typed)
     now = datetime.now(UTC)
     silence = Silence(
         id=new_id(),
@@ -177,7 +193,7 @@ async def create_silence(request: Request) -> Response:
         starts_at=now,
         ends_at=now + duration,
         author=me.actor,
-        comment=field(form, "comment")[:4000],
+        comment=typed["comment"][:4000],
     )
     await run_in_threadpool(store_of(request).create_silence, me.tenant_id, silence)
     return redirect(request, "/settings?msg=silence")
@@ -204,7 +220,7 @@ async def save_slack(request: Request) -> Response:
             slack_api_url=runtime.slack_api_url,
         )
     except ValueError as exc:
-        return await _settings_error(request, me.tenant_id, f"Slack: {exc}")
+        return await _settings_error(request, me, f"Slack: {exc}")
     return redirect(request, "/settings?msg=slack")
 
 
@@ -213,7 +229,7 @@ async def create_integration(request: Request) -> Response:
     me, form = await acting(request, "integrations:write")
     provider = field(form, "provider")
     if provider not in PROVIDERS:
-        return await _settings_error(request, me.tenant_id, "Integration: choose a source.")
+        return await _settings_error(request, me, "Integration: choose a source.")
     secret = secrets.token_urlsafe(32)
     name = field(form, "name")[:200] or provider
     store = store_of(request)
@@ -235,9 +251,12 @@ async def create_integration(request: Request) -> Response:
     )
 
 
-async def _settings_error(request: Request, tenant_id: str, error: str) -> Response:
-    me = await viewer(request)
-    found = await run_in_threadpool(settings_of, request, tenant_id)
+async def _settings_error(
+    request: Request, me: Principal, error: str, silence: dict[str, str] | None = None
+) -> Response:
+    """The settings page with the refused form's error; ``silence``: what was typed in
+    the silence form, shown again so nothing has to be typed twice."""
+    found = await run_in_threadpool(settings_of, request, me.tenant_id)
     base = auth_config(request).public_url.rstrip("/")
     return page(
         request,
@@ -248,4 +267,5 @@ async def _settings_error(request: Request, tenant_id: str, error: str) -> Respo
         base_url=base,
         providers=sorted(PROVIDERS),
         error=error,
+        silence=silence or {},
     )

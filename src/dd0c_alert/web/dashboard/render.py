@@ -3,12 +3,15 @@ ends with (``page``), which also sets the cookies the request decided on."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from fastapi import Request, Response
+from fastapi import APIRouter, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse
+from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
 
@@ -102,3 +105,34 @@ def confined(response: Response) -> Response:
 def redirect(request: Request, to: str) -> Response:
     """303 to ``to`` (after a POST: the browser GETs it), with this request's cookies."""
     return finish(request, RedirectResponse(to, status_code=303))
+
+
+def error_page(request: Request, status_code: int, detail: str) -> Response:
+    return page(request, "error.html", None, status_code, status=status_code, detail=detail)
+
+
+def unreadable(exc: RequestValidationError) -> str:
+    """What a page's address holds that the page cannot read, in a sentence."""
+    parts = [f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in exc.errors()]
+    return f"This address holds a value the page cannot read ({'; '.join(parts)})."
+
+
+class PageRoute(APIRoute):
+    """A dashboard route: a query parameter it cannot read (``?page=abc``) answers the
+    dashboard's 400 page, not the JSON 422 the application's handler gives the API."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+
+        async def handle_page(request: Request) -> Response:
+            try:
+                return await handle(request)
+            except RequestValidationError as exc:
+                return error_page(request, 400, unreadable(exc))
+
+        return handle_page
+
+
+def page_router() -> APIRouter:
+    """The router of a module of pages (out of the API's schema, ``PageRoute``s)."""
+    return APIRouter(include_in_schema=False, route_class=PageRoute)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from dd0c_alert.correlation.model import Matcher
@@ -23,10 +23,10 @@ from dd0c_alert.storage.ports import AlertFilter, Store
 
 from ..config_api import matchers_of
 from .guard import acting, runtime_of, store_of
-from .render import page
+from .render import page, page_router
 from .session import field as form_field
 
-router = APIRouter(include_in_schema=False)
+router = page_router()
 
 DAYS = 7
 #: Alerts read at most per preview, newest first.

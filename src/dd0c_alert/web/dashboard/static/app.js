@@ -25,25 +25,52 @@
   var live = document.getElementById("live");
   var updated = 0;
 
-  function applyRows(html, counts) {
+  // An older page ("Older incidents →") only redraws the rows it shows: newer
+  // incidents belong to the first page, not at the top of this one.
+  var older = table.hasAttribute("data-older");
+
+  // Newest first, as the server lists them (ids sort by creation time).
+  function place(row) {
+    var id = row.getAttribute("data-id");
+    var below = rows().filter(function (r) { return r.getAttribute("data-id") < id; })[0];
+    tbody.insertBefore(row, below || null);
+  }
+
+  // Rows the list no longer holds stopped matching its filters (or were merged):
+  // they go. Rows older than `floor` stay: newer incidents only pushed them down.
+  function dropGone(ids, floor) {
+    if (!ids) { return 0; }
+    var kept = {};
+    ids.forEach(function (id) { kept[id] = true; });
+    var gone = 0;
+    rows().forEach(function (row) {
+      var id = row.getAttribute("data-id");
+      if (!kept[id] && (!floor || id > floor)) { row.remove(); gone += 1; }
+    });
+    return gone;
+  }
+
+  function applyRows(data) {
     var tpl = document.createElement("template");
-    tpl.innerHTML = "<table><tbody>" + html + "</tbody></table>";
-    var rows = Array.prototype.slice.call(tpl.content.querySelectorAll("tr[data-id]"));
-    var changed = 0;
-    rows.reverse().forEach(function (row) {
+    tpl.innerHTML = "<table><tbody>" + data.html + "</tbody></table>";
+    var fresh = Array.prototype.slice.call(tpl.content.querySelectorAll("tr[data-id]"));
+    var changed = dropGone(data.ids, data.floor);
+    fresh.forEach(function (row) {
       var id = row.getAttribute("data-id");
       var old = tbody.querySelector('tr[data-id="' + CSS.escape(id) + '"]');
       if (old && old.getAttribute("data-sig") === row.getAttribute("data-sig")) { return; }
+      if (!old && older) { return; }
       localTimes(row);
       row.classList.add("fresh");
       if (old) {
         if (old.classList.contains("selected")) { row.classList.add("selected"); }
         old.replaceWith(row);
       } else {
-        tbody.insertBefore(row, tbody.firstChild);
+        place(row);
       }
       changed += 1;
     });
+    var counts = data.counts;
     if (counts) {
       Object.keys(counts).forEach(function (k) {
         var el = document.querySelector('[data-count="' + k + '"]');
@@ -63,8 +90,7 @@
   if (window.EventSource) {
     var source = new EventSource(table.getAttribute("data-stream"));
     source.addEventListener("rows", function (event) {
-      var data = JSON.parse(event.data);
-      applyRows(data.html, data.counts);
+      applyRows(JSON.parse(event.data));
     });
   }
 
