@@ -15,7 +15,7 @@ from cryptography.fernet import Fernet
 from dd0c_alert.storage import schema as t
 from dd0c_alert.storage.engine import make_engines
 from dd0c_alert.storage.migrate import upgrade
-from dd0c_alert.storage.outbox import MESSAGE, Planned, SqlOutbox, write_intents
+from dd0c_alert.storage.outbox import EVENT, MESSAGE, Planned, SqlOutbox, write_intents
 from dd0c_alert.storage.secrets import SecretBox
 from dd0c_alert.storage.tenancy import scoped
 from servers import APP, PostgresServer
@@ -141,3 +141,59 @@ def test_route_webhook_secrets_and_slack_secrets_are_stored_encrypted(
     assert "xoxb" not in repr(settings)
     assert box.tenants_for_slack_team("T1") == [T]
     assert box.slack(OTHER) is None and box.list_routes(OTHER) == []
+
+
+def test_one_incidents_events_are_due_one_at_a_time_in_the_order_they_happened(
+    outbox: tuple[SqlOutbox, sa.Engine],
+) -> None:
+    """Planned in one pass (one ``now``, ids of one millisecond sorting at random),
+    events leave by their own time, each only once the one before it is done; another
+    incident's events, and another destination's, do not wait for them."""
+    box, _ = outbox
+    hook = "https://h.example/x"
+    told = [
+        Planned("inc1", "webhook", hook, EVENT, f"e{n}", at=NOW + timedelta(microseconds=n))
+        for n in range(12)
+    ]
+    others = [
+        Planned("inc2", "webhook", hook, EVENT, "other", at=NOW),
+        Planned("inc1", "webhook", "https://h.example/y", EVENT, "elsewhere", at=NOW),
+    ]
+    assert box.plan(T, [], [*reversed(told), *others], NOW)
+    sent: list[str] = []
+    for _ in range(len(told) + 2):
+        due = box.lease_due(T, NOW, 100, timedelta(seconds=30))
+        if not sent:
+            assert sorted(d.event for d in due) == ["e0", "elsewhere", "other"]
+        for delivery in due:
+            assert delivery.created_at in {NOW + timedelta(microseconds=n) for n in range(12)}
+            if delivery.event.startswith("e") and delivery.event != "elsewhere":
+                sent.append(delivery.event)
+            box.finish(delivery, ok=True, latency_ms=1.0, error=None, at=NOW)
+    assert sent == [f"e{n}" for n in range(12)]
+
+
+def test_a_retried_event_holds_back_the_later_ones_and_a_failed_one_does_not(
+    outbox: tuple[SqlOutbox, sa.Engine],
+) -> None:
+    box, _ = outbox
+    hook = "https://h.example/x"
+    box.plan(
+        T,
+        [],
+        [
+            Planned("inc1", "webhook", hook, EVENT, "resolved", at=NOW),
+            Planned("inc1", "webhook", hook, EVENT, "reopened", at=NOW + timedelta(seconds=1)),
+        ],
+        NOW,
+    )
+    lease = timedelta(seconds=30)
+    [first] = box.lease_due(T, NOW, 10, lease)
+    later = NOW + timedelta(seconds=5)
+    box.finish(first, ok=False, latency_ms=1, error="HTTP 500", at=NOW, retry_at=later)
+    assert box.lease_due(T, NOW + timedelta(seconds=2), 10, lease) == []  # it waits
+    [again] = box.lease_due(T, later, 10, lease)
+    assert again.id == first.id
+    box.finish(again, ok=False, latency_ms=1, error="HTTP 500", at=later)  # failed for good
+    [second] = box.lease_due(T, later, 10, lease)
+    assert second.event == "reopened"

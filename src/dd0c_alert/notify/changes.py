@@ -15,6 +15,8 @@ from typing import Any
 from dd0c_alert.correlation.model import IncidentState, IncidentStatus
 from dd0c_alert.domain.models import Severity
 
+from .facts import utc
+
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
@@ -48,22 +50,40 @@ def changes(
     ``opened`` when it first pages, ``merged`` when it was folded into another,
     ``resolved`` / ``reopened`` on those transitions, ``updated`` when what a message
     shows changed (alerts, severity, services, noise). Sorted, so the outbox order
-    does not depend on set order."""
+    does not depend on set order. Each detail keeps the incident's state after the
+    batch (``state``), which its events tell however late they are sent."""
     told: list[tuple[str, str, dict[str, Any]]] = []
     for incident_id in sorted(touched):
         incident = incidents[incident_id]
         if not incident.paged:
             continue
-        now, was = Snapshot.of(incident), before.get(incident_id)
-        if now.merged_into is not None:
-            if was is None or was.merged_into is None:
-                told.append((incident_id, "merged", {"into": now.merged_into}))
-        elif was is None or not was.paged:
-            told.append((incident_id, "opened", {}))
-        elif now.status is IncidentStatus.RESOLVED and was.status is not IncidentStatus.RESOLVED:
-            told.append((incident_id, "resolved", {}))
-        elif was.status is IncidentStatus.RESOLVED and now.status is not IncidentStatus.RESOLVED:
-            told.append((incident_id, "reopened", {}))
-        elif now != was:
-            told.append((incident_id, "updated", {}))
+        event = _event(Snapshot.of(incident), before.get(incident_id))
+        if event is not None:
+            into = {"into": incident.merged_into} if event == "merged" else {}
+            told.append((incident_id, event, {**into, "state": _state(incident)}))
     return told
+
+
+def _event(now: Snapshot, was: Snapshot | None) -> str | None:
+    """The one event a batch's change of a paged incident makes, if any."""
+    if now.merged_into is not None:
+        return "merged" if was is None or was.merged_into is None else None
+    if was is None or not was.paged:
+        return "opened"
+    if now.status is IncidentStatus.RESOLVED and was.status is not IncidentStatus.RESOLVED:
+        return "resolved"
+    if was.status is IncidentStatus.RESOLVED and now.status is not IncidentStatus.RESOLVED:
+        return "reopened"
+    return "updated" if now != was else None
+
+
+def _state(incident: IncidentState) -> dict[str, Any]:
+    """What the engine knows of the incident's state; what it does not (acknowledgement
+    and snooze times, which people set) is read when the event is sent."""
+    resolved = incident.resolved_at
+    return {
+        "status": incident.status.value,
+        "resolved_at": None
+        if resolved is None
+        else utc(resolved).isoformat().replace("+00:00", "Z"),
+    }

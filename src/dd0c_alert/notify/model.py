@@ -1,8 +1,9 @@
 """What the renderers see of an incident: plain frozen values, no storage rows.
 
 The outbox stores enough to rebuild these views, so a message rendered on a retry or
-after a restart shows the incident's latest state, and renderers stay pure functions
-that snapshot tests can pin down.
+after a restart shows the incident's latest state (an event's status and times are
+those of its own moment, kept with it), and renderers stay pure functions that
+snapshot tests can pin down.
 """
 
 from __future__ import annotations

@@ -96,3 +96,17 @@ def routing_labels(detail: Mapping[str, Any]) -> list[dict[str, str]]:
         view = {**soft, **dict(alert.get("labels", {})), **hard}
         views.append({k: v for k, v in view.items() if v})
     return views or [{"severity": str(detail["severity"])}]
+
+
+#: The incident fields an intent's state snapshot may hold (see ``outbox.STATE``).
+STATE_FIELDS = ("status", "acknowledged_at", "resolved_at", "snoozed_until")
+
+
+def as_of(detail: Mapping[str, Any], state: Any) -> dict[str, Any]:
+    """The incident detail with its state as of an event: an event is sent after the
+    fact, when the incident may have moved on (a ``resolved`` sent after the reopen
+    that followed it must still say resolved). Alerts and counts stay current; an
+    intent without a snapshot (written before there were any) changes nothing."""
+    if not isinstance(state, Mapping):
+        return dict(detail)
+    return {**detail, **{k: state[k] for k in STATE_FIELDS if k in state}}

@@ -19,6 +19,13 @@ and the message's ``channel:ts`` right after it. A delivery found with the first
 without the second may have posted, so it first looks for its message by the
 incident id in the message metadata (``conversations.history``) and adopts it; only
 when there is none does it post again.
+
+An incident's later events (updates, resolves, merges, escalations' replies) go where
+it was announced first, its living message, mail thread and webhook, besides any
+route its current labels match: an incident merged away has no alerts left, and
+re-routing it by its empty labels would announce its end where it never began. Each
+event says the incident's state as it was when the event happened (a snapshot in
+its intent), not as it is when the event is sent.
 """
 
 from __future__ import annotations
@@ -56,21 +63,24 @@ from dd0c_alert.notify.smtp import SmtpConfig, SmtpSender
 from dd0c_alert.notify.webhook import WebhookSender, render_event
 from dd0c_alert.storage.memory_state import MemoryCircuitBreaker
 from dd0c_alert.storage.outbox import (
+    ANNOUNCING,
     DIGEST,
     EVENT,
     MAIL,
     MESSAGE,
     NOTICE,
     REPLY,
+    STATE,
     Delivery,
     Planned,
+    Sent,
     SqlOutbox,
 )
 from dd0c_alert.storage.ports import CircuitBreaker, IncidentFilter, Store
 
 from . import metrics
 from .background import Background
-from .incident_view import incident_view, routing_labels
+from .incident_view import as_of, incident_view, routing_labels
 
 log = structlog.get_logger(__name__)
 
@@ -265,6 +275,7 @@ class Notifier(Background):
             self._outbox.plan(tenant_id, intents, [], now)
             return
         details: dict[str, dict[str, Any] | None] = {}
+        announced = self._outbox.announced(tenant_id, [i.incident_id for i in intents])
         planned: list[Planned] = []
         for intent in intents:
             if intent.incident_id not in details:
@@ -272,19 +283,24 @@ class Notifier(Background):
                     tenant_id, intent.incident_id
                 )
             detail = details[intent.incident_id]
-            if detail is not None:
-                planned += [
-                    replace(item, traceparent=intent.traceparent)
-                    for item in _plan_one(
-                        intent.incident_id,
-                        intent.event,
-                        intent.detail,
-                        detail,
-                        routes,
-                        default_channel,
-                        now,
-                    )
-                ]
+            if detail is None:
+                continue
+            sent = announced.setdefault(intent.incident_id, [])
+            made = [
+                replace(item, traceparent=intent.traceparent, at=intent.created_at)
+                for item in _plan_one(
+                    intent.incident_id,
+                    intent.event,
+                    intent.detail,
+                    detail,
+                    routes,
+                    default_channel,
+                    now,
+                    sent,
+                )
+            ]
+            _remember(sent, made)
+            planned += made
         self._outbox.plan(tenant_id, intents, planned, now)
 
     def _routes(self, tenant_id: str) -> list[Route]:
@@ -517,6 +533,8 @@ class Notifier(Background):
         )
         if detail is None:  # purged by retention meanwhile: nothing left to tell
             return None
+        if delivery.kind != MESSAGE:  # one event: the state of its moment
+            detail = as_of(detail, delivery.detail.get(STATE))
         url = f"{self._config.public_url.rstrip('/')}/incidents/{delivery.incident_id}"
         view = incident_view(detail, delivery.tenant_id, url)
         event: Any = delivery.event
@@ -708,6 +726,72 @@ def _matching(routes: list[Route], detail: dict[str, Any], now: datetime) -> lis
     return found
 
 
+def _remember(sent: list[Sent], made: list[Planned]) -> None:
+    """Add the destinations just planned to where the incident was announced, so a
+    later intent of the same pass follows them too."""
+    for item in made:
+        if item.kind in ANNOUNCING and _sent_key(item) not in {_sent_key(x) for x in sent}:
+            sent.append(Sent(item.destination_type, item.destination, item.route))
+
+
+def _sent_key(item: Sent | Planned) -> tuple[str, str]:
+    return (item.destination_type, item.destination)
+
+
+def _key(destination: Destination) -> tuple[str, str]:
+    """A destination as deliveries name it (a webhook's secret is not part of it)."""
+    if isinstance(destination, SlackDestination):
+        return ("slack", destination.channel)
+    if isinstance(destination, EmailDestination):
+        return ("email", ",".join(destination.to))
+    return ("webhook", destination.url)
+
+
+def _announced_at(sent: list[Sent], routes: list[Route]) -> list[tuple[str | None, Destination]]:
+    """The destinations an incident was announced at, as destinations again. A webhook
+    no route names any more is left out: its secret went with the route."""
+    hooks = {
+        d.url: d for r in routes for d in _every_destination(r) if isinstance(d, WebhookDestination)
+    }
+    found: list[tuple[str | None, Destination]] = []
+    for item in sent:
+        if item.destination_type == "slack":
+            found.append((item.route, SlackDestination(item.destination)))
+        elif item.destination_type == "email":
+            found.append((item.route, EmailDestination(tuple(item.destination.split(",")))))
+        elif item.destination in hooks:
+            found.append((item.route, hooks[item.destination]))
+    return found
+
+
+def _reach(
+    detail: dict[str, Any],
+    routes: list[Route],
+    default_channel: str | None,
+    now: datetime,
+    sent: list[Sent],
+) -> list[tuple[str | None, Destination]]:
+    """Where an event of this incident goes, with the name of the route that chose each
+    destination. Once announced, it goes where it was announced, plus routes its labels
+    match now (it grew into a service another team watches); never the default channel
+    again, which only stands in for "no route matched" on a first page. An incident
+    merged away has no labels left: only where it was announced, if anywhere."""
+    severity = Severity(detail["severity"])
+    routed: list[tuple[str | None, Destination]] = []
+    for labels in routing_labels(detail):
+        for chosen, destination in route(routes, labels, severity, now, default_channel):
+            routed.append((chosen.name if chosen else None, destination))
+    if detail.get("merged_into"):
+        routed = []
+    elif sent:
+        routed = [(name, d) for name, d in routed if name is not None]
+    reached: list[tuple[str | None, Destination]] = []
+    for name, destination in _announced_at(sent, routes) + routed:
+        if _key(destination) not in {_key(d) for _, d in reached}:
+            reached.append((name, destination))
+    return reached
+
+
 def _plan_one(
     incident_id: str,
     event: str,
@@ -716,42 +800,52 @@ def _plan_one(
     routes: list[Route],
     default_channel: str | None,
     now: datetime,
+    sent: list[Sent] | None = None,
 ) -> list[Planned]:
-    """The deliveries one intent makes: where the routes send this incident, what
-    each kind of destination gets for this event."""
-    severity = Severity(detail["severity"])
-    reached: list[tuple[Route | None, Destination]] = []
-    for labels in routing_labels(detail):
-        for pair in route(routes, labels, severity, now, default_channel):
-            if pair[1] not in {d for _, d in reached}:
-                reached.append(pair)
+    """The deliveries one intent makes: where the incident goes (``_reach``), what
+    each kind of destination gets for this event. Each delivery telling one event
+    keeps the incident's state of that moment (``STATE``) from the intent."""
+    reached = _reach(detail, routes, default_channel, now, sent or [])
+    state = {STATE: intent_detail[STATE]} if STATE in intent_detail else {}
     planned: list[Planned] = []
     if event == "escalated":
         named = next((r for r in routes if r.name == intent_detail.get("route")), None)
         if named is None or named.escalation is None:
             return []
-        waited = {"note": f"still unacknowledged after {named.escalation.after_seconds // 60} min"}
+        waited = {
+            "note": f"still unacknowledged after {named.escalation.after_seconds // 60} min",
+            **state,
+        }
         for _, destination in reached:  # a reply in the first message's thread
             if isinstance(destination, SlackDestination):
                 channel = destination.channel
                 planned.append(
                     Planned(incident_id, "slack", channel, REPLY, event, named.name, waited)
                 )
-        reached = [(named, d) for d in named.escalation.destinations]
-    for chosen, destination in reached:
-        name = chosen.name if chosen else None
+        reached = [(named.name, d) for d in named.escalation.destinations]
+    for name, destination in reached:
         if isinstance(destination, SlackDestination):
             planned.append(Planned(incident_id, "slack", destination.channel, MESSAGE, event, name))
             if event in THREAD_EVENTS and event != "escalated":
                 into = intent_detail.get("into")
                 merged = {"note": f"merged into incident {into}"} if into else {}
                 planned.append(
-                    Planned(incident_id, "slack", destination.channel, REPLY, event, name, merged)
+                    Planned(
+                        incident_id,
+                        "slack",
+                        destination.channel,
+                        REPLY,
+                        event,
+                        name,
+                        {**merged, **state},
+                    )
                 )
         elif isinstance(destination, EmailDestination):
             if event in MAIL_EVENTS:
                 to = ",".join(destination.to)
-                planned.append(Planned(incident_id, "email", to, MAIL, event, name))
+                planned.append(Planned(incident_id, "email", to, MAIL, event, name, state))
         else:
-            planned.append(Planned(incident_id, "webhook", destination.url, EVENT, event, name))
+            planned.append(
+                Planned(incident_id, "webhook", destination.url, EVENT, event, name, state)
+            )
     return planned

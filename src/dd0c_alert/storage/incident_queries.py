@@ -25,7 +25,7 @@ from . import incident_search
 from . import schema as t
 from .bulk import insert_ignoring_duplicates
 from .correlation_sql import incident_row, incident_state
-from .outbox import write_intents
+from .outbox import STATE, write_intents
 from .ports import (
     IncidentAction,
     IncidentFilter,
@@ -80,6 +80,19 @@ def incident_dict(row: Any) -> dict[str, Any]:
         "flapping": bool(row.flapping),
         "paged": row.paged,
         "merged_into": row.merged_into,
+    }
+
+
+def _state(row: Any) -> dict[str, Any]:
+    """The incident's state as an intent keeps it: its event, sent later, must tell
+    this moment's state even if the incident moved on meanwhile."""
+    return {
+        STATE: {
+            "status": row.status,
+            "acknowledged_at": iso(row.acknowledged_at),
+            "resolved_at": iso(row.resolved_at),
+            "snoozed_until": iso(row.snoozed_until),
+        }
     }
 
 
@@ -382,7 +395,7 @@ def transition(
         _record(conn, tenant_id, incident_id, action, detail, now, actor)
         row = conn.execute(sa.select(i).where(mine)).one()
         if row.paged:
-            told = {"actor": actor, **detail}
+            told = {"actor": actor, **detail, **_state(row)}
             write_intents(conn, tenant_id, [(incident_id, _TOLD[action], told)])
     return incident_dict(row)
 
@@ -461,9 +474,10 @@ def merge(
 ) -> dict[str, Any] | None:
     """Merge one incident into another, as the engine merges a bridged pair: the
     alerts move, ``merged_into`` points on. Recorded on both timelines and as feedback
-    (verdict ``merged``) the suggestion engine reads; a paged incident's destinations
-    are told (outbox) in the same transaction. On PostgreSQL the tenant's worker lock
-    is taken first, so no batch writes back a stale copy of either incident."""
+    (verdict ``merged``) the suggestion engine reads; both incidents' destinations are
+    told (outbox, ``_merge_intents``) in the same transaction. On PostgreSQL the
+    tenant's worker lock is taken first, so no batch writes back a stale copy of either
+    incident."""
     if incident_id == into:
         raise InvalidTransition("an incident cannot be merged into itself")
     i = t.incidents
@@ -514,12 +528,30 @@ def merge(
                 id=new_id(), tenant_id=tenant_id, incident_id=into, verdict="merged", created_at=now
             )
         )
-        if rows[incident_id].paged:
-            write_intents(
-                conn, tenant_id, [(incident_id, "merged", {"into": into, "actor": actor})]
-            )
         row = conn.execute(sa.select(i).where(i.c.tenant_id == tenant_id, i.c.id == into)).one()
+        write_intents(conn, tenant_id, _merge_intents(conn, tenant_id, rows, row, actor))
     return incident_dict(row)
+
+
+def _merge_intents(
+    conn: sa.Connection, tenant_id: str, before: dict[str, Any], target: Any, actor: str
+) -> list[tuple[str, str, dict[str, Any]]]:
+    """What a merge tells: the merged-away incident that paged, that it was merged
+    (its message says so); the one that took its alerts, that it grew (``updated``),
+    or, when only the merged one had paged, that it now stands for a page
+    (``opened``): its message is where the merged one's story goes on."""
+    i = t.incidents
+    merged_id = next(x for x in before if x != target.id)
+    told: list[tuple[str, str, dict[str, Any]]] = []
+    if before[merged_id].paged:
+        merged = conn.execute(
+            sa.select(i).where(i.c.tenant_id == tenant_id, i.c.id == merged_id)
+        ).one()
+        told.append((merged_id, "merged", {"into": target.id, "actor": actor, **_state(merged)}))
+    if target.paged:
+        event = "updated" if before[target.id].paged else "opened"
+        told.append((target.id, event, {"actor": actor, **_state(target)}))
+    return told
 
 
 def split(
@@ -608,7 +640,11 @@ def split(
             )
         )
         if row.paged:
-            write_intents(conn, tenant_id, [(incident_id, "updated", {"actor": actor})])
+            kept = conn.execute(
+                sa.select(i).where(i.c.tenant_id == tenant_id, i.c.id == incident_id)
+            ).one()
+            told = {"actor": actor, **_state(kept)}
+            write_intents(conn, tenant_id, [(incident_id, "updated", told)])
         created = conn.execute(sa.select(i).where(i.c.tenant_id == tenant_id, i.c.id == new.id))
         return incident_dict(created.one())
 

@@ -14,6 +14,12 @@ coalescing. Its ``message_ref`` (``channel_id:ts``) and ``post_started_at`` are 
 before and after the post, which is what keeps a post whose answer was lost from
 being posted twice (see ``pipeline/notifier.py``).
 
+One incident's events reach one destination in the order they happened: a
+delivery's ``created_at`` is the time of the decision behind it (its intent's), and
+a webhook event, a mail or a thread reply is not due while an earlier one of the
+same incident to the same destination still waits (pending or retrying). Ids do not
+order them: two ids minted in one millisecond sort at random.
+
 Every attempt is a ``delivery_attempts`` row; ``destination_health`` says which
 destinations fail, are rate-limited, or were stopped by a permanent error.
 """
@@ -42,6 +48,15 @@ MESSAGE, REPLY, MAIL, EVENT = "message", "reply", "mail", "event"
 #: A tenant's daily digest mail (its ``incident_id`` is ``digest-<day>``) and a notice
 #: that another destination stopped working.
 DIGEST, NOTICE = "digest", "notice"
+#: Kinds whose deliveries each tell one event, so their order matters; a living message
+#: always shows the latest state and has no order to keep.
+ORDERED = (EVENT, MAIL, REPLY)
+#: Kinds that announce an incident at a destination: where its later events go too.
+ANNOUNCING = (MESSAGE, MAIL, EVENT)
+#: The key of an intent's ``detail`` holding the incident's state when it was written
+#: (``status``, ``acknowledged_at``, ``resolved_at``, ``snoozed_until``, as the API
+#: shows them), so an event sent later still tells the state of its moment.
+STATE = "state"
 _TENANTS_WITH_WORK = sa.text("SELECT * FROM dd0c_notify_tenants(:now)")
 _TENANTS_FOR_TEAM = sa.text("SELECT * FROM dd0c_tenants_for_slack_team(:team)")
 
@@ -70,6 +85,17 @@ class Planned:
     route: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
     traceparent: str | None = None
+    #: When the event happened (its intent's time): orders one incident's events.
+    at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """A destination an incident was announced at, and the route that chose it."""
+
+    destination_type: str
+    destination: str
+    route: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +134,8 @@ def write_intents(
     traces: Mapping[str, str] | None = None,
 ) -> None:
     """``(incident_id, event, detail)`` rows, in the caller's transaction; ``traces``:
-    incident id -> traceparent of the decision behind its intents."""
+    incident id -> traceparent of the decision behind its intents. A ``detail`` may
+    hold the incident's state at this moment under ``STATE``."""
     traces = traces or {}
     if intents:
         now = datetime.now(UTC)
@@ -301,8 +328,9 @@ class SqlOutbox:
                     d.c.status.in_((PENDING, RETRYING)),
                     d.c.next_attempt_at <= now,
                     sa.or_(d.c.leased_until.is_(None), d.c.leased_until <= now),
+                    sa.or_(d.c.kind.not_in(ORDERED), ~_waits_for_earlier(d)),
                 )
-                .order_by(d.c.next_attempt_at, d.c.id)
+                .order_by(d.c.next_attempt_at, d.c.created_at, d.c.id)
                 .limit(limit)
             )
             if conn.dialect.name == "postgresql":
@@ -409,6 +437,32 @@ class SqlOutbox:
                     d.c.kind == MESSAGE,
                 )
             ).scalar()
+
+    def announced(self, tenant_id: str, incident_ids: Sequence[str]) -> dict[str, list[Sent]]:
+        """Where each incident was announced (its living messages, mails, webhook
+        events), first first: the destinations its later events belong to. One row per
+        destination, however many events it was told."""
+        d = t.deliveries
+        found: dict[str, list[Sent]] = {}
+        if not incident_ids:
+            return found
+        first = sa.func.min(d.c.created_at)
+        with scoped(self._engine, tenant_id) as conn:
+            rows = conn.execute(
+                sa.select(
+                    d.c.incident_id, d.c.destination_type, d.c.destination, sa.func.max(d.c.route)
+                )
+                .where(
+                    d.c.tenant_id == tenant_id,
+                    d.c.incident_id.in_(sorted(set(incident_ids))),
+                    d.c.kind.in_(ANNOUNCING),
+                )
+                .group_by(d.c.incident_id, d.c.destination_type, d.c.destination)
+                .order_by(first, d.c.destination_type, d.c.destination)
+            ).all()
+        for incident_id, destination_type, destination, route in rows:
+            found.setdefault(incident_id, []).append(Sent(destination_type, destination, route))
+        return found
 
     def add_intents(
         self, tenant_id: str, intents: Sequence[tuple[str, str, dict[str, Any]]]
@@ -734,6 +788,25 @@ def _map_webhook_secrets(
     return result
 
 
+def _waits_for_earlier(d: sa.Table) -> sa.Exists:
+    """An earlier delivery of the same incident, destination and kind still waits: this
+    one must not overtake it (a retried ``resolved`` before the ``reopened`` after it,
+    whichever notifier holds which)."""
+    earlier = d.alias("earlier")
+    return sa.exists().where(
+        earlier.c.tenant_id == d.c.tenant_id,
+        earlier.c.incident_id == d.c.incident_id,
+        earlier.c.destination_type == d.c.destination_type,
+        earlier.c.destination == d.c.destination,
+        earlier.c.kind == d.c.kind,
+        earlier.c.status.in_((PENDING, RETRYING)),
+        sa.or_(
+            earlier.c.created_at < d.c.created_at,
+            sa.and_(earlier.c.created_at == d.c.created_at, earlier.c.id < d.c.id),
+        ),
+    )
+
+
 def _new_row(tenant_id: str, item: Planned, now: datetime) -> dict[str, Any]:
     return {
         "id": new_id(),
@@ -747,7 +820,7 @@ def _new_row(tenant_id: str, item: Planned, now: datetime) -> dict[str, Any]:
         "status": PENDING,
         "attempts": 0,
         "next_attempt_at": now,
-        "created_at": now,
+        "created_at": item.at or now,
         "updated_at": now,
         "version_wanted": 1,
         "version_sent": 0,
