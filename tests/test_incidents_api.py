@@ -238,6 +238,7 @@ def test_actions_follow_the_state_rules_and_land_on_the_timeline(
     reopened = post(client, acme, f"{base}/reopen")
     assert reopened["status"] == "open" and reopened["resolved_at"] is None
     assert reopened["acknowledged_at"] == acked["acknowledged_at"]  # the first ack counts
+    assert reopened["snoozed_until"] is None  # the snooze ended with the resolve
 
     timeline = get(client, acme, base)["timeline"]
     assert [e["kind"] for e in timeline] == [

@@ -367,8 +367,8 @@ def transition(
         }
     elif action == "resolve":
         values |= {"status": _RESOLVED, "resolved_at": now}
-    elif action == "reopen":
-        values |= {"status": _OPEN, "resolved_at": None}
+    elif action == "reopen":  # a snooze ended with the resolve; the first ack still counts
+        values |= {"status": _OPEN, "resolved_at": None, "snoozed_until": None}
     else:
         until = now + timedelta(minutes=snooze_minutes)
         values["snoozed_until"] = until
