@@ -160,6 +160,10 @@ def test_a_senders_traceparent_is_continued_and_logged_with_tracing_on_or_off(
     assert processed[traced]["trace_id"] == SENDER_TRACE
     assert processed[untraced]["trace_id"] == SENDER_TRACE
     assert processed[traced]["tenant_id"] == tenant.id
+    # the second post repeats the first alert: its own line names the incident it
+    # folded into (it was attributed to the first event, and read as deciding nothing)
+    assert processed[untraced]["outcomes"] == ["dedup"]
+    assert processed[untraced]["incident_ids"] == processed[traced]["incident_ids"] != []
 
 
 def test_tracing_is_off_unless_the_setting_or_the_standard_variables_ask() -> None:

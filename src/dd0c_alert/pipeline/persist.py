@@ -93,7 +93,7 @@ def _incident_traces(
     the delivery of what the incident now shows continues that event's trace."""
     found: dict[str, str] = {}
     for result, decision in pairs:
-        traceparent = traces.get(result.alert.event_id)
+        traceparent = traces.get(result.event_id)
         if traceparent is not None:
             found[decision.incident_id] = traceparent
     return found

@@ -414,7 +414,7 @@ class Worker(Background):
             by_outcome[decision.outcome.value] += 1
             pages += decision.page
             alerts, incidents, outcomes = decided.setdefault(
-                fold_result.alert.event_id, ([], set(), set())
+                fold_result.event_id, ([], set(), set())
             )
             alerts.append(decision.alert_id)
             incidents.add(decision.incident_id)

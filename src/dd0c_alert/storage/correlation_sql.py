@@ -195,7 +195,7 @@ def save_state(
                     "tenant_id": state.tenant_id,
                     "alert_id": decision.alert_id,
                     "incident_id": decision.incident_id,
-                    "event_id": fold.record.alert.event_id,
+                    "event_id": fold.event_id,
                     "outcome": decision.outcome,
                     "reasons": decision.reasons,
                     "page": decision.page,
