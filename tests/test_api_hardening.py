@@ -194,6 +194,49 @@ def test_every_4xx_has_error_and_detail(client: TestClient, tenant: TenantHandle
     _is_error(response, 401)
 
 
+# --- NUL characters, and what a bug answers ------------------------------------------------
+
+
+def test_nul_characters_are_refused_alike_on_either_store(
+    client: TestClient, tenant: TenantHandle
+) -> None:
+    """PostgreSQL text cannot hold NUL: each of these was a plain-text 500 there and
+    stored as given on SQLite."""
+    nul = "a\u0000b"
+    for method, path, body in (
+        ("POST", "/v1/auth/login", {"email": f"{nul}@example.com", "password": "x" * 12}),
+        ("POST", "/v1/api-keys", {"name": nul, "scope": "read"}),
+        ("POST", "/v1/silences", {"matchers": '{service="db"}', "comment": nul}),
+        ("PUT", "/v1/topology", {"dependencies": {nul: ["db"]}}),
+        ("PATCH", "/v1/settings", {"never_suppress_services": [nul]}),
+        ("POST", "/v1/silences", {"matchers": '{service="db"}', "deep": [[[[{"k": nul}]]]]}),
+    ):
+        doc = _is_error(_request(client, tenant, method, path, body), 422, "invalid_request")
+        assert "NUL" in doc["detail"], (path, doc)
+    for path in ("/v1/incidents?q=a%00b", "/v1/alerts/a%00b", "/v1/incidents/x%00/ack"):
+        method = "POST" if path.endswith("/ack") else "GET"
+        doc = _is_error(_request(client, tenant, method, path), 422, "invalid_request")
+        assert "NUL" in doc["detail"]
+    assert client.get("/v1/silences", headers=tenant.auth).json()["items"] == []
+    form = client.post("/login", data={"email": "a\x00@example.com", "password": "x" * 12})
+    assert form.status_code in (400, 403) and "text/html" in form.headers["content-type"]
+
+
+def test_a_bug_answers_500_in_the_error_shape(
+    runtime: Runtime, tenant: TenantHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dd0c_alert.web.app import create_app  # noqa: PLC0415
+
+    def broken(*_: Any, **__: Any) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(type(runtime.store), "list_incidents", broken)
+    with TestClient(create_app(runtime), raise_server_exceptions=False) as client:
+        response = client.get("/v1/incidents", headers=tenant.auth)
+        _is_error(response, 500, "internal_error")
+        assert "a bug" not in response.text  # the log has it, not the caller
+
+
 # --- limits -------------------------------------------------------------------------------
 
 

@@ -153,4 +153,13 @@ def create_app(runtime: Runtime) -> FastAPI:
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
         return validation_error_response(exc.errors())
 
+    @app.exception_handler(Exception)
+    async def _failed(request: Request, exc: Exception) -> Response:
+        """A bug answers in the same shape as every other error (uvicorn's is plain
+        text); the traceback goes to the log, as before, never to the caller."""
+        detail = "the request failed on the server: its log says why"
+        if "api" in runtime.roles and dashboard.is_page(request):
+            return dashboard.error_page(request, 500, detail)
+        return error_response(500, "internal_error", detail)
+
     return app

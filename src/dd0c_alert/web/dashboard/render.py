@@ -18,6 +18,7 @@ from markupsafe import Markup, escape
 from dd0c_alert.domain.urls import web_url
 
 from ..permissions import Principal, allowed
+from ..routing import NUL_REFUSED, address_holds_nul
 from .session import csrf_token, finish
 
 HERE = Path(__file__).parent
@@ -125,6 +126,8 @@ class PageRoute(APIRoute):
         handle = super().get_route_handler()
 
         async def handle_page(request: Request) -> Response:
+            if address_holds_nul(request):
+                return error_page(request, 400, f"This address is not valid: {NUL_REFUSED}.")
             try:
                 return await handle(request)
             except RequestValidationError as exc:

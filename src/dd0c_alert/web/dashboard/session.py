@@ -25,6 +25,7 @@ from ..auth import forget_session, member_of, still_signed_in
 from ..auth_api import clear_session_cookies, set_session_cookies
 from ..permissions import Principal
 from ..principal import Role
+from ..routing import NUL_REFUSED
 from ..sessions import CSRF_COOKIE, CSRF_FIELD, SESSION_COOKIE, issue_access, read_access
 
 REFRESH_COOKIE = "dd0c_refresh"
@@ -173,7 +174,10 @@ async def read_form(request: Request) -> Form:
     if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
         return {}
     text = (await request.body()).decode("utf-8", errors="replace")
-    return {k: v[0] for k, v in parse_qs(text, keep_blank_values=True).items()}
+    form = {k: v[0] for k, v in parse_qs(text, keep_blank_values=True).items()}
+    if any("\x00" in k or "\x00" in v for k, v in form.items()):  # PostgreSQL cannot store it
+        raise HTTPException(400, f"a field of the form is not valid: {NUL_REFUSED}")
+    return form
 
 
 async def checked_form(request: Request) -> Form:
