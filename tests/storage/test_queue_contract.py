@@ -516,6 +516,27 @@ def test_sqlite_an_event_stored_but_not_let_go_is_dropped_at_its_next_claim(
     queue.close()
 
 
+def test_sqlite_a_claim_of_stored_events_goes_on_to_the_waiting_ones(
+    sqlite_store: tuple[sa.Engine, Path],
+) -> None:
+    """After a crash with a whole batch stored but not let go, a claim of one (the
+    restarted worker's first) lets the stored ones go and returns a waiting event,
+    not "nothing" (the worker then slept a poll interval per stored event)."""
+    engine, database = sqlite_store
+    queue = SqliteIngestQueue(queue_file(database), store=database)
+    queue.start()
+    stored = [event() for _ in range(5)]
+    waiting = event()
+    put_all(*((queue, e) for e in [*stored, waiting]))
+    assert len(queue.claim(5, 60)) == 5
+    with engine.begin() as conn:
+        queue.settle(conn, BatchOutcome(acked=[e.event_id for e in stored]))
+    queue.release_leases()  # killed before acknowledge(); restarted
+    assert ids(queue.claim(1, 60)) == {waiting.event_id}
+    assert queue.depth().messages == 1
+    queue.close()
+
+
 def test_sqlite_claim_and_acknowledgement_do_not_write_the_body_again(
     sqlite_store: tuple[sa.Engine, Path],
 ) -> None:

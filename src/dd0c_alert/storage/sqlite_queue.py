@@ -295,7 +295,19 @@ class SqliteIngestQueue:
     # --- consumer side ----------------------------------------------------------------
 
     def claim(self, limit: int, lease_seconds: float) -> list[RawEvent]:
-        """Up to ``limit`` visible events, in turns across tenants (``fair_claim``)."""
+        """Up to ``limit`` visible events, in turns across tenants (``fair_claim``).
+
+        Events a dead worker stored but never acknowledged are let go here and the
+        claim goes on: answering "nothing" for them made the worker sleep a poll
+        interval per such event, each claim of one (its batch limit restarts at 1),
+        while the rest of the queue waited."""
+        while True:
+            events, skipped = self._claim_once(limit, lease_seconds)
+            if events or not skipped:
+                return events
+
+    def _claim_once(self, limit: int, lease_seconds: float) -> tuple[list[RawEvent], bool]:
+        """The events claimed, and whether any were let go as stored already."""
         now = time.time()
         conn = self._conn()
 
@@ -321,7 +333,7 @@ class SqliteIngestQueue:
         finally:
             conn.execute("COMMIT")
         if not rows:
-            return []
+            return [], False
         _begin_worker_side(conn)
         try:
             # Still visible: another consumer may have leased or finished some since.
@@ -346,7 +358,7 @@ class SqliteIngestQueue:
         if stored:
             rows = [row for row in rows if row[1] not in stored]
             self._release(stored, [])
-        return [
+        events = [
             RawEvent(
                 event_id=row[1],
                 tenant_id=row[2],
@@ -360,6 +372,7 @@ class SqliteIngestQueue:
             )
             for row in rows
         ]
+        return events, bool(stored)
 
     def _stored_already(self, event_ids: list[str]) -> set[str]:
         """The events of ``event_ids`` the inbox holds: stored by a worker transaction
