@@ -150,9 +150,11 @@ class BackgroundProcess:
             if self._stopping.is_set():
                 return
             delay = _RESTART_DELAYS[min(failures, len(_RESTART_DELAYS) - 1)]
-            log.error("background_process_exited", exit_code=code, restart_in_seconds=delay)
+            # Waited out before the error is logged: a SIGTERM sent to the process group
+            # (systemd's default stop) reaches the child first, and is no failure.
             if self._stopping.wait(delay):
                 return
+            log.error("background_process_exited", exit_code=code, restarted_after_seconds=delay)
             failures += 1
             self.restarts += 1
             self._spawn()
