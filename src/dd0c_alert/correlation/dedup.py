@@ -128,15 +128,7 @@ def _merged(known: CanonicalAlert, update: CanonicalAlert) -> CanonicalAlert:
     """Follow-ups often carry less than the first notification (an OpsGenie
     acknowledge has no priority, a Datadog re-notify no description): keep the worst
     severity seen and never blank out what was known."""
-    return replace(
-        known,
-        started_at=min(known.started_at, update.started_at),
-        severity=worst(Severity(known.severity), update.severity),
-        title=update.title or known.title,
-        description=update.description or known.description,
-        labels={**known.labels, **update.labels},
-        links=update.links or known.links,
-    )
+    return _combined(known, newer=update, older=known)
 
 
 def _late(ended: CanonicalAlert, copy: CanonicalAlert) -> CanonicalAlert:
@@ -144,12 +136,20 @@ def _late(ended: CanonicalAlert, copy: CanonicalAlert) -> CanonicalAlert:
     recovery) still says when the occurrence started and how bad it was: the earlier
     start and the worst severity are kept, as in the right order. The ended record's
     own texts are newer and win."""
+    return _combined(ended, newer=ended, older=copy)
+
+
+def _combined(
+    record: CanonicalAlert, *, newer: CanonicalAlert, older: CanonicalAlert
+) -> CanonicalAlert:
+    """``record`` (its identity and state) with the earliest start, the worst severity,
+    and the newer notification's texts where it has them."""
     return replace(
-        ended,
-        started_at=min(ended.started_at, copy.started_at),
-        severity=worst(Severity(ended.severity), copy.severity),
-        title=ended.title or copy.title,
-        description=ended.description or copy.description,
-        labels={**copy.labels, **ended.labels},
-        links=ended.links or copy.links,
+        record,
+        started_at=min(newer.started_at, older.started_at),
+        severity=worst(Severity(older.severity), Severity(newer.severity)),
+        title=newer.title or older.title,
+        description=newer.description or older.description,
+        labels={**older.labels, **newer.labels},
+        links=newer.links or older.links,
     )
