@@ -216,6 +216,10 @@ def test_silence_crud(client: TestClient, tenant: TenantHandle, runtime: Runtime
             },
             "ends_at must be after starts_at",
         ),
+        (
+            {"matchers": '{service="db"}', "ends_at": "2020-01-01T00:00:00Z"},
+            "ends_at is in the past",
+        ),
         ({"matchers": '{service="db"}', "creator": "ana"}, "Extra inputs"),
         ({}, "matchers: Field required"),
     ],

@@ -12,7 +12,7 @@ rule that is stored broken would silently match nothing.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Request, Response
@@ -302,6 +302,8 @@ class SilenceIn(BaseModel):
     def _ordered(self) -> SilenceIn:
         if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
             raise ValueError("ends_at must be after starts_at")
+        if self.ends_at and self.ends_at <= datetime.now(UTC):  # as Alertmanager refuses it
+            raise ValueError("ends_at is in the past: the silence could never apply")
         return self
 
 
