@@ -92,6 +92,19 @@ def test_tenant_create_json_prints_id_and_a_working_api_key(data_dir: Path) -> N
     assert (data_dir / "dd0c.db").exists()
 
 
+def test_a_tenant_needs_a_name(data_dir: Path) -> None:
+    for name in ("", "  "):
+        result = cli("tenant", "create", name)
+        assert result.exit_code == 2, result.output
+        assert "a tenant needs a name" in flat(result.output)
+    assert ok_json("tenant", "list") == []
+
+
+def test_the_health_port_of_the_background_roles_says_it_serves_metrics() -> None:
+    for role in ("correlate", "notify", "cron"):
+        assert "/healthz, /readyz and /metrics" in flat(cli(role, "--help").output), role
+
+
 def test_tenant_create_text_shows_the_key_once(data_dir: Path) -> None:
     output = ok("tenant", "create", "acme")
     assert "tenant acme: " in output
@@ -270,6 +283,16 @@ def test_dlq_unknown_ids_are_refused(data_dir: Path) -> None:
         assert result.exit_code != 0
         assert "no dead letter '01NOSUCHDEADLETTER'" in flat(result.output)
     assert ok_json("dlq", "list") == []
+
+
+def test_dlq_list_refuses_a_limit_below_one(data_dir: Path, own_settings: Settings) -> None:
+    tenant = new_tenant()
+    dead_letter_one(own_settings, tenant)
+    assert len(ok_json("dlq", "list", "--limit", "1")) == 1
+    for limit in ("0", "-1"):  # -1 listed all rows but the last
+        result = cli("dlq", "list", "--limit", limit)
+        assert result.exit_code == 2, result.output
+        assert "--limit" in flat(result.output)
 
 
 def test_credentials_are_not_stored_with_the_event(data_dir: Path, own_settings: Settings) -> None:

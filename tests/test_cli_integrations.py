@@ -29,6 +29,7 @@ from dd0c_alert.pipeline.runtime import Runtime
 from dd0c_alert.setup_snippets import snippet
 from dd0c_alert.storage.ports import AlertFilter
 from dd0c_alert.web.app import create_app
+from servers import free_port
 from test_cli import data_dir, new_tenant, ok, ok_json, own_settings  # noqa: F401
 from test_smoke_custom import sign
 
@@ -166,6 +167,22 @@ def test_demo_posts_into_the_tenant_named_or_says_which_to_use(
     assert f"Bearer {key}" in lines[2] and f"--tenant {created}" in lines[3]
     with pytest.raises(ValueError, match="no tenant 'nope'"):
         run_demo(own_settings, str(client.base_url), 4, "nope", client)
+
+
+def test_demo_without_a_server_says_so_in_one_line_and_creates_nothing(
+    data_dir: Path,  # noqa: F811
+) -> None:
+    tenant = new_tenant()
+    url = f"http://127.0.0.1:{free_port()}"
+    result = runner.invoke(app, ["demo", "--tenant", tenant, "--url", url])
+    assert result.exit_code == 1, result.output
+    (line,) = result.output.splitlines()
+    assert line.startswith(f"error: no dd0c-alert server answers at {url} ")
+    assert "dd0c-alert serve" in line
+    assert ok_json("integration", "list", "--tenant", tenant) == []  # no live secret left
+    assert len(ok_json("tenant", "list")) == 1  # nor a new tenant 'demo'
+    assert runner.invoke(app, ["demo", "--url", url]).exit_code == 1
+    assert len(ok_json("tenant", "list")) == 1
 
 
 def _topology(folder: Path) -> str:

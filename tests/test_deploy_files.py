@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import typer
 import yaml
+from cryptography.fernet import Fernet
 
 from dd0c_alert.app import migrate
 from dd0c_alert.cli import app
@@ -71,12 +72,16 @@ def _setting_env_names() -> set[str]:
     return names
 
 
+#: Dummies that must have the right shape: the settings check the secret key at start.
+_DUMMIES = {"DD0C_SECRET_KEY": Fernet.generate_key().decode()}
+
+
 def _interpolate(text: str) -> str:
     """Compose's substitution with every required variable set to a dummy value."""
 
     def value(match: re.Match[str]) -> str:
         operator, default = match.group(2), match.group(3)
-        return default if operator in (":-", "-") else "x"
+        return default if operator in (":-", "-") else _DUMMIES.get(match.group(1), "x")
 
     return PLACEHOLDER.sub(value, text)
 

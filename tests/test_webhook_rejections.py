@@ -493,6 +493,9 @@ def test_idempotency_key_is_honoured_for_custom(
     assert again.json() == {"event_id": first.json()["event_id"], "status": "duplicate"}
     drain(runtime)
     assert runtime.worker is not None
+    deadline = time.monotonic() + 10  # counted just after the acknowledgement drain sees
+    while runtime.worker.processed == processed and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert runtime.worker.processed - processed == 1
     [alert] = api_items(client, tenant, "/v1/alerts")
     assert alert["repeat_count"] == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 from collections.abc import Callable
@@ -18,6 +19,8 @@ from dd0c_alert.pipeline.limits import LimitExceeded, check_proposal, check_topo
 from dd0c_alert.roles import ROLES
 
 if TYPE_CHECKING:
+    import socket
+
     from dd0c_alert.config import Settings
     from dd0c_alert.pipeline.limits import ApiLimits
     from dd0c_alert.pipeline.runtime import Runtime
@@ -29,10 +32,21 @@ if TYPE_CHECKING:
 # the web stack are imported by the commands that use them, through these helpers.
 
 
-def _settings() -> Settings:
-    from dd0c_alert.config import Settings
+def load_settings() -> Settings:
+    """The settings of every command. A bad value ends the command with one line per
+    problem naming its environment variable and exit code 2 (a usage error), not
+    pydantic's traceback naming the field."""
+    from dd0c_alert.config import InvalidSettings, load
 
-    return Settings()
+    try:
+        return load()
+    except InvalidSettings as exc:
+        for problem in exc.problems:
+            typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(2) from None
+
+
+_settings = load_settings
 
 
 def open_store(settings: Settings) -> SqlStore:
@@ -106,10 +120,9 @@ def _serve_http(
 ) -> None:
     """uvicorn for ``roles``; with ``background``, the child process that runs the
     other roles starts once this process has migrated the schema, and stops after
-    uvicorn's last request and commit."""
-    import contextlib
-
-    from dd0c_alert.local_server import recorded
+    uvicorn's last request and commit. An embedded server holds its data folder
+    (``local_server.exclusive``) from before it touches the queue until it exits."""
+    from dd0c_alert.local_server import FolderInUse, recorded
     from dd0c_alert.logs import configure
     from dd0c_alert.tracing import setup as setup_tracing
     from dd0c_alert.web.app import create_app
@@ -117,22 +130,24 @@ def _serve_http(
     settings = _settings()
     configure(settings.log_level)
     setup_tracing(settings.otel_enabled, roles)
-    runtime = build_runtime(
-        settings, roles=roles, wake_consumer=background.wake if background else None
-    )
-    where = f"http://{host}:{port}"
-    typer.echo(
-        f"dd0c-alert {', '.join(sorted(roles))} listening on {where}"
-        + (f"; API docs at {where}/docs" if "api" in roles else ""),
-        err=True,
-    )
-    # Local admin commands and `demo` read where an embedded server listens.
-    note = (
-        recorded(settings.data_dir, host, port)
-        if "ingest" in roles and not _is_postgres(settings)
-        else contextlib.nullcontext()
-    )
-    with note:
+    with contextlib.ExitStack() as held:
+        # Local admin commands and `demo` read where an embedded server listens.
+        if "ingest" in roles and not _is_postgres(settings):
+            try:
+                held.enter_context(recorded(settings.data_dir, host, port))
+            except FolderInUse as exc:
+                typer.echo(f"error: {exc}: stop it first, or use another DD0C_DATA_DIR", err=True)
+                raise typer.Exit(2) from None
+        listener = held.enter_context(_listen(host, port))
+        where = f"http://{host}:{port}"
+        typer.echo(
+            f"dd0c-alert {', '.join(sorted(roles))} listening on {where}"
+            + (f"; API docs at {where}/docs" if "api" in roles else ""),
+            err=True,
+        )
+        runtime = build_runtime(
+            settings, roles=roles, wake_consumer=background.wake if background else None
+        )
         if "ingest" in roles:
             from dd0c_alert.local_server import public_url_warning
 
@@ -147,10 +162,32 @@ def _serve_http(
             runtime.background_alive = background.alive
             background.start()
         try:
-            _run_uvicorn(create_app(runtime), settings, host, port)
+            _run_uvicorn(create_app(runtime), settings, listener)
         finally:
             if background is not None:
                 background.stop()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The server's socket, bound and listening before the banner says so (uvicorn
+    bound it only after the banner, which then claimed a port that was taken).
+    Connections made while the schema is migrated wait in the backlog."""
+    import socket
+
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(_BACKLOG)
+    except OSError as exc:
+        sock.close()
+        typer.echo(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(1) from None
+    return sock
+
+
+#: uvicorn's default.
+_BACKLOG = 2048
 
 
 #: Allocations between young collections (Python's default is 700). A worker batch or
@@ -176,16 +213,14 @@ def freeze_heap() -> None:
     gc.set_threshold(_GC_YOUNG_THRESHOLD, older, oldest)
 
 
-def _run_uvicorn(asgi: Any, settings: Settings, host: str, port: int) -> None:
+def _run_uvicorn(asgi: Any, settings: Settings, listener: socket.socket) -> None:
     import uvicorn
 
     from dd0c_alert.web.http_server import protocol as http_protocol
 
     freeze_heap()
-    uvicorn.run(
+    config = uvicorn.Config(
         asgi,
-        host=host,
-        port=port,
         log_level="warning",
         access_log=False,
         loop="uvloop",
@@ -198,7 +233,13 @@ def _run_uvicorn(asgi: Any, settings: Settings, host: str, port: int) -> None:
         timeout_keep_alive=settings.http_keep_alive_seconds,
         limit_concurrency=settings.max_connections,
         h11_max_incomplete_event_size=settings.http_max_header_bytes,
+        backlog=_BACKLOG,
     )
+    server = uvicorn.Server(config)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run(sockets=[listener])
+    if not server.started:
+        raise typer.Exit(3)  # uvicorn's exit code for a failed start-up
 
 
 def _run_until_signalled(roles: frozenset[str]) -> None:
@@ -305,7 +346,9 @@ def api(host: HostOption = "127.0.0.1", port: PortOption = 8081) -> None:
 HealthPort = Annotated[
     int | None,
     typer.Option(
-        "--port", help="Serve /healthz and /readyz on this port (for orchestrators); none: no HTTP."
+        "--port",
+        help="Serve /healthz, /readyz and /metrics on this port (for orchestrators and "
+        "Prometheus); none: no HTTP.",
     ),
 ]
 
@@ -347,6 +390,8 @@ def migrate() -> None:
 @tenant_app.command("create")
 def tenant_create(name: str, as_json: JsonFlag = False) -> None:
     """Create a tenant and its first API key (shown once)."""
+    if not name.strip():
+        raise typer.BadParameter("a tenant needs a name", param_hint="'NAME'")
     store = open_store(_settings())
     tenant = store.create_tenant(name)
     key = store.create_api_key(tenant.id, "default")
@@ -371,7 +416,7 @@ def tenant_list(as_json: JsonFlag = False) -> None:
 @dlq_app.command("list")
 def dlq_list(
     tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None,
-    limit: int = 50,
+    limit: Annotated[int, typer.Option(help="Most dead letters listed.", min=1)] = 50,
     as_json: JsonFlag = False,
 ) -> None:
     """List dead letters, newest first."""
@@ -638,7 +683,10 @@ def backup(target: Annotated[Path, typer.Argument(help="A new, empty folder.")])
     if _is_postgres(settings):
         raise typer.BadParameter("PostgreSQL: use pg_dump (see docs/production.md)")
     database = sqlite_path(settings.resolved_database_url)
-    copied = take_backup(database, settings.archive_dir, settings.data_dir, target)
+    try:
+        copied = take_backup(database, settings.archive_dir, settings.data_dir, target)
+    except FileExistsError as exc:
+        raise typer.BadParameter(str(exc)) from None
     typer.echo(
         f"backed up {copied.database_bytes} bytes of database and "
         f"{copied.archive_files} archive files into {target}"
@@ -651,13 +699,19 @@ def restore(
     force: Annotated[bool, typer.Option(help="Replace an existing installation.")] = False,
 ) -> None:
     """Restore an embedded installation from a backup (stop the service first)."""
+    from dd0c_alert.local_server import FolderInUse, exclusive
     from dd0c_alert.pipeline.backup import restore as put_back
 
     settings = _settings()
     if _is_postgres(settings):
         raise typer.BadParameter("PostgreSQL: use pg_restore (see docs/production.md)")
     try:
-        copied = put_back(source, settings.data_dir, force=force)
+        # Held throughout: a running server would go on writing to the deleted files,
+        # and one starting meanwhile would read a half-restored folder.
+        with exclusive(settings.data_dir):
+            copied = put_back(source, settings.data_dir, force=force)
+    except FolderInUse as exc:
+        raise typer.BadParameter(f"{exc}: stop it before restoring") from None
     except (FileExistsError, FileNotFoundError) as exc:
         raise typer.BadParameter(str(exc)) from None
     typer.echo(f"restored {copied.archive_files} archive files into {settings.data_dir}")
@@ -788,7 +842,7 @@ def demo(
 ) -> None:
     """Post a realistic burst of alerts (a deploy, a slow database, the services above
     it) to a running server, into your tenant or a new one; say where to look."""
-    from dd0c_alert.demo import run_demo
+    from dd0c_alert.demo import Unreachable, run_demo
     from dd0c_alert.local_server import listening_url
 
     settings = _settings()
@@ -797,6 +851,9 @@ def demo(
         lines = run_demo(settings, base, count, tenant)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
+    except Unreachable as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
     for line in lines:
         typer.echo(line)
 

@@ -31,9 +31,9 @@ _CACHE_NOTE = "running servers apply it within 5 s"
 
 
 def _settings() -> Settings:
-    from dd0c_alert.config import Settings
+    from dd0c_alert.cli import load_settings
 
-    return Settings()
+    return load_settings()
 
 
 def _store(settings: Settings, tenant: str) -> SqlStore:

@@ -24,9 +24,9 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable J
 
 
 def _settings() -> Settings:
-    from dd0c_alert.config import Settings
+    from dd0c_alert.cli import load_settings
 
-    return Settings()
+    return load_settings()
 
 
 def _tenant_store(tenant: str) -> SqlStore:

@@ -4,15 +4,21 @@ the conventional ``DATABASE_URL``; the defaults run the embedded mode with data 
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import AliasChoices, Field
+from cryptography.fernet import Fernet
+from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LogLevel = Literal["debug", "info", "warning", "error"]
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="DD0C_", extra="ignore")
+    # No setting means anything infinite or NaN: a NaN timeout answered every /healthz 500.
+    model_config = SettingsConfigDict(env_prefix="DD0C_", extra="ignore", allow_inf_nan=False)
 
     data_dir: Path = Field(
         default=Path("data"),
@@ -75,18 +81,22 @@ class Settings(BaseSettings):
     )
 
     max_body_bytes: int = Field(
-        default=1024 * 1024, description="Webhook body cap (413 body_too_large above)."
+        default=1024 * 1024, gt=0, description="Webhook body cap (413 body_too_large above)."
     )
     claim_check_bytes: int = Field(
         default=256 * 1024,
+        ge=0,
         description="Larger webhook bodies go to the archive; the queue keeps a pointer.",
     )
     rate_limit_per_second: float = Field(
-        default=20_000, description="Per-tenant default webhook rate; 0 disables."
+        default=20_000, ge=0, description="Per-tenant default webhook rate; 0 disables."
     )
-    monthly_quota: int = Field(default=0, description="Per-tenant default events/month; 0 = none.")
+    monthly_quota: int = Field(
+        default=0, ge=0, description="Per-tenant default events/month; 0 = none."
+    )
     idempotency_ttl_seconds: int = Field(
         default=24 * 3600,
+        ge=0,
         description="How long delivery ids (Idempotency-Key, X-GitHub-Delivery, …) are "
         "remembered: a repeat within it answers 200 duplicate.",
     )
@@ -98,73 +108,83 @@ class Settings(BaseSettings):
     )
 
     api_max_body_bytes: int = Field(
-        default=1024 * 1024, description="REST API request body cap (413 above)."
+        default=1024 * 1024, gt=0, description="REST API request body cap (413 above)."
     )
     max_topology_services: int = Field(
-        default=2_000, description="Services in a tenant's topology (422 limit_exceeded)."
+        default=2_000, gt=0, description="Services in a tenant's topology (422 limit_exceeded)."
     )
     max_topology_edges: int = Field(
-        default=10_000, description="Dependencies in a tenant's topology (422 limit_exceeded)."
+        default=10_000,
+        gt=0,
+        description="Dependencies in a tenant's topology (422 limit_exceeded).",
     )
     max_matchers_per_rule: int = Field(
-        default=32, description="Matchers in a silence or one side of an inhibition rule."
+        default=32, gt=0, description="Matchers in a silence or one side of an inhibition rule."
     )
-    max_silences: int = Field(default=1_000, description="Silences per tenant.")
-    max_inhibitions: int = Field(default=200, description="Inhibition rules per tenant.")
+    max_silences: int = Field(default=1_000, gt=0, description="Silences per tenant.")
+    max_inhibitions: int = Field(default=200, gt=0, description="Inhibition rules per tenant.")
     max_never_suppress_services: int = Field(
-        default=500, description="Length of a tenant's never-suppress service list."
+        default=500, gt=0, description="Length of a tenant's never-suppress service list."
     )
-    max_routes: int = Field(default=100, description="Notification routes per tenant.")
+    max_routes: int = Field(default=100, gt=0, description="Notification routes per tenant.")
 
     max_connections: int = Field(
-        default=2048, description="Concurrent HTTP connections per process (503 beyond)."
+        default=2048, gt=0, description="Concurrent HTTP connections per process (503 beyond)."
     )
     http_keep_alive_seconds: int = Field(
-        default=5, description="An idle keep-alive connection is closed after this."
+        default=5, gt=0, description="An idle keep-alive connection is closed after this."
     )
     http_max_header_bytes: int = Field(
-        default=64 * 1024, description="Cap on a request's headers (h11: incomplete event size)."
+        default=64 * 1024,
+        gt=0,
+        description="Cap on a request's headers (h11: incomplete event size).",
     )
     http_header_timeout_seconds: float = Field(
-        default=10.0, description="A request whose headers take longer to arrive is closed."
+        default=10.0, gt=0, description="A request whose headers take longer to arrive is closed."
     )
     http_body_timeout_seconds: float = Field(
         default=30.0,
+        gt=0,
         description="A request body must arrive whole within this (408 and closed).",
     )
 
-    worker_batch_size: int = Field(default=500, description="Most events per worker batch.")
+    worker_batch_size: int = Field(default=500, gt=0, description="Most events per worker batch.")
     worker_max_attempts: int = Field(
         default=5,
+        gt=0,
         description="Tries of an event failing transiently before it is dead-lettered; an "
         "event claimed this often without finishing is dead-lettered as processing_abandoned.",
     )
     worker_lease_seconds: float = Field(
         default=60.0,
+        gt=0,
         description="A claimed batch stays invisible to other workers this long; a worker "
         "that dies leaves it to another after this.",
     )
     worker_poll_seconds: float = Field(
-        default=0.5, description="How often an idle worker looks at the queue."
+        default=0.5, gt=0, description="How often an idle worker looks at the queue."
     )
     worker_batch_budget_seconds: float = Field(
         default=10.0,
+        gt=0,
         description="A worker transaction that takes longer is rolled back and its events "
         "are stored one by one, each under the event budget.",
     )
     worker_event_budget_seconds: float = Field(
         default=5.0,
+        gt=0,
         description="An event whose processing takes longer is set aside to the dead-letter "
         "store as processing_timeout.",
     )
     worker_batch_target_seconds: float = Field(
         default=0.5,
+        gt=0,
         description="Batches shrink while they take longer than this and grow back when "
         "cheaper: the bound on how long one tenant's work delays another's.",
     )
 
     smtp_host: str = Field(default="", description="SMTP server for mail; empty: no mail.")
-    smtp_port: int = Field(default=587, description="SMTP port.")
+    smtp_port: int = Field(default=587, gt=0, le=65535, description="SMTP port.")
     smtp_from: str = Field(default="dd0c-alert@localhost", description="Sender of mails.")
     smtp_username: str = Field(default="", description="SMTP login; empty: none.")
     smtp_password: str = Field(default="", repr=False, description="SMTP password.")
@@ -176,21 +196,25 @@ class Settings(BaseSettings):
         description="Add a webhook counter per tenant to /metrics (one series per tenant).",
     )
     notify_poll_seconds: float = Field(
-        default=0.25, description="How often an idle notifier looks for due deliveries."
+        default=0.25, gt=0, description="How often an idle notifier looks for due deliveries."
     )
     notify_coalesce_seconds: float = Field(
         default=3.0,
+        ge=0,
         description="An incident's Slack message is updated at most this often; the latest "
         "state always goes out.",
     )
     notify_max_attempts: int = Field(
-        default=8, description="Tries of a delivery before it fails (replayable)."
+        default=8, gt=0, description="Tries of a delivery before it fails (replayable)."
     )
     notify_slack_per_second: float = Field(
-        default=1.0, description="Slack calls per second per channel (bursts of 3)."
+        default=1.0, gt=0, description="Slack calls per second per channel (bursts of 3)."
     )
     notify_escalation_check_seconds: float = Field(
-        default=10.0, description="How often unacknowledged incidents are checked for escalation."
+        default=10.0,
+        ge=0,
+        description="How often unacknowledged incidents are checked for escalation "
+        "(0: at every pass of the notifier).",
     )
     digest_hour: int = Field(
         default=8,
@@ -200,16 +224,20 @@ class Settings(BaseSettings):
     )
     notify_lease_seconds: float = Field(
         default=300.0,
+        gt=0,
         description="A notifier that dies mid-send leaves its deliveries to another after this.",
     )
 
     retention_days: int = Field(
         default=30,
+        ge=0,
         description="Alerts, decisions, deploys, dead letters and raw payloads older than "
         "this are purged by the scheduled jobs; 0 keeps everything.",
     )
     suggest_interval_seconds: float = Field(
-        default=600, description="How often the suggestion job runs (embedded mode); 0 disables."
+        default=600,
+        ge=0,
+        description="How often the suggestion job runs (embedded mode); 0 disables.",
     )
 
     governance_mode: Literal["audit", "strict"] = Field(
@@ -218,8 +246,8 @@ class Settings(BaseSettings):
         description="audit: rules only log 'would suppress'; strict: approved rules suppress.",
     )
 
-    log_level: str = Field(
-        default="info", description="debug, info, warning or error: JSON lines on stderr."
+    log_level: LogLevel = Field(
+        default="info", description="The least severe log lines written (JSON lines on stderr)."
     )
     otel_enabled: bool | None = Field(
         default=None,
@@ -228,6 +256,34 @@ class Settings(BaseSettings):
         "turns it off.",
     )
 
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_case_level(cls, value: object) -> object:
+        """``DD0C_LOG_LEVEL=INFO`` worked before the names were checked; keep it working."""
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("data_dir")
+    @classmethod
+    def _a_folder(cls, value: Path) -> Path:
+        """Refused here, or every command fails later with a NotADirectoryError."""
+        if value.exists() and not value.is_dir():
+            raise ValueError(f"{value} is a file, not a folder")
+        return value
+
+    @field_validator("secret_key")
+    @classmethod
+    def _a_fernet_key(cls, value: str) -> str:
+        """Checked here, or the first command that opens the store fails deep in Fernet."""
+        if value:
+            try:
+                Fernet(value.encode())
+            except ValueError:
+                raise ValueError(
+                    "not a Fernet key (32 url-safe base64-encoded bytes; make one with "
+                    "Fernet.generate_key())"
+                ) from None
+        return value
+
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'dd0c.db'}"
@@ -235,3 +291,55 @@ class Settings(BaseSettings):
     @property
     def archive_dir(self) -> Path:
         return self.data_dir / "archive"
+
+
+def variables(name: str) -> list[str]:
+    """The environment variables a setting is read from, the documented spelling first."""
+    alias = Settings.model_fields[name].validation_alias
+    if isinstance(alias, AliasChoices):
+        names = [str(c) for c in alias.choices if isinstance(c, str) and c.isupper()]
+        return names or [f"DD0C_{name.upper()}"]
+    return [f"DD0C_{name.upper()}"]
+
+
+class InvalidSettings(ValueError):
+    """The environment holds settings the service cannot run with; ``problems`` has one
+    line for each, naming the variable, so the operator knows what to change."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def _field_of(location: str) -> str | None:
+    """The setting a validation error is about: pydantic names a setting read through
+    an alias (``GOVERNANCE_MODE``) by that alias, the others by the field's name."""
+    for name, field in Settings.model_fields.items():
+        alias = field.validation_alias
+        choices = alias.choices if isinstance(alias, AliasChoices) else []
+        if location == name or location in choices:
+            return name
+    return None
+
+
+def _problem(error: Mapping[str, Any]) -> str:
+    """One line: the variable (the spelling actually set, when several are read) and
+    what is wrong. The value is left out: it may be a password or a key."""
+    location = str(error["loc"][0]) if error["loc"] else ""
+    name = _field_of(location)
+    if name is None:
+        variable = location
+    else:
+        spellings = variables(name)
+        variable = next((v for v in spellings if v in os.environ), spellings[0])
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{variable}: {message[:1].lower()}{message[1:]}"
+
+
+def load() -> Settings:
+    """The settings from the environment; raises InvalidSettings rather than pydantic's
+    ValidationError, whose report names fields instead of variables."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise InvalidSettings([_problem(error) for error in exc.errors()]) from None

@@ -9,10 +9,9 @@ import sys
 import typing
 from pathlib import Path
 
-from pydantic.aliases import AliasChoices
 from pydantic.fields import FieldInfo
 
-from dd0c_alert.config import Settings
+from dd0c_alert.config import Settings, variables
 
 PAGE = Path("docs") / "configuration.md"
 #: Paths such as ``<data_dir>/secret.key`` are code, not HTML tags, in Markdown.
@@ -122,7 +121,8 @@ process, SQLite, data under `./data`); [production.md](production.md) says which
 for PostgreSQL, Redis and S3. A setting's variable is `DD0C_` and its name in capitals;
 where another spelling is read too (the conventional `DATABASE_URL`, `REDIS_URL`,
 `JWT_SECRET`, `GOVERNANCE_MODE`), both are listed. Values are read once, when a process
-starts.
+starts: a value of the wrong type or out of its bounds (numbers are also never `inf` or
+`nan`) stops it there, with one line naming the variable and exit code 2.
 """
 
 FOOTER = """
@@ -142,14 +142,6 @@ The docker compose install reads more from `.env` (`DD0C_SITE_ADDRESS`, `DD0C_TL
 `DD0C_INGEST_UPSTREAMS`, ports and database passwords): `deploy/.env.example` and
 [install.md](install.md).
 """
-
-
-def _variables(name: str, field: FieldInfo) -> list[str]:
-    alias = field.validation_alias
-    if isinstance(alias, AliasChoices):
-        names = [str(c) for c in alias.choices if isinstance(c, str) and c.isupper()]
-        return names or [f"DD0C_{name.upper()}"]
-    return [f"DD0C_{name.upper()}"]
 
 
 def _default(field: FieldInfo) -> str:
@@ -177,6 +169,17 @@ def _kind(field: FieldInfo) -> str:
     )
 
 
+def _bounds(field: FieldInfo) -> str:
+    """The limits the settings model enforces at start-up, so the page says them too."""
+    words = []
+    for limit in field.metadata:
+        for attribute, sign in (("gt", ">"), ("ge", "≥"), ("lt", "<"), ("le", "≤")):
+            value = getattr(limit, attribute, None)
+            if value is not None:
+                words.append(f"{sign} {value}")
+    return f" {', '.join(words)}" if words else ""
+
+
 def render() -> str:
     """The page; raises when a setting is in no section or in one twice, or is
     undocumented, so a new setting cannot be left out of the reference."""
@@ -198,9 +201,11 @@ def render() -> str:
             field = fields[name]
             if not field.description:
                 raise ValueError(f"Settings.{name} has no description")
-            variables = " / ".join(f"`{v}`" for v in _variables(name, field))
+            spelled = " / ".join(f"`{v}`" for v in variables(name))
             meaning = _CODE.sub(r"`\1`", field.description.replace("|", "\\|"))
-            parts.append(f"| {variables} | {_default(field)} | {_kind(field)} | {meaning} |\n")
+            parts.append(
+                f"| {spelled} | {_default(field)} | {_kind(field)}{_bounds(field)} | {meaning} |\n"
+            )
     parts.append(FOOTER)
     return "".join(parts)
 

@@ -37,7 +37,35 @@ def run_demo(
     client: httpx.Client | None = None,
 ) -> list[str]:
     """Post the story into ``tenant_id`` (your own, so it shows in your dashboard) or
-    into a new tenant ``demo``; return what to tell the user: which tenant, which key."""
+    into a new tenant ``demo``; return what to tell the user: which tenant, which key.
+    Raises Unreachable, having created nothing, when no server answers at ``base_url``."""
+    with contextlib.ExitStack() as stack:
+        if client is None:
+            client = stack.enter_context(httpx.Client(timeout=10))
+        _check_reachable(client, base_url)
+        return _run(settings, base_url, count, tenant_id, client)
+
+
+class Unreachable(Exception):
+    """No server answers where the demo would post."""
+
+
+def _check_reachable(client: httpx.Client, base_url: str) -> None:
+    """Before anything is created: each run against a stopped server left an enabled
+    integration with a live secret behind, and a page of httpx traceback."""
+    url = f"{base_url.rstrip('/')}/healthz"
+    try:
+        client.get(url)
+    except httpx.TransportError as exc:
+        raise Unreachable(
+            f"no dd0c-alert server answers at {base_url} ({exc or type(exc).__name__}): "
+            "start one with `dd0c-alert serve` (same DD0C_DATA_DIR), or pass --url"
+        ) from None
+
+
+def _run(
+    settings: Settings, base_url: str, count: int, tenant_id: str | None, client: httpx.Client
+) -> list[str]:
     store = open_store(settings)
     api_key: str | None = None
     if tenant_id is None:
@@ -84,10 +112,7 @@ def run_demo(
         firing.append(alert)
         bodies.append(alert)
     bodies += [{**a, "status": "resolved"} for a in rng.sample(firing, k=len(firing) // 4)]
-    with contextlib.ExitStack() as stack:
-        if client is None:
-            client = stack.enter_context(httpx.Client(timeout=10))
-        accepted = sum(_post(client, url, secret, body) for body in bodies)
+    accepted = sum(_post(client, url, secret, body) for body in bodies)
     base = base_url.rstrip("/")
     lines = [f"sent {len(bodies)} events, {accepted} accepted, to tenant {tenant_id}"]
     if api_key is None:

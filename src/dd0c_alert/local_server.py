@@ -6,21 +6,71 @@ the running server without being told its port."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from dd0c_alert.storage.files import FILE_MODE, private_dir
+
 NOTE = "listening.json"
+#: Locked (flock) by the server of the data folder for as long as it runs, and by
+#: ``restore`` while it replaces the files: the kernel drops the lock when its process
+#: ends, however it ends, so a crashed server's leftovers never block a restart.
+LOCK = "serve.lock"
 _LOOPBACK = {"127.0.0.1", "localhost", "::1", "0.0.0.0", "::"}  # noqa: S104
+
+
+class FolderInUse(Exception):
+    """Another process serves (or restores) this data folder."""
+
+    def __init__(self, data_dir: Path) -> None:
+        try:
+            note = json.loads((data_dir / NOTE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            note = {}
+        holder = note if isinstance(note, dict) else {}
+        where = f" on {holder['url']}" if isinstance(holder.get("url"), str) else ""
+        pid = f" (pid {holder['pid']})" if isinstance(holder.get("pid"), int) else ""
+        super().__init__(f"a dd0c-alert server of {data_dir} is running{where}{pid}")
+
+
+@contextlib.contextmanager
+def exclusive(data_dir: Path) -> Iterator[None]:
+    """Hold the data folder's lock, or raise FolderInUse. A second server on the same
+    folder released the first one's queue leases at start and took over its note; a
+    restore under a running server left it writing to deleted files. A folder where
+    no lock file can be made (read-only) is not locked: it must not stop the server."""
+    try:
+        private_dir(data_dir)
+        fd = os.open(data_dir / LOCK, os.O_RDWR | os.O_CREAT, FILE_MODE)
+    except OSError:
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise FolderInUse(data_dir) from None
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 @contextlib.contextmanager
 def recorded(data_dir: Path, host: str, port: int) -> Iterator[None]:
-    """Leave the note while the server runs. Uvicorn re-raises SIGTERM once it has shut
-    down, so a stopped server usually leaves its note behind: ``listening_url`` ignores
-    a note whose process is gone."""
+    """Hold the folder's lock (FolderInUse if a server runs) and leave the note while
+    the server runs. Uvicorn re-raises SIGTERM once it has shut down, so a stopped
+    server usually leaves its note behind: ``listening_url`` ignores a note whose
+    process is gone."""
+    with exclusive(data_dir), _noted(data_dir, host, port):
+        yield
+
+
+@contextlib.contextmanager
+def _noted(data_dir: Path, host: str, port: int) -> Iterator[None]:
     note = data_dir / NOTE
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104
     if ":" in shown_host:

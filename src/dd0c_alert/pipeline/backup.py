@@ -22,6 +22,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+from dd0c_alert.local_server import LOCK, NOTE
 from dd0c_alert.storage.archive import in_flight
 from dd0c_alert.storage.files import private_dir
 from dd0c_alert.storage.sqlite_queue import queue_file
@@ -37,11 +38,22 @@ class Copied:
     archive_files: int
 
 
+#: Files that describe the running server, not the installation: a restored
+#: listening.json named a server of the backup's time in place of the live one.
+_OF_THE_PROCESS = frozenset({NOTE, LOCK})
+
+
 def _keys(folder: Path) -> list[Path]:
     """The data folder's own files besides the database (keys)."""
     if not folder.exists():
         return []
-    return [p for p in folder.iterdir() if p.is_file() and not p.name.startswith((DATABASE, QUEUE))]
+    return [
+        p
+        for p in folder.iterdir()
+        if p.is_file()
+        and not p.name.startswith((DATABASE, QUEUE))
+        and p.name not in _OF_THE_PROCESS
+    ]
 
 
 def backup(database: Path, archive: Path, data_dir: Path, target: Path) -> Copied:

@@ -1,0 +1,125 @@
+"""Bad configuration: every command refuses it at start with one line per problem,
+naming the environment variable, and exit code 2 (a usage error), never a traceback
+or a service that starts and then answers every request with an error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from dd0c_alert.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name in ("DATABASE_URL", "DD0C_DATABASE_URL", "DD0C_SECRET_KEY", "GOVERNANCE_MODE"):
+        monkeypatch.delenv(name, raising=False)
+    folder = tmp_path / "data"
+    monkeypatch.setenv("DD0C_DATA_DIR", str(folder))
+    return folder
+
+
+def refused(monkeypatch: pytest.MonkeyPatch, *args: str, **env: str) -> list[str]:
+    """The lines a command prints when the environment holds ``env``."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output
+    return result.output.splitlines()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("DD0C_MAX_BODY_BYTES", "abc", "valid integer"),
+        ("DD0C_SQLITE_SYNCHRONOUS", "bogus", "'FULL' or 'NORMAL'"),
+        ("DD0C_DIGEST_HOUR", "99", "less than or equal to 23"),
+        ("DD0C_SMTP_TLS", "maybe", "'none', 'starttls' or 'tls'"),
+        ("DD0C_SECRET_KEY", "notakey", "not a Fernet key"),
+        ("GOVERNANCE_MODE", "enforce", "'audit' or 'strict'"),
+    ],
+)
+def test_a_bad_value_is_one_line_naming_its_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, says: str
+) -> None:
+    lines = refused(monkeypatch, "tenant", "list", **{variable: value})
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"error: {variable}: ")
+    assert says in lines[0]
+
+
+def test_a_secret_value_is_not_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
+    (line,) = refused(monkeypatch, "tenant", "list", DD0C_SECRET_KEY="hunter2-not-a-key")
+    assert "hunter2" not in line
+
+
+def test_a_data_dir_that_is_a_file_is_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    file = tmp_path / "a-file"
+    file.write_text("")
+    (line,) = refused(monkeypatch, "doctor", DD0C_DATA_DIR=str(file))
+    assert line == f"error: DD0C_DATA_DIR: {file} is a file, not a folder"
+
+
+def test_every_problem_gets_its_own_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    lines = refused(
+        monkeypatch,
+        "integration",
+        "list",
+        "--tenant",
+        "t",
+        DD0C_MAX_BODY_BYTES="x",
+        DD0C_DIGEST_HOUR="24",
+    )
+    assert sorted(line.split(":")[1].strip() for line in lines) == [
+        "DD0C_DIGEST_HOUR",
+        "DD0C_MAX_BODY_BYTES",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("DD0C_MAX_BODY_BYTES", "-5"),  # every webhook answered 413
+        ("DD0C_MAX_CONNECTIONS", "0"),  # every request, /healthz too, answered 503
+        ("DD0C_HTTP_BODY_TIMEOUT_SECONDS", "nan"),  # /healthz answered 500
+        ("DD0C_HTTP_HEADER_TIMEOUT_SECONDS", "inf"),
+        ("DD0C_WORKER_BATCH_SIZE", "0"),
+        ("DD0C_WORKER_POLL_SECONDS", "-1"),
+        ("DD0C_NOTIFY_MAX_ATTEMPTS", "0"),
+        ("DD0C_SMTP_PORT", "70000"),
+        ("DD0C_RETENTION_DAYS", "-1"),
+        ("DD0C_LOG_LEVEL", "loud"),
+    ],
+)
+def test_a_value_that_would_break_the_service_is_refused_at_start(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    (line,) = refused(monkeypatch, "tenant", "list", **{variable: value})
+    assert line.startswith(f"error: {variable}: ")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("DD0C_RETENTION_DAYS", "0"),  # keeps everything
+        ("DD0C_RATE_LIMIT_PER_SECOND", "0"),  # disables the limit
+        ("DD0C_SUGGEST_INTERVAL_SECONDS", "0"),  # disables the job
+        ("DD0C_DIGEST_HOUR", "-1"),  # no digest
+        ("DD0C_HTTP_BODY_TIMEOUT_SECONDS", "1"),
+        ("DD0C_LOG_LEVEL", "WARNING"),
+    ],
+)
+def test_documented_special_values_are_still_accepted(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    result = runner.invoke(app, ["tenant", "list"])
+    assert result.exit_code == 0, result.output
