@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -43,6 +44,14 @@ SECRET = "topology-webhook-secret"
 BUCKET = "dd0c-archive"
 
 
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
 def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
     deadline = time.monotonic() + timeout
     while True:
@@ -59,6 +68,7 @@ class Topology:
     logs: Path
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
+    roles: dict[str, str] = field(default_factory=dict)
 
     def start(self, name: str, args: list[str], env: dict[str, str] | None = None) -> None:
         with open(self.logs / f"{name}.log", "ab") as out:
@@ -73,6 +83,27 @@ class Topology:
     def role(self, name: str, role: str) -> None:
         self.ports[name] = free_port()
         self.start(name, [str(CLI), role, "--host", "127.0.0.1", "--port", str(self.ports[name])])
+        self.roles[name] = role
+
+    def listening(self) -> None:
+        """Wait until every role listens. ``free_port`` closes the port it found, so
+        another socket (an outgoing connection's local port) can take it before the
+        role binds it, as seen once on a loaded machine: such a role, which exits
+        saying it cannot listen, starts again on another port, up to twice."""
+        for name, role in self.roles.items():
+            for _ in range(3):
+                process = self.processes[name]
+                wait_until(
+                    lambda p=process, port=self.ports[name]: p.poll() is not None or _accepts(port),
+                    60,
+                    f"{name} to listen",
+                )
+                if process.poll() is None:
+                    break
+                assert "cannot listen" in self.log(name), f"{name} exited:\n{self.log(name)}"
+                self.role(name, role)
+            else:
+                raise AssertionError(f"{name} found no free port:\n{self.log(name)}")
 
     def log(self, name: str) -> str:
         return (self.logs / f"{name}.log").read_text(errors="replace")[-4000:]
@@ -216,6 +247,7 @@ def test_webhooks_over_tls_through_caddy_become_a_notified_incident(
                 ("cron", "cron"),
             ]:
                 topology.role(name, role)
+            topology.listening()  # before Caddy is told their ports
 
             home = tmp_path / "caddy-home"
             home.mkdir()
