@@ -146,6 +146,22 @@ def backend_overrides() -> dict[str, Any]:
     }
 
 
+def embedded_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point the CLI (whose settings read the environment) at a fresh embedded data
+    folder only: nothing of a database, key or public URL the machine may have set."""
+    for name in (
+        "DATABASE_URL",
+        "DD0C_DATABASE_URL",
+        "DD0C_SECRET_KEY",
+        "DD0C_PUBLIC_URL",
+        "GOVERNANCE_MODE",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    folder = tmp_path / "data"
+    monkeypatch.setenv("DD0C_DATA_DIR", str(folder))
+    return folder
+
+
 def cli_environment(monkeypatch: pytest.MonkeyPatch, data_dir: Path) -> dict[str, Any]:
     """Point the CLI (which reads the environment) and a runtime at one database of the
     current backend; return the settings overrides for the runtime."""

@@ -26,7 +26,7 @@ with warnings.catch_warnings():
 
 import dd0c_alert.app as app_module
 import dd0c_alert.cli as cli_module
-from conftest import drain
+from conftest import drain, embedded_data_dir
 from dd0c_alert.app import build_runtime, open_store
 from dd0c_alert.cli import app
 from dd0c_alert.config import Settings
@@ -40,11 +40,7 @@ runner = CliRunner()
 @pytest.fixture
 def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The CLI's Settings() read the environment: point it at a fresh folder only."""
-    for name in ("DATABASE_URL", "DD0C_DATABASE_URL", "DD0C_SECRET_KEY", "DD0C_PUBLIC_URL"):
-        monkeypatch.delenv(name, raising=False)
-    folder = tmp_path / "data"
-    monkeypatch.setenv("DD0C_DATA_DIR", str(folder))
-    return folder
+    return embedded_data_dir(tmp_path, monkeypatch)
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from conftest import embedded_data_dir
 from dd0c_alert.cli import app
 
 runner = CliRunner()
@@ -16,11 +17,7 @@ runner = CliRunner()
 
 @pytest.fixture(autouse=True)
 def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for name in ("DATABASE_URL", "DD0C_DATABASE_URL", "DD0C_SECRET_KEY", "GOVERNANCE_MODE"):
-        monkeypatch.delenv(name, raising=False)
-    folder = tmp_path / "data"
-    monkeypatch.setenv("DD0C_DATA_DIR", str(folder))
-    return folder
+    return embedded_data_dir(tmp_path, monkeypatch)
 
 
 def refused(monkeypatch: pytest.MonkeyPatch, *args: str, **env: str) -> list[str]:

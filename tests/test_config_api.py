@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from conftest import TenantHandle
+from conftest import TenantHandle, embedded_data_dir
 from dd0c_alert.app import open_store
 from dd0c_alert.cli import app
 from dd0c_alert.config import Settings
@@ -314,11 +314,7 @@ runner = CliRunner()
 
 @pytest.fixture
 def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for name in ("DATABASE_URL", "DD0C_DATABASE_URL", "DD0C_SECRET_KEY"):
-        monkeypatch.delenv(name, raising=False)
-    folder = tmp_path / "data"
-    monkeypatch.setenv("DD0C_DATA_DIR", str(folder))
-    return folder
+    return embedded_data_dir(tmp_path, monkeypatch)
 
 
 def cli(*args: str) -> tuple[int, str]:

@@ -19,6 +19,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 import dd0c_alert.cli as cli_module
+from conftest import embedded_data_dir
 from dd0c_alert import logs
 from dd0c_alert.cli import app
 from dd0c_alert.local_server import LOCK, NOTE, recorded
@@ -36,11 +37,7 @@ class Started(Exception):
 
 @pytest.fixture
 def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for name in ("DATABASE_URL", "DD0C_DATABASE_URL", "DD0C_SECRET_KEY", "DD0C_PUBLIC_URL"):
-        monkeypatch.delenv(name, raising=False)
-    folder = tmp_path / "data"
-    monkeypatch.setenv("DD0C_DATA_DIR", str(folder))
-    return folder
+    return embedded_data_dir(tmp_path, monkeypatch)
 
 
 @pytest.fixture(autouse=True)
