@@ -60,7 +60,7 @@ class FoldResult:
     record: AlertRecord
     alert: CanonicalAlert
     #: The event that brought this notification (``alert`` keeps the occurrence's first).
-    event_id: str = ""
+    event_id: str
 
 
 def fold(state: FingerprintState, alert: CanonicalAlert) -> FoldResult:
