@@ -103,6 +103,37 @@ def test_the_background_process_exits_when_serve_is_killed(deployment: Deploymen
             time.sleep(0.05)
 
 
+def test_readiness_degrades_while_a_frozen_worker_lets_the_queue_age(
+    deployment: Deployment,
+) -> None:
+    """A stopped (SIGSTOP) child is alive to every liveness check: only the queue's age
+    shows that nothing is processed. Readiness degrades (200: admission still works)
+    and recovers once the worker moves again."""
+    with serve(deployment, "frozen", DD0C_READY_QUEUE_LAG_SECONDS="1") as server:
+        wait_for(lambda: background_ready(server), 60, "background never ready", server)
+        (child,) = children(server.process.pid)
+        os.kill(child, signal.SIGSTOP)
+        try:
+            stored = post_and_count(deployment, server, "while-frozen")
+            time.sleep(1.5)
+            ready = httpx.get(f"{server.base_url}/readyz", timeout=5)
+            assert ready.status_code == 200, ready.text
+            assert ready.json()["status"] == "degraded", ready.text
+            assert ready.json()["checks"]["queue"].startswith("degraded: lagging (1 waiting"), (
+                ready.text
+            )
+            assert ready.json()["checks"]["background"] == "ok"  # alive, and yet stuck
+        finally:
+            os.kill(child, signal.SIGCONT)
+        wait_for(stored, 60, "alert not processed after the worker resumed", server)
+        wait_for(
+            lambda: httpx.get(f"{server.base_url}/readyz", timeout=5).json()["status"] == "ready",
+            30,
+            "readiness did not recover",
+            server,
+        )
+
+
 def _state(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]

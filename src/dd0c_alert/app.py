@@ -290,4 +290,5 @@ def build_runtime(
         auth=auth_config(settings),
         login_throttle=RedisLoginThrottle(redis) if redis else MemoryLoginThrottle(),
         rotation_grace=timedelta(seconds=settings.secret_rotation_grace_seconds),
+        ready_queue_lag_seconds=settings.ready_queue_lag_seconds,
     )

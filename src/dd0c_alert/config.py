@@ -164,6 +164,12 @@ class Settings(BaseSettings):
     worker_poll_seconds: float = Field(
         default=0.5, gt=0, description="How often an idle worker looks at the queue."
     )
+    ready_queue_lag_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="`/readyz` answers degraded (still 200: webhooks are still admitted) while "
+        "the oldest unprocessed event is older than this: workers stopped, frozen or too few.",
+    )
     worker_batch_budget_seconds: float = Field(
         default=10.0,
         gt=0,

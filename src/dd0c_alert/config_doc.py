@@ -83,6 +83,7 @@ SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "worker_max_attempts",
             "worker_lease_seconds",
             "worker_poll_seconds",
+            "ready_queue_lag_seconds",
             "worker_batch_budget_seconds",
             "worker_event_budget_seconds",
             "worker_batch_target_seconds",

@@ -67,6 +67,9 @@ class Runtime:
     rotation_grace: timedelta = timedelta(hours=24)
     #: Each scheduled pass in a child process (``serve``'s, beside the worker).
     cron_pass_process: bool = False
+    #: Readiness degrades while the queue's oldest event is older than this: a worker
+    #: that is alive but makes no progress (frozen, wedged, too few) shows only here.
+    ready_queue_lag_seconds: float = 60.0
 
     def start(self) -> None:
         if self.sole_consumer:

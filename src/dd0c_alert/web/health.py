@@ -7,6 +7,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from dd0c_alert.pipeline import metrics
 from dd0c_alert.pipeline.runtime import Runtime
+from dd0c_alert.storage.ports import QueueDepth
 
 from .responses import json_response
 from .routing import JsonRoute
@@ -21,19 +22,23 @@ async def healthz() -> Response:
 
 @router.get(
     "/readyz",
-    summary="The database answers, the queue is readable, the worker runs",
-    description="200 `ready`, or 200 `degraded` while Redis is down (rate limits and circuit "
-    "breakers fall back to process memory); 503 `not_ready` when the database, the worker or the "
-    "scheduled jobs fail (under `serve`: `background`, its child process that runs them).",
+    summary="The database answers, the queue is readable and moving, the worker runs",
+    description="200 `ready`; 200 `degraded` while Redis is down (rate limits and circuit "
+    "breakers fall back to process memory) or while the queue's oldest event is older than "
+    "`DD0C_READY_QUEUE_LAG_SECONDS` (webhooks are still admitted, but nothing processes them "
+    "in time); 503 `not_ready` when the database, the worker or the scheduled jobs fail "
+    "(under `serve`: `background`, its child process that runs them).",
 )
 async def readyz(request: Request) -> Response:
     runtime = request.app.state.runtime
     checks: dict[str, str] = {}
+    # Degrading checks say "degraded: ..." and leave the answer 200: the process can
+    # still take webhooks, and a load balancer that dropped it would lose them.
     try:
         await run_in_threadpool(runtime.store.ping)
         checks["database"] = "ok"
         depth = await run_in_threadpool(runtime.queue.depth)
-        checks["queue"] = f"ok ({depth.messages} waiting, oldest {depth.oldest_age_seconds:.1f} s)"
+        checks["queue"] = _queue_check(depth, runtime.ready_queue_lag_seconds)
     except Exception as exc:
         checks["database"] = f"failing: {type(exc).__name__}"
     if runtime.worker is not None:
@@ -44,18 +49,23 @@ async def readyz(request: Request) -> Response:
         checks["background"] = "ok" if runtime.background_alive() else "restarting"
     if runtime.scheduler is not None:
         checks["scheduler"] = "ok" if runtime.scheduler.is_alive() else "stopped"
-    # Judged before the Redis check: without Redis the service still works, on process
-    # memory and the database, so Redis down degrades readiness but never fails it.
-    ready = all(value.startswith("ok") for value in checks.values())
-    degraded = False
     if runtime.redis is not None:
         await run_in_threadpool(runtime.redis.probe)
         error = runtime.redis.last_error
-        degraded = error is not None
-        checks["redis"] = f"degraded: {error}" if degraded else "ok"
-    if not ready:
+        checks["redis"] = f"degraded: {error}" if error is not None else "ok"
+    if not all(value.startswith(("ok", "degraded")) for value in checks.values()):
         return json_response({"status": "not_ready", "checks": checks}, 503)
+    degraded = any(value.startswith("degraded") for value in checks.values())
     return json_response({"status": "degraded" if degraded else "ready", "checks": checks})
+
+
+def _queue_check(depth: QueueDepth, lag_limit: float) -> str:
+    """A worker can be alive and make no progress (stopped by a signal, wedged on a
+    lock, or too few for the load): only the age of the oldest waiting event shows it."""
+    figures = f"{depth.messages} waiting, oldest {depth.oldest_age_seconds:.1f} s"
+    if depth.oldest_age_seconds > lag_limit:
+        return f"degraded: lagging ({figures}; over {lag_limit:g} s)"
+    return f"ok ({figures})"
 
 
 @router.get("/metrics", include_in_schema=False)
