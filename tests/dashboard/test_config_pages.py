@@ -227,6 +227,30 @@ def test_an_integration_is_renamed_with_the_apis_message_next_to_its_field(
     assert post(client, "/settings/integrations/nope/rename", name="x").status_code == 404
 
 
+def test_the_silence_form_is_the_apis_capped_and_audited(
+    client: TestClient, team: Team, runtime: Runtime
+) -> None:
+    """The settings page's silence form wrote to the store itself: past the API's cap
+    on silences and with no audit entry for creating or deleting one."""
+    original = runtime.api_limits
+    runtime.api_limits = replace(original, max_silences=1)
+    try:
+        assert (
+            "Silence created."
+            in post(client, "/settings/silences", matchers='{service="db"}', hours="2").text
+        )
+        over = post(client, "/settings/silences", matchers='{service="web"}', hours="2")
+        assert over.status_code == 422 and "too many silences" in over.text
+        assert 'value="{service=&#34;web&#34;}"' in over.text  # what was typed stays
+    finally:
+        runtime.api_limits = original
+    [silence] = runtime.store.list_silences(team.id)
+    assert silence["author"] == f"user:{team.email('owner')}"
+    assert "Silence deleted." in post(client, f"/settings/silences/{silence['id']}/delete").text
+    assert audit_actions(client)[:2] == ["silence.delete", "silence.create"]
+    assert post(client, f"/settings/silences/{silence['id']}/delete").status_code == 404
+
+
 ROUTE = {
     "name": "payments",
     "matchers": '{service="checkout"}',

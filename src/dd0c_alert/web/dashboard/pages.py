@@ -10,17 +10,17 @@ from typing import Any
 from fastapi import HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from dd0c_alert.correlation.model import Silence
 from dd0c_alert.correlation.suggestions import Dependency, DependencyRemoval, rule_for
-from dd0c_alert.domain.ids import new_id
 from dd0c_alert.pipeline import route_documents, slack_actions, suggest
 from dd0c_alert.pipeline.replay import Proposal, replay
 from dd0c_alert.providers import PROVIDERS
 from dd0c_alert.setup_snippets import snippet
 from dd0c_alert.storage.ports import Store
 
+from .. import config_api
 from ..config_api import matchers_of
 from ..permissions import Principal
+from .api_bridge import call, posting
 from .guard import acting, runtime_of, store_of, viewer
 from .render import page, page_router, redirect
 from .session import auth_config, field
@@ -179,30 +179,35 @@ def silence_hours(text: str) -> timedelta:
 
 @router.post("/settings/silences")
 async def create_silence(request: Request) -> Response:
-    me, form = await acting(request, "config:write")
+    """Through the API's own endpoint (``api_bridge``): its matcher parser, its cap on
+    the number of silences and its audit entry."""
+    me, form = await posting(request, config_api.create_silence)
     typed = {k: field(form, k) for k in ("matchers", "hours", "comment")}
     try:
-        matchers = matchers_of(typed["matchers"])
+        matchers_of(typed["matchers"])  # the parser's message, without pydantic's wording
         duration = silence_hours(field(form, "hours", "2"))
     except ValueError as exc:
         return await _settings_error(request, me, f"Silence: {exc}", silence=typed)
     now = datetime.now(UTC)
-    silence = Silence(
-        id=new_id(),
-        matchers=matchers,
+    body = config_api.SilenceIn(
+        matchers=typed["matchers"],
         starts_at=now,
         ends_at=now + duration,
-        author=me.actor,
+        author=me.actor[:200],
         comment=typed["comment"][:4000],
     )
-    await run_in_threadpool(store_of(request).create_silence, me.tenant_id, silence)
+    answer = await call(config_api.create_silence, request, me, body=body)
+    if not answer.ok:
+        return await _settings_error(request, me, f"Silence: {answer.error}", silence=typed)
     return redirect(request, "/settings?msg=silence")
 
 
 @router.post("/settings/silences/{silence_id}/delete")
 async def delete_silence(request: Request, silence_id: str) -> Response:
-    me, _ = await acting(request, "config:write")
-    await run_in_threadpool(store_of(request).delete_rule, me.tenant_id, "silence", silence_id)
+    me, _ = await posting(request, config_api.delete_silence)
+    answer = await call(config_api.delete_silence, request, me, silence_id=silence_id)
+    if not answer.ok:
+        raise HTTPException(answer.status, answer.error)
     return redirect(request, "/settings?msg=deleted")
 
 
