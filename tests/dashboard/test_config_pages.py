@@ -10,6 +10,7 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from uuid import uuid4
 
 import httpx
@@ -22,12 +23,14 @@ from fastapi.testclient import TestClient
 from conftest import backend_overrides, drain, tenant_connection
 from dd0c_alert.app import build_runtime
 from dd0c_alert.config import Settings
+from dd0c_alert.correlation.suggestions import Suggestion
 from dd0c_alert.pipeline.runtime import Runtime
 from dd0c_alert.storage import schema
 from dd0c_alert.storage.rows import month_of
 from dd0c_alert.web import passwords
 from dd0c_alert.web.app import create_app
 from dd0c_alert.web.dashboard.render import PageRoute
+from stand_ins.slack_api import SlackStandIn
 from webhook_helpers import auth_headers
 
 pytestmark = pytest.mark.both_modes
@@ -249,6 +252,70 @@ def test_the_silence_form_is_the_apis_capped_and_audited(
     assert "Silence deleted." in post(client, f"/settings/silences/{silence['id']}/delete").text
     assert audit_actions(client)[:2] == ["silence.delete", "silence.create"]
     assert post(client, f"/settings/silences/{silence['id']}/delete").status_code == 404
+
+
+def test_the_settings_pages_other_forms_are_the_apis_too(
+    client: TestClient, team: Team, runtime: Runtime, shared: Shared
+) -> None:
+    """The settings page's integration and Slack forms and the suggestion verdicts
+    wrote to the store themselves: no audit entry, and no "suggestion.accepted"
+    product event for the analytics."""
+    first = post(client, "/settings/integrations", provider="custom", name="shop")
+    url = re.search(r'id="created-url">([^<]+)<', first.text)
+    secret = re.search(r'id="created-secret">([^<]+)<', first.text)
+    assert url is not None and secret is not None and "shown once" in first.text
+    body = b'{"title": "disk full", "service": "db"}'
+    sent = client.post(
+        url.group(1), content=body, headers=auth_headers("custom", body, secret.group(1), {})
+    )
+    assert sent.status_code == 202, sent.text  # admission now caches the one integration
+    second = post(client, "/settings/integrations", provider="custom", name="shop-2")
+    url = re.search(r'id="created-url">([^<]+)<', second.text)
+    secret = re.search(r'id="created-secret">([^<]+)<', second.text)
+    assert url is not None and secret is not None
+    sent = client.post(
+        url.group(1), content=body, headers=auth_headers("custom", body, secret.group(1), {})
+    )
+    assert sent.status_code == 202, sent.text
+    with SlackStandIn(("xoxb-settings",)) as slack:
+        original, runtime.slack_api_url = runtime.slack_api_url, slack.base_url
+        try:
+            form = {"bot_token": "xoxb-settings", "signing_secret": "s", "default_channel": "#ops"}
+            assert "Slack settings saved." in post(client, "/settings/slack", **form).text
+            empty = post(client, "/settings/slack", **form | {"bot_token": "  "})
+            assert empty.status_code == 422 and "Slack: " in empty.text
+        finally:
+            runtime.slack_api_url = original
+    suggestion = _suggestion(runtime, team.id)
+    assert "Accepted" in post(client, f"/suggestions/{suggestion}/accept").text
+    assert "already decided" in post(client, f"/suggestions/{suggestion}/dismiss").text
+    actions = audit_actions(client)
+    assert actions[:4] == [
+        "suggestion.accept",
+        "slack.configure",
+        "integration.create",
+        "integration.create",
+    ]
+    with tenant_connection(shared.settings, team.id) as conn:
+        names = conn.execute(
+            sa.select(schema.product_events.c.name).where(
+                schema.product_events.c.tenant_id == team.id
+            )
+        ).scalars()
+        assert "suggestion.accepted" in set(names)
+
+
+def _suggestion(runtime: Runtime, tenant_id: str) -> str:
+    found = Suggestion(
+        kind="tune",
+        key="fp:disk",
+        title="disk-full on db fired 40 times, never acknowledged",
+        evidence={"fired": 40, "acknowledged": 0},
+        proposal={"action": "mute", "matchers": '{fingerprint="disk"}', "duration_days": 7},
+    )
+    runtime.store.save_suggestions(tenant_id, [found], datetime.now(UTC))
+    [item] = runtime.store.list_suggestions(tenant_id, "open", None, 10, None).items
+    return str(item["id"])
 
 
 ROUTE = {

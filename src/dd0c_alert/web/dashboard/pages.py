@@ -3,25 +3,25 @@
 from __future__ import annotations
 
 import math
-import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from pydantic import ValidationError
 
 from dd0c_alert.correlation.suggestions import Dependency, DependencyRemoval, rule_for
-from dd0c_alert.pipeline import route_documents, slack_actions, suggest
+from dd0c_alert.pipeline import route_documents, slack_actions
 from dd0c_alert.pipeline.replay import Proposal, replay
 from dd0c_alert.providers import PROVIDERS
-from dd0c_alert.setup_snippets import snippet
 from dd0c_alert.storage.ports import Store
 
-from .. import config_api
+from .. import config_api, integrations_api, slack_api
+from .. import suggestions as suggestions_api
 from ..config_api import matchers_of
 from ..permissions import Principal
-from .api_bridge import call, posting
-from .guard import acting, runtime_of, store_of, viewer
+from .api_bridge import Endpoint, call, field_errors, posting
+from .guard import runtime_of, store_of, viewer
 from .render import page, page_router, redirect
 from .session import auth_config, field
 from .stats import WINDOWS, duration, summarise
@@ -111,16 +111,25 @@ _NOTES = {"accepted": "Accepted: the rule is in place.", "dismissed": "Dismissed
 _NOTES["decided"] = "Nothing changed: it was already decided."
 
 
-@router.post("/suggestions/{suggestion_id}/{verdict}")
-async def decide(request: Request, suggestion_id: str, verdict: str) -> Response:
-    me, _ = await acting(request, "config:write")
-    decide_ = {"accept": suggest.accept, "dismiss": suggest.dismiss}.get(verdict)
-    if decide_ is None:
-        raise HTTPException(404, "no such verdict")
-    done = await run_in_threadpool(decide_, store_of(request), me.tenant_id, suggestion_id)
-    if done is None:
-        raise HTTPException(404, "no such suggestion")
-    note = ("accepted" if verdict == "accept" else "dismissed") if done.changed else "decided"
+@router.post("/suggestions/{suggestion_id}/accept")
+async def accept(request: Request, suggestion_id: str) -> Response:
+    return await _decide(request, suggestions_api.accept, suggestion_id, "accepted")
+
+
+@router.post("/suggestions/{suggestion_id}/dismiss")
+async def dismiss(request: Request, suggestion_id: str) -> Response:
+    return await _decide(request, suggestions_api.dismiss, suggestion_id, "dismissed")
+
+
+async def _decide(request: Request, endpoint: Endpoint, suggestion_id: str, note: str) -> Response:
+    """Through the API's endpoints: their audit entry and the product event that
+    counts accepted suggestions."""
+    me, _ = await posting(request, endpoint)
+    answer = await call(endpoint, request, me, suggestion_id=suggestion_id)
+    if answer.status == 409:
+        note = "decided"
+    elif not answer.ok:
+        raise HTTPException(answer.status, answer.error)
     return redirect(request, f"/suggestions?msg={note}")
 
 
@@ -213,43 +222,43 @@ async def delete_silence(request: Request, silence_id: str) -> Response:
 
 @router.post("/settings/slack")
 async def save_slack(request: Request) -> Response:
-    me, form = await acting(request, "config:write")
-    runtime = runtime_of(request)
+    me, form = await posting(request, slack_api.put_slack)
     try:
-        await slack_actions.configure_slack(
-            runtime.outbox,
-            me.tenant_id,
+        body = slack_api.SlackSettingsIn(
             bot_token=field(form, "bot_token"),
             signing_secret=field(form, "signing_secret"),
             default_channel=field(form, "default_channel"),
-            slack_api_url=runtime.slack_api_url,
         )
-    except ValueError as exc:
-        return await _settings_error(request, me, f"Slack: {exc}")
+    except ValidationError as exc:
+        where, problem = next(iter(field_errors(exc).items()))
+        return await _settings_error(request, me, f"Slack: {where}: {problem}")
+    answer = await call(slack_api.put_slack, request, me, body=body)
+    if not answer.ok:
+        return await _settings_error(request, me, f"Slack: {answer.error}")
     return redirect(request, "/settings?msg=slack")
 
 
 @router.post("/settings/integrations")
 async def create_integration(request: Request) -> Response:
-    me, form = await acting(request, "integrations:write")
+    """Through the API's endpoint: its audit entry, and its cache refresh."""
+    me, form = await posting(request, integrations_api.create_integration)
     provider = field(form, "provider")
     if provider not in PROVIDERS:
         return await _settings_error(request, me, "Integration: choose a source.")
-    secret = secrets.token_urlsafe(32)
-    name = field(form, "name")[:200] or provider
-    store = store_of(request)
-    made = await run_in_threadpool(store.create_integration, me.tenant_id, provider, name, secret)
-    base = auth_config(request).public_url.rstrip("/")
-    url = f"{base}/v1/wh/{me.tenant_id}/{provider}/{made.id}"
+    body = integrations_api.IntegrationIn(provider=provider, name=field(form, "name")[:200] or None)
+    answer = await call(integrations_api.create_integration, request, me, body=body)
+    if not answer.ok:
+        return await _settings_error(request, me, f"Integration: {answer.error}")
+    made = answer.value
+    created = {"provider": provider, "url": made["webhook_url"], "secret": made["secret"]}
+    created["snippet"] = made["setup"]
     found = await run_in_threadpool(settings_of, request, me.tenant_id)
-    created = {"provider": provider, "url": url, "secret": secret}
-    created["snippet"] = snippet(provider, url, secret)
     return page(
         request,
         "settings.html",
         me,
         **found,
-        base_url=base,
+        base_url=auth_config(request).public_url.rstrip("/"),
         providers=sorted(PROVIDERS),
         created=created,
         message="Integration created: copy the secret now, it is shown once.",
