@@ -500,7 +500,16 @@ def test_idempotency_key_is_honoured_for_custom(
     [alert] = api_items(client, tenant, "/v1/alerts")
     assert alert["repeat_count"] == 1
 
-    # Keys are per tenant: another tenant's identical key is its own delivery.
+    # Keys are per integration: another sender of the same tenant numbering its
+    # deliveries alike is not a duplicate (answering it so would drop its alert).
+    second = tenant.integration("custom", "other-s3cret")
+    headers = custom_signature("other-s3cret", CUSTOM_BODY, str(int(time.time())))
+    response = client.post(
+        f"{url}/{second}", content=CUSTOM_BODY, headers={**headers, "Idempotency-Key": "key-1"}
+    )
+    assert (response.status_code, response.json()["status"]) == (202, "accepted"), response.text
+
+    # And per tenant: another tenant's identical key is its own delivery.
     other = new_tenant(runtime)
     other.integration("custom", "s3cret")
     headers = custom_signature("s3cret", CUSTOM_BODY, str(int(time.time())))

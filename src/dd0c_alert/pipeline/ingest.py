@@ -172,7 +172,9 @@ class IngestService:
             received_at=now,
             headers=stored.headers,
             body=body,
-            idempotency_key=_delivery_id(provider_name, provider.DELIVERY_ID_HEADERS, headers),
+            idempotency_key=_delivery_id(
+                provider_name, integration.id, provider.DELIVERY_ID_HEADERS, headers
+            ),
         )
         if len(body) > self.limits.claim_check_bytes:
             # Claim check: the queue row points at the archived body, fsynced first.
@@ -344,11 +346,16 @@ def _no_integration(provider_name: str) -> Rejected:
     return Rejected(401, "unknown_integration", f"no {provider_name} integration here")
 
 
-def _delivery_id(provider: str, names: tuple[str, ...], headers: Mapping[str, str]) -> str | None:
+def _delivery_id(
+    provider: str, integration_id: str, names: tuple[str, ...], headers: Mapping[str, str]
+) -> str | None:
+    """The delivery's id, scoped to its integration: two senders of one tenant that
+    both number their deliveries 1, 2, 3 (a custom sender's ``Idempotency-Key``) must
+    not answer each other's deliveries as duplicates, which would drop them."""
     for name in (*names, "idempotency-key"):
         value = headers.get(name)
         if value:
-            return f"{provider}:{value[:150]}"
+            return f"{provider}:{integration_id}:{value[:150]}"
     return None
 
 
