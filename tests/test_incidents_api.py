@@ -346,6 +346,7 @@ def test_a_bridging_alert_merges_incidents_and_the_merged_id_points_on(
     merged = get(client, acme, f"/v1/incidents/{merged_id}")
     assert merged["merged_into"] == live["id"]
     assert merged["alerts"] == []
+    assert (merged["firing"], live["firing"]) == (0, 3)  # its alerts fire in the live one
     conflict = post(client, acme, f"/v1/incidents/{merged_id}/ack", status=409)
     assert live["id"] in conflict["detail"]
     feedback = post(

@@ -42,6 +42,7 @@ def test_search_source_notes_and_merge(client: TestClient, runtime: Runtime) -> 
     assert "note" in kinds and kinds.count("merge") == 2  # both timelines, shown together
     old = get(client, acme, f"/v1/incidents/{checkout['id']}")
     assert old["merged_into"] == db["id"]
+    assert (old["firing"], merged["firing"]) == (0, 2)  # its alert fires in db's incident
     again = client.post(
         f"/v1/incidents/{checkout['id']}/merge", json={"into": db["id"]}, headers=acme.auth
     )

@@ -441,6 +441,8 @@ def absorb(into: IncidentState, merged: IncidentState) -> None:
     _sort_deploys(into)
     merged.merged_into = into.id
     merged.status = IncidentStatus.RESOLVED
+    # Its alerts fire in ``into`` now; its other counts stay as the record of what it held.
+    merged.firing = 0
 
 
 def _note_transition(state: EngineState, fingerprint: str, at: datetime) -> bool:
