@@ -16,7 +16,9 @@ Faults are scripted per method, one answer per call, in order::
 ``hang[:S]`` (nothing stored; the socket closes after S seconds, default 10),
 ``accept_then_hang[:S]`` (the post is stored, the answer withheld for S seconds:
 a client killed meanwhile never learns it posted),
-``error:<code>`` (``{"ok": false, "error": code}``) and ``ok``.
+``error:<code>`` (``{"ok": false, "error": code}``), ``malformed`` (the call is carried
+out, the answer is a 200 whose JSON body is cut short), ``html_200`` (nothing carried
+out, a 200 HTML page, as a captive proxy answers) and ``ok``.
 """
 
 from __future__ import annotations
@@ -143,6 +145,14 @@ class SlackStandIn:
             found = self._find(channel.lstrip("#"))
             rows = found.messages if found else []
             return [dict(m) for m in rows if m.get("thread_ts", m["ts"]) == m["ts"]]
+
+    def delete_message(self, channel: str, ts: str) -> None:
+        """Delete a message as a person in Slack would: chat.update then answers
+        ``message_not_found`` for it."""
+        with self._lock:
+            found = self._find(channel.lstrip("#"))
+            assert found is not None, channel
+            found.messages = [m for m in found.messages if m["ts"] != ts]
 
     def replies(self, channel: str, thread_ts: str) -> list[dict[str, Any]]:
         with self._lock:
@@ -345,6 +355,11 @@ class SlackStandIn:
                     stand_in._answer(method, args)
                     stand_in._stopping.wait(float(arg or 10))
                     self._drop()
+                elif kind == "malformed":
+                    stand_in._answer(method, args)
+                    self._send(200, b'{"ok": true, "chan', "application/json; charset=utf-8", {})
+                elif kind == "html_200":
+                    self._send(200, b"<html>Sign in to continue</html>", "text/html", {})
                 elif kind == "accept_then_drop":
                     stand_in._answer(method, args)
                     self._drop()

@@ -7,7 +7,10 @@ Answers are scripted in order, one per request, then 200::
         ...  # post to hook.url ("/any/path" works too: hook.url + "/x")
 
 ``<status>[:<Retry-After>]`` answers that status (with the header when given);
-``hang[:S]`` closes the connection unanswered after S seconds (default 10).
+``hang[:S]`` closes the connection unanswered after S seconds (default 10);
+``big:<MiB>`` answers 200 with a body of that many MiB (sent as fast as it is read);
+``drip:<S>`` answers 200 and sends its body one byte a second for S seconds;
+``redirect:<status>`` answers that 3xx with ``Location`` pointing at ``/moved`` here.
 """
 
 from __future__ import annotations
@@ -89,10 +92,38 @@ class WebhookReceiver:
                     with contextlib.suppress(OSError):
                         self.connection.shutdown(socket.SHUT_RDWR)
                     return
+                if kind in ("big", "drip"):
+                    self._stream(kind, float(arg))
+                    return
+                if kind == "redirect":
+                    self.send_response(int(arg))
+                    self.send_header("Location", "/moved")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 self.send_response(int(kind))
                 if arg:
                     self.send_header("Retry-After", arg)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
+
+            def _stream(self, kind: str, size: float) -> None:
+                """A body too big to hold, or one trickling in: either must not keep
+                the sender (its memory, its lane) for ever."""
+                chunk = b"x" * (1 << 20)
+                length = int(size * len(chunk)) if kind == "big" else int(size)
+                self.send_response(200)
+                self.send_header("Content-Length", str(length))
+                self.end_headers()
+                with contextlib.suppress(OSError):
+                    if kind == "big":
+                        for _ in range(int(size)):
+                            self.wfile.write(chunk)
+                        return
+                    for _ in range(length):
+                        if receiver._stopping.wait(1.0):
+                            return
+                        self.wfile.write(b"x")
+                        self.wfile.flush()
 
         return Handler

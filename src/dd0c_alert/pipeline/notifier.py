@@ -58,7 +58,12 @@ from dd0c_alert.notify.routing import (
     parse_route,
     route,
 )
-from dd0c_alert.notify.slack import SlackSender, render_incident, render_thread_reply
+from dd0c_alert.notify.slack import (
+    MessageGone,
+    SlackSender,
+    render_incident,
+    render_thread_reply,
+)
 from dd0c_alert.notify.smtp import SmtpConfig, SmtpSender
 from dd0c_alert.notify.webhook import WebhookSender, render_event
 from dd0c_alert.storage.memory_state import MemoryCircuitBreaker
@@ -580,8 +585,14 @@ class Notifier(Background):
                 log.info("slack_message_adopted", delivery_id=delivery.id, ref=ref)
         if ref is not None:
             channel_id, _, ts = ref.partition(":")
-            await sender.update(channel_id, ts, message.blocks, message.text)
-            return ref
+            try:
+                await sender.update(channel_id, ts, message.blocks, message.text)
+                return ref
+            except MessageGone:
+                # Deleted in Slack: the incident still needs its message (and the channel
+                # must not be stopped for it), so a new one is posted and followed.
+                log.warning("slack_message_gone", delivery_id=delivery.id, ref=ref)
+                await asyncio.to_thread(self._outbox.forget_message, delivery)
         self._outbox.post_started(delivery, self._clock())
         receipt = await sender.post(
             channel, message.blocks, message.text, view.id, delivery.tenant_id

@@ -355,6 +355,17 @@ class SqlOutbox:
                 .values(post_started_at=at)
             )
 
+    def forget_message(self, delivery: Delivery) -> None:
+        """The living message was deleted in Slack: drop its reference (thread replies
+        wait for the new one) and any earlier post mark, before posting it anew."""
+        d = t.deliveries
+        with scoped(self._engine, delivery.tenant_id) as conn:
+            conn.execute(
+                d.update()
+                .where(d.c.id == delivery.id)
+                .values(message_ref=None, post_started_at=None)
+            )
+
     def finish(
         self,
         delivery: Delivery,

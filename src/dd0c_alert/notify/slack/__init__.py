@@ -3,10 +3,11 @@ the app manifest."""
 
 from .manifest import slack_manifest
 from .render import SlackMessage, render_fallback, render_incident, render_thread_reply
-from .sender import SlackReceipt, SlackSender
+from .sender import MessageGone, SlackReceipt, SlackSender
 from .signature import verify_slack_signature
 
 __all__ = [
+    "MessageGone",
     "SlackMessage",
     "SlackReceipt",
     "SlackSender",

@@ -47,6 +47,9 @@ PERMANENT_ERRORS: dict[str, Reason] = {
     "not_in_channel": "client",
 }
 RETRYABLE_ERRORS = frozenset({"internal_error", "fatal_error", "service_unavailable"})
+#: chat.update's answers when the message is no longer there to update (someone deleted
+#: it): the incident needs a new message, not a stopped channel.
+GONE_ERRORS = frozenset({"message_not_found", "cant_update_message"})
 _CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{6,}")
 _MAX_PAGES = 50
 
@@ -63,12 +66,22 @@ class SlackReceipt(Receipt):
         return cls(ref=f"{channel_id}:{ts}", channel_id=channel_id, ts=ts)
 
 
-def _api_error(method: str, error: SlackApiError) -> DeliveryError:
+class MessageGone(DeliveryError):
+    """chat.update found no message to update: it was deleted in Slack."""
+
+
+def _api_error(method: str, error: SlackApiError, lost: Reason) -> DeliveryError:
+    """The DeliveryError for a refusal or an unreadable answer. ``lost`` is the reason
+    when the answer says nothing about the outcome: an answer that is not Slack's (a
+    proxy's HTML page, a body cut short) may follow a post that landed."""
     response = error.response
-    data = response.data if isinstance(response.data, dict) else {}
+    # slack_sdk hands over its own response for a well-formed answer, and aiohttp's
+    # (no ``data``; ``status``) when the JSON body could not be parsed.
+    data = getattr(response, "data", None)
+    data = data if isinstance(data, dict) else {}
     code = str(data.get("error") or "")
-    status = int(response.status_code)
-    headers = {str(k): str(v) for k, v in dict(response.headers or {}).items()}
+    status = int(getattr(response, "status_code", None) or getattr(response, "status", 0) or 0)
+    headers = {str(k): str(v) for k, v in dict(getattr(response, "headers", None) or {}).items()}
     if code in PERMANENT_ERRORS:
         return DeliveryError(PERMANENT_ERRORS[code], f"{method}: {code}", retry=False)
     if code == "ratelimited" or status == 429:
@@ -76,11 +89,15 @@ def _api_error(method: str, error: SlackApiError) -> DeliveryError:
         return DeliveryError("rate_limited", f"{method}: ratelimited", retry=True, retry_after=wait)
     if code in RETRYABLE_ERRORS:
         return DeliveryError("server", f"{method}: {code}", retry=True)
-    http = classify_http(status, headers) if status != 200 else None
+    if code in GONE_ERRORS:
+        return MessageGone("client", f"{method}: {code}", retry=False)
+    http = classify_http(status, headers)
     if http is not None:
         return DeliveryError(
             http.reason, f"{method}: {http.message}", retry=http.retry, retry_after=http.retry_after
         )
+    if "ok" not in data:  # a 2xx that is no Slack answer: the outcome is unknown
+        return DeliveryError(lost, f"{method}: unreadable answer (HTTP {status})", retry=True)
     # A well-formed refusal we do not know (invalid_blocks, msg_too_long, …): permanent.
     return DeliveryError("client", f"{method}: {code or 'unexpected answer'}", retry=False)
 
@@ -110,7 +127,7 @@ class SlackSender:
             async with asyncio.timeout(self._timeout):
                 response = await call()
         except SlackApiError as error:
-            raise _api_error(method, error) from None
+            raise _api_error(method, error, "unknown_outcome" if may_land else "server") from None
         except TimeoutError:
             raise DeliveryError(
                 lost, f"{method}: no answer in {self._timeout:g}s", retry=True
@@ -149,7 +166,8 @@ class SlackSender:
     async def update(
         self, channel_id: str, ts: str, blocks: list[Block], text: str
     ) -> SlackReceipt:
-        """Replace the message in place (idempotent: a retry shows the same state)."""
+        """Replace the message in place (idempotent: a retry shows the same state).
+        Raises :class:`MessageGone` when the message was deleted."""
         await self._call(
             "chat.update",
             lambda: self._client.chat_update(channel=channel_id, ts=ts, blocks=blocks, text=text),
