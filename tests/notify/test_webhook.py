@@ -8,6 +8,8 @@ import base64
 import hashlib
 import hmac
 import json
+import time
+import tracemalloc
 from datetime import UTC, datetime
 
 import pytest
@@ -99,3 +101,45 @@ def test_errors_name_neither_secret_nor_url() -> None:
     with pytest.raises(DeliveryError) as caught:
         asyncio.run(WebhookSender().send(url, b"{}", webhook_id="e", secret="s"))
     assert caught.value.retry and url_token not in str(caught.value)
+
+
+def test_a_huge_answer_is_not_read_into_memory() -> None:
+    """A receiver (or a proxy in front of it) answering with an endless error page
+    must not make the notifier hold it: only an excerpt is read."""
+    with WebhookReceiver() as hook:
+        hook.script("big:64:502", "big:64")
+        tracemalloc.start()
+        try:
+            with pytest.raises(DeliveryError) as caught:
+                asyncio.run(WebhookSender().send(hook.url, b"{}", webhook_id="e", secret="s"))
+            asyncio.run(WebhookSender().send(hook.url, b"{}", webhook_id="e", secret="s"))
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert (caught.value.reason, caught.value.retry) == ("server", True)
+    assert caught.value.message.startswith("HTTP 502: xxx")
+    assert peak < 8 << 20, f"{peak / 2**20:.0f} MiB held for a 64 MiB answer"
+
+
+def test_a_trickling_answer_ends_at_the_deadline() -> None:
+    """Each byte arriving within the read timeout must not keep the lane for ever."""
+    with WebhookReceiver() as hook:
+        hook.script("drip:30:500")
+        started = time.monotonic()
+        with pytest.raises(DeliveryError) as caught:
+            asyncio.run(
+                WebhookSender(timeout=1.5).send(hook.url, b"{}", webhook_id="e", secret="s")
+            )
+    assert time.monotonic() - started < 5
+    assert (caught.value.reason, caught.value.retry) == ("timeout", True)
+
+
+def test_a_redirect_is_not_followed() -> None:
+    """A moved endpoint is shown as a configuration error, never chased (to another
+    host, or an internal address)."""
+    with WebhookReceiver() as hook:
+        hook.script("redirect:307")
+        with pytest.raises(DeliveryError) as caught:
+            asyncio.run(WebhookSender().send(hook.url, b"{}", webhook_id="e", secret="s"))
+        assert [r.path for r in hook.requests] == ["/hook"]
+    assert (caught.value.reason, caught.value.permanent) == ("client", True)

@@ -8,8 +8,9 @@ Answers are scripted in order, one per request, then 200::
 
 ``<status>[:<Retry-After>]`` answers that status (with the header when given);
 ``hang[:S]`` closes the connection unanswered after S seconds (default 10);
-``big:<MiB>`` answers 200 with a body of that many MiB (sent as fast as it is read);
-``drip:<S>`` answers 200 and sends its body one byte a second for S seconds;
+``big:<MiB>[:<status>]`` answers the status (default 200) with a body of that many MiB,
+sent as fast as it is read; ``drip:<S>[:<status>]`` answers the status (default 200)
+and sends its body one byte a second for S seconds;
 ``redirect:<status>`` answers that 3xx with ``Location`` pointing at ``/moved`` here.
 """
 
@@ -93,7 +94,8 @@ class WebhookReceiver:
                         self.connection.shutdown(socket.SHUT_RDWR)
                     return
                 if kind in ("big", "drip"):
-                    self._stream(kind, float(arg))
+                    size, _, status = arg.partition(":")
+                    self._stream(kind, float(size), int(status or 200))
                     return
                 if kind == "redirect":
                     self.send_response(int(arg))
@@ -107,12 +109,12 @@ class WebhookReceiver:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-            def _stream(self, kind: str, size: float) -> None:
+            def _stream(self, kind: str, size: float, status: int) -> None:
                 """A body too big to hold, or one trickling in: either must not keep
                 the sender (its memory, its lane) for ever."""
                 chunk = b"x" * (1 << 20)
                 length = int(size * len(chunk)) if kind == "big" else int(size)
-                self.send_response(200)
+                self.send_response(status)
                 self.send_header("Content-Length", str(length))
                 self.end_headers()
                 with contextlib.suppress(OSError):

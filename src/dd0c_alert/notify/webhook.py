@@ -32,6 +32,7 @@ v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">``. A secret written
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -109,9 +110,15 @@ def signed_headers(secret: str, webhook_id: str, timestamp: int, body: bytes) ->
 class WebhookSender:
     """POSTs signed events. Redirects are not followed (a moved endpoint is a
     configuration error to show, not to chase), and no error names the URL, since
-    webhook URLs often carry a token in their path."""
+    webhook URLs often carry a token in their path.
+
+    A receiver cannot hold the notifier: the whole exchange (connect, send, answer)
+    has one deadline, ``timeout``, and of the answer's body only the first
+    ``ANSWER_EXCERPT_BYTES`` are read (for the error shown), however much it sends or
+    however slowly."""
 
     NAME = "webhook"
+    ANSWER_EXCERPT_BYTES = 4096
 
     def __init__(self, *, timeout: float = 5.0, client: httpx.AsyncClient | None = None):
         self._timeout = timeout
@@ -125,12 +132,13 @@ class WebhookSender:
         timestamp = int(time.time() if now is None else now)
         headers = signed_headers(secret, webhook_id, timestamp, body)
         try:
-            if self._client is not None:
-                response = await self._client.post(url, content=body, headers=headers)
-            else:
-                async with httpx.AsyncClient(timeout=self._timeout) as client:
-                    response = await client.post(url, content=body, headers=headers)
-        except httpx.TimeoutException as error:
+            async with asyncio.timeout(self._timeout):
+                if self._client is not None:
+                    failure = await self._post(self._client, url, body, headers)
+                else:
+                    async with httpx.AsyncClient(timeout=self._timeout) as client:
+                        failure = await self._post(client, url, body, headers)
+        except (httpx.TimeoutException, TimeoutError) as error:
             raise DeliveryError(
                 "timeout", f"no answer in {self._timeout:g}s ({type(error).__name__})", retry=True
             ) from None
@@ -138,7 +146,26 @@ class WebhookSender:
             raise DeliveryError(
                 "server", f"connection failed ({type(error).__name__})", retry=True
             ) from None
-        failure = classify_http(response.status_code, response.headers, response.content)
         if failure is not None:
             raise failure
         return Receipt(ref=webhook_id)
+
+    async def _post(
+        self, client: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str]
+    ) -> DeliveryError | None:
+        """One POST; the error its answer means, if any. A 2xx body is never read."""
+        request = client.build_request("POST", url, content=body, headers=headers)
+        response = await client.send(request, stream=True)
+        try:
+            if 200 <= response.status_code < 300:
+                return None
+            excerpt = b""
+            async for chunk in response.aiter_raw():
+                excerpt += chunk
+                if len(excerpt) >= self.ANSWER_EXCERPT_BYTES:
+                    break
+            return classify_http(
+                response.status_code, response.headers, excerpt[: self.ANSWER_EXCERPT_BYTES]
+            )
+        finally:
+            await response.aclose()
