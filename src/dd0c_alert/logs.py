@@ -23,6 +23,11 @@ def configure(level: str = "info") -> None:
     logging.basicConfig(stream=sys.stderr, level=numeric, format="%(message)s")
     # Alembic narrates every start ("setup plugin …", "Context impl …") at INFO.
     logging.getLogger("alembic").setLevel(max(numeric, logging.WARNING))
+    # httpx and httpcore log each request's full URL (INFO, DEBUG): an outbound
+    # webhook's URL often holds its token (Slack's /services/T…/B…/secret), and the
+    # notifier logs deliveries itself, naming the destination by host only.
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(max(numeric, logging.WARNING))
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

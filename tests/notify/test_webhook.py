@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
+import logging
 import time
 import tracemalloc
 from datetime import UTC, datetime
 
 import pytest
+import structlog
 from notify_samples import assert_snapshot, resolved
 
+from dd0c_alert import logs
 from dd0c_alert.notify.base import DeliveryError
 from dd0c_alert.notify.webhook import WebhookSender, render_event
 from stand_ins.webhook_receiver import WebhookReceiver
@@ -143,3 +147,25 @@ def test_a_redirect_is_not_followed() -> None:
             asyncio.run(WebhookSender().send(hook.url, b"{}", webhook_id="e", secret="s"))
         assert [r.path for r in hook.requests] == ["/hook"]
     assert (caught.value.reason, caught.value.permanent) == ("client", True)
+
+
+@pytest.mark.parametrize("level", ["info", "debug"])
+def test_the_webhook_url_never_reaches_a_log(level: str, caplog: pytest.LogCaptureFixture) -> None:
+    """httpx logs every request's full URL; a webhook URL often carries its token."""
+    saved = structlog.get_config()
+    caplog.set_level(logging.DEBUG)
+    try:
+        logs.configure(level)
+        with WebhookReceiver() as hook:
+            hook.script("500")
+            for _ in range(2):
+                with contextlib.suppress(DeliveryError):
+                    asyncio.run(
+                        WebhookSender().send(
+                            hook.url + "/T0KEN-in-the-path", b"{}", webhook_id="e", secret="s"
+                        )
+                    )
+    finally:
+        structlog.configure(**saved)
+    assert len(hook.requests) == 2
+    assert not [r.getMessage() for r in caplog.records if "T0KEN" in r.getMessage()]
