@@ -39,8 +39,8 @@ class Runtime:
     worker: Worker | None  # None unless the process runs the ``correlate`` role
     notifier: Notifier | None = None  # None unless the process runs the ``notify`` role
     roles: frozenset[str] = field(default=ROLES)
-    #: A single embedded worker owns the queue, so leases left by a crash can be
-    #: released at once instead of waiting for them to expire.
+    #: A single embedded worker owns the queue (and its notifier the outbox), so leases
+    #: left by a crash can be released at once instead of waiting for them to expire.
     sole_consumer: bool = False
     #: How often the scheduled jobs run in the ``cron`` role; 0 disables them.
     cron_interval_seconds: float = 0.0
@@ -74,6 +74,11 @@ class Runtime:
     def start(self) -> None:
         if self.sole_consumer:
             self.queue.release_leases()
+            if self.notifier is not None:
+                # A page in flight when the last process died would otherwise wait out
+                # DD0C_NOTIFY_LEASE_SECONDS (5 minutes); its Slack post mark still makes
+                # the retry look for the message before posting again.
+                self.outbox.release_leases()
         if "ingest" in self.roles:
             self.queue.start()
         if self.worker is not None:

@@ -424,6 +424,13 @@ class SqlOutbox:
                 )
             )
 
+    def release_leases(self) -> None:
+        """Hand back every leased delivery: for the sole notifier of an embedded
+        install, at its start, when any lease can only be a dead process's."""
+        d = t.deliveries
+        with self._engine.begin() as conn:
+            conn.execute(d.update().where(d.c.leased_until.is_not(None)).values(leased_until=None))
+
     def release(self, delivery: Delivery, until: datetime) -> None:
         """Hand a leased delivery back without an attempt, due again at ``until`` (its
         lane is paused, or it waits for its thread's first message)."""
