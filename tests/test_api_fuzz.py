@@ -10,7 +10,11 @@ from typing import Any
 import orjson
 import schemathesis
 from hypothesis import HealthCheck, given, settings
-from schemathesis.checks import not_a_server_error, response_schema_conformance
+from schemathesis.checks import (
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from conftest import TenantHandle
 from dd0c_alert.pipeline.runtime import Runtime
@@ -48,7 +52,8 @@ def test_the_api_never_fails_and_keeps_its_schema(runtime: Runtime, tenant: Tena
             response = case.call(headers=tenant.auth)
             took = time.monotonic() - started
             case.validate_response(
-                response, checks=(not_a_server_error, response_schema_conformance)
+                response,
+                checks=(not_a_server_error, response_schema_conformance, status_code_conformance),
             )
             assert took < SLOW_SECONDS, f"{case.method} {case.path} took {took:.1f} s"
 

@@ -35,6 +35,7 @@ from . import (
 )
 from .body_limit import BodyLimit
 from .dashboard import mount as dashboard
+from .openapi_errors import document_errors
 from .responses import ERROR_CODES, error_response, validation_error_response
 
 
@@ -71,6 +72,7 @@ class _App(FastAPI):
         components = schema.get("components", {}).get("schemas", {})
         if "HTTPValidationError" in components:
             components["HTTPValidationError"] = _VALIDATION_ERROR
+        document_errors(schema, skip_prefix=webhooks.PREFIX)
         return schema
 
 

@@ -193,7 +193,16 @@ async def _send_mail(config: AuthConfig, to: str, subject: str, body: str) -> No
         log.warning("mail_failed", subject=subject, error=type(exc).__name__)
 
 
-@router.post("/auth/signup", status_code=201, response_model=Tokens, summary="Sign up")
+@router.post(
+    "/auth/signup",
+    status_code=201,
+    response_model=Tokens,
+    responses={
+        403: {"description": "`signup_disabled`: `DD0C_SIGNUP_ENABLED` is off."},
+        409: {"description": "`email_in_use`: an account with this email exists."},
+    },
+    summary="Sign up",
+)
 async def signup(request: Request, body: SignupIn) -> Response | dict[str, Any]:
     """A new tenant with the caller as its owner (when ``DD0C_SIGNUP_ENABLED``)."""
     config = auth_config(request)
@@ -216,7 +225,10 @@ async def signup(request: Request, body: SignupIn) -> Response | dict[str, Any]:
 @router.post(
     "/auth/login",
     response_model=Tokens,
-    responses={429: {"description": "Too many failed attempts (`too_many_attempts`)."}},
+    responses={
+        401: {"description": "`unauthorized`: wrong email or password, or not a member."},
+        429: {"description": "Too many failed attempts (`too_many_attempts`)."},
+    },
     summary="Log in with email and password",
 )
 async def login(request: Request, body: LoginIn) -> Response | dict[str, Any]:
@@ -258,7 +270,12 @@ async def login(request: Request, body: LoginIn) -> Response | dict[str, Any]:
     return await _tokens(request, user.id, chosen["tenant_id"], chosen["role"])
 
 
-@router.post("/auth/refresh", response_model=Tokens, summary="A new token pair for a refresh token")
+@router.post(
+    "/auth/refresh",
+    response_model=Tokens,
+    responses={401: {"description": "`unauthorized`: an invalid, spent or expired token."}},
+    summary="A new token pair for a refresh token",
+)
 async def refresh(request: Request, body: RefreshIn) -> dict[str, Any]:
     """The refresh token is spent; presenting a spent one again revokes its family."""
     config = auth_config(request)
@@ -348,7 +365,12 @@ async def reset_request(request: Request, body: ResetRequestIn) -> Response:
     return Response(status_code=202)
 
 
-@router.post("/auth/reset", status_code=204, summary="Set a new password with a reset link")
+@router.post(
+    "/auth/reset",
+    status_code=204,
+    responses={401: {"description": "`unauthorized`: an invalid or expired reset link."}},
+    summary="Set a new password with a reset link",
+)
 async def reset(request: Request, body: ResetIn) -> Response:
     store = accounts(request)
     try:
@@ -363,7 +385,12 @@ async def reset(request: Request, body: ResetIn) -> Response:
     return Response(status_code=204)
 
 
-@router.post("/auth/switch", response_model=Tokens, summary="Switch to another tenant")
+@router.post(
+    "/auth/switch",
+    response_model=Tokens,
+    responses={404: {"description": "`not_found`: the user is no member of that tenant."}},
+    summary="Switch to another tenant",
+)
 async def switch(
     request: Request, principal: Annotated[Principal, require("self")], body: SwitchIn
 ) -> dict[str, Any]:
@@ -422,7 +449,12 @@ def _check_owner_rules(principal: Principal, target_role: str | None, new_role: 
         raise HTTPException(403, "only an owner may change an owner")
 
 
-@router.patch("/users/{user_id}", summary="Change a member's role")
+_LAST_OWNER: dict[int | str, dict[str, Any]] = {
+    409: {"description": "`conflict`: a tenant keeps at least one owner."}
+}
+
+
+@router.patch("/users/{user_id}", responses=_LAST_OWNER, summary="Change a member's role")
 async def patch_user(
     request: Request,
     principal: Annotated[Principal, require("users:admin")],
@@ -449,7 +481,12 @@ async def _keep_an_owner(request: Request, tenant_id: str) -> None:
         raise HTTPException(409, "a tenant keeps at least one owner")
 
 
-@router.delete("/users/{user_id}", status_code=204, summary="Remove a member from the tenant")
+@router.delete(
+    "/users/{user_id}",
+    status_code=204,
+    responses=_LAST_OWNER,
+    summary="Remove a member from the tenant",
+)
 async def delete_user(
     request: Request, principal: Annotated[Principal, require("users:admin")], user_id: str
 ) -> Response:
@@ -506,7 +543,12 @@ async def list_invitations(
     return {"items": [i.public() for i in found], "next_cursor": None}
 
 
-@router.post("/invitations/accept", response_model=Tokens, summary="Accept an invitation")
+@router.post(
+    "/invitations/accept",
+    response_model=Tokens,
+    responses={401: {"description": "`unauthorized`: an invalid or expired invitation."}},
+    summary="Accept an invitation",
+)
 async def accept_invitation(request: Request, body: AcceptIn) -> Response | dict[str, Any]:
     """Creates the account when the email has none (``password`` needed then)."""
     password_hash = None

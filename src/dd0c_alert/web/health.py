@@ -28,6 +28,7 @@ async def healthz() -> Response:
     "`DD0C_READY_QUEUE_LAG_SECONDS` (webhooks are still admitted, but nothing processes them "
     "in time); 503 `not_ready` when the database, the worker or the scheduled jobs fail "
     "(under `serve`: `background`, its child process that runs them).",
+    responses={503: {"description": "`not_ready`, with the failing `checks`."}},
 )
 async def readyz(request: Request) -> Response:
     runtime = request.app.state.runtime
