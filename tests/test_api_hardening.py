@@ -194,6 +194,27 @@ def test_every_4xx_has_error_and_detail(client: TestClient, tenant: TenantHandle
     _is_error(response, 401)
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("DELETE", "/v1/api-keys", "GET, POST"),
+        ("PUT", "/v1/routes/r1", "DELETE, GET, PATCH"),
+        ("POST", "/v1/settings", "GET, PATCH"),
+        ("GET", "/v1/inhibitions/r1", "DELETE, PUT"),
+        ("PUT", "/v1/incidents", "GET"),
+        ("DELETE", "/settings/routes", "GET"),  # a dashboard page: same header
+    ],
+)
+def test_a_405_allows_every_method_of_the_resource(
+    client: TestClient, tenant: TenantHandle, method: str, path: str, allow: str
+) -> None:
+    """RFC 9110: a 405's ``Allow`` lists the resource's methods. Starlette named only
+    the first route's, one method of several (schemathesis' allow_header_conformance)."""
+    response = client.request(method, path, headers=tenant.auth)
+    assert response.status_code == 405
+    assert response.headers["allow"] == allow
+
+
 # --- the schema names every error --------------------------------------------------------
 
 #: (method, URL, the operation's path in the schema, who asks, body, status): one of each

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 from starlette.types import Receive, Scope, Send
 from swagger_ui_bundle import swagger_ui_path
 
@@ -88,6 +89,32 @@ _VALIDATION_ERROR: dict[str, Any] = {
 }
 
 
+def _served(routes: Sequence[Any], prefix: str = "") -> Iterator[tuple[str, set[str]]]:
+    """(full path, methods) of every route, included routers walked."""
+    for route in routes:
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            context = getattr(route, "include_context", None)
+            yield from _served(included.routes, prefix + getattr(context, "prefix", ""))
+        elif getattr(route, "methods", None):
+            yield prefix + route.path, set(route.methods)
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route serves at the request's path, for a 405's ``Allow``.
+
+    Starlette answers a 405 with the methods of the first route whose path matched, but
+    FastAPI makes one route per method, so ``DELETE /v1/api-keys`` was told ``Allow:
+    POST`` although ``GET`` is served there too; RFC 9110 wants all the resource's.
+    """
+    path = request.scope["path"]
+    methods: set[str] = set()
+    for full_path, served in _served(request.app.routes):
+        if compile_path(full_path)[0].match(path):
+            methods |= served
+    return ", ".join(sorted(methods))
+
+
 def create_app(runtime: Runtime) -> FastAPI:
     """Webhooks when the runtime has the ``ingest`` role, the REST API when it has
     ``api``; health endpoints always."""
@@ -146,10 +173,15 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        headers = dict(exc.headers or {})
+        allow = {"Allow": allowed_methods(request)} if exc.status_code == 405 else {}
+        headers.update(allow)
         if "api" in runtime.roles and dashboard.is_page(request):
-            return dashboard.error_page(request, exc.status_code, str(exc.detail))
+            page = dashboard.error_page(request, exc.status_code, str(exc.detail))
+            page.headers.update(allow)
+            return page
         reason = ERROR_CODES.get(exc.status_code, "error")
-        return error_response(exc.status_code, reason, str(exc.detail), exc.headers)
+        return error_response(exc.status_code, reason, str(exc.detail), headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
