@@ -146,10 +146,23 @@ class CorrelationSettings(BaseModel):
     features: Features
 
 
+def _without_null(schema: dict[str, Any]) -> None:
+    """The schema of a patch says what ``_no_nulls`` enforces: a key is optional, never
+    ``null``. pydantic writes ``X | None = None`` as "X or null, default null", so
+    clients (and schemathesis) sent ``null`` and were refused with 422."""
+    for prop in schema.get("properties", {}).values():
+        kept = [branch for branch in prop.get("anyOf", ()) if branch != {"type": "null"}]
+        if "anyOf" in prop and len(kept) == 1:
+            del prop["anyOf"]
+            prop.update(kept[0])
+        if prop.get("default", ...) is None:
+            del prop["default"]
+
+
 class _Patch(BaseModel):
     """A partial update: only the keys given change; unknown keys are refused."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_without_null)
 
     @model_validator(mode="before")
     @classmethod
