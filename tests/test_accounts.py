@@ -190,6 +190,42 @@ def test_invitation_by_mail_roles_and_removal(client: TestClient, smtp: SmtpStan
     assert refresh.status_code == 401
 
 
+def test_an_admin_cannot_become_owner_through_an_admin_key(
+    client: TestClient, smtp: SmtpStandIn
+) -> None:
+    """An admin may create admin-scoped keys; such a key is still no owner, so it may
+    neither promote its maker nor demote, remove or invite an owner."""
+    owner = signup(client)
+    auth = bearer(owner["access_token"])
+    invited = client.post(
+        "/v1/invitations", headers=auth, json={"email": "ad@x.io", "role": "admin"}
+    )
+    assert invited.status_code == 201, invited.text
+    token = link_token(smtp, "invite")
+    admin = client.post("/v1/invitations/accept", json={"token": token, "password": PASSWORD})
+    assert admin.status_code == 200, admin.text
+    made = client.post(
+        "/v1/api-keys",
+        headers=bearer(admin.json()["access_token"]),
+        json={"name": "mine", "scope": "admin"},
+    )
+    assert made.status_code == 201, made.text
+    key = bearer(made.json()["key"])
+    me, boss = admin.json()["user_id"], owner["user_id"]
+    assert client.patch(f"/v1/users/{me}", headers=key, json={"role": "owner"}).status_code == 403
+    assert (
+        client.patch(f"/v1/users/{boss}", headers=key, json={"role": "viewer"}).status_code == 403
+    )
+    assert client.delete(f"/v1/users/{boss}", headers=key).status_code == 403
+    new_owner = {"email": "pal@x.io", "role": "owner"}
+    assert client.post("/v1/invitations", headers=key, json=new_owner).status_code == 403
+    roles = {u["email"]: u["role"] for u in client.get("/v1/users", headers=auth).json()["items"]}
+    assert roles == {"ann@example.com": "owner", "ad@x.io": "admin"}
+    # the key still manages everyone but owners
+    patched = client.patch(f"/v1/users/{me}", headers=key, json={"role": "member"})
+    assert patched.status_code == 200, patched.text
+
+
 def test_api_keys_scoped_shown_once_revocable(client: TestClient, tenant: TenantHandle) -> None:
     made = client.post("/v1/api-keys", headers=tenant.auth, json={"name": "ci", "scope": "read"})
     assert made.status_code == 201, made.text

@@ -442,8 +442,10 @@ async def list_users(
 
 def _check_owner_rules(principal: Principal, target_role: str | None, new_role: str | None) -> None:
     """Admins manage members, admins and viewers, never owners; only an owner makes
-    or unmakes an owner."""
-    if principal.role == "owner" or principal.scope == "admin":
+    or unmakes an owner. An API key is no owner, whatever its scope: an admin may
+    create an admin-scoped key, and through it would otherwise promote themselves
+    and demote the owners (``tenant:owner`` is refused to keys for the same reason)."""
+    if principal.role == "owner":
         return
     if target_role == "owner" or new_role == "owner":
         raise HTTPException(403, "only an owner may change an owner")

@@ -16,7 +16,8 @@ API key by its scope. Unauthenticated → 401; authenticated but not allowed →
 Roles, least to most: viewer (reads), member (reads and acts on incidents), admin
 (configuration, integrations, routes, keys, users — but not owners), owner
 (everything). Key scopes: read (reads), write (reads, incident actions and
-configuration writes), admin (everything a key may do).
+configuration writes), admin (everything a key may do: never what only an owner
+may, such as making, demoting or removing an owner).
 """
 
 from __future__ import annotations
