@@ -23,10 +23,12 @@ from dashboard_helpers import (
 from fastapi.testclient import TestClient
 
 from conftest import tenant_connection
+from dd0c_alert.app import build_runtime
 from dd0c_alert.config import Settings
 from dd0c_alert.correlation.suggestions import Suggestion
 from dd0c_alert.pipeline.runtime import Runtime
 from dd0c_alert.storage import schema as t
+from dd0c_alert.web.app import create_app
 from dd0c_alert.web.dashboard.session import REFRESH_COOKIE
 from webhook_helpers import auth_headers
 
@@ -75,6 +77,31 @@ def test_session_cookies_are_http_only_and_lax(client: TestClient) -> None:
     cookies = response.headers.get_list("set-cookie")
     session = next(c for c in cookies if c.startswith("dd0c_session="))
     assert "HttpOnly" in session and "SameSite=lax" in session
+
+
+def test_session_cookies_are_secure_when_the_public_url_is_https(settings: Settings) -> None:
+    """Behind the TLS proxy the app is reached over plain http: the public URL, not
+    the request's scheme, says the cookies may only travel over https."""
+    public = settings.model_copy(update={"public_url": "https://alerts.example.com"})
+    with TestClient(create_app(build_runtime(public))) as client:
+        token = "a-csrf-token-of-this-browser"
+        response = client.post(
+            "/signup",
+            data={
+                "csrf_token": token,
+                "email": "o@example.com",
+                "password": PASSWORD,
+                "team_name": "Acme",
+            },
+            headers={"Cookie": f"dd0c_csrf={token}"},  # a Secure cookie: sent by hand
+            follow_redirects=False,
+        )
+    assert response.status_code == 303, response.text
+    cookies = response.headers.get_list("set-cookie")
+    names = {c.split("=", 1)[0] for c in cookies}
+    assert {"dd0c_session", "dd0c_refresh", "dd0c_csrf"} <= names
+    for cookie in cookies:
+        assert "; Secure" in cookie, cookie.split("=", 1)[0]
 
 
 def test_login_refuses_a_wrong_password_and_accepts_the_right_one(client: TestClient) -> None:

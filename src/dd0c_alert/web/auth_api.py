@@ -132,9 +132,12 @@ def set_session_cookies(
     response: Response, request: Request, access_token: str, config: AuthConfig
 ) -> str:
     """For the dashboard: the access token in an ``HttpOnly``, ``SameSite=Lax``
-    cookie (``Secure`` over https) and a fresh CSRF token in a readable one, whose
-    value state-changing requests repeat in ``X-CSRF-Token``. Returns the CSRF token."""
-    secure = request.url.scheme == "https"
+    cookie and a fresh CSRF token in a readable one, whose value state-changing
+    requests repeat in ``X-CSRF-Token``. Returns the CSRF token. Both are ``Secure``
+    when the request came over https or the public URL is https: behind the TLS proxy
+    the app itself is reached over plain http, and the session token must still
+    never travel unencrypted."""
+    secure = request.url.scheme == "https" or config.public_url.startswith("https:")
     max_age = int(config.access_ttl.total_seconds())
     csrf = secrets.token_urlsafe(32)
     response.set_cookie(
