@@ -152,6 +152,38 @@ def test_password_reset_by_mail(client: TestClient, smtp: SmtpStandIn) -> None:
     assert client.post("/v1/auth/login", json=login).status_code == 200
 
 
+def test_a_new_password_spends_every_other_reset_link(
+    client: TestClient, smtp: SmtpStandIn
+) -> None:
+    """A reset link asked for earlier (maybe by someone reading the mailbox) must not
+    outlive the password it was meant to replace: a reset or a change spends them all."""
+    signup(client)
+    links = []
+    for _ in range(3):
+        asked = client.post("/v1/auth/reset-request", json={"email": "ann@example.com"})
+        assert asked.status_code == 202
+        links.append(link_token(smtp, "reset"))
+    done = client.post("/v1/auth/reset", json={"token": links[1], "password": "brand new secret 1"})
+    assert done.status_code == 204
+    older = client.post("/v1/auth/reset", json={"token": links[0], "password": "attacker's one 1"})
+    assert older.status_code == 401
+    later = client.post("/v1/auth/reset", json={"token": links[2], "password": "attacker's one 2"})
+    assert later.status_code == 401
+    client.post("/v1/auth/reset-request", json={"email": "ann@example.com"})
+    pending = link_token(smtp, "reset")
+    login = client.post(
+        "/v1/auth/login", json={"email": "ann@example.com", "password": "brand new secret 1"}
+    )
+    changed = client.post(
+        "/v1/auth/password",
+        headers=bearer(login.json()["access_token"]),
+        json={"current_password": "brand new secret 1", "new_password": "my own choice 22"},
+    )
+    assert changed.status_code == 204
+    stale = client.post("/v1/auth/reset", json={"token": pending, "password": "attacker's one 3"})
+    assert stale.status_code == 401
+
+
 def test_invitation_by_mail_roles_and_removal(client: TestClient, smtp: SmtpStandIn) -> None:
     owner = signup(client)
     auth = bearer(owner["access_token"])

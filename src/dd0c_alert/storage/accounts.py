@@ -272,13 +272,21 @@ class AccountStore:
             return self._get_user(conn, user_id)
 
     def set_password(self, user_id: str, password_hash: str) -> None:
-        """A new password; every refresh token of the user, in every tenant, revoked."""
+        """A new password; every refresh token of the user, in every tenant, revoked,
+        and every open reset link spent: one asked for earlier must not replace the
+        password chosen since."""
         now = _now()
+        pr = t.password_resets
         with self._tx(user_id=user_id) as conn:
             conn.execute(
                 t.users.update()
                 .where(t.users.c.id == user_id)
                 .values(password_hash=password_hash, password_changed_at=now)
+            )
+            conn.execute(
+                pr.update()
+                .where(pr.c.user_id == user_id, pr.c.used_at.is_(None))
+                .values(used_at=now)
             )
             for tenant_id in self._tenant_ids_of(conn, user_id):
                 scope(conn, tenant_id)
