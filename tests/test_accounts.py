@@ -222,6 +222,37 @@ def test_invitation_by_mail_roles_and_removal(client: TestClient, smtp: SmtpStan
     assert refresh.status_code == 401
 
 
+def test_an_invitation_link_alone_signs_no_existing_account_in(
+    client: TestClient, smtp: SmtpStandIn
+) -> None:
+    """Whoever holds the link of an invitation sent to an address that has an account
+    joins that account to the team, but gets its tokens (good in every tenant of the
+    account, through /v1/auth/switch) only with the account's password."""
+    ann = signup(client)
+    bo = signup(client, "bo@x.io")
+    invite = {"email": "ann@example.com", "role": "member"}
+    assert client.post("/v1/invitations", headers=bearer(bo["access_token"]), json=invite)
+    token = link_token(smtp, "invite")
+    joined = client.post("/v1/invitations/accept", json={"token": token})
+    assert joined.status_code == 202, joined.text
+    assert joined.json() == {"tenant_id": bo["tenant_id"], "role": "member", "login_required": True}
+    assert "access_token" not in joined.text and "refresh_token" not in joined.text
+    users = client.get("/v1/users", headers=bearer(bo["access_token"])).json()["items"]
+    assert {u["email"] for u in users} == {"bo@x.io", "ann@example.com"}
+    assert client.post("/v1/invitations/accept", json={"token": token}).status_code == 401
+    # a wrong password is no proof either; the right one signs in
+    for password, status in (("not ann's password", 202), (PASSWORD, 200)):
+        other = signup(client, f"team-{status}@x.io")
+        client.post("/v1/invitations", headers=bearer(other["access_token"]), json=invite)
+        answer = client.post(
+            "/v1/invitations/accept",
+            json={"token": link_token(smtp, "invite"), "password": password},
+        )
+        assert answer.status_code == status, answer.text
+    assert answer.json()["user_id"] == ann["user_id"]
+    assert answer.json()["tenant_id"] == other["tenant_id"]
+
+
 def test_an_admin_cannot_become_owner_through_an_admin_key(
     client: TestClient, smtp: SmtpStandIn
 ) -> None:

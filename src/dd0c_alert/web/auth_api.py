@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from dd0c_alert.notify.smtp import SmtpSender
 from dd0c_alert.pipeline.auth_config import AuthConfig
-from dd0c_alert.storage.accounts import EmailTaken, digest, normalise_email
+from dd0c_alert.storage.accounts import EmailTaken, User, digest, normalise_email
 
 from . import auth
 from .audit import audit
@@ -34,7 +34,7 @@ from .auth import (
 )
 from .passwords import WeakPassword, check_strength, hash_password, verify_password
 from .permissions import Principal, require
-from .responses import error_response
+from .responses import error_response, json_response
 from .routing import JsonRoute
 from .sessions import CSRF_COOKIE, SESSION_COOKIE, issue_access
 from .types import ApiTime
@@ -551,11 +551,22 @@ async def list_invitations(
 @router.post(
     "/invitations/accept",
     response_model=Tokens,
-    responses={401: {"description": "`unauthorized`: an invalid or expired invitation."}},
+    responses={
+        202: {
+            "description": "Joined, but the email has an account and `password` was not "
+            "its password: no tokens; log in with the account's password "
+            "(`login_required`)."
+        },
+        401: {"description": "`unauthorized`: an invalid or expired invitation."},
+    },
     summary="Accept an invitation",
 )
 async def accept_invitation(request: Request, body: AcceptIn) -> Response | dict[str, Any]:
-    """Creates the account when the email has none (``password`` needed then)."""
+    """Creates the account when the email has none (``password`` needed then). When
+    it has one, the link makes the account a member but signs nobody in without the
+    account's own password (as the dashboard's form): an invitation link travels
+    further than a reset link and lives a week, and its tokens would reach every
+    other tenant of the account through ``/auth/switch``."""
     password_hash = None
     if body.password is not None:
         try:
@@ -575,7 +586,21 @@ async def accept_invitation(request: Request, body: AcceptIn) -> Response | dict
     forget_member(invitation.tenant_id, user.id)
     member = await auth.member_of(request, invitation.tenant_id, user.id)
     role = member.role if member else invitation.role
+    if not await _proven(user, password_hash, body.password):
+        return json_response(
+            {"tenant_id": invitation.tenant_id, "role": role, "login_required": True}, 202
+        )
     return await _tokens(request, user.id, invitation.tenant_id, role)
+
+
+async def _proven(user: User, created_with: str | None, password: str | None) -> bool:
+    """Whether the accepting caller is the account's owner: it was created just now
+    with their password, or they gave its password."""
+    if created_with is not None and user.password_hash == created_with:
+        return True
+    if not password:
+        return False
+    return await run_in_threadpool(verify_password, user.password_hash, password)
 
 
 # --- API keys --------------------------------------------------------------------------
