@@ -348,6 +348,28 @@ def test_login_throttling(client: TestClient) -> None:
     assert int(blocked.headers["Retry-After"]) > 0
 
 
+def test_the_api_and_the_login_form_share_one_throttle(client: TestClient) -> None:
+    """Guesses through the API count against the dashboard's form too (and the other
+    way round), whatever the email's case: neither grants a second budget."""
+    signup(client, "cat@example.com")  # Redis outlives a test: an email of its own
+    wrong = {"email": "cat@example.com", "password": "not the password"}
+    for index in range(5):
+        email = "CAT@example.com" if index % 2 else "cat@example.com"
+        assert client.post("/v1/auth/login", json={**wrong, "email": email}).status_code == 401
+    token = "csrf-of-this-browser"  # the public URL is https: the cookie is Secure
+
+    def by_form(password: str) -> int:
+        form = {"csrf_token": token, "email": " Cat@Example.com ", "password": password}
+        cookie = {"Cookie": f"dd0c_csrf={token}"}
+        return client.post("/login", data=form, headers=cookie, follow_redirects=False).status_code
+
+    for _ in range(5):
+        assert by_form("not the password") == 401
+    assert by_form(PASSWORD) == 429
+    blocked = client.post("/v1/auth/login", json={**wrong, "password": PASSWORD})
+    assert blocked.status_code == 429
+
+
 def _forge(payload: dict[str, Any], key: str, alg: str = "HS256") -> str:
     return jwt.encode(payload, key, algorithm=alg)
 

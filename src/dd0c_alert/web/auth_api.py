@@ -128,6 +128,18 @@ def _client(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
+def throttle_keys(request: Request, email: str) -> tuple[tuple[str, int], tuple[str, int]]:
+    """The login throttle's counters for a login attempt, with their limits: the
+    account's (the email as stored, so its case and spaces make no other counter)
+    and the client address's. The API and the dashboard's form count on the same
+    ones, or each would grant its own budget of guesses."""
+    config = auth_config(request)
+    return (
+        ("account:" + digest(normalise_email(email)), config.failures_per_account),
+        ("address:" + _client(request), config.failures_per_address),
+    )
+
+
 def set_session_cookies(
     response: Response, request: Request, access_token: str, config: AuthConfig
 ) -> str:
@@ -238,15 +250,10 @@ async def login(request: Request, body: LoginIn) -> Response | dict[str, Any]:
     config = auth_config(request)
     throttle = request.app.state.runtime.login_throttle
     window = config.throttle_window.total_seconds()
-    account_key = "account:" + digest(normalise_email(body.email))
-    address_key = "address:" + _client(request)
+    (account_key, per_account), (address_key, per_address) = throttle_keys(request, body.email)
     wait = max(
-        await run_in_threadpool(
-            throttle.retry_after, account_key, config.failures_per_account, window
-        ),
-        await run_in_threadpool(
-            throttle.retry_after, address_key, config.failures_per_address, window
-        ),
+        await run_in_threadpool(throttle.retry_after, account_key, per_account, window),
+        await run_in_threadpool(throttle.retry_after, address_key, per_address, window),
     )
     if wait > 0:
         return error_response(

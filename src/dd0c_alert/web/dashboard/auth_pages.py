@@ -45,22 +45,13 @@ def _next(request: Request, given: str = "") -> str:
     return target if ok else "/incidents"
 
 
-def _throttle_keys(request: Request, email: str) -> list[tuple[str, int]]:
-    config = auth_config(request)
-    client = request.client.host if request.client else "unknown"
-    return [
-        (f"login:account:{email.lower()}", config.failures_per_account),
-        (f"login:address:{client}", config.failures_per_address),
-    ]
-
-
 @router.post("/login")
 async def login(request: Request) -> Response:
     form = await checked_form(request)
     email, password = field(form, "email"), str(form.get("password") or "")
     config, throttle = auth_config(request), request.app.state.runtime.login_throttle
     window = config.throttle_window.total_seconds()
-    keys = _throttle_keys(request, email)
+    keys = auth_api.throttle_keys(request, email)
     wait = max(throttle.retry_after(key, limit, window) for key, limit in keys)
     if wait > 0:
         error = f"Too many failed attempts: try again in {int(wait) + 1} seconds."
