@@ -113,6 +113,17 @@ def test_signup_login_me_refresh_logout(client: TestClient) -> None:
     assert gone.status_code == 401 and "signed out" in gone.text
 
 
+def test_logout_with_the_access_token_alone_ends_the_sign_in(client: TestClient) -> None:
+    signup(client)
+    login = {"email": "ann@example.com", "password": PASSWORD}
+    kept, ended = (client.post("/v1/auth/login", json=login).json() for _ in range(2))
+    assert client.post("/v1/auth/logout", headers=bearer(ended["access_token"])).status_code == 204
+    assert client.get("/v1/me", headers=bearer(ended["access_token"])).status_code == 401
+    again = client.post("/v1/auth/refresh", json={"refresh_token": ended["refresh_token"]})
+    assert again.status_code == 401
+    assert client.get("/v1/me", headers=bearer(kept["access_token"])).status_code == 200
+
+
 def test_weak_passwords_are_refused(client: TestClient) -> None:
     for weak in ("short", "password123", "qwertyuiop", "aaaaaaaaaaaa"):
         answer = client.post(

@@ -477,6 +477,12 @@ class AccountStore:
             )
             return row.tenant_id, row.family_id
 
+    def end_session(self, tenant_id: str, family_id: str) -> None:
+        """Logout by an access token (its ``sid``): the sign-in's refresh tokens
+        revoked, as ``revoke_refresh`` does for the refresh token's holder."""
+        with self._tx(tenant_id=tenant_id) as conn:
+            self._revoke_where(conn, t.refresh_tokens.c.family_id == family_id, tenant_id, _now())
+
     def session_alive(self, tenant_id: str, family_id: str) -> bool:
         """Whether a sign-in still holds a usable refresh token: logout, a password
         change and a detected token reuse revoke them all, and end the session's

@@ -20,7 +20,13 @@ from pydantic import BaseModel, Field, field_validator
 
 from dd0c_alert.notify.smtp import SmtpSender
 from dd0c_alert.pipeline.auth_config import AuthConfig
-from dd0c_alert.storage.accounts import EmailTaken, User, digest, normalise_email
+from dd0c_alert.storage.accounts import (
+    API_KEY_PREFIX,
+    EmailTaken,
+    User,
+    digest,
+    normalise_email,
+)
 
 from . import auth
 from .audit import audit
@@ -36,7 +42,7 @@ from .passwords import WeakPassword, check_strength, hash_password, verify_passw
 from .permissions import Principal, require
 from .responses import error_response, json_response
 from .routing import JsonRoute
-from .sessions import CSRF_COOKIE, SESSION_COOKIE, issue_access
+from .sessions import CSRF_COOKIE, SESSION_COOKIE, Claims, issue_access, read_access
 from .types import ApiTime
 
 log = structlog.get_logger(__name__)
@@ -313,15 +319,33 @@ async def refresh(request: Request, body: RefreshIn) -> dict[str, Any]:
     }
 
 
-@router.post("/auth/logout", status_code=204, summary="Log out: revoke the refresh token")
+@router.post("/auth/logout", status_code=204, summary="Log out: end the sign-in")
 async def logout(request: Request, body: LogoutIn | None = None) -> Response:
+    """Ends the sign-in of the refresh token sent, and that of the access token the
+    request carries (``Authorization: Bearer`` or the session cookie): a client that
+    logs out with its access token alone must not stay signed in."""
+    store = accounts(request)
     if body is not None and body.refresh_token:
-        ended = await run_in_threadpool(accounts(request).revoke_refresh, body.refresh_token)
+        ended = await run_in_threadpool(store.revoke_refresh, body.refresh_token)
         if ended is not None:
             forget_session(*ended)
+    claims = _presented_claims(request)
+    if claims is not None and claims.session is not None:
+        await run_in_threadpool(store.end_session, claims.tenant_id, claims.session)
+        forget_session(claims.tenant_id, claims.session)
     response = Response(status_code=204)
     clear_session_cookies(response)
     return response
+
+
+def _presented_claims(request: Request) -> Claims | None:
+    """The claims of a valid access token the request carries, if any."""
+    given = request.headers.get("authorization", "")
+    scheme, _, token = given.partition(" ")
+    if scheme.lower() != "bearer" or token.startswith(API_KEY_PREFIX):
+        token = ""
+    token = token.strip() or request.cookies.get(SESSION_COOKIE, "")
+    return read_access(auth_config(request), token) if token else None
 
 
 @router.post("/auth/password", status_code=204, summary="Change the password")
