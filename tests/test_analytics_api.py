@@ -137,6 +137,10 @@ def test_analytics_match_a_history_worked_out_by_hand(
 
     only_db = get(client, tenant, "/v1/analytics?window=30d&service=db")
     assert (only_db["alerts"], only_db["incidents"], only_db["by_service"]) == (3, 1, {"db": 3})
+    assert [(n["fingerprint"], n["count"]) for n in only_db["top_noisy"]] == [
+        ("custom:db-down", 2),
+        (next(n["fingerprint"] for n in found["top_noisy"] if n["title"] == "db slow"), 1),
+    ]  # the service's own, not the tenant's
     assert only_db["mttr_seconds"]["median"] is not None
     wide = get(client, tenant, "/v1/analytics?window=90d")
     assert wide["alerts"] == 7 and wide["incidents"] == 3

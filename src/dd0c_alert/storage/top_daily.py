@@ -47,11 +47,18 @@ def completed_before(now: datetime) -> datetime:
 
 
 def noisy(
-    conn: sa.Connection, tenant_id: str, first: datetime, until: datetime, top: int
+    conn: sa.Connection,
+    tenant_id: str,
+    first: datetime,
+    until: datetime,
+    top: int,
+    service: str | None = None,
 ) -> list[Any]:
     """(fingerprint, title, count) of the ``top`` fingerprints with the most alerts on
-    the days in [``first``, ``until``), most first."""
+    the days in [``first``, ``until``), most first; of one ``service`` when given."""
     f, d = t.rollups_fingerprint_daily, t.rollups_top_daily
+    if service is not None:
+        return _noisy_of_service(conn, tenant_id, first, until, top, service)
     listed = set(
         conn.execute(
             sa.select(d.c.day)
@@ -94,6 +101,36 @@ def noisy(
             .where(
                 f.c.tenant_id == tenant_id,
                 f.c.fingerprint.in_(sorted(candidates)),
+                f.c.day >= first,
+                f.c.day < until,
+            )
+            .group_by(f.c.fingerprint)
+            .order_by(total.desc(), f.c.fingerprint)
+            .limit(top)
+        ).all()
+    )
+
+
+def _noisy_of_service(
+    conn: sa.Connection, tenant_id: str, first: datetime, until: datetime, top: int, service: str
+) -> list[Any]:
+    """The daily rollups know fingerprints, not services, and the days' top lists are
+    the tenant's: one service's candidates are the fingerprints its alerts of the
+    window carry (read through the tenant-and-service index), summed in the rollups."""
+    f, a = t.rollups_fingerprint_daily, t.alerts
+    fingerprints = (
+        sa.select(a.c.fingerprint)
+        .where(a.c.tenant_id == tenant_id, a.c.service == service, a.c.started_at >= first)
+        .distinct()
+        .scalar_subquery()
+    )
+    total = sa.func.sum(f.c.alerts)
+    return list(
+        conn.execute(
+            sa.select(f.c.fingerprint, sa.func.max(f.c.title), total)
+            .where(
+                f.c.tenant_id == tenant_id,
+                f.c.fingerprint.in_(fingerprints),
                 f.c.day >= first,
                 f.c.day < until,
             )
