@@ -38,6 +38,7 @@ def refused(monkeypatch: pytest.MonkeyPatch, *args: str, **env: str) -> list[str
         ("DD0C_SQLITE_SYNCHRONOUS", "bogus", "'FULL' or 'NORMAL'"),
         ("DD0C_DIGEST_HOUR", "99", "less than or equal to 23"),
         ("DD0C_SMTP_TLS", "maybe", "'none', 'starttls' or 'tls'"),
+        ("DD0C_TRUSTED_PROXIES", "10.0.0.0/8, caddy", "'caddy' is not an address or a network"),
         ("DD0C_SECRET_KEY", "notakey", "not a Fernet key"),
         ("GOVERNANCE_MODE", "enforce", "'audit' or 'strict'"),
     ],

@@ -134,6 +134,35 @@ def test_readiness_degrades_while_a_frozen_worker_lets_the_queue_age(
         )
 
 
+def _audited_address(deployment: Deployment, server: Server, forwarded_for: str) -> str:
+    """The address the audit log records for a change made from 127.0.0.2 (another
+    loopback address: a proxy on another host, as far as the server can tell) with
+    ``X-Forwarded-For``."""
+    auth = {"Authorization": f"Bearer {deployment.api_key}"}
+    with httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2")) as client:
+        changed = client.put(
+            f"{server.base_url}/v1/topology",
+            json={"dependencies": {"web": ["db"]}},
+            headers={**auth, "X-Forwarded-For": forwarded_for},
+            timeout=10,
+        )
+        assert changed.status_code == 200, changed.text
+    audit = httpx.get(f"{server.base_url}/v1/audit", headers=auth, timeout=10).json()
+    return str(audit["items"][0]["client"])
+
+
+def test_forwarded_addresses_are_believed_from_the_trusted_proxies_only(
+    deployment: Deployment,
+) -> None:
+    """Behind a proxy the server is not told to trust, every client has the proxy's
+    address (one login throttle for all); a client that is no proxy cannot choose its
+    address by sending the header."""
+    with serve(deployment, "untrusted") as server:
+        assert _audited_address(deployment, server, "203.0.113.9") == "127.0.0.2"
+    with serve(deployment, "trusted", DD0C_TRUSTED_PROXIES="127.0.0.2, 10.0.0.0/8") as server:
+        assert _audited_address(deployment, server, "203.0.113.9") == "203.0.113.9"
+
+
 def _state(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]

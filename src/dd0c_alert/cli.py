@@ -234,6 +234,8 @@ def _run_uvicorn(asgi: Any, settings: Settings, listener: socket.socket) -> None
         limit_concurrency=settings.max_connections,
         h11_max_incomplete_event_size=settings.http_max_header_bytes,
         backlog=_BACKLOG,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.trusted_proxies,
     )
     server = uvicorn.Server(config)
     with contextlib.suppress(KeyboardInterrupt):

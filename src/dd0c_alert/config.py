@@ -4,6 +4,7 @@ the conventional ``DATABASE_URL``; the defaults run the embedded mode with data 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -45,6 +46,13 @@ class Settings(BaseSettings):
     public_url: str = Field(
         default="http://127.0.0.1:8080",
         description="Base URL printed in webhook URLs handed to monitoring tools.",
+    )
+    trusted_proxies: str = Field(
+        default="127.0.0.1",
+        description="Addresses and networks (comma-separated, e.g. 10.0.0.0/8; * for any) "
+        "whose X-Forwarded-For and X-Forwarded-Proto are believed: the TLS proxy's. Behind "
+        "a proxy not listed, every client has the proxy's address, so one address's login "
+        "throttle locks everyone out and the audit log names the proxy.",
     )
     slack_api_url: str = Field(
         default="https://slack.com/api/",
@@ -274,6 +282,19 @@ class Settings(BaseSettings):
         """Refused here, or every command fails later with a NotADirectoryError."""
         if value.exists() and not value.is_dir():
             raise ValueError(f"{value} is a file, not a folder")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _addresses(cls, value: str) -> str:
+        """uvicorn takes a malformed entry for a literal host name and trusts nobody
+        by it, silently; refused here instead."""
+        for entry in (e.strip() for e in value.split(",")):
+            if entry and entry != "*":
+                try:
+                    ipaddress.ip_network(entry, strict=False)
+                except ValueError:
+                    raise ValueError(f"{entry!r} is not an address or a network") from None
         return value
 
     @field_validator("secret_key")

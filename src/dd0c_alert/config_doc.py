@@ -42,7 +42,7 @@ SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "secret_rotation_grace_seconds",
         ),
     ),
-    ("Addresses", ("public_url", "slack_api_url")),
+    ("Addresses", ("public_url", "trusted_proxies", "slack_api_url")),
     (
         "Webhook intake",
         (
