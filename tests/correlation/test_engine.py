@@ -196,6 +196,25 @@ def test_a_bridging_alert_merges_incidents_so_order_does_not_matter() -> None:
     assert any("merged into" in r for r in bridge.reasons)
 
 
+def test_a_bridge_merges_the_younger_incident_into_the_older_even_when_nearer_it() -> None:
+    # web alerts first and pages; db alerts a little later, a second incident. The api
+    # alert lies within the window of both, nearer db's: the older incident (the one
+    # the on-call was paged for, and may have acknowledged) must take the alerts.
+    deps = {"web": frozenset({"api"}), "api": frozenset({"db"})}
+    engine = Engine(rules=Rules(dependencies=deps))
+    [web] = engine.send(alert(0, "web"))
+    [db] = engine.send(alert(1, "db"))
+    [bridge] = engine.send(alert(4, "api"))
+    [incident] = engine.incidents()
+    assert incident.id == web.incident_id != db.incident_id
+    assert bridge.incident_id == web.incident_id
+    assert incident.services == {"web", "api", "db"}
+    assert f"bridges incident {db.incident_id} (3 min away): merged into {web.incident_id}" in (
+        bridge.reasons
+    )
+    assert engine.state("t1").merges == {db.incident_id: web.incident_id}
+
+
 def test_dedup_and_resolve_close_the_incident() -> None:
     engine = Engine()
     engine.send(alert(0, fp="cpu"))

@@ -187,14 +187,14 @@ def _place(state: EngineState, result: FoldResult, new_id: Callable[[], str]) ->
 
     matches = _candidates(state, alert, key, at)
     if matches:
-        incident, gap, tier, via = matches[0]
-        for other, other_gap, other_tier, _ in matches[1:]:
-            if other_tier == "window" and other.status is not IncidentStatus.RESOLVED:
-                _merge(state, into=incident, merged=other)
-                reasons.append(
-                    f"bridges incident {other.id} ({_minutes(other_gap)} away): "
-                    f"merged into {incident.id}"
-                )
+        group = _bridged(matches)
+        incident, gap, tier, via = group[0]
+        for other, other_gap, _, _ in group[1:]:
+            _merge(state, into=incident, merged=other)
+            reasons.append(
+                f"bridges incident {other.id} ({_minutes(other_gap)} away): "
+                f"merged into {incident.id}"
+            )
         late = tier != "window"
         reopened = incident.status is IncidentStatus.RESOLVED and alert.status is AlertStatus.FIRING
         reasons.append(_join_reason(incident, key, via, gap, tier, settings))
@@ -303,6 +303,23 @@ def _candidates(
         found.append((incident, gap, tier, via))
     found.sort(key=lambda m: (m[1], m[0].first_at, m[0].id))
     return found
+
+
+_Match = tuple[IncidentState, timedelta, str, str]
+
+
+def _bridged(matches: list[_Match]) -> list[_Match]:
+    """The incidents this alert joins: the nearest, plus every other open one within
+    the window (the alert bridges them), the oldest first: the younger merge into it.
+
+    The oldest is the one that paged first, whose message people are reading and may
+    have acknowledged; merging it into a younger one because the bridging alert lay
+    nearer the younger would hand its alerts to an incident nobody had acknowledged.
+    """
+    group = [matches[0]] + [
+        m for m in matches[1:] if m[2] == "window" and m[0].status is not IncidentStatus.RESOLVED
+    ]
+    return sorted(group, key=lambda m: (m[0].first_at, m[0].id))
 
 
 def _join_reason(
