@@ -272,6 +272,23 @@ def test_deploy_shortly_before_is_attached_as_likely_cause() -> None:
     assert any(r.startswith("+25") for r in incident.noise_reasons)
 
 
+def test_a_deploy_after_the_incident_began_is_not_its_likely_cause() -> None:
+    # The on-call ships a hotfix 2 min into the incident; the service alerts again at
+    # minute 4. The hotfix is a response, not the cause, however it is delivered.
+    hotfix = DeployRef(id="H1", service="db", started_at=T0 + timedelta(minutes=2))
+    engine = Engine()
+    engine.send(alert(0))
+    engine.send(deploys=[hotfix])
+    engine.send(alert(4))
+    [incident] = engine.incidents()
+    assert incident.alert_count == 2 and incident.deploys == []
+    assert not any("deploy" in r for r in incident.noise_reasons)
+    again = Engine()  # the deploy reported after both alerts: still not attached
+    again.send(alert(0), alert(4))
+    again.send(deploys=[hotfix])
+    assert again.incidents()[0].deploys == []
+
+
 def test_deploy_of_an_upstream_service_attaches_to_its_dependents_incident() -> None:
     deps = {"checkout": frozenset({"payments-db"})}
     deploy = DeployRef(id="D1", service="payments-db", started_at=T0 - timedelta(minutes=3))

@@ -377,14 +377,18 @@ def _add_alert(
 
 def _attach_deploys(state: EngineState, incident: IncidentState) -> None:
     """A deploy of an affected service, or of something it depends on, shortly
-    before the incident began is its likely cause."""
+    before the incident began is its likely cause.
+
+    One that started after the incident began is not: it is most often the response
+    to it (a hotfix, a rollback), and naming it the cause would send the on-call after
+    their own fix and score a real incident as deploy noise."""
     lookback = timedelta(seconds=state.settings.deploy_lookback_seconds)
     known = {d.id for d in incident.deploys}
     since = shift(incident.first_at, -lookback)
     fresh = {
         d.id: d
         for d in state.deploys
-        if d.id not in known and since <= d.started_at <= incident.last_at
+        if d.id not in known and since <= d.started_at <= incident.first_at
     }
     if fresh:
         suspects = set(incident.services)
