@@ -335,6 +335,38 @@ def test_silence_in_strict_mode_suppresses_but_never_critical() -> None:
     assert loud.suppressed_by is None and loud.page
 
 
+def test_a_suppressed_alert_still_firing_when_its_silence_ends_pages_at_its_next_repeat() -> None:
+    # Strict mode: a silence until minute 10 holds back the alert that opened the
+    # incident. The sender repeats it (Alertmanager's repeat_interval) while it fires:
+    # within the silence nothing pages; after it, the incident pages once, as
+    # Alertmanager would, instead of staying unannounced for ever.
+    silence = Silence(
+        id="S1", matchers=(Matcher("service", "=", "db"),), ends_at=T0 + timedelta(minutes=10)
+    )
+    engine = Engine(TenantSettings(governance_mode="strict"), Rules(silences=(silence,)))
+    [first] = engine.send(alert(0, fp="a"))
+    assert first.suppressed_by == "S1" and not first.page
+    [within] = engine.send(alert(0, fp="a", delay_minutes=5))
+    assert not within.page and within.reasons[-1].endswith("no new page")
+    [after] = engine.send(alert(0, fp="a", delay_minutes=12))
+    assert after.outcome is Outcome.DEDUP and after.page
+    assert any("it pages now" in r for r in after.reasons)
+    [incident] = engine.incidents()
+    assert incident.paged and incident.id in engine.state("t1").touched
+    [again] = engine.send(alert(0, fp="a", delay_minutes=20))
+    assert not again.page  # paged once; later repeats are folded as ever
+
+
+def test_a_suppressed_alert_repeated_as_critical_pages() -> None:
+    silence = Silence(id="S1", matchers=(Matcher("service", "=", "db"),))
+    engine = Engine(TenantSettings(governance_mode="strict"), Rules(silences=(silence,)))
+    [first] = engine.send(alert(0, fp="a", severity=Severity.MEDIUM))
+    assert not first.page
+    [worse] = engine.send(alert(0, fp="a", severity=Severity.CRITICAL, delay_minutes=1))
+    assert worse.page
+    assert any("critical alerts are never suppressed" in r for r in worse.reasons)
+
+
 # --- properties over random streams --------------------------------------------------
 
 stream = st.lists(

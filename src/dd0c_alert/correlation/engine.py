@@ -154,13 +154,54 @@ def _decide(state: EngineState, result: FoldResult, new_id: Callable[[], str]) -
         Fold.LATE_REPEAT: f"late copy of alert {alert.id}, which already ended",
         Fold.REPEAT_RESOLVE: f"repeated resolve of alert {alert.id}",
     }[result.fold]
-    reasons = [f"{what} (fingerprint {alert.fingerprint}): no new page"]
+    reasons = [f"{what} (fingerprint {alert.fingerprint})"]
     raised = worst(known.severity, alert.severity)
     if raised is not known.severity:  # a repeat that escalated: the incident is worse
         known.severity = raised
         state.touched.add(known.id)  # rescored, and its notifications updated
         reasons.append(f"raises the incident's severity to {raised.value}")
-    return Decision(alert_id=alert.id, incident_id=known.id, outcome=Outcome.DEDUP, reasons=reasons)
+    decision = Decision(
+        alert_id=alert.id, incident_id=known.id, outcome=Outcome.DEDUP, reasons=reasons
+    )
+    if result.fold is Fold.REPEAT:
+        _page_once_released(state, result, known, decision)
+    if not decision.page:
+        reasons[0] += ": no new page"
+    return decision
+
+
+def _page_once_released(
+    state: EngineState, result: FoldResult, incident: IncidentState, decision: Decision
+) -> None:
+    """A repeat of an alert still firing in an incident that never paged because a
+    rule suppressed it: the rules are asked again, at the repeat's time, and when
+    none suppresses it any more (the inhibiting alert resolved, the silence ended,
+    the repeat is critical) the incident pages now.
+
+    Alertmanager asks again at every notification; deciding once, when the alert
+    arrived, would keep an alert that outlived the rule suppressed for ever.
+    """
+    alert = result.alert
+    if (
+        incident.paged
+        or incident.status is not IncidentStatus.OPEN  # resolved, or someone is on it
+        or alert.status is not AlertStatus.FIRING
+        or alert.fingerprint in incident.flapping
+    ):
+        return
+    probe = Decision(
+        alert_id=alert.id, incident_id=incident.id, outcome=Outcome.DEDUP, reasons=[], page=True
+    )
+    _govern(state, alert, result.record.last_seen_at, probe)
+    if probe.suppressed_by is not None:
+        return
+    decision.page = incident.paged = True
+    decision.would_suppress, decision.inhibited_by = probe.would_suppress, probe.inhibited_by
+    decision.reasons.append(
+        "no rule suppresses it any more and the incident has not paged yet: it pages now"
+    )
+    decision.reasons.extend(probe.reasons)
+    state.touched.add(incident.id)
 
 
 def _live(state: EngineState, incident_id: str) -> IncidentState | None:
