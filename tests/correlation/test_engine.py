@@ -213,6 +213,9 @@ def test_a_bridge_merges_the_younger_incident_into_the_older_even_when_nearer_it
         bridge.reasons
     )
     assert engine.state("t1").merges == {db.incident_id: web.incident_id}
+    merged = engine.state("t1").incidents[db.incident_id]
+    assert merged.status is IncidentStatus.RESOLVED and merged.firing == 0
+    assert merged.resolved_at == T0 + timedelta(minutes=4)  # ended by the bridge, at its time
 
 
 def test_dedup_and_resolve_close_the_incident() -> None:

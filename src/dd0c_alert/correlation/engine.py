@@ -231,7 +231,7 @@ def _place(state: EngineState, result: FoldResult, new_id: Callable[[], str]) ->
         group = _bridged(matches)
         incident, gap, tier, via = group[0]
         for other, other_gap, _, _ in group[1:]:
-            _merge(state, into=incident, merged=other)
+            _merge(state, into=incident, merged=other, at=at)
             reasons.append(
                 f"bridges incident {other.id} ({_minutes(other_gap)} away): "
                 f"merged into {incident.id}"
@@ -481,8 +481,11 @@ def _add_deploy(state: EngineState, ref: DeployRef) -> None:
                 state.touched.add(incident.id)
 
 
-def _merge(state: EngineState, *, into: IncidentState, merged: IncidentState) -> None:
+def _merge(state: EngineState, *, into: IncidentState, merged: IncidentState, at: datetime) -> None:
+    """A bridge's merge ends the merged incident at the bridging alert's time, as a
+    merge by hand ends it at the moment of the merge."""
     absorb(into, merged)
+    merged.resolved_at = at
     state.merges[merged.id] = into.id
     state.touched.update((into.id, merged.id))
 
