@@ -338,6 +338,20 @@ def test_silence_in_strict_mode_suppresses_but_never_critical() -> None:
     assert loud.suppressed_by is None and loud.page
 
 
+def test_a_silence_made_after_the_alert_began_holds_back_its_first_notification() -> None:
+    # Seen firing in Grafana at minute 0, silenced at minute 2; the sender's first
+    # notification arrives at minute 3 (Alertmanager waits group_wait first). As
+    # Alertmanager would, the silence holds it back.
+    silence = Silence(
+        id="S1", matchers=(Matcher("service", "=", "db"),), starts_at=T0 + timedelta(minutes=2)
+    )
+    engine = Engine(TenantSettings(governance_mode="strict"), Rules(silences=(silence,)))
+    [held] = engine.send(alert(0, fp="a", delay_minutes=3))
+    assert held.suppressed_by == "S1" and not held.page
+    [early] = engine.send(alert(0, fp="b", delay_minutes=1))  # arrived before the silence
+    assert early.suppressed_by is None and early.page
+
+
 def test_a_suppressed_alert_still_firing_when_its_silence_ends_pages_at_its_next_repeat() -> None:
     # Strict mode: a silence until minute 10 holds back the alert that opened the
     # incident. The sender repeats it (Alertmanager's repeat_interval) while it fires:

@@ -192,7 +192,8 @@ def _page_once_released(
     probe = Decision(
         alert_id=alert.id, incident_id=incident.id, outcome=Outcome.DEDUP, reasons=[], page=True
     )
-    _govern(state, alert, result.record.last_seen_at, probe)
+    seen = result.record.last_seen_at  # the repeat's arrival: the rules as they are now
+    _govern(state, alert, seen, seen, probe)
     if probe.suppressed_by is not None:
         return
     decision.page = incident.paged = True
@@ -289,7 +290,7 @@ def _place(state: EngineState, result: FoldResult, new_id: Callable[[], str]) ->
         page=page,
         flapping=flapping,
     )
-    _govern(state, alert, at, decision)
+    _govern(state, alert, at, alert.received_at, decision)
     if decision.page:
         incident.paged = True
     if alert.status is AlertStatus.FIRING:
@@ -521,10 +522,20 @@ def _note_transition(state: EngineState, fingerprint: str, at: datetime) -> bool
     return sum(since <= t <= until for t in times) >= state.settings.flap_threshold
 
 
-def _govern(state: EngineState, alert: CanonicalAlert, at: datetime, decision: Decision) -> None:
-    """Human-made rules (silences, inhibitions) may suppress delivery, as governance allows."""
+def _govern(
+    state: EngineState, alert: CanonicalAlert, at: datetime, arrived: datetime, decision: Decision
+) -> None:
+    """Human-made rules (silences, inhibitions) may suppress delivery, as governance allows.
+
+    A silence holds back an alert it covers at ``at`` (its start) or at ``arrived``.
+    Alertmanager asks at notification time: a silence made for an alert seen firing
+    elsewhere must hold back its first notification, though the alert started before
+    the silence did. One that covered the start and ended before the arrival (a
+    maintenance window's last minute) still holds it; if the alert outlives it, its
+    next repeat pages (``_page_once_released``)."""
     rule_id, kind = None, ""
-    silence = silencing(state.rules.silences, alert, at)
+    silences = state.rules.silences
+    silence = silencing(silences, alert, at) or silencing(silences, alert, arrived)
     if silence is not None:
         rule_id, kind = silence.id, "silence"
         decision.reasons.append(
