@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from dd0c_alert.storage.sqlite_queue import queue_file
 from test_durability import SECRET, Deployment, Server, am_webhook, deployment, serve
 
 pytestmark = pytest.mark.slow
@@ -168,3 +170,33 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return "Z"
+
+
+def test_sigterm_stops_serve_in_order(deployment: Deployment, tmp_path: Path) -> None:
+    """SIGTERM to serve alone (``docker stop`` signals PID 1 only): uvicorn shuts down,
+    then serve stops its child in order (the worker finishes its batch and lets go of
+    it) and cleans up. Uvicorn re-raises the signal after its shutdown; at the default
+    action that ended serve there, so the child died of end-of-file mid-batch (claimed
+    events waited out their 60 s lease after the restart) and serve's metrics folder
+    and note stayed behind at every stop."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    with serve(deployment, "sigterm", TMPDIR=str(scratch)) as server:
+        wait_for(lambda: background_ready(server), 60, "background never ready", server)
+        (child,) = children(server.process.pid)
+        assert [p.name for p in scratch.iterdir()], "serve made no metrics folder"
+        for n in range(20):
+            post_and_count(deployment, server, f"term-{n}")
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=40) == 0, server.log_tail()
+        assert not Path(f"/proc/{child}").exists() or _state(child) == "Z", "child outlived serve"
+        assert list(scratch.iterdir()) == [], "the metrics folder stayed behind"
+        assert not (deployment.data_dir / "listening.json").exists()
+        assert "background_process_killed" not in server.log_tail()
+    # Stopped in order, the worker let go of everything it stored.
+    with sqlite3.connect(deployment.db) as conn:
+        conn.execute("ATTACH DATABASE ? AS queue", (str(queue_file(deployment.db)),))
+        (stored_and_queued,) = conn.execute(
+            "SELECT count(*) FROM queue.ingest_queue q JOIN processed_events p USING (event_id)"
+        ).fetchone()
+    assert stored_and_queued == 0

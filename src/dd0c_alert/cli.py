@@ -213,7 +213,22 @@ def freeze_heap() -> None:
     gc.set_threshold(_GC_YOUNG_THRESHOLD, older, oldest)
 
 
+class _Terminated(Exception):
+    """SIGTERM, as uvicorn re-raises it once its own graceful shutdown is done."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    """Uvicorn re-raises a captured SIGTERM after its shutdown, for the handler that was
+    there before it. At the default action that ended the process on the spot, before
+    the caller's clean-up: serve's child then died of end-of-file in mid-batch instead
+    of being stopped in order, and the metrics folder and the folder's note stayed
+    behind. Raised instead, it returns control to the caller like Ctrl-C does."""
+    raise _Terminated
+
+
 def _run_uvicorn(asgi: Any, settings: Settings, listener: socket.socket) -> None:
+    import signal
+
     import uvicorn
 
     from dd0c_alert.web.http_server import protocol as http_protocol
@@ -238,8 +253,13 @@ def _run_uvicorn(asgi: Any, settings: Settings, listener: socket.socket) -> None
         forwarded_allow_ips=settings.trusted_proxies,
     )
     server = uvicorn.Server(config)
-    with contextlib.suppress(KeyboardInterrupt):
-        server.run(sockets=[listener])
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        with contextlib.suppress(KeyboardInterrupt, _Terminated):
+            server.run(sockets=[listener])
+    finally:
+        # A second SIGTERM while the caller stops the rest ends the process at once.
+        signal.signal(signal.SIGTERM, previous)
     if not server.started:
         raise typer.Exit(3)  # uvicorn's exit code for a failed start-up
 

@@ -62,9 +62,8 @@ def exclusive(data_dir: Path) -> Iterator[None]:
 @contextlib.contextmanager
 def recorded(data_dir: Path, host: str, port: int) -> Iterator[None]:
     """Hold the folder's lock (FolderInUse if a server runs) and leave the note while
-    the server runs. Uvicorn re-raises SIGTERM once it has shut down, so a stopped
-    server usually leaves its note behind: ``listening_url`` ignores a note whose
-    process is gone."""
+    the server runs. A server killed (SIGKILL, a crash) leaves its note behind:
+    ``listening_url`` ignores a note whose process is gone."""
     with exclusive(data_dir), _noted(data_dir, host, port):
         yield
 
