@@ -3,6 +3,8 @@ interval's sleep between batches the adaptive claim limit made small."""
 
 from __future__ import annotations
 
+import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -10,9 +12,10 @@ from fastapi.testclient import TestClient
 
 from dd0c_alert.app import build_runtime
 from dd0c_alert.pipeline.worker import Worker
+from dd0c_alert.storage.memory_state import MemoryCircuitBreaker
 from dd0c_alert.web.app import create_app
 from test_poison_events import post_custom
-from webhook_helpers import make_settings, new_tenant
+from webhook_helpers import dead_letters, make_settings, new_tenant, stored_records
 
 pytestmark = pytest.mark.both_modes
 
@@ -36,3 +39,45 @@ def test_a_backlog_drains_without_waiting_between_batches(tmp_path: Path) -> Non
         worker.run()
         assert waited_with == [0]
         assert worker.processed == 6
+
+
+def test_an_archive_outage_longer_than_the_retries_dead_letters_nothing(tmp_path: Path) -> None:
+    """Disk full under the archive, or the object store down: no event can be archived,
+    so none can be processed, whatever it holds. Such events go back to the queue
+    without the claim counting as one of their attempts, and are processed once the
+    archive is back. Counted, an outage of half a minute (five tries with backoff)
+    dead-lettered every alert accepted meanwhile: none paged until someone replayed
+    them."""
+    data = tmp_path / "d"
+    runtime = build_runtime(make_settings(data), roles=frozenset({"ingest", "api"}))
+    with TestClient(create_app(runtime)) as client:
+        tenant = new_tenant(runtime)
+        for n in range(3):
+            post_custom(client, tenant, {"title": f"during the outage {n}", "service": "s"})
+        archive = data / "archive"
+        shutil.rmtree(archive, ignore_errors=True)
+        data.mkdir(exist_ok=True)  # in the production pass the database is elsewhere
+        archive.write_text("a file where the archive folder was: nothing can be written")
+        worker = Worker(
+            runtime.store,
+            runtime.queue,
+            runtime.archive,
+            max_attempts=2,
+            lease_seconds=0.2,
+            breakers=MemoryCircuitBreaker(threshold=1, cooldown_seconds=0.05),
+        )
+        outage_ends = time.monotonic() + 4  # over twice as long as two counted tries take
+        while time.monotonic() < outage_ends:
+            worker.run_once()
+            time.sleep(0.02)
+        assert dead_letters(runtime, tenant.id) == []
+        assert runtime.queue.depth().messages == 3
+        assert "archive" in (worker.last_error or "")
+
+        archive.unlink()
+        deadline = time.monotonic() + 10
+        while runtime.queue.depth().messages:
+            assert time.monotonic() < deadline, runtime.queue.depth()
+            worker.run_once()
+        assert dead_letters(runtime, tenant.id) == []
+        assert len(stored_records(runtime, tenant.id)) == 3

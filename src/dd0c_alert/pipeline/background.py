@@ -44,6 +44,11 @@ class Background:
     def is_alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
+    def rest(self, seconds: float) -> None:
+        """Wait ``seconds`` whatever wakes come in (new work cannot be done either),
+        unless stopped."""
+        self._stop.wait(seconds)
+
     def pause(self, seconds: float) -> None:
         """Wait up to ``seconds``, or until woken or stopped."""
         self._wake.wait(seconds)

@@ -6,8 +6,10 @@ delivered again: processing is exactly-once per event id.
 
 Failures are sorted by kind. A body the provider module does not understand
 (PayloadError) cannot succeed on retry and is dead-lettered at once; anything else
-(a full disk, a bug) is retried with exponential backoff and dead-lettered after the
-last attempt. Either way the raw event is kept and can be replayed.
+(a bug, a database error) is retried with exponential backoff and dead-lettered after
+the last attempt. Either way the raw event is kept and can be replayed. An archive that
+refuses writes (disk full, object store down) is no fault of the events: they wait for
+it uncounted, however long it takes, and none is dead-lettered for it.
 
 No event may hold the others back (a poison event: one whose rules or size make it
 too costly to decide, or that crashes the process). Three guards:
@@ -51,6 +53,7 @@ from dd0c_alert.storage.ports import (
     Archive,
     BatchOutcome,
     CircuitBreaker,
+    CircuitOpen,
     DeadLetter,
     IngestQueue,
     LeaseLost,
@@ -68,6 +71,9 @@ from .persist import persist
 log = structlog.get_logger(__name__)
 
 MAX_BACKOFF_SECONDS = 300.0
+#: How long events wait after the archive refused a write, before its circuit opens
+#: (then they wait for the circuit's next trial).
+ARCHIVE_RETRY_SECONDS = 1.0
 #: Stored on dead letters set aside by the time budget or after repeated crashes.
 PROCESSING_TIMEOUT = "processing_timeout"
 PROCESSING_ABANDONED = "processing_abandoned"
@@ -215,10 +221,7 @@ class Worker(Background):
         try:
             refs = self._archive_batch(live)
         except Exception as exc:  # the archive is unwritable: every event waits for it
-            outcome = BatchOutcome()
-            for event in live:
-                _merge(outcome, self._failed(event, exc, permanent=False))
-            persist(self._store, outcome, self._config)
+            self._postpone(live, exc)
             return len(events)
         first = [e for e in live if e.attempts <= 1]
         # Claimed before and not finished: decided alone, so if one of them is what
@@ -231,6 +234,23 @@ class Worker(Background):
         if self.after_commit is not None:
             self.after_commit()
         return len(events)
+
+    def _postpone(self, events: list[RawEvent], exc: Exception) -> None:
+        """The archive refused the batch (disk full, object store down): no event can be
+        processed until it is back, whatever the event holds. The events go back to the
+        queue without this claim counting as one of their attempts, and the worker rests
+        until the archive's circuit allows a trial. Counted, an outage longer than the
+        retries (about 30 s) dead-lettered every event accepted meanwhile."""
+        wait = exc.retry_after if isinstance(exc, CircuitOpen) else ARCHIVE_RETRY_SECONDS
+        delay = min(max(wait, 0.01), MAX_BACKOFF_SECONDS)
+        error = f"archive unavailable: {type(exc).__name__}: {exc}"
+        self.last_error = error
+        log.warning(
+            "archive_unavailable", events=len(events), retry_in_s=round(delay, 2), error=error[:300]
+        )
+        retries = [Retry(e.event_id, error, delay, counted=False) for e in events]
+        persist(self._store, BatchOutcome(retries=retries), self._config)
+        self.rest(delay)
 
     def _adapt(self, elapsed: float) -> None:
         if elapsed > self._batch_target and self.batch_limit > 1:

@@ -100,6 +100,8 @@ _HELD = (
     " JOIN unnest(CAST(:ids AS bigint[]), CAST(:counts AS integer[])) AS m(id, read_ct)"
     " ON q.msg_id = m.id AND q.read_ct = m.read_ct FOR UPDATE OF q) AS held"
 )
+#: Gives a read back: a retry that was not the event's fault (``Retry.counted``).
+_UNCOUNT = "UPDATE {table} SET read_ct = read_ct - 1 WHERE msg_id = ANY(CAST(:ids AS bigint[]))"
 _METRICS = sa.text("SELECT queue_length, oldest_msg_age_sec FROM pgmq.metrics(:queue)")
 
 
@@ -124,6 +126,7 @@ class PgmqIngestQueue:
         #: lease has ended, when the message may be anyone's.
         self._leased: dict[str, tuple[int, float, int]] = {}
         self._held = sa.text(_HELD.format(table=self._table))
+        self._uncount = sa.text(_UNCOUNT.format(table=self._table))
         self._tenants = sa.text(_TENANTS.format(table=self._table))
         self._of_tenants = sa.text(_OF_TENANTS.format(table=self._table))
         self._lease = sa.text(_LEASE.format(table=self._table))
@@ -285,6 +288,9 @@ class PgmqIngestQueue:
                 _RETRY,
                 {"queue": self._queue, "ids": retry_ids, "delays": list(retrying.values())},
             )
+            uncounted = [held[r.event_id][0] for r in outcome.retries if not r.counted]
+            if uncounted:
+                conn.execute(self._uncount, {"ids": uncounted})
 
     def requeue(self, event: RawEvent) -> None:
         # A scan of the queue table, which has no index on event ids (ingestion would pay

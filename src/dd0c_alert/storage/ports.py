@@ -99,6 +99,9 @@ class Retry:
     event_id: str
     error: str
     delay_seconds: float
+    #: False gives the claim back: this try does not count toward the event's attempts
+    #: (it failed for want of a shared resource, the archive, not because of itself).
+    counted: bool = True
 
 
 @dataclass(frozen=True, slots=True)

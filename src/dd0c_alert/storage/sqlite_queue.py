@@ -421,12 +421,19 @@ class SqliteIngestQueue:
         try:
             self._release(
                 outcome.acked + [dead.event.event_id for dead in outcome.dead],
-                [(time.time() + r.delay_seconds, r.error, r.event_id) for r in outcome.retries],
+                [
+                    (time.time() + r.delay_seconds, r.error, 0 if r.counted else 1, r.event_id)
+                    for r in outcome.retries
+                ],
             )
         except sqlite3.Error:
             log.exception("queue_acknowledge_failed", events=len(outcome.acked))
 
-    def _release(self, done: list[str] | set[str], retries: list[tuple[float, str, str]]) -> None:
+    def _release(
+        self, done: list[str] | set[str], retries: list[tuple[float, str, int, str]]
+    ) -> None:
+        """Let go of ``done``; make each retry visible again at its time, its error kept
+        and its claim given back when it was not counted (``Retry.counted``)."""
         if not done and not retries:
             return
         listed = orjson.dumps(list(done)).decode()
@@ -435,7 +442,8 @@ class SqliteIngestQueue:
         try:
             if retries:
                 conn.executemany(
-                    "UPDATE ingest_queue SET visible_at = ?, last_error = ? WHERE event_id = ?",
+                    "UPDATE ingest_queue SET visible_at = ?, last_error = ?,"
+                    " attempts = attempts - ? WHERE event_id = ?",
                     retries,
                 )
             if done:
