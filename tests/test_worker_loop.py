@@ -81,3 +81,25 @@ def test_an_archive_outage_longer_than_the_retries_dead_letters_nothing(tmp_path
             worker.run_once()
         assert dead_letters(runtime, tenant.id) == []
         assert len(stored_records(runtime, tenant.id)) == 3
+
+
+def test_a_dead_letter_of_a_transient_failure_says_what_failed_first(tmp_path: Path) -> None:
+    """`dlq list`, the dashboard and the worker's log line show a dead letter's first
+    line: it names the error, with the traceback after it. It was the traceback's
+    own first line, "Traceback (most recent call last):", for every such dead letter."""
+    data = tmp_path / "d"
+    runtime = build_runtime(
+        make_settings(data, claim_check_bytes=64), roles=frozenset({"ingest", "api"})
+    )
+    with TestClient(create_app(runtime)) as client:
+        tenant = new_tenant(runtime)
+        post_custom(client, tenant, {"title": "claim-checked", "description": "x" * 200})
+        for stored in (data / "archive").rglob("*"):
+            if stored.is_file():
+                stored.unlink()  # the body's only copy: gone (a restore without the archive)
+        worker = Worker(runtime.store, runtime.queue, runtime.archive, max_attempts=1)
+        worker.run_once()
+        [dead] = dead_letters(runtime, tenant.id)
+        first, *rest = dead["error"].splitlines()
+        assert first.startswith("FileNotFoundError: "), dead["error"]
+        assert any(line.startswith("Traceback") for line in rest)

@@ -475,7 +475,11 @@ def _abandoned(event: RawEvent) -> str:
 
 
 def _describe(exc: Exception) -> str:
-    return "".join(traceback.format_exception(exc, limit=5))[-4000:]
+    """The error on its first line (what `dlq list`, the dashboard and the log line
+    show), then the end of its traceback for whoever has to fix it."""
+    summary = f"{type(exc).__name__}: {exc}"[:500]
+    trace = "".join(traceback.format_exception(exc, limit=5))[-3500:]
+    return f"{summary}\n\n{trace}"
 
 
 def _merge(into: BatchOutcome, other: BatchOutcome) -> None:
