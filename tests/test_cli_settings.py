@@ -4,13 +4,20 @@ or a service that starts and then answers every request with an error."""
 
 from __future__ import annotations
 
+import errno
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from conftest import embedded_data_dir
+from dd0c_alert.app import build_runtime
 from dd0c_alert.cli import app
+from dd0c_alert.config import Settings
+from dd0c_alert.storage.unusable import unusable_storage
 
 runner = CliRunner()
 
@@ -121,3 +128,64 @@ def test_documented_special_values_are_still_accepted(
     monkeypatch.setenv(variable, value)
     result = runner.invoke(app, ["tenant", "list"])
     assert result.exit_code == 0, result.output
+
+
+# --- storage that cannot be used: one line, through the real entry point ----------------
+
+
+def _run(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m dd0c_alert`` (the console script's ``main``), as an operator runs it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DD0C_")}
+    env.pop("DATABASE_URL", None)
+    env |= {"DD0C_DATA_DIR": str(data_dir), "DD0C_SUGGEST_INTERVAL_SECONDS": "0"}
+    return subprocess.run(
+        [sys.executable, "-m", "dd0c_alert", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def _damaged(data_dir: Path, name: str) -> None:
+    """A folder in use, then one of its SQLite files cut in half (a bad restore, a
+    disk that lost the end of a file)."""
+    assert _run(data_dir, "tenant", "create", "acme").returncode == 0
+    build_runtime(Settings(data_dir=data_dir, secret_key=""), roles=frozenset({"ingest"})).stop()
+    for suffix in ("-wal", "-shm"):
+        (data_dir / f"{name}{suffix}").unlink(missing_ok=True)
+    path = data_dir / name
+    with path.open("r+b") as handle:
+        handle.truncate(path.stat().st_size // 2)
+
+
+@pytest.mark.parametrize(
+    ("name", "command"),
+    [
+        ("dd0c.db", ("serve", "--port", "0")),
+        ("dd0c-queue.db", ("serve", "--port", "0")),
+        ("dd0c.db", ("dlq", "list", "--tenant", "x")),
+    ],
+)
+def test_a_damaged_database_is_one_line_not_a_traceback(
+    data_dir: Path, name: str, command: tuple[str, ...]
+) -> None:
+    _damaged(data_dir, name)
+    result = _run(data_dir, *command)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr and "─" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, result.stderr
+    assert "is damaged (" in errors[0] and "dd0c-alert restore" in errors[0]
+
+
+def test_a_folder_that_refuses_writes_is_named_with_the_fix() -> None:
+    refused = OSError(errno.EROFS, "Read-only file system", "/srv/dd0c/dd0c.db")
+    said = unusable_storage(refused)
+    assert said is not None
+    assert "/srv/dd0c/dd0c.db: Read-only file system" in said
+    assert "writable" in said
+    # Not every OSError is the storage's: a refused connection (demo) stays an error.
+    assert unusable_storage(ConnectionRefusedError(errno.ECONNREFUSED, "refused")) is None
+    assert unusable_storage(ValueError("a bug")) is None

@@ -55,6 +55,16 @@ def test_a_wrong_database_url_fails_with_its_fix(
     assert "fail  database: cannot connect" in out and "fix: check DATABASE_URL" in out
 
 
+def test_a_damaged_sqlite_database_fails_with_the_restore_as_its_fix(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "dd0c.db").write_bytes(b"not a database, whatever its name says" * 100)
+    code, out = doctor(monkeypatch, DD0C_DATA_DIR=str(tmp_path))
+    assert code == 1
+    assert "fail  database: cannot connect: file is not a database" in out
+    assert "dd0c-alert restore" in out and "DATABASE_URL" not in out
+
+
 def test_a_missing_migration_fails_with_its_fix(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -25,6 +25,7 @@ from dd0c_alert.config import Settings
 from dd0c_alert.storage.engine import make_engines, normalise_database_url, sqlite_path
 from dd0c_alert.storage.migrate import alembic_config
 from dd0c_alert.storage.sqlite_queue import queue_file
+from dd0c_alert.storage.unusable import unusable_storage
 
 State = Literal["ok", "warn", "fail"]
 TIMEOUT_SECONDS = 3.0
@@ -100,15 +101,12 @@ def check_database(settings: Settings) -> list[Finding]:
         return found
     except sa.exc.SQLAlchemyError as exc:
         reason = str(exc.orig if hasattr(exc, "orig") and exc.orig else exc).splitlines()[0]
-        return [
-            Finding(
-                "database",
-                "fail",
-                f"cannot connect: {reason[:300]}",
-                "check DATABASE_URL (host, port, user, password, database) and that the "
-                "server is running and reachable from here",
-            )
-        ]
+        # A damaged or unwritable SQLite file is no connection problem: say its own fix.
+        fix = unusable_storage(exc) or (
+            "check DATABASE_URL (host, port, user, password, database) and that the "
+            "server is running and reachable from here"
+        )
+        return [Finding("database", "fail", f"cannot connect: {reason[:300]}", fix)]
     finally:
         engine.dispose()
 
