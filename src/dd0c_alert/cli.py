@@ -884,11 +884,11 @@ def main() -> None:
     """The console script. Storage that cannot be used (a damaged SQLite file, a data
     folder that refuses writes) ends any command with one line saying what to fix and
     exit code 1, instead of a traceback ending in SQLite's own words."""
-    from dd0c_alert.storage.unusable import unusable_storage
-
     try:
         app()
     except Exception as exc:
+        from dd0c_alert.storage.unusable import unusable_storage  # not for `--help`
+
         problem = unusable_storage(exc)
         if problem is None:
             raise
