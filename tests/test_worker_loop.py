@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from conftest import drain
 from dd0c_alert.app import build_runtime
 from dd0c_alert.pipeline.worker import Worker
 from dd0c_alert.storage.memory_state import MemoryCircuitBreaker
 from dd0c_alert.web.app import create_app
-from test_poison_events import post_custom
+from test_poison_events import all_alerts, post_custom
 from webhook_helpers import dead_letters, make_settings, new_tenant, stored_records
 
 pytestmark = pytest.mark.both_modes
@@ -103,3 +104,48 @@ def test_a_dead_letter_of_a_transient_failure_says_what_failed_first(tmp_path: P
         first, *rest = dead["error"].splitlines()
         assert first.startswith("FileNotFoundError: "), dead["error"]
         assert any(line.startswith("Traceback") for line in rest)
+
+
+def test_a_batch_of_costly_events_hands_back_its_rest_so_another_tenant_gets_its_turn(
+    tmp_path: Path,
+) -> None:
+    """Cheap traffic grows the claim limit; a storm of large webhooks then fills one
+    claim. The claim limit only shrank after that batch, so another tenant's alert
+    posted meanwhile waited for all of it (40 s seen against `serve`, minutes possible
+    with 500 events of thousands of alerts). A batch past its time target hands its
+    unstarted events back after a transaction, and the next claim takes turns."""
+    runtime = build_runtime(make_settings(tmp_path / "d"), roles=frozenset({"ingest", "api"}))
+    with TestClient(create_app(runtime)) as client:
+        noisy, quiet = new_tenant(runtime, "noisy"), new_tenant(runtime, "quiet")
+        worker = Worker(
+            runtime.store,
+            runtime.queue,
+            runtime.archive,
+            batch_target_seconds=0.2,
+            poll_seconds=0.02,
+        )
+        worker.batch_limit = 64  # where a stream of cheap events leaves it
+        storm, size = 8, 2000
+        for n in range(storm):
+            post_custom(
+                client,
+                noisy,
+                [{"title": f"storm {n}-{k}", "service": f"s{k % 9}"} for k in range(size)],
+            )
+        worker.start()
+        try:
+            deadline = time.monotonic() + 120
+            while not stored_records(runtime, noisy.id):  # the storm's batch is under way
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            post_custom(client, quiet, {"title": "checkout down", "severity": "critical"})
+            while not stored_records(runtime, quiet.id):
+                assert time.monotonic() < deadline, "the quiet tenant's alert was never decided"
+                time.sleep(0.01)
+            ahead = len(all_alerts(runtime, noisy.id))
+            drain(runtime, timeout=120)
+        finally:
+            worker.stop()
+        assert ahead < storm * size // 2, f"{ahead} of the storm's alerts went first"
+        assert dead_letters(runtime, noisy.id) == []
+        assert runtime.queue.depth().messages == 0

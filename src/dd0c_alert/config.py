@@ -194,7 +194,8 @@ class Settings(BaseSettings):
         default=0.5,
         gt=0,
         description="Batches shrink while they take longer than this and grow back when "
-        "cheaper: the bound on how long one tenant's work delays another's.",
+        "cheaper, and a batch past it hands its unstarted events back after a transaction: "
+        "the bound on how long one tenant's work delays another's.",
     )
 
     smtp_host: str = Field(default="", description="SMTP server for mail; empty: no mail.")

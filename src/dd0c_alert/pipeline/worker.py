@@ -136,6 +136,8 @@ class Worker(Background):
         self._lease = lease_seconds
         self._poll = poll_seconds
         self.processed = 0
+        #: Events of the batch under way handed back unstarted (``_hand_back``).
+        self._handed_back = 0
         self.last_error: str | None = None
         #: Called after each batch: the notifier in the same process wakes up at once.
         self.after_commit: Callable[[], None] | None = None
@@ -227,9 +229,10 @@ class Worker(Background):
         # Claimed before and not finished: decided alone, so if one of them is what
         # stopped the last attempt, it cannot take the others down with it again.
         again = [e for e in live if e.attempts > 1]
-        stored = self._apply_batch(first, refs)
+        self._handed_back = 0
+        stored = self._apply_batch(first, refs, started)
         self._apply_one_by_one(first[stored:] + again, refs)
-        self.processed += len(events)
+        self.processed += len(events) - self._handed_back
         self._adapt(time.monotonic() - started)
         if self.after_commit is not None:
             self.after_commit()
@@ -252,20 +255,33 @@ class Worker(Background):
         persist(self._store, BatchOutcome(retries=retries), self._config)
         self.rest(delay)
 
+    def _hand_back(self, events: list[RawEvent]) -> None:
+        """Give the queue back claimed events not started yet, visible at once and not
+        counted as an attempt. The claim limit shrinks only after a batch, so a claim
+        sized by cheap events and filled by large ones (thousands of alerts each) held
+        every other tenant's events back for all of it: minutes at 500 such events.
+        Handed back, they meet the other tenants' events in the next claim's turns."""
+        log.info("batch_handed_back", events=len(events), target_s=self._batch_target)
+        self._handed_back = len(events)
+        note = "handed back unstarted: its batch ran past the time target"
+        retries = [Retry(e.event_id, note, 0.0, counted=False) for e in events]
+        persist(self._store, BatchOutcome(retries=retries), self._config)
+
     def _adapt(self, elapsed: float) -> None:
         if elapsed > self._batch_target and self.batch_limit > 1:
             self.batch_limit = max(1, self.batch_limit // 2)
         elif elapsed < self._batch_target / 4 and self.batch_limit < self._batch_size:
             self.batch_limit = min(self._batch_size, self.batch_limit * 2)
 
-    def _apply_batch(self, events: list[RawEvent], refs: dict[str, str]) -> int:
+    def _apply_batch(self, events: list[RawEvent], refs: dict[str, str], started: float) -> int:
         """Store events in transactions of at most ``MAX_RECORDS_PER_TRANSACTION``
         records, each under the batch time budget; return how many were stored before
         a transaction ran over it (all of them, normally). The rest are the caller's
-        to store one by one."""
+        to store one by one. Once the batch is past its time target, the events not
+        started yet are handed back after a transaction (``_hand_back``)."""
         outcome, chunk, stored = BatchOutcome(), [], 0
         budget = Budget(self._batch_budget)
-        for event in events:
+        for index, event in enumerate(events):
             self._process(event, refs[event.event_id], outcome)
             chunk.append(event)
             if len(outcome.alerts) + len(outcome.deploys) >= MAX_RECORDS_PER_TRANSACTION:
@@ -274,6 +290,10 @@ class Worker(Background):
                 stored += len(chunk)
                 outcome, chunk = BatchOutcome(), []
                 budget = Budget(self._batch_budget)
+                rest = events[index + 1 :]
+                if rest and time.monotonic() - started > self._batch_target:
+                    self._hand_back(rest)
+                    return len(events)
         if chunk and not self._persist(outcome, chunk, refs, budget):
             return stored
         return len(events)
