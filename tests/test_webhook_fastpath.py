@@ -127,6 +127,7 @@ def test_openapi_still_documents_the_webhook_paths(client: Any) -> None:
             "404",
             "408",
             "413",
+            "415",
             "429",
             "503",
         }

@@ -4,6 +4,7 @@ idempotency and the claim check behave as documented; the read API is tenant-sco
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import hmac
 import json
@@ -304,6 +305,26 @@ def test_invalid_json_is_400_with_the_parser_message(
 
     detail = assert_error(response, 400, "invalid_json")["detail"]
     assert len(detail) > len("body is not valid JSON: ")  # the parser's own words follow
+    assert_nothing_kept(runtime, tenant)
+
+
+def test_a_compressed_or_non_utf8_body_is_told_what_it_is(
+    runtime: Runtime, client: Any, tenant: TenantHandle
+) -> None:
+    """Both used to read "str is not valid UTF-8: surrogates not allowed"."""
+    tenant.integration("custom", "s3cret")
+    url = f"/v1/wh/{tenant.id}/custom"
+    packed = gzip.compress(CUSTOM_BODY)
+    for extra in ({"Content-Encoding": "gzip"}, {}):
+        headers = custom_signature("s3cret", packed, str(int(time.time()))) | extra
+        response = client.post(url, content=packed, headers=headers)
+        detail = assert_error(response, 415, "unsupported_media_type")["detail"]
+        assert detail == "the body is compressed (gzip): send it as plain JSON"
+    latin = '{"title": "Störung"}'.encode("latin-1")
+    headers = custom_signature("s3cret", latin, str(int(time.time())))
+    response = client.post(url, content=latin, headers=headers)
+    detail = assert_error(response, 400, "invalid_json")["detail"]
+    assert detail == "body is not UTF-8 text (byte 13 is not): JSON must be sent as UTF-8"
     assert_nothing_kept(runtime, tenant)
 
 

@@ -133,7 +133,7 @@ class IngestService:
         try:
             json_document(body)
         except orjson.JSONDecodeError as exc:
-            raise Rejected(400, "invalid_json", f"body is not valid JSON: {exc}") from None
+            raise _unreadable(body, headers, exc) from None
         if not _TENANT_ID.fullmatch(tenant_id):  # says nothing of which tenants exist
             raise Rejected(
                 401,
@@ -339,6 +339,30 @@ class IngestService:
 
 #: What tenant ids look like (``domain.ids.new_id``: ULIDs).
 _TENANT_ID = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")
+
+
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def _unreadable(body: bytes, headers: Mapping[str, str], exc: Exception) -> Rejected:
+    """Why the body does not parse, in the sender's terms: a compressed body or one
+    in another encoding read as "str is not valid UTF-8: surrogates not allowed"."""
+    encoding = headers.get("content-encoding", "").strip().lower()
+    if (encoding and encoding != "identity") or body.startswith(_GZIP_MAGIC):
+        return Rejected(
+            415,
+            "unsupported_media_type",
+            f"the body is compressed ({encoding or 'gzip'}): send it as plain JSON",
+        )
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return Rejected(
+            400,
+            "invalid_json",
+            f"body is not UTF-8 text (byte {error.start} is not): JSON must be sent as UTF-8",
+        )
+    return Rejected(400, "invalid_json", f"body is not valid JSON: {exc}")
 
 
 def _no_integration(provider_name: str) -> Rejected:

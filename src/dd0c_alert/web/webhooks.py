@@ -260,7 +260,7 @@ def _responses() -> dict[str, dict[str, Any]]:
             "content": {"application/json": {"schema": {}}},
         },
         "200": {"description": 'A delivery id seen in the last 24 h: `{"status": "duplicate"}`.'},
-        "400": {"description": "`invalid_json`: the body does not parse."},
+        "400": {"description": "`invalid_json`: the body does not parse (or is not UTF-8)."},
         "401": {
             "description": "`missing_signature`, `signature_mismatch`, `timestamp_expired` or "
             "`unknown_integration`. Nothing is stored."
@@ -271,6 +271,7 @@ def _responses() -> dict[str, dict[str, Any]]:
         },
         "408": {"description": "`request_timeout`: the body took too long to arrive."},
         "413": {"description": "`body_too_large`."},
+        "415": {"description": "`unsupported_media_type`: a compressed body (send plain JSON)."},
         "429": {"description": "`rate_limited` or `quota_exceeded`, with `Retry-After`."},
         "503": {
             "description": "`unavailable`: the queue could not commit the delivery (disk "
