@@ -95,6 +95,8 @@ def test_grafana_resends_of_a_resolve_fold_into_it(
     [stored] = alerts(runtime, tenant)
     assert stored["status"] == "resolved" and stored["repeat_count"] == 1
     assert stored["ended_at"] == "2025-05-06T12:30:00Z"
+    incident = client.get(f"/v1/incidents/{stored['incident_id']}", headers=tenant.auth).json()
+    assert incident["resolved_at"] == "2025-05-06T12:30:00Z"  # ends with its alert
 
 
 def test_datadog_recoveries_delivered_again_fold_into_the_occurrence(

@@ -230,6 +230,18 @@ def test_dedup_and_resolve_close_the_incident() -> None:
     assert incident.resolved_at == T0 + timedelta(minutes=3)
 
 
+def test_a_resolve_sent_again_later_moves_the_incidents_end_with_its_alerts() -> None:
+    # Alertmanager re-sends a resolved alert in its group's later notifications, each
+    # with a later endsAt; the alert keeps the latest, and so must its incident.
+    engine = Engine()
+    engine.send(alert(0, fp="cpu"))
+    engine.send(alert(3, fp="cpu", status=AlertStatus.RESOLVED))
+    [again] = engine.send(alert(5, fp="cpu", status=AlertStatus.RESOLVED))
+    assert again.outcome is Outcome.DEDUP
+    [incident] = engine.incidents()
+    assert incident.resolved_at == T0 + timedelta(minutes=5)
+
+
 def test_a_repeat_that_escalates_raises_the_incident_severity_without_paging() -> None:
     engine = Engine()
     engine.send(alert(0, fp="disk", severity=Severity.MEDIUM))

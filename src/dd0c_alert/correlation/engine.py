@@ -155,6 +155,8 @@ def _decide(state: EngineState, result: FoldResult, new_id: Callable[[], str]) -
         Fold.REPEAT_RESOLVE: f"repeated resolve of alert {alert.id}",
     }[result.fold]
     reasons = [f"{what} (fingerprint {alert.fingerprint})"]
+    if result.fold is Fold.REPEAT_RESOLVE:
+        _follow_the_end(state, known, alert)
     raised = worst(known.severity, alert.severity)
     if raised is not known.severity:  # a repeat that escalated: the incident is worse
         known.severity = raised
@@ -168,6 +170,23 @@ def _decide(state: EngineState, result: FoldResult, new_id: Callable[[], str]) -
     if not decision.page:
         reasons[0] += ": no new page"
     return decision
+
+
+def _follow_the_end(state: EngineState, incident: IncidentState, alert: CanonicalAlert) -> None:
+    """A resolve sent again with a later end moved its alert's end (``dedup``): an
+    incident its alerts resolved ends no earlier than they do, or it would read as
+    resolved before its last alert ended."""
+    end = alert.ended_at
+    if (
+        end is None
+        or incident.resolved_at is None
+        or incident.firing
+        or not state.settings.auto_resolve
+        or end <= incident.resolved_at
+    ):
+        return
+    incident.resolved_at = end
+    state.touched.add(incident.id)
 
 
 def _page_once_released(
