@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from fastapi.testclient import TestClient
 
+from dd0c_alert.correlation.suggestions import Suggestion
 from dd0c_alert.pipeline.runtime import Runtime
 from dd0c_alert.storage.ports import IncidentFilter
 from dd0c_alert.web.passwords import hash_password
@@ -83,3 +85,17 @@ def post_alert(
 def post_forms(html: str) -> list[str]:
     """The actions of the page's POST forms."""
     return re.findall(r'<form method="post" action="([^"]+)"', html)
+
+
+def add_suggestion(runtime: Runtime, tenant_id: str) -> str:
+    """An open "tune" suggestion for a noisy fingerprint; its id."""
+    found = Suggestion(
+        kind="tune",
+        key="fp:disk",
+        title="disk-full on db fired 40 times, never acknowledged",
+        evidence={"fired": 40, "acknowledged": 0},
+        proposal={"action": "mute", "matchers": '{fingerprint="disk"}', "duration_days": 7},
+    )
+    runtime.store.save_suggestions(tenant_id, [found], datetime.now(UTC))
+    [item] = runtime.store.list_suggestions(tenant_id, "open", None, 10, None).items
+    return str(item["id"])

@@ -10,20 +10,26 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from uuid import uuid4
 
 import httpx
 import pytest
 import sqlalchemy as sa
 from argon2 import PasswordHasher
-from dashboard_helpers import add_user, csrf, log_in, post_alert, post_forms, sign_up
+from dashboard_helpers import (
+    add_suggestion,
+    add_user,
+    csrf,
+    log_in,
+    post_alert,
+    post_forms,
+    sign_up,
+)
 from fastapi.testclient import TestClient
 
 from conftest import backend_overrides, drain, tenant_connection
 from dd0c_alert.app import build_runtime
 from dd0c_alert.config import Settings
-from dd0c_alert.correlation.suggestions import Suggestion
 from dd0c_alert.pipeline.runtime import Runtime
 from dd0c_alert.storage import schema
 from dd0c_alert.storage.rows import month_of
@@ -286,7 +292,7 @@ def test_the_settings_pages_other_forms_are_the_apis_too(
             assert empty.status_code == 422 and "Slack: " in empty.text
         finally:
             runtime.slack_api_url = original
-    suggestion = _suggestion(runtime, team.id)
+    suggestion = add_suggestion(runtime, team.id)
     assert "Accepted" in post(client, f"/suggestions/{suggestion}/accept").text
     assert "already decided" in post(client, f"/suggestions/{suggestion}/dismiss").text
     actions = audit_actions(client)
@@ -303,19 +309,6 @@ def test_the_settings_pages_other_forms_are_the_apis_too(
             )
         ).scalars()
         assert "suggestion.accepted" in set(names)
-
-
-def _suggestion(runtime: Runtime, tenant_id: str) -> str:
-    found = Suggestion(
-        kind="tune",
-        key="fp:disk",
-        title="disk-full on db fired 40 times, never acknowledged",
-        evidence={"fired": 40, "acknowledged": 0},
-        proposal={"action": "mute", "matchers": '{fingerprint="disk"}', "duration_days": 7},
-    )
-    runtime.store.save_suggestions(tenant_id, [found], datetime.now(UTC))
-    [item] = runtime.store.list_suggestions(tenant_id, "open", None, 10, None).items
-    return str(item["id"])
 
 
 ROUTE = {

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from dashboard_helpers import (
     PASSWORD,
     SECRET,
+    add_suggestion,
     add_user,
     csrf,
     log_in,
@@ -25,7 +26,6 @@ from fastapi.testclient import TestClient
 from conftest import tenant_connection
 from dd0c_alert.app import build_runtime
 from dd0c_alert.config import Settings
-from dd0c_alert.correlation.suggestions import Suggestion
 from dd0c_alert.pipeline.runtime import Runtime
 from dd0c_alert.storage import schema as t
 from dd0c_alert.web.app import create_app
@@ -254,7 +254,7 @@ def test_a_viewer_sees_no_action_forms_and_may_not_act(
 ) -> None:
     tenant_id = sign_up(client)
     incident = post_alert(client, runtime, tenant_id)
-    _suggest(runtime, tenant_id)
+    add_suggestion(runtime, tenant_id)
     add_user(runtime, tenant_id, "viewer@example.com", "viewer")
     client.cookies.clear()
     assert log_in(client, "viewer@example.com").status_code == 303
@@ -268,25 +268,12 @@ def test_a_viewer_sees_no_action_forms_and_may_not_act(
     assert "Not allowed" in refused.text
 
 
-def _suggest(runtime: Runtime, tenant_id: str) -> str:
-    found = Suggestion(
-        kind="tune",
-        key="fp:disk",
-        title="disk-full on db fired 40 times, never acknowledged",
-        evidence={"fired": 40, "acknowledged": 0},
-        proposal={"action": "mute", "matchers": '{fingerprint="disk"}', "duration_days": 7},
-    )
-    runtime.store.save_suggestions(tenant_id, [found], datetime.now(UTC))
-    [item] = runtime.store.list_suggestions(tenant_id, "open", None, 10, None).items
-    return str(item["id"])
-
-
 def test_a_suggestion_shows_its_replay_then_is_accepted(
     client: TestClient, runtime: Runtime
 ) -> None:
     tenant_id = sign_up(client)
     post_alert(client, runtime, tenant_id)
-    suggestion = _suggest(runtime, tenant_id)
+    suggestion = add_suggestion(runtime, tenant_id)
     listed = client.get("/suggestions").text
     assert "fired" in listed and f"/suggestions/{suggestion}" in listed
     what_if = client.get(f"/suggestions/{suggestion}").text

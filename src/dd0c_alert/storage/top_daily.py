@@ -94,21 +94,7 @@ def noisy(
         )
     if not candidates:
         return []
-    total = sa.func.sum(f.c.alerts)
-    return list(
-        conn.execute(
-            sa.select(f.c.fingerprint, sa.func.max(f.c.title), total)
-            .where(
-                f.c.tenant_id == tenant_id,
-                f.c.fingerprint.in_(sorted(candidates)),
-                f.c.day >= first,
-                f.c.day < until,
-            )
-            .group_by(f.c.fingerprint)
-            .order_by(total.desc(), f.c.fingerprint)
-            .limit(top)
-        ).all()
-    )
+    return _ranked(conn, tenant_id, f.c.fingerprint.in_(sorted(candidates)), first, until, top)
 
 
 def _noisy_of_service(
@@ -117,23 +103,33 @@ def _noisy_of_service(
     """The daily rollups know fingerprints, not services, and the days' top lists are
     the tenant's: one service's candidates are the fingerprints its alerts of the
     window carry (read through the tenant-and-service index), summed in the rollups."""
-    f, a = t.rollups_fingerprint_daily, t.alerts
+    a = t.alerts
     fingerprints = (
         sa.select(a.c.fingerprint)
         .where(a.c.tenant_id == tenant_id, a.c.service == service, a.c.started_at >= first)
         .distinct()
         .scalar_subquery()
     )
+    chosen = t.rollups_fingerprint_daily.c.fingerprint.in_(fingerprints)
+    return _ranked(conn, tenant_id, chosen, first, until, top)
+
+
+def _ranked(
+    conn: sa.Connection,
+    tenant_id: str,
+    chosen: sa.ColumnElement[bool],
+    first: datetime,
+    until: datetime,
+    top: int,
+) -> list[Any]:
+    """(fingerprint, title, count) of the ``chosen`` fingerprints' window sums, the
+    ``top`` largest first."""
+    f = t.rollups_fingerprint_daily
     total = sa.func.sum(f.c.alerts)
     return list(
         conn.execute(
             sa.select(f.c.fingerprint, sa.func.max(f.c.title), total)
-            .where(
-                f.c.tenant_id == tenant_id,
-                f.c.fingerprint.in_(fingerprints),
-                f.c.day >= first,
-                f.c.day < until,
-            )
+            .where(f.c.tenant_id == tenant_id, chosen, f.c.day >= first, f.c.day < until)
             .group_by(f.c.fingerprint)
             .order_by(total.desc(), f.c.fingerprint)
             .limit(top)
