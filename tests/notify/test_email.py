@@ -152,6 +152,16 @@ def test_permanent_refusal_and_bad_password() -> None:
     assert secret not in repr(SmtpConfig("h", 25, password=secret))
 
 
+def test_a_server_without_starttls_is_a_setting_to_change_not_an_outage() -> None:
+    """Retried as "connection failed (SMTPException)" until the mail was given up."""
+    with SmtpStandIn() as smtp:  # plain SMTP: no STARTTLS offered
+        sender = SmtpSender(SmtpConfig(smtp.host, smtp.port, tls="starttls", timeout=5))
+        with pytest.raises(DeliveryError) as caught:
+            asyncio.run(sender.send(render_incident_email(incident(), "opened", **KW)))
+    assert (caught.value.reason, caught.value.permanent) == ("client", True)
+    assert "does not offer STARTTLS (DD0C_SMTP_TLS=starttls)" in str(caught.value)
+
+
 def test_unreachable_server_retries() -> None:
     with SmtpStandIn() as smtp:
         port = smtp.port

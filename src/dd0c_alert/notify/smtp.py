@@ -86,7 +86,19 @@ class SmtpSender:
             raise DeliveryError(
                 "timeout", f"SMTP: no answer in {config.timeout:g}s", retry=True
             ) from None
-        except (aiosmtplib.SMTPException, OSError) as error:
+        except aiosmtplib.SMTPException as error:
+            if "STARTTLS extension not supported" in str(error):
+                # A setting to change, not an outage to wait out: retries cannot help.
+                raise DeliveryError(
+                    "client",
+                    "SMTP: the server does not offer STARTTLS (DD0C_SMTP_TLS=starttls): use "
+                    "tls for implicit TLS (port 465), or none where plain SMTP is acceptable",
+                    retry=False,
+                ) from None
+            raise DeliveryError(
+                "server", f"SMTP: connection failed ({type(error).__name__})", retry=True
+            ) from None
+        except OSError as error:
             raise DeliveryError(
                 "server", f"SMTP: connection failed ({type(error).__name__})", retry=True
             ) from None
