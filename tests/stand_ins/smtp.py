@@ -13,6 +13,7 @@ one per message, in order.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 from collections import deque
@@ -40,6 +41,8 @@ class SmtpStandIn:
         self.logins: list[str] = []
         self._lock = threading.Lock()
         self._answers: deque[str] = deque()
+        self._open = threading.Event()  # cleared by hold(): DATA waits for release()
+        self._open.set()
         self._username = username
         self._password = password
         auth: dict[str, Any] = {}
@@ -64,6 +67,13 @@ class SmtpStandIn:
         with self._lock:
             self._answers.extend(answers)
 
+    def hold(self) -> None:
+        """Answer no DATA (the server looks hung) until ``release()``, at most 30 s."""
+        self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
+
     def _authenticate(
         self, server: Any, session: Session, envelope: Envelope, mechanism: str, data: Any
     ) -> AuthResult:
@@ -78,6 +88,7 @@ class SmtpStandIn:
         return AuthResult(success=ok, handled=False)
 
     async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:
+        await asyncio.to_thread(self._open.wait, 30)
         with self._lock:
             if self._answers:
                 return self._answers.popleft()

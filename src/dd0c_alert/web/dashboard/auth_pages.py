@@ -178,9 +178,12 @@ async def reset_request(request: Request) -> Response:
         body = auth_api.ResetRequestIn(email=field(form, "email"))
     except ValidationError:
         return page(request, "reset.html", None, 422, error="Enter your email address.")
-    await auth_api.reset_request(request, body)
     notice = "If an account has this email, a link to set a new password is on its way."
-    return page(request, "reset.html", None, notice=notice)
+    answer = page(request, "reset.html", None, notice=notice)
+    # As the API: the link is made and mailed after the page has gone, so the time
+    # taken does not tell a known address from an unknown one.
+    answer.background = (await auth_api.reset_request(request, body)).background
+    return answer
 
 
 @router.post("/reset")
