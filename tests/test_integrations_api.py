@@ -135,6 +135,16 @@ def test_rotation_keeps_the_old_secret_for_the_grace_and_disable_refuses(
     assert call(client, tenant, "GET", "/v1/integrations", 200)["items"] == []
 
 
+def test_switches_are_json_booleans(client: TestClient, tenant: TenantHandle) -> None:
+    """A string or a number was read as a boolean: "yes" rotated the secret."""
+    created = call(client, tenant, "POST", "/v1/integrations", 201, json={"provider": "custom"})
+    path = f"/v1/integrations/{created['id']}"
+    for body in ({"rotate_secret": "yes"}, {"rotate_secret": 1}, {"enabled": "false"}):
+        call(client, tenant, "PATCH", path, 422, json=body)
+    got = call(client, tenant, "GET", path, 200)
+    assert got["enabled"] is True and got["previous_secret_valid_until"] is None
+
+
 def test_rotation_grace_ends(
     client: TestClient, tenant: TenantHandle, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 
 from dd0c_alert.pipeline.ingest import Rejected
 from dd0c_alert.pipeline.integrations import change_integration, new_secret, webhook_url
@@ -83,8 +83,10 @@ class IntegrationPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: Name | None = None
-    enabled: bool | None = None
-    rotate_secret: bool = False
+    # Strict: "yes", "no", 1 and "0" were read as booleans, and "rotate_secret":
+    # "no" would have rotated nothing while "yes" replaced the sender's secret.
+    enabled: StrictBool | None = None
+    rotate_secret: StrictBool = False
 
 
 class TestResult(BaseModel):
