@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
+import structlog
+import structlog.testing
 from fastapi.testclient import TestClient
 
 from conftest import drain
@@ -149,3 +151,24 @@ def test_a_batch_of_costly_events_hands_back_its_rest_so_another_tenant_gets_its
         assert ahead < storm * size // 2, f"{ahead} of the storm's alerts went first"
         assert dead_letters(runtime, noisy.id) == []
         assert runtime.queue.depth().messages == 0
+
+
+def test_a_lasting_failure_is_logged_once_a_minute_not_at_every_poll(tmp_path: Path) -> None:
+    """A queue that cannot be read (its disk gone, its database away) failed every
+    poll with a traceback: 120 lines a minute, more than the failure ever said."""
+    runtime = build_runtime(make_settings(tmp_path / "d"), roles=frozenset({"ingest", "api"}))
+    worker = Worker(runtime.store, runtime.queue, runtime.archive, poll_seconds=0.001)
+    tries: list[int] = []
+
+    def claim(limit: int, lease: float) -> list[object]:
+        tries.append(limit)
+        if len(tries) == 50:
+            worker.stop()
+        raise OSError(28, "No space left on device")
+
+    worker._queue.claim = claim  # type: ignore[method-assign,assignment]
+    with structlog.testing.capture_logs() as logged:
+        worker.run()
+    lines = [e for e in logged if e["event"] == "worker_batch_failed"]
+    assert len(tries) == 50 and len(lines) <= 1  # the first, unless another test's was
+    assert "No space left" in (worker.last_error or "")

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -41,3 +44,31 @@ def configure(level: str = "info") -> None:
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
     )
+
+
+class Throttle:
+    """At most one line per key every ``every`` seconds, for errors that repeat while a
+    condition lasts (a full disk, a database away): the worker retries twice a second
+    and a sender may post thousands of times, and a line (with its traceback) per try
+    would flood the log, and fill the very disk that is full. ``allow`` says whether
+    to log now and how many lines it held back since the last one."""
+
+    def __init__(self, every: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._every = every
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._state: dict[str, tuple[float, int]] = {}  # key -> (last logged, held since)
+
+    def allow(self, key: str) -> int | None:
+        """None: hold this line back. Otherwise log it, with the count of lines held
+        back since the last (``repeated``)."""
+        now = self._clock()
+        with self._lock:
+            last, held = self._state.get(key, (None, 0))
+            if last is not None and now - last < self._every:
+                self._state[key] = (last, held + 1)
+                return None
+            if len(self._state) > 1_000:  # keys are error kinds, but never unbounded
+                self._state.clear()
+            self._state[key] = (now, 0)
+            return held

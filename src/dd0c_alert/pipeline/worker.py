@@ -44,6 +44,7 @@ from dd0c_alert.correlation.model import Decision, Rules, TenantSettings
 from dd0c_alert.domain.ids import new_id
 from dd0c_alert.domain.models import CanonicalAlert, Normalised
 from dd0c_alert.domain.times import believable
+from dd0c_alert.logs import Throttle
 from dd0c_alert.providers import PROVIDERS
 from dd0c_alert.providers.base import Delivery, PayloadError
 from dd0c_alert.providers.parse import json_document
@@ -71,6 +72,9 @@ from .persist import persist
 log = structlog.get_logger(__name__)
 
 MAX_BACKOFF_SECONDS = 300.0
+#: A failure that lasts (the disk full, the database away) is logged once a minute,
+#: with how often it happened meanwhile, not at every poll.
+_FAILURE_LINES = Throttle(60.0)
 #: How long events wait after the archive refused a write, before its circuit opens
 #: (then they wait for the circuit's next trial).
 ARCHIVE_RETRY_SECONDS = 1.0
@@ -169,7 +173,9 @@ class Worker(Background):
                 handled = self.run_once()
             except Exception as exc:  # the database itself failed: wait and try again
                 self.last_error = repr(exc)
-                log.exception("worker_batch_failed")
+                held = _FAILURE_LINES.allow(type(exc).__name__)
+                if held is not None:
+                    log.exception("worker_batch_failed", repeated=held)
                 handled = 0
             if handled < asked:
                 self.pause(self._poll)

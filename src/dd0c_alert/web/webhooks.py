@@ -26,6 +26,7 @@ from starlette.responses import RedirectResponse
 from starlette.types import Message, Receive, Scope, Send
 
 from dd0c_alert import tracing
+from dd0c_alert.logs import Throttle
 from dd0c_alert.pipeline import metrics
 from dd0c_alert.pipeline.ingest import IngestService, Rejected
 from dd0c_alert.providers import PROVIDERS
@@ -33,6 +34,7 @@ from dd0c_alert.providers import PROVIDERS
 log = structlog.get_logger(__name__)
 
 PREFIX = "/v1/wh/"
+_NOT_QUEUED_LINES = Throttle(60.0)
 _NOT_FOUND_DETAIL = (
     "no such endpoint: POST webhooks to /v1/wh/{tenant_id}/{provider}[/{integration_id}]"
 )
@@ -158,12 +160,15 @@ class WebhookEndpoint:
             # Not committed (the queue's disk is full, its database away): nothing was
             # stored, and the sender is told to try again, as after a timeout. The error
             # alone is logged: a traceback's frames hold the request's headers.
-            log.error(
-                "webhook_not_queued",
-                tenant_id=tenant_id[:64],
-                provider=known,
-                error=f"{type(exc).__name__}: {exc}"[:300],
-            )
+            held = _NOT_QUEUED_LINES.allow(type(exc).__name__)
+            if held is not None:  # a full disk refuses every delivery: one line a minute
+                log.error(
+                    "webhook_not_queued",
+                    tenant_id=tenant_id[:64],
+                    provider=known,
+                    error=f"{type(exc).__name__}: {exc}"[:300],
+                    repeated=held,
+                )
             metrics.WEBHOOKS.labels(known, "unavailable").inc()
             _annotate(tenant_id, provider, None, "unavailable")
             return Reply(503, _NOT_QUEUED, {"Retry-After": "5"})
