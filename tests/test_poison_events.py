@@ -26,9 +26,10 @@ from dd0c_alert.app import build_runtime
 from dd0c_alert.correlation.model import Silence
 from dd0c_alert.correlation.rules import parse_matchers
 from dd0c_alert.domain.ids import new_id
+from dd0c_alert.pipeline.dead_letters import replay_dead_letter
 from dd0c_alert.pipeline.runtime import Runtime
 from dd0c_alert.pipeline.worker import Worker
-from dd0c_alert.storage.ports import AlertFilter
+from dd0c_alert.storage.ports import AlertFilter, IncidentFilter
 from dd0c_alert.web.app import create_app
 from webhook_helpers import (
     auth_headers,
@@ -203,3 +204,53 @@ def all_alerts(runtime: Runtime, tenant_id: str) -> list[dict[str, Any]]:
         cursor = page.next_cursor
         if not cursor:
             return out
+
+
+def post_alertmanager(client: TestClient, tenant: TenantHandle, alerts: list[Any]) -> str:
+    integration = tenant.integration("alertmanager", SECRET)
+    body = orjson.dumps({"version": "4", "status": "firing", "receiver": "r", "alerts": alerts})
+    response = client.post(
+        f"/v1/wh/{tenant.id}/alertmanager/{integration}",
+        content=body,
+        headers={
+            "Content-Type": "application/json",
+            **auth_headers("alertmanager", body, SECRET, {}),
+        },
+    )
+    assert response.status_code == 202, response.text
+    return str(response.json()["event_id"])
+
+
+def test_one_malformed_alert_does_not_take_its_group_down(tmp_path: Path) -> None:
+    with running(tmp_path / "d") as (runtime, client):
+        tenant = new_tenant(runtime)
+        good = [{"labels": {"alertname": f"Good{n}", "service": "api"}} for n in range(3)]
+        malformed = [{"labels": [{"not": "a tag"}]}, 42]
+        event_id = post_alertmanager(
+            client, tenant, [good[0], malformed[0], good[1], malformed[1], good[2]]
+        )
+        drain(runtime)
+        stored = stored_records(runtime, tenant.id)
+        assert sorted(r["title"] for r in stored) == ["Good0", "Good1", "Good2"]
+        assert {r["event_id"] for r in stored} == {event_id}
+        [letter] = dead_letters(runtime, tenant.id)
+        assert letter["event_id"] == event_id
+        assert letter["error"].startswith(
+            "PartialPayload: 2 of 5 items could not be read and were skipped (the other 3 "
+            "were processed"
+        )
+        assert "alerts[1]: an alert needs 'labels' or a 'fingerprint'" in letter["error"]
+        assert "alerts[3]: the alert must be a JSON object, got int" in letter["error"]
+        incidents = runtime.store.list_incidents(tenant.id, IncidentFilter(), 50, None).items
+        assert [i["alert_count"] for i in incidents] == [3]
+
+        # A replay reads only the two skipped alerts: still unreadable, they are a dead
+        # letter again (and again); the good ones are not processed a second time.
+        for _ in range(2):
+            assert replay_dead_letter(runtime.store, runtime.queue, letter["id"]) == event_id
+            drain(runtime)
+            assert stored_records(runtime, tenant.id) == stored
+            [letter] = dead_letters(runtime, tenant.id)
+            assert letter["error"].startswith("PayloadError: none of the 2 items could be read")
+            listed = runtime.store.list_incidents(tenant.id, IncidentFilter(), 50, None).items
+            assert listed == incidents

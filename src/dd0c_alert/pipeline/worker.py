@@ -7,7 +7,10 @@ delivered again: processing is exactly-once per event id.
 Failures are sorted by kind. A body the provider module does not understand
 (PayloadError) cannot succeed on retry and is dead-lettered at once; anything else
 (a bug, a database error) is retried with exponential backoff and dead-lettered after
-the last attempt. Either way the raw event is kept and can be replayed. An archive that
+the last attempt. Either way the raw event is kept and can be replayed. A list payload of
+which only some items are unreadable (PartialPayload) has the others processed and is
+dead-lettered in the same transaction, marked so that its replay reads only the skipped
+items. An archive that
 refuses writes (disk full, object store down) is no fault of the events: they wait for
 it uncounted, however long it takes, and none is dead-lettered for it.
 
@@ -33,6 +36,7 @@ import traceback
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import orjson
@@ -46,7 +50,7 @@ from dd0c_alert.domain.models import CanonicalAlert, Normalised
 from dd0c_alert.domain.times import believable
 from dd0c_alert.logs import Throttle
 from dd0c_alert.providers import PROVIDERS
-from dd0c_alert.providers.base import Delivery, PayloadError
+from dd0c_alert.providers.base import UNREAD_ITEMS_HEADER, Delivery, PartialPayload, PayloadError
 from dd0c_alert.providers.parse import json_document
 from dd0c_alert.storage.archive import archive_key
 from dd0c_alert.storage.memory_state import MemoryCircuitBreaker
@@ -384,17 +388,21 @@ class Worker(Background):
     def _normalise_into(self, event: RawEvent, raw_ref: str, outcome: BatchOutcome) -> None:
         try:
             records = self.normalise(event, raw_ref)
+        except PartialPayload as exc:
+            # The readable items are processed; the event is kept as a dead letter that
+            # names the others and whose replay reads only them. It is not acknowledged:
+            # its dead letter takes it off the queue, in the same transaction.
+            _add_records(outcome, exc.records)
+            unread = replace(event, headers={**event.headers, UNREAD_ITEMS_HEADER: exc.unread})
+            _merge(outcome, self._failed(unread, exc, permanent=True))
+            return
         except PayloadError as exc:
             _merge(outcome, self._failed(event, exc, permanent=True))
             return
         except Exception as exc:
             _merge(outcome, self._failed(event, exc, permanent=False))
             return
-        for record in records:
-            if isinstance(record, CanonicalAlert):
-                outcome.alerts.append(record)
-            else:
-                outcome.deploys.append(record)
+        _add_records(outcome, records)
         outcome.acked.append(event.event_id)
 
     def normalise(self, event: RawEvent, raw_ref: str) -> list[Normalised]:
@@ -414,13 +422,12 @@ class Worker(Background):
             received_at=datetime.fromtimestamp(event.received_at, UTC),
             headers=event.headers,
         )
-        records = provider.normalise(payload, delivery)
-        for record in records:
-            _believable_times(record, delivery.received_at)
-            record.id = new_id()
-            record.event_id = event.event_id
-            record.raw_ref = raw_ref
-        return records
+        try:
+            records = provider.normalise(payload, delivery)
+        except PartialPayload as exc:
+            _stamp(exc.records, event, raw_ref, delivery.received_at)
+            raise
+        return _stamp(records, event, raw_ref, delivery.received_at)
 
     def _failed(self, event: RawEvent, exc: Exception, *, permanent: bool) -> BatchOutcome:
         error = f"{type(exc).__name__}: {exc}" if permanent else _describe(exc)
@@ -506,6 +513,26 @@ def _describe(exc: Exception) -> str:
     summary = f"{type(exc).__name__}: {exc}"[:500]
     trace = "".join(traceback.format_exception(exc, limit=5))[-3500:]
     return f"{summary}\n\n{trace}"
+
+
+def _stamp(
+    records: list[Normalised], event: RawEvent, raw_ref: str, received_at: datetime
+) -> list[Normalised]:
+    """Give records their ids and tie them to the event and its raw payload."""
+    for record in records:
+        _believable_times(record, received_at)
+        record.id = new_id()
+        record.event_id = event.event_id
+        record.raw_ref = raw_ref
+    return records
+
+
+def _add_records(outcome: BatchOutcome, records: list[Normalised]) -> None:
+    for record in records:
+        if isinstance(record, CanonicalAlert):
+            outcome.alerts.append(record)
+        else:
+            outcome.deploys.append(record)
 
 
 def _merge(into: BatchOutcome, other: BatchOutcome) -> None:

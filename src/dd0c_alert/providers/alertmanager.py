@@ -103,17 +103,28 @@ def verify(headers: Mapping[str, str], body: bytes, secret: str, now: float) -> 
 
 def normalise(payload: Any, delivery: Delivery) -> list[Normalised]:
     group, alerts = read_group(payload, "an Alertmanager webhook")
-    return [to_alert(alert, group, delivery) for alert in alerts]
+
+    def read(index: int, obj: Any) -> Normalised:
+        return to_alert(parse.mapping(obj, "the alert"), group, delivery)
+
+    return parse.each(alerts, read, delivery, alert_name)
 
 
-def read_group(payload: Any, what: str) -> tuple[Group, list[Mapping[str, Any]]]:
-    """The group-level fields and the alert objects, or PayloadError if not ``what``."""
+def alert_name(index: int) -> str:
+    """How a dead letter names an alert of the group it skipped."""
+    return f"alerts[{index}]"
+
+
+def read_group(payload: Any, what: str) -> tuple[Group, list[Any]]:
+    """The group-level fields and the alerts, or PayloadError if not ``what``.
+
+    The alerts are not checked here: each is read on its own (``parse.each``), so one
+    that is not even an object does not take the others down."""
     if not isinstance(payload, Mapping) or not isinstance(payload.get("alerts"), list):
         raise PayloadError(f"not {what}: expected a JSON object with an 'alerts' array")
-    raw_alerts: list[Any] = payload["alerts"]
-    if not raw_alerts:
+    alerts: list[Any] = payload["alerts"]
+    if not alerts:
         raise PayloadError(f"{what} with an empty 'alerts' array")
-    alerts = [parse.mapping(alert, f"alerts[{i}]") for i, alert in enumerate(raw_alerts)]
     group = Group(
         status=parse.text(payload.get("status")).lower(),
         external_url=link(payload.get("externalURL")),

@@ -68,7 +68,12 @@ def normalise(payload: Any, delivery: Delivery) -> list[Normalised]:
     objects = parse.items(payload, "body")
     if not objects:
         raise PayloadError("body is an empty array")
-    return [_one(parse.mapping(obj, f"item {i}"), delivery) for i, obj in enumerate(objects)]
+    return parse.each(
+        objects,
+        lambda _, obj: _one(parse.mapping(obj, "the item"), delivery),
+        delivery,
+        "item {}".format,
+    )
 
 
 def _one(obj: Mapping[str, Any], delivery: Delivery) -> Normalised:

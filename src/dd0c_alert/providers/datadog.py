@@ -134,7 +134,12 @@ def normalise(payload: Any, delivery: Delivery) -> list[Normalised]:
     objects = parse.items(payload, "Datadog webhook body")
     if not objects:
         raise PayloadError("Datadog webhook body is an empty array")
-    return [_one(parse.mapping(obj, f"item {i}"), delivery) for i, obj in enumerate(objects)]
+    return parse.each(
+        objects,
+        lambda _, obj: _one(parse.mapping(obj, "the item"), delivery),
+        delivery,
+        "item {}".format,
+    )
 
 
 def _flatten(obj: Mapping[str, Any]) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from typing import Any
 
 from dd0c_alert.domain.models import Normalised, Severity
 
-from . import alertmanager
+from . import alertmanager, parse
 from .auth import any_signature_matches, check_timestamp, hmac_sha256_hex, verify_token
 from .base import AuthError, Delivery, PayloadError
 
@@ -72,8 +72,9 @@ def normalise(payload: Any, delivery: Delivery) -> list[Normalised]:
             "send from a unified alerting webhook contact point"
         )
     group, objects = alertmanager.read_group(payload, "a Grafana alerting webhook")
-    results: list[Normalised] = []
-    for obj in objects:
+
+    def read(index: int, item: Any) -> Normalised:
+        obj = parse.mapping(item, "the alert")
         alert = alertmanager.to_alert(obj, group, delivery, NAME, SEVERITIES)
         for kind, field in (
             ("dashboard", "dashboardURL"),
@@ -82,5 +83,6 @@ def normalise(payload: Any, delivery: Delivery) -> list[Normalised]:
         ):
             if url := alertmanager.link(obj.get(field), group.external_url):
                 alert.links[kind] = url
-        results.append(alert)
-    return results
+        return alert
+
+    return parse.each(objects, read, delivery, alertmanager.alert_name)

@@ -89,13 +89,14 @@ def normalise(payload: Any, delivery: Delivery) -> list[Normalised]:
     events = parse.items(payload, "body")
     if not events:
         raise PayloadError("body is an empty array")
-    records: list[Normalised] = []
-    for index, item in enumerate(events):
-        event = parse.mapping(item, f"event {index}" if isinstance(payload, list) else "body")
+
+    def read(index: int, item: Any) -> Normalised:
+        event = parse.mapping(item, "the event" if isinstance(payload, list) else "body")
         routing_key = event.get("routing_key")
         secret = routing_key if isinstance(routing_key, str) else ""
-        records.append(_redact(_one(event, delivery, secret), secret))
-    return records
+        return _redact(_one(event, delivery, secret), secret)
+
+    return parse.each(events, read, delivery, "event {}".format)
 
 
 def _one(event: Mapping[str, Any], delivery: Delivery, secret: str) -> Normalised:

@@ -8,13 +8,15 @@ provider module raises PayloadError only when the body truly is not its kind.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-from .base import PayloadError
+from dd0c_alert.domain.models import Normalised
+
+from .base import Delivery, PartialPayload, PayloadError, Skipped
 
 _MAX_TEXT = 8192  # titles and descriptions beyond this are truncated, not rejected
 
@@ -154,6 +156,44 @@ def items(value: Any, what: str) -> list[Any]:
     if isinstance(value, Mapping):
         return [value]
     raise PayloadError(f"{what} must be a JSON object or array, got {type(value).__name__}")
+
+
+def each(
+    objects: Sequence[Any],
+    read: Callable[[int, Any], Normalised],
+    delivery: Delivery,
+    name: Callable[[int], str],
+) -> list[Normalised]:
+    """``read(index, item)`` for each item of a list payload (an alert group, a batch).
+
+    An item ``read`` refuses (PayloadError) is skipped, not the whole payload: if others
+    were read, PartialPayload carries their records and names each skipped item (by
+    ``name(index)`` and reason). If none could be, the error is PayloadError, the item's
+    own when there was one. Items outside ``delivery.unread_items()`` were processed
+    before (this is the replay of a partly read event) and are passed over.
+    """
+    only = delivery.unread_items()
+    records: list[Normalised] = []
+    skipped: list[Skipped] = []
+    errors: list[PayloadError] = []
+    for index, item in enumerate(objects):
+        if only is not None and index not in only:
+            continue
+        try:
+            records.append(read(index, item))
+        except PartialPayload:
+            raise
+        except PayloadError as exc:
+            skipped.append(Skipped(index, f"{name(index)}: {exc}"))
+            errors.append(exc)
+    if not skipped:
+        return records
+    if len(errors) == 1 and not records:
+        raise errors[0]
+    if not records:
+        reasons = "; ".join(item.reason for item in skipped[:20])
+        raise PayloadError(f"none of the {len(skipped)} items could be read: {reasons}")
+    raise PartialPayload(records, skipped, len(records) + len(skipped))
 
 
 def dig(value: Any, *keys: str) -> Any:

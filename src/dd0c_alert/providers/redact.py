@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from .base import UNREAD_ITEMS_HEADER
+
 MARKER = "[redacted]"
 #: The header that carries the note of what was redacted from a delivery.
 NOTE_HEADER = "x-dd0c-redacted"
@@ -81,10 +83,14 @@ class Redacted:
 def redact(
     provider: str, headers: Mapping[str, str], body: bytes, secrets: Sequence[str]
 ) -> Redacted:
-    """The storable copy of an authenticated delivery (``headers`` lower-case)."""
+    """The storable copy of an authenticated delivery (``headers`` lower-case).
+
+    A sender's ``x-dd0c-unread-items`` is dropped: only the worker sets it, on the dead
+    letter of a partly read event, and a sender's would make alerts go unread."""
     fields_ = PAGERDUTY_FIELDS if provider == "pagerduty-events" else frozenset()
     new_body, names = redact_body(body, secrets, fields_)
     kept, dropped = redact_headers(headers, secrets)
+    kept.pop(UNREAD_ITEMS_HEADER, None)
     result = Redacted(new_body, kept, names, dropped)
     if result.fields or result.dropped_headers:
         kept[NOTE_HEADER] = result.note
