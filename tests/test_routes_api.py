@@ -101,6 +101,7 @@ def test_routes_list_in_creation_order(api: Api) -> None:
     [
         ({"destinations": []}, "'name' must be a non-empty string"),
         (route_body(matchers="{service=~}"), "matchers"),
+        (route_body(matchers='{service="' + "a" * 2000 + '"}'), "the limit is 1024"),
         (route_body(min_severity="urgent"), "'min_severity' must be one of"),
         (route_body(quiet_hours="someday 25:00-26:00"), "quiet_hours"),
         (route_body(destinations=[{"type": "pager"}]), "unknown destination type"),

@@ -42,6 +42,12 @@ _HARD_PSEUDO = ("service", "severity", "source")
 #: Longest regex a matcher may hold, in characters. RE2 matches in linear time, but
 #: compiling is linear in the pattern and its automaton lives in memory per pattern.
 MAX_PATTERN_LENGTH = 1024
+#: Longest value of an ``=`` / ``!=`` matcher and longest label name, in characters:
+#: providers keep label values to 1,024 characters and names to 256 (``parse.labels``),
+#: so a longer one could never match, and a rule of megabytes would be read on every
+#: alert and every configuration load.
+MAX_VALUE_LENGTH = MAX_PATTERN_LENGTH
+MAX_NAME_LENGTH = 256
 #: Memory one compiled pattern may use; a pattern that needs more is refused.
 MAX_PATTERN_MEMORY = 1 << 20
 
@@ -245,6 +251,8 @@ def _matcher(cursor: _Cursor) -> Matcher:
     cursor.skip_space()
     value_at = cursor.pos
     value = _value(cursor, name)
+    if cursor.check_regex:
+        _check_lengths(cursor, name, op, value)
     if op in ("=~", "!~") and cursor.check_regex:
         try:
             compile_pattern(value)
@@ -255,6 +263,21 @@ def _matcher(cursor: _Cursor) -> Matcher:
                 f"column {value_at + 1}: {exc}"
             ) from None
     return Matcher(name, op, value)
+
+
+def _check_lengths(cursor: _Cursor, name: str, op: str, value: str) -> None:
+    """Refuse a label name or an equality value longer than any label can be (regexes
+    have their own limit, checked when compiled)."""
+    if len(name) > MAX_NAME_LENGTH:
+        raise ValueError(
+            f"bad matchers {cursor.text[:200]!r}: label name {name[:100]}… is {len(name)} "
+            f"characters long; the limit is {MAX_NAME_LENGTH}"
+        )
+    if op in ("=", "!=") and len(value) > MAX_VALUE_LENGTH:
+        raise ValueError(
+            f"bad matchers {cursor.text[:200]!r}: the value for {name[:100]} is {len(value)} "
+            f"characters long; the limit is {MAX_VALUE_LENGTH}"
+        )
 
 
 def _closed(cursor: _Cursor, braced: bool) -> bool:
@@ -272,9 +295,12 @@ def parse_matchers(text: str, *, stored: bool = False) -> tuple[Matcher, ...]:
     matchers — which match everything, so callers creating silences should insist on
     at least one.
 
-    ``stored=True`` reads a rule saved earlier: its regexes are not checked again, so
-    a rule saved before matching used RE2 still loads (and matches nothing) instead of
-    making the tenant's whole configuration unreadable.
+    Label names over :data:`MAX_NAME_LENGTH` and ``=`` / ``!=`` values over
+    :data:`MAX_VALUE_LENGTH` characters are refused (no label is that long).
+
+    ``stored=True`` reads a rule saved earlier: its regexes and lengths are not checked
+    again, so a rule saved before matching used RE2 (or before the length limits) still
+    loads instead of making the tenant's whole configuration unreadable.
     """
     cursor = _Cursor(text, check_regex=not stored)
     cursor.skip_space()
