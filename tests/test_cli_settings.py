@@ -17,7 +17,7 @@ from conftest import embedded_data_dir
 from dd0c_alert.app import build_runtime
 from dd0c_alert.cli import app
 from dd0c_alert.config import Settings
-from dd0c_alert.storage.unusable import unusable_storage
+from dd0c_alert.storage.unusable import check_database_present, unusable_storage
 
 runner = CliRunner()
 
@@ -178,6 +178,56 @@ def test_a_damaged_database_is_one_line_not_a_traceback(
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1, result.stderr
     assert "is damaged (" in errors[0] and "dd0c-alert restore" in errors[0]
+
+
+def _lost(data_dir: Path, how: str) -> None:
+    """A folder in use (its queue file and keys there), then its database gone: a
+    volume mounted or a copy made without it (``missing``), or cut to nothing (``empty``)."""
+    assert _run(data_dir, "tenant", "create", "acme").returncode == 0
+    build_runtime(Settings(data_dir=data_dir, secret_key=""), roles=frozenset({"ingest"})).stop()
+    for suffix in ("-wal", "-shm"):
+        (data_dir / f"dd0c.db{suffix}").unlink(missing_ok=True)
+    if how == "missing":
+        (data_dir / "dd0c.db").unlink()
+    else:
+        (data_dir / "dd0c.db").write_bytes(b"")
+
+
+@pytest.mark.parametrize(
+    ("how", "command"),
+    [
+        ("missing", ("serve", "--port", "0")),
+        ("empty", ("serve", "--port", "0")),
+        ("missing", ("dlq", "list", "--tenant", "x")),
+        ("empty", ("tenant", "list")),
+    ],
+)
+def test_a_lost_database_in_a_folder_in_use_is_refused_not_started_empty(
+    data_dir: Path, how: str, command: tuple[str, ...]
+) -> None:
+    _lost(data_dir, how)
+    result = _run(data_dir, *command)
+    assert result.returncode == 1, result.stderr + result.stdout
+    assert "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, result.stderr
+    state = "is missing" if how == "missing" else "is empty (0 bytes)"
+    assert f"dd0c.db {state}, but {data_dir} was in use" in errors[0]
+    assert "dd0c-queue.db" in errors[0] and "secret.key" in errors[0]
+    assert "dd0c-alert restore" in errors[0] and "docs/operations.md" in errors[0]
+    # Nothing was created in its place: the restore finds the folder as it was.
+    database = data_dir / "dd0c.db"
+    assert not database.exists() if how == "missing" else database.stat().st_size == 0
+
+
+def test_a_new_folder_and_one_with_only_a_fresh_wal_still_start(data_dir: Path) -> None:
+    assert _run(data_dir / "new", "tenant", "create", "acme").returncode == 0
+    # Until SQLite's first checkpoint a new database can live in its WAL alone.
+    _lost(data_dir / "wal", "empty")
+    (data_dir / "wal" / "dd0c.db-wal").write_bytes(b"\0" * 32)
+    check_database_present(
+        data_dir / "wal" / "dd0c.db", data_dir / "wal" / "dd0c-queue.db", data_dir / "wal"
+    )
 
 
 def test_a_folder_that_refuses_writes_is_named_with_the_fix() -> None:

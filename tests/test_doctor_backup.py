@@ -65,6 +65,17 @@ def test_a_damaged_sqlite_database_fails_with_the_restore_as_its_fix(
     assert "dd0c-alert restore" in out and "DATABASE_URL" not in out
 
 
+def test_a_lost_sqlite_database_fails_with_the_restore_as_its_fix(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "dd0c-queue.db").write_bytes(b"a queue file in use" * 100)
+    code, out = doctor(monkeypatch, DD0C_DATA_DIR=str(tmp_path))
+    assert code == 1
+    assert f"fail  database: the database {tmp_path / 'dd0c.db'} is missing" in out
+    assert "dd0c-alert restore" in out and "DATABASE_URL" not in out
+    assert not (tmp_path / "dd0c.db").exists()
+
+
 def test_a_missing_migration_fails_with_its_fix(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -41,6 +41,7 @@ from dd0c_alert.storage.s3_archive import S3Archive
 from dd0c_alert.storage.secrets import SecretBox
 from dd0c_alert.storage.sql import SqlStore
 from dd0c_alert.storage.sqlite_queue import SqliteIngestQueue, queue_file
+from dd0c_alert.storage.unusable import check_database_present
 
 
 def is_postgres(settings: Settings) -> bool:
@@ -114,6 +115,9 @@ def open_store(settings: Settings, *, migrate_schema: bool = True) -> SqlStore:
 
 
 def _engines(settings: Settings, migrate_schema: bool) -> tuple[sa.Engine, sa.Engine]:
+    if not is_postgres(settings):  # before SQLite creates a lost database anew
+        database = sqlite_path(settings.resolved_database_url)
+        check_database_present(database, queue_file(database), settings.data_dir)
     engine, read_engine = make_engines(settings.resolved_database_url, settings.sqlite_synchronous)
     if migrate_schema:
         if not is_postgres(settings):

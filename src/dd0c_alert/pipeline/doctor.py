@@ -25,7 +25,7 @@ from dd0c_alert.config import Settings
 from dd0c_alert.storage.engine import make_engines, normalise_database_url, sqlite_path
 from dd0c_alert.storage.migrate import alembic_config
 from dd0c_alert.storage.sqlite_queue import queue_file
-from dd0c_alert.storage.unusable import unusable_storage
+from dd0c_alert.storage.unusable import LostDatabase, check_database_present, unusable_storage
 
 State = Literal["ok", "warn", "fail"]
 TIMEOUT_SECONDS = 3.0
@@ -86,6 +86,14 @@ def check_configuration(settings: Settings) -> list[Finding]:
 
 
 def check_database(settings: Settings) -> list[Finding]:
+    if sa.make_url(normalise_database_url(settings.resolved_database_url)).get_backend_name() == (
+        "sqlite"
+    ):
+        database = sqlite_path(settings.resolved_database_url)
+        try:  # connecting would create the lost file anew, empty
+            check_database_present(database, queue_file(database), settings.data_dir)
+        except LostDatabase as exc:
+            return [Finding("database", "fail", exc.what, exc.fix)]
     engine, _ = make_engines(settings.resolved_database_url, settings.sqlite_synchronous)
     try:
         with engine.connect() as conn:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import sqlite3
+from pathlib import Path
 
 import sqlalchemy as sa
 
@@ -20,8 +21,53 @@ _UNWRITABLE = frozenset({"SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "S
 _REFUSED = frozenset({errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT})
 
 
+#: Files of a data folder in use (besides the database): the queue and the keys.
+_IN_USE = ("secret.key", "jwt.key")
+
+
+class LostDatabase(Exception):
+    """The SQLite database is missing or empty in a folder that was in use."""
+
+    def __init__(self, what: str, fix: str) -> None:
+        super().__init__(f"{what}: {fix}")
+        self.what = what
+        self.fix = fix
+
+
+def check_database_present(database: Path, queue: Path, data_dir: Path) -> None:
+    """Raise LostDatabase when ``database`` is missing or zero bytes although the
+    folder was in use (its queue file or generated keys are there).
+
+    SQLite creates a missing file and the schema is then migrated onto it, so a
+    database lost to a bad copy, a volume mounted without it or a truncation started
+    as a new empty one: every tenant, incident and integration gone without a word,
+    and secrets encrypted under the old key unreadable. A new folder still starts."""
+    if _has_data(database) or _has_data(database.with_name(database.name + "-wal")):
+        return
+    evidence = [p.name for p in (queue, *(data_dir / n for n in _IN_USE)) if _has_data(p)]
+    if not evidence:
+        return
+    state = "is empty (0 bytes)" if database.exists() else "is missing"
+    raise LostDatabase(
+        f"the database {database} {state}, but {data_dir} was in use (it holds "
+        f"{', '.join(evidence)})",
+        "refusing to start a new, empty one; restore the folder from a backup "
+        "(`dd0c-alert restore BACKUP --force`, docs/operations.md), or, to start afresh "
+        "on purpose, move those files aside",
+    )
+
+
+def _has_data(path: Path) -> bool:
+    try:
+        return path.stat().st_size > 0
+    except OSError:
+        return False
+
+
 def unusable_storage(exc: BaseException) -> str | None:
     """What the operator must fix, or None when ``exc`` is not about the storage."""
+    if isinstance(exc, LostDatabase):
+        return str(exc)
     cause = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
     if isinstance(cause, sqlite3.Error):
         name = getattr(cause, "sqlite_errorname", "")
