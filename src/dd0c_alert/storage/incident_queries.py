@@ -744,10 +744,10 @@ def list_suppressions(
 def mark_replayed(write: sa.Engine, tenant_id: str, decision_id: str) -> dict[str, Any] | None:
     """Record that a suppressed alert is to be delivered after all; idempotent.
 
-    Only the intent is recorded (``replayed_at``, and a ``replay`` entry on the
-    incident's timeline): no notifier exists yet. The notifier, when it comes, delivers
-    the decisions marked replayed. Raises ``InvalidTransition`` for a decision that
-    was not suppressed (audit mode delivered it already).
+    Records ``replayed_at``, a ``replay`` entry on the incident's timeline and an
+    ``opened`` notification intent, which the notifier delivers by the tenant's routes.
+    Raises ``InvalidTransition`` for a decision that was not suppressed (audit mode
+    delivered it already).
     """
     d = t.decisions
     now = datetime.now(UTC)

@@ -133,7 +133,7 @@ async def replay_delivery(
 @router.get(
     "/destinations",
     response_model=DestinationList,
-    summary="Destinations that have failed, been rate-limited or stopped, and their state now",
+    summary="Every destination sent to, with its state now (ok, failing, rate_limited, stopped)",
 )
 async def destinations(
     request: Request, principal: Annotated[Principal, require("incidents:read")]

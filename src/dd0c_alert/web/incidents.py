@@ -463,8 +463,8 @@ async def replay_suppression(
     request: Request, principal: Annotated[Principal, require("config:write")], decision_id: str
 ) -> Response | dict[str, Any]:
     """Records the intent (``replayed_at`` and a ``replay`` entry on the incident's
-    timeline); idempotent. Notifications are not built yet: the notifier, when it
-    exists, delivers the decisions marked replayed. Until then nothing is sent."""
+    timeline) with a notification intent, so the notifier announces the incident by the
+    tenant's routes as if nothing had held it back; idempotent."""
     store = _store(request)
     try:
         item = await run_in_threadpool(store.replay_suppression, principal.tenant_id, decision_id)
