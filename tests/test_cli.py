@@ -237,6 +237,9 @@ def test_dlq_list_show_replay(data_dir: Path, own_settings: Settings) -> None:
     assert row["replayed_at"] is None
     assert row["attempts"] == 1  # a payload error is permanent: not retried
     assert ok_json("dlq", "list", "--tenant", "someone-else") == []
+    assert (
+        ok("dlq", "list", "--tenant", "someone-else") == "no dead letters of tenant someone-else\n"
+    )
     listing = ok("dlq", "list")
     assert row["id"] in listing
     assert "dead" in listing

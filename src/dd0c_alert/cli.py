@@ -441,11 +441,14 @@ def dlq_list(
     limit: Annotated[int, typer.Option(help="Most dead letters listed.", min=1)] = 50,
     as_json: JsonFlag = False,
 ) -> None:
-    """List dead letters, newest first."""
+    """List dead letters, newest first; says so when there are none (an empty
+    output read as a command that did nothing)."""
     rows = open_store(_settings()).list_dead_letters(tenant, limit)
     if as_json:
         typer.echo(json.dumps(rows))
         return
+    if not rows:
+        typer.echo("no dead letters" + (f" of tenant {tenant}" if tenant else ""))
     for row in rows:
         state = f"replayed {row['replayed_at']}" if row["replayed_at"] else "dead"
         error = row["error"].splitlines()[0][:100]
