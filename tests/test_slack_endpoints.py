@@ -387,6 +387,7 @@ def test_commands_list_status_ack_resolve_and_help(
     listed = command(client, "list")
     assert listed["response_type"] == "ephemeral"
     assert first in listed["text"] and second in listed["text"]
+    assert listed["text"].count("), 1 alert\n") + listed["text"].endswith("), 1 alert") == 2
     assert "<!channel>" not in listed["text"] and "&lt;!channel&gt;" in listed["text"]
     assert "Incidents*: 2 open, 0 acknowledged" in command(client, "status")["text"]
 

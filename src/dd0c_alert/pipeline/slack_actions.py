@@ -273,7 +273,7 @@ class SlackActions:
             services = ", ".join(item.get("services") or []) or "no service"
             lines.append(
                 f"• `{item['id']}` [{item['severity']}] {clip_mrkdwn(str(item['title']), 150)} "
-                f"({clip_mrkdwn(services, 100)}), {item['alert_count']} alerts"
+                f"({clip_mrkdwn(services, 100)}), {_alerts(int(item['alert_count']))}"
             )
         if page.next_cursor:
             lines.append("More in `GET /v1/incidents?status=open`.")
@@ -389,3 +389,8 @@ def slack_view(outbox: SqlOutbox, tenant_id: str) -> dict[str, Any]:
         "bot_token": "set" if settings.bot_token else None,
         "signing_secret": "set" if settings.signing_secret else None,
     }
+
+
+def _alerts(count: int) -> str:
+    """Says "1 alert" or "2 alerts": people read the list, and "1 alerts" looked broken."""
+    return f"{count} alert" if count == 1 else f"{count} alerts"
