@@ -20,8 +20,9 @@ from dd0c_alert.notify.smtp import SmtpConfig
 from dd0c_alert.pipeline.auth_config import AuthConfig
 from dd0c_alert.pipeline.ingest import IngestService, Limits
 from dd0c_alert.pipeline.limits import ApiLimits
-from dd0c_alert.pipeline.notifier import Notifier, NotifyConfig
+from dd0c_alert.pipeline.notifier import Notifier
 from dd0c_alert.pipeline.runtime import ROLES, Runtime
+from dd0c_alert.pipeline.senders import NotifyConfig
 from dd0c_alert.pipeline.worker import Worker
 from dd0c_alert.storage.archive import LocalArchive
 from dd0c_alert.storage.engine import (
@@ -267,11 +268,8 @@ def build_runtime(
         body_timeout_seconds=settings.http_body_timeout_seconds,
     )
     outbox = store.outbox()
-    notifier = (
-        Notifier(store, outbox, notify_config(settings), breakers=breakers)
-        if "notify" in roles
-        else None
-    )
+    notify = notify_config(settings)
+    notifier = Notifier(store, outbox, notify, breakers=breakers) if "notify" in roles else None
     if worker is not None and notifier is not None:
         worker.after_commit = notifier.wake  # a new page goes out without waiting a poll
     return Runtime(
@@ -295,4 +293,6 @@ def build_runtime(
         login_throttle=RedisLoginThrottle(redis) if redis else MemoryLoginThrottle(),
         rotation_grace=timedelta(seconds=settings.secret_rotation_grace_seconds),
         ready_queue_lag_seconds=settings.ready_queue_lag_seconds,
+        notify=notify,
+        test_limiter=limiter,
     )

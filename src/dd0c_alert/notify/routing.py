@@ -84,6 +84,23 @@ class Route:
     escalation: Escalation | None = None
 
 
+def every_destination(candidate: Route) -> list[Destination]:
+    """A route's destinations and its escalation's."""
+    every = list(candidate.destinations)
+    if candidate.escalation is not None:
+        every += candidate.escalation.destinations
+    return every
+
+
+def destination_key(destination: Destination) -> tuple[str, str]:
+    """A destination as deliveries name it (a webhook's secret is not part of it)."""
+    if isinstance(destination, SlackDestination):
+        return ("slack", destination.channel)
+    if isinstance(destination, EmailDestination):
+        return ("email", ",".join(destination.to))
+    return ("webhook", destination.url)
+
+
 def at_least(severity: Severity, minimum: Severity) -> bool:
     """``severity`` is ``minimum`` or worse (critical is the worst)."""
     return _ORDER.index(severity) <= _ORDER.index(minimum)

@@ -38,7 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
-from email.utils import make_msgid, parseaddr
+from email.utils import make_msgid
 from typing import Any
 
 import structlog
@@ -55,6 +55,8 @@ from dd0c_alert.notify.routing import (
     Route,
     SlackDestination,
     WebhookDestination,
+    destination_key,
+    every_destination,
     parse_route,
     route,
 )
@@ -64,8 +66,8 @@ from dd0c_alert.notify.slack import (
     render_incident,
     render_thread_reply,
 )
-from dd0c_alert.notify.smtp import SmtpConfig, SmtpSender
-from dd0c_alert.notify.webhook import WebhookSender, render_event
+from dd0c_alert.notify.smtp import SmtpSender
+from dd0c_alert.notify.webhook import render_event
 from dd0c_alert.storage.memory_state import MemoryCircuitBreaker
 from dd0c_alert.storage.outbox import (
     ANNOUNCING,
@@ -86,6 +88,7 @@ from dd0c_alert.storage.ports import CircuitBreaker, IncidentFilter, Store
 from . import metrics
 from .background import Background
 from .incident_view import as_of, incident_view, routing_labels
+from .senders import NotifyConfig, Senders
 
 log = structlog.get_logger(__name__)
 
@@ -98,25 +101,6 @@ MAX_BACKOFF_SECONDS = 600.0
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class NotifyConfig:
-    public_url: str = "http://127.0.0.1:8080"
-    slack_api_url: str = "https://slack.com/api/"
-    smtp: SmtpConfig | None = None
-    mail_from: str = "dd0c-alert@localhost"
-    poll_seconds: float = 0.25
-    #: A living message is updated at most this often; the latest state always goes.
-    coalesce_seconds: float = 3.0
-    max_attempts: int = 8
-    slack_per_second: float = 1.0
-    slack_burst: int = 3
-    escalation_check_seconds: float = 10.0
-    #: UTC hour after which each tenant's daily digest goes out; None: no digest.
-    digest_hour: int | None = 8
-    timeout_seconds: float = 5.0
-    lease_seconds: float = 300.0
 
 
 @dataclass
@@ -177,6 +161,7 @@ class Notifier(Background):
         self._store = store
         self._outbox = outbox
         self._config = config
+        self._senders = Senders(outbox, config)
         self._breakers = breakers or MemoryCircuitBreaker()
         self._clock = clock
         self._lanes: dict[str, _Lane] = {}
@@ -550,14 +535,7 @@ class Notifier(Background):
         return await self._webhook(delivery, view, event)
 
     def _slack_sender(self, tenant_id: str) -> SlackSender:
-        settings = self._outbox.slack(tenant_id)
-        if settings is None:
-            raise DeliveryError("auth", "Slack is not configured for this tenant", retry=False)
-        return SlackSender(
-            settings.bot_token,
-            base_url=self._config.slack_api_url,
-            timeout=self._config.timeout_seconds,
-        )
+        return self._senders.slack(tenant_id)
 
     async def _slack(self, delivery: Delivery, view: IncidentView, event: Any) -> str | None:
         sender = self._slack_sender(delivery.tenant_id)
@@ -602,21 +580,17 @@ class Notifier(Background):
     async def _mail(
         self, delivery: Delivery, view: IncidentView, event: NotificationEvent
     ) -> str | None:
-        if self._config.smtp is None:
-            raise DeliveryError(
-                "client", "no SMTP server is configured (DD0C_SMTP_HOST)", retry=False
-            )
-        domain = parseaddr(self._config.mail_from)[1].rpartition("@")[2] or "dd0c.local"
+        smtp = self._smtp()
         mail = render_incident_email(
             view,
             event,
             sender=self._config.mail_from,
             to=delivery.destination.split(","),
-            domain=domain,
+            domain=self._mail_domain(),
             at=self._clock(),
             event_id=delivery.id,
         )
-        receipt = await SmtpSender(self._config.smtp).send(mail)
+        receipt = await smtp.send(mail)
         return receipt.ref
 
     async def _webhook(
@@ -624,8 +598,7 @@ class Notifier(Background):
     ) -> str | None:
         secret = self._webhook_secret(delivery)
         body = render_event(view, event, event_id=delivery.id, at=delivery.created_at)
-        sender = WebhookSender(timeout=self._config.timeout_seconds)
-        receipt = await sender.send(
+        receipt = await self._senders.webhook().send(
             delivery.destination, body, webhook_id=delivery.id, secret=secret
         )
         return receipt.ref
@@ -673,20 +646,16 @@ class Notifier(Background):
         return (await self._smtp().send(mail)).ref
 
     def _smtp(self) -> SmtpSender:
-        if self._config.smtp is None:
-            raise DeliveryError(
-                "client", "no SMTP server is configured (DD0C_SMTP_HOST)", retry=False
-            )
-        return SmtpSender(self._config.smtp)
+        return self._senders.smtp()
 
     def _mail_domain(self) -> str:
-        return parseaddr(self._config.mail_from)[1].rpartition("@")[2] or "dd0c.local"
+        return self._senders.mail_domain()
 
     def _webhook_secret(self, delivery: Delivery) -> str:
         """The secret of the route's webhook, read at send time: secrets are never
         copied into deliveries."""
         for candidate in self._routes(delivery.tenant_id):
-            for destination in _every_destination(candidate):
+            for destination in every_destination(candidate):
                 if isinstance(destination, WebhookDestination) and (
                     destination.url == delivery.destination
                 ):
@@ -694,17 +663,9 @@ class Notifier(Background):
         raise DeliveryError("client", "the route of this webhook was removed", retry=False)
 
 
-def _every_destination(candidate: Route) -> list[Destination]:
-    """A route's destinations and its escalation's."""
-    every = list(candidate.destinations)
-    if candidate.escalation is not None:
-        every += candidate.escalation.destinations
-    return every
-
-
 def _mail_addresses(candidate: Route) -> list[str]:
     return [
-        a for d in _every_destination(candidate) if isinstance(d, EmailDestination) for a in d.to
+        a for d in every_destination(candidate) if isinstance(d, EmailDestination) for a in d.to
     ]
 
 
@@ -749,20 +710,11 @@ def _sent_key(item: Sent | Planned) -> tuple[str, str]:
     return (item.destination_type, item.destination)
 
 
-def _key(destination: Destination) -> tuple[str, str]:
-    """A destination as deliveries name it (a webhook's secret is not part of it)."""
-    if isinstance(destination, SlackDestination):
-        return ("slack", destination.channel)
-    if isinstance(destination, EmailDestination):
-        return ("email", ",".join(destination.to))
-    return ("webhook", destination.url)
-
-
 def _announced_at(sent: list[Sent], routes: list[Route]) -> list[tuple[str | None, Destination]]:
     """The destinations an incident was announced at, as destinations again. A webhook
     no route names any more is left out: its secret went with the route."""
     hooks = {
-        d.url: d for r in routes for d in _every_destination(r) if isinstance(d, WebhookDestination)
+        d.url: d for r in routes for d in every_destination(r) if isinstance(d, WebhookDestination)
     }
     found: list[tuple[str | None, Destination]] = []
     for item in sent:
@@ -798,7 +750,7 @@ def _reach(
         routed = [(name, d) for name, d in routed if name is not None]
     reached: list[tuple[str | None, Destination]] = []
     for name, destination in _announced_at(sent, routes) + routed:
-        if _key(destination) not in {_key(d) for _, d in reached}:
+        if destination_key(destination) not in {destination_key(d) for _, d in reached}:
             reached.append((name, destination))
     return reached
 
