@@ -15,15 +15,23 @@ from datetime import timedelta
 
 from dd0c_alert.roles import ROLES as ALL_ROLES
 from dd0c_alert.storage.login_throttle import LoginThrottle, MemoryLoginThrottle
-from dd0c_alert.storage.memory_state import MemoryCircuitBreaker
+from dd0c_alert.storage.memory_state import MemoryCircuitBreaker, TokenBuckets
 from dd0c_alert.storage.outbox import SqlOutbox
-from dd0c_alert.storage.ports import Archive, CircuitBreaker, Degradable, IngestQueue, Store
+from dd0c_alert.storage.ports import (
+    Archive,
+    CircuitBreaker,
+    Degradable,
+    IngestQueue,
+    RateLimiter,
+    Store,
+)
 
 from .auth_config import AuthConfig
 from .cron import Scheduler
 from .ingest import IngestService
 from .limits import ApiLimits
 from .notifier import Notifier
+from .senders import NotifyConfig, Senders
 from .worker import Worker
 
 ROLES = ALL_ROLES
@@ -70,6 +78,15 @@ class Runtime:
     #: Readiness degrades while the queue's oldest event is older than this: a worker
     #: that is alive but makes no progress (frozen, wedged, too few) shows only here.
     ready_queue_lag_seconds: float = 60.0
+    #: How the senders are built (``DD0C_SMTP_*``, Slack API, timeouts): the API role
+    #: sends test notifications with the notifier's own construction.
+    notify: NotifyConfig = field(default_factory=NotifyConfig)
+    #: Token buckets of test notifications (in Redis when there is one), so a test
+    #: cannot be used to spam a channel or probe the network.
+    test_limiter: RateLimiter = field(default_factory=TokenBuckets)
+
+    def senders(self) -> Senders:
+        return Senders(self.outbox, self.notify)
 
     def start(self) -> None:
         if self.sole_consumer:

@@ -185,7 +185,7 @@ def delivery_dict(row: Any) -> dict[str, Any]:
         "id": row.id,
         "incident_id": row.incident_id,
         "destination_type": row.destination_type,
-        "destination": _shown(row.destination_type, row.destination),
+        "destination": shown_destination(row.destination_type, row.destination),
         "route": row.route,
         "kind": row.kind,
         "event": row.event,
@@ -199,7 +199,9 @@ def delivery_dict(row: Any) -> dict[str, Any]:
     }
 
 
-def _shown(destination_type: str, destination: str) -> str:
+def shown_destination(destination_type: str, destination: str) -> str:
+    """A destination as the API shows it: a webhook by scheme and host only (its path
+    or user part may carry a token)."""
     if destination_type != "webhook":
         return destination
     scheme, _, rest = destination.partition("://")
@@ -546,7 +548,7 @@ class SqlOutbox:
         return [
             {
                 "destination_type": r.destination_type,
-                "destination": _shown(r.destination_type, r.destination),
+                "destination": shown_destination(r.destination_type, r.destination),
                 "state": r.state,
                 "last_error": r.last_error,
                 "updated_at": iso(r.updated_at),

@@ -27,6 +27,7 @@ from . import (
     health,
     incidents,
     integrations_api,
+    notify_test_api,
     product_api,
     replay_api,
     routes_api,
@@ -159,6 +160,7 @@ def create_app(runtime: Runtime) -> FastAPI:
             routes_api,
             deliveries_api,
             slack_api,
+            notify_test_api,
             integrations_api,
             product_api,
         ):
