@@ -93,7 +93,13 @@ async def _try(
     except Exception as exc:  # a bug: said as the notifier says it, never a 500
         log.exception("test_notification_failed_unexpectedly", destination_type=kind)
         error = f"internal error: {type(exc).__name__}"
-    log.info("test_notification", tenant_id=tenant_id, destination_type=kind, ok=error is None)
+    log.info(
+        "test_notification",
+        tenant_id=tenant_id,
+        destination_type=kind,
+        ok=error is None,
+        error=None if error is None else error[:300],  # the sender's words: no secret
+    )
     return TrialResult(kind, shown, error is None, error)
 
 

@@ -49,7 +49,9 @@ class NotificationTestResult(BaseModel):
 
 
 class NotificationTestResults(BaseModel):
-    items: list[NotificationTestResult] = Field(description="One per destination, in the route's order.")
+    items: list[NotificationTestResult] = Field(
+        description="One per destination, in the route's order (escalation's last)."
+    )
 
 
 _LIMITED: dict[int | str, dict[str, Any]] = {

@@ -92,3 +92,11 @@ async def call(endpoint: Endpoint, request: Request, principal: Principal, **arg
         message = str(detail.get("detail", "refused"))
         return Answer(result.status_code, error=message, code=str(detail.get("error", "")))
     return Answer(result.status_code, body)
+
+
+def trial_outcome(answer: Answer) -> dict[str, Any]:
+    """A test's answer as ``_test_results.html`` shows it: the results, or why none
+    (a 429 says when to try again)."""
+    if answer.ok:
+        return {"items": answer.value["items"], "error": ""}
+    return {"items": [], "error": answer.error}

@@ -11,9 +11,9 @@ from pydantic import ValidationError
 
 from dd0c_alert.domain.models import Severity
 
-from .. import config_api, routes_api
+from .. import config_api, notify_test_api, routes_api
 from ..permissions import Principal, allowed
-from .api_bridge import call, field_errors, posting, reading
+from .api_bridge import call, field_errors, posting, reading, trial_outcome
 from .render import page, page_router, redirect
 from .route_forms import KINDS, document_of, field_of, form_of
 from .session import Form, auth_config, field
@@ -52,6 +52,7 @@ def _route_page(
     errors: dict[str, str] | None = None,
     status: int = 200,
     message: str = "",
+    tested: dict[str, Any] | None = None,
 ) -> Response:
     return page(
         request,
@@ -66,6 +67,7 @@ def _route_page(
         kinds=KINDS,
         message=message,
         error=(errors or {}).get("form", ""),
+        tested=tested,
     )
 
 
@@ -129,6 +131,20 @@ async def delete_route(request: Request, route_id: str) -> Response:
     if not answer.ok:
         raise HTTPException(answer.status, answer.error)
     return redirect(request, "/settings/routes?msg=route-deleted")
+
+
+@router.post("/settings/routes/{route_id}/test")
+async def test_route(request: Request, route_id: str) -> Response:
+    """``POST /v1/routes/{id}/test``; the page shows what each destination said on
+    the route's card (a result, not a stored state: it is not redirected to)."""
+    me, _ = await posting(request, notify_test_api.test_route)
+    answer = await call(notify_test_api.test_route, request, me, route_id=route_id)
+    if answer.status == 404:
+        raise HTTPException(404, answer.error)
+    routes = await _routes(request, me)
+    tested = {"route_id": route_id, **trial_outcome(answer)}
+    status = 200 if answer.ok else answer.status  # 429: tried again too soon
+    return _route_page(request, me, routes, tested=tested, status=status)
 
 
 # --------------------------------------------------------------------------- topology

@@ -27,8 +27,10 @@ from dd0c_alert.providers import PROVIDERS
 from dd0c_alert.setup_snippets import snippet
 from dd0c_alert.storage.ports import IncidentFilter, Integration
 
+from .. import notify_test_api
 from ..audit import audit
 from ..permissions import Principal
+from .api_bridge import call, posting, trial_outcome
 from .guard import acting, runtime_of, store_of, viewer
 from .render import confined, page, page_router, redirect, templates
 from .session import auth_config, field
@@ -252,3 +254,21 @@ async def connect_email(request: Request) -> Response:
     shown = route_documents.shown(stored or {})
     await audit(request, me, "route.create", "route", str(shown.get("id")), shown)
     return redirect(request, f"/onboarding?integration={chosen_id}&msg=email#notify-h")
+
+
+@router.post("/onboarding/notify-test")
+async def test_notification(request: Request) -> Response:
+    """A test notification to the Slack channel (``target=slack``, ``POST
+    /v1/slack/test``) or to an email route (``target=<route id>``, ``POST
+    /v1/routes/{id}/test``), shown on the notification step: a test alert folds into
+    the open test incident and sends nothing, this always sends."""
+    me, form = await posting(request, notify_test_api.test_slack)
+    target, chosen_id = field(form, "target")[:64], field(form, "integration")[:32]
+    if target == "slack":
+        answer = await call(notify_test_api.test_slack, request, me)
+    else:
+        answer = await call(notify_test_api.test_route, request, me, route_id=target)
+    if answer.status == 404:
+        raise HTTPException(404, answer.error)
+    status = 200 if answer.ok else answer.status
+    return await _page(request, me, chosen_id, status, tested=trial_outcome(answer))
