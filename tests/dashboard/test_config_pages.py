@@ -583,7 +583,7 @@ def test_a_viewer_reads_without_controls_and_every_action_is_refused(
     for path in pages:
         actions |= set(post_forms(client.get(path).text))
     actions -= {"/logout"}
-    assert len(actions) == 21  # every form of the pages above
+    assert len(actions) == 22  # every form of the pages above (a route: its test too)
     add_user(runtime, tenant_id, team.email("viewer"), "viewer")
     client.cookies.clear()
     log_in(client, team.email("viewer"))
