@@ -10,10 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dd0c_alert.correlation.dedup import FingerprintState, Fold, fold
-from dd0c_alert.correlation.engine import EngineState, correlate, event_time
+from dd0c_alert.correlation.engine import EngineState, absorb, correlate, event_time
 from dd0c_alert.correlation.model import (
     DeployRef,
     Features,
+    IncidentState,
     IncidentStatus,
     Matcher,
     Outcome,
@@ -216,6 +217,82 @@ def test_a_bridge_merges_the_younger_incident_into_the_older_even_when_nearer_it
     merged = engine.state("t1").incidents[db.incident_id]
     assert merged.status is IncidentStatus.RESOLVED and merged.firing == 0
     assert merged.resolved_at == T0 + timedelta(minutes=4)  # ended by the bridge, at its time
+
+
+def _bridged_pair(engine: Engine) -> tuple[IncidentState, IncidentState]:
+    """Two incidents of db 8 min apart (older, younger), as stored before a bridge."""
+    [older] = engine.send(alert(0))
+    [younger] = engine.send(alert(8))
+    incidents = engine.state("t1").incidents
+    return incidents[older.incident_id], incidents[younger.incident_id]
+
+
+def test_a_bridge_into_an_open_incident_keeps_the_younger_ones_acknowledgement() -> None:
+    engine = Engine()
+    older, younger = _bridged_pair(engine)
+    acked = T0 + timedelta(minutes=9)
+    younger.status, younger.acknowledged_at = IncidentStatus.ACKNOWLEDGED, acked
+    engine.send(alert(4, delay_minutes=5))  # bridges the two
+    assert younger.merged_into == older.id
+    assert older.status is IncidentStatus.ACKNOWLEDGED  # someone is working on it
+    assert older.acknowledged_at == acked
+
+
+def test_a_merge_keeps_the_earliest_acknowledgement() -> None:
+    engine = Engine()
+    older, younger = _bridged_pair(engine)
+    older.status, older.acknowledged_at = IncidentStatus.ACKNOWLEDGED, T0 + timedelta(minutes=12)
+    younger.status, younger.acknowledged_at = IncidentStatus.ACKNOWLEDGED, T0 + timedelta(minutes=9)
+    engine.send(alert(4, delay_minutes=5))
+    assert (older.status, older.acknowledged_at) == (
+        IncidentStatus.ACKNOWLEDGED,
+        T0 + timedelta(minutes=9),
+    )
+
+
+def test_a_merge_stays_snoozed_only_while_every_live_side_was() -> None:
+    engine = Engine()
+    older, younger = _bridged_pair(engine)
+    older.snoozed_until = T0 + timedelta(hours=1)
+    engine.send(alert(4, delay_minutes=5))
+    assert older.snoozed_until is None  # the younger one's alerts were never snoozed
+
+    engine = Engine()
+    older, younger = _bridged_pair(engine)
+    older.snoozed_until = T0 + timedelta(hours=4)
+    younger.snoozed_until = T0 + timedelta(hours=1)
+    engine.send(alert(4, delay_minutes=5))
+    assert older.snoozed_until == T0 + timedelta(hours=1)
+
+
+def test_a_resolved_incident_that_takes_in_a_live_one_is_live_again() -> None:
+    # The nearest incident is resolved and older; the bridging alert arrived already
+    # resolved, so it reopens nothing itself: the live alerts handed over do.
+    engine = Engine()
+    engine.send(alert(0, fp="a"))
+    engine.send(alert(1, fp="a", status=AlertStatus.RESOLVED))
+    [younger] = engine.send(alert(8, fp="b"))
+    incidents = engine.state("t1").incidents
+    incidents[younger.incident_id].status = IncidentStatus.ACKNOWLEDGED
+    [bridge] = engine.send(alert(4, fp="c", status=AlertStatus.RESOLVED, delay_minutes=5))
+    [incident] = engine.incidents()
+    assert incidents[younger.incident_id].merged_into == incident.id
+    assert incident.firing == 1
+    assert (incident.status, incident.resolved_at) == (IncidentStatus.ACKNOWLEDGED, None)
+    assert "reopens the incident" in bridge.reasons and not bridge.page
+
+
+def test_a_merge_of_two_resolved_incidents_ends_at_the_later_end() -> None:
+    engine = Engine()
+    older, younger = _bridged_pair(engine)
+    for incident, minute in ((older, 3), (younger, 10)):
+        incident.status, incident.firing = IncidentStatus.RESOLVED, 0
+        incident.resolved_at = T0 + timedelta(minutes=minute)
+    absorb(older, younger)
+    assert (older.status, older.resolved_at) == (
+        IncidentStatus.RESOLVED,
+        T0 + timedelta(minutes=10),
+    )
 
 
 def test_dedup_and_resolve_close_the_incident() -> None:

@@ -250,6 +250,7 @@ def _place(state: EngineState, result: FoldResult, new_id: Callable[[], str]) ->
     if matches:
         group = _bridged(matches)
         incident, gap, tier, via = group[0]
+        was_resolved = incident.status is IncidentStatus.RESOLVED
         for other, other_gap, _, _ in group[1:]:
             _merge(state, into=incident, merged=other, at=at)
             reasons.append(
@@ -257,7 +258,7 @@ def _place(state: EngineState, result: FoldResult, new_id: Callable[[], str]) ->
                 f"merged into {incident.id}"
             )
         late = tier != "window"
-        reopened = incident.status is IncidentStatus.RESOLVED and alert.status is AlertStatus.FIRING
+        reopened = was_resolved and alert.status is AlertStatus.FIRING
         reasons.append(_join_reason(incident, key, via, gap, tier, settings))
         outcome = Outcome.LATE_JOINED if late else Outcome.JOINED
         # An incident nobody was told about (its alerts were suppressed, flapping or
@@ -266,10 +267,8 @@ def _place(state: EngineState, result: FoldResult, new_id: Callable[[], str]) ->
         page = (reopened and not late) or unannounced
         if unannounced:
             reasons.append("the incident has not paged yet")
-        if reopened:
-            incident.status = IncidentStatus.OPEN
-            incident.resolved_at = None
-            reasons.append("reopens the incident" + (" quietly (late alert)" if late else ""))
+        if was_resolved:
+            _reopen(incident, reopened, late, reasons)
     else:
         incident = IncidentState(
             id=new_id(),
@@ -315,6 +314,16 @@ def _place(state: EngineState, result: FoldResult, new_id: Callable[[], str]) ->
     if alert.status is AlertStatus.FIRING:
         state.firing.append(alert)
     return decision
+
+
+def _reopen(incident: IncidentState, firing: bool, late: bool, reasons: list[str]) -> None:
+    """A resolved incident a firing alert joins is open again; one a bridge merged a
+    live incident into is live already (``_combine_state``), acknowledged if that was."""
+    if firing and incident.status is IncidentStatus.RESOLVED:
+        incident.status = IncidentStatus.OPEN
+        incident.resolved_at = None
+    if incident.status is not IncidentStatus.RESOLVED:
+        reasons.append("reopens the incident" + (" quietly (late alert)" if late else ""))
 
 
 @functools.cache  # sixteen possible values, one per alert placed
@@ -511,7 +520,9 @@ def _merge(state: EngineState, *, into: IncidentState, merged: IncidentState, at
 
 
 def absorb(into: IncidentState, merged: IncidentState) -> None:
-    """``into`` takes ``merged``'s alerts, services and times; ``merged`` points at it."""
+    """``into`` takes ``merged``'s alerts, services, times and what people did to it
+    (``_combine_state``); ``merged`` points at it. Both merges (a bridging alert's, a
+    person's) go through here, so they read alike."""
     into.alert_count += merged.alert_count
     into.folded += merged.folded
     into.firing += merged.firing
@@ -524,10 +535,37 @@ def absorb(into: IncidentState, merged: IncidentState) -> None:
     into.paged = into.paged or merged.paged
     into.deploys.extend(d for d in merged.deploys if d.id not in {x.id for x in into.deploys})
     _sort_deploys(into)
+    _combine_state(into, merged)
     merged.merged_into = into.id
     merged.status = IncidentStatus.RESOLVED
     # Its alerts fire in ``into`` now; its other counts stay as the record of what it held.
     merged.firing = 0
+
+
+def _combine_state(into: IncidentState, merged: IncidentState) -> None:
+    """The merged incident's status, from both sides' before the merge.
+
+    Only a side still live (not resolved) speaks for the whole, unless neither is.
+    Someone acknowledged either live side: the whole is acknowledged, since it holds
+    the alerts they are working on (leaving it open would escalate it past them). Both
+    resolved: it stays resolved, at the later end. The earliest acknowledgement is
+    kept, as the timeline (which shows both sides' entries) names who made it. A
+    snooze quiets what a person chose to quiet: the whole stays snoozed only if every
+    live side was, until the earliest end, never hiding alerts nobody snoozed.
+    """
+    sides = [x for x in (into, merged) if x.status is not IncidentStatus.RESOLVED]
+    if sides:
+        acked = any(x.status is IncidentStatus.ACKNOWLEDGED for x in sides)
+        into.status = IncidentStatus.ACKNOWLEDGED if acked else IncidentStatus.OPEN
+        into.resolved_at = None
+    else:
+        sides = [into, merged]
+        ends = [x.resolved_at for x in sides if x.resolved_at is not None]
+        into.resolved_at = max(ends, default=None)
+    snoozes = [x.snoozed_until for x in sides]
+    into.snoozed_until = None if None in snoozes else min(s for s in snoozes if s is not None)
+    acks = [x.acknowledged_at for x in (into, merged) if x.acknowledged_at is not None]
+    into.acknowledged_at = min(acks, default=None)
 
 
 def _note_transition(state: EngineState, fingerprint: str, at: datetime) -> bool:

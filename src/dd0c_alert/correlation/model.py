@@ -94,7 +94,9 @@ class IncidentState:
     """An incident as the engine needs it. ``first_at``/``last_at`` span its alerts'
     event times; ``firing`` counts its alerts still firing; ``folded`` the deliveries
     folded into its alerts without a page (repeats, late copies, repeated resolves):
-    kept here so a notification need not add up every alert of a storm."""
+    kept here so a notification need not add up every alert of a storm.
+    ``acknowledged_at`` and ``snoozed_until`` are set by people; the engine changes them
+    only when it merges incidents (``engine.absorb``)."""
 
     id: str
     tenant_id: str
@@ -116,6 +118,8 @@ class IncidentState:
     fingerprints: set[str] = field(default_factory=set)
     flapping: set[str] = field(default_factory=set)  # fingerprints flagged flapping
     merged_into: str | None = None
+    acknowledged_at: datetime | None = None
+    snoozed_until: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
