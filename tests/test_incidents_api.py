@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from conftest import TenantHandle, drain
+from dd0c_alert.pipeline.incident_view import incident_view
 from dd0c_alert.pipeline.runtime import Runtime
 from test_smoke_custom import sign
 
@@ -353,6 +354,89 @@ def test_a_bridging_alert_merges_incidents_and_the_merged_id_points_on(
         client, acme, f"/v1/incidents/{merged_id}/feedback", {"verdict": "useful"}, status=201
     )
     assert feedback["incident_id"] == live["id"]
+
+
+def bridged_pair(client: TestClient, tenant: TenantHandle) -> tuple[str, str]:
+    """Two incidents (auth, then billing a minute later) a web alert will bridge."""
+    response = client.put(
+        "/v1/topology", json={"dependencies": {"web": ["auth", "billing"]}}, headers=tenant.auth
+    )
+    assert response.status_code == 200, response.text
+    send(client, tenant, alert("Auth errors", "auth", 4))
+    send(client, tenant, alert("Billing errors", "billing", 3))
+    billing, auth = (x["id"] for x in incidents(client, tenant))  # newest first
+    return auth, billing
+
+
+def test_a_bridge_keeps_the_acknowledgement_of_the_incident_it_merges_away(
+    client: TestClient, acme: TenantHandle
+) -> None:
+    older, younger = bridged_pair(client, acme)
+    acked = post(client, acme, f"/v1/incidents/{younger}/ack")
+    send(client, acme, alert("Web errors", "web", 2))
+
+    [live] = incidents(client, acme)
+    assert live["id"] == older
+    assert live["status"] == "acknowledged"  # someone is on it: not open, not escalated
+    assert live["acknowledged_at"] == acked["acknowledged_at"]
+    assert (live["alert_count"], live["firing"], live["resolved_at"]) == (3, 3, None)
+    view = acme.runtime.store.notification_detail(acme.id, older)
+    assert view is not None and view["acknowledged_at"] == acked["acknowledged_at"]
+
+
+def test_a_bridge_records_the_merge_on_both_timelines_as_a_merge_by_hand_does(
+    client: TestClient, acme: TenantHandle
+) -> None:
+    older, younger = bridged_pair(client, acme)
+    send(client, acme, alert("Web errors", "web", 2))
+
+    merged = get(client, acme, f"/v1/incidents/{younger}")
+    [entry] = [e for e in merged["timeline"] if e["kind"] == "merge"]
+    assert entry["incident_id"] == younger and entry["detail"] == {"into": older}
+    assert entry["actor"] == "correlation" and entry["at"] == merged["resolved_at"]
+    assert (merged["status"], merged["firing"], merged["alert_count"]) == ("resolved", 0, 1)
+    assert merged["merged_into"] == older
+
+    live = get(client, acme, f"/v1/incidents/{older}")
+    entries = [e for e in live["timeline"] if e["kind"] == "merge"]
+    assert {(e["incident_id"], tuple(e["detail"].items())) for e in entries} == {
+        (younger, (("into", older),)),
+        (older, (("merged", younger),)),
+    }
+
+
+def test_a_merge_by_hand_keeps_the_earliest_acknowledgement_and_who_made_it(
+    client: TestClient, acme: TenantHandle
+) -> None:
+    send(client, acme, alert("Queue backlog", "queue", 4))
+    send(client, acme, alert("Cache misses", "cache", 3))
+    cache, queue = (x["id"] for x in incidents(client, acme))
+    store = acme.runtime.store
+    first = store.incident_action(acme.id, cache, "ack", actor="user:ana@example.com")
+    store.incident_action(acme.id, queue, "ack", actor="user:bob@example.com")
+    assert first is not None
+
+    merged = store.merge_incident(acme.id, cache, queue, actor="user:bob@example.com")
+    assert merged is not None
+    assert (merged["status"], merged["acknowledged_at"]) == (
+        "acknowledged",
+        first["acknowledged_at"],
+    )
+    detail = store.notification_detail(acme.id, queue)
+    assert detail is not None
+    shown = incident_view(detail, acme.id, "https://dd0c.example.com")
+    assert shown.acknowledged_by == "user:ana@example.com"
+
+
+def test_a_merge_by_hand_of_a_live_incident_into_a_resolved_one_is_live(
+    client: TestClient, acme: TenantHandle
+) -> None:
+    send(client, acme, alert("Queue backlog", "queue", 4))
+    send(client, acme, alert("Cache misses", "cache", 3))
+    cache, queue = (x["id"] for x in incidents(client, acme))
+    post(client, acme, f"/v1/incidents/{queue}/resolve")
+    merged = post(client, acme, f"/v1/incidents/{cache}/merge", {"into": queue})
+    assert (merged["status"], merged["resolved_at"], merged["firing"]) == ("open", None, 2)
 
 
 def test_alerts_merged_within_one_batch_point_at_the_live_incident(

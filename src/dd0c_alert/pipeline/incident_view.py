@@ -19,8 +19,9 @@ def _at(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def _actor(timeline: list[dict[str, Any]], kind: str) -> str | None:
-    for entry in reversed(timeline):
+def _actor(timeline: list[dict[str, Any]], kind: str, first: bool = False) -> str | None:
+    """Who made the latest (``first``: the earliest) entry of this kind."""
+    for entry in timeline if first else reversed(timeline):
         if entry.get("kind") == kind:
             return str(entry.get("actor") or "") or None
     return None
@@ -80,7 +81,11 @@ def incident_view(detail: Mapping[str, Any], tenant_id: str, url: str) -> Incide
         ),
         flapping=bool(detail.get("flapping")),
         url=url,
-        acknowledged_by=_actor(timeline, "ack") if detail.get("acknowledged_at") else None,
+        # ``acknowledged_at`` is the first acknowledgement (a second after a reopen, or
+        # one of an incident merged in later, does not move it): its author with it.
+        acknowledged_by=_actor(timeline, "ack", first=True)
+        if detail.get("acknowledged_at")
+        else None,
         resolved_by=_actor(timeline, "resolve") if detail["status"] == "resolved" else None,
     )
 

@@ -37,6 +37,7 @@ HISTORY = timedelta(days=7)
 QUICK_RESOLVE = timedelta(minutes=2)
 _CHUNK = 500
 _INSERT_DECISION = t.decisions.insert()
+_INSERT_EVENT = t.incident_events.insert()
 #: An incident row keeps at most this many of its fingerprints. Correlating a batch
 #: only needs the batch's own fingerprints in the incident (the engine adds them in
 #: memory; history is loaded for them alone), so the stored list is a sample. Keeping
@@ -165,9 +166,9 @@ def save_state(
     execute_many(
         conn, _INSERT_INCIDENT, [_incident_row(x, now) for x in written if x.id not in existing]
     )
-    old_rows = [{"_id": x.id, **_incident_row(x, now)} for x in written if x.id in existing]
-    if old_rows:
-        execute_many(conn, _update_incident(tuple(old_rows[0])), old_rows)
+    _update_incidents(
+        conn, [x for x in written if x.id in existing], set(state.merges.values()), now
+    )
     insert_ignoring_duplicates(
         conn,
         t.incident_services,
@@ -184,6 +185,7 @@ def save_state(
             .where(t.alerts.c.tenant_id == state.tenant_id, t.alerts.c.incident_id == merged)
             .values(incident_id=into)
         )
+    _record_merges(conn, state)
     incident_search.save_batch(conn, state, pairs)
     if pairs:
         execute_many(
@@ -209,6 +211,52 @@ def save_state(
                 for fold, decision in pairs
             ],
         )
+
+
+#: Columns people set (ack, snooze): a worker writes them back only for an incident
+#: that took another in (``engine.absorb`` combined them), so it never overwrites an
+#: acknowledgement made while it correlated with the copy it loaded before.
+HUMAN_COLUMNS = ("acknowledged_at", "snoozed_until")
+#: Who a merge by a bridging alert is recorded as, on both incidents' timelines.
+ENGINE_ACTOR = "correlation"
+
+
+def _update_incidents(
+    conn: sa.Connection, incidents: Sequence[IncidentState], absorbed: Set[str], now: datetime
+) -> None:
+    """Write back loaded incidents the batch changed: one ``executemany`` per shape."""
+    shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for incident in incidents:
+        row = {"_id": incident.id, **_incident_row(incident, now)}
+        if incident.id not in absorbed:
+            for column in HUMAN_COLUMNS:
+                del row[column]
+        shapes.setdefault(tuple(row), []).append(row)
+    for keys, rows in shapes.items():
+        execute_many(conn, _update_incident(keys), rows)
+
+
+def _record_merges(conn: sa.Connection, state: EngineState) -> None:
+    """A bridge's merge on both timelines, as a merge by hand is recorded
+    (``incident_queries.merge``), at the bridging alert's time (the merged incident's
+    end) beside its decision. Without each side's services: those entries are what
+    the suggestion engine learns people's corrections from, and this is none."""
+    rows = []
+    for merged, into in state.merges.items():
+        at = state.incidents[merged].resolved_at
+        for incident_id, detail in ((merged, {"into": into}), (into, {"merged": merged})):
+            rows.append(
+                {
+                    "id": new_id(),
+                    "tenant_id": state.tenant_id,
+                    "incident_id": incident_id,
+                    "kind": "merge",
+                    "actor": ENGINE_ACTOR,
+                    "detail": detail,
+                    "at": at,
+                }
+            )
+    execute_many(conn, _INSERT_EVENT, rows)
 
 
 def record_from_row(row: Any) -> AlertRecord:
@@ -306,6 +354,8 @@ def _incident_row(incident: IncidentState, now: datetime) -> dict[str, Any]:
         "flapping": sorted(incident.flapping),
         "paged": incident.paged,
         "merged_into": incident.merged_into,
+        "acknowledged_at": incident.acknowledged_at,
+        "snoozed_until": incident.snoozed_until,
         "updated_at": now,
     }
 
@@ -348,6 +398,8 @@ def _incident(row: Any) -> IncidentState:
         flapping=set(row.flapping),
         paged=row.paged,
         merged_into=row.merged_into,
+        acknowledged_at=row.acknowledged_at,
+        snoozed_until=row.snoozed_until,
     )
 
 
