@@ -227,6 +227,14 @@ def _bridged_pair(engine: Engine) -> tuple[IncidentState, IncidentState]:
     return incidents[older.incident_id], incidents[younger.incident_id]
 
 
+def test_a_bridge_before_the_younger_incident_began_ends_it_no_earlier_than_its_alerts() -> None:
+    engine = Engine()
+    older, younger = _bridged_pair(engine)
+    engine.send(alert(4, delay_minutes=5))  # between the two: before the younger began
+    assert younger.merged_into == older.id
+    assert younger.resolved_at == younger.last_at == T0 + timedelta(minutes=8)
+
+
 def test_a_bridge_into_an_open_incident_keeps_the_younger_ones_acknowledgement() -> None:
     engine = Engine()
     older, younger = _bridged_pair(engine)

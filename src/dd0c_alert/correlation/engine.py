@@ -512,9 +512,11 @@ def _add_deploy(state: EngineState, ref: DeployRef) -> None:
 
 def _merge(state: EngineState, *, into: IncidentState, merged: IncidentState, at: datetime) -> None:
     """A bridge's merge ends the merged incident at the bridging alert's time, as a
-    merge by hand ends it at the moment of the merge."""
+    merge by hand ends it at the moment of the merge; but never before its own last
+    alert: a bridge often lies between the two incidents, before the younger began,
+    and the merged one would read as resolved before it opened."""
     absorb(into, merged)
-    merged.resolved_at = at
+    merged.resolved_at = max(at, merged.last_at)
     state.merges[merged.id] = into.id
     state.touched.update((into.id, merged.id))
 

@@ -238,9 +238,10 @@ def _update_incidents(
 
 def _record_merges(conn: sa.Connection, state: EngineState) -> None:
     """A bridge's merge on both timelines, as a merge by hand is recorded
-    (``incident_queries.merge``), at the bridging alert's time (the merged incident's
-    end) beside its decision. Without each side's services: those entries are what
-    the suggestion engine learns people's corrections from, and this is none."""
+    (``incident_queries.merge``), at the merged incident's end (the bridging alert's
+    time, or its own last alert's if later: ``engine._merge``). Without each side's
+    services: those entries are what the suggestion engine learns people's
+    corrections from, and this is none."""
     rows = []
     for merged, into in state.merges.items():
         at = state.incidents[merged].resolved_at
