@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,10 @@ def setup(tmp_path: Path) -> Iterator[Setup]:
         notifier = Notifier(runtime.store, runtime.outbox, notify_config(settings), clock=clock)
         with TestClient(create_app(runtime)) as client:
             yield runtime, client, slack, hook, notifier, clock
+
+
+def ago(minutes: float) -> str:
+    return (datetime.now(UTC) - timedelta(minutes=minutes)).isoformat()
 
 
 def settle(notifier: Notifier, passes: int = 30) -> None:
@@ -211,3 +215,30 @@ def test_a_later_event_waits_for_an_earlier_one_that_is_being_retried(setup: Set
         "incident.resolved",
         "incident.reopened",
     ]
+
+
+def test_a_bridge_merge_tells_both_incidents_and_the_survivor_keeps_the_acknowledgement(
+    setup: Setup,
+) -> None:
+    runtime, client, _, hook, notifier, _ = setup
+    tenant = db_tenant(runtime, hook)
+    topology = {"dependencies": {"db-web": ["db-x", "db-y"]}}
+    assert client.put("/v1/topology", json=topology, headers=tenant.auth).status_code == 200
+    x = fire(client, runtime, tenant, service="db-x", fingerprint="x", started_at=ago(4))
+    y = fire(client, runtime, tenant, service="db-y", fingerprint="y", started_at=ago(3))
+    settle(notifier)
+    act(client, tenant, y, "ack")
+    assert fire(client, runtime, tenant, service="db-web", fingerprint="w", started_at=ago(2)) == x
+    settle(notifier)
+    merged = events(hook, y)
+    assert [e["type"] for e in merged] == [
+        "incident.opened",
+        "incident.acknowledged",
+        "incident.merged",
+    ]
+    told = events(hook, x)
+    assert [e["type"] for e in told] == ["incident.opened", "incident.updated"]
+    shown = told[-1]["incident"]
+    assert (shown["status"], shown["alert_count"]) == ("acknowledged", 3)
+    assert shown["acknowledged_at"] == merged[1]["incident"]["acknowledged_at"]
+    assert shown["acknowledged_by"] == merged[1]["incident"]["acknowledged_by"] is not None
