@@ -45,14 +45,16 @@ def _store(settings: Settings, tenant: str) -> SqlStore:
     return store
 
 
-def _warn_about_public_url(settings: Settings) -> None:
+def _warn_about_public_url(settings: Settings, *, listing: bool = False) -> None:
+    """The URLs about to be printed may miss the server: say so, and (unless this is
+    the listing) where to print them again once the setting is fixed."""
     from dd0c_alert.local_server import public_url_warning
 
     warning = public_url_warning(settings.public_url, settings.data_dir)
     if warning:
+        again = "" if listing else "; `dd0c-alert integration list` prints them again"
         typer.echo(
-            f"warning: {warning}. The webhook URLs below point at nothing until then; "
-            "`dd0c-alert integration list` prints them again.",
+            f"warning: {warning}. The webhook URLs below point at nothing until then{again}.",
             err=True,
         )
 
@@ -112,7 +114,7 @@ def integration_list(tenant: TenantOption, as_json: JsonFlag = False) -> None:
     settings = _settings()
     found = _store(settings, tenant).product().list_integrations(tenant)
     shown = [_shown(i, settings) for i in found]
-    _warn_about_public_url(settings)
+    _warn_about_public_url(settings, listing=True)
     if as_json:
         typer.echo(json.dumps(shown))
         return
