@@ -4,6 +4,7 @@ REST API lists, explains and changes incidents."""
 from __future__ import annotations
 
 import json
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -610,3 +611,26 @@ def test_noise_feedback_raises_the_score_of_the_next_incident_of_that_alert(
         if e["kind"] == "feedback"
     ]
     assert [e["detail"] for e in feedback_entries] == [{"verdict": "noise"}] * 2
+
+
+def test_an_action_waits_for_the_tenants_running_worker_batch(
+    client: TestClient, acme: TenantHandle, runtime: Runtime
+) -> None:
+    """A worker batch loads the tenant's incidents and writes their status back when it
+    commits. On PostgreSQL an ack made in between was lost (the incident open again,
+    though `acknowledged_at` was set): people's actions now take the tenant's worker
+    lock, as merges did. SQLite's single writer orders them already."""
+    send(client, acme, alert("Disk full", "db", 5))
+    [incident] = incidents(client, acme)
+    done: list[Any] = []
+    with runtime.store.transaction([acme.id]):  # as a worker batch under way
+        acking = threading.Thread(
+            target=lambda: done.append(
+                runtime.store.incident_action(acme.id, incident["id"], "ack")
+            )
+        )
+        acking.start()
+        acking.join(timeout=1.0)
+        assert acking.is_alive() and not done  # waits for the batch to commit
+    acking.join(timeout=30)
+    assert done and done[0]["status"] == "acknowledged"

@@ -341,6 +341,13 @@ def _record(
     )
 
 
+#: The tenant's worker lock (``SqlStore.transaction``): people's changes to incidents
+#: wait for the running batch, which loaded them before, to commit.
+_CLAIM_TENANT = sa.text(
+    "SELECT pg_advisory_xact_lock(hashtextextended('dd0c:tenant:' || :tenant_id, 0))"
+)
+
+
 def transition(
     write: sa.Engine,
     tenant_id: str,
@@ -375,6 +382,12 @@ def transition(
         detail = {"minutes": snooze_minutes, "until": iso(until)}
     mine = (i.c.tenant_id == tenant_id) & (i.c.id == incident_id)
     with scoped(write, tenant_id) as conn:
+        if conn.dialect.name == "postgresql":
+            # After the tenant's running worker batch, as a merge: that batch loaded the
+            # incident before this action and writes its status back, so an ack made
+            # meanwhile was lost (status open again, though acknowledged_at was set).
+            # SQLite's single writer orders the two already.
+            conn.execute(_CLAIM_TENANT, {"tenant_id": tenant_id})
         changed = conn.execute(
             i.update()
             .where(mine, i.c.merged_into.is_(None), i.c.status.in_(ALLOWED[action]))
@@ -462,11 +475,6 @@ def add_note(
         "actor": actor,
         "detail": {"text": text},
     }
-
-
-_CLAIM_TENANT = sa.text(
-    "SELECT pg_advisory_xact_lock(hashtextextended('dd0c:tenant:' || :tenant_id, 0))"
-)
 
 
 def merge(
