@@ -9,6 +9,7 @@ address (429 ``too_many_attempts`` with ``Retry-After``).
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Annotated, Any, Literal
@@ -136,16 +137,51 @@ def _client(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def throttle_keys(request: Request, email: str) -> tuple[tuple[str, int], tuple[str, int]]:
+def _throttle_keys(request: Request, email: str) -> tuple[tuple[str, int], tuple[str, int]]:
     """The login throttle's counters for a login attempt, with their limits: the
     account's (the email as stored, so its case and spaces make no other counter)
-    and the client address's. The API and the dashboard's form count on the same
-    ones, or each would grant its own budget of guesses."""
+    and the client address's."""
     config = auth_config(request)
     return (
         ("account:" + digest(normalise_email(email)), config.failures_per_account),
         ("address:" + _client(request), config.failures_per_address),
     )
+
+
+@dataclass(frozen=True)
+class SignIn:
+    """What a sign-in attempt found: ``wait`` seconds > 0 when the throttle refuses
+    it; else the ``user`` and their memberships, or no user when the email and
+    password do not sign anyone in."""
+
+    wait: float = 0.0
+    user: User | None = None
+    tenants: list[dict[str, Any]] = field(default_factory=list)
+
+
+async def check_credentials(request: Request, email: str, password: str) -> SignIn:
+    """The login throttle, the password and the memberships, for the API and the
+    dashboard's form alike: one budget of guesses counted on the same keys (each
+    used to grant its own), and the throttle asked off the event loop (it may be
+    Redis)."""
+    throttle = request.app.state.runtime.login_throttle
+    window = auth_config(request).throttle_window.total_seconds()
+    keys = _throttle_keys(request, email)
+    waits = [
+        await run_in_threadpool(throttle.retry_after, key, limit, window) for key, limit in keys
+    ]
+    if max(waits) > 0:
+        return SignIn(wait=max(waits))
+    store = accounts(request)
+    user = await run_in_threadpool(store.user_by_email, email)
+    ok = await run_in_threadpool(verify_password, user.password_hash if user else None, password)
+    tenants = await run_in_threadpool(store.tenants_of, user.id) if user and ok else []
+    if user is None or not ok or user.disabled or not tenants:
+        for key, _ in keys:
+            await run_in_threadpool(throttle.fail, key, window)
+        return SignIn()
+    await run_in_threadpool(throttle.clear, keys[0][0])  # the account's; not the address's
+    return SignIn(user=user, tenants=tenants)
 
 
 def set_session_cookies(
@@ -255,32 +291,17 @@ async def signup(request: Request, body: SignupIn) -> Response | dict[str, Any]:
     summary="Log in with email and password",
 )
 async def login(request: Request, body: LoginIn) -> Response | dict[str, Any]:
-    config = auth_config(request)
-    throttle = request.app.state.runtime.login_throttle
-    window = config.throttle_window.total_seconds()
-    (account_key, per_account), (address_key, per_address) = throttle_keys(request, body.email)
-    wait = max(
-        await run_in_threadpool(throttle.retry_after, account_key, per_account, window),
-        await run_in_threadpool(throttle.retry_after, address_key, per_address, window),
-    )
-    if wait > 0:
+    found = await check_credentials(request, body.email, body.password)
+    if found.wait > 0:
         return error_response(
             429,
             "too_many_attempts",
             "too many failed logins; try again later",
-            {"Retry-After": str(int(wait) + 1)},
+            {"Retry-After": str(int(found.wait) + 1)},
         )
-    store = accounts(request)
-    user = await run_in_threadpool(store.user_by_email, body.email)
-    ok = await run_in_threadpool(
-        verify_password, user.password_hash if user else None, body.password
-    )
-    tenants = await run_in_threadpool(store.tenants_of, user.id) if user and ok else []
-    if user is None or not ok or user.disabled or not tenants:
-        await run_in_threadpool(throttle.fail, account_key, window)
-        await run_in_threadpool(throttle.fail, address_key, window)
+    user, tenants = found.user, found.tenants
+    if user is None:
         raise unauthorized("wrong email or password")
-    await run_in_threadpool(throttle.clear, account_key)
     chosen = next((m for m in tenants if m["tenant_id"] == body.tenant_id), None)
     if body.tenant_id is not None and chosen is None:
         raise unauthorized("not a member of that tenant")

@@ -49,23 +49,14 @@ def _next(request: Request, given: str = "") -> str:
 async def login(request: Request) -> Response:
     form = await checked_form(request)
     email, password = field(form, "email"), str(form.get("password") or "")
-    config, throttle = auth_config(request), request.app.state.runtime.login_throttle
-    window = config.throttle_window.total_seconds()
-    keys = auth_api.throttle_keys(request, email)
-    wait = max(throttle.retry_after(key, limit, window) for key, limit in keys)
-    if wait > 0:
-        error = f"Too many failed attempts: try again in {int(wait) + 1} seconds."
+    found = await auth_api.check_credentials(request, email, password)
+    if found.wait > 0:
+        error = f"Too many failed attempts: try again in {int(found.wait) + 1} seconds."
         return page(request, "login.html", None, 429, error=error, email=email)
-    user = await run_in_threadpool(accounts(request).user_by_email, email)
-    ok = await run_in_threadpool(verify_password, user.password_hash if user else None, password)
-    tenants = await run_in_threadpool(accounts(request).tenants_of, user.id) if user and ok else []
-    if user is None or not ok or user.disabled or not tenants:
-        for key, _ in keys:
-            throttle.fail(key, window)
+    user, tenants = found.user, found.tenants
+    if user is None:
         error = "Wrong email or password."
         return page(request, "login.html", None, 401, error=error, email=email)
-    for key, _ in keys[:1]:
-        throttle.clear(key)
     first = tenants[0]
     await start_session(request, user.id, first["tenant_id"], first["role"])
     return redirect(request, _next(request, field(form, "next")))
