@@ -184,6 +184,15 @@ def cli_environment(monkeypatch: pytest.MonkeyPatch, data_dir: Path) -> dict[str
     return overrides
 
 
+@pytest.fixture(autouse=True)
+def _empty_redis() -> None:
+    """Each test starts with Redis empty, as it starts with a fresh database. Counters
+    kept by client address (the login throttle, sign-ups) would otherwise add up over
+    the whole run: every test client has the same address."""
+    if _servers.redis is not None:
+        _servers.redis.flush()
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> PostgresServer:
     """One PostgreSQL cluster for the session, with a migrated template database."""

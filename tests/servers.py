@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import psycopg
+import redis
 
 PG_BIN = Path(os.environ.get("DD0C_PG_BIN", "/usr/lib/postgresql/15/bin"))
 #: The owner role runs migrations and owns every table; the application role is
@@ -226,6 +227,12 @@ class RedisServer:
             stderr=subprocess.DEVNULL,
         )
         _wait_for_port(self.port, 10, self.proc)
+
+    def flush(self) -> None:
+        """Forget every key, if the server runs."""
+        if self.proc is not None and self.proc.poll() is None:
+            with redis.Redis(port=self.port, socket_timeout=5) as client:
+                client.flushall()
 
     def kill(self) -> None:
         """SIGKILL, as when the Redis host dies."""

@@ -402,6 +402,54 @@ def test_login_throttling(client: TestClient) -> None:
     assert int(blocked.headers["Retry-After"]) > 0
 
 
+def test_new_passwords_from_one_address_are_counted(client: TestClient) -> None:
+    """Sign-ups and invitations accepted with a new password each cost an argon2 hash
+    that nobody signed in asked for: one client address gets a budget of them, shared
+    by the API and the dashboard's forms, and then a 429 that says when to come back."""
+    owner = signup(client, "first@example.com")
+    limit = 20  # AuthConfig.new_passwords_per_address
+    for index in range(1, limit - 1):
+        signup(client, f"user{index}@example.com")
+    invited = client.post(
+        "/v1/invitations",
+        headers=bearer(owner["access_token"]),
+        json={"email": "late@example.com", "role": "viewer"},
+    )
+    assert invited.status_code == 201, invited.text
+    token = "csrf-of-this-browser"
+    form = {
+        "csrf_token": token,
+        "email": "form@example.com",
+        "team_name": "F",
+        "password": PASSWORD,
+    }
+    by_form = client.post(
+        "/signup", data=form, headers={"Cookie": f"dd0c_csrf={token}"}, follow_redirects=False
+    )
+    assert by_form.status_code == 303, by_form.text  # the budget's last
+    refused = client.post(
+        "/v1/auth/signup",
+        json={"email": "one-more@example.com", "password": PASSWORD, "tenant_name": "X"},
+    )
+    assert refused.status_code == 429
+    assert refused.json()["error"] == "too_many_attempts"
+    assert int(refused.headers["Retry-After"]) > 0
+    again = client.post(
+        "/v1/invitations/accept", json={"token": invited.json()["id"], "password": PASSWORD}
+    )
+    assert again.status_code == 429
+    client.cookies.clear()
+    assert (
+        client.post(
+            "/signup", data=form, headers={"Cookie": f"dd0c_csrf={token}"}, follow_redirects=False
+        ).status_code
+        == 429
+    )
+    # logging in is not a new password: the budget does not touch it
+    login = {"email": "first@example.com", "password": PASSWORD}
+    assert client.post("/v1/auth/login", json=login).status_code == 200
+
+
 def test_the_api_and_the_login_form_share_one_throttle(client: TestClient) -> None:
     """Guesses through the API count against the dashboard's form too (and the other
     way round), whatever the email's case: neither grants a second budget."""

@@ -26,3 +26,6 @@ class AuthConfig:
     failures_per_account: int = 10
     failures_per_address: int = 50
     throttle_window: timedelta = timedelta(minutes=15)
+    #: Passwords set by callers not signed in (sign-up, accepting an invitation) per
+    #: client address within the window.
+    new_passwords_per_address: int = 20

@@ -3,7 +3,9 @@ tenant switch, ``/v1/me``; the team (users, invitations) and API keys.
 
 Login answers the same 401 for an unknown email and a wrong password (and spends
 the same argon2 work on both); failures are throttled per account and per client
-address (429 ``too_many_attempts`` with ``Retry-After``).
+address (429 ``too_many_attempts`` with ``Retry-After``). Sign-ups and invitations
+accepted with a new password are counted per client address too: each costs an
+argon2 hash, and nobody has signed in to ask for it.
 """
 
 from __future__ import annotations
@@ -148,6 +150,31 @@ def _throttle_keys(request: Request, email: str) -> tuple[tuple[str, int], tuple
     )
 
 
+async def new_password_wait(request: Request) -> float:
+    """Seconds before this client address may set another password without being
+    signed in (0: go on; the attempt is then counted). Without a budget, sign-ups
+    from one address ran as many argon2 hashes as they liked, each 64 MiB and a few
+    hundred milliseconds of CPU, and read which emails had an account as fast."""
+    config = auth_config(request)
+    throttle = request.app.state.runtime.login_throttle
+    key = "new-password:" + _client(request)
+    window = config.throttle_window.total_seconds()
+    limit = config.new_passwords_per_address
+    wait: float = await run_in_threadpool(throttle.retry_after, key, limit, window)
+    if wait <= 0:
+        await run_in_threadpool(throttle.fail, key, window)
+    return wait
+
+
+def _too_many(wait: float, what: str) -> Response:
+    return error_response(
+        429,
+        "too_many_attempts",
+        f"too many {what} from this address; try again later",
+        {"Retry-After": str(int(wait) + 1)},
+    )
+
+
 @dataclass(frozen=True)
 class SignIn:
     """What a sign-in attempt found: ``wait`` seconds > 0 when the throttle refuses
@@ -259,6 +286,7 @@ async def _send_mail(config: AuthConfig, to: str, subject: str, body: str) -> No
     responses={
         403: {"description": "`signup_disabled`: `DD0C_SIGNUP_ENABLED` is off."},
         409: {"description": "`email_in_use`: an account with this email exists."},
+        429: {"description": "Too many sign-ups from this address (`too_many_attempts`)."},
     },
     summary="Sign up",
 )
@@ -271,6 +299,9 @@ async def signup(request: Request, body: SignupIn) -> Response | dict[str, Any]:
         check_strength(body.password, body.email)
     except WeakPassword as exc:
         return _weak(exc)
+    wait = await new_password_wait(request)
+    if wait > 0:
+        return _too_many(wait, "sign-ups")
     password_hash = await run_in_threadpool(hash_password, body.password)
     try:
         tenant, user = await run_in_threadpool(
@@ -618,6 +649,7 @@ async def list_invitations(
             "(`login_required`)."
         },
         401: {"description": "`unauthorized`: an invalid or expired invitation."},
+        429: {"description": "Too many new passwords from this address (`too_many_attempts`)."},
     },
     summary="Accept an invitation",
 )
@@ -633,6 +665,9 @@ async def accept_invitation(request: Request, body: AcceptIn) -> Response | dict
             check_strength(body.password)
         except WeakPassword as exc:
             return _weak(exc)
+        wait = await new_password_wait(request)
+        if wait > 0:
+            return _too_many(wait, "new passwords")
         password_hash = await run_in_threadpool(hash_password, body.password)
     try:
         accepted = await run_in_threadpool(

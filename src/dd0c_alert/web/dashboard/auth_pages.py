@@ -62,6 +62,10 @@ async def login(request: Request) -> Response:
     return redirect(request, _next(request, field(form, "next")))
 
 
+def _too_many(wait: float) -> str:
+    return f"Too many attempts from your address: try again in {int(wait) + 1} seconds."
+
+
 @router.get("/signup")
 async def signup_form(request: Request) -> Response:
     if not auth_config(request).signup_enabled:
@@ -84,6 +88,10 @@ async def signup(request: Request) -> Response:
         check_strength(password, email)
     except WeakPassword as exc:
         return page(request, "signup.html", None, 422, error=f"Password: {exc}.", **values)
+    wait = await auth_api.new_password_wait(request)
+    if wait > 0:
+        error = _too_many(wait)
+        return page(request, "signup.html", None, 429, error=error, **values)
     hashed = await run_in_threadpool(hash_password, password)
     try:
         tenant, user = await run_in_threadpool(accounts(request).signup, team, email, hashed)
@@ -132,6 +140,9 @@ async def accept_invitation(request: Request) -> Response:
         except WeakPassword as exc:
             error = f"Password: {exc}."
             return page(request, "invitation.html", None, 422, token=token, error=error)
+        wait = await auth_api.new_password_wait(request)
+        if wait > 0:
+            return page(request, "invitation.html", None, 429, token=token, error=_too_many(wait))
         hashed = await run_in_threadpool(hash_password, password)
     try:
         accepted = await run_in_threadpool(accounts(request).accept_invitation, token, hashed)
