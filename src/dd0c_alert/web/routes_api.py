@@ -13,6 +13,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
+from dd0c_alert.domain.models import Severity
+from dd0c_alert.notify.routing import MAX_DESTINATIONS, MAX_RECIPIENTS
 from dd0c_alert.pipeline import route_documents
 from dd0c_alert.pipeline.limits import ApiLimits
 from dd0c_alert.storage.outbox import SqlOutbox
@@ -39,6 +41,104 @@ _EXAMPLE = {
     "escalation": {"after_seconds": 900, "destinations": [{"type": "slack", "channel": "#sre"}]},
 }
 RouteBody = Body(openapi_examples={"route": {"summary": "A route", "value": _EXAMPLE}})
+
+
+def _text(most: int, about: str) -> dict[str, Any]:
+    return {"type": "string", "minLength": 1, "maxLength": most, "description": about}
+
+
+_DESTINATIONS: dict[str, Any] = {
+    "type": "array",
+    "maxItems": MAX_DESTINATIONS,
+    "items": {
+        "oneOf": [
+            {
+                "type": "object",
+                "properties": {
+                    "type": {"const": "slack"},
+                    "channel": _text(80, "`#name` or a channel id"),
+                },
+                "required": ["type", "channel"],
+            },
+            {
+                "type": "object",
+                "properties": {
+                    "type": {"const": "email"},
+                    "to": {
+                        "type": "array",
+                        "items": {"type": "string", "format": "email"},
+                        "minItems": 1,
+                        "maxItems": MAX_RECIPIENTS,
+                    },
+                },
+                "required": ["type", "to"],
+            },
+            {
+                "type": "object",
+                "properties": {
+                    "type": {"const": "webhook"},
+                    "url": _text(2000, "an http(s) URL"),
+                    "secret": _text(
+                        500,
+                        "signs each delivery; write-only (read back as `secret_set`), and "
+                        "a change that leaves it out keeps the one stored for the URL",
+                    ),
+                },
+                "required": ["type", "url"],
+            },
+        ]
+    },
+}
+
+
+def _or_null(schema: dict[str, Any], about: str) -> dict[str, Any]:
+    """An optional key: ``null`` removes it (in a ``PATCH``, from the stored route)."""
+    return {"anyOf": [schema, {"type": "null"}], "description": about}
+
+
+#: The route document, for the API's docs: the router's parser is what checks it
+#: (``notify/routing.py``), so a refusal carries the parser's message.
+ROUTE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "title": "Route",
+    "properties": {
+        "id": {"type": "string", "readOnly": True, "description": "ignored: the URL's"},
+        "name": _text(200, "shown in deliveries and the audit log"),
+        "matchers": _or_null(
+            {"type": "string"},
+            'incident labels, Alertmanager style: `{service="checkout", env=~"prod|staging"}`'
+            " (RE2); none: every incident",
+        ),
+        "min_severity": _or_null({"enum": [s.value for s in Severity]}, "this severity or worse"),
+        "continue": _or_null(
+            {"type": "boolean"}, "go on to the next routes after this one matched"
+        ),
+        "quiet_hours": _or_null(
+            {"type": "string"},
+            "`mon-fri 22:00-07:00; sat,sun 00:00-24:00` (UTC): only critical incidents are"
+            " sent then",
+        ),
+        "destinations": _or_null(_DESTINATIONS, "who hears (none by default)"),
+        "escalation": _or_null(
+            {
+                "type": "object",
+                "properties": {
+                    "after_seconds": {"type": "integer", "minimum": 1},
+                    "destinations": _DESTINATIONS,
+                },
+                "required": ["after_seconds", "destinations"],
+            },
+            "who else hears when the incident is still unacknowledged after_seconds after"
+            " it opened",
+        ),
+    },
+    "additionalProperties": False,
+}
+
+
+def _documented(required: list[str]) -> dict[str, Any]:
+    schema = {**ROUTE_SCHEMA, "required": required} if required else ROUTE_SCHEMA
+    return {"requestBody": {"content": {"application/json": {"schema": schema}}}}
 
 
 def _outbox(request: Request) -> SqlOutbox:
@@ -68,6 +168,7 @@ async def list_routes(
     status_code=201,
     summary="Add a route at the end of the order",
     responses={422: {"description": "Invalid route, or the tenant has DD0C_MAX_ROUTES."}},
+    openapi_extra=_documented(["name"]),
 )
 async def create_route(
     request: Request,
@@ -103,6 +204,7 @@ async def get_route(
 @router.patch(
     "/routes/{route_id}",
     summary="Change some keys of a route (a webhook given without its secret keeps it)",
+    openapi_extra=_documented([]),
 )
 async def patch_route(
     request: Request,
