@@ -62,3 +62,49 @@ def test_an_answer_that_is_not_slacks_is_retried_without_a_second_message(
     ]
     assert delivery["status"] == "delivered"
     assert "unreadable answer" in str(delivery["tries"][0]["error"])
+
+
+@pytest.mark.parametrize("code", ["invalid_blocks", "msg_too_long"])
+def test_a_message_slack_refuses_is_posted_plainly_and_the_channel_keeps_paging(
+    setup: Setup, code: str
+) -> None:
+    """Slack's refusal of one message's blocks is about what the alerts made of it, not
+    about the channel: the incident is still announced, with a plain message that
+    keeps the buttons, and the next incident is posted as usual."""
+    runtime, client, slack, _, notifier, _ = setup
+    tenant = tenant_with(runtime)
+    slack.script("chat.postMessage", f"error:{code}")
+    odd = fire(client, runtime, tenant, service="db", severity="high", fingerprint="odd")
+    settle(notifier)
+    assert stopped(setup, tenant.id) == []
+    plain = message_of(slack, "#oncall", odd)
+    assert [b["type"] for b in plain["blocks"]] == ["section", "actions", "context"]
+    assert "[HIGH] x (opened)" in plain["blocks"][0]["text"]["text"]
+    assert "'action_id': 'ack'" in str(plain["blocks"])
+    slack.script("chat.update", f"error:{code}")  # refused again on the update
+    act(client, tenant, odd, "ack")
+    settle(notifier)
+    assert "Acknowledged" in message_of(slack, "#oncall", odd)["blocks"][0]["text"]["text"]
+    other = fire(client, runtime, tenant, service="web", severity="high", fingerprint="b")
+    settle(notifier)
+    assert posts(slack, other) == ["#oncall"]
+    assert message_of(slack, "#oncall", other)["blocks"][0]["type"] == "header"
+
+
+def test_a_message_refused_even_plainly_fails_alone_without_stopping_the_channel(
+    setup: Setup,
+) -> None:
+    runtime, client, slack, _, notifier, _ = setup
+    tenant = tenant_with(runtime)
+    slack.script("chat.postMessage", "error:invalid_blocks", "error:invalid_blocks")
+    odd = fire(client, runtime, tenant, service="db", severity="high", fingerprint="odd")
+    settle(notifier)
+    [delivery] = [
+        d for d in runtime.outbox.incident_deliveries(tenant.id, odd) if d["kind"] == "message"
+    ]
+    assert delivery["status"] == "failed"
+    assert "invalid_blocks" in str(delivery["tries"][-1]["error"])
+    assert stopped(setup, tenant.id) == []
+    other = fire(client, runtime, tenant, service="web", severity="high", fingerprint="b")
+    settle(notifier)
+    assert posts(slack, other) == ["#oncall"]

@@ -61,9 +61,12 @@ from dd0c_alert.notify.routing import (
     route,
 )
 from dd0c_alert.notify.slack import (
+    ContentRefused,
     MessageGone,
+    SlackMessage,
     SlackSender,
     render_incident,
+    render_plain,
     render_thread_reply,
 )
 from dd0c_alert.notify.smtp import SmtpSender
@@ -472,6 +475,8 @@ class Notifier(Background):
         self._outbox.finish(
             delivery, ok=False, latency_ms=ms, error=error.message, at=now, not_posted=not_posted
         )
+        if isinstance(error, ContentRefused):
+            return  # this one message was refused: the destination keeps working
         self._set_health(key, "stopped" if error.permanent else "failing", error.message)
         if error.permanent and delivery.kind != NOTICE:
             self._tell_others(delivery, error.message, now)
@@ -548,12 +553,25 @@ class Notifier(Background):
             text = render_thread_reply(view, event, str(delivery.detail.get("note", "")))
             await sender.reply(channel_id, ts, text)
             return None
-        message = render_incident(view, event)
+        ref = await self._living_ref(sender, delivery, view.id)
+        try:
+            return await self._show(sender, delivery, ref, render_incident(view, event))
+        except ContentRefused as refused:
+            # Slack refused what the alerts made of the message: announce the incident
+            # all the same, plainly. Refused again, only this delivery fails (below).
+            log.warning("slack_message_refused", delivery_id=delivery.id, error=refused.message)
+            return await self._show(sender, delivery, ref, render_plain(view, event))
+
+    async def _living_ref(
+        self, sender: SlackSender, delivery: Delivery, incident_id: str
+    ) -> str | None:
+        """The ``channel:ts`` of the incident's message here: the one recorded, or one
+        a post whose answer was lost may have left (found by its metadata)."""
         ref = delivery.message_ref
         if ref is None and delivery.post_started_at is not None:
             since = delivery.post_started_at - timedelta(minutes=5)
             try:
-                found = await sender.find_existing(channel, view.id, since)
+                found = await sender.find_existing(delivery.destination, incident_id, since)
             except DeliveryError as error:
                 if "channel_not_found" not in error.message:
                     raise
@@ -561,6 +579,12 @@ class Notifier(Background):
             if found is not None:
                 ref = f"{found[0]}:{found[1]}"
                 log.info("slack_message_adopted", delivery_id=delivery.id, ref=ref)
+        return ref
+
+    async def _show(
+        self, sender: SlackSender, delivery: Delivery, ref: str | None, message: SlackMessage
+    ) -> str:
+        """Update the living message at ``ref``, or post it (again, if it was deleted)."""
         if ref is not None:
             channel_id, _, ts = ref.partition(":")
             try:
@@ -573,7 +597,11 @@ class Notifier(Background):
                 await asyncio.to_thread(self._outbox.forget_message, delivery)
         self._outbox.post_started(delivery, self._clock())
         receipt = await sender.post(
-            channel, message.blocks, message.text, view.id, delivery.tenant_id
+            delivery.destination,
+            message.blocks,
+            message.text,
+            delivery.incident_id,
+            delivery.tenant_id,
         )
         return receipt.ref
 

@@ -161,6 +161,18 @@ def render_incident(incident: IncidentView, event: NotificationEvent) -> SlackMe
     return SlackMessage(text=render_fallback(incident, event), blocks=blocks)
 
 
+def render_plain(incident: IncidentView, event: NotificationEvent) -> SlackMessage:
+    """The incident's message when Slack refused the full one (``invalid_blocks``, …):
+    the one-line fallback in a single section, with the buttons and the link, so the
+    incident is still announced and can still be acknowledged from Slack."""
+    blocks: list[Block] = [_section(render_fallback(incident, event))]
+    actions = _buttons(incident)
+    if actions is not None:
+        blocks.append(actions)
+    blocks.append(_context(link(incident.url, "Open incident")))
+    return SlackMessage(text=render_fallback(incident, event), blocks=blocks)
+
+
 def render_fallback(incident: IncidentView, event: NotificationEvent) -> str:
     """The plain ``text``: one line a phone notification or a screen reader can use."""
     parts = [

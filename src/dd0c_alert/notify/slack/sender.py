@@ -50,6 +50,22 @@ RETRYABLE_ERRORS = frozenset({"internal_error", "fatal_error", "service_unavaila
 #: chat.update's answers when the message is no longer there to update (someone deleted
 #: it): the incident needs a new message, not a stopped channel.
 GONE_ERRORS = frozenset({"message_not_found", "cant_update_message"})
+#: Refusals of one message's content (its blocks, text or metadata), not of the channel:
+#: alert text decides much of a message, so a plainer one is tried before giving up.
+CONTENT_ERRORS = frozenset(
+    {
+        "invalid_blocks",
+        "invalid_blocks_format",
+        "msg_too_long",
+        "msg_blocks_too_long",
+        "no_text",
+        "too_many_attachments",
+        "invalid_attachments",
+        "invalid_metadata_format",
+        "invalid_metadata_schema",
+        "metadata_too_large",
+    }
+)
 _CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{6,}")
 _MAX_PAGES = 50
 
@@ -68,6 +84,12 @@ class SlackReceipt(Receipt):
 
 class MessageGone(DeliveryError):
     """chat.update found no message to update: it was deleted in Slack."""
+
+
+class ContentRefused(DeliveryError):
+    """Slack refused this message's content (``invalid_blocks``, ``msg_too_long``, …).
+    Retrying the same message cannot help, but the channel is fine: one odd alert must
+    not stop the channel for every other incident."""
 
 
 def _api_error(method: str, error: SlackApiError, lost: Reason) -> DeliveryError:
@@ -91,6 +113,8 @@ def _api_error(method: str, error: SlackApiError, lost: Reason) -> DeliveryError
         return DeliveryError("server", f"{method}: {code}", retry=True)
     if code in GONE_ERRORS:
         return MessageGone("client", f"{method}: {code}", retry=False)
+    if code in CONTENT_ERRORS:
+        return ContentRefused("client", f"{method}: {code}", retry=False)
     http = classify_http(status, headers)
     if http is not None:
         return DeliveryError(
