@@ -244,6 +244,26 @@ def test_signed_clicks_ack_snooze_and_resolve(
     assert incident(client, acme, incident_id)["status"] == "resolved"
 
 
+def test_changes_made_from_slack_are_in_the_audit_log_by_slack_user(
+    env: tuple[TestClient, Runtime], acme: TenantHandle
+) -> None:
+    client, _ = env
+    incident_id = open_incident(client, acme)
+    click(client, "ack", incident_id)
+    click(client, "noise", incident_id)
+    command(client, f"resolve {incident_id}")
+    assert "Nothing changed" in click(client, "resolve", incident_id)["text"]
+    response = client.get("/v1/audit", headers=acme.auth)
+    assert response.status_code == 200, response.text
+    entries = [e for e in response.json()["items"] if e["target_id"] == incident_id]
+    assert [(e["action"], e["actor"]) for e in reversed(entries)] == [
+        ("incident.ack", "slack:U0JANE (jane)"),
+        ("incident.feedback", "slack:U0JANE (jane)"),
+        ("incident.resolve", "slack:U0JANE (jane)"),  # the refused second resolve: none
+    ]
+    assert entries[1]["detail"] == {"via": "slack", "verdict": "noise"}
+
+
 @pytest.mark.parametrize("action", ["snooze_1h", "snooze_24h"])
 def test_snooze_lengths(env: tuple[TestClient, Runtime], acme: TenantHandle, action: str) -> None:
     client, _ = env

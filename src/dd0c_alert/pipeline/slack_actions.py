@@ -162,10 +162,34 @@ def click_of(payload: dict[str, Any]) -> Click | None:
 
 
 class SlackActions:
-    """What a verified click or command does, for the tenants that signed it."""
+    """What a verified click or command does, for the tenants that signed it.
 
-    def __init__(self, store: Store) -> None:
+    Each change is in the tenant's audit log as the API's own would be (``incident.ack``,
+    ``incident.feedback``, …), its actor the Slack user (``slack:U…``) and ``client`` the
+    address Slack's request came from: a change made from Slack is no less a change.
+    """
+
+    def __init__(self, store: Store, client: str = "") -> None:
         self._store = store
+        self._client = client
+
+    def _audit(
+        self,
+        tenant_id: str,
+        user: SlackUser,
+        action: str,
+        incident_id: str,
+        detail: dict[str, Any],
+    ) -> None:
+        self._store.product().record_audit(
+            tenant_id,
+            actor=user.actor,
+            action=action,
+            target_type="incident",
+            target_id=incident_id,
+            detail={"via": "slack", **detail},
+            client=self._client,
+        )
 
     def click(self, tenants: Sequence[str], click: Click) -> str:
         """Apply a button; the text to show the clicker."""
@@ -189,6 +213,8 @@ class SlackActions:
                 continue
             if isinstance(made, str):
                 return f"Nothing to mute: {escape(made)}."
+            detail = {"suggestion_id": str(made["id"])}
+            self._audit(tenant_id, user, "incident.mute_requested", incident_id, detail)
             return (
                 f"Suggested for review: {escape(str(made['title']))}. Accept or dismiss it "
                 f"under suggestions (`POST /v1/suggestions/{made['id']}/accept`)."
@@ -221,6 +247,8 @@ class SlackActions:
                 action=action,
                 actor=user.actor,
             )
+            detail = {"minutes": snooze_minutes} if action == "snooze" else {}
+            self._audit(tenant_id, user, f"incident.{action}", incident_id, detail)
             done = _DONE[action]
             if action == "snooze":
                 done += f" for {snooze_minutes // 60} h"
@@ -244,6 +272,7 @@ class SlackActions:
                 verdict=verdict,
                 actor=user.actor,
             )
+            self._audit(tenant_id, user, "incident.feedback", incident_id, {"verdict": verdict})
             return (
                 f"Thanks: incident `{item['incident_id']}` marked *{verdict}* by "
                 f"{escape(user.actor)}. Later incidents of these alerts count it in their "

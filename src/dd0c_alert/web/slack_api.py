@@ -107,6 +107,11 @@ _SIGNED: dict[int | str, dict[str, Any]] = {
 }
 
 
+def _client(request: Request) -> str:
+    """The address the request came from, for the audit log (as ``audit`` records it)."""
+    return request.client.host if request.client is not None else ""
+
+
 def _ephemeral(text: str) -> Response:
     return json_response({"response_type": "ephemeral", "replace_original": False, "text": text})
 
@@ -148,7 +153,8 @@ async def interactions(
     click = slack_actions.click_of(payload)
     if click is None:
         return Response(status_code=200)
-    text = await run_in_threadpool(slack_actions.SlackActions(runtime.store).click, tenants, click)
+    actions = slack_actions.SlackActions(runtime.store, _client(request))
+    text = await run_in_threadpool(actions.click, tenants, click)
     return _ephemeral(text)
 
 
@@ -178,7 +184,6 @@ async def commands(
     except slack_actions.SlackRefused as exc:
         return _refused(exc)
     user = slack_actions.SlackUser(form.get("user_id", "unknown"), form.get("user_name", ""))
-    text = await run_in_threadpool(
-        slack_actions.SlackActions(runtime.store).command, tenants, form.get("text", ""), user
-    )
+    actions = slack_actions.SlackActions(runtime.store, _client(request))
+    text = await run_in_threadpool(actions.command, tenants, form.get("text", ""), user)
     return _ephemeral(text)
