@@ -77,6 +77,14 @@ def test_hostile_payload_cannot_inject_headers_or_markup() -> None:
     assert "<script>" not in html and "javascript:" not in html
 
 
+def test_a_long_title_keeps_the_event_in_the_subject() -> None:
+    """Opened and resolved mails of a long-titled incident differ in the inbox."""
+    view = incident(title="Checkout " + "x" * 500)
+    subjects = [render_incident_email(view, e, **KW)["Subject"] for e in ("opened", "resolved")]
+    assert subjects[0].endswith("… (opened)") and subjects[1].endswith("… (resolved)")
+    assert all(len(s) <= 200 and s.startswith("[CRITICAL] Checkout xxx") for s in subjects)
+
+
 def test_digest() -> None:
     digest = DigestView(
         tenant_name="Acme <Prod>",

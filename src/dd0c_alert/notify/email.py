@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -35,6 +36,9 @@ _ENV.globals.update(
 )
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _SUBJECT_LIMIT = 200
+#: The title's share of an incident mail's subject: the rest is the severity and the
+#: event, which must survive a long title ("(opened)" and "(resolved)" differ there).
+_SUBJECT_TITLE_LIMIT = 160
 
 
 def _render(name: str, **context: object) -> str:
@@ -48,6 +52,13 @@ def incident_message_id(incident_id: str, domain: str) -> str:
 
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _subject_headline(incident: IncidentView, event: NotificationEvent) -> str:
+    """The headline with the title shortened, never the event: with the whole headline
+    cut at the limit, every mail of a long-titled incident read the same in the inbox."""
+    title = _clip(" ".join(incident.title.split()), _SUBJECT_TITLE_LIMIT)
+    return facts.headline(replace(incident, title=title), event)
 
 
 def _envelope(subject: str, sender: str, to: Sequence[str], at: datetime) -> EmailMessage:
@@ -81,7 +92,10 @@ def render_incident_email(
         "noise": facts.noise_text(incident),
         "colour": facts.SEVERITY_COLOUR[incident.severity],
     }
-    message = _envelope(_render("incident_subject.txt", **context), sender, to, at)
+    subject = _render(
+        "incident_subject.txt", **{**context, "headline": _subject_headline(incident, event)}
+    )
+    message = _envelope(subject, sender, to, at)
     first = incident_message_id(incident.id, domain)
     if event == "opened":
         message["Message-ID"] = first

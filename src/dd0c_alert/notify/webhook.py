@@ -6,7 +6,7 @@ Every event is one JSON object (UTF-8, compact)::
       "version": "1",                       # this schema; a breaking change bumps it
       "type": "incident.opened",            # incident.<opened|updated|acknowledged|resolved|
                                             #   reopened|escalated|merged|snoozed>
-      "id": "evt_…",                        # the event id, equal to the webhook-id header
+      "id": "01J…",                         # the event id (a ULID), = the webhook-id header
       "timestamp": "2026-11-27T10:00:00Z",  # when the event happened (UTC)
       "incident": {
         "id", "tenant_id", "title", "url",
