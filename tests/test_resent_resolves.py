@@ -151,6 +151,48 @@ def test_pagerduty_resolved_webhooks_delivered_again_fold_into_the_incident(
     assert stored[0]["ended_at"] == "2021-04-26T18:07:11Z"
 
 
+def test_a_reopened_pagerduty_incident_fires_again_and_its_resolve_ends_it(
+    client: TestClient, runtime: Runtime, tenant: TenantHandle
+) -> None:
+    """PagerDuty reopens a resolved incident under the same id (``incident.reopened``):
+    dd0c must show it firing again, and the next resolve must end that occurrence."""
+    triggered = fixture("pagerduty", "v3_incident_triggered_chronosphere")
+    resolved = fixture("pagerduty", "v3_incident_resolved_chronosphere_handmade")
+    reopened = copy.deepcopy(triggered)
+    reopened["event"].update(
+        id="01HANDMADEREOPENED00000000",
+        event_type="incident.reopened",
+        occurred_at="2025-08-02T07:15:00.000Z",
+    )
+    acknowledged = copy.deepcopy(triggered)
+    acknowledged["event"].update(
+        id="01HANDMADEACKAFTERREOPEN00",
+        event_type="incident.acknowledged",
+        occurred_at="2025-08-02T07:20:00.000Z",
+    )
+    acknowledged["event"]["data"]["status"] = "acknowledged"
+    resolved_again = copy.deepcopy(resolved)
+    resolved_again["event"].update(
+        id="01HANDMADERESOLVEDREOPENED", occurred_at="2025-08-02T07:40:00.000Z"
+    )
+    send(client, runtime, tenant, "pagerduty", triggered, **{"X-Webhook-Id": "w-1"})
+    send(client, runtime, tenant, "pagerduty", resolved, **{"X-Webhook-Id": "w-2"})
+    send(client, runtime, tenant, "pagerduty", reopened, **{"X-Webhook-Id": "w-3"})
+    send(client, runtime, tenant, "pagerduty", acknowledged, **{"X-Webhook-Id": "w-4"})
+    live = sorted(alerts(runtime, tenant), key=lambda a: a["started_at"])
+    assert [(a["status"], a["started_at"]) for a in live] == [
+        ("resolved", "2025-08-02T05:33:07Z"),
+        ("firing", "2025-08-02T07:15:00Z"),
+    ]
+    send(client, runtime, tenant, "pagerduty", resolved_again, **{"X-Webhook-Id": "w-5"})
+    send(client, runtime, tenant, "pagerduty", resolved, **{"X-Webhook-Id": "w-6"})
+    ended = sorted(alerts(runtime, tenant), key=lambda a: a["started_at"])
+    assert [(a["status"], a["ended_at"]) for a in ended] == [
+        ("resolved", "2025-08-02T06:03:41.118000Z"),
+        ("resolved", "2025-08-02T07:40:00Z"),
+    ]
+
+
 def test_a_custom_senders_fingerprint_finds_its_alert_as_given(
     client: TestClient, runtime: Runtime, tenant: TenantHandle
 ) -> None:

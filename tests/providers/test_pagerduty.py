@@ -69,7 +69,10 @@ def test_resolved() -> None:
     assert alert.title == "NGINXTooMany400s triggered on nudgebee-api-alerts"
     assert alert.service == "Test-Service"
     assert alert.fingerprint == "pagerduty:QEXAMPLE1"
-    assert alert.started_at == _at("2025-02-12T10:15:08+00:00")
+    # A resolve starts at its own time (a reopened incident's resolve must end the
+    # reopened occurrence); the incident's creation is kept as a label.
+    assert alert.started_at == _at("2025-02-15T14:42:34.992+00:00")
+    assert alert.labels["pagerduty_created_at"] == "2025-02-12T10:15:08Z"
     assert alert.ended_at == _at("2025-02-15T14:42:34.992+00:00")
     assert alert.labels["pagerduty_event_type"] == "incident.resolved"
     assert alert.labels["pagerduty_status"] == "resolved"
@@ -148,7 +151,7 @@ def test_chronosphere_trigger_and_handmade_resolve_share_fingerprint() -> None:
     resolved = _alert("v3_incident_resolved_chronosphere_handmade.json")
     assert resolved.status is AlertStatus.RESOLVED
     assert resolved.fingerprint == triggered.fingerprint
-    assert resolved.started_at == triggered.started_at
+    assert resolved.started_at == resolved.ended_at
     assert resolved.ended_at == _at("2025-08-02T06:03:41.118+00:00")
 
 
@@ -210,6 +213,18 @@ def test_reopened_is_firing() -> None:
     body["event"]["event_type"] = "incident.reopened"
     body["event"]["data"]["status"] = "triggered"
     assert _alert_from(body).status is AlertStatus.FIRING
+
+
+def test_reopened_starts_when_it_was_reopened() -> None:
+    """A reopen is a new occurrence: starting at the incident's creation, it would fold
+    into the resolved occurrence as a late copy and the live incident stay resolved."""
+    body = _load("v3_incident_resolved_chronosphere_handmade.json")
+    body["event"]["event_type"] = "incident.reopened"
+    body["event"]["occurred_at"] = "2025-08-02T07:15:00.000Z"
+    body["event"]["data"]["status"] = "triggered"
+    alert = _alert_from(body)
+    assert alert.started_at == _at("2025-08-02T07:15:00+00:00")
+    assert alert.labels["pagerduty_created_at"] == "2025-08-02T05:33:07Z"
 
 
 @pytest.mark.parametrize(

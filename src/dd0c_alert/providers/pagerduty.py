@@ -20,7 +20,10 @@ low → low), else medium. Priority wins because a responder sets it deliberatel
 Fingerprint: the incident's ``incident_key`` (the Events API dedup key) when set, else
 the incident id — both stay the same for the incident's whole life. ``started_at`` is
 the incident's ``created_at`` (so every update of one incident starts at the same
-time), falling back to ``event.occurred_at``; a resolve ends at ``occurred_at``.
+time), falling back to ``event.occurred_at``; a resolve ends at ``occurred_at``. A
+resolve and an ``incident.reopened`` start at their ``occurred_at`` (the creation time
+stays in label ``pagerduty_created_at``): a reopened incident is a new occurrence from
+the moment it was reopened, and its resolve ends that occurrence, not the first one.
 ``service`` is ``data.service.summary`` (PagerDuty's service name).
 
 Auth: ``X-PagerDuty-Signature: v1=<hex>[,v1=<hex>…]``, HMAC-SHA256 of the raw body;
@@ -31,6 +34,7 @@ is no signed timestamp: redeliveries are recognised by ``X-Webhook-Id``.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from dd0c_alert.domain.fingerprint import native_fingerprint
@@ -120,7 +124,8 @@ def _alert(
     incident_status = parse.text(incident.get("status"), 64).lower()
     resolved = event_type == "incident.resolved" or incident_status == "resolved"
     occurred = parse.timestamp(event.get("occurred_at"))
-    started = parse.timestamp(incident.get("created_at")) or occurred or delivery.received_at
+    created = parse.timestamp(incident.get("created_at"))
+    started = _start(event_type, resolved, created, occurred) or delivery.received_at
     service = _ref(incident.get("service"))
     return CanonicalAlert(
         tenant_id=delivery.tenant_id,
@@ -137,6 +142,23 @@ def _alert(
         received_at=delivery.received_at,
         ended_at=(occurred or delivery.received_at) if resolved else None,
     )
+
+
+def _start(
+    event_type: str, resolved: bool, created: datetime | None, occurred: datetime | None
+) -> datetime | None:
+    """The incident's creation for the updates of an open incident, so all of them fold
+    into one occurrence; the event's own time for a reopen and a resolve.
+
+    A reopened incident is a new occurrence, which begins when it was reopened: with
+    the creation time it would lie before the first resolve and fold into that ended
+    occurrence as a late copy, leaving the live incident resolved. A resolve carries
+    its own time as its start (as a Datadog recovery does) so that the resolve of a
+    reopened incident ends the reopened occurrence instead of repeating the first end.
+    """
+    if resolved or event_type == "incident.reopened":
+        return occurred or created
+    return created or occurred
 
 
 def _severity(incident: Mapping[str, Any]) -> Severity:
@@ -158,6 +180,7 @@ def _labels(
         "pagerduty_incident_id": parse.text(incident.get("id"), 256),
         "pagerduty_incident_number": parse.text(incident.get("number"), 64),
         "pagerduty_status": parse.text(incident.get("status"), 64),
+        "pagerduty_created_at": parse.text(incident.get("created_at"), 64),
         "incident_key": parse.text(incident.get("incident_key"), 1024),
         "urgency": parse.text(incident.get("urgency"), 64),
         "priority": parse.text(_ref(incident.get("priority")).get("summary"), 256),
