@@ -134,6 +134,28 @@ def test_a_datadog_trigger_delivered_after_its_recovery_keeps_its_start_and_seve
         assert late[key] == right[key], key
 
 
+def test_a_datadog_test_notification_never_resolves_the_real_alert(
+    client: TestClient, runtime: Runtime, tenant: TenantHandle
+) -> None:
+    """The monitor's "Test Notifications" button sends each tested state with ``[TEST]``
+    in the title and the real monitor id and group in the body: a tested "Recovered"
+    must not end the real alert of that group, which is still firing."""
+    triggered = fixture("datadog", "keep_log_alert_triggered")
+    send(client, runtime, tenant, "datadog", triggered)
+    tested = fixture("datadog", "keep_log_alert_recovered")
+    tested["title"] = "[TEST] " + tested["title"]
+    tested["body"] = tested["body"].replace(
+        "%%%\n", "%%%\nTest notification triggered by ada@example.com.\n", 1
+    )
+    send(client, runtime, tenant, "datadog", tested)
+    stored = {a["title"]: a for a in alerts(runtime, tenant)}
+    real = stored["Error monitor on service:keep-api-matvey-kuk-workflows-fix"]
+    test = stored["[TEST] Error monitor on service:keep-api-matvey-kuk-workflows-fix"]
+    assert (real["status"], real["ended_at"]) == ("firing", None)
+    assert test["status"] == "resolved"
+    assert test["labels"]["datadog_test"] == "true"
+
+
 @pytest.mark.parametrize("webhook_ids", [("w-1", "w-2")])
 def test_pagerduty_resolved_webhooks_delivered_again_fold_into_the_incident(
     client: TestClient, runtime: Runtime, tenant: TenantHandle, webhook_ids: tuple[str, str]

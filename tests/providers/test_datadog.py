@@ -488,3 +488,41 @@ def test_token_header_and_missing_token() -> None:
 def test_module_contract() -> None:
     assert datadog.NAME == "datadog"
     assert datadog.DELIVERY_ID_HEADERS == ()
+
+
+# --- the monitor's "Test Notifications" button ---------------------------------------
+
+
+def _as_test(payload: dict[str, Any], title: str) -> dict[str, Any]:
+    """``payload`` as the "Test Notifications" button sends it: ``[TEST]`` in the title
+    and who ran the test in the message; the monitor id and group are the real ones."""
+    body = payload["body"].replace(
+        "%%%\n", "%%%\nTest notification triggered by ada@example.com.\n", 1
+    )
+    return {**payload, "title": title, "body": body}
+
+
+@pytest.mark.parametrize(
+    "title",
+    [
+        "[TEST] [Recovered on {service:keep-api-matvey-kuk-workflows-fix}] Error monitor",
+        "[Recovered on {service:keep-api-matvey-kuk-workflows-fix}] [TEST] Error monitor",
+    ],
+)
+def test_a_test_notification_is_its_own_alert(title: str) -> None:
+    real = one(load("keep_log_alert_recovered.json"))
+    test = one(_as_test(load("keep_log_alert_recovered.json"), title))
+    assert test.fingerprint != real.fingerprint
+    assert test.fingerprint == "datadog:test:160076582:service:keep-api-matvey-kuk-workflows-fix"
+    assert test.status is AlertStatus.RESOLVED
+    assert test.title == "[TEST] Error monitor on service:keep-api-matvey-kuk-workflows-fix"
+    assert test.labels["datadog_test"] == "true"
+    assert "datadog_test" not in real.labels
+
+
+def test_a_test_notification_without_a_monitor_key_is_still_apart() -> None:
+    payload = {"title": "[P2] [Triggered] Disk full", "body": "disk is full"}
+    real = one(payload)
+    test = one({**payload, "title": "[TEST] [P2] [Triggered] Disk full"})
+    assert test.fingerprint != real.fingerprint
+    assert (test.severity, test.status) == (Severity.HIGH, AlertStatus.FIRING)

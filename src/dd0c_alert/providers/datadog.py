@@ -33,6 +33,12 @@ Without either, a hash of the alert name (title without brackets) and its scope.
 Per-notification values ($ID, dates) are never part of it. ``source_ref`` is that same
 key (else $ID).
 
+Test notifications: the monitor's "Test Notifications" button sends each state it tests
+with ``[TEST]`` in the title and the real monitor's id and group in the body, so read
+like any other they would update, and a tested "Recovered" would resolve, the real alert
+of that group. They are alerts of their own instead: key ``test:<key>``, title kept with
+its ``[TEST]`` prefix, label ``datadog_test`` = ``true``; the user sees the webhook work.
+
 Times: ``started_at`` is the notification's own ``date`` (ms), which for a recovery is
 also its ``ended_at``.
 
@@ -50,6 +56,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
@@ -183,9 +190,22 @@ def _scope_key(scope: str) -> str:
     return ",".join(sorted(part for part in parts if part and part != "*"))
 
 
-def _parse_title(raw: str) -> tuple[str, str, str, str]:
-    """(name, priority, transition, scope) from "[P1] [Triggered on {scope}] name"."""
+@dataclass(frozen=True, slots=True)
+class _Title:
+    """What Datadog writes in a notification title's leading brackets."""
+
+    name: str
+    priority: str = ""
+    transition: str = ""
+    scope: str = ""
+    #: ``[TEST]``: sent by the monitor's "Test Notifications" button, not by its state.
+    test: bool = False
+
+
+def _parse_title(raw: str) -> _Title:
+    """The parts of "[TEST] [P1] [Triggered on {scope}] name" (each bracket optional)."""
     priority = transition = scope = ""
+    test = False
     rest = raw
     while match := _TITLE_BRACKET.match(rest):
         word = match.group(1).strip()
@@ -193,10 +213,12 @@ def _parse_title(raw: str) -> tuple[str, str, str, str]:
             priority = word.upper()
         elif word.lower() in _TITLE_TRANSITIONS and not transition:
             transition, scope = word, match.group(2) or ""
+        elif word.lower() == "test" and not test:
+            test = True
         elif word:
             break  # a bracket that is part of the monitor's name, e.g. "[Synthetics]"
         rest = rest[match.end() :]
-    return rest.strip(), priority, transition, scope
+    return _Title(rest.strip(), priority, transition, scope, test)
 
 
 def _monitor_link(message: str) -> tuple[str, str, str]:
@@ -225,8 +247,12 @@ def _one(obj: Mapping[str, Any], delivery: Delivery) -> CanonicalAlert:
         raise PayloadError("this is a legacy Grafana payload, not a Datadog webhook")
     flat = _flatten(obj)
     raw_body = _field(flat, "body", "event_msg", "message", "text_only_msg", limit=1 << 20)
-    name, title_priority, title_transition, title_scope = _parse_title(
-        _field(flat, "title", "event_title")
+    parsed = _parse_title(_field(flat, "title", "event_title"))
+    name, title_priority, title_transition, title_scope = (
+        parsed.name,
+        parsed.priority,
+        parsed.transition,
+        parsed.scope,
     )
     monitor_url, link_monitor, link_group = _monitor_link(raw_body)
     monitor_id = _field(flat, "alert_id", "monitor_id", "alert_monitor_id") or link_monitor
@@ -251,12 +277,18 @@ def _one(obj: Mapping[str, Any], delivery: Delivery) -> CanonicalAlert:
     service = conventional(("service",), ("service",))
     title = (f"{name} on {title_scope}" if title_scope else name) or alert_title
     title = title or f"Datadog monitor {monitor_id or aggregation_key}"
+    if parsed.test:
+        title = f"[TEST] {title}"
 
     key = aggregation_key or (f"{monitor_id}:{scope}" if monitor_id and scope else monitor_id)
+    if parsed.test and key:
+        key = f"test:{key}"  # a test of a monitor is not its real state: never the same alert
     if key:
         fingerprint = native_fingerprint(NAME, key)
     else:
         identity = {"scope": scope} if scope else {}
+        if parsed.test:
+            identity["datadog_test"] = "true"
         fingerprint = computed_fingerprint(
             delivery.tenant_id, NAME, name or title, service, identity
         )
@@ -287,6 +319,7 @@ def _one(obj: Mapping[str, Any], delivery: Delivery) -> CanonicalAlert:
         "datadog_priority": priority,
         "datadog_metric": _field(flat, "alert_metric"),
         "datadog_query": _field(flat, "alert_query"),
+        "datadog_test": "true" if parsed.test else "",
         "datadog_org": parse.text(org.get("name"), 256)
         if isinstance(org, Mapping)
         else parse.text(org, 256),
