@@ -56,7 +56,7 @@ def test_grafana12_test_notification_real() -> None:
     assert alert.status is AlertStatus.FIRING
     assert alert.severity is Severity.MEDIUM  # no severity label
     assert alert.title == "TEST"
-    assert alert.description == "Test Description"
+    assert alert.description == "Test Description\n\nValues: [ var='B' value=22 ]"
     assert alert.service == ""  # none of the service labels is set
     assert alert.resource == "Grafana"
     assert alert.fingerprint == "grafana:c4edaaf9f9f839b0"
@@ -117,11 +117,40 @@ def test_values_never_change_identity_without_grafana_fingerprint() -> None:
 
 def test_signed_body_normalises() -> None:
     [alert] = alerts(load(SIGNED))
-    assert alert.title == "DatasourceNoData"
+    assert alert.title == "No data: API latency p99"
     assert alert.service == "api-gateway"
     assert alert.severity is Severity.MEDIUM
     assert alert.fingerprint == "grafana:0f1e2d3c4b5a6978"
     assert "dashboard" not in alert.links  # empty dashboardURL is no link
+
+
+@pytest.mark.parametrize(
+    ("name", "title"),
+    [
+        ("DatasourceNoData", "No data: API latency p99"),
+        ("DatasourceError", "Query failed: API latency p99"),
+    ],
+)
+def test_a_rule_that_was_not_evaluated_is_titled_by_the_rule(name: str, title: str) -> None:
+    """Grafana names such alerts DatasourceNoData / DatasourceError and keeps the rule's
+    title in ``rulename``; the rule's own summary describes a condition nobody could
+    evaluate. The alert name stays the title when there is no rule name."""
+    payload = load(SIGNED)
+    payload["alerts"][0]["labels"]["alertname"] = name
+    payload["alerts"][0]["annotations"] = {"summary": "p99 latency above 500 ms"}
+    [alert] = alerts(payload)
+    assert alert.title == title
+    del payload["alerts"][0]["labels"]["rulename"]
+    [alert] = alerts(payload)
+    assert alert.title == "p99 latency above 500 ms"
+
+
+def test_the_values_the_rule_saw_are_in_the_description() -> None:
+    payload = load("grafana_firing_handmade.json")
+    payload["alerts"][0]["valueString"] = "[ var='B' labels={instance=web-1} value=93.2 ]"
+    payload["alerts"][0]["annotations"] = {}
+    [alert] = alerts(payload)
+    assert alert.description == "Values: [ var='B' labels={instance=web-1} value=93.2 ]"
 
 
 def test_legacy_grafana_alerting_is_a_clear_payload_error() -> None:

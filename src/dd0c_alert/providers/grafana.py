@@ -7,6 +7,14 @@ by ``alertmanager.to_alert``, so status, title, service / environment / resource
 priority, fingerprint (Grafana's own ``fingerprint`` of the label set, else a hash of
 all labels) and the ``dd0c_truncated_alerts`` label work exactly as there. ``values``
 and ``valueString`` change at every evaluation and are never part of identity.
+
+A rule that gets no data or a query error (and is set to alert on it) fires a separate
+alert named ``DatasourceNoData`` or ``DatasourceError``, the rule's title in label
+``rulename``: its title is "No data: <rule>" or "Query failed: <rule>", whatever the
+rule's summary says (it describes the condition, which was not evaluated). Without a
+``rulename`` the alert name stays the title. ``valueString`` (the values the rule saw,
+``[ var='B' value=93.2 ]``) is added to the description as "Values: …".
+
 The contact point's "Test" button sends an ordinary firing alert (``TestAlert``);
 it is normalised like any other so the user sees the integration work. Bodies of the
 legacy (pre-unified, removed in Grafana 11) alerting are rejected with a clear message.
@@ -29,7 +37,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from dd0c_alert.domain.models import Normalised, Severity
+from dd0c_alert.domain.models import CanonicalAlert, Normalised, Severity
 
 from . import alertmanager, parse
 from .auth import any_signature_matches, check_timestamp, hmac_sha256_hex, verify_token
@@ -44,6 +52,8 @@ TIMESTAMP_HEADER = "x-grafana-alerting-timestamp"
 SEVERITIES: dict[str, Severity] = alertmanager.SEVERITIES
 
 _LEGACY_KEYS = ("evalMatches", "ruleId", "ruleUrl")
+#: Grafana's alert names for a rule that could not be evaluated, with their titles.
+_NOT_EVALUATED = {"DatasourceNoData": "No data", "DatasourceError": "Query failed"}
 
 
 def verify(headers: Mapping[str, str], body: bytes, secret: str, now: float) -> None:
@@ -83,6 +93,22 @@ def normalise(payload: Any, delivery: Delivery) -> list[Normalised]:
         ):
             if url := alertmanager.link(obj.get(field), group.external_url):
                 alert.links[kind] = url
+        _explain(alert, obj)
         return alert
 
     return parse.each(objects, read, delivery, alertmanager.alert_name)
+
+
+def _explain(alert: CanonicalAlert, obj: Mapping[str, Any]) -> None:
+    """Say which rule could not be evaluated, and what the rule saw: a page titled
+    "DatasourceNoData", or one without the value that crossed the threshold, sent the
+    responder to Grafana to find out what fired."""
+    state = _NOT_EVALUATED.get(alert.labels.get("alertname", ""))
+    rule = alert.labels.get("rulename", "").strip()
+    if state and rule:
+        alert.title = f"{state}: {rule}"[:1024]
+    values = parse.text(obj.get("valueString"), 4096)
+    if values:
+        alert.description = "\n\n".join(
+            part for part in (alert.description, f"Values: {values}") if part
+        )
