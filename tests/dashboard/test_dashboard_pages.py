@@ -138,6 +138,25 @@ def test_an_expired_session_is_renewed_by_the_refresh_cookie(client: TestClient)
     assert client.cookies.get(REFRESH_COOKIE) != old_refresh  # rotated
 
 
+@pytest.mark.parametrize(
+    "path", ["/incidents/stream", "/onboarding/progress", "/onboarding/slack-manifest.json"]
+)
+def test_a_renewal_by_a_stream_or_a_poll_hands_the_browser_its_new_cookies(
+    client: TestClient, path: str
+) -> None:
+    """The live list's stream and the guide's poll run on when the access cookie
+    has expired: the refresh token they spend must come back to the browser, or its
+    next request presents the spent one and the sign-in is revoked as stolen."""
+    sign_up(client)
+    old_refresh = client.cookies.get(REFRESH_COOKIE)
+    client.cookies.delete("dd0c_session")  # expired: the browser dropped it
+    with client.stream("GET", path) as response:
+        assert response.status_code == 200
+    assert client.cookies.get(REFRESH_COOKIE) not in (None, old_refresh)
+    client.cookies.delete("dd0c_session")
+    assert client.get("/incidents", follow_redirects=False).status_code == 200
+
+
 def test_logout_revokes_the_refresh_token_and_the_session_cookie(client: TestClient) -> None:
     sign_up(client)
     refresh = client.cookies.get(REFRESH_COOKIE)

@@ -120,7 +120,9 @@ def unreadable(exc: RequestValidationError) -> str:
 
 class PageRoute(APIRoute):
     """A dashboard route: a query parameter it cannot read (``?page=abc``) answers the
-    dashboard's 400 page, not the JSON 422 the application's handler gives the API."""
+    dashboard's 400 page, not the JSON 422 the application's handler gives the API;
+    every answer carries the cookies the request decided on (``finish``), streams and
+    polls included, not only those rendered by ``page`` and ``redirect``."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handle = super().get_route_handler()
@@ -129,7 +131,7 @@ class PageRoute(APIRoute):
             if address_holds_nul(request):
                 return error_page(request, 400, f"This address is not valid: {NUL_REFUSED}.")
             try:
-                return await handle(request)
+                return finish(request, await handle(request))
             except RequestValidationError as exc:
                 return error_page(request, 400, unreadable(exc))
 

@@ -124,7 +124,15 @@ def finish(request: Request, response: Response) -> Response:
     ``set_session_cookies``: session cookie and a fresh CSRF token), a renewed one, a
     first CSRF token, or the removal of the session (``end_session``). The CSRF
     cookie lives as long as the refresh token, so a page left open past the access
-    token's quarter of an hour still posts its forms."""
+    token's quarter of an hour still posts its forms.
+
+    Once per request (``PageRoute`` calls it again on whatever a view returns): a
+    renewal spent the browser's refresh token, so an answer without the new cookies
+    (the live list's stream, a poll) would leave the browser a spent token whose
+    next use revokes the whole sign-in as stolen."""
+    if getattr(request.state, "finished", False):
+        return response
+    request.state.finished = True
     config = auth_config(request)
     renewed: tuple[str, str] | None = getattr(request.state, _RENEWED, None)
     csrf = getattr(request.state, "csrf_new", None)
