@@ -3,8 +3,10 @@
 (function () {
   "use strict";
 
+  // The zone is shown: times are compared with other tools' (Grafana, Slack) at 3 a.m.
   var fmt = new Intl.DateTimeFormat(undefined, {
-    year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit"
+    year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit",
+    timeZoneName: "short"
   });
   function localTimes(root) {
     root.querySelectorAll("time[datetime]").forEach(function (el) {
@@ -87,10 +89,31 @@
     }
   }
 
+  // A list that silently stops updating looks calm when it is not: say so while the
+  // stream is down (the server restarting) and when it gave up (signed out). The
+  // server ends each stream after five minutes and the browser reconnects within
+  // seconds: only a reconnection that does not come back by then is reported.
+  var LOST = "Live updates lost: reconnecting… The list may be out of date.";
+  var STOPPED = "Live updates stopped: reload the page (you may need to log in again).";
+  function report(text) {
+    live.classList.toggle("lost", !!text);
+    if (text || live.textContent === LOST) { live.textContent = text; }
+  }
   if (window.EventSource) {
     var source = new EventSource(table.getAttribute("data-stream"));
+    var pending = null;
     source.addEventListener("rows", function (event) {
       applyRows(JSON.parse(event.data));
+    });
+    source.addEventListener("open", function () {
+      clearTimeout(pending);
+      pending = null;
+      report("");
+    });
+    source.addEventListener("error", function () {
+      if (source.readyState === EventSource.CLOSED) { report(STOPPED); return; }
+      // Failed retries fire again: the first one starts the clock.
+      if (pending === null) { pending = setTimeout(function () { report(LOST); }, 5000); }
     });
   }
 
