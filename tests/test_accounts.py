@@ -27,6 +27,7 @@ from conftest import TenantHandle
 from dd0c_alert.app import build_runtime
 from dd0c_alert.config import Settings
 from dd0c_alert.pipeline.runtime import Runtime
+from dd0c_alert.storage import accounts as accounts_store
 from dd0c_alert.web.passwords import hash_password
 from dd0c_alert.web.permissions import ROLES, SCOPES, TABLE, operation_of
 from dd0c_alert.web.sessions import issue_access
@@ -76,7 +77,10 @@ def link_token(smtp: SmtpStandIn, path: str) -> str:
     return found.group(1)
 
 
-def test_signup_login_me_refresh_logout(client: TestClient) -> None:
+def test_signup_login_me_refresh_logout(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(accounts_store, "ROTATION_GRACE", timedelta(0))  # reuse at once
     made = signup(client)
     assert made["token_type"] == "bearer" and made["role"] == "owner"
     me = client.get("/v1/me", headers=bearer(made["access_token"])).json()
@@ -134,6 +138,29 @@ def test_weak_passwords_are_refused(client: TestClient) -> None:
             "/v1/auth/signup", json={"email": "a@b.co", "password": weak, "tenant_name": "A"}
         )
         assert answer.status_code == 422 and answer.json()["error"] == "weak_password", weak
+
+
+def test_a_token_renewed_twice_at_once_keeps_the_sign_in(client: TestClient) -> None:
+    """Two dashboard tabs renewing at the same moment, or a client that lost the answer
+    and asks again, present one refresh token twice: within a few seconds that is not
+    a stolen copy, and both get a working token. Once the sign-in has ended, it is."""
+    made = signup(client)
+    spent = made["refresh_token"]
+    first = client.post("/v1/auth/refresh", json={"refresh_token": spent})
+    again = client.post("/v1/auth/refresh", json={"refresh_token": spent})
+    assert first.status_code == again.status_code == 200, again.text
+    assert first.json()["refresh_token"] != again.json()["refresh_token"]
+    for answer in (first, again):
+        assert (
+            client.get("/v1/me", headers=bearer(answer.json()["access_token"])).status_code == 200
+        )
+    newest = client.post("/v1/auth/refresh", json={"refresh_token": first.json()["refresh_token"]})
+    assert newest.status_code == 200
+    out = client.post("/v1/auth/logout", json={"refresh_token": newest.json()["refresh_token"]})
+    assert out.status_code == 204
+    assert client.post("/v1/auth/refresh", json={"refresh_token": spent}).status_code == 401
+    held = again.json()["refresh_token"]  # the other tab's: ended with the sign-in
+    assert client.post("/v1/auth/refresh", json={"refresh_token": held}).status_code == 401
 
 
 def test_password_change_revokes_refresh_tokens(client: TestClient) -> None:

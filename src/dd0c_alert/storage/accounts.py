@@ -47,6 +47,13 @@ def normalise_email(email: str) -> str:
     return email.strip().lower()
 
 
+#: How long a rotated refresh token may be presented again for another token of its
+#: family, rather than be taken for a stolen copy (``rotate_refresh``). Okta's
+#: rotation grace period serves the same purpose; a thief must use the token within
+#: these seconds of its owner and before any logout.
+ROTATION_GRACE = timedelta(seconds=10)
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -444,12 +451,16 @@ class AccountStore:
     def rotate_refresh(self, token: str, ttl: timedelta) -> Rotation:
         """Spend a refresh token for a new one in the same family. A token spent or
         revoked before, presented again, revokes its whole family (a stolen copy is
-        in use): ``reused``."""
+        in use): ``reused``; except a token rotated less than ``ROTATION_GRACE`` ago
+        in a family still signed in, which gets a new token of the family too."""
         now = _now()
         with self._tx() as conn:
             row = self._token_tenant(conn, "dd0c_tenant_for_refresh_token", t.refresh_tokens, token)
             if row is None:
                 return Rotation("invalid")
+            if self._just_rotated(conn, row, now):
+                issued = self.issue_refresh(row.tenant_id, row.user_id, ttl, row.family_id, conn)
+                return Rotation("ok", row.tenant_id, row.user_id, issued.token, row.family_id)
             if row.revoked_at is not None:
                 self._revoke_where(
                     conn, t.refresh_tokens.c.family_id == row.family_id, row.tenant_id, now
@@ -464,6 +475,29 @@ class AccountStore:
                 .values(revoked_at=now, replaced_by=issued.id)
             )
         return Rotation("ok", row.tenant_id, row.user_id, issued.token, row.family_id)
+
+    def _just_rotated(self, conn: sa.Connection, row: Any, now: datetime) -> bool:
+        """Whether ``row`` was spent by a rotation within ``ROTATION_GRACE`` and its
+        family still holds a live token (no logout, password change or detected reuse
+        since). Two requests that renew one sign-in at once (two dashboard tabs, or a
+        client that lost the answer and asks again) present the same token: the second
+        revoked the whole sign-in as stolen and logged the person out."""
+        if row.replaced_by is None or row.revoked_at is None:
+            return False
+        if now - row.revoked_at > ROTATION_GRACE:
+            return False
+        rt = t.refresh_tokens
+        live = conn.execute(
+            sa.select(rt.c.id)
+            .where(
+                rt.c.tenant_id == row.tenant_id,
+                rt.c.family_id == row.family_id,
+                rt.c.revoked_at.is_(None),
+                rt.c.expires_at > now,
+            )
+            .limit(1)
+        ).first()
+        return live is not None
 
     def revoke_refresh(self, token: str) -> tuple[str, str] | None:
         """Logout: the token's whole family (this browser's session) revoked; its
