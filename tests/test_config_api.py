@@ -189,14 +189,17 @@ def test_silence_crud(client: TestClient, tenant: TenantHandle, runtime: Runtime
         "POST",
         "/v1/silences",
         {
-            "matchers": [{"name": "env", "op": "!=", "value": "prod"}],
+            "matchers": [
+                {"name": "env", "op": "!=", "value": "prod"},
+                {"name": "service", "op": "=", "value": "batch"},
+            ],
             "schedule": "sat,sun 02:00-04:00",
             "starts_at": "2030-01-01T00:00:00Z",
             "ends_at": "2030-02-01T00:00:00Z",
         },
         status=201,
     )
-    assert window["matchers"] == '{env!="prod"}'
+    assert window["matchers"] == '{env!="prod", service="batch"}'
     assert window["schedule"] == "sat,sun 02:00-04:00"
     assert window["active"] is False
 
@@ -238,6 +241,10 @@ def test_silence_crud(client: TestClient, tenant: TenantHandle, runtime: Runtime
             "ends_at is in the past",
         ),
         ({"matchers": '{service="db"}', "creator": "ana"}, "Extra inputs"),
+        # Every matcher matches an absent label: the silence would cover every alert.
+        ({"matchers": '{team=~".*"}'}, "must not match the empty string"),
+        ({"matchers": '{env!="prod", team=""}'}, "must not match the empty string"),
+        ({"matchers": [{"name": "env", "op": "!~", "value": "prod"}]}, "empty string"),
         ({}, "matchers: Field required"),
     ],
 )

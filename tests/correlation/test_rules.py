@@ -14,6 +14,7 @@ from dd0c_alert.correlation.model import InhibitRule, Matcher, Silence, TenantSe
 from dd0c_alert.correlation.rules import (
     Governance,
     InhibitionIndex,
+    check_silence_matchers,
     compile_pattern,
     format_matchers,
     govern,
@@ -371,6 +372,21 @@ def test_silencing_returns_the_first_active_matching_silence() -> None:
     found = silencing(silences, alert(), T0)
     assert found is not None and found.id == "s1"
     assert silencing(silences[:3], alert(), T0) is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['{team=~".*"}', '{env!="prod"}', '{team=""}', '{env!~"prod|staging", team=~"a|"}'],
+)
+def test_silence_matchers_that_all_match_an_absent_label_are_refused(text: str) -> None:
+    """As Alertmanager: such a silence would cover every alert, labelled or not."""
+    with pytest.raises(ValueError, match="must not match the empty string"):
+        check_silence_matchers(parse_matchers(text))
+
+
+@pytest.mark.parametrize("text", ['{team=~".+"}', '{env!="prod", team="db"}'])
+def test_silence_matchers_with_one_that_needs_the_label_are_accepted(text: str) -> None:
+    check_silence_matchers(parse_matchers(text))
 
 
 # --------------------------------------------------------------------------- inhibition

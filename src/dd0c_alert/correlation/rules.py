@@ -479,6 +479,17 @@ def silence_active(silence: Silence, at: datetime) -> bool:
     return windows is not None and in_schedule(windows, at)
 
 
+def check_silence_matchers(matchers: Sequence[Matcher]) -> None:
+    """Refuse (``ValueError``) silence matchers that all match the empty string, as
+    Alertmanager does: a missing label equals ``""``, so ``{team=~".*"}`` or
+    ``{env!="prod"}`` alone would silence every alert of the tenant, labelled or not."""
+    if matchers and all(_matches_one(m, {}) for m in matchers):
+        raise ValueError(
+            "at least one matcher must not match the empty string: these match alerts "
+            "without the label too, so the silence would cover every alert"
+        )
+
+
 def silencing(silences: Sequence[Silence], alert: CanonicalAlert, at: datetime) -> Silence | None:
     """The first silence active at ``at`` whose matchers match the alert. A silence
     without matchers would silence everything, so it never applies."""

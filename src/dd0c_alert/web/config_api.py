@@ -35,7 +35,12 @@ from dd0c_alert.correlation.model import (
     settings_dict,
     settings_from,
 )
-from dd0c_alert.correlation.rules import format_matchers, parse_matchers, parse_schedule
+from dd0c_alert.correlation.rules import (
+    check_silence_matchers,
+    format_matchers,
+    parse_matchers,
+    parse_schedule,
+)
 from dd0c_alert.domain.ids import new_id
 from dd0c_alert.pipeline.limits import (
     ApiLimits,
@@ -275,6 +280,14 @@ def matchers_of(value: str | list[MatcherIn]) -> tuple[Matcher, ...]:
     return parsed
 
 
+def silence_matchers_of(value: str | list[MatcherIn]) -> tuple[Matcher, ...]:
+    """:func:`matchers_of` for a silence, which must also not match every alert: at
+    least one matcher must not match the empty string (as Alertmanager insists)."""
+    matchers = matchers_of(value)
+    check_silence_matchers(matchers)
+    return matchers
+
+
 def _check_matchers(matchers: tuple[Matcher, ...], limits: ApiLimits) -> None:
     if len(matchers) > limits.max_matchers_per_rule:
         raise LimitExceeded(
@@ -301,7 +314,7 @@ class SilenceIn(BaseModel):
     @field_validator("matchers")
     @classmethod
     def _valid_matchers(cls, value: str | list[MatcherIn]) -> str | list[MatcherIn]:
-        matchers_of(value)
+        silence_matchers_of(value)
         return value
 
     @field_validator("schedule")
@@ -398,7 +411,7 @@ async def create_silence(
     request: Request, principal: Annotated[Principal, require("config:write")], body: SilenceIn
 ) -> Response | dict[str, Any]:
     limits = _limits(request)
-    matchers = matchers_of(body.matchers)
+    matchers = silence_matchers_of(body.matchers)
     try:
         _check_matchers(matchers, limits)
         existing = await run_in_threadpool(_store(request).list_silences, principal.tenant_id)

@@ -18,7 +18,7 @@ from dd0c_alert.storage.ports import Store
 
 from .. import config_api, integrations_api, slack_api
 from .. import suggestions as suggestions_api
-from ..config_api import matchers_of
+from ..config_api import silence_matchers_of
 from ..permissions import Principal
 from .api_bridge import Endpoint, call, field_errors, posting
 from .guard import runtime_of, store_of, viewer
@@ -193,7 +193,7 @@ async def create_silence(request: Request) -> Response:
     me, form = await posting(request, config_api.create_silence)
     typed = {k: field(form, k) for k in ("matchers", "hours", "comment")}
     try:
-        matchers_of(typed["matchers"])  # the parser's message, without pydantic's wording
+        silence_matchers_of(typed["matchers"])  # the parser's message, without pydantic's wording
         duration = silence_hours(field(form, "hours", "2"))
     except ValueError as exc:
         return await _settings_error(request, me, f"Silence: {exc}", silence=typed)

@@ -21,7 +21,7 @@ from dd0c_alert.correlation.model import Matcher
 from dd0c_alert.correlation.rules import format_matchers, matches_labels, stored_label_view
 from dd0c_alert.storage.ports import AlertFilter, Store
 
-from ..config_api import matchers_of
+from ..config_api import silence_matchers_of
 from .guard import acting, runtime_of, store_of
 from .render import page, page_router
 from .session import field as form_field
@@ -79,7 +79,7 @@ async def silence_preview(request: Request) -> Response:
     me, form = await acting(request, "config:write")
     values = {k: form_field(form, k) for k in ("matchers", "hours", "comment")}
     try:
-        matchers = matchers_of(values["matchers"])
+        matchers = silence_matchers_of(values["matchers"])
         cap = runtime_of(request).api_limits.max_matchers_per_rule
         if len(matchers) > cap:
             raise ValueError(f"{len(matchers)} matchers in one rule; the limit is {cap}")
