@@ -125,6 +125,28 @@ def test_routes_in_order_first_match_continue_min_severity_and_the_default(
     assert channels_of(slack, other) == {"#oncall"}  # nothing matched: the default
 
 
+def test_routes_see_the_labels_silences_see_resource_included(
+    setup: tuple[Runtime, TestClient, SlackStandIn, Notifier, Clock],
+) -> None:
+    """One matcher means the same in a route and in a silence: ``resource`` (from the
+    canonical field, here a custom alert's ``resource``) was seen by silences only, so
+    a route for ``{resource="db-1"}`` never matched and the default channel paged."""
+    runtime, client, slack, notifier, _ = setup
+    tenant = tenant_with(
+        runtime,
+        {
+            "name": "db hosts",
+            "matchers": '{resource="db-1", fingerprint!=""}',
+            "destinations": [{"type": "slack", "channel": "#db"}],
+        },
+    )
+    db = fire(client, runtime, tenant, service="db", severity="high", resource="db-1")
+    web = fire(client, runtime, tenant, service="web", severity="high", resource="web-1")
+    notify(notifier)
+    assert channels_of(slack, db) == {"#db"}
+    assert channels_of(slack, web) == {"#oncall"}
+
+
 def test_quiet_hours_hold_back_non_critical_pages_but_never_critical_ones(
     setup: tuple[Runtime, TestClient, SlackStandIn, Notifier, Clock],
 ) -> None:

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from dd0c_alert.correlation.rules import stored_label_view
 from dd0c_alert.domain.models import Severity
 from dd0c_alert.notify.model import AlertView, DeployView, IncidentView
 
@@ -92,14 +93,11 @@ def incident_view(detail: Mapping[str, Any], tenant_id: str, url: str) -> Incide
 
 def routing_labels(detail: Mapping[str, Any]) -> list[dict[str, str]]:
     """The label sets routes match an incident by: one per alert (the first
-    ``ROUTED_ALERTS``), as silences see them, so a route for ``service="checkout"``
-    hears of every incident a checkout alert is in."""
-    views = []
-    for alert in list(detail.get("alerts", []))[:ROUTED_ALERTS]:
-        soft = {k: str(alert.get(k) or "") for k in ("environment", "title", "fingerprint")}
-        hard = {k: str(alert.get(k) or "") for k in ("service", "severity", "source")}
-        view = {**soft, **dict(alert.get("labels", {})), **hard}
-        views.append({k: v for k, v in view.items() if v})
+    ``ROUTED_ALERTS``), exactly as silences and inhibitions see them
+    (:func:`stored_label_view`, ``resource`` included), so one matcher means the same
+    in a route and in a rule, and a route for ``service="checkout"`` hears of every
+    incident a checkout alert is in."""
+    views = [stored_label_view(alert) for alert in list(detail.get("alerts", []))[:ROUTED_ALERTS]]
     return views or [{"severity": str(detail["severity"])}]
 
 
