@@ -205,6 +205,39 @@ def test_an_unacknowledged_incident_escalates_once_with_a_thread_reply(
     assert len([m for m in slack.messages("#managers")]) == 1  # once
 
 
+def test_a_route_stored_with_another_routes_name_still_escalates(
+    setup: tuple[Runtime, TestClient, SlackStandIn, Notifier, Clock],
+) -> None:
+    """Two routes of one name (stored before names had to be unique): the escalation
+    the second schedules was looked up by name, found the first, which has none, and
+    nobody was escalated to."""
+    runtime, client, slack, notifier, clock = setup
+    tenant = tenant_with(
+        runtime,
+        {
+            "name": "oncall",
+            "matchers": '{service="db"}',
+            "continue": True,
+            "destinations": [{"type": "slack", "channel": "#db"}],
+        },
+        {
+            "name": "oncall",
+            "destinations": [{"type": "slack", "channel": "#oncall"}],
+            "escalation": {
+                "after_seconds": 900,
+                "destinations": [{"type": "slack", "channel": "#managers"}],
+            },
+        },
+    )
+    waiting = fire(client, runtime, tenant, service="db", severity="critical")
+    notify(notifier)
+    assert channels_of(slack, waiting) == {"#db", "#oncall"}
+    clock.offset = timedelta(seconds=1000)
+    notify(notifier)
+    notify(notifier)
+    assert channels_of(slack, waiting) == {"#db", "#oncall", "#managers"}
+
+
 def test_a_suppressed_page_replayed_from_the_log_is_delivered_after_all(
     setup: tuple[Runtime, TestClient, SlackStandIn, Notifier, Clock],
 ) -> None:

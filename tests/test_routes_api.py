@@ -200,6 +200,35 @@ def test_another_tenants_route_is_404_and_unchanged(
     assert api("GET", path) == created
 
 
+def test_route_names_are_unique(api: Api) -> None:
+    """A name identifies a route in deliveries and in the escalation it schedules."""
+    first = api("POST", "/v1/routes", {"name": "oncall"}, status=201)
+    second = api("POST", "/v1/routes", {"name": "db"}, status=201)
+    refused = api("POST", "/v1/routes", {"name": " oncall "}, status=422)
+    assert refused["error"] == "invalid_request"
+    assert "a route named 'oncall' exists already" in refused["detail"]
+    renamed = api("PATCH", f"/v1/routes/{second['id']}", {"name": "oncall"}, status=422)
+    assert "must be unique" in renamed["detail"]
+    api("PATCH", f"/v1/routes/{first['id']}", {"name": "oncall", "min_severity": "low"})
+    assert [r["name"] for r in api("GET", "/v1/routes")["items"]] == ["oncall", "db"]
+
+
+def test_route_matchers_are_capped_like_silences(settings: Settings) -> None:
+    runtime = build_runtime(settings.model_copy(update={"max_matchers_per_rule": 3}))
+    created = runtime.store.create_tenant("capped")
+    handle = TenantHandle(created.id, runtime.store.create_api_key(created.id, "k"), runtime)
+    with TestClient(create_app(runtime)) as client:
+        api = Api(client, handle)
+        four = "{" + ", ".join(f'l{n}="x"' for n in range(4)) + "}"
+        refused = api("POST", "/v1/routes", {"name": "a", "matchers": four}, status=422)
+        assert refused["error"] == "limit_exceeded"
+        assert "4 matchers in one rule" in refused["detail"]
+        assert "DD0C_MAX_MATCHERS_PER_RULE" in refused["detail"]
+        made = api("POST", "/v1/routes", {"name": "a", "matchers": '{a="x"}'}, status=201)
+        api("PATCH", f"/v1/routes/{made['id']}", {"matchers": four}, status=422)
+        assert api("GET", "/v1/routes")["items"][0]["matchers"] == '{a="x"}'
+
+
 def test_routes_need_an_api_key(client: TestClient) -> None:
     assert client.get("/v1/routes").status_code == 401
     assert client.post("/v1/routes", json=route_body()).status_code == 401

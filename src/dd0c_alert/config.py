@@ -127,7 +127,9 @@ class Settings(BaseSettings):
         description="Dependencies in a tenant's topology (422 limit_exceeded).",
     )
     max_matchers_per_rule: int = Field(
-        default=32, gt=0, description="Matchers in a silence or one side of an inhibition rule."
+        default=32,
+        gt=0,
+        description="Matchers in a silence, a route or one side of an inhibition rule.",
     )
     max_silences: int = Field(default=1_000, gt=0, description="Silences per tenant.")
     max_inhibitions: int = Field(default=200, gt=0, description="Inhibition rules per tenant.")

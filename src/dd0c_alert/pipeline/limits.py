@@ -23,7 +23,7 @@ class ApiLimits:
     max_topology_services: int = 2_000
     #: Dependency edges in a topology.
     max_topology_edges: int = 10_000
-    #: Matchers in one silence or one side of an inhibition rule.
+    #: Matchers in one silence, one route or one side of an inhibition rule.
     max_matchers_per_rule: int = 32
     max_silences: int = 1_000
     max_inhibitions: int = 200

@@ -800,7 +800,9 @@ def _plan_one(
     state = {STATE: intent_detail[STATE]} if STATE in intent_detail else {}
     planned: list[Planned] = []
     if event == "escalated":
-        named = next((r for r in routes if r.name == intent_detail.get("route")), None)
+        wanted = intent_detail.get("route")  # by name: one with an escalation, should
+        # two routes stored before names were unique share it
+        named = next((r for r in routes if r.name == wanted and r.escalation is not None), None)
         if named is None or named.escalation is None:
             return []
         waited = {

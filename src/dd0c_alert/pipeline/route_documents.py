@@ -131,6 +131,31 @@ def shown(route: Mapping[str, Any]) -> dict[str, Any]:
     return visible
 
 
+def name_taken(
+    document: Mapping[str, Any], routes: Sequence[Mapping[str, Any]], route_id: str | None = None
+) -> str | None:
+    """Why ``document`` may not be stored beside the tenant's other ``routes`` (all
+    but ``route_id``, the one it replaces), or ``None``. A route's name identifies it
+    in deliveries and in the escalation it schedules, so two routes of one name made
+    the second's escalation look up the first (without one: nobody was escalated to)."""
+    name = str(document.get("name", "")).strip()
+    for route in routes:
+        if route.get("id") != route_id and str(route.get("name", "")).strip() == name:
+            return f"a route named {name!r} exists already: route names must be unique"
+    return None
+
+
+def free_name(base: str, routes: Sequence[Mapping[str, Any]]) -> str:
+    """``base``, or ``base 2``, ``base 3``…: the first no route of the tenant has, for
+    routes made on the user's behalf (the set-up guide's mail route)."""
+    names = {str(route.get("name", "")).strip() for route in routes}
+    candidate, n = base, 1
+    while candidate in names:
+        n += 1
+        candidate = f"{base} {n}"
+    return candidate
+
+
 def find(routes: Sequence[Mapping[str, Any]], route_id: str) -> dict[str, Any] | None:
     """The route with this id, from a tenant's list; ``None`` when it has none such."""
     for route in routes:

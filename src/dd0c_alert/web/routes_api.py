@@ -14,7 +14,7 @@ from fastapi import APIRouter, Body, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from dd0c_alert.domain.models import Severity
-from dd0c_alert.notify.routing import MAX_DESTINATIONS, MAX_RECIPIENTS
+from dd0c_alert.notify.routing import MAX_DESTINATIONS, MAX_RECIPIENTS, parse_route
 from dd0c_alert.pipeline import route_documents
 from dd0c_alert.pipeline.limits import ApiLimits
 from dd0c_alert.storage.outbox import SqlOutbox
@@ -155,6 +155,27 @@ def _invalid(exc: ValueError) -> Response:
     return error_response(422, "invalid_request", str(exc))
 
 
+def _refused(
+    request: Request,
+    document: dict[str, Any],
+    routes: list[dict[str, Any]],
+    route_id: str | None = None,
+) -> Response | None:
+    """What the router's parser cannot see: the cap on matchers a silence or an
+    inhibition has too (DD0C_MAX_MATCHERS_PER_RULE), and a name another route has."""
+    cap = _limits(request).max_matchers_per_rule
+    count = len(parse_route(document).matchers)
+    if count > cap:
+        return error_response(
+            422,
+            "limit_exceeded",
+            f"{count} matchers in one rule: the limit is {cap} "
+            "(setting DD0C_MAX_MATCHERS_PER_RULE)",
+        )
+    taken = route_documents.name_taken(document, routes, route_id)
+    return None if taken is None else error_response(422, "invalid_request", taken)
+
+
 @router.get("/routes", summary="Notification routes, in evaluation order")
 async def list_routes(
     request: Request, principal: Annotated[Principal, require("config:read")]
@@ -180,10 +201,13 @@ async def create_route(
     except ValueError as exc:
         return _invalid(exc)
     outbox, cap = _outbox(request), _limits(request).max_routes
-    if len(await run_in_threadpool(outbox.list_routes, principal.tenant_id)) >= cap:
+    routes = await run_in_threadpool(outbox.list_routes, principal.tenant_id)
+    if len(routes) >= cap:
         return error_response(
             422, "limit_exceeded", f"too many routes: the limit is {cap} (setting DD0C_MAX_ROUTES)"
         )
+    if (refusal := _refused(request, document, routes)) is not None:
+        return refusal
     stored = await run_in_threadpool(outbox.save_route, principal.tenant_id, document)
     shown = route_documents.shown(stored or {})
     await audit(request, principal, "route.create", "route", str(shown.get("id")), shown)
@@ -213,15 +237,16 @@ async def patch_route(
     body: dict[str, Any] = RouteBody,
 ) -> Response:
     outbox = _outbox(request)
-    previous = route_documents.find(
-        await run_in_threadpool(outbox.routes_for_sending, principal.tenant_id), route_id
-    )
+    routes = await run_in_threadpool(outbox.routes_for_sending, principal.tenant_id)
+    previous = route_documents.find(routes, route_id)
     if previous is None:
         raise HTTPException(404, _NOT_FOUND)
     try:
         document = route_documents.prepare(body, previous)
     except ValueError as exc:
         return _invalid(exc)
+    if (refusal := _refused(request, document, routes, route_id)) is not None:
+        return refusal
     stored = await run_in_threadpool(outbox.save_route, principal.tenant_id, document, route_id)
     if stored is None:  # deleted meanwhile
         raise HTTPException(404, _NOT_FOUND)

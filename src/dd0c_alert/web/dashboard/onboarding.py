@@ -238,16 +238,17 @@ async def connect_email(request: Request) -> Response:
     """A route mailing every paging incident to one address."""
     me, form = await acting(request, "config:write")
     address, chosen_id = field(form, "email")[:320], field(form, "integration")[:32]
+    outbox, cap = runtime_of(request).outbox, runtime_of(request).api_limits.max_routes
+    routes = await run_in_threadpool(outbox.list_routes, me.tenant_id)
     document = {
-        "name": "email (set-up guide)",
+        "name": route_documents.free_name("email (set-up guide)", routes),
         "destinations": [{"type": "email", "to": [address]}],
     }
     try:
         prepared = route_documents.prepare(document)
     except ValueError as exc:
         return await _page(request, me, chosen_id, 422, error=f"Email: {exc}.")
-    outbox, cap = runtime_of(request).outbox, runtime_of(request).api_limits.max_routes
-    if len(await run_in_threadpool(outbox.list_routes, me.tenant_id)) >= cap:
+    if len(routes) >= cap:
         error = f"Email: this team has {cap} routes already (DD0C_MAX_ROUTES)."
         return await _page(request, me, chosen_id, 422, error=error)
     stored = await run_in_threadpool(outbox.save_route, me.tenant_id, prepared)
