@@ -168,6 +168,42 @@ def test_quiet_hours_hold_back_non_critical_pages_but_never_critical_ones(
     assert channels_of(slack, critical) == {"#team"}
 
 
+def test_a_page_held_back_by_quiet_hours_is_sent_once_they_end(
+    setup: tuple[Runtime, TestClient, SlackStandIn, Notifier, Clock],
+) -> None:
+    """As Alertmanager notifies a muted alert still firing after its mute ends: the
+    page used to be dropped for good, the team never heard of the open incident, and
+    its escalation went to the managers alone."""
+    runtime, client, slack, notifier, clock = setup
+    tenant = tenant_with(
+        runtime,
+        {
+            "name": "team",
+            "matchers": '{service=~"web|api"}',
+            "quiet_hours": "sat,sun 00:00-24:00",
+            "destinations": [{"type": "slack", "channel": "#team"}],
+        },
+    )
+    now = datetime.now(UTC)
+    clock.offset = timedelta(days=(5 - now.weekday()) % 7)  # a Saturday
+    held = fire(client, runtime, tenant, service="web", severity="medium")
+    acked = fire(client, runtime, tenant, service="api", severity="medium")
+    unrouted = fire(client, runtime, tenant, service="batch", severity="medium")
+    notify(notifier)
+    assert channels_of(slack, held) == set()
+    assert client.post(f"/v1/incidents/{acked}/ack", headers=tenant.auth).status_code == 200
+    notify(notifier)  # still quiet: nothing is released
+    assert channels_of(slack, held) == set()
+    clock.offset += timedelta(days=2)  # Monday
+    notify(notifier)
+    notify(notifier)
+    assert channels_of(slack, held) == {"#team"}
+    assert channels_of(slack, acked) == set()  # somebody is on it already
+    assert channels_of(slack, unrouted) == {"#oncall"}  # the default channel, at once
+    notify(notifier)
+    assert len([m for m in slack.messages("#team") if held in str(m.get("metadata"))]) == 1
+
+
 def test_an_unacknowledged_incident_escalates_once_with_a_thread_reply(
     setup: tuple[Runtime, TestClient, SlackStandIn, Notifier, Clock],
 ) -> None:

@@ -231,7 +231,8 @@ class Settings(BaseSettings):
         default=10.0,
         ge=0,
         description="How often unacknowledged incidents are checked for escalation "
-        "(0: at every pass of the notifier).",
+        "and for pages held back by quiet hours that are over (0: at every pass of the "
+        "notifier).",
     )
     digest_hour: int = Field(
         default=8,

@@ -217,6 +217,7 @@ class Notifier(Background):
                     queued += 1
         if time.monotonic() >= self._escalation_due:
             self._escalation_due = time.monotonic() + self._config.escalation_check_seconds
+            self.release_quiet(now)
             self.escalate(now)
             self.digests(now)
         return queued
@@ -304,6 +305,36 @@ class Notifier(Background):
             except ValueError as exc:  # saved by an older version: skip it, say so
                 log.warning("route_unreadable", tenant_id=tenant_id, error=str(exc)[:200])
         return routes
+
+    # --- quiet hours ------------------------------------------------------------------
+
+    def release_quiet(self, now: datetime) -> None:
+        """Pages a route's quiet hours held back, sent once they are over: an open,
+        paged, unacknowledged incident that no destination was ever told about, which a
+        route with quiet hours matches, and which now reaches somebody, gets its
+        ``opened`` intent again. As in Alertmanager, where a muted alert still firing
+        is notified at the first flush after the mute ends: dropping the page for good
+        left the incident unannounced until it changed, while its escalation went out."""
+        for tenant in self._store.list_tenants():
+            routes = self._routes(tenant.id)
+            if not any(r.quiet_hours is not None for r in routes):
+                continue
+            page = self._store.list_incidents(tenant.id, IncidentFilter(status="open"), 200, None)
+            unsent = [i["id"] for i in page.items if i.get("paged")]
+            announced = self._outbox.announced(tenant.id, unsent)
+            pending = {i.incident_id for i in self._outbox.intents(tenant.id, 500)}
+            slack = self._outbox.slack(tenant.id)
+            default_channel = slack.default_channel if slack else None
+            found: list[tuple[str, str, dict[str, Any]]] = []
+            for incident_id in unsent:
+                if incident_id in announced or incident_id in pending:
+                    continue
+                detail = self._store.notification_detail(tenant.id, incident_id)
+                if detail is not None and _held_by_quiet_hours(
+                    detail, routes, default_channel, now
+                ):
+                    found.append((incident_id, "opened", {}))
+            self._outbox.add_intents(tenant.id, found)
 
     # --- escalation -------------------------------------------------------------------
 
@@ -724,6 +755,16 @@ def _matching(routes: list[Route], detail: dict[str, Any], now: datetime) -> lis
             if candidate is not None and candidate not in found:
                 found.append(candidate)
     return found
+
+
+def _held_by_quiet_hours(
+    detail: dict[str, Any], routes: list[Route], default_channel: str | None, now: datetime
+) -> bool:
+    """A route with quiet hours matches the never-announced incident (quiet or not), and
+    it reaches a destination now: its page was held back and may go."""
+    loud = [replace(r, quiet_hours=None) for r in routes if r.quiet_hours is not None]
+    held = bool(_matching(loud, detail, now))
+    return held and bool(_reach(detail, routes, default_channel, now, []))
 
 
 def _remember(sent: list[Sent], made: list[Planned]) -> None:
