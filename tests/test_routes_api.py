@@ -4,6 +4,7 @@ secrets that are written once and never read back."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import jsonschema
@@ -13,7 +14,8 @@ from fastapi.testclient import TestClient
 from conftest import TenantHandle
 from dd0c_alert.app import build_runtime
 from dd0c_alert.config import Settings
-from dd0c_alert.notify.routing import WebhookDestination, parse_route
+from dd0c_alert.domain.models import Severity
+from dd0c_alert.notify.routing import WebhookDestination, parse_route, route
 from dd0c_alert.pipeline.runtime import Runtime
 from dd0c_alert.web.app import create_app
 
@@ -291,3 +293,37 @@ def test_openapi_describes_the_route_document_the_parser_takes(api: Api) -> None
     assert change.is_valid(created)  # read, edit, write back: secrets left out
     assert change.is_valid({"quiet_hours": None, "min_severity": "critical"})
     api("PATCH", f"/v1/routes/{created['id']}", created)
+
+
+def test_routes_are_put_in_a_new_order(api: Api, runtime: Runtime) -> None:
+    """The first matching route takes an incident, so the order decides who is paged:
+    it could only be changed by deleting and re-creating routes (losing their ids)."""
+    slack = [{"type": "slack", "channel": "#everything"}]
+    catch_all = api("POST", "/v1/routes", {"name": "everything", "destinations": slack}, 201)
+    payments = api("POST", "/v1/routes", route_body(name="payments"), 201)
+    third = api("POST", "/v1/routes", {"name": "third", "destinations": []}, 201)
+
+    def first_match() -> str:
+        routes = [parse_route(r) for r in runtime.outbox.routes_for_sending(api.tenant.id)]
+        labels = {"service": "checkout"}
+        chosen = route(routes, labels, Severity.CRITICAL, datetime.now(UTC), "#default")
+        return chosen[0][0].name if chosen and chosen[0][0] is not None else ""
+
+    assert first_match() == "everything"
+    order = [payments["id"], catch_all["id"], third["id"]]
+    moved = api("PUT", "/v1/routes/order", {"ids": order})
+    assert [r["id"] for r in moved["items"]] == order
+    assert [r["id"] for r in api("GET", "/v1/routes")["items"]] == order
+    assert first_match() == "payments"  # the notifier reads the new order
+
+    stale = [
+        order[:2],  # one missing (added since the list was read)
+        [*order, "01NOSUCHROUTE0000000000000"],
+        [order[0], order[0], order[1], order[2]],
+    ]
+    for ids in stale:
+        refused = api("PUT", "/v1/routes/order", {"ids": ids}, status=409)
+        assert refused["error"] == "conflict" and "every route once" in refused["detail"]
+    assert [r["id"] for r in api("GET", "/v1/routes")["items"]] == order
+    logged = api("GET", "/v1/audit?action=route.reorder")["items"]
+    assert [e["detail"]["ids"] for e in logged] == [order]

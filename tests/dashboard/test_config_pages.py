@@ -353,6 +353,20 @@ def test_routes_are_created_edited_and_deleted_with_errors_by_field(
     assert audit_actions(client)[:3] == ["route.delete", "route.update", "route.create"]
 
 
+def test_routes_move_up_and_down(client: TestClient, team: Team, runtime: Runtime) -> None:
+    for name in ("first", "second", "third"):
+        post(client, "/settings/routes/new", name=name, destinations="slack #x")
+    ids = [r["id"] for r in runtime.outbox.list_routes(team.id)]
+    page = client.get("/settings/routes").text
+    assert page.count('value="up"') == 2 and page.count('value="down"') == 2  # not past the ends
+    moved = post(client, f"/settings/routes/{ids[2]}/move", direction="up")
+    assert "Route moved" in moved.text
+    assert [r["name"] for r in runtime.outbox.list_routes(team.id)] == ["first", "third", "second"]
+    post(client, f"/settings/routes/{ids[0]}/move", direction="down")
+    assert [r["name"] for r in runtime.outbox.list_routes(team.id)] == ["third", "first", "second"]
+    assert audit_actions(client)[0] == "route.reorder"
+
+
 RULE = {"source": '{alertname="NodeDown"}', "target": '{severity=~"low|medium"}'}
 
 

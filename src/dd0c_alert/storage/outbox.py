@@ -26,6 +26,7 @@ destinations fail, are rate-limited, or were stopped by a permanent error.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -703,6 +704,39 @@ class SqlOutbox:
                 if not changed:
                     return None
         return {"id": route_id, **stored}
+
+    def reorder_routes(self, tenant_id: str, route_ids: Sequence[str]) -> str | None:
+        """Put the tenant's routes in the order of ``route_ids``, which must name each
+        of them once; else nothing changes and the answer says what differs (a route
+        added or deleted since the caller read the list)."""
+        r = t.routes
+        with scoped(self._engine, tenant_id) as conn:
+            stored = set(
+                conn.execute(
+                    sa.select(r.c.id).where(r.c.tenant_id == tenant_id).with_for_update()
+                ).scalars()
+            )
+            given = list(route_ids)
+            repeated = sorted(i for i, n in Counter(given).items() if n > 1)
+            missing, unknown = sorted(stored - set(given)), sorted(set(given) - stored)
+            problems = [
+                f"{what}: {', '.join(ids[:5])}{'…' if len(ids) > 5 else ''}"
+                for what, ids in (
+                    ("named twice", repeated),
+                    ("missing", missing),
+                    ("no such route", unknown),
+                )
+                if ids
+            ]
+            if problems:
+                return "the order must name every route once; " + "; ".join(problems)
+            for position, route_id in enumerate(given, 1):
+                conn.execute(
+                    r.update()
+                    .where(r.c.tenant_id == tenant_id, r.c.id == route_id)
+                    .values(position=position)
+                )
+        return None
 
     def delete_route(self, tenant_id: str, route_id: str) -> bool:
         r = t.routes

@@ -1,9 +1,10 @@
 """Notification routes of the caller's tenant: who hears about which incidents.
 
-Routes are evaluated in the order they were created (first match wins unless it says
-``continue``; see ``notify/routing.py``). Bodies are plain JSON objects validated by
-the router's own parser, so the API refuses exactly what the notifier could not use,
-with the parser's message. Webhook secrets are write-only (``pipeline/route_documents.py``).
+Routes are evaluated in order (creation order until ``PUT /v1/routes/order``; first
+match wins unless it says ``continue``; see ``notify/routing.py``). Bodies are plain
+JSON objects validated by the router's own parser, so the API refuses exactly what the
+notifier could not use, with the parser's message. Webhook secrets are write-only
+(``pipeline/route_documents.py``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field
 
 from dd0c_alert.domain.models import Severity
 from dd0c_alert.notify.routing import MAX_DESTINATIONS, MAX_RECIPIENTS, parse_route
@@ -212,6 +214,38 @@ async def create_route(
     shown = route_documents.shown(stored or {})
     await audit(request, principal, "route.create", "route", str(shown.get("id")), shown)
     return json_response(shown, 201)
+
+
+class RouteOrderIn(BaseModel):
+    ids: list[Annotated[str, Field(max_length=64)]] = Field(
+        max_length=10_000, description="Every route's id once, in the new evaluation order."
+    )
+
+
+@router.put(
+    "/routes/order",
+    summary="Put the routes in a new evaluation order",
+    responses={
+        409: {
+            "description": "`conflict`: `ids` does not name every route once (one was added "
+            "or deleted since the list was read): read it again."
+        }
+    },
+)
+async def reorder_routes(
+    request: Request,
+    principal: Annotated[Principal, require("config:write")],
+    body: RouteOrderIn,
+) -> Response:
+    """The first route that matches an incident takes it (unless it says ``continue``):
+    the order decides who is paged. Returns the routes in their new order."""
+    outbox = _outbox(request)
+    problem = await run_in_threadpool(outbox.reorder_routes, principal.tenant_id, body.ids)
+    if problem is not None:
+        return error_response(409, "conflict", problem)
+    await audit(request, principal, "route.reorder", "route", "", {"ids": body.ids})
+    routes = await run_in_threadpool(outbox.list_routes, principal.tenant_id)
+    return json_response({"items": [route_documents.shown(r) for r in routes]})
 
 
 @router.get("/routes/{route_id}", summary="One route")

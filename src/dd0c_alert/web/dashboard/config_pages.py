@@ -25,6 +25,7 @@ NOTES = {
     "route-created": "Route created.",
     "route-saved": "Route saved.",
     "route-deleted": "Route deleted.",
+    "route-moved": "Route moved: incidents are matched in the new order from now on.",
     "topology": "Dependencies saved.",
     "settings": "Settings saved: alerts processed from now on use them.",
     "unchanged": "Nothing changed.",
@@ -131,6 +132,26 @@ async def delete_route(request: Request, route_id: str) -> Response:
     if not answer.ok:
         raise HTTPException(answer.status, answer.error)
     return redirect(request, "/settings/routes?msg=route-deleted")
+
+
+@router.post("/settings/routes/{route_id}/move")
+async def move_route(request: Request, route_id: str) -> Response:
+    """One place up or down (``PUT /v1/routes/order``): the first matching route takes
+    the incident, so the order decides who is paged."""
+    me, form = await posting(request, routes_api.reorder_routes)
+    ids = [str(r["id"]) for r in await _routes(request, me)]
+    if route_id not in ids:
+        raise HTTPException(404, "no such route")
+    at = ids.index(route_id)
+    to = at - 1 if field(form, "direction") == "up" else at + 1
+    if 0 <= to < len(ids):
+        ids[at], ids[to] = ids[to], ids[at]
+        body = routes_api.RouteOrderIn(ids=ids)
+        answer = await call(routes_api.reorder_routes, request, me, body=body)
+        if not answer.ok:  # a route added or deleted meanwhile: show the list as it is
+            routes = await _routes(request, me)
+            return _route_page(request, me, routes, message=answer.error, status=answer.status)
+    return redirect(request, "/settings/routes?msg=route-moved")
 
 
 @router.post("/settings/routes/{route_id}/test")
