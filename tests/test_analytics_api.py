@@ -148,6 +148,34 @@ def test_analytics_match_a_history_worked_out_by_hand(
     assert bad.status_code == 422
 
 
+def test_a_window_is_whole_utc_days_in_every_figure(
+    client: TestClient, tenant: TenantHandle, runtime: Runtime
+) -> None:
+    """``window=7d`` is today and the six UTC days before it, in the totals, the daily
+    list and the noisiest alerts alike: an alert half an hour before that first
+    midnight counts nowhere (the window used to start at now - 7 days, counting it in
+    the totals, and the noisiest alerts read the whole day before the window)."""
+    tenant.integration("custom", SECRET)
+    first_midnight = NOW.replace(hour=0, minute=0) - timedelta(days=6)
+    before = {"title": "before", "fingerprint": "before", "service": "edge", "severity": "low"}
+    inside = {"title": "inside", "fingerprint": "inside", "service": "edge", "severity": "low"}
+    history = [
+        {**before, "started_at": (first_midnight - timedelta(minutes=30)).isoformat()},
+        {**inside, "started_at": (first_midnight + timedelta(minutes=10)).isoformat()},
+    ]
+    assert send(client, tenant, history).status_code == 202
+    drain(runtime)
+
+    found = get(client, tenant, "/v1/analytics?window=7d")
+    assert found["alerts"] == 1 and found["incidents"] == 1
+    assert found["daily"] == [
+        {"day": first_midnight.date().isoformat(), "alerts": 1, "incidents": 1, "pages": 1}
+    ]
+    assert [n["fingerprint"] for n in found["top_noisy"]] == ["custom:inside"]
+    assert sum(d["alerts"] for d in found["daily"]) == found["alerts"]
+    assert get(client, tenant, "/v1/analytics?window=30d")["alerts"] == 2
+
+
 def _fingerprint_days(
     settings: Settings, tenant_id: str, counts: dict[tuple[int, str], int]
 ) -> None:

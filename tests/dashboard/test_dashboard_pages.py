@@ -3,6 +3,7 @@ content, through the real app on the real store."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,6 +29,7 @@ from dd0c_alert.app import build_runtime
 from dd0c_alert.config import Settings
 from dd0c_alert.pipeline.runtime import Runtime
 from dd0c_alert.storage import schema as t
+from dd0c_alert.storage.ports import IncidentFilter
 from dd0c_alert.web.app import create_app
 from dd0c_alert.web.dashboard.session import REFRESH_COOKIE
 from webhook_helpers import auth_headers
@@ -361,6 +363,28 @@ def test_analytics_draws_an_svg_chart(client: TestClient, runtime: Runtime) -> N
         html = client.get(f"/analytics?window={window}").text
         assert '<svg xmlns="http://www.w3.org/2000/svg" class="chart"' in html
     assert ">db</a>" in client.get("/analytics").text
+
+
+def test_analytics_noisiest_alerts_stay_inside_the_window(
+    client: TestClient, runtime: Runtime
+) -> None:
+    """The page's window is the API's (today and the six UTC days before): an alert
+    just before its first midnight is in no figure, its noisiest alerts included (they
+    read the whole day before the window)."""
+    tenant_id = sign_up(client)
+    first = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    first -= timedelta(days=6)
+    integration = runtime.store.create_integration(tenant_id, "custom", "custom", SECRET).id
+    for title, at in (("before", first - timedelta(minutes=30)), ("inside", first)):
+        post_alert(client, runtime, tenant_id, integration, title=title, started_at=at.isoformat())
+    deadline = time.monotonic() + 20
+    while len(runtime.store.list_incidents(tenant_id, IncidentFilter(), 10, None).items) < 2:
+        assert time.monotonic() < deadline, "the second alert was not correlated"
+        time.sleep(0.05)
+    html = client.get("/analytics?window=7d").text
+    noisiest = html[html.index('id="noisy-h"') : html.index('id="flap-h"')]
+    assert "inside" in noisiest and "before" not in noisiest
+    assert '<span class="big">1</span> alerts received' in html
 
 
 def test_the_tenant_switcher_moves_the_session(client: TestClient, runtime: Runtime) -> None:

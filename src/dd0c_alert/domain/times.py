@@ -64,3 +64,16 @@ def believable(moment: datetime, received_at: datetime) -> datetime:
     clock skew explains: an alert that "starts" in 9999 would otherwise sort as the
     newest for ever and open its incident in that year."""
     return moment if moment <= received_at + CLOCK_SKEW else received_at
+
+
+def window_start(now: datetime, days: int) -> datetime:
+    """The first moment of an analytics window of ``days`` days ending at ``now``:
+    midnight UTC of the day ``days - 1`` before today, so the window is today and the
+    ``days - 1`` whole UTC days before it.
+
+    Analytics count per UTC day (the daily chart, the top noisy fingerprints' daily
+    rollups): a window that began mid-day would count part of a day in its totals and
+    the whole of it in its noisiest alerts, and the API and the dashboard (which draws
+    one bar per day) would disagree. Both take their window from here."""
+    today = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return today - timedelta(days=days - 1)

@@ -326,7 +326,7 @@ class ProductStore:
                     mtta.append(float(acknowledged))
                 if resolved is not None:
                     mttr.append(float(resolved))
-            noisy = top_daily.noisy(conn, tenant_id, since - timedelta(days=1), until, TOP, service)
+            noisy = top_daily.noisy(conn, tenant_id, day_of(since), until, TOP, service)
             flapping = conn.execute(
                 sa.select(i.c.id, i.c.title, i.c.flapping, i.c.first_at)
                 .where(*first, sa.text(t.FLAPPED))

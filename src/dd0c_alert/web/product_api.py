@@ -3,7 +3,7 @@ of the caller's tenant."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -11,6 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from dd0c_alert.domain.plans import plan_named, quota, warning_threshold
+from dd0c_alert.domain.times import window_start
 from dd0c_alert.storage.ports import Page, Store
 
 from .api import Limit
@@ -158,11 +159,14 @@ async def _paged(call: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
 async def analytics(
     request: Request,
     caller: Annotated[Principal, require("analytics:read")],
-    window: Window = "7d",
+    window: Annotated[
+        Window,
+        Query(description="Today and the 6, 29 or 89 whole UTC days before it, up to now."),
+    ] = "7d",
     service: Annotated[str | None, Query(max_length=256)] = None,
 ) -> dict[str, Any]:
     until = datetime.now(UTC)
-    since = until - timedelta(days=_DAYS[window])
+    since = window_start(until, _DAYS[window])
     product = _store(request).product()
     found = await run_in_threadpool(product.analytics, caller.tenant_id, since, until, service)
     return {"window": window, "service": service, **found}

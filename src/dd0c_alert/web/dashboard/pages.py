@@ -11,6 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 
 from dd0c_alert.correlation.suggestions import Dependency, DependencyRemoval, rule_for
+from dd0c_alert.domain.times import window_start
 from dd0c_alert.pipeline import route_documents, slack_actions
 from dd0c_alert.pipeline.replay import Proposal, replay
 from dd0c_alert.providers import PROVIDERS
@@ -36,7 +37,7 @@ async def analytics(request: Request, window: str = "7d") -> Response:
     me = await viewer(request)
     days = WINDOWS.get(window, 7)
     now = datetime.now(UTC)
-    since = (now - timedelta(days=days - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    since = window_start(now, days)  # the API's window: the same numbers
     product = store_of(request).product()
     found = await run_in_threadpool(product.analytics, me.tenant_id, since, now, None)
     summary = summarise(found, days, now)
