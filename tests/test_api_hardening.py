@@ -8,7 +8,7 @@ import os
 import re
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +127,27 @@ def test_an_offset_less_time_is_utc_not_server_local_time(
     assert count(f"since={(naive + timedelta(seconds=1)).isoformat()}") == 0
     assert count(f"until={(naive + timedelta(seconds=1)).isoformat()}") == 1
     assert count(f"until={naive.isoformat()}") == 0
+
+
+def test_an_unencoded_plus_offset_in_a_query_string_is_an_offset(
+    client: TestClient, tenant: TenantHandle, runtime: Runtime
+) -> None:
+    """``?since=...T11:00:00+02:00`` as typed (the query string decodes ``+`` to a
+    space) means +02:00, exactly as ``%2B02:00``; it used to be refused with 422."""
+    tenant.integration("custom", SECRET)
+    started = (datetime.now(UTC) - timedelta(hours=1)).replace(microsecond=0)
+    body = json.dumps({"title": "t", "service": "s", "started_at": started.isoformat()}).encode()
+    response = client.post(f"/v1/wh/{tenant.id}/custom", content=body, headers=sign(SECRET, body))
+    assert response.status_code == 202, response.text
+    drain(runtime)
+    east = started.astimezone(timezone(timedelta(hours=2))).replace(tzinfo=None).isoformat()
+    for path in ("/v1/alerts", "/v1/incidents"):
+        for offset, found in (("+02:00", 1), ("%2B02:00", 1), ("+01:00", 0), ("+0200", 1)):
+            response = _request(client, tenant, "GET", f"{path}?since={east}{offset}")
+            assert response.status_code == 200, (offset, response.text)
+            assert len(response.json()["items"]) == found, (path, offset)
+    refused = _request(client, tenant, "GET", f"/v1/alerts?since={east}+2:0")
+    assert refused.status_code == 422
 
 
 def test_cli_replay_refuses_out_of_range_times_by_option(
