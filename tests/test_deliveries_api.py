@@ -163,6 +163,8 @@ def test_destinations_show_a_stopped_one_and_replay_resumes_it(
     assert (
         call(client, acme, "POST", "/v1/deliveries/nope/replay", status=404)["error"] == "not_found"
     )
+    audited = call(client, acme, "GET", "/v1/audit?action=delivery.replay")["items"]
+    assert {e["target_id"] for e in audited} == {ids["email"], ids["slack"]}
 
 
 def test_another_tenant_sees_and_replays_nothing(

@@ -513,6 +513,10 @@ def test_strict_silence_suppresses_medium_not_critical_and_logs_it(
     assert replayed["replayed_at"] is not None
     again = post(client, acme, f"/v1/suppressions/{logged['decision_id']}/replay")
     assert again["replayed_at"] == replayed["replayed_at"]
+    audited = get(client, acme, "/v1/audit?action=suppression.replay")["items"]
+    assert [e["target_id"] for e in audited] == [
+        logged["decision_id"]
+    ]  # once: the repeat changed nothing
     timeline = get(client, acme, f"/v1/incidents/{medium['incident_id']}")["timeline"]
     [replay] = [e for e in timeline if e["kind"] == "replay"]
     assert replay["detail"] == {

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from dd0c_alert.cli_audit import cli_audit
 from dd0c_alert.cli_integrations import integration_app
 from dd0c_alert.cli_notify import deliveries_app, routes_app, slack_app
 from dd0c_alert.domain.times import InvalidTime, parse_time
@@ -417,6 +418,7 @@ def tenant_create(name: str, as_json: JsonFlag = False) -> None:
     store = open_store(_settings())
     tenant = store.create_tenant(name)
     key = store.create_api_key(tenant.id, "default")
+    cli_audit(store, tenant.id, "tenant.create", "tenant", tenant.id, {"name": tenant.name})
     if as_json:
         typer.echo(json.dumps({"tenant_id": tenant.id, "api_key": key}))
         return
@@ -480,9 +482,12 @@ def dlq_replay(dead_letter_ids: list[str]) -> None:
     settings = _settings()
     runtime = build_runtime(settings, roles=frozenset())
     for dead_letter_id in dead_letter_ids:
+        dead = runtime.store.get_dead_letter(dead_letter_id)
         event_id = replay_dead_letter(runtime.store, runtime.queue, dead_letter_id)
-        if event_id is None:
+        if dead is None or event_id is None:
             raise typer.BadParameter(f"no dead letter {dead_letter_id!r}")
+        tenant = dead.event.tenant_id
+        cli_audit(runtime.store, tenant, "dead_letter.replay", "dead_letter", dead_letter_id)
         typer.echo(f"requeued {event_id}")
 
 
@@ -574,6 +579,8 @@ def topology_import(
     except LimitExceeded as exc:
         raise typer.BadParameter(f"{file}: {exc}") from None
     store.set_dependencies(tenant, topology.dependencies)
+    services = {"services": len(topology.dependencies)}
+    cli_audit(store, tenant, "topology.replace", "topology", tenant, services)
     _, rules = store.tenant_config(tenant)
     _print_topology(topology_of(rules), as_json)
 
@@ -595,11 +602,11 @@ def topology_show(
 TenantOption = Annotated[str, typer.Option("--tenant", help="Tenant id.")]
 
 
-def _accounts(tenant: str) -> Any:
+def _tenant_store(tenant: str) -> SqlStore:
     store = open_store(_settings())
     if store.get_tenant(tenant) is None:
         raise typer.BadParameter(f"no tenant {tenant!r} (dd0c-alert tenant list shows them)")
-    return store.accounts()
+    return store
 
 
 @user_app.command("create")
@@ -621,7 +628,8 @@ def user_create(
 
     if role not in ROLES:
         raise typer.BadParameter(f"role must be one of {', '.join(ROLES)}")
-    accounts = _accounts(tenant)
+    store = _tenant_store(tenant)
+    accounts = store.accounts()
     password_hash = None
     if password_stdin:
         password = sys.stdin.readline().rstrip("\n")
@@ -634,6 +642,8 @@ def user_create(
     if password_hash is not None and user.password_hash is None:
         accounts.set_password(user.id, password_hash)
     accounts.add_member(tenant, user.id, role)
+    detail = {"email": user.email, "role": role, "password_set": password_hash is not None}
+    cli_audit(store, tenant, "user.add", "user", user.id, detail)
     result = {"user_id": user.id, "email": user.email, "tenant_id": tenant, "role": role}
     typer.echo(json.dumps(result) if as_json else f"{email} is {role} of {tenant} ({user.id})")
 
@@ -650,7 +660,9 @@ def api_key_create(
 
     if scope not in SCOPES:
         raise typer.BadParameter(f"scope must be one of {', '.join(SCOPES)}")
-    key, record = _accounts(tenant).create_api_key(tenant, name, scope)
+    store = _tenant_store(tenant)
+    key, record = store.accounts().create_api_key(tenant, name, scope)
+    cli_audit(store, tenant, "api_key.create", "api_key", record.id, {"name": name, "scope": scope})
     if as_json:
         typer.echo(json.dumps({"id": record.id, "key": key, "scope": scope}))
     else:
@@ -660,7 +672,7 @@ def api_key_create(
 @api_key_app.command("list")
 def api_key_list(tenant: TenantOption, as_json: JsonFlag = False) -> None:
     """The tenant's API keys (never the keys themselves)."""
-    keys = [key.public() for key in _accounts(tenant).api_keys(tenant)]
+    keys = [key.public() for key in _tenant_store(tenant).accounts().api_keys(tenant)]
     if as_json:
         typer.echo(json.dumps(keys, default=str))
         return
@@ -673,10 +685,15 @@ def api_key_list(tenant: TenantOption, as_json: JsonFlag = False) -> None:
 def api_key_revoke(
     tenant: TenantOption, key_id: Annotated[str, typer.Argument(help="The key's id.")]
 ) -> None:
-    """Revoke an API key at once."""
-    if _accounts(tenant).revoke_api_key(tenant, key_id) is None:
+    """Revoke an API key: refused at once by new processes, within 10 s by running
+    servers (they cache keys that long)."""
+    store = _tenant_store(tenant)
+    revoked = store.accounts().revoke_api_key(tenant, key_id)
+    if revoked is None:
         raise typer.BadParameter(f"tenant {tenant} has no API key {key_id}")
-    typer.echo(f"revoked {key_id}")
+    if revoked:  # revoking it again changes nothing, and is not audited again
+        cli_audit(store, tenant, "api_key.revoke", "api_key", key_id)
+    typer.echo(f"revoked {key_id} (running servers refuse it within 10 s)")
 
 
 @app.command()

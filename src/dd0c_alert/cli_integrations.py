@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from dd0c_alert.cli_audit import cli_audit
 from dd0c_alert.providers import PROVIDERS
 
 if TYPE_CHECKING:
@@ -95,6 +96,8 @@ def integration_create(
     store = _store(settings, tenant)
     secret = secret or new_secret()
     integration = store.create_integration(tenant, provider, name or provider, secret)
+    detail = {"provider": provider, "name": integration.name}
+    cli_audit(store, tenant, "integration.create", "integration", integration.id, detail)
     url = webhook_url(settings.public_url, integration)
     _warn_about_public_url(settings)
     if as_json:
@@ -131,13 +134,16 @@ def integration_list(tenant: TenantOption, as_json: JsonFlag = False) -> None:
 
 
 def _change(tenant: str, integration_id: str, **change: Any) -> tuple[Integration, str | None]:
+    """Apply ``change`` and audit it as ``PATCH /v1/integrations/{id}`` does, with the
+    body's field names (``enabled``, ``rotate_secret``)."""
     from datetime import timedelta
 
     from dd0c_alert.pipeline.integrations import change_integration
 
     settings = _settings()
+    store = _store(settings, tenant)
     changed = change_integration(
-        _store(settings, tenant).product(),
+        store.product(),
         tenant,
         integration_id,
         grace=timedelta(seconds=settings.secret_rotation_grace_seconds),
@@ -145,6 +151,8 @@ def _change(tenant: str, integration_id: str, **change: Any) -> tuple[Integratio
     )
     if changed is None:
         raise typer.BadParameter(f"tenant {tenant} has no integration {integration_id!r}")
+    detail = {("rotate_secret" if k == "rotate" else k): v for k, v in change.items()}
+    cli_audit(store, tenant, "integration.update", "integration", integration_id, detail)
     return changed
 
 
@@ -193,7 +201,8 @@ def integration_delete(
     """Delete the integration: its webhooks are refused from now on (alerts already
     received stay). To stop it for a while, disable it instead."""
     settings = _settings()
-    product = _store(settings, tenant).product()
+    store = _store(settings, tenant)
+    product = store.product()
     integration = product.get_integration(tenant, integration_id)
     if integration is None:
         raise typer.BadParameter(f"tenant {tenant} has no integration {integration_id!r}")
@@ -203,5 +212,7 @@ def integration_delete(
             f"({integration_id})? Its webhooks will be refused",
             abort=True,
         )
-    product.delete_integration(tenant, integration_id)
+    if product.delete_integration(tenant, integration_id):
+        detail = {"provider": integration.provider, "name": integration.name}
+        cli_audit(store, tenant, "integration.delete", "integration", integration_id, detail)
     typer.echo(f"deleted {integration_id} ({_CACHE_NOTE})")

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from dd0c_alert.cli_audit import cli_audit
+
 if TYPE_CHECKING:
     from dd0c_alert.config import Settings
     from dd0c_alert.storage.sql import SqlStore
@@ -54,7 +56,8 @@ def slack_configure(
     from dd0c_alert.pipeline.slack_actions import configure_slack, slack_view
 
     settings = _settings()
-    outbox = _tenant_store(tenant).outbox()
+    store = _tenant_store(tenant)
+    outbox = store.outbox()
     try:
         check = asyncio.run(
             configure_slack(
@@ -68,6 +71,8 @@ def slack_configure(
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
+    detail = {"default_channel": channel}  # never the token or the secret
+    cli_audit(store, tenant, "slack.configure", "slack", tenant, detail)
     view = {**slack_view(outbox, tenant), "token_check": check}
     if as_json:
         typer.echo(json.dumps(view))
@@ -129,9 +134,11 @@ def deliveries_replay(
 ) -> None:
     """Send a failed delivery again (a running notifier picks it up) and resume its
     destination if a permanent error had stopped it."""
-    item = _tenant_store(tenant).outbox().replay(tenant, delivery_id)
+    store = _tenant_store(tenant)
+    item = store.outbox().replay(tenant, delivery_id)
     if item is None:
         raise typer.BadParameter(f"no delivery {delivery_id!r} for this tenant")
+    cli_audit(store, tenant, "delivery.replay", "delivery", delivery_id)
     if as_json:
         typer.echo(json.dumps(item))
         return

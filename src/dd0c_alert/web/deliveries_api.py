@@ -20,6 +20,7 @@ from dd0c_alert.storage.outbox import SqlOutbox
 from dd0c_alert.storage.ports import Page
 
 from .api import Limit
+from .audit import audit
 from .permissions import Principal, require
 from .routing import JsonRoute
 
@@ -127,6 +128,7 @@ async def replay_delivery(
     item = await run_in_threadpool(_outbox(request).replay, principal.tenant_id, delivery_id)
     if item is None:
         raise HTTPException(404, "no such delivery")
+    await audit(request, principal, "delivery.replay", "delivery", delivery_id)
     return item
 
 

@@ -9,7 +9,7 @@ action that no longer applies (someone, or the engine, got there first) answers 
 from __future__ import annotations
 
 import functools
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
@@ -466,10 +466,14 @@ async def replay_suppression(
     timeline) with a notification intent, so the notifier announces the incident by the
     tenant's routes as if nothing had held it back; idempotent."""
     store = _store(request)
+    asked = datetime.now(UTC)
     try:
         item = await run_in_threadpool(store.replay_suppression, principal.tenant_id, decision_id)
     except InvalidTransition as exc:
         return error_response(409, "not_suppressed", str(exc))
     if item is None:
         raise HTTPException(404, "no such suppression")
+    replayed_at = item.get("replayed_at")
+    if isinstance(replayed_at, datetime) and replayed_at >= asked:  # not a repeat
+        await audit(request, principal, "suppression.replay", "suppression", decision_id)
     return item
