@@ -153,8 +153,11 @@ def test_rotation_grace_ends(
     created = call(client, tenant, "POST", "/v1/integrations", 201, json={"provider": "custom"})
     path = f"/v1/integrations/{created['id']}"
     rotated = call(client, tenant, "PATCH", path, 200, json={"rotate_secret": True})
-    assert webhook(client, created["webhook_url"], created["secret"]).status_code == 401
+    refused = webhook(client, created["webhook_url"], created["secret"])
+    assert refused.status_code == 401 and refused.json()["error"] == "secret_rotated"
     assert webhook(client, created["webhook_url"], rotated["secret"]).status_code == 202
+    other = webhook(client, created["webhook_url"], "never-this-integration-s")
+    assert other.json()["error"] == "signature_mismatch"  # only the old secret is told
 
 
 def test_another_tenants_integration_is_not_found(

@@ -112,7 +112,9 @@ class Settings(BaseSettings):
         default=24 * 3600,
         ge=0,
         description="After an integration's secret is rotated, the old one is still "
-        "accepted for this long, so the tool can be reconfigured without losing alerts.",
+        "accepted for this long, so the tool can be reconfigured without losing alerts; "
+        "then refused with 401 secret_rotated. Below 5 s, other running processes may "
+        "accept it until their 5 s cache of integrations expires.",
     )
 
     api_max_body_bytes: int = Field(

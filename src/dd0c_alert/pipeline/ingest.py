@@ -24,7 +24,7 @@ from dd0c_alert.domain.ids import new_id
 from dd0c_alert.domain.lru import LRUCache
 from dd0c_alert.domain.plans import plan_named, quota
 from dd0c_alert.providers import PROVIDERS
-from dd0c_alert.providers.base import AuthError
+from dd0c_alert.providers.base import AuthError, Provider
 from dd0c_alert.providers.parse import json_document
 from dd0c_alert.providers.redact import redact
 from dd0c_alert.storage.archive import archive_key
@@ -280,6 +280,7 @@ class IngestService:
                     else:
                         return integration
         assert failure is not None
+        failure = _rotated_out(candidates, provider, headers, body, now) or failure
         if len(candidates) == 1:
             self._count(tenant_id, candidates[0].id, failure.reason, now)
         raise Rejected(401, failure.reason, failure.detail, {"WWW-Authenticate": "Bearer"})
@@ -363,6 +364,34 @@ def _unreadable(body: bytes, headers: Mapping[str, str], exc: Exception) -> Reje
             f"body is not UTF-8 text (byte {error.start} is not): JSON must be sent as UTF-8",
         )
     return Rejected(400, "invalid_json", f"body is not valid JSON: {exc}")
+
+
+def _rotated_out(
+    candidates: list[Integration],
+    provider: Provider,
+    headers: Mapping[str, str],
+    body: bytes,
+    now: float,
+) -> AuthError | None:
+    """``secret_rotated`` when the request is signed with a secret whose overlap after
+    a rotation has ended: the sender is told to take the new secret, not left to guess
+    at a generic mismatch. Only a valid proof with that secret gets this answer, so it
+    tells nothing to whoever does not hold it."""
+    moment = datetime.fromtimestamp(now, UTC)
+    for integration in candidates:
+        old, until = integration.previous_secret, integration.previous_secret_until
+        if not old or until is None or moment < until:
+            continue
+        try:
+            provider.verify(headers, body, old, now)
+        except AuthError:
+            continue
+        return AuthError(
+            "secret_rotated",
+            f"this secret was rotated out: it was accepted until {until.isoformat()}; "
+            "use the integration's new secret",
+        )
+    return None
 
 
 def _no_integration(provider_name: str) -> Rejected:

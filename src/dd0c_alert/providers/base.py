@@ -21,6 +21,7 @@ AuthReason = Literal[
     "timestamp_expired",
     "invalid_timestamp",
     "unknown_integration",
+    "secret_rotated",
 ]
 
 

@@ -267,8 +267,9 @@ def _responses() -> dict[str, dict[str, Any]]:
         "200": {"description": 'A delivery id seen in the last 24 h: `{"status": "duplicate"}`.'},
         "400": {"description": "`invalid_json`: the body does not parse (or is not UTF-8)."},
         "401": {
-            "description": "`missing_signature`, `signature_mismatch`, `timestamp_expired` or "
-            "`unknown_integration`. Nothing is stored."
+            "description": "`missing_signature`, `signature_mismatch`, `timestamp_expired`, "
+            "`invalid_timestamp`, `secret_rotated` (the integration's previous secret, after "
+            "its overlap ended) or `unknown_integration`. Nothing is stored."
         },
         "404": {
             "description": "`unknown_provider` (an unknown tenant is answered 401 "
