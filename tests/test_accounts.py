@@ -386,7 +386,14 @@ def test_api_keys_scoped_shown_once_revocable(client: TestClient, tenant: Tenant
     assert next(k for k in used if k["name"] == "ci")["last_used_at"] is not None
     key_id = made.json()["id"]
     assert client.delete(f"/v1/api-keys/{key_id}", headers=tenant.auth).status_code == 204
-    assert client.get("/v1/incidents", headers=bearer(key)).status_code == 401
+    revoked = client.get("/v1/incidents", headers=bearer(key))
+    assert revoked.status_code == 401 and revoked.json()["detail"] == "API key revoked"
+    assert client.post("/v1/incidents/x/ack", headers=bearer(key)).status_code == 401
+    # The refusal is audited, once a minute per key: its holder cannot flood the log.
+    refused = client.get("/v1/audit?action=api_key.refused", headers=tenant.auth).json()["items"]
+    assert [(e["actor"], e["target_id"], e["detail"]) for e in refused] == [
+        ("key:ci", key_id, {"reason": "revoked", "method": "GET", "path": "/v1/incidents"})
+    ]
     past = {"name": "old", "scope": "admin", "expires_at": "2000-01-01T00:00:00Z"}
     refused = client.post("/v1/api-keys", headers=tenant.auth, json=past)
     assert refused.status_code == 422 and "in the past" in refused.text  # could never work
@@ -396,7 +403,8 @@ def test_api_keys_scoped_shown_once_revocable(client: TestClient, tenant: Tenant
     )
     assert made.status_code == 201, made.text
     time.sleep(max(0.0, (soon - datetime.now(UTC)).total_seconds()) + 0.05)
-    assert client.get("/v1/incidents", headers=bearer(made.json()["key"])).status_code == 401
+    expired = client.get("/v1/incidents", headers=bearer(made.json()["key"]))
+    assert expired.status_code == 401 and expired.json()["detail"] == "API key expired"
 
 
 def test_cookie_sessions_need_the_csrf_token(client: TestClient) -> None:

@@ -27,6 +27,7 @@ from dd0c_alert.domain.lru import LRUCache
 from dd0c_alert.pipeline.auth_config import AuthConfig
 from dd0c_alert.storage.accounts import API_KEY_PREFIX, AccountStore, ApiKey, Member, digest
 
+from .audit import audit
 from .principal import Principal, Role, Scope
 from .sessions import CSRF_COOKIE, CSRF_FIELD, CSRF_HEADER, Claims, read_access
 
@@ -44,6 +45,10 @@ _members: LRUCache[tuple[str, str], Member | None] = LRUCache(
 _sessions: LRUCache[tuple[str, str], bool] = LRUCache(
     max_entries=10_000, ttl_seconds=_MEMBER_SECONDS
 )
+
+
+#: Key id -> refused and audited lately (``_audit_refusal``).
+_refusals: LRUCache[str, bool] = LRUCache(max_entries=10_000, ttl_seconds=60.0)
 
 
 def forget_key(key_digest: str | None = None) -> None:
@@ -87,8 +92,12 @@ async def _key_principal(request: Request, key: str) -> Principal:
         if record is not None:
             _keys.put(key_digest, record)
     now = datetime.now(UTC)
-    if record is None or not record.usable(now):
+    if record is None:
         raise unauthorized("invalid API key")
+    if not record.usable(now):
+        why = "revoked" if record.revoked_at is not None else "expired"
+        await _audit_refusal(request, record, why)
+        raise unauthorized(f"API key {why}")
     if record.last_used_at is None or now - record.last_used_at > _TOUCH_EVERY:
         await run_in_threadpool(store.touch_api_key, record.tenant_id, record.id, now)
         _keys.put(key_digest, _touched(record, now))
@@ -100,6 +109,24 @@ async def _key_principal(request: Request, key: str) -> Principal:
         actor=f"key:{record.name}",
         via="key",
     )
+
+
+async def _audit_refusal(request: Request, record: ApiKey, why: str) -> None:
+    """A revoked or expired key still in use is in the tenant's audit log (the key may
+    have leaked, or a job was forgotten), at most once a minute per key and process:
+    whoever holds the key must not be able to fill the log with it."""
+    if _refusals.get(record.id)[0]:
+        return
+    _refusals.put(record.id, True)
+    caller = Principal(
+        tenant_id=record.tenant_id,
+        key_id=record.id,
+        scope="read",
+        actor=f"key:{record.name}",
+        via="key",
+    )
+    detail = {"reason": why, "method": request.method, "path": request.url.path[:200]}
+    await audit(request, caller, "api_key.refused", "api_key", record.id, detail)
 
 
 def _touched(record: ApiKey, at: datetime) -> ApiKey:

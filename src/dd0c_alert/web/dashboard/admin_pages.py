@@ -29,6 +29,7 @@ AUDIT_PAGE = 50
 #: Suggestions for the audit log's action filter (it matches exactly).
 AUDIT_ACTIONS = (
     "api_key.create",
+    "api_key.refused",
     "api_key.revoke",
     "dead_letter.replay",
     "delivery.replay",
