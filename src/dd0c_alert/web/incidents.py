@@ -474,6 +474,10 @@ async def replay_suppression(
     if item is None:
         raise HTTPException(404, "no such suppression")
     replayed_at = item.get("replayed_at")
+    if isinstance(replayed_at, str):
+        replayed_at = datetime.fromisoformat(replayed_at)
+    if isinstance(replayed_at, datetime) and replayed_at.tzinfo is None:
+        replayed_at = replayed_at.replace(tzinfo=UTC)
     if isinstance(replayed_at, datetime) and replayed_at >= asked:  # not a repeat
         await audit(request, principal, "suppression.replay", "suppression", decision_id)
     return item
