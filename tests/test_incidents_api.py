@@ -234,6 +234,7 @@ def test_actions_follow_the_state_rules_and_land_on_the_timeline(
 
     resolved = post(client, acme, f"{base}/resolve")
     assert resolved["status"] == "resolved" and resolved["resolved_at"] is not None
+    assert resolved["snoozed_until"] is None  # a recurrence must not read as snoozed
     for action in ("resolve", "ack", "snooze"):
         assert post(client, acme, f"{base}/{action}", status=409)["error"] == ("invalid_transition")
 
@@ -638,3 +639,18 @@ def test_an_action_waits_for_the_tenants_running_worker_batch(
         assert acking.is_alive() and not done  # waits for the batch to commit
     acking.join(timeout=30)
     assert done and done[0]["status"] == "acknowledged"
+
+
+def test_messages_say_snoozed_only_while_the_snooze_lasts(
+    client: TestClient, acme: TenantHandle
+) -> None:
+    """A snooze is not cleared when it runs out: an incident snoozed yesterday and
+    reopened by a firing alert today read "Snoozed until" yesterday in Slack and mail."""
+    send(client, acme, alert("Queue backlog", "queue", 4))
+    [incident] = incidents(client, acme)
+    post(client, acme, f"/v1/incidents/{incident['id']}/snooze", {"minutes": 30})
+    detail = acme.runtime.store.notification_detail(acme.id, incident["id"])
+    assert detail is not None
+    assert incident_view(detail, acme.id, "https://x").status == "snoozed"
+    lapsed = {**detail, "snoozed_until": (datetime.now(UTC) - timedelta(hours=20)).isoformat()}
+    assert incident_view(lapsed, acme.id, "https://x").status == "open"

@@ -20,6 +20,13 @@ def _at(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
+def _snoozed(detail: Mapping[str, Any]) -> bool:
+    """Snoozed now: a snooze that ended (it is not cleared when it runs out) left a
+    reopened incident's messages saying "Snoozed until" a time long past."""
+    until = _at(detail.get("snoozed_until"))
+    return until is not None and until > datetime.now(UTC)
+
+
 def _actor(timeline: list[dict[str, Any]], kind: str, first: bool = False) -> str | None:
     """Who made the latest (``first``: the earliest) entry of this kind."""
     for entry in timeline if first else reversed(timeline):
@@ -42,9 +49,7 @@ def incident_view(detail: Mapping[str, Any], tenant_id: str, url: str) -> Incide
         tenant_id=tenant_id,
         title=str(detail["title"]),
         severity=Severity(detail["severity"]),
-        status="snoozed"
-        if detail["status"] == "open" and detail.get("snoozed_until")
-        else detail["status"],
+        status="snoozed" if detail["status"] == "open" and _snoozed(detail) else detail["status"],
         services=tuple(detail.get("services", [])),
         probable_root=detail.get("probable_root") or None,
         alert_count=int(detail["alert_count"]),

@@ -372,9 +372,9 @@ def transition(
                 i.c.acknowledged_at, sa.literal(now, t.UTCDateTime())
             ),
         }
-    elif action == "resolve":
-        values |= {"status": _RESOLVED, "resolved_at": now}
-    elif action == "reopen":  # a snooze ended with the resolve; the first ack still counts
+    elif action == "resolve":  # ends a snooze: a recurrence must not read as snoozed
+        values |= {"status": _RESOLVED, "resolved_at": now, "snoozed_until": None}
+    elif action == "reopen":  # the first ack still counts
         values |= {"status": _OPEN, "resolved_at": None, "snoozed_until": None}
     else:
         until = now + timedelta(minutes=snooze_minutes)
