@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import inspect
 import json
 from collections.abc import Callable
 from datetime import datetime
@@ -397,7 +398,8 @@ def notify(host: HostOption = "127.0.0.1", port: HealthPort = None) -> None:
 
 @app.command()
 def cron(host: HostOption = "127.0.0.1", port: HealthPort = None) -> None:
-    """Run the scheduled jobs (retention, suggestions, idempotency-key purge); run one."""
+    """Run the scheduled jobs (retention, suggestions, idempotency-key purge); run only one
+    process of it."""
     _run_role("cron", host, port)
 
 
@@ -411,7 +413,10 @@ def migrate() -> None:
 
 
 @tenant_app.command("create")
-def tenant_create(name: str, as_json: JsonFlag = False) -> None:
+def tenant_create(
+    name: Annotated[str, typer.Argument(help="A name for people, e.g. acme.")],
+    as_json: JsonFlag = False,
+) -> None:
     """Create a tenant and its first API key (shown once)."""
     if not name.strip():
         raise typer.BadParameter("a tenant needs a name", param_hint="'NAME'")
@@ -458,7 +463,9 @@ def dlq_list(
 
 
 @dlq_app.command("show")
-def dlq_show(dead_letter_id: str) -> None:
+def dlq_show(
+    dead_letter_id: Annotated[str, typer.Argument(help="An id from dd0c-alert dlq list.")],
+) -> None:
     """Show one dead letter: error, headers and body."""
     dead = open_store(_settings()).get_dead_letter(dead_letter_id)
     if dead is None:
@@ -475,7 +482,9 @@ def dlq_show(dead_letter_id: str) -> None:
 
 
 @dlq_app.command("replay")
-def dlq_replay(dead_letter_ids: list[str]) -> None:
+def dlq_replay(
+    dead_letter_ids: Annotated[list[str], typer.Argument(help="Ids from dd0c-alert dlq list.")],
+) -> None:
     """Put dead letters back on the queue (a running service processes them)."""
     from dd0c_alert.pipeline.dead_letters import replay_dead_letter
 
@@ -548,7 +557,8 @@ def topology_import(
     file: Annotated[
         Path,
         typer.Argument(
-            help="JSON or YAML: {service: [services it depends on]}, optionally under "
+            # \[: rich markup took "[services it depends on]" for a style tag and dropped it.
+            help="JSON or YAML: {service: \\[services it depends on]}, optionally under "
             "a top-level 'dependencies' key (the shape of PUT /v1/topology).",
             exists=True,
             dir_okay=False,
@@ -898,6 +908,23 @@ def demo(
         raise typer.Exit(1) from None
     for line in lines:
         typer.echo(line)
+
+
+def flow_summaries(typer_app: typer.Typer) -> None:
+    """Give each command the first paragraph of its docstring, on one line, as the
+    summary that command lists show. Typer's rich help flows a docstring's lines in the
+    command's own ``--help`` but keeps its hard line breaks in the lists, so
+    ``dd0c-alert --help`` broke descriptions mid-sentence at the source's line ends."""
+    for command in typer_app.registered_commands:
+        if command.short_help is None and command.callback is not None:
+            summary = (inspect.getdoc(command.callback) or "").split("\n\n")[0]
+            command.short_help = " ".join(summary.split())
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            flow_summaries(group.typer_instance)
+
+
+flow_summaries(app)
 
 
 def main() -> None:

@@ -105,7 +105,7 @@ def deliveries_list(
     status: Annotated[
         str | None, typer.Option(help=f"Only this status: {', '.join(_DELIVERY_STATUSES)}.")
     ] = None,
-    limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
+    limit: Annotated[int, typer.Option(help="Most deliveries listed.", min=1, max=500)] = 50,
     as_json: JsonFlag = False,
 ) -> None:
     """List a tenant's deliveries, newest first."""
@@ -128,7 +128,7 @@ def deliveries_list(
 
 @deliveries_app.command("replay")
 def deliveries_replay(
-    delivery_id: str,
+    delivery_id: Annotated[str, typer.Argument(help="An id from dd0c-alert deliveries list.")],
     tenant: Annotated[str, typer.Option(help="Tenant id.")],
     as_json: JsonFlag = False,
 ) -> None:

@@ -1,0 +1,98 @@
+"""The operator's view of ``dd0c-alert``: help read in an 80-column terminal, and errors
+met at bad moments. Each test runs the CLI in its own process, as a person would, on a
+fresh embedded data folder."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+#: Every command group, for the help pages that list commands.
+GROUPS = (
+    (),
+    ("tenant",),
+    ("integration",),
+    ("slack",),
+    ("deliveries",),
+    ("routes",),
+    ("dlq",),
+    ("topology",),
+    ("user",),
+    ("api-key",),
+)
+
+
+def run(data_dir: Path | None, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """``dd0c-alert ARGS`` in an 80-column terminal, with only this data folder."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("DD0C_") and k not in ("DATABASE_URL", "REDIS_URL", "JWT_SECRET")
+    }
+    env.update(COLUMNS="80", LINES="50", NO_COLOR="1")
+    if data_dir is not None:
+        env["DD0C_DATA_DIR"] = str(data_dir)
+    return subprocess.run(
+        [sys.executable, "-m", "dd0c_alert", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        input=stdin,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+def _command_rows(help_text: str) -> tuple[int, list[list[str]]]:
+    """The Commands panel's description width and rows (each description's lines)."""
+    panel = help_text.split("─ Commands ─", 1)[1]
+    rows: list[list[str]] = []
+    column = width = 0
+    for line in panel.splitlines()[1:]:
+        if not line.startswith("│"):
+            break
+        inner = line[1:-1]
+        named = re.match(r" (\S+)( +)", inner)
+        if named:
+            column = named.end()
+            width = len(inner) - column - 1
+            rows.append([inner[column:].strip()])
+        else:
+            rows[-1].append(inner[column:].strip())
+    return width, rows
+
+
+@pytest.mark.parametrize("group", GROUPS, ids=lambda g: " ".join(g) or "dd0c-alert")
+def test_command_lists_flow_their_descriptions_to_the_width(group: tuple[str, ...]) -> None:
+    """A description goes on to the next line only when the next word does not fit:
+    the docstrings' own line breaks cut "the worker, notifier and scheduled / jobs in
+    a child process" mid-sentence in ``dd0c-alert --help``."""
+    shown = run(None, *group, "--help")
+    assert shown.returncode == 0, shown.stderr
+    width, rows = _command_rows(shown.stdout)
+    assert rows
+    for lines in rows:
+        for line, following in itertools.pairwise(lines):
+            next_word = following.split()[0]
+            assert len(line) + 1 + len(next_word) > width, (
+                f"{' '.join(group)} --help breaks early:\n{line}\n{following}"
+            )
+
+
+def test_help_keeps_square_brackets_of_the_file_shape() -> None:
+    """Rich markup read "[services it depends on]" as a style tag and dropped it, so
+    the help showed the shape as ``{service: }``."""
+    shown = run(None, "topology", "import", "--help")
+    flat = " ".join(re.sub(r"[│╭╮╰╯─]", " ", shown.stdout).split())
+    assert "{service: [services it depends on]}" in flat
