@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -96,3 +97,29 @@ def test_help_keeps_square_brackets_of_the_file_shape() -> None:
     shown = run(None, "topology", "import", "--help")
     flat = " ".join(re.sub(r"[│╭╮╰╯─]", " ", shown.stdout).split())
     assert "{service: [services it depends on]}" in flat
+
+
+def _one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    """The error of a failed command: one line on stderr, nothing on stdout."""
+    assert result.returncode == 1, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr and "│" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+def test_a_database_from_a_newer_version_is_named_by_every_command(data_dir: Path) -> None:
+    """Alembic's "Can't locate revision" ended every command in a traceback, and
+    doctor told the operator to run `migrate`, which failed the same way."""
+    assert run(data_dir, "tenant", "create", "acme").returncode == 0
+    with sqlite3.connect(data_dir / "dd0c.db") as db:
+        db.execute("UPDATE alembic_version SET version_num = '9999'")
+    for command in (("tenant", "list"), ("migrate",), ("dlq", "list")):
+        line = _one_line_error(run(data_dir, *command))
+        assert "schema is at 9999, newer than this dd0c-alert" in line
+        assert "upgrade dd0c-alert" in line
+    doctor = run(data_dir, "doctor")
+    assert doctor.returncode == 1
+    assert "fail  migrations: the database's schema is at 9999, newer" in doctor.stdout
+    assert "fix: run that version again (upgrade dd0c-alert)" in doctor.stdout
+    assert "dd0c-alert migrate" not in doctor.stdout

@@ -18,12 +18,10 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 
 from dd0c_alert.config import Settings
 from dd0c_alert.storage.engine import make_engines, normalise_database_url, sqlite_path
-from dd0c_alert.storage.migrate import alembic_config
+from dd0c_alert.storage.migrate import SchemaTooNew, schema_revisions
 from dd0c_alert.storage.sqlite_queue import queue_file
 from dd0c_alert.storage.unusable import LostDatabase, check_database_present, unusable_storage
 
@@ -120,10 +118,12 @@ def check_database(settings: Settings) -> list[Finding]:
 
 
 def _migrations(conn: sa.Connection) -> list[Finding]:
-    current = MigrationContext.configure(conn).get_current_revision()
-    head = ScriptDirectory.from_config(alembic_config(conn)).get_current_head()
+    current, head, known = schema_revisions(conn)
     if current == head:
         return [Finding("migrations", "ok", f"at {head}")]
+    if not known:
+        too_new = SchemaTooNew(str(current), head)
+        return [Finding("migrations", "fail", too_new.what, too_new.fix)]
     return [
         Finding(
             "migrations",

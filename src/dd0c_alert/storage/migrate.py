@@ -7,6 +7,8 @@ from pathlib import Path
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -18,8 +20,40 @@ def alembic_config(connection: sa.Connection) -> Config:
     return config
 
 
+class SchemaTooNew(Exception):
+    """The database was migrated by a newer dd0c-alert than this one."""
+
+    def __init__(self, current: str, head: str) -> None:
+        self.what = (
+            f"the database's schema is at {current}, newer than this dd0c-alert knows "
+            f"(up to {head}): a newer version has used it"
+        )
+        self.fix = (
+            "run that version again (upgrade dd0c-alert), or restore a backup taken with "
+            "this one; migrations have no downgrade"
+        )
+        super().__init__(f"{self.what}: {self.fix}")
+
+
+def schema_revisions(connection: sa.Connection) -> tuple[str | None, str, bool]:
+    """The database's revision, this version's head, and whether this version knows
+    the database's revision (False: a newer version migrated it)."""
+    current = MigrationContext.configure(connection).get_current_revision()
+    script = ScriptDirectory.from_config(alembic_config(connection))
+    known = current is None or any(r.revision == current for r in script.walk_revisions())
+    head = script.get_current_head()
+    assert head is not None  # the package ships its migrations
+    return current, head, known
+
+
 def upgrade(engine: sa.Engine) -> None:
-    """Bring the database to the newest schema; safe to run on every start."""
+    """Bring the database to the newest schema; safe to run on every start. A schema
+    from a newer version raises SchemaTooNew: Alembic's own error for it ("Can't
+    locate revision") ended every command, ``serve`` included, in a traceback."""
+    with engine.connect() as connection:  # its own: Alembic wants no transaction begun
+        current, head, known = schema_revisions(connection)
+    if not known:
+        raise SchemaTooNew(str(current), head)
     with engine.connect() as connection:
         command.upgrade(alembic_config(connection), "head")
         connection.commit()

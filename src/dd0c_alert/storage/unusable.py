@@ -13,6 +13,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from dd0c_alert.storage.migrate import SchemaTooNew
+
 #: SQLite's names for a file that is not (or no longer) a whole database.
 _DAMAGED = frozenset({"SQLITE_CORRUPT", "SQLITE_NOTADB"})
 #: SQLite's names for a database it cannot write or open for writing.
@@ -66,7 +68,7 @@ def _has_data(path: Path) -> bool:
 
 def unusable_storage(exc: BaseException) -> str | None:
     """What the operator must fix, or None when ``exc`` is not about the storage."""
-    if isinstance(exc, LostDatabase):
+    if isinstance(exc, (LostDatabase, SchemaTooNew)):
         return str(exc)
     cause = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
     if isinstance(cause, sqlite3.Error):
