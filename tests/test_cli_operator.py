@@ -5,6 +5,7 @@ fresh embedded data folder."""
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import re
 import sqlite3
@@ -123,3 +124,17 @@ def test_a_database_from_a_newer_version_is_named_by_every_command(data_dir: Pat
     assert "fail  migrations: the database's schema is at 9999, newer" in doctor.stdout
     assert "fix: run that version again (upgrade dd0c-alert)" in doctor.stdout
     assert "dd0c-alert migrate" not in doctor.stdout
+
+
+def test_a_lost_secret_key_is_named_not_a_traceback(data_dir: Path) -> None:
+    """secret.key lost (a copy without it, a volume mounted without it): a new one was
+    made, and every command reading an integration ended in Fernet's word-less
+    InvalidToken traceback."""
+    tenant = run(data_dir, "tenant", "create", "acme", "--json")
+    tenant_id = json.loads(tenant.stdout)["tenant_id"]
+    created = run(data_dir, "integration", "create", "--tenant", tenant_id, "--provider", "custom")
+    assert created.returncode == 0, created.stderr
+    (data_dir / "secret.key").unlink()
+    line = _one_line_error(run(data_dir, "integration", "list", "--tenant", tenant_id))
+    assert "cannot be decrypted with this key" in line
+    assert "the secret.key of your backup" in line

@@ -12,6 +12,7 @@ import sqlite3
 from pathlib import Path
 
 import sqlalchemy as sa
+from cryptography.fernet import InvalidToken
 
 from dd0c_alert.storage.migrate import SchemaTooNew
 
@@ -70,6 +71,15 @@ def unusable_storage(exc: BaseException) -> str | None:
     """What the operator must fix, or None when ``exc`` is not about the storage."""
     if isinstance(exc, (LostDatabase, SchemaTooNew)):
         return str(exc)
+    if isinstance(exc, InvalidToken):
+        # A lost secret.key is made anew on the next start; a wrong DD0C_SECRET_KEY
+        # reads the same. Fernet's error carries no words, so its traceback said nothing.
+        return (
+            "secrets stored in the database (integrations, Slack, webhook routes) cannot "
+            "be decrypted with this key (DD0C_SECRET_KEY, else DD0C_DATA_DIR/secret.key): "
+            "use the key they were stored with, e.g. the secret.key of your backup "
+            "(docs/operations.md#backups)"
+        )
     cause = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
     if isinstance(cause, sqlite3.Error):
         name = getattr(cause, "sqlite_errorname", "")
