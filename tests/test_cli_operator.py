@@ -51,6 +51,11 @@ def run(data_dir: Path | None, *args: str, stdin: str = "") -> subprocess.Comple
     )
 
 
+def _flat(text: str) -> str:
+    """Text without rich's box drawing and its line wrapping."""
+    return " ".join(re.sub(r"[│╭╮╰╯─]", " ", text).split())
+
+
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     return tmp_path / "data"
@@ -96,8 +101,7 @@ def test_help_keeps_square_brackets_of_the_file_shape() -> None:
     """Rich markup read "[services it depends on]" as a style tag and dropped it, so
     the help showed the shape as ``{service: }``."""
     shown = run(None, "topology", "import", "--help")
-    flat = " ".join(re.sub(r"[│╭╮╰╯─]", " ", shown.stdout).split())
-    assert "{service: [services it depends on]}" in flat
+    assert "{service: [services it depends on]}" in _flat(shown.stdout)
 
 
 def _one_line_error(result: subprocess.CompletedProcess[str]) -> str:
@@ -138,3 +142,28 @@ def test_a_lost_secret_key_is_named_not_a_traceback(data_dir: Path) -> None:
     line = _one_line_error(run(data_dir, "integration", "list", "--tenant", tenant_id))
     assert "cannot be decrypted with this key" in line
     assert "the secret.key of your backup" in line
+
+
+def test_a_tenant_name_given_for_its_id_is_answered_with_the_id(data_dir: Path) -> None:
+    """`--tenant acme` right after `tenant create acme` said only "no tenant 'acme'"."""
+    tenant_id = json.loads(run(data_dir, "tenant", "create", "acme", "--json").stdout)["tenant_id"]
+    for command in (
+        ("integration", "list"),
+        ("routes", "list"),
+        ("topology", "show"),
+        ("api-key", "list"),
+        ("suggest",),
+    ):
+        refused = run(data_dir, *command, "--tenant", "acme")
+        assert refused.returncode == 2, (command, refused.stderr)
+        said = _flat(refused.stderr)
+        assert f"'acme' is the name of tenant {tenant_id}: --tenant takes the id" in said
+    unknown = run(data_dir, "integration", "list", "--tenant", "nobody")
+    assert "no tenant 'nobody' (dd0c-alert tenant list shows them)" in _flat(unknown.stderr)
+
+
+def test_an_empty_tenant_list_says_so(data_dir: Path) -> None:
+    listed = run(data_dir, "tenant", "list")
+    assert listed.returncode == 0
+    assert listed.stdout == "no tenants: dd0c-alert tenant create NAME makes one\n"
+    assert run(data_dir, "tenant", "list", "--json").stdout == "[]\n"

@@ -87,6 +87,23 @@ def _is_postgres(settings: Settings) -> bool:
     return is_postgres(settings)
 
 
+def require_tenant(store: SqlStore, tenant: str) -> None:
+    """Refuse an unknown ``--tenant``, naming the id when the operator gave a tenant's
+    name: every command takes the id, and "no tenant 'acme'" for the tenant just
+    created as acme read as if it had been lost."""
+    if store.get_tenant(tenant) is not None:
+        return
+    named = [t.id for t in store.list_tenants() if t.name == tenant]
+    if named:
+        raise typer.BadParameter(
+            f"{tenant!r} is the name of tenant {' and '.join(named)}: --tenant takes the id",
+            param_hint="'--tenant'",
+        )
+    raise typer.BadParameter(
+        f"no tenant {tenant!r} (dd0c-alert tenant list shows them)", param_hint="'--tenant'"
+    )
+
+
 app = typer.Typer(
     help="dd0c/alert: every alert in, nothing lost, one clear incident out.", no_args_is_help=True
 )
@@ -433,11 +450,13 @@ def tenant_create(
 
 @tenant_app.command("list")
 def tenant_list(as_json: JsonFlag = False) -> None:
-    """List tenants."""
+    """List tenants: the id each --tenant option takes, and the name."""
     tenants = open_store(_settings()).list_tenants()
     if as_json:
         typer.echo(json.dumps([{"tenant_id": t.id, "name": t.name} for t in tenants]))
         return
+    if not tenants:  # an empty output read as a command that did nothing
+        typer.echo("no tenants: dd0c-alert tenant create NAME makes one")
     for tenant in tenants:
         typer.echo(f"{tenant.id}  {tenant.name}")
 
@@ -573,8 +592,7 @@ def topology_import(
     from dd0c_alert.web.config_api import Topology, topology_of
 
     store = open_store(_settings())
-    if store.get_tenant(tenant) is None:
-        raise typer.BadParameter(f"no tenant {tenant!r}")
+    require_tenant(store, tenant)
     document = _read_document(file)
     wrapped = isinstance(document, dict) and list(document) == ["dependencies"]
     try:
@@ -603,8 +621,7 @@ def topology_show(
     from dd0c_alert.web.config_api import topology_of
 
     store = open_store(_settings())
-    if store.get_tenant(tenant) is None:
-        raise typer.BadParameter(f"no tenant {tenant!r}")
+    require_tenant(store, tenant)
     _, rules = store.tenant_config(tenant)
     _print_topology(topology_of(rules), as_json)
 
@@ -614,8 +631,7 @@ TenantOption = Annotated[str, typer.Option("--tenant", help="Tenant id.")]
 
 def _tenant_store(tenant: str) -> SqlStore:
     store = open_store(_settings())
-    if store.get_tenant(tenant) is None:
-        raise typer.BadParameter(f"no tenant {tenant!r} (dd0c-alert tenant list shows them)")
+    require_tenant(store, tenant)
     return store
 
 
@@ -778,8 +794,7 @@ def suggest(
     from dd0c_alert.pipeline.suggest import run_suggestions
 
     store = open_store(_settings())
-    if store.get_tenant(tenant) is None:
-        raise typer.BadParameter(f"no tenant {tenant!r}")
+    require_tenant(store, tenant)
     run_suggestions(store, tenant)
     items = store.list_suggestions(tenant, "open", None, 500, None).items
     if as_json:
@@ -820,8 +835,7 @@ def replay(
     from dd0c_alert.pipeline.replay import replay as run_replay
 
     store = open_store(_settings())
-    if store.get_tenant(tenant) is None:
-        raise typer.BadParameter(f"no tenant {tenant!r}")
+    require_tenant(store, tenant)
     try:
         proposal = Proposal() if rules is None else parse_proposal(_read_document(rules))
         check_proposal(proposal, api_limits(_settings()))

@@ -39,10 +39,10 @@ def _settings() -> Settings:
 
 def _store(settings: Settings, tenant: str) -> SqlStore:
     from dd0c_alert.app import open_store
+    from dd0c_alert.cli import require_tenant
 
     store = open_store(settings)
-    if store.get_tenant(tenant) is None:
-        raise typer.BadParameter(f"no tenant {tenant!r} (dd0c-alert tenant list shows them)")
+    require_tenant(store, tenant)
     return store
 
 

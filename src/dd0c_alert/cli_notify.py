@@ -34,10 +34,10 @@ def _settings() -> Settings:
 def _tenant_store(tenant: str) -> SqlStore:
     """The store, after checking the tenant exists."""
     from dd0c_alert.app import open_store
+    from dd0c_alert.cli import require_tenant
 
     store = open_store(_settings())
-    if store.get_tenant(tenant) is None:
-        raise typer.BadParameter(f"no tenant {tenant!r}")
+    require_tenant(store, tenant)
     return store
 
 
