@@ -167,3 +167,22 @@ def test_an_empty_tenant_list_says_so(data_dir: Path) -> None:
     assert listed.returncode == 0
     assert listed.stdout == "no tenants: dd0c-alert tenant create NAME makes one\n"
     assert run(data_dir, "tenant", "list", "--json").stdout == "[]\n"
+
+
+def test_api_key_times_are_iso_8601_like_the_api(data_dir: Path) -> None:
+    """`api-key list --json` wrote ``str(datetime)`` ("2026-12-07 09:50:58+00:00")
+    where GET /v1/api-keys writes ISO 8601 ("2026-12-07T09:50:58+00:00")."""
+    tenant_id = json.loads(run(data_dir, "tenant", "create", "acme", "--json").stdout)["tenant_id"]
+    listed = run(data_dir, "api-key", "list", "--tenant", tenant_id, "--json")
+    assert listed.returncode == 0 and listed.stderr == ""
+    (key,) = json.loads(listed.stdout)
+    assert set(key) == {
+        "id",
+        "name",
+        "scope",
+        "created_at",
+        "last_used_at",
+        "expires_at",
+        "revoked_at",
+    }
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?\+00:00", key["created_at"])

@@ -128,6 +128,16 @@ api_key_app = typer.Typer(help="A tenant's API keys.", no_args_is_help=True)
 app.add_typer(api_key_app, name="api-key")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def _json_value(value: object) -> str:
+    """Times as the REST API writes them (ISO 8601, ``T``, with their offset): ``str``
+    wrote ``2026-12-07 09:50:58+00:00``, which not every ISO parser takes."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
 PortOption = Annotated[int, typer.Option(help="Port to listen on.")]
 
 
@@ -700,10 +710,12 @@ def api_key_list(tenant: TenantOption, as_json: JsonFlag = False) -> None:
     """The tenant's API keys (never the keys themselves)."""
     keys = [key.public() for key in _tenant_store(tenant).accounts().api_keys(tenant)]
     if as_json:
-        typer.echo(json.dumps(keys, default=str))
+        typer.echo(json.dumps(keys, default=_json_value))
         return
     for key in keys:
-        used = key.get("last_used_at") or "never used"
+        used = (
+            f"last used {_json_value(key['last_used_at'])}" if key["last_used_at"] else "never used"
+        )
         typer.echo(f"{key['id']}  {key['scope']:<5}  {key['name']}  ({used})")
 
 
@@ -798,7 +810,7 @@ def suggest(
     run_suggestions(store, tenant)
     items = store.list_suggestions(tenant, "open", None, 500, None).items
     if as_json:
-        typer.echo(json.dumps(items, default=str))
+        typer.echo(json.dumps(items, default=_json_value))
         return
     if not items:
         typer.echo("no open suggestions: the history supports none")
