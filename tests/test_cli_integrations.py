@@ -89,7 +89,7 @@ def test_list_disable_enable_rotate_delete(
     text = ok("integration", "rotate", "--tenant", tenant, integration)
     newest = text.split("new secret (shown once): ", 1)[1].split()[0]
     assert "the old one is accepted until now" in text and "X-DD0C-Signature" in text
-    assert post(served, tenant, integration, new) == "signature_mismatch"
+    assert post(served, tenant, integration, new) == "secret_rotated"  # told, not a mismatch
     assert post(served, tenant, integration, newest) == "accepted"
 
     refused = runner.invoke(app, ["integration", "delete", "--tenant", tenant, integration])
