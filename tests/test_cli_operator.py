@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 
 #: Every command group, for the help pages that list commands.
 GROUPS = (
@@ -132,16 +133,27 @@ def test_a_database_from_a_newer_version_is_named_by_every_command(data_dir: Pat
 
 def test_a_lost_secret_key_is_named_not_a_traceback(data_dir: Path) -> None:
     """secret.key lost (a copy without it, a volume mounted without it): a new one was
-    made, and every command reading an integration ended in Fernet's word-less
-    InvalidToken traceback."""
+    made, which read none of the stored secrets, and every command reading an
+    integration ended in Fernet's word-less InvalidToken traceback. Now a lost key is
+    refused at start, and a wrong one is named."""
     tenant = run(data_dir, "tenant", "create", "acme", "--json")
     tenant_id = json.loads(tenant.stdout)["tenant_id"]
     created = run(data_dir, "integration", "create", "--tenant", tenant_id, "--provider", "custom")
     assert created.returncode == 0, created.stderr
-    (data_dir / "secret.key").unlink()
+    key = data_dir / "secret.key"
+    kept = key.read_bytes()
+    key.unlink()  # a new key was made, which could read none of the stored secrets
+    for command in (("integration", "list", "--tenant", tenant_id), ("tenant", "list")):
+        line = _one_line_error(run(data_dir, *command))
+        assert f"{key} is missing, but the database holds secrets encrypted with it" in line
+        assert "(integrations)" in line and "put back the secret.key of a backup" in line
+    assert not key.exists()  # refused, not replaced
+    key.write_bytes(Fernet.generate_key())  # another folder's key
     line = _one_line_error(run(data_dir, "integration", "list", "--tenant", tenant_id))
     assert "cannot be decrypted with this key" in line
     assert "the secret.key of your backup" in line
+    key.write_bytes(kept)
+    assert run(data_dir, "integration", "list", "--tenant", tenant_id).returncode == 0
 
 
 def test_a_tenant_name_given_for_its_id_is_answered_with_the_id(data_dir: Path) -> None:

@@ -42,7 +42,7 @@ from dd0c_alert.storage.s3_archive import S3Archive
 from dd0c_alert.storage.secrets import SecretBox
 from dd0c_alert.storage.sql import SqlStore
 from dd0c_alert.storage.sqlite_queue import SqliteIngestQueue, queue_file
-from dd0c_alert.storage.unusable import check_database_present
+from dd0c_alert.storage.unusable import check_database_present, check_key_present
 
 
 def is_postgres(settings: Settings) -> bool:
@@ -69,13 +69,16 @@ def migrate(settings: Settings) -> None:
         engine.dispose()
 
 
-def _secret_box(settings: Settings) -> SecretBox:
+def _secret_box(settings: Settings, engine: sa.Engine) -> SecretBox:
     if is_postgres(settings) and not settings.secret_key:
         raise SystemExit(
             "DD0C_SECRET_KEY must be set with PostgreSQL: every process must decrypt "
             "integration secrets with the same key"
         )
-    return SecretBox.from_config(settings.secret_key, settings.data_dir / "secret.key")
+    key_file = settings.data_dir / "secret.key"
+    if not settings.secret_key:
+        check_key_present(key_file, engine)
+    return SecretBox.from_config(settings.secret_key, key_file)
 
 
 def jwt_secret(settings: Settings) -> str:
@@ -139,7 +142,7 @@ def _store(
     return SqlStore(
         engine,
         read_engine,
-        _secret_box(settings),
+        _secret_box(settings, engine),
         defaults,
         settle=queue.settle if queue else None,
         acknowledge=queue.acknowledge if queue else None,

@@ -14,6 +14,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from cryptography.fernet import InvalidToken
 
+from dd0c_alert.storage import schema as t
 from dd0c_alert.storage.migrate import SchemaTooNew
 
 #: SQLite's names for a file that is not (or no longer) a whole database.
@@ -60,6 +61,40 @@ def check_database_present(database: Path, queue: Path, data_dir: Path) -> None:
     )
 
 
+class LostKey(Exception):
+    """The generated secret key is gone while the database holds what it encrypted."""
+
+
+def check_key_present(key_file: Path, engine: sa.Engine) -> None:
+    """Raise LostKey when ``key_file`` is missing but the database holds secrets
+    encrypted with it (integrations, Slack settings, routes' webhook secrets).
+
+    A missing key file is made anew on first use, which suits a new folder; in a folder
+    in use the new key cannot read a single stored secret, and every webhook of every
+    integration was refused from then on, while ``doctor`` found nothing wrong."""
+    if key_file.exists():
+        return
+    names = set(sa.inspect(engine).get_table_names())
+    with engine.connect() as conn:
+        held = [
+            table.name
+            for table in (t.integrations, t.slack_settings)
+            if table.name in names
+            and conn.execute(sa.select(1).select_from(table).limit(1)).first()
+        ]
+        if t.routes.name in names:
+            hooks = sa.cast(t.routes.c.definition, sa.Text).contains("secret_encrypted")
+            if conn.execute(sa.select(1).where(hooks).limit(1)).first():
+                held.append(t.routes.name)
+    if held:
+        raise LostKey(
+            f"{key_file} is missing, but the database holds secrets encrypted with it "
+            f"({', '.join(held)}): put back the secret.key of a backup of this folder, or "
+            "set DD0C_SECRET_KEY to it (docs/operations.md#backups); a new key could not "
+            "read them"
+        )
+
+
 def _has_data(path: Path) -> bool:
     try:
         return path.stat().st_size > 0
@@ -69,11 +104,11 @@ def _has_data(path: Path) -> bool:
 
 def unusable_storage(exc: BaseException) -> str | None:
     """What the operator must fix, or None when ``exc`` is not about the storage."""
-    if isinstance(exc, (LostDatabase, SchemaTooNew)):
+    if isinstance(exc, (LostDatabase, LostKey, SchemaTooNew)):
         return str(exc)
     if isinstance(exc, InvalidToken):
-        # A lost secret.key is made anew on the next start; a wrong DD0C_SECRET_KEY
-        # reads the same. Fernet's error carries no words, so its traceback said nothing.
+        # A wrong DD0C_SECRET_KEY, or a secret.key from another folder. Fernet's error
+        # carries no words, so its traceback said nothing.
         return (
             "secrets stored in the database (integrations, Slack, webhook routes) cannot "
             "be decrypted with this key (DD0C_SECRET_KEY, else DD0C_DATA_DIR/secret.key): "
