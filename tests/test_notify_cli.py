@@ -113,6 +113,25 @@ def test_slack_configure_stores_encrypted_settings_and_prints_no_secret(env: Non
     assert still is not None and still.bot_token == TOKEN
 
 
+def test_slack_secrets_can_stay_off_the_command_line(
+    env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On the command line a bot token lands in the shell's history and in ``ps`` for
+    every user of the machine: it may come from the environment, or be asked for."""
+    tenant = new_tenant()
+    monkeypatch.setenv("DD0C_SLACK_BOT_TOKEN", TOKEN)
+    asked = runner.invoke(
+        app,
+        ["slack", "configure", "--tenant", tenant, "--channel", "#oncall", "--json"],
+        input=f"{SIGNING}\n",
+    )
+    assert asked.exit_code == 0, asked.output
+    assert "Signing secret:" in asked.output and SIGNING not in asked.output  # not echoed
+    assert "Bot User OAuth Token" not in asked.output  # the environment's was taken
+    stored = outbox().slack(tenant)
+    assert stored is not None and (stored.bot_token, stored.signing_secret) == (TOKEN, SIGNING)
+
+
 def test_routes_list_in_order_without_secrets(env: None) -> None:
     tenant = new_tenant()
     assert "no routes" in ok("routes", "list", "--tenant", tenant)

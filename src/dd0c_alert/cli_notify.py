@@ -44,8 +44,29 @@ def _tenant_store(tenant: str) -> SqlStore:
 @slack_app.command("configure")
 def slack_configure(
     tenant: Annotated[str, typer.Option(help="Tenant id.")],
-    bot_token: Annotated[str, typer.Option(help="The app's Bot User OAuth Token (xoxb-…).")],
-    signing_secret: Annotated[str, typer.Option(help="The app's signing secret.")],
+    bot_token: Annotated[
+        str,
+        typer.Option(
+            help="The app's Bot User OAuth Token (xoxb-…); asked for (hidden) or read from "
+            "DD0C_SLACK_BOT_TOKEN when not given, which keeps it out of the shell's "
+            "history and the process list.",
+            envvar="DD0C_SLACK_BOT_TOKEN",
+            prompt="Bot User OAuth Token (xoxb-…)",
+            hide_input=True,
+            show_envvar=False,
+        ),
+    ],
+    signing_secret: Annotated[
+        str,
+        typer.Option(
+            help="The app's signing secret; asked for (hidden) or read from "
+            "DD0C_SLACK_SIGNING_SECRET when not given.",
+            envvar="DD0C_SLACK_SIGNING_SECRET",
+            prompt="Signing secret",
+            hide_input=True,
+            show_envvar=False,
+        ),
+    ],
     channel: Annotated[str, typer.Option(help="Default channel: '#name' or a channel id.")],
     as_json: JsonFlag = False,
 ) -> None:
