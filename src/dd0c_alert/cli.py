@@ -126,6 +126,11 @@ user_app = typer.Typer(help="Users of a tenant, for headless set-up.", no_args_i
 app.add_typer(user_app, name="user")
 api_key_app = typer.Typer(help="A tenant's API keys.", no_args_is_help=True)
 app.add_typer(api_key_app, name="api-key")
+secrets_app = typer.Typer(
+    help="Secrets stored encrypted with DD0C_SECRET_KEY (else the data folder's secret.key).",
+    no_args_is_help=True,
+)
+app.add_typer(secrets_app, name="secrets")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
@@ -437,6 +442,20 @@ def migrate() -> None:
     DATABASE_URL role its data rights."""
     run_migrations(_settings())
     typer.echo("database is up to date")
+
+
+@secrets_app.command("re-encrypt")
+def secrets_reencrypt() -> None:
+    """Encrypt every stored secret (integrations, Slack, webhook routes) again with the
+    secret key's first key.
+
+    To change the key: put the new key in front of the old one on every process
+    (DD0C_SECRET_KEY=new,old, or new and old on their own lines in secret.key) and
+    restart them, run this, then drop the old key. Safe while serving, and to run again.
+    """
+    store = open_store(_settings())
+    count = store.reencrypt_secrets()
+    typer.echo(f"{count} secret{'' if count == 1 else 's'} encrypted with the first key")
 
 
 @tenant_app.command("create")

@@ -10,9 +10,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from cryptography.fernet import Fernet
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from dd0c_alert.storage.secrets import parse_keys
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 
@@ -60,7 +61,8 @@ class Settings(BaseSettings):
     )
     secret_key: str = Field(
         default="",
-        description="Fernet key for secrets at rest; empty means <data_dir>/secret.key.",
+        description="Fernet key for secrets at rest; empty means <data_dir>/secret.key. "
+        "Several, comma-separated: the first encrypts, all decrypt (to change keys).",
     )
     jwt_secret: str = Field(
         default="",
@@ -309,7 +311,7 @@ class Settings(BaseSettings):
         """Checked here, or the first command that opens the store fails deep in Fernet."""
         if value:
             try:
-                Fernet(value.encode())
+                parse_keys(value)
             except ValueError:
                 raise ValueError(
                     "not a Fernet key (32 url-safe base64-encoded bytes; make one with "

@@ -748,10 +748,10 @@ class SqlOutbox:
             )
 
     def _conceal(self, definition: dict[str, Any]) -> dict[str, Any]:
-        return _map_webhook_secrets(definition, self._box.encrypt, "secret", "secret_encrypted")
+        return map_webhook_secrets(definition, self._box.encrypt, "secret", "secret_encrypted")
 
     def _reveal(self, definition: dict[str, Any]) -> dict[str, Any]:
-        return _map_webhook_secrets(definition, self._box.decrypt, "secret_encrypted", "secret")
+        return map_webhook_secrets(definition, self._box.decrypt, "secret_encrypted", "secret")
 
     # --- Slack settings ---------------------------------------------------------------
 
@@ -818,7 +818,7 @@ class SlackSettings:
         return f"SlackSettings(default_channel={self.default_channel!r}, team_id={self.team_id!r})"
 
 
-def _map_webhook_secrets(
+def map_webhook_secrets(
     definition: dict[str, Any], change: Any, old: str, new: str
 ) -> dict[str, Any]:
     """The route document with each webhook destination's ``old`` key turned into

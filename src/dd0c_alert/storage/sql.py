@@ -35,7 +35,7 @@ from dd0c_alert.domain.fingerprint import native_fingerprint
 from dd0c_alert.domain.ids import new_id
 from dd0c_alert.providers import PROVIDERS
 
-from . import incident_queries, rule_queries, suggestion_queries
+from . import incident_queries, reencrypt, rule_queries, suggestion_queries
 from . import schema as t
 from .accounts import AccountStore
 from .batch import QueueSettle, SqlTransaction, no_queue
@@ -227,6 +227,12 @@ class SqlStore:
         with scoped(self._read, tenant_id) as conn:
             row = conn.execute(sa.select(t.tenants).where(t.tenants.c.id == tenant_id)).first()
         return None if row is None else Tenant(**row._asdict())
+
+    def reencrypt_secrets(self) -> int:
+        """Every tenant's stored secrets encrypted again with the first key of the
+        secret key; how many (``reencrypt``)."""
+        tenants = [tenant.id for tenant in self.list_tenants()]
+        return reencrypt.reencrypt_secrets(self._engine, self._box, tenants)
 
     def list_tenants(self) -> list[Tenant]:
         """Every tenant; under row-level security one scoped read per tenant (this
