@@ -46,6 +46,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from dd0c_alert import tracing
 from dd0c_alert.domain.models import Severity
+from dd0c_alert.logs import Throttle
 from dd0c_alert.notify.base import DeliveryError
 from dd0c_alert.notify.email import render_digest_email, render_incident_email
 from dd0c_alert.notify.model import DigestView, IncidentView, NoisyAlert, NotificationEvent
@@ -94,6 +95,10 @@ from .incident_view import as_of, incident_view, routing_labels
 from .senders import NotifyConfig, Senders
 
 log = structlog.get_logger(__name__)
+#: A pass that fails because the database is away fails again at every poll (four
+#: times a second by default): one line a minute, with how many were held back, as
+#: the worker does; a traceback per poll filled the log for as long as the outage.
+_FAILURE_LINES = Throttle(60.0)
 
 #: Events that get a reply in the incident's Slack thread besides the message update.
 THREAD_EVENTS = frozenset({"escalated", "merged", "resolved", "reopened"})
@@ -186,7 +191,9 @@ class Notifier(Background):
                 await self.run_once()
             except Exception as exc:  # the database failed: log and try again
                 self.last_error = repr(exc)
-                log.exception("notifier_pass_failed")
+                held = _FAILURE_LINES.allow(type(exc).__name__)
+                if held is not None:
+                    log.exception("notifier_pass_failed", repeated=held)
             await asyncio.to_thread(self.pause, self._config.poll_seconds)
         await self.drain(timeout=5)
         for lane in self._lanes.values():

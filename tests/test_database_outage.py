@@ -1,0 +1,148 @@
+"""The production roles while PostgreSQL is away, as real processes behind a real TCP
+link the test breaks (tests/stand_ins/db_link.py): they answer within a bound and say
+why, log a lasting failure once rather than at every poll, and recover by themselves
+once the database answers again. Only the production mode has a database across a
+network; the embedded mode's SQLite file has no link to break."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from cryptography.fernet import Fernet
+
+from conftest import new_database
+from servers import APP, CLI, PostgresServer, free_port
+from stand_ins.db_link import DatabaseLink
+
+SECRET = "outage-webhook-secret"
+BODY = json.dumps(
+    {
+        "version": "4",
+        "status": "firing",
+        "receiver": "dd0c",
+        "groupLabels": {},
+        "commonLabels": {"alertname": "Outage", "service": "db"},
+        "commonAnnotations": {},
+        "externalURL": "http://am",
+        "alerts": [
+            {
+                "status": "firing",
+                "labels": {"alertname": "Outage", "service": "db", "severity": "critical"},
+                "annotations": {},
+                "startsAt": "2026-12-01T00:00:00Z",
+                "endsAt": "0001-01-01T00:00:00Z",
+                "fingerprint": "outage",
+            }
+        ],
+    }
+).encode()
+
+
+@pytest.fixture
+def database(pg_server: PostgresServer) -> Iterator[str]:
+    name = new_database()
+    yield name
+    pg_server.drop_database(name)
+
+
+@pytest.fixture
+def link(pg_server: PostgresServer) -> Iterator[DatabaseLink]:
+    with DatabaseLink(pg_server.port) as relay:
+        yield relay
+
+
+@pytest.fixture
+def environment(database: str, link: DatabaseLink, tmp_path: Path) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("DD0C_", "AWS_"))}
+    return {
+        **base,
+        "DATABASE_URL": f"postgresql://{APP}@127.0.0.1:{link.port}/{database}",
+        "DD0C_SECRET_KEY": Fernet.generate_key().decode(),
+        "DD0C_JWT_SECRET": Fernet.generate_key().decode(),
+        "DD0C_DATA_DIR": str(tmp_path / "data"),
+        "DD0C_LOG_LEVEL": "info",
+    }
+
+
+class Role:
+    def __init__(self, role: str, env: dict[str, str], log: Path) -> None:
+        self.port = free_port()
+        self.log = log
+        with open(log, "ab") as out:
+            self.process = subprocess.Popen(
+                [str(CLI), role, "--host", "127.0.0.1", "--port", str(self.port)],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def get(self, path: str, timeout: float = 30) -> httpx.Response:
+        return httpx.get(f"http://127.0.0.1:{self.port}{path}", timeout=timeout)
+
+    def lines(self, event: str) -> list[dict[str, Any]]:
+        found = []
+        for line in self.log.read_text(errors="replace").splitlines():
+            if line.startswith("{") and json.loads(line).get("event") == event:
+                found.append(json.loads(line))
+        return found
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def ready(role: Role) -> bool:
+    assert role.process.poll() is None, role.log.read_text()[-3000:]
+    try:
+        return role.get("/readyz", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+@pytest.fixture
+def start(environment: dict[str, str], tmp_path: Path) -> Iterator[Callable[[str], Role]]:
+    started: list[Role] = []
+
+    def run(role: str) -> Role:
+        started.append(Role(role, environment, tmp_path / f"{role}.log"))
+        wait_until(lambda: ready(started[-1]), 60, f"{role} /readyz")
+        return started[-1]
+
+    yield run
+    for role in started:
+        role.stop()
+
+
+@pytest.mark.timeout(120)
+def test_notify_logs_a_database_outage_once_and_recovers(
+    start: Callable[[str], Role], link: DatabaseLink
+) -> None:
+    notify = start("notify")
+    link.down()
+    time.sleep(3)  # some twelve polls at the default 0.25 s
+    answer = notify.get("/readyz")
+    assert answer.status_code == 503
+    assert answer.json()["checks"]["database"].startswith("failing")
+    assert len(notify.lines("notifier_pass_failed")) == 1, notify.log.read_text()[-3000:]
+    link.up()
+    wait_until(lambda: ready(notify), 30, "notify ready again without a restart")
