@@ -20,6 +20,9 @@ import pytest
 from cryptography.fernet import Fernet
 
 from conftest import new_database
+from dd0c_alert.app import build_runtime
+from dd0c_alert.config import Settings
+from dd0c_alert.storage.engine import postgres_connect_args
 from servers import APP, CLI, PostgresServer, free_port
 from stand_ins.db_link import DatabaseLink
 
@@ -146,3 +149,58 @@ def test_notify_logs_a_database_outage_once_and_recovers(
     assert len(notify.lines("notifier_pass_failed")) == 1, notify.log.read_text()[-3000:]
     link.up()
     wait_until(lambda: ready(notify), 30, "notify ready again without a restart")
+
+
+def tenant_with_integration(pg_server: PostgresServer, database: str, env: dict[str, str]) -> str:
+    """The tenant and its Alertmanager integration, written straight to the database."""
+    runtime = build_runtime(
+        Settings(
+            database_url=pg_server.dsn(database, APP),
+            secret_key=env["DD0C_SECRET_KEY"],
+            jwt_secret=env["DD0C_JWT_SECRET"],
+            data_dir=Path(env["DD0C_DATA_DIR"]) / "admin",
+        ),
+        roles=frozenset(),
+    )
+    tenant = runtime.store.create_tenant("acme")
+    runtime.store.create_integration(tenant.id, "alertmanager", "am", SECRET)
+    return tenant.id
+
+
+@pytest.mark.timeout(180)
+def test_a_database_that_stops_answering_gets_503_in_bounded_time_not_a_hang(
+    pg_server: PostgresServer,
+    database: str,
+    environment: dict[str, str],
+    start: Callable[[str], Role],
+    link: DatabaseLink,
+) -> None:
+    """A dead host behind a proxy, or a partition, accepts the connection and never
+    answers: libpq waits for ever unless told otherwise, and so did every webhook and
+    every health check."""
+    tenant_id = tenant_with_integration(pg_server, database, environment)
+    ingest = start("ingest")
+    url = f"http://127.0.0.1:{ingest.port}/v1/wh/{tenant_id}/alertmanager"
+    headers = {"Authorization": f"Bearer {SECRET}"}
+    assert httpx.post(url, content=BODY, headers=headers, timeout=30).status_code == 202
+    link.silent()
+    for path in ("webhook", "/readyz"):
+        began = time.monotonic()
+        if path == "webhook":
+            answer = httpx.post(url, content=BODY, headers=headers, timeout=60)
+        else:
+            answer = ingest.get(path, timeout=60)
+        assert answer.status_code == 503, answer.text
+        assert time.monotonic() - began < 20, f"{path} took {time.monotonic() - began:.0f} s"
+    assert "database" in ingest.get("/readyz", timeout=60).json()["checks"]
+    link.up()
+    wait_until(lambda: ready(ingest), 30, "ingest ready again without a restart")
+    assert httpx.post(url, content=BODY, headers=headers, timeout=30).status_code == 202
+
+
+def test_timeouts_written_in_the_url_win() -> None:
+    url = "postgresql+psycopg://app@db:5432/dd0c?connect_timeout=20&keepalives=0"
+    args = postgres_connect_args(url)
+    assert "connect_timeout" not in args
+    assert "keepalives" not in args
+    assert args["tcp_user_timeout"] == 30_000

@@ -61,6 +61,30 @@ def normalise_database_url(url: str) -> str:
     return url
 
 
+#: libpq's network timeouts for every PostgreSQL connection (a parameter written in the
+#: URL's query wins, e.g. ``?connect_timeout=10``). Without them a database host that
+#: stops answering (gone behind a proxy, a partition, a failover that moved the
+#: address) held each connection attempt for ever and each query on an open connection
+#: for TCP's retransmission limit (some 15 minutes): webhooks and health checks hung
+#: instead of answering 503. ``connect_timeout`` bounds connecting and the handshake;
+#: ``tcp_user_timeout`` (milliseconds, Linux) drops a connection whose sent data goes
+#: unacknowledged; the keepalives find a dead peer on an idle pooled connection.
+POSTGRES_TIMEOUTS: dict[str, int] = {
+    "connect_timeout": 5,
+    "tcp_user_timeout": 30_000,
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
+
+
+def postgres_connect_args(url: str) -> dict[str, int]:
+    """``POSTGRES_TIMEOUTS`` less what the URL sets itself."""
+    given = sa.engine.make_url(url).query
+    return {name: value for name, value in POSTGRES_TIMEOUTS.items() if name not in given}
+
+
 def _json_text(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
@@ -108,7 +132,14 @@ def make_engines(url: str, synchronous: str = "FULL") -> tuple[sa.Engine, sa.Eng
     """
     if not url.startswith("sqlite"):
         url = normalise_database_url(url)
-        engine = sa.create_engine(url, pool_size=5, max_overflow=10, pool_pre_ping=True, **_JSON)
+        engine = sa.create_engine(
+            url,
+            pool_size=5,
+            max_overflow=10,
+            pool_pre_ping=True,
+            connect_args=postgres_connect_args(url),
+            **_JSON,
+        )
         return engine, engine
     database = sqlite_path(url)
     if str(database) not in ("", ":memory:"):
