@@ -33,6 +33,8 @@ import structlog
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.schema import CreateIndex, CreateTable
 
+from dd0c_alert.logs import Throttle
+
 from . import schema as t
 from .engine import BUSY_TIMEOUT_MS, configure_sqlite
 from .fair_claim import TenantTurns, fair_ids
@@ -42,6 +44,10 @@ from .ports import BatchOutcome, EnqueueOutcome, LeaseLost, QueueDepth, RawEvent
 from .rows import month_of
 
 log = structlog.get_logger(__name__)
+#: An acknowledgement fails for as long as the disk is full, for every event of a batch
+#: the worker then stores one by one: a traceback each (64 for one batch, measured)
+#: filled the very disk that was full. One line a minute, with how many were held back.
+_ACK_FAILURES = Throttle(60.0)
 
 #: The tables the queue file holds.
 _TABLES = (t.ingest_queue, t.idempotency_keys, t.usage)
@@ -426,8 +432,11 @@ class SqliteIngestQueue:
                     for r in outcome.retries
                 ],
             )
-        except sqlite3.Error:
-            log.exception("queue_acknowledge_failed", events=len(outcome.acked))
+        except sqlite3.Error as exc:
+            held = _ACK_FAILURES.allow(str(exc))
+            if held is not None:
+                events = len(outcome.acked) + len(outcome.dead) + len(outcome.retries)
+                log.exception("queue_acknowledge_failed", events=events, repeated=held)
 
     def _release(
         self, done: list[str] | set[str], retries: list[tuple[float, str, int, str]]
