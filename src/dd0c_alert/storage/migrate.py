@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -39,11 +40,33 @@ def schema_revisions(connection: sa.Connection) -> tuple[str | None, str, bool]:
     """The database's revision, this version's head, and whether this version knows
     the database's revision (False: a newer version migrated it)."""
     current = MigrationContext.configure(connection).get_current_revision()
-    script = ScriptDirectory.from_config(alembic_config(connection))
-    known = current is None or any(r.revision == current for r in script.walk_revisions())
+    head, known = _revisions()
+    return current, head, current is None or current in known
+
+
+@cache
+def _revisions() -> tuple[str, frozenset[str]]:
+    """This version's head and every revision it knows (read once: the scripts are
+    files of this installation, parsed on first use)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    script = ScriptDirectory.from_config(config)
     head = script.get_current_head()
-    assert head is not None  # the package ships its migrations
-    return current, head, known
+    assert head is not None
+    return head, frozenset(rev.revision for rev in script.walk_revisions())
+
+
+def schema_behind(conn: sa.Connection) -> str | None:
+    """Why this version cannot run on the database's schema, or None when it can: the
+    schema lacks a migration this version needs (``migrate`` has not run yet). A
+    schema at a revision this version does not know was migrated by a newer release,
+    whose migrations only add: this version runs on it (a rolling upgrade's old
+    processes, or a rollback)."""
+    current = MigrationContext.configure(conn).get_current_revision()
+    head, known = _revisions()
+    if current == head or (current is not None and current not in known):
+        return None
+    return f"schema at {current or 'nothing'}, this version needs {head}: run dd0c-alert migrate"
 
 
 def upgrade(engine: sa.Engine) -> None:

@@ -156,6 +156,11 @@ SuppressionMode = Literal["suppressed", "would_suppress"]
 RuleKind = Literal["silence", "inhibition"]
 
 
+class SchemaBehind(Exception):
+    """The database's schema lacks a migration this version needs; the message says
+    which and what to run."""
+
+
 class LeaseLost(Exception):
     """Messages a worker processed were taken over by another consumer (their
     visibility timeout ended first). Nothing of the batch may commit: the other

@@ -40,6 +40,7 @@ from . import schema as t
 from .accounts import AccountStore
 from .batch import QueueSettle, SqlTransaction, no_queue
 from .engine import refresh_statistics
+from .migrate import schema_behind
 from .outbox import SqlOutbox
 from .ports import (
     AlertFilter,
@@ -52,6 +53,7 @@ from .ports import (
     RawEvent,
     ReplaySource,
     RuleKind,
+    SchemaBehind,
     SuggestionVerdict,
     SuppressionMode,
     Tenant,
@@ -126,6 +128,8 @@ class SqlStore:
         self._acknowledge = acknowledge
         self._read = read_engine
         self._box = box
+        #: The schema was found to be one this version runs on (``ping``).
+        self._schema_ok = False
         self.default_settings = default_settings or TenantSettings()
 
     def accounts(self) -> AccountStore:
@@ -507,8 +511,18 @@ class SqlStore:
         return int(checked_out()) if callable(checked_out) else 0
 
     def ping(self) -> None:
+        """The database answers and its schema is one this version runs on (checked
+        until it is: a schema never goes back). A role started before ``migrate`` ran
+        (a Kubernetes rollout starts the new pods beside the migration job) read ready
+        and failed every webhook and batch on missing tables and columns."""
         with self._read.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
+            if self._schema_ok:
+                return
+            behind = schema_behind(conn)
+            if behind is not None:
+                raise SchemaBehind(behind)
+            self._schema_ok = True
 
     def refresh_statistics(self) -> None:
         refresh_statistics(self._engine)

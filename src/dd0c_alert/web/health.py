@@ -7,7 +7,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from dd0c_alert.pipeline import metrics
 from dd0c_alert.pipeline.runtime import Runtime
-from dd0c_alert.storage.ports import QueueDepth
+from dd0c_alert.storage.ports import QueueDepth, SchemaBehind
 
 from .responses import json_response
 from .routing import JsonRoute
@@ -40,6 +40,8 @@ async def readyz(request: Request) -> Response:
         checks["database"] = "ok"
         depth = await run_in_threadpool(runtime.queue.depth)
         checks["queue"] = _queue_check(depth, runtime.ready_queue_lag_seconds)
+    except SchemaBehind as exc:  # says which migration and what to run
+        checks["database"] = f"failing: {exc}"
     except Exception as exc:
         checks["database"] = f"failing: {type(exc).__name__}"
     if runtime.worker is not None:
