@@ -8,7 +8,9 @@ to the queue (design §2, durability rule).
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Hashable, Mapping
@@ -51,6 +53,8 @@ CACHE_ENTRIES = 10_000
 #: Bodies larger than this are redacted in a worker thread: a full scan costs about
 #: 0.35 ms per KiB, which must not stall the event loop for every other request.
 _INLINE_REDACT_BYTES = 64 * 1024
+#: How long after the queue last refused a delivery /readyz still says so.
+NOT_QUEUED_WINDOW_SECONDS = 60.0
 
 
 class Rejected(Exception):
@@ -106,6 +110,9 @@ class IngestService:
         self._stats: dict[tuple[str, str, int, str], list[Any]] = {}
         self._stats_flushed = time.monotonic()
         self._stats_lock = threading.Lock()
+        #: The queue's last refusal to commit a delivery, while none committed since:
+        #: (monotonic time, why), for /readyz (``not_queued``).
+        self._not_queued: tuple[float, str] | None = None
         #: (event loop, what) -> the read of it in flight (``_read_once``).
         self._reads: dict[tuple[asyncio.AbstractEventLoop, Hashable], asyncio.Future[Any]] = {}
 
@@ -181,7 +188,12 @@ class IngestService:
             event.body_ref = archive_key(tenant_id, f"{event_id}.json", now)
             event.body = None
             await asyncio.to_thread(self._archive.put, event.body_ref, body, durable=True)
-        outcome = await self._queue.put(event)
+        try:
+            outcome = await self._queue.put(event)
+        except Exception as exc:
+            self._not_queued = (time.monotonic(), _why_not_queued(exc))
+            raise
+        self._not_queued = None
         self._count(
             tenant_id, integration.id, "duplicate" if outcome.duplicate else "accepted", now
         )
@@ -189,6 +201,17 @@ class IngestService:
             self._stats_flushed = time.monotonic()
             asyncio.get_running_loop().run_in_executor(None, self.flush_stats)
         return outcome
+
+    def not_queued(self, within: float = NOT_QUEUED_WINDOW_SECONDS) -> str | None:
+        """Why deliveries are not being queued: the last commit failed (a full disk, a
+        database away) less than ``within`` seconds ago and none succeeded since. Each
+        such webhook is answered 503 while the database itself may still answer a read,
+        so /readyz said ready. Bounded in time: with no delivery since, nothing says the
+        cause lasts."""
+        failed = self._not_queued
+        if failed is None or time.monotonic() - failed[0] > within:
+            return None
+        return failed[1]
 
     def _count(self, tenant_id: str, integration_id: str, outcome: str, now: float) -> None:
         key = (tenant_id, integration_id, int(now // 3600), outcome)
@@ -427,3 +450,15 @@ def _seconds_to_next_month(now: float) -> float:
         (current.year + 1, 1) if current.month == 12 else (current.year, current.month + 1)
     )
     return datetime(year, month, 1, tzinfo=UTC).timestamp() - now
+
+
+def _why_not_queued(exc: BaseException) -> str:
+    """The cause in words safe for an unauthenticated /readyz: SQLite's and the
+    system's own messages ("database or disk is full", "No space left on device"); for
+    anything else only the error's kind (a PostgreSQL error names the host and user)."""
+    cause = getattr(exc, "orig", None) or exc
+    if isinstance(cause, sqlite3.Error):
+        return f"{type(cause).__name__}: {cause}"[:200]
+    if isinstance(cause, OSError) and cause.errno is not None:
+        return f"{type(cause).__name__}: {os.strerror(cause.errno)}"
+    return type(cause).__name__

@@ -26,7 +26,8 @@ async def healthz() -> Response:
     description="200 `ready`; 200 `degraded` while Redis is down (rate limits and circuit "
     "breakers fall back to process memory) or while the queue's oldest event is older than "
     "`DD0C_READY_QUEUE_LAG_SECONDS` (webhooks are still admitted, but nothing processes them "
-    "in time); 503 `not_ready` when the database, the worker or the scheduled jobs fail "
+    "in time), or while the queue refuses to commit webhooks (a full disk; each is answered 503 "
+    "meanwhile); 503 `not_ready` when the database, the worker or the scheduled jobs fail "
     "(under `serve`: `background`, its child process that runs them).",
     responses={503: {"description": "`not_ready`, with the failing `checks`."}},
 )
@@ -44,6 +45,11 @@ async def readyz(request: Request) -> Response:
         checks["database"] = f"failing: {exc}"
     except Exception as exc:
         checks["database"] = f"failing: {type(exc).__name__}"
+    not_queued = runtime.ingest.not_queued()
+    if not_queued is not None and checks.get("queue", "").startswith("ok"):
+        # Degraded, not failing: a replica the load balancer dropped would get no
+        # delivery to show that the cause has passed, and every replica shares it.
+        checks["queue"] = f"degraded: webhooks are not being queued ({not_queued})"
     if runtime.worker is not None:
         checks["worker"] = "ok" if runtime.worker.is_alive() else "stopped"
     if runtime.notifier is not None:
