@@ -44,7 +44,7 @@ async def readyz(request: Request) -> Response:
     except SchemaBehind as exc:  # says which migration and what to run
         checks["database"] = f"failing: {exc}"
     except Exception as exc:
-        checks["database"] = f"failing: {type(exc).__name__}"
+        checks["database"] = f"failing: {_database_failure(exc)}"
     not_queued = runtime.ingest.not_queued()
     if not_queued is not None and checks.get("queue", "").startswith("ok"):
         # Degraded, not failing: a replica the load balancer dropped would get no
@@ -66,6 +66,39 @@ async def readyz(request: Request) -> Response:
         return json_response({"status": "not_ready", "checks": checks}, 503)
     degraded = any(value.startswith("degraded") for value in checks.values())
     return json_response({"status": "degraded" if degraded else "ready", "checks": checks})
+
+
+#: What libpq and SQLite say when a database cannot be used, and how /readyz words it.
+#: The error's own text is not shown: the endpoint needs no login, and PostgreSQL's
+#: messages name the host, port and user.
+_DATABASE_FAILURES = (
+    ("connection refused", "connection refused"),
+    ("timeout expired", "no answer within connect_timeout"),
+    ("shutting down", "the database is shutting down"),
+    ("starting up", "the database is starting up"),
+    ("recovery mode", "the database is starting up"),
+    ("server closed the connection", "the server closed the connection"),
+    ("password authentication failed", "authentication refused"),
+    ("no pg_hba.conf entry", "authentication refused"),
+    ("too many clients", "no free connection slots"),
+    ("remaining connection slots", "no free connection slots"),
+    ("does not exist", "the database or role does not exist"),
+    ("name or service not known", "host name not found"),
+    ("could not translate host name", "host name not found"),
+    ("disk is full", "disk full"),
+    ("unable to open database file", "cannot open the database file"),
+)
+
+
+def _database_failure(exc: Exception) -> str:
+    """The error's kind, with the cause in a fixed phrase when it is a known one, so
+    an operator reads "OperationalError (connection refused)" rather than the kind
+    alone, which was the same for a stopped server, a wrong password and a full pool."""
+    text = str(exc).lower()
+    for needle, phrase in _DATABASE_FAILURES:
+        if needle in text:
+            return f"{type(exc).__name__} ({phrase})"
+    return type(exc).__name__
 
 
 def _queue_check(depth: QueueDepth, lag_limit: float) -> str:
