@@ -6,6 +6,8 @@ the test can break the way networks break::
         link.down()     # connections cut, new ones closed at once: the server is gone
         link.silent()   # connections cut, new ones accepted and never answered: a
                         # dead host behind a proxy or a partition that holds the SYN
+        link.freeze()   # connections kept, nothing relayed: a server that hangs (its
+                        # host's kernel still acknowledges what is sent)
         link.up()       # relays again
 
 Nothing of PostgreSQL's protocol is touched: bytes are copied both ways.
@@ -28,6 +30,8 @@ class DatabaseLink:
         self._lock = threading.Lock()
         self._open: list[socket.socket] = []
         self._closed = False
+        self._thawed = threading.Event()
+        self._thawed.set()
 
     def __enter__(self) -> DatabaseLink:
         threading.Thread(target=self._accept, daemon=True).start()
@@ -40,11 +44,17 @@ class DatabaseLink:
         tb: TracebackType | None,
     ) -> None:
         self._closed = True
+        self._thawed.set()
         self._cut()
         self._listener.close()
 
     def up(self) -> None:
         self._mode = "up"
+        self._thawed.set()
+
+    def freeze(self) -> None:
+        self._thawed.clear()
+        self._mode = "frozen"
 
     def down(self) -> None:
         self._mode = "down"
@@ -84,12 +94,15 @@ class DatabaseLink:
             with self._lock:
                 self._open.append(server)
             for source, sink in ((client, server), (server, client)):
-                threading.Thread(target=_pump, args=(source, sink), daemon=True).start()
+                threading.Thread(
+                    target=_pump, args=(source, sink, self._thawed), daemon=True
+                ).start()
 
 
-def _pump(source: socket.socket, sink: socket.socket) -> None:
+def _pump(source: socket.socket, sink: socket.socket, thawed: threading.Event) -> None:
     with contextlib.suppress(OSError):
         while chunk := source.recv(65536):
+            thawed.wait()  # frozen: held, neither relayed nor refused
             sink.sendall(chunk)
     for sock in (source, sink):
         with contextlib.suppress(OSError):

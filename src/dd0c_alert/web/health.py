@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
@@ -33,18 +36,9 @@ async def healthz() -> Response:
 )
 async def readyz(request: Request) -> Response:
     runtime = request.app.state.runtime
-    checks: dict[str, str] = {}
     # Degrading checks say "degraded: ..." and leave the answer 200: the process can
     # still take webhooks, and a load balancer that dropped it would lose them.
-    try:
-        await run_in_threadpool(runtime.store.ping)
-        checks["database"] = "ok"
-        depth = await run_in_threadpool(runtime.queue.depth)
-        checks["queue"] = _queue_check(depth, runtime.ready_queue_lag_seconds)
-    except SchemaBehind as exc:  # says which migration and what to run
-        checks["database"] = f"failing: {exc}"
-    except Exception as exc:
-        checks["database"] = f"failing: {_database_failure(exc)}"
+    checks = await _database_checks(request.app.state, runtime)
     not_queued = runtime.ingest.not_queued()
     if not_queued is not None and checks.get("queue", "").startswith("ok"):
         # Degraded, not failing: a replica the load balancer dropped would get no
@@ -66,6 +60,45 @@ async def readyz(request: Request) -> Response:
         return json_response({"status": "not_ready", "checks": checks}, 503)
     degraded = any(value.startswith("degraded") for value in checks.values())
     return json_response({"status": "degraded" if degraded else "ready", "checks": checks})
+
+
+#: How long /readyz waits for the database before saying it does not answer.
+READY_DATABASE_TIMEOUT_SECONDS = 5.0
+
+
+async def _database_checks(state: Any, runtime: Runtime) -> dict[str, str]:
+    """The database's and the queue's checks, within ``READY_DATABASE_TIMEOUT_SECONDS``.
+    A server that hangs (its host's kernel still acknowledging) held /readyz for as
+    long as the prober waited, each probe a thread. One probe is in flight at a time:
+    while it hangs, later requests wait on it (bounded) instead of starting another,
+    so probes every few seconds cannot use up the thread pool the webhooks need."""
+    # One per event loop: a server may run several, and a future belongs to one.
+    probes: dict[asyncio.AbstractEventLoop, asyncio.Future[dict[str, str]]] | None
+    probes = getattr(state, "database_probes", None)
+    if probes is None:
+        probes = state.database_probes = {}
+    loop = asyncio.get_running_loop()
+    probe = probes.get(loop)
+    if probe is None or probe.done():
+        for gone in [other for other in probes if other.is_closed()]:
+            del probes[gone]
+        probe = probes[loop] = asyncio.ensure_future(run_in_threadpool(_database_check, runtime))
+    timeout = READY_DATABASE_TIMEOUT_SECONDS
+    try:
+        return dict(await asyncio.wait_for(asyncio.shield(probe), timeout))
+    except TimeoutError:
+        return {"database": f"failing: no answer within {timeout:g} s"}
+
+
+def _database_check(runtime: Runtime) -> dict[str, str]:
+    try:
+        runtime.store.ping()
+        depth = runtime.queue.depth()
+    except SchemaBehind as exc:  # says which migration and what to run
+        return {"database": f"failing: {exc}"}
+    except Exception as exc:
+        return {"database": f"failing: {_database_failure(exc)}"}
+    return {"database": "ok", "queue": _queue_check(depth, runtime.ready_queue_lag_seconds)}
 
 
 #: What libpq and SQLite say when a database cannot be used, and how /readyz words it.
