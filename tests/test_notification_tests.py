@@ -80,8 +80,13 @@ def _slack_on(client: TestClient, tenant: TenantHandle, channel: str = "#oncall"
     assert client.put("/v1/slack", json=body, headers=tenant.auth).status_code == 200
 
 
-def _route(client: TestClient, tenant: TenantHandle, destinations: list[dict[str, Any]]) -> str:
-    body = {"name": "payments", "matchers": '{service="checkout"}', "destinations": destinations}
+def _route(
+    client: TestClient,
+    tenant: TenantHandle,
+    destinations: list[dict[str, Any]],
+    name: str = "payments",
+) -> str:
+    body = {"name": name, "matchers": '{service="checkout"}', "destinations": destinations}
     response = client.post("/v1/routes", json=body, headers=tenant.auth)
     assert response.status_code == 201, response.text
     return str(response.json()["id"])
@@ -212,7 +217,7 @@ def test_one_test_per_route_every_ten_seconds(
     acme = _tenant(runtime)
     _slack_on(client, acme)
     first = _route(client, acme, [{"type": "slack", "channel": "#a"}])
-    second = _route(client, acme, [{"type": "slack", "channel": "#b"}])
+    second = _route(client, acme, [{"type": "slack", "channel": "#b"}], "payments 2")
     assert _test(client, acme, first).status_code == 200
     again = _test(client, acme, first)
     assert again.status_code == 429
