@@ -618,6 +618,33 @@ def test_noise_feedback_raises_the_score_of_the_next_incident_of_that_alert(
     assert [e["detail"] for e in feedback_entries] == [{"verdict": "noise"}] * 2
 
 
+def test_an_alert_joining_a_noisy_incident_keeps_its_history_in_the_score(
+    client: TestClient, acme: TenantHandle
+) -> None:
+    """A touched incident is rescored from the history of all its fingerprints. Only
+    the batch's was read: a first-time alert joining a CPU blip that always
+    auto-resolved took its +20 and +10 away (35 down to 5)."""
+    blip = {"title": "CPU blip", "service": "web", "severity": "medium", "fingerprint": "blip"}
+    for hours in range(5, 0, -1):  # five past occurrences, each gone within a minute
+        start, end = ago(60 * hours + 30), ago(60 * hours + 29)
+        send(client, acme, {**blip, "started_at": start})
+        send(client, acme, {**blip, "status": "resolved", "started_at": start, "ended_at": end})
+    send(client, acme, {**blip, "started_at": ago(2)})
+    [alone] = [i for i in incidents(client, acme, "?status=open")]
+    assert alone["noise_score"] == 35, alone["noise_reasons"]
+
+    send(client, acme, alert("GC pause long", "web", 1, severity="medium", fingerprint="gc"))
+    [joined] = incidents(client, acme, "?status=open")
+    assert joined["id"] == alone["id"] and joined["alert_count"] == 2
+    assert joined["noise_score"] == 35
+    # The blip's own occurrence is stored by now: it counts itself (6 fired, 5 quick).
+    assert [r.split(" fired")[0] for r in joined["noise_reasons"]] == [
+        "+20 fingerprint custom:blip",
+        "+10 fingerprint custom:blip",
+        "+5 severity medium",
+    ]
+
+
 def test_an_action_waits_for_the_tenants_running_worker_batch(
     client: TestClient, acme: TenantHandle, runtime: Runtime
 ) -> None:
