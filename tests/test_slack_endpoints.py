@@ -347,6 +347,23 @@ def test_mute_similar_makes_a_suggestion_for_review_never_a_silence(
     assert click(client, "unknown_button", noisy)["text"].startswith("Unknown action")
 
 
+def test_mute_similar_proposes_nothing_on_a_never_suppress_service(
+    env: tuple[TestClient, Runtime], acme: TenantHandle
+) -> None:
+    """Nothing on a never-suppress service is proposed for muting (README): the
+    button made a 30-day mute suggestion for it all the same."""
+    client, _ = env
+    patched = client.patch(
+        "/v1/settings", json={"never_suppress_services": ["Auth"]}, headers=acme.auth
+    )
+    assert patched.status_code == 200, patched.text
+    flaky = open_incident(client, acme, "Health check flaky", "auth", severity="low")
+    text = click(client, "mute_similar", flaky)["text"]
+    assert "auth is on the never-suppress list" in text
+    assert client.get("/v1/suggestions", headers=acme.auth).json()["items"] == []
+    _unchanged(client, acme, flaky)
+
+
 def test_other_interaction_types_get_an_empty_200(
     env: tuple[TestClient, Runtime], acme: TenantHandle
 ) -> None:

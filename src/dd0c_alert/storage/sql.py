@@ -616,9 +616,10 @@ class SqlStore:
             suggestion_queries.save_suggestions(conn, tenant_id, found, now)
 
     def request_mute(self, tenant_id: str, incident_id: str, actor: str) -> dict[str, Any] | str:
+        protected = self.tenant_config(tenant_id)[0].never_suppress_services
         with scoped(self._engine, tenant_id) as conn:
             return suggestion_queries.request_mute(
-                conn, tenant_id, incident_id, actor, datetime.now(UTC)
+                conn, tenant_id, incident_id, actor, datetime.now(UTC), protected
             )
 
     def list_suggestions(

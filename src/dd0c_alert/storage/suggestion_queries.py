@@ -245,11 +245,17 @@ REQUESTED = "requested:"
 
 
 def request_mute(
-    conn: sa.Connection, tenant_id: str, incident_id: str, actor: str, now: datetime
+    conn: sa.Connection,
+    tenant_id: str,
+    incident_id: str,
+    actor: str,
+    now: datetime,
+    never_suppress: Iterable[str] = (),
 ) -> dict[str, Any] | str:
     """A ``tune`` suggestion to silence the incident's noisiest fingerprint for 30
     days, for review; or why none is made. Never for a critical incident or one on a
-    never-suppress service: those are always delivered."""
+    ``never_suppress`` service (names compare case-insensitively, as the noise cap's
+    do): those are always delivered, and nothing on them is proposed for muting."""
     i, a = t.incidents, t.alerts
     incident = conn.execute(
         sa.select(i).where(i.c.tenant_id == tenant_id, i.c.id == incident_id)
@@ -258,6 +264,10 @@ def request_mute(
         return "no such incident"
     if incident.severity == "critical":
         return "critical incidents are never muted"
+    protected = {name.casefold() for name in never_suppress}
+    listed = sorted(x for x in incident.services if str(x).casefold() in protected)
+    if listed:
+        return f"{', '.join(listed)} is on the never-suppress list: never muted"
     top = conn.execute(
         sa.select(a.c.fingerprint, a.c.title, a.c.service, a.c.repeat_count)
         .where(a.c.tenant_id == tenant_id, a.c.incident_id == incident_id)
