@@ -187,6 +187,23 @@ def test_replay_of_another_tenant_sees_none_of_these_alerts(client, tenant: Tena
     assert report["alerts"] == 0 and report["proposed"]["incidents"] == 0
 
 
+def test_one_replay_at_a_time_the_next_is_told_when_to_come_back(
+    client, tenant: TenantHandle
+) -> None:
+    """Each replay holds its range in memory, in the process that admits webhooks: a
+    few at once (some 650 MB each at the cap) could take it down."""
+    history(client, tenant)
+    body = {"since": iso(SINCE), **PROPOSAL}
+    assert replay_module._ONE_AT_A_TIME.acquire(blocking=False)  # one is running
+    try:
+        busy = client.post("/v1/replay", headers=tenant.auth, json=body)
+    finally:
+        replay_module._ONE_AT_A_TIME.release()
+    assert busy.status_code == 429, busy.text
+    assert busy.json()["error"] == "busy" and int(busy.headers["Retry-After"]) > 0
+    assert post_replay(client, tenant, body)["alerts"] > 0  # its turn now
+
+
 @pytest.mark.parametrize(
     ("body", "detail"),
     [

@@ -22,6 +22,7 @@ A proposal is JSON (the ``--rules`` file, or the body of ``POST /v1/replay``)::
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
@@ -50,6 +51,16 @@ from dd0c_alert.storage.ports import ReplaySource, Store
 
 #: More alerts than this in one range is refused: narrow the range instead.
 MAX_REPLAY_ALERTS = 200_000
+#: One replay at a time per process. Each holds its range in memory (about 65 MiB of
+#: Python objects for 20,000 alerts, so some 650 MB at the cap), under ``serve`` in the
+#: process that admits webhooks: a few at once could take it down.
+_ONE_AT_A_TIME = threading.BoundedSemaphore(1)
+
+
+class ReplayBusy(Exception):
+    """Another replay is running in this process."""
+
+
 #: Lists in the report (incidents, grouping differences) stop at this many entries.
 MAX_LISTED = 200
 #: The engine's working set may hold this many incidents before old ones are parked.
@@ -422,9 +433,28 @@ def replay(
     until: datetime | None = None,
     proposal: Proposal | None = None,
     limit: int = MAX_REPLAY_ALERTS,
+    wait: float = 0.0,
 ) -> dict[str, Any]:
     """Replay ``[since, until)`` under ``proposal`` and report it beside what actually
-    happened. Read-only. ``ValueError`` for an empty or too large range."""
+    happened. Read-only. ``ValueError`` for an empty or too large range; ``ReplayBusy``
+    when another replay of this process is still running after ``wait`` seconds."""
+    gate = _ONE_AT_A_TIME
+    if not (gate.acquire(timeout=wait) if wait > 0 else gate.acquire(blocking=False)):
+        raise ReplayBusy
+    try:
+        return _replay(store, tenant_id, since, until, proposal, limit)
+    finally:
+        _ONE_AT_A_TIME.release()
+
+
+def _replay(
+    store: Store,
+    tenant_id: str,
+    since: datetime,
+    until: datetime | None,
+    proposal: Proposal | None,
+    limit: int,
+) -> dict[str, Any]:
     proposal = proposal or Proposal()
     until = until or datetime.now(UTC)
     if until <= since:

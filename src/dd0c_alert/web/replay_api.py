@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dd0c_alert.domain.times import InvalidTime
 from dd0c_alert.pipeline.limits import LimitExceeded, check_proposal
-from dd0c_alert.pipeline.replay import parse_proposal, replay
+from dd0c_alert.pipeline.replay import ReplayBusy, parse_proposal, replay
 
 from .permissions import Principal, require
 from .responses import error_response
@@ -134,7 +134,13 @@ class ReplayReport(BaseModel):
     "/replay",
     response_model=ReplayReport,
     summary="What if: replay stored alerts through a proposed configuration",
-    responses={422: {"description": "Invalid proposal, or too many alerts in the range."}},
+    responses={
+        422: {"description": "Invalid proposal, or too many alerts in the range."},
+        429: {
+            "description": "`busy`: another replay is running in this process (one at a "
+            "time: each holds its range in memory); try again after `Retry-After`."
+        },
+    },
 )
 async def post_replay(
     request: Request, principal: Annotated[Principal, require("config:write")], body: ReplayRequest
@@ -151,6 +157,10 @@ async def post_replay(
         return error_response(422, "invalid_time", str(exc))
     except LimitExceeded as exc:
         return error_response(422, "limit_exceeded", str(exc))
+    except ReplayBusy:
+        return error_response(
+            429, "busy", "another replay is running here: try again shortly", {"Retry-After": "10"}
+        )
     except ValueError as exc:
         return error_response(422, "invalid_request", str(exc))
     return report

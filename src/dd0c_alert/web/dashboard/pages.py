@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from dd0c_alert.correlation.suggestions import Dependency, DependencyRemoval, rule_for
 from dd0c_alert.domain.times import window_start
 from dd0c_alert.pipeline import route_documents, slack_actions
-from dd0c_alert.pipeline.replay import Proposal, replay
+from dd0c_alert.pipeline.replay import Proposal, ReplayBusy, replay
 from dd0c_alert.providers import PROVIDERS
 from dd0c_alert.storage.ports import Store
 
@@ -30,6 +30,8 @@ from .svg import Series, bar_chart
 
 router = page_router()
 REPLAY_DAYS = 7
+#: How long a suggestion page waits for another replay of this process to end.
+REPLAY_WAIT_SECONDS = 20.0
 
 
 @router.get("/analytics")
@@ -88,7 +90,8 @@ def what_if(store: Store, tenant_id: str, item: dict[str, Any], now: datetime) -
         proposal = Proposal(silences=(*rules.silences, rule))
     else:
         proposal = Proposal()
-    return replay(store, tenant_id, now - timedelta(days=REPLAY_DAYS), now, proposal)
+    since = now - timedelta(days=REPLAY_DAYS)
+    return replay(store, tenant_id, since, now, proposal, wait=REPLAY_WAIT_SECONDS)
 
 
 @router.get("/suggestions/{suggestion_id}")
@@ -103,6 +106,8 @@ async def suggestion_page(request: Request, suggestion_id: str) -> Response:
         report = await run_in_threadpool(what_if, store, me.tenant_id, item, datetime.now(UTC))
     except ValueError as exc:
         problem = str(exc)
+    except ReplayBusy:
+        problem = "Other replays are running: reload the page in a minute for this one."
     return page(
         request, "suggestion.html", me, item=item, report=report, problem=problem, days=REPLAY_DAYS
     )
