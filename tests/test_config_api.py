@@ -217,6 +217,31 @@ def test_silence_crud(client: TestClient, tenant: TenantHandle, runtime: Runtime
     assert [s["id"] for s in call(client, tenant, "GET", "/v1/silences")["items"]] == [window["id"]]
 
 
+def test_a_silence_is_replaced_in_place(
+    client: TestClient, tenant: TenantHandle, runtime: Runtime
+) -> None:
+    """A maintenance window that runs long is extended, not deleted and made again (its
+    id, named by decisions and the audit log, stays)."""
+    body = {
+        "matchers": '{service="db"}',
+        "ends_at": "2030-01-01T02:00:00Z",
+        "comment": "migration",
+    }
+    made = call(client, tenant, "POST", "/v1/silences", body, status=201)
+    longer = {**body, "ends_at": "2030-01-01T04:00:00Z", "comment": "migration, running late"}
+    changed = call(client, tenant, "PUT", f"/v1/silences/{made['id']}", longer)
+    assert changed["id"] == made["id"] and changed["ends_at"] == "2030-01-01T04:00:00Z"
+    assert changed["created_at"] == made["created_at"]
+    _, rules = runtime.store.tenant_config(tenant.id)
+    [silence] = rules.silences
+    assert silence.ends_at is not None and silence.ends_at.hour == 4  # the worker's view
+    wide = {**body, "matchers": '{team=~".*"}'}
+    call(client, tenant, "PUT", f"/v1/silences/{made['id']}", wide, status=422)
+    call(client, other_tenant(runtime), "PUT", f"/v1/silences/{made['id']}", longer, status=404)
+    entries = call(client, tenant, "GET", "/v1/audit?action=silence.update")["items"]
+    assert [e["target_id"] for e in entries] == [made["id"]]
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [

@@ -3,6 +3,7 @@ content, through the real app on the real store."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -322,6 +323,22 @@ def test_silences_are_created_and_checked(client: TestClient) -> None:
     )
     assert good.status_code == 200 and "Silence created." in good.text
     assert "maintenance" in good.text
+
+
+def test_a_silence_running_long_is_extended_by_two_hours(client: TestClient) -> None:
+    sign_up(client)
+    form = {"matchers": '{service="db"}', "hours": "1", "comment": "maintenance"}
+    made = client.post("/settings/silences", data={"csrf_token": csrf(client), **form})
+    [silence_id] = re.findall(r'action="/settings/silences/([^/"]+)/extend"', made.text)
+    before = datetime.now(UTC)
+    extended = client.post(
+        f"/settings/silences/{silence_id}/extend", data={"csrf_token": csrf(client)}
+    )
+    assert "Silence extended by 2 hours." in extended.text
+    [silence] = client.get("/v1/silences").json()["items"]
+    ends = datetime.fromisoformat(silence["ends_at"])
+    assert before + timedelta(hours=2, minutes=59) < ends < before + timedelta(hours=3, minutes=1)
+    assert (silence["id"], silence["comment"]) == (silence_id, "maintenance")
 
 
 def test_a_refused_silence_keeps_what_was_typed(client: TestClient) -> None:

@@ -393,6 +393,9 @@ class Store(Protocol):
 
     def create_silence(self, tenant_id: str, silence: Silence) -> dict[str, Any]: ...
 
+    def update_silence(self, tenant_id: str, silence: Silence) -> dict[str, Any] | None:
+        """Replace one; None when the tenant has no such silence."""
+
     def list_inhibitions(self, tenant_id: str) -> list[dict[str, Any]]: ...
 
     def create_inhibition(self, tenant_id: str, rule: InhibitRule) -> dict[str, Any]: ...

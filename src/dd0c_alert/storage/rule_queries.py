@@ -71,6 +71,29 @@ def create_silence(write: sa.Engine, tenant_id: str, silence: Silence) -> dict[s
     return _silence_dict(row, now)
 
 
+def update_silence(write: sa.Engine, tenant_id: str, silence: Silence) -> dict[str, Any] | None:
+    """Replace the tenant's silence ``silence.id`` (its creation time stays); None when
+    the tenant has no such silence."""
+    s = t.silences
+    with scoped(write, tenant_id) as conn:
+        changed = conn.execute(
+            s.update()
+            .where(s.c.tenant_id == tenant_id, s.c.id == silence.id)
+            .values(
+                matchers=format_matchers(silence.matchers),
+                starts_at=silence.starts_at,
+                ends_at=silence.ends_at,
+                schedule=silence.schedule,
+                author=silence.author,
+                comment=silence.comment,
+            )
+        ).rowcount
+        if not changed:
+            return None
+        row = conn.execute(sa.select(s).where(s.c.id == silence.id)).one()
+    return _silence_dict(row, datetime.now(UTC))
+
+
 def _inhibition_dict(row: Any) -> dict[str, Any]:
     return {
         "id": row.id,

@@ -593,6 +593,9 @@ class SqlStore:
     def create_silence(self, tenant_id: str, silence: Silence) -> dict[str, Any]:
         return rule_queries.create_silence(self._engine, tenant_id, silence)
 
+    def update_silence(self, tenant_id: str, silence: Silence) -> dict[str, Any] | None:
+        return rule_queries.update_silence(self._engine, tenant_id, silence)
+
     def list_inhibitions(self, tenant_id: str) -> list[dict[str, Any]]:
         return rule_queries.list_inhibitions(self._read, tenant_id)
 

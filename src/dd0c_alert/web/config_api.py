@@ -419,8 +419,16 @@ async def create_silence(
             raise LimitExceeded("too many silences", limits.max_silences, "DD0C_MAX_SILENCES")
     except LimitExceeded as exc:
         return _over(exc)
-    silence = Silence(
-        id=new_id(),
+    silence = _silence(new_id(), matchers, body)
+    made = await run_in_threadpool(_store(request).create_silence, principal.tenant_id, silence)
+    detail = {"matchers": made.get("matchers"), "comment": body.comment}
+    await audit(request, principal, "silence.create", "silence", str(made["id"]), detail)
+    return made
+
+
+def _silence(silence_id: str, matchers: tuple[Matcher, ...], body: SilenceIn) -> Silence:
+    return Silence(
+        id=silence_id,
         matchers=matchers,
         starts_at=body.starts_at,
         ends_at=body.ends_at,
@@ -428,10 +436,41 @@ async def create_silence(
         author=body.author,
         comment=body.comment,
     )
-    made = await run_in_threadpool(_store(request).create_silence, principal.tenant_id, silence)
-    detail = {"matchers": made.get("matchers"), "comment": body.comment}
-    await audit(request, principal, "silence.create", "silence", str(made["id"]), detail)
-    return made
+
+
+@router.put(
+    "/silences/{silence_id}",
+    response_model=SilenceOut,
+    tags=["rules"],
+    summary="Replace a silence (extend a maintenance window that runs long, say)",
+    responses={404: {"description": "No such silence in the caller's tenant."}},
+)
+async def replace_silence(
+    request: Request,
+    principal: Annotated[Principal, require("config:write")],
+    silence_id: str,
+    body: SilenceIn,
+) -> Response | dict[str, Any]:
+    """The whole silence as for ``POST /v1/silences``; its id stays, so decisions and
+    the audit log keep naming it. Alerts already held back stay held back; from now on
+    the new matchers and times apply."""
+    matchers = silence_matchers_of(body.matchers)
+    try:
+        _check_matchers(matchers, _limits(request))
+    except LimitExceeded as exc:
+        return _over(exc)
+    silence = _silence(silence_id, matchers, body)
+    store = _store(request)
+    updated = await run_in_threadpool(store.update_silence, principal.tenant_id, silence)
+    if updated is None:
+        raise HTTPException(404, "no such silence")
+    detail = {
+        "matchers": updated.get("matchers"),
+        "ends_at": updated.get("ends_at"),
+        "comment": body.comment,
+    }
+    await audit(request, principal, "silence.update", "silence", silence_id, detail)
+    return updated
 
 
 @router.delete(

@@ -172,6 +172,7 @@ async def settings(request: Request, msg: str = "") -> Response:
 _SETTINGS_NOTES = {
     "silence": "Silence created.",
     "deleted": "Silence deleted.",
+    "extended": "Silence extended by 2 hours.",
     "slack": "Slack settings saved.",
 }
 
@@ -215,6 +216,27 @@ async def create_silence(request: Request) -> Response:
     if not answer.ok:
         return await _settings_error(request, me, f"Silence: {answer.error}", silence=typed)
     return redirect(request, "/settings?msg=silence")
+
+
+#: What "Extend" adds to a silence's end (or to now, if it has ended).
+EXTEND_BY = timedelta(hours=2)
+
+
+@router.post("/settings/silences/{silence_id}/extend")
+async def extend_silence(request: Request, silence_id: str) -> Response:
+    """Two more hours for a maintenance window that runs long (``PUT /v1/silences``)."""
+    me, _ = await posting(request, config_api.replace_silence)
+    listed = await call(config_api.list_silences, request, me)
+    found = next((s for s in listed.value["items"] if s["id"] == silence_id), None)
+    if found is None or found["ends_at"] is None:
+        raise HTTPException(404, "no such silence with an end")
+    ends = max(datetime.fromisoformat(found["ends_at"]), datetime.now(UTC)) + EXTEND_BY
+    keep = {k: found[k] for k in ("matchers", "starts_at", "schedule", "author", "comment")}
+    body = config_api.SilenceIn(**keep, ends_at=ends)
+    answer = await call(config_api.replace_silence, request, me, silence_id=silence_id, body=body)
+    if not answer.ok:
+        return await _settings_error(request, me, f"Silence: {answer.error}")
+    return redirect(request, "/settings?msg=extended")
 
 
 @router.post("/settings/silences/{silence_id}/delete")
