@@ -226,7 +226,9 @@ class Settings(BaseSettings):
         "state always goes out.",
     )
     notify_max_attempts: int = Field(
-        default=8, gt=0, description="Tries of a delivery before it fails (replayable)."
+        default=8,
+        gt=0,
+        description="Tries of a delivery before it fails (replayable); a 429 uses up none.",
     )
     notify_slack_per_second: float = Field(
         default=1.0, gt=0, description="Slack calls per second per channel (bursts of 3)."

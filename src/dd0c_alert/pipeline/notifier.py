@@ -491,12 +491,15 @@ class Notifier(Background):
             attempt=attempt,
             error=error.message[:300],
         )
-        if error.retry and attempt < self._config.max_attempts:
+        # A 429 asks to slow down, it is no failure: it never uses up the tries, or a
+        # channel rate-limited through a storm would freeze its messages for good.
+        paced = error.reason == "rate_limited"
+        if error.retry and (paced or attempt < self._config.max_attempts):
             wait = error.retry_after
             if wait is None:
                 wait = min(MAX_BACKOFF_SECONDS, 2.0**attempt) * random.uniform(0.5, 1.0)
             retry_at = now + timedelta(seconds=wait)
-            if error.reason == "rate_limited":
+            if paced:
                 lane.paused_until = retry_at
             self._outbox.finish(
                 delivery,
@@ -506,8 +509,9 @@ class Notifier(Background):
                 at=now,
                 retry_at=retry_at,
                 not_posted=not_posted,
+                counted=not paced,
             )
-            state = "rate_limited" if error.reason == "rate_limited" else "failing"
+            state = "rate_limited" if paced else "failing"
             self._set_health(key, state, error.message)
             return
         self._outbox.finish(

@@ -286,11 +286,19 @@ class SqlOutbox:
             & (d.c.destination == item.destination)
             & (d.c.kind == MESSAGE)
         )
+        # A message that ran out of tries (Slack down for a while) gets them again with
+        # the incident's next change, unless its channel was stopped: it must not say
+        # "open" for good after the incident resolved. Stopped, replay resumes it.
+        revived = (d.c.status == FAILED) & ~_stopped(d)
         values: dict[str, Any] = {
             "version_wanted": d.c.version_wanted + 1,
             "event": item.event,
             "updated_at": now,
-            "status": sa.case((d.c.status == DELIVERED, PENDING), else_=d.c.status),
+            "status": sa.case(
+                (d.c.status == DELIVERED, PENDING), (revived, PENDING), else_=d.c.status
+            ),
+            "attempts": sa.case((revived, 0), else_=d.c.attempts),
+            "next_attempt_at": sa.case((revived, now), else_=d.c.next_attempt_at),
         }
         if item.traceparent is not None:  # the next update continues the latest decision
             values["traceparent"] = item.traceparent
@@ -382,15 +390,17 @@ class SqlOutbox:
         version_sent: int | None = None,
         coalesce_until: datetime | None = None,
         not_posted: bool = False,
+        counted: bool = True,
     ) -> None:
         """Record one attempt and its outcome. ``retry_at``: a failure to retry then;
         a failure without it is final. A living message sent at ``version_sent`` stays
         pending while newer versions wait, due at ``coalesce_until``. ``not_posted``:
         the failure says for certain that no message was created (a 429, a refusal),
-        so the next attempt need not look for one."""
+        so the next attempt need not look for one. ``counted=False``: the attempt is
+        recorded but does not use up a try (a rate limit: the next one has its number)."""
         d, attempts = t.deliveries, t.delivery_attempts
         values: dict[str, Any] = {
-            "attempts": d.c.attempts + 1,
+            "attempts": d.c.attempts + 1 if counted else d.c.attempts,
             "updated_at": at,
             "leased_until": None,
             "last_error": error,
@@ -840,6 +850,17 @@ def map_webhook_secrets(
         escalation["destinations"] = fix(list(escalation.get("destinations", [])))
         result["escalation"] = escalation
     return result
+
+
+def _stopped(d: sa.Table) -> sa.Exists:
+    """The delivery's destination was stopped by a permanent error."""
+    h = t.destination_health
+    return sa.exists().where(
+        h.c.tenant_id == d.c.tenant_id,
+        h.c.destination_type == d.c.destination_type,
+        h.c.destination == d.c.destination,
+        h.c.state == "stopped",
+    )
 
 
 def _waits_for_earlier(d: sa.Table) -> sa.Exists:
