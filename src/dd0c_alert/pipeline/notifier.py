@@ -596,6 +596,10 @@ class Notifier(Background):
             await sender.reply(channel_id, ts, text)
             return None
         ref = await self._living_ref(sender, delivery, view.id)
+        if ref is None and delivery.message_ref is None and event == "updated":
+            # Grown before its first post (a storm): nobody has seen it yet, and the
+            # post's text is the phone's notification, which must not say "updated".
+            event = "opened"
         try:
             return await self._show(sender, delivery, ref, render_incident(view, event))
         except ContentRefused as refused:

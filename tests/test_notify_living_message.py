@@ -1,7 +1,8 @@
-"""A living Slack message through rate limits and failures: Slack answering 429 for a
-while delays its updates, never freezes it, and a message whose delivery failed
-still shows the incident's next change (its resolve above all). With the notifier on
-a clock the test controls, against the Slack stand-in. Both modes."""
+"""An incident's living Slack message in a storm: announced as opened even when the
+incident grew before it was posted; Slack answering 429 for a while delays its
+updates, never freezes it; and a message whose delivery failed still shows the
+incident's next change (its resolve above all). With the notifier on a clock the
+test controls, against the Slack stand-in. Both modes."""
 
 from __future__ import annotations
 
@@ -75,3 +76,19 @@ def test_a_failed_living_message_shows_the_incidents_next_change(setup: Setup) -
     settle(notifier)
     assert "Resolved" in message_of(slack, "#oncall", incident)["text"]
     assert message_delivery(setup, tenant.id, incident)["status"] == "delivered"
+
+
+def test_an_incident_that_grew_before_its_first_post_is_announced_as_opened(
+    setup: Setup,
+) -> None:
+    """In a storm an incident grows before its message is posted; the post carries the
+    latest change's event, and its text (the phone's push notification) said
+    "(updated)" for an incident nobody had heard of."""
+    runtime, client, slack, _, notifier, _ = setup
+    tenant = tenant_with(runtime)
+    incident = fire(client, runtime, tenant, service="db", severity="high", fingerprint="a")
+    fire(client, runtime, tenant, service="db", severity="high", fingerprint="b")
+    settle(notifier)
+    [post] = [c for c in slack.calls_of("chat.postMessage") if not c.args.get("thread_ts")]
+    assert "(opened)" in post.args["text"] and "2 alerts" in post.args["text"]
+    assert incident in str(post.args["metadata"])
