@@ -59,6 +59,10 @@ def test_retry_after_as_http_date() -> None:
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now) == 30.0
     assert parse_retry_after("-5") == 0.0
     assert parse_retry_after(None) is None
+    # capped: a 429 uses up no try, so an absurd wait would hold the lane for ever
+    assert parse_retry_after("1e20") == parse_retry_after("inf") == 600.0
+    assert parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", now) == 600.0
+    assert parse_retry_after("nan") is None
 
 
 def test_body_is_cut_short_in_messages() -> None:

@@ -8,6 +8,7 @@ the API.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -50,23 +51,31 @@ class Receipt:
     ref: str
 
 
+#: The longest ``Retry-After`` obeyed. A 429 never uses up a delivery's tries, so a
+#: receiver answering ``Retry-After: 1e20`` (or ``inf``, which overflowed the retry
+#: time) would hold that incident's later events to it for ever.
+MAX_RETRY_AFTER_SECONDS = 600.0
+
+
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta seconds or an HTTP date);
-    ``None`` when absent or unreadable. Never negative."""
+    """Seconds to wait from a ``Retry-After`` header (delta seconds or an HTTP date),
+    from 0 to ``MAX_RETRY_AFTER_SECONDS``; ``None`` when absent or unreadable."""
     if value is None or not value.strip():
         return None
     text = value.strip()
     try:
-        return max(0.0, float(text))
+        seconds = float(text)
     except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError):
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    if math.isnan(seconds):
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+    return min(MAX_RETRY_AFTER_SECONDS, max(0.0, seconds))
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
