@@ -193,7 +193,7 @@ def test_a_database_that_stops_answering_gets_503_in_bounded_time_not_a_hang(
             answer = ingest.get(path, timeout=60)
         assert answer.status_code == 503, answer.text
         assert time.monotonic() - began < 20, f"{path} took {time.monotonic() - began:.0f} s"
-    database = ingest.get("/readyz", timeout=60).json()["checks"]["database"]
+    database = answer.json()["checks"]["database"]  # the last: /readyz's
     assert database in (  # whichever bound comes first: libpq's or /readyz's own
         "failing: OperationalError (no answer within connect_timeout)",
         "failing: no answer within 5 s",
@@ -219,7 +219,7 @@ def test_readyz_answers_in_bounded_time_while_the_database_hangs(
     timeout fires, and /readyz waited as long as the prober did."""
     ingest = start("ingest")
     link.freeze()
-    for _ in range(3):  # later probes wait on the one in flight, no longer
+    for _ in range(2):  # a later probe waits on the one in flight, no longer
         began = time.monotonic()
         answer = ingest.get("/readyz", timeout=60)
         assert time.monotonic() - began < 10, f"/readyz took {time.monotonic() - began:.0f} s"
