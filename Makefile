@@ -23,9 +23,14 @@ install: $(VENV)/.installed
 run: install  ## serve the embedded mode on http://$(HOST):$(PORT), data in ./data
 	$(VENV)/bin/dd0c-alert serve --host $(HOST) --port $(PORT)
 
+# Two pytest workers, a test file each at a time: much of the suite waits (servers
+# starting, timeouts, subprocesses), so two workers take 11-14 minutes where one took
+# 17 on two cores. Each worker starts its own PostgreSQL and Redis (tests/servers.py).
+PYTEST_WORKERS ?= 2
+
 test: install  ## the whole test suite: embedded mode, then the runtime tests on PostgreSQL + Redis
-	$(VENV)/bin/pytest
-	DD0C_TEST_BACKEND=production $(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile
+	DD0C_TEST_BACKEND=production $(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 lint: install  ## style, types and layer rules
 	$(VENV)/bin/ruff check src tests bench

@@ -4,6 +4,7 @@ Prints one JSON line per scenario on stdout; progress goes to stderr. Not a test
 
     .venv/bin/python bench/ingest.py                      # own server, both scenarios
     .venv/bin/python bench/ingest.py --scenario single --tool python
+    .venv/bin/python bench/ingest.py --scenario group100 --mix spread   # issue #11's mix
     .venv/bin/python bench/ingest.py --url http://host:8080 --tenant T --secret S [--api-key K]
     .venv/bin/python bench/ingest.py --mode production --ingest 2 --correlate 2
 
@@ -185,13 +186,28 @@ class LoadResult:
     max_ms: float
 
 
+#: wrk's Lua script: ``%(request)s`` is one of the two ways below to make bodies.
 WRK_SCRIPT = """
-local parts = {%(parts)s}
 local headers = {
   ["Content-Type"] = "application/json",
   ["Authorization"] = "Bearer %(secret)s",
   ["User-Agent"] = "%(agent)s",
 }
+%(request)s
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'BENCH_RESULT {"duration_us":%%.0f,"requests":%%.0f,"connect":%%.0f,"read":%%.0f,'
+    .. '"write":%%.0f,"status":%%.0f,"timeout":%%.0f,"p50_us":%%.0f,"p95_us":%%.0f,'
+    .. '"p99_us":%%.0f,"max_us":%%.0f}\\n',
+    summary.duration, summary.requests, e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50), latency:percentile(95), latency:percentile(99), latency.max))
+end
+"""
+
+#: Every alert fresh: the body's parts joined by a string unique to the request.
+FRESH_REQUEST = """
+local parts = {%(parts)s}
 local threads = 0
 local counter = 0
 local prefix = ""
@@ -209,17 +225,72 @@ function request()
   counter = counter + 1
   return wrk.format("POST", nil, headers, table.concat(parts, prefix .. counter))
 end
+"""
 
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    'BENCH_RESULT {"duration_us":%%.0f,"requests":%%.0f,"connect":%%.0f,"read":%%.0f,'
-    .. '"write":%%.0f,"status":%%.0f,"timeout":%%.0f,"p50_us":%%.0f,"p95_us":%%.0f,'
-    .. '"p99_us":%%.0f,"max_us":%%.0f}\\n',
-    summary.duration, summary.requests, e.connect, e.read, e.write, e.status, e.timeout,
-    latency:percentile(50), latency:percentile(95), latency:percentile(99), latency.max))
+#: The spread mix: each alert one of SERVICES x NAMES, drawn at random; ``item`` is
+#: one alert with @S@ (service), @N@ (alert name) and @SEV@ (severity) to fill in.
+SPREAD_REQUEST = """
+local head, item, tail = %(head)s, %(item)s, %(tail)s
+local severities = {"critical", "warning", "info"}
+local chosen = {}
+
+function init(args)
+  math.randomseed(%(seed)d)
+end
+
+function request()
+  for i = 1, %(alerts)d do
+    local s, n = math.random(0, %(services)d - 1), math.random(0, %(names)d - 1)
+    chosen[i] = item:gsub("@S@", s):gsub("@N@", n):gsub("@SEV@", severities[n %% 3 + 1])
+  end
+  return wrk.format("POST", nil, headers, head .. table.concat(chosen, ",") .. tail)
 end
 """
+#: The mix issue #11 names: 200 services x 50 alert names, random. Past the first
+#: 10,000 draws most alerts repeat one that fires already, as in a real storm.
+SERVICES, NAMES = 200, 50
+
+
+@dataclass(frozen=True)
+class Spread:
+    """A body as ``head``, alerts from ``item`` joined by commas, ``tail``."""
+
+    head: str
+    item: str
+    tail: str
+
+
+def spread_webhook() -> Spread:
+    """The spread mix as Alertmanager v4 notifications to dd0c."""
+    alert = {
+        "status": "firing",
+        "labels": {"alertname": "Alert@N@", "service": "svc-@S@", "severity": "@SEV@"},
+        "annotations": {"summary": "Alert@N@ on svc-@S@"},
+        "startsAt": "2025-04-14T15:24:15Z",
+        "endsAt": "0001-01-01T00:00:00Z",
+        "generatorURL": "http://prometheus:9090/graph",
+        "fingerprint": "s@S@-a@N@",
+    }
+    document = json.dumps(notification([MARK]), separators=(",", ":"))
+    head, tail = document.split(f'"{MARK}"')
+    return Spread(head, json.dumps(alert, separators=(",", ":")), tail)
+
+
+def notification(alerts: list[Any]) -> dict[str, Any]:
+    """An Alertmanager v4 notification of ``alerts`` with no common labels (a group
+    of mixed services and alert names)."""
+    return {
+        "version": "4",
+        "groupKey": "{}:{}",
+        "truncatedAlerts": 0,
+        "status": "firing",
+        "receiver": "dd0c",
+        "groupLabels": {},
+        "commonLabels": {},
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager:9093",
+        "alerts": alerts,
+    }
 
 
 def lua_string(text: str) -> str:
@@ -230,13 +301,19 @@ def lua_string(text: str) -> str:
 
 
 def run_wrk_all(
-    target: Target, alerts: int, connections: int, duration: int, threads: int
+    target: Target,
+    alerts: int,
+    connections: int,
+    duration: int,
+    threads: int,
+    spread: Spread | None = None,
 ) -> LoadResult:
     """One wrk per ingest process, at the same time, the connections split evenly.
     Requests add up; each latency percentile is the worst of the processes'."""
     bases = target.bases or [target.base]
     if len(bases) == 1:
-        return run_wrk(target, target.webhook_url, alerts, connections, duration, threads)
+        url = target.webhook_url
+        return run_wrk(target, url, alerts, connections, duration, threads, spread=spread)
     share = max(1, connections // len(bases))
     with ThreadPoolExecutor(len(bases)) as pool:
         results = list(
@@ -248,6 +325,7 @@ def run_wrk_all(
                     share,
                     duration,
                     max(1, threads // len(bases)),
+                    spread=spread,
                 ),
                 bases,
             )
@@ -272,15 +350,25 @@ def run_wrk(
     duration: int,
     threads: int,
     parts: list[str] | None = None,
+    spread: Spread | None = None,
 ) -> LoadResult:
     """``parts``: the body split on MARK (default: an Alertmanager webhook of
-    ``alerts`` alerts, as Alertmanager sends to a receiver)."""
-    script = WRK_SCRIPT % {
-        "parts": ", ".join(lua_string(part) for part in parts or body_parts(alerts)),
-        "secret": target.secret,
-        "agent": USER_AGENT,
-        "nonce": secrets.token_hex(4),
-    }
+    ``alerts`` alerts, as Alertmanager sends to a receiver), every alert fresh; or
+    ``spread``: ``alerts`` alerts a request drawn from the spread mix."""
+    if spread is None:
+        joined = ", ".join(lua_string(part) for part in parts or body_parts(alerts))
+        request = FRESH_REQUEST % {"parts": joined, "nonce": secrets.token_hex(4)}
+    else:
+        request = SPREAD_REQUEST % {
+            "head": lua_string(spread.head),
+            "item": lua_string(spread.item),
+            "tail": lua_string(spread.tail),
+            "alerts": alerts,
+            "seed": secrets.randbelow(2**31),
+            "services": SERVICES,
+            "names": NAMES,
+        }
+    script = WRK_SCRIPT % {"request": request, "secret": target.secret, "agent": USER_AGENT}
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
         handle.write(script)
     try:
@@ -424,7 +512,10 @@ def run_scenario(name: str, target: Target, args: argparse.Namespace) -> dict[st
     client_before = client_cpu_seconds()
     log(f"{name}: {args.tool}, {args.connections} connections, {args.duration} s")
     if args.tool == "wrk":
-        load = run_wrk_all(target, alerts, args.connections, args.duration, args.threads)
+        spread = spread_webhook() if args.mix == "spread" else None
+        load = run_wrk_all(
+            target, alerts, args.connections, args.duration, args.threads, spread=spread
+        )
     else:
         load = run_python(target, alerts, args.connections, args.duration)
     cpu_after_load = total([cpu_seconds(pid) for pid in target.all_pids])
@@ -436,7 +527,9 @@ def run_scenario(name: str, target: Target, args: argparse.Namespace) -> dict[st
     accepted_alerts = (load.requests - load.non_2xx) * alerts
     stored = None if before is None or after is None else after - before
     if drain.drained:
-        processed: int | None = stored if stored is not None else accepted_alerts
+        # In the spread mix repeats fold into stored alerts: count what was sent.
+        fresh = stored is not None and args.mix == "fresh"
+        processed: int | None = stored if fresh else accepted_alerts
     else:
         log(f"{name}: queue not drained after {drain.seconds:.0f} s, {drain.left} events left")
         processed = stored  # what the worker managed by the timeout, if we can see it
@@ -448,6 +541,7 @@ def run_scenario(name: str, target: Target, args: argparse.Namespace) -> dict[st
     return {
         "scenario": name,
         "tool": args.tool,
+        "mix": args.mix,
         "connections": args.connections,
         "duration_s": round(load.duration_s, 2),
         "alerts_per_request": alerts,
@@ -509,6 +603,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--tool", choices=["wrk", "python"], default="wrk" if shutil.which("wrk") else "python"
     )
+    parser.add_argument(
+        "--mix",
+        choices=["fresh", "spread"],
+        default="fresh",
+        help="fresh: every alert new; spread: 200 services x 50 names at random (race.py)",
+    )
     parser.add_argument("--drain-timeout", type=float, default=600.0)
     parser.add_argument("--mode", choices=["embedded", "production"], default="embedded")
     parser.add_argument("--ingest", type=int, default=1, help="ingest processes (production)")
@@ -521,6 +621,8 @@ def parse_args() -> argparse.Namespace:
     args = parser.parse_args()
     if args.url and not (args.tenant and args.secret):
         parser.error("--url needs --tenant and --secret")
+    if args.mix == "spread" and args.tool != "wrk":
+        parser.error("--mix spread needs wrk")
     if args.tool == "wrk" and not shutil.which("wrk"):
         parser.error("wrk not found on PATH; use --tool python")
     return args

@@ -62,11 +62,11 @@ def _configure(target: Target, settings_env: dict[str, str]) -> None:
     from dd0c_alert.config import Settings  # noqa: PLC0415
 
     runtime = build_runtime(Settings(), roles=frozenset())
-    runtime.outbox.put_slack(
+    runtime.notify_settings.put_slack(
         target.tenant, bot_token=TOKEN, signing_secret="bench", default_channel="#oncall"
     )
     for n in range(CHANNELS):
-        runtime.outbox.save_route(
+        runtime.notify_settings.save_route(
             target.tenant,
             {
                 "name": f"team-{n}",

@@ -3,13 +3,15 @@
 Alertmanager (Debian's ``prometheus-alertmanager``, in memory, nothing durable) is
 what many teams would run instead; dd0c commits every webhook to its durable queue
 before answering. Both are driven by ``wrk`` (one thread, the connections given)
-with the same alert mix: every request carries fresh alerts (a unique label), as
-Alertmanager's own ``POST /api/v2/alerts`` for it and an Alertmanager v4 webhook for
-dd0c. Two legs per repetition: single-alert posts at 64 connections, and 100-alert
-posts at 16. Printed: one JSON line per repetition with both sides and the
-dd0c/Alertmanager ratios; progress on stderr. Not a test.
+with the same alerts, as Alertmanager's own ``POST /api/v2/alerts`` for it and an
+Alertmanager v4 webhook for dd0c, in two mixes: ``fresh``, every alert new (a unique
+label: every alert a new row for dd0c, a new entry for Alertmanager), and ``spread``,
+issue #11's own, 200 services x 50 alert names drawn at random (most alerts repeat a
+firing one, as in a real storm). Two legs per mix: single-alert posts at 64
+connections, and 100-alert posts at 16. Printed: one JSON line per repetition and mix
+with both sides and the dd0c/Alertmanager ratios; progress on stderr. Not a test.
 
-    .venv/bin/python bench/race.py [--seconds 12] [--repeat 2]
+    .venv/bin/python bench/race.py [--seconds 12] [--repeat 2] [--mix fresh|spread|both]
 """
 
 from __future__ import annotations
@@ -27,10 +29,13 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from ingest import MARK, run_wrk  # noqa: E402
+from ingest import MARK, Spread, run_wrk, spread_webhook  # noqa: E402
 from targets import OwnServer, Target, free_port, log  # noqa: E402
 
 LEGS = {"single": (1, 64), "group100": (100, 16)}
+#: ``fresh``: every alert new (a unique label); ``spread``: issue #11's mix, 200
+#: services x 50 alert names drawn at random, so most alerts repeat a firing one.
+MIXES = ("fresh", "spread")
 CONFIG = 'route: {receiver: "null", group_by: ["alertname"]}\nreceivers: [{name: "null"}]\n'
 
 
@@ -50,6 +55,16 @@ def alertmanager_parts(alerts: int) -> list[str]:
         for i in range(alerts)
     ]
     return json.dumps(items, separators=(",", ":")).split(MARK)
+
+
+def alertmanager_spread() -> Spread:
+    """The spread mix as ``POST /api/v2/alerts`` bodies."""
+    alert = {
+        "labels": {"alertname": "Alert@N@", "service": "svc-@S@", "severity": "@SEV@"},
+        "annotations": {"summary": "Alert@N@ on svc-@S@"},
+        "generatorURL": "http://prometheus:9090/graph",
+    }
+    return Spread("[", json.dumps(alert, separators=(",", ":")), "]")
 
 
 class Alertmanager:
@@ -107,14 +122,19 @@ def leg_figures(result: Any, alerts: int) -> dict[str, Any]:
     }
 
 
-def one_repetition(seconds: int) -> dict[str, Any]:
-    out: dict[str, Any] = {"dd0c": {}, "alertmanager": {}, "ratio": {}}
+def one_repetition(seconds: int, mix: str) -> dict[str, Any]:
+    """Each side on a fresh server (dd0c: a new data folder; Alertmanager: empty)."""
+    out: dict[str, Any] = {"mix": mix, "dd0c": {}, "alertmanager": {}, "ratio": {}}
+    spread = mix == "spread"
     server = OwnServer()
     target = server.start()
     try:
         for leg, (alerts, connections) in LEGS.items():
-            log(f"dd0c {leg}")
-            result = run_wrk(target, target.webhook_url, alerts, connections, seconds, 1)
+            log(f"dd0c {leg} ({mix})")
+            result = run_wrk(
+                target, target.webhook_url, alerts, connections, seconds, 1,
+                spread=spread_webhook() if spread else None,
+            )  # fmt: skip
             out["dd0c"][leg] = leg_figures(result, alerts)
     finally:
         server.stop()
@@ -123,10 +143,11 @@ def one_repetition(seconds: int) -> dict[str, Any]:
     try:
         dummy = Target(base=base, tenant="", secret="none")
         for leg, (alerts, connections) in LEGS.items():
-            log(f"alertmanager {leg}")
+            log(f"alertmanager {leg} ({mix})")
             result = run_wrk(
                 dummy, f"{base}/api/v2/alerts", alerts, connections, seconds, 1,
                 parts=alertmanager_parts(alerts),
+                spread=alertmanager_spread() if spread else None,
             )  # fmt: skip
             out["alertmanager"][leg] = leg_figures(result, alerts)
     finally:
@@ -141,10 +162,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=12)
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--mix", choices=[*MIXES, "both"], default="both")
     args = parser.parse_args()
     for n in range(args.repeat):
-        result = one_repetition(args.seconds)
-        print(json.dumps({"repetition": n + 1, **result}), flush=True)
+        for mix in MIXES if args.mix == "both" else [args.mix]:
+            result = one_repetition(args.seconds, mix)
+            print(json.dumps({"repetition": n + 1, **result}), flush=True)
 
 
 if __name__ == "__main__":

@@ -29,11 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from ingest import MARK, body_parts
+from ingest import MARK, body_parts, notification
 
 from dd0c_alert import logs
 from dd0c_alert.app import build_runtime
-from dd0c_alert.cli import freeze_heap
+from dd0c_alert.cli_serve import freeze_heap
 from dd0c_alert.config import Settings
 from dd0c_alert.domain.ids import new_id
 from dd0c_alert.pipeline.runtime import Runtime
@@ -47,22 +47,6 @@ PROGRESS = sys.stderr
 
 def log(message: str) -> None:
     print(f"[bench] {message}", file=PROGRESS, flush=True)
-
-
-def notification(alerts: list[dict[str, Any]]) -> bytes:
-    return orjson.dumps(
-        {
-            "version": "4",
-            "groupKey": "{}:{}",
-            "status": "firing",
-            "receiver": "dd0c",
-            "groupLabels": {},
-            "commonLabels": {},
-            "commonAnnotations": {},
-            "externalURL": "http://alertmanager:9093",
-            "alerts": alerts,
-        }
-    )
 
 
 def alert(labels: dict[str, str], fingerprint: str) -> dict[str, Any]:
@@ -92,7 +76,7 @@ def bodies(scenario: str, total: int, rnd: random.Random) -> list[bytes]:
             labels = {"alertname": f"Alert{name}", "service": f"svc-{service}"}
             labels["severity"] = ("critical", "warning", "info")[name % 3]
             items.append(alert(labels, f"s{service}-a{name}"))
-        found.append(notification(items))
+        found.append(orjson.dumps(notification(items)))
     return found
 
 

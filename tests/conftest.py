@@ -11,7 +11,9 @@ not change with the adapters.
 from __future__ import annotations
 
 import itertools
+import logging
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,6 +34,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     from fastapi.testclient import TestClient
 
+from dd0c_alert import logs
 from dd0c_alert.app import build_runtime
 from dd0c_alert.config import Settings
 from dd0c_alert.pipeline.runtime import Runtime
@@ -49,7 +52,22 @@ pytest_plugins = ("secret_scan", "pytester")
 # own, so a worker thread's line never lands in the output of a CLI command a test
 # parses (CliRunner swaps sys.stdout and sys.stderr, not the file descriptors pytest
 # captures).
-structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.__stderr__))
+_PROCESS_STDERR = structlog.PrintLoggerFactory(sys.__stderr__)
+structlog.configure(logger_factory=_PROCESS_STDERR)
+_configure_logs = logs.configure
+
+
+def _configure_logs_in_tests(level: str = "info") -> None:
+    """``logs.configure`` as a server command run in-process calls it, kept from
+    binding the logs (structlog's and the root logger's JSON handler) to the
+    ``sys.stderr`` of that moment (one test's capture) and from caching each logger on
+    first use: every later test's lines went to a stream no fixture reads (``capfd``
+    saw nothing)."""
+    _configure_logs(level, sys.__stderr__)
+    structlog.configure(logger_factory=_PROCESS_STDERR, cache_logger_on_first_use=False)
+
+
+logs.configure = _configure_logs_in_tests
 
 FIXTURES = Path(__file__).parent / "fixtures" / "payloads"
 BACKEND = os.environ.get("DD0C_TEST_BACKEND", "embedded")
@@ -146,6 +164,35 @@ def backend_overrides() -> dict[str, Any]:
     }
 
 
+@contextmanager
+def unwritable_folder(folder: Path) -> Iterator[None]:
+    """``folder`` and the files directly in it refuse writes while inside, as on a
+    read-only mount but without one: modes 0500/0400 for a user, the immutable
+    attribute for root (whom modes do not stop); skipped where neither can be had."""
+    paths = [folder, *(p for p in folder.iterdir() if p.is_file())]
+    if os.geteuid() != 0:
+        modes = {p: p.stat().st_mode & 0o777 for p in paths}
+        for path in paths:
+            path.chmod(0o500 if path.is_dir() else 0o400)
+        try:
+            yield
+        finally:
+            for path, mode in modes.items():
+                path.chmod(mode)
+        return
+    # Not SQLite's shared-memory file: mapped immutable it crashes the process
+    # (SIGBUS), where on a read-only mount SQLite keeps that index in its own memory.
+    paths = [p for p in paths if not p.name.endswith("-shm")]
+    made = subprocess.run(["chattr", "+i", *map(str, paths)], capture_output=True, check=False)
+    if made.returncode != 0:
+        subprocess.run(["chattr", "-i", *map(str, paths)], capture_output=True, check=False)
+        pytest.skip(f"chattr +i is refused here: {made.stderr.decode().strip()}")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", *map(str, paths)], check=True)
+
+
 def embedded_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Point the CLI (whose settings read the environment) at a fresh embedded data
     folder only: nothing of a database, key or public URL the machine may have set."""
@@ -182,6 +229,26 @@ def cli_environment(monkeypatch: pytest.MonkeyPatch, data_dir: Path) -> dict[str
         monkeypatch.setenv("DD0C_SECRET_KEY", overrides["secret_key"])
         monkeypatch.setenv("DD0C_JWT_SECRET", overrides["jwt_secret"])
     return overrides
+
+
+@pytest.fixture(autouse=True)
+def _logs_as_found() -> Iterator[None]:
+    """A test that configures the logs (a level, its processors, the root logger's
+    JSON handler) leaves them as it found them for the next test."""
+    saved = structlog.get_config()
+    root = logging.getLogger()
+    level = root.level
+    mine = [h for h in root.handlers if isinstance(h, logs.JsonLines)]
+    yield
+    structlog.configure(**saved)
+    # Only the JSON handler: pytest's own come and go with each phase of the test.
+    for handler in root.handlers[:]:
+        if isinstance(handler, logs.JsonLines) and handler not in mine:
+            root.removeHandler(handler)
+    for handler in mine:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(level)
 
 
 @pytest.fixture(autouse=True)

@@ -4,6 +4,7 @@ install it (``.ci/run`` does)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -36,16 +37,19 @@ def free_port() -> int:
 CLI = Path(sys.executable).parent / "dd0c-alert"
 
 
-def start_serve(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
-    """``dd0c-alert serve`` on ``port`` with ``env``, its output appended to ``log``;
-    returns once it answers ``/healthz`` (a loaded machine starts slowly: 60 s)."""
-    with open(log, "ab") as out:
+def start_serve(
+    env: dict[str, str], port: int, log: Path, errors: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """``dd0c-alert serve`` on ``port`` with ``env``, its output appended to ``log``
+    (its stderr to ``errors`` when given); returns once it answers ``/healthz`` (a
+    loaded machine starts slowly: 60 s)."""
+    with open(log, "ab") as out, open(errors or log, "ab") as err:
         process = subprocess.Popen(
-            [str(CLI), "serve", "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT
+            [str(CLI), "serve", "--port", str(port)], env=env, stdout=out, stderr=err
         )
     deadline = time.monotonic() + 60
     while True:
-        assert process.poll() is None, log.read_text()[-3000:]
+        assert process.poll() is None, (errors or log).read_text()[-3000:]
         assert time.monotonic() < deadline, "serve never got healthy"
         try:
             if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
@@ -96,7 +100,10 @@ class PostgresServer:
             )
         ids = self._as_postgres()
         if ids and not self.keep:
-            # The postgres user cannot enter root's private temp folders.
+            # The postgres user cannot enter root's private temp folders. The folder
+            # given, made for this server and still empty, is not left behind.
+            with contextlib.suppress(OSError):
+                self.root.rmdir()
             self.root = Path(tempfile.mkdtemp(prefix="dd0c-pg-"))
         self.root.mkdir(parents=True, exist_ok=True)
         if ids:

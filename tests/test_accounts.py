@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -18,16 +19,20 @@ from typing import Any
 import httpx
 import jwt
 import pytest
+import sqlalchemy as sa
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     from fastapi.testclient import TestClient
 
-from conftest import TenantHandle
+from conftest import TenantHandle, tenant_connection
 from dd0c_alert.app import build_runtime
 from dd0c_alert.config import Settings
 from dd0c_alert.pipeline.runtime import Runtime
 from dd0c_alert.storage import accounts as accounts_store
+from dd0c_alert.storage import schema
+from dd0c_alert.storage.account_rows import LastOwner
+from dd0c_alert.storage.engine import normalise_database_url
 from dd0c_alert.web.passwords import hash_password
 from dd0c_alert.web.permissions import ROLES, SCOPES, TABLE, operation_of
 from dd0c_alert.web.sessions import issue_access
@@ -177,6 +182,33 @@ def test_password_change_revokes_refresh_tokens(client: TestClient) -> None:
     assert old.status_code == 401
     new = {"email": "ann@example.com", "password": "another long passphrase"}
     assert client.post("/v1/auth/login", json=new).status_code == 200
+
+
+def test_a_new_password_ends_the_other_sign_ins_at_once(
+    client: TestClient, smtp: SmtpStandIn
+) -> None:
+    """A password change or reset revoked the other sign-ins, but this process kept
+    answering their access tokens from its 5 s cache of live sign-ins."""
+    made = signup(client)
+    login = {"email": "ann@example.com", "password": PASSWORD}
+    other = client.post("/v1/auth/login", json=login).json()["access_token"]
+    assert client.get("/v1/me", headers=bearer(other)).status_code == 200  # cached alive
+    new = "another long passphrase"
+    changed = client.post(
+        "/v1/auth/password",
+        headers=bearer(made["access_token"]),
+        json={"current_password": PASSWORD, "new_password": new},
+    )
+    assert changed.status_code == 204
+    assert client.get("/v1/me", headers=bearer(other)).status_code == 401
+    login["password"] = new
+    other = client.post("/v1/auth/login", json=login).json()["access_token"]
+    assert client.get("/v1/me", headers=bearer(other)).status_code == 200
+    client.post("/v1/auth/reset-request", json={"email": "ann@example.com"})
+    token = link_token(smtp, "reset")
+    done = client.post("/v1/auth/reset", json={"token": token, "password": "brand new secret 1"})
+    assert done.status_code == 204
+    assert client.get("/v1/me", headers=bearer(other)).status_code == 401
 
 
 def test_password_reset_by_mail(client: TestClient, smtp: SmtpStandIn) -> None:
@@ -334,6 +366,38 @@ def test_an_invitation_link_alone_signs_no_existing_account_in(
     assert answer.json()["tenant_id"] == other["tenant_id"]
 
 
+def test_a_pending_invitation_is_revoked_and_its_link_refused(
+    client: TestClient, smtp: SmtpStandIn
+) -> None:
+    """A mistyped address or a change of mind: the invitation is withdrawn, and its link
+    is answered as an unknown one. An accepted one cannot be (remove the member)."""
+    ann = signup(client)
+    auth = bearer(ann["access_token"])
+    made = client.post("/v1/invitations", headers=auth, json={"email": "bo@x.io", "role": "admin"})
+    token = link_token(smtp, "invite")
+    assert client.delete(f"/v1/invitations/{made.json()['id']}", headers=auth).status_code == 204
+    assert client.get("/v1/invitations", headers=auth).json()["items"] == []
+    revoked = client.post("/v1/invitations/accept", json={"token": token, "password": PASSWORD})
+    unknown = client.post("/v1/invitations/accept", json={"token": "dd0i_x", "password": PASSWORD})
+    assert revoked.status_code == unknown.status_code == 401
+    assert revoked.json() == unknown.json()
+    assert client.delete(f"/v1/invitations/{made.json()['id']}", headers=auth).status_code == 404
+    audited = client.get("/v1/audit?action=invitation.revoke", headers=auth).json()["items"]
+    assert [(e["target_id"], e["detail"]) for e in audited] == [
+        (made.json()["id"], {"email": "bo@x.io", "role": "admin"})
+    ]
+    # accepted: 404, the member stays
+    ad = join(client, smtp, auth, "ad@x.io", "admin")
+    accepted = client.get("/v1/invitations", headers=auth).json()["items"][0]
+    assert client.delete(f"/v1/invitations/{accepted['id']}", headers=auth).status_code == 404
+    # an admin may not withdraw an owner's invitation, as they may not make one
+    owner_invite = {"email": "co@x.io", "role": "owner"}
+    pending = client.post("/v1/invitations", headers=auth, json=owner_invite).json()
+    by_admin = client.delete(f"/v1/invitations/{pending['id']}", headers=bearer(ad["access_token"]))
+    assert by_admin.status_code == 403
+    assert client.delete(f"/v1/invitations/{pending['id']}", headers=auth).status_code == 204
+
+
 def test_an_admin_cannot_become_owner_through_an_admin_key(
     client: TestClient, smtp: SmtpStandIn
 ) -> None:
@@ -368,6 +432,203 @@ def test_an_admin_cannot_become_owner_through_an_admin_key(
     # the key still manages everyone but owners
     patched = client.patch(f"/v1/users/{me}", headers=key, json={"role": "member"})
     assert patched.status_code == 200, patched.text
+
+
+def join(client: TestClient, smtp: SmtpStandIn, auth: dict[str, str], email: str, role: str) -> Any:
+    """A new member of ``auth``'s tenant, in ``role``, by invitation; their tokens."""
+    invited = client.post("/v1/invitations", headers=auth, json={"email": email, "role": role})
+    assert invited.status_code == 201, invited.text
+    token = link_token(smtp, "invite")
+    joined = client.post("/v1/invitations/accept", json={"token": token, "password": PASSWORD})
+    assert joined.status_code == 200, joined.text
+    return joined.json()
+
+
+def test_keys_go_with_the_power_of_whoever_made_them(client: TestClient, smtp: SmtpStandIn) -> None:
+    """A key made by a person is revoked when that person may no longer make it:
+    removed from the team (all of theirs), or demoted below the roles that manage keys.
+    An admin who made an admin key kept the team's full admin powers through it."""
+    ann = signup(client)
+    auth = bearer(ann["access_token"])
+    ad = join(client, smtp, auth, "ad@x.io", "admin")
+    co = join(client, smtp, auth, "co@x.io", "owner")
+    keys: dict[str, str] = {}
+    for maker, name, scope in (
+        (ad, "ad-admin", "admin"),
+        (ad, "ad-read", "read"),
+        (co, "co-admin", "admin"),
+        (ann, "ann-write", "write"),
+    ):
+        made = client.post(
+            "/v1/api-keys",
+            headers=bearer(maker["access_token"]),
+            json={"name": name, "scope": scope},
+        )
+        assert made.status_code == 201, made.text
+        assert made.json()["created_by"] == maker["user_id"]
+        keys[name] = made.json()["key"]
+    by_key = client.post(
+        "/v1/api-keys", headers=bearer(keys["ann-write"]), json={"name": "k", "scope": "read"}
+    )
+    assert by_key.status_code == 403  # a write key makes no key
+    listed = client.get("/v1/api-keys", headers=auth).json()["items"]
+    assert {k["name"]: k["created_by_email"] for k in listed} == {
+        "ad-admin": "ad@x.io",
+        "ad-read": "ad@x.io",
+        "co-admin": "co@x.io",
+        "ann-write": "ann@example.com",
+    }
+
+    def works(name: str) -> bool:
+        return client.get("/v1/incidents", headers=bearer(keys[name])).status_code == 200
+
+    # An owner made admin may still make admin keys: theirs stay.
+    assert client.patch(f"/v1/users/{co['user_id']}", headers=auth, json={"role": "admin"})
+    assert works("co-admin")
+    # An admin made a member may make no key: all of theirs go, at once.
+    demoted = client.patch(f"/v1/users/{ad['user_id']}", headers=auth, json={"role": "member"})
+    assert demoted.status_code == 200, demoted.text
+    assert not works("ad-admin") and not works("ad-read")
+    assert works("co-admin") and works("ann-write")
+    # Removed: every key they made goes.
+    assert client.delete(f"/v1/users/{co['user_id']}", headers=auth).status_code == 204
+    assert not works("co-admin") and works("ann-write")
+    revoked = client.get("/v1/audit?action=api_key.revoke", headers=auth).json()["items"]
+    ids = {k["name"]: k["id"] for k in listed}
+    assert sorted((e["target_id"], e["detail"]["reason"]) for e in revoked) == sorted(
+        [
+            (ids["ad-admin"], "creator_demoted"),
+            (ids["ad-read"], "creator_demoted"),
+            (ids["co-admin"], "creator_removed"),
+        ]
+    )
+    assert all(e["actor"] == "user:ann@example.com" for e in revoked)
+
+
+def test_a_key_made_with_a_persons_key_goes_with_that_person(
+    client: TestClient, smtp: SmtpStandIn
+) -> None:
+    """A key made with an admin key is the key maker's too: the admin's own key went at
+    their removal, but one it had made (recorded as nobody's) kept admin powers for
+    someone no longer in the team."""
+    ann = signup(client)
+    auth = bearer(ann["access_token"])
+    ad = join(client, smtp, auth, "ad@x.io", "admin")
+
+    def make(headers: dict[str, str], name: str) -> dict[str, Any]:
+        made = client.post("/v1/api-keys", headers=headers, json={"name": name, "scope": "admin"})
+        assert made.status_code == 201, made.text
+        return dict(made.json())
+
+    own = make(bearer(ad["access_token"]), "ad-own")
+    child = make(bearer(own["key"]), "ad-child")
+    grandchild = make(bearer(child["key"]), "ad-grandchild")
+    assert child["created_by"] == grandchild["created_by"] == ad["user_id"]
+
+    assert client.delete(f"/v1/users/{ad['user_id']}", headers=auth).status_code == 204
+    for key in (own, child, grandchild):
+        assert client.get("/v1/incidents", headers=bearer(key["key"])).status_code == 401
+    revoked = client.get("/v1/audit?action=api_key.revoke", headers=auth).json()["items"]
+    assert {e["target_id"] for e in revoked} == {own["id"], child["id"], grandchild["id"]}
+
+
+def test_invitations_go_with_the_power_of_whoever_made_them(
+    client: TestClient, smtp: SmtpStandIn
+) -> None:
+    """A removed admin's pending invitation stayed valid for its week: accepted under
+    another address of theirs, it brought them back. Removal withdraws every pending
+    invitation its person made (with a key of theirs too); a demotion those the new
+    role may not make; the owner's own stay."""
+    ann = signup(client)
+    auth = bearer(ann["access_token"])
+    ad = join(client, smtp, auth, "ad@x.io", "admin")
+    co = join(client, smtp, auth, "co@x.io", "owner")
+
+    def invite(headers: dict[str, str], email: str, role: str) -> tuple[str, str]:
+        made = client.post("/v1/invitations", headers=headers, json={"email": email, "role": role})
+        assert made.status_code == 201, made.text
+        return str(made.json()["id"]), link_token(smtp, "invite")
+
+    ad_key = client.post(
+        "/v1/api-keys", headers=bearer(ad["access_token"]), json={"name": "k", "scope": "admin"}
+    ).json()["key"]
+    by_ad = [
+        invite(bearer(ad["access_token"]), "ad-again@x.io", "admin"),
+        invite(bearer(ad_key), "ad-third@x.io", "member"),
+    ]
+    co_owner = invite(bearer(co["access_token"]), "boss@x.io", "owner")
+    co_admin = invite(bearer(co["access_token"]), "lead@x.io", "admin")
+    ann_own = invite(auth, "friend@x.io", "viewer")
+
+    assert client.delete(f"/v1/users/{ad['user_id']}", headers=auth).status_code == 204
+    demoted = client.patch(f"/v1/users/{co['user_id']}", headers=auth, json={"role": "admin"})
+    assert demoted.status_code == 200, demoted.text
+
+    listed = client.get("/v1/invitations", headers=auth).json()["items"]
+    pending = {i["id"] for i in listed if i["accepted_at"] is None}
+    assert pending == {co_admin[0], ann_own[0]}
+    for _, token in [*by_ad, co_owner]:
+        refused = client.post("/v1/invitations/accept", json={"token": token, "password": PASSWORD})
+        assert refused.status_code == 401, refused.text
+    accepted = client.post(
+        "/v1/invitations/accept", json={"token": co_admin[1], "password": PASSWORD}
+    )
+    assert accepted.status_code == 200, accepted.text
+    withdrawn = client.get("/v1/audit?action=invitation.revoke", headers=auth).json()["items"]
+    assert {e["target_id"] for e in withdrawn} == {by_ad[0][0], by_ad[1][0], co_owner[0]}
+    assert {e["detail"]["reason"] for e in withdrawn} == {"creator_removed", "creator_demoted"}
+
+
+def _waiting_on_locks(conn: sa.Connection) -> int:
+    """Sessions waiting on a lock (PostgreSQL); SQLite's writers wait unseen."""
+    if conn.dialect.name != "postgresql":
+        return 2
+    query = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+    return int(conn.execute(sa.text(query)).scalar_one())
+
+
+def test_two_owners_demoting_each_other_at_once_leave_one(
+    runtime: Runtime, settings: Settings
+) -> None:
+    """The "a tenant keeps an owner" check and the change are one transaction: two
+    owners demoting each other at once, released together, leave exactly one owner.
+    Checked first and changed after, both saw two owners and both went through."""
+    store = runtime.store.accounts()
+    tenant = runtime.store.create_tenant("acme")
+    owners = [store.create_user(f"o{n}@x.io", "hash").id for n in range(2)]
+    for user_id in owners:
+        store.add_member(tenant.id, user_id, "owner")
+    with pytest.raises(LastOwner):  # sequential: the second is refused
+        store.set_role(tenant.id, owners[0], "admin", ())
+        store.set_role(tenant.id, owners[1], "admin", ())
+    store.set_role(tenant.id, owners[0], "owner", ())
+    outcomes: list[str] = []
+
+    def demote(user_id: str) -> None:
+        try:
+            store.set_role(tenant.id, user_id, "admin", ())
+            outcomes.append("demoted")
+        except LastOwner:
+            outcomes.append("refused")
+
+    engine = sa.create_engine(normalise_database_url(settings.resolved_database_url))
+    try:
+        with engine.connect() as watch, tenant_connection(settings, tenant.id) as hold:
+            m = schema.memberships
+            hold.execute(m.update().where(m.c.tenant_id == tenant.id).values(role=m.c.role))
+            threads = [threading.Thread(target=demote, args=(u,)) for u in owners]
+            for thread in threads:
+                thread.start()
+            deadline = time.monotonic() + 5
+            while _waiting_on_locks(watch) < 2 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            time.sleep(0.1)  # both are queued behind the held lock: release them at once
+        for thread in threads:
+            thread.join(10)
+    finally:
+        engine.dispose()
+    assert sorted(outcomes) == ["demoted", "refused"]
+    assert [m.role for m in store.members(tenant.id)].count("owner") == 1
 
 
 def test_api_keys_scoped_shown_once_revocable(client: TestClient, tenant: TenantHandle) -> None:
@@ -424,6 +685,21 @@ def test_cookie_sessions_need_the_csrf_token(client: TestClient) -> None:
         client.put("/v1/topology", json=body, headers=bearer(made["access_token"])).status_code
         == 200
     )
+
+
+def test_a_form_post_with_the_session_cookie_is_read_not_a_500(client: TestClient) -> None:
+    """The CSRF token may come as the ``csrf_token`` field of a form; reading it needed
+    python-multipart, which is not installed, and every such post was answered 500."""
+    made = signup(client)
+    client.cookies.set("dd0c_session", made["access_token"])
+    client.cookies.set("dd0c_csrf", "tok-123")
+    ack = "/v1/incidents/01JUNKJUNKJUNKJUNKJUNKJUNK/ack"
+    assert client.post(ack, data={"csrf_token": "tok-123"}).status_code == 404  # past the check
+    assert client.post(ack, data={"csrf_token": "other"}).status_code == 403
+    multipart = client.post(ack, files={"csrf_token": (None, "tok-123")})
+    assert multipart.status_code == 403  # such a body sends the header
+    topology = client.put("/v1/topology", data={"csrf_token": "tok-123", "dependencies": "x"})
+    assert topology.status_code == 422
 
 
 def test_login_throttling(client: TestClient) -> None:

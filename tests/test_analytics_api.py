@@ -109,7 +109,8 @@ def test_analytics_match_a_history_worked_out_by_hand(
     assert found["by_source"] == {"custom": 6}
     days = {d["day"]: (d["alerts"], d["incidents"]) for d in found["daily"]}
     day = lambda n: (NOW - timedelta(days=n)).strftime("%Y-%m-%d")  # noqa: E731
-    assert days == {day(2): (3, 1), day(1): (3, 1)}
+    # The repeat counts when it arrived (today), the others at their own times.
+    assert days == {day(2): (3, 1), day(1): (2, 1), day(0): (1, 0)}
     assert found["top_noisy"][0] == {
         "fingerprint": "custom:db-down",
         "title": "db down",
@@ -146,6 +147,24 @@ def test_analytics_match_a_history_worked_out_by_hand(
     assert wide["alerts"] == 7 and wide["incidents"] == 3
     bad = client.get("/v1/analytics?window=1y", headers=tenant.auth)
     assert bad.status_code == 422
+
+
+def test_a_repeat_counts_when_it_arrives_not_when_its_alert_began(
+    client: TestClient, tenant: TenantHandle, runtime: Runtime
+) -> None:
+    """An alert firing for weeks, re-sent every few hours (Alertmanager's
+    repeat_interval), is noise now: each re-send is in the window it arrived in. At the
+    occurrence's start they all went to a day weeks back, outside every window."""
+    tenant.integration("custom", SECRET)
+    began = {"title": "disk filling", "service": "db", "fingerprint": "disk", "started_at": at(40)}
+    for _ in range(3):
+        assert send(client, tenant, [began]).status_code == 202
+        drain(runtime)
+    week = get(client, tenant, "/v1/analytics?window=7d")
+    assert week["alerts"] == 2  # the two re-sends; the first notification is 40 days old
+    assert [(n["fingerprint"], n["count"]) for n in week["top_noisy"]] == [("custom:disk", 2)]
+    assert week["incidents"] == 0  # the incident opened 40 days ago
+    assert get(client, tenant, "/v1/analytics?window=90d")["alerts"] == 3
 
 
 def test_a_window_is_whole_utc_days_in_every_figure(

@@ -1,10 +1,11 @@
 """Property-based fuzzing of the whole REST API from its own OpenAPI document
 (schemathesis), with a valid admin API key, in both modes: no answer is a server
-error, every answer matches the schema documented for it, none takes over 5 s."""
+error, every answer matches the schema documented for it. How long an answer takes is
+the benchmarks' business: a wall-clock bound here failed CI once (a plain GET took 8 s
+on a loaded machine, and 0.1 s when Hypothesis replayed it)."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import orjson
@@ -24,7 +25,6 @@ from secret_scan import REGISTRY
 #: Examples per operation: enough to meet each class of bad input, few enough that
 #: the whole API is fuzzed in about a minute on two cores.
 EXAMPLES = 10
-SLOW_SECONDS = 5.0
 #: Signed by their senders, not by API keys: the webhook robustness tests fuzz them.
 SIGNED = ("/v1/wh/", "/v1/slack/")
 
@@ -48,20 +48,18 @@ def test_the_api_never_fails_and_keeps_its_schema(runtime: Runtime, tenant: Tena
             database=None,
         )
         def fuzz(case: Any) -> None:
-            started = time.monotonic()
             response = case.call(headers=tenant.auth)
-            took = time.monotonic() - started
             case.validate_response(
                 response,
                 checks=(not_a_server_error, response_schema_conformance, status_code_conformance),
             )
-            assert took < SLOW_SECONDS, f"{case.method} {case.path} took {took:.1f} s"
 
         fuzz()
         fuzzed += 1
     assert fuzzed > 40
     # Strings the fuzzer drew from the schema's own words (a tag, "configuration",
     # became a password) are no secrets: registered, they would fail every later log
-    # line that uses the word.
+    # line that uses the word. (Those drawn from the source are forgotten for every
+    # test by secret_scan.)
     words = orjson.dumps(app.openapi()).decode()
     REGISTRY.discard(v for v in REGISTRY.registered() - known if v in words)

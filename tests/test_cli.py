@@ -26,6 +26,7 @@ with warnings.catch_warnings():
 
 import dd0c_alert.app as app_module
 import dd0c_alert.cli as cli_module
+import dd0c_alert.cli_serve as cli_serve
 from conftest import drain, embedded_data_dir
 from dd0c_alert.app import build_runtime, open_store
 from dd0c_alert.cli import app
@@ -115,8 +116,8 @@ def test_integration_create_json(data_dir: Path) -> None:
     created = ok_json(
         "integration", "create", "--tenant", tenant, "--provider", "custom", "--secret", "s"
     )
-    assert set(created) == {"integration_id", "webhook_url", "secret"}
-    assert created["secret"] == "s"
+    assert set(created) == {"integration_id", "webhook_url", "secret", "setup"}
+    assert created["secret"] == "s" and created["webhook_url"] in created["setup"]
     assert created["webhook_url"] == (
         f"http://127.0.0.1:8080/v1/wh/{tenant}/custom/{created['integration_id']}"
     )
@@ -400,7 +401,7 @@ def test_serve_background_does_not_migrate_again(
     monkeypatch.setattr(cli_module, "build_runtime", capture)
     read_fd, _write_fd = os.pipe()  # write end left open: the parent link waits on it
     with pytest.raises(Built):
-        cli_module.serve_background(wake_fd=read_fd)
+        cli_serve.serve_background(wake_fd=read_fd)
     assert asked["migrate_schema"] is False
 
 
@@ -408,7 +409,7 @@ def test_every_long_running_process_freezes_its_start_up_heap_and_collects_less_
     """Run in a fresh interpreter: the collector's settings are process-wide."""
     code = (
         "import gc, json\n"
-        "from dd0c_alert.cli import freeze_heap\n"
+        "from dd0c_alert.cli_serve import freeze_heap\n"
         "freeze_heap()\n"
         "print(json.dumps([gc.get_threshold(), gc.get_freeze_count()]))\n"
     )
@@ -416,7 +417,7 @@ def test_every_long_running_process_freezes_its_start_up_heap_and_collects_less_
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     ).stdout
     (young, older, oldest), frozen = json.loads(out)
-    assert young == cli_module._GC_YOUNG_THRESHOLD > 700
+    assert young == cli_serve._GC_YOUNG_THRESHOLD > 700
     assert (older, oldest) == (10, 10)  # Python's own, kept
     assert frozen > 10_000  # modules and the rest of start-up
 

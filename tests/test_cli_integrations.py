@@ -61,6 +61,7 @@ def test_list_disable_enable_rotate_delete(
     tenant = new_tenant()
     created = ok_json("integration", "create", "--tenant", tenant, "--provider", "custom")
     integration, old = created["integration_id"], created["secret"]
+    assert created["webhook_url"] in created["setup"] and old in created["setup"]
     [listed] = ok_json("integration", "list", "--tenant", tenant)
     assert listed == {
         "integration_id": integration,
@@ -81,23 +82,44 @@ def test_list_disable_enable_rotate_delete(
 
     rotated = ok_json("integration", "rotate", "--tenant", tenant, integration)
     new = rotated["secret"]
+    assert new in rotated["setup"] and old not in rotated["setup"]
     assert new != old and rotated["previous_secret_valid_until"] is not None
     assert post(served, tenant, integration, new) == "accepted"
     assert post(served, tenant, integration, old) == "accepted"  # within the grace
     assert "old secret accepted until" in ok("integration", "list", "--tenant", tenant)
+    # Rotating again within the grace would refuse the first secret before its time.
+    again = runner.invoke(app, ["integration", "rotate", "--tenant", tenant, integration])
+    assert again.exit_code == 1 and "not rotated" in again.output
+    assert rotated["previous_secret_valid_until"] in again.output
+    assert post(served, tenant, integration, old) == "accepted"
+    assert post(served, tenant, integration, new) == "accepted"
+    # The secret leaked: --no-grace rotates anyway and refuses every old secret now.
+    text = ok("integration", "rotate", "--tenant", tenant, integration, "--no-grace")
+    assert "the old one is refused from now on" in text
+    leaked_fix = text.split("new secret (shown once): ", 1)[1].split()[0]
+    assert post(served, tenant, integration, new) == "secret_rotated"
+    assert post(served, tenant, integration, old) == "signature_mismatch"
+    assert post(served, tenant, integration, leaked_fix) == "accepted"
+    new = leaked_fix
+
     monkeypatch.setenv("DD0C_SECRET_ROTATION_GRACE_SECONDS", "0")
-    text = ok("integration", "rotate", "--tenant", tenant, integration)
+    quick = ok_json("integration", "create", "--tenant", tenant, "--provider", "custom")
+    text = ok("integration", "rotate", "--tenant", tenant, quick["integration_id"])
     newest = text.split("new secret (shown once): ", 1)[1].split()[0]
     assert "the old one is accepted until now" in text and "X-DD0C-Signature" in text
-    assert post(served, tenant, integration, new) == "secret_rotated"  # told, not a mismatch
-    assert post(served, tenant, integration, newest) == "accepted"
+    told = post(served, tenant, quick["integration_id"], quick["secret"])
+    assert told == "secret_rotated"  # told, not a mismatch
+    assert post(served, tenant, quick["integration_id"], newest) == "accepted"
+    # Its grace over, it may be rotated again.
+    ok("integration", "rotate", "--tenant", tenant, quick["integration_id"])
+    ok("integration", "delete", "--tenant", tenant, quick["integration_id"], "--yes")
 
     refused = runner.invoke(app, ["integration", "delete", "--tenant", tenant, integration])
     assert refused.exit_code != 0  # asked, no answer: nothing deleted
     assert len(ok_json("integration", "list", "--tenant", tenant)) == 1
     assert "deleted" in ok("integration", "delete", "--tenant", tenant, integration, "--yes")
     assert ok_json("integration", "list", "--tenant", tenant) == []
-    assert post(served, tenant, integration, newest) == "unknown_integration"
+    assert post(served, tenant, integration, new) == "unknown_integration"
     for command in ("enable", "disable", "rotate", "delete"):
         result = runner.invoke(app, ["integration", command, "--tenant", tenant, integration])
         assert result.exit_code == 2 and "has no integration" in result.output

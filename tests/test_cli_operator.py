@@ -194,5 +194,8 @@ def test_api_key_times_are_iso_8601_like_the_api(data_dir: Path) -> None:
         "last_used_at",
         "expires_at",
         "revoked_at",
+        "created_by",
+        "created_by_email",
     }
+    assert key["created_by"] is None and key["created_by_email"] is None  # no person's
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?\+00:00", key["created_at"])

@@ -90,6 +90,7 @@ def test_settings_defaults_and_partial_patch(client: TestClient, tenant: TenantH
         "never_suppress_services": [],
         "auto_resolve": True,
         "features": {"topology": True, "deploys": True, "flapping": True, "inhibition": True},
+        "time_zone": "UTC",
     }
     patched = call(
         client,
@@ -100,6 +101,7 @@ def test_settings_defaults_and_partial_patch(client: TestClient, tenant: TenantH
             "flap_threshold": 6,
             "never_suppress_services": ["payments", "auth"],
             "features": {"deploys": False},
+            "time_zone": "Asia/Tokyo",
         },
     )
     assert patched == {
@@ -107,6 +109,7 @@ def test_settings_defaults_and_partial_patch(client: TestClient, tenant: TenantH
         "flap_threshold": 6,
         "never_suppress_services": ["auth", "payments"],
         "features": {**defaults["features"], "deploys": False},
+        "time_zone": "Asia/Tokyo",
     }
     again = call(client, tenant, "PATCH", "/v1/settings", {"governance_mode": "strict"})
     assert again == {**patched, "governance_mode": "strict"}
@@ -127,6 +130,9 @@ def test_settings_defaults_and_partial_patch(client: TestClient, tenant: TenantH
         ({"auto_resolve": None}, "may not be null"),
         ({"features": {"flapping": None}}, "may not be null"),
         ({"max_incident_span_seconds": 120}, "must be at least correlation_window_seconds"),
+        ({"time_zone": "Mars/Olympus_Mons"}, "unknown time zone 'Mars/Olympus_Mons'"),
+        ({"time_zone": "Europe"}, "unknown time zone 'Europe'"),
+        ({"time_zone": "x" * 65}, "at most 64 characters"),
     ],
 )
 def test_settings_patch_rejects(
@@ -253,6 +259,14 @@ def test_a_silence_is_replaced_in_place(
         ({"matchers": [{"name": "service", "op": "=~", "value": "[db"}]}, "invalid regex"),
         ({"matchers": '{service="db"}', "schedule": "someday 02:00-04:00"}, "unknown day"),
         ({"matchers": '{service="db"}', "schedule": "sat 04:00-04:00"}, "the window is empty"),
+        (
+            {"matchers": '{service="db"}', "schedule": "TZ=../../etc/passwd; sat 02:00-04:00"},
+            "unknown time zone",
+        ),
+        (  # a folder of the zone database: was a 500 (IsADirectoryError)
+            {"matchers": '{service="db"}', "schedule": "TZ=Europe; sat 02:00-04:00"},
+            "unknown time zone 'Europe'",
+        ),
         (
             {
                 "matchers": '{service="db"}',

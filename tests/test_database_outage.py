@@ -88,8 +88,10 @@ class Role:
                 stderr=subprocess.STDOUT,
             )
 
-    def get(self, path: str, timeout: float = 30) -> httpx.Response:
-        return httpx.get(f"http://127.0.0.1:{self.port}{path}", timeout=timeout)
+    def get(
+        self, path: str, headers: dict[str, str] | None = None, timeout: float = 30
+    ) -> httpx.Response:
+        return httpx.get(f"http://127.0.0.1:{self.port}{path}", headers=headers, timeout=timeout)
 
     def lines(self, event: str) -> list[dict[str, Any]]:
         found = []
@@ -150,6 +152,43 @@ def test_notify_logs_a_database_outage_once_and_recovers(
     assert len(notify.lines("notifier_pass_failed")) == 1, notify.log.read_text()[-3000:]
     link.up()
     wait_until(lambda: ready(notify), 30, "notify ready again without a restart")
+
+
+@pytest.mark.timeout(120)
+def test_the_api_answers_503_while_the_database_is_away_and_recovers(
+    pg_server: PostgresServer,
+    database: str,
+    environment: dict[str, str],
+    start: Callable[[str], Role],
+    link: DatabaseLink,
+) -> None:
+    """Every REST API request was answered 500 ``internal_error`` while PostgreSQL was
+    down, each with a traceback in the log, though webhooks were told 503 and to try
+    again: the database's state, not the request, and it passes."""
+    runtime = build_runtime(
+        Settings(
+            database_url=pg_server.dsn(database, APP),
+            secret_key=environment["DD0C_SECRET_KEY"],
+            jwt_secret=environment["DD0C_JWT_SECRET"],
+            data_dir=Path(environment["DD0C_DATA_DIR"]) / "admin",
+        ),
+        roles=frozenset(),
+    )
+    key = runtime.store.create_api_key(runtime.store.create_tenant("acme").id, "ops")
+    runtime.store.close()
+    api = start("api")
+    auth = {"Authorization": f"Bearer {key}"}
+    assert api.get("/v1/incidents", auth).status_code == 200
+    link.down()
+    for path in ("/v1/incidents", "/v1/alerts", "/v1/routes"):
+        answer = api.get(path, auth)
+        assert answer.status_code == 503, answer.text
+        assert answer.json()["error"] == "unavailable" and answer.headers["Retry-After"] == "5"
+    logged = api.log.read_text()
+    assert "Exception in ASGI application" not in logged, logged[-3000:]
+    assert len(api.lines("database_unavailable")) == 1, logged[-3000:]
+    link.up()
+    wait_until(lambda: api.get("/v1/incidents", auth).status_code == 200, 30, "the API back")
 
 
 def tenant_with_integration(pg_server: PostgresServer, database: str, env: dict[str, str]) -> str:

@@ -20,11 +20,12 @@ from alembic import command
 from cryptography.fernet import Fernet
 from typer.testing import CliRunner
 
+from conftest import unwritable_folder
 from dd0c_alert.app import build_runtime
 from dd0c_alert.cli import app
 from dd0c_alert.config import Settings
 from dd0c_alert.pipeline.backup import backup
-from dd0c_alert.storage.migrate import alembic_config
+from dd0c_alert.storage.migrate import alembic_config, schema_behind
 from dd0c_alert.storage.ports import AlertFilter, IncidentFilter
 from servers import APP, OWNER, PostgresServer, free_port
 from webhook_helpers import auth_headers
@@ -224,3 +225,162 @@ def test_a_backup_leaves_out_archive_writes_in_flight(tmp_path: Path) -> None:
         "tenant/2026/12/06/a.seg.json"
     ]
     assert copied.archive_files == 1
+
+
+def _restored_without_its_key(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """An installation with an integration, backed up, and restored into a new folder
+    with the backup's secret.key kept apart (as docs/operations.md advises)."""
+    source, copy, restored = tmp_path / "source", tmp_path / "copy", tmp_path / "restored"
+    runner = CliRunner()
+    monkeypatch.setenv("DD0C_DATA_DIR", str(source))
+    created = runner.invoke(app, ["tenant", "create", "acme", "--json"])
+    tenant = orjson.loads(created.output)["tenant_id"]
+    made = runner.invoke(app, ["integration", "create", "--tenant", tenant, "--provider", "custom"])
+    assert made.exit_code == 0, made.output
+    assert runner.invoke(app, ["backup", str(copy)]).exit_code == 0
+    (copy / "secret.key").unlink()
+    monkeypatch.setenv("DD0C_DATA_DIR", str(restored))
+    assert runner.invoke(app, ["restore", str(copy)]).exit_code == 0
+    return restored
+
+
+def test_a_restore_without_its_secret_key_fails_the_doctor(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`serve` refuses to start without the key; the doctor said every check was ok."""
+    restored = _restored_without_its_key(monkeypatch, tmp_path)
+    code, out = doctor(monkeypatch, DD0C_DATA_DIR=str(restored))
+    assert code == 1, out
+    assert f"fail  secret key: {restored / 'secret.key'} is missing" in out
+    assert "put the secret.key of the backup in DD0C_DATA_DIR" in out
+    assert not (restored / "secret.key").exists()  # the doctor made no new key
+
+
+def test_a_secret_key_that_cannot_read_the_stored_secrets_fails_the_doctor(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Another key (a new folder's own, a DD0C_SECRET_KEY from elsewhere): every
+    webhook was answered 503 while the doctor said every check was ok."""
+    restored = _restored_without_its_key(monkeypatch, tmp_path)
+    (restored / "secret.key").write_bytes(Fernet.generate_key())
+    code, out = doctor(monkeypatch, DD0C_DATA_DIR=str(restored))
+    assert code == 1, out
+    assert f"fail  secret key: {restored / 'secret.key'} cannot decrypt" in out
+    other = Fernet.generate_key().decode()
+    code, out = doctor(monkeypatch, DD0C_DATA_DIR=str(restored), DD0C_SECRET_KEY=other)
+    assert code == 1 and "fail  secret key: DD0C_SECRET_KEY cannot decrypt" in out, out
+
+
+def test_the_right_secret_key_passes_the_doctor(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    restored = _restored_without_its_key(monkeypatch, tmp_path)
+    (restored / "secret.key").write_bytes((tmp_path / "source" / "secret.key").read_bytes())
+    _, out = doctor(monkeypatch, DD0C_DATA_DIR=str(restored))
+    assert "ok    secret key: decrypts the stored secrets" in out, out
+
+
+def test_a_secret_key_from_elsewhere_fails_the_doctor_on_postgresql(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, pg_server: PostgresServer, pg_database: str
+) -> None:
+    """Row-level security hid every integration from the application role, so with
+    a DD0C_SECRET_KEY from elsewhere the doctor found no secret to try and said every
+    check was ok, while every role's /readyz failed and every webhook was refused."""
+    stored_with = Fernet.generate_key().decode()
+    url = pg_server.dsn(pg_database, APP)
+    settings = Settings(data_dir=tmp_path / "data", database_url=url, jwt_secret="j" * 32)
+    store = build_runtime(settings.model_copy(update={"secret_key": stored_with})).store
+    tenant = store.create_tenant("acme").id
+    store.create_integration(tenant, "alertmanager", "am", SECRET)
+    store.close()
+    env = {"DD0C_DATA_DIR": str(tmp_path / "data"), "DATABASE_URL": url}
+    code, out = doctor(monkeypatch, **env, DD0C_SECRET_KEY=Fernet.generate_key().decode())
+    assert code == 1 and "fail  secret key: DD0C_SECRET_KEY cannot decrypt" in out, out
+    assert "fix: set DD0C_SECRET_KEY, in every process, to the key" in out, out
+    code, out = doctor(monkeypatch, **env, DD0C_SECRET_KEY=stored_with)
+    assert "ok    secret key: decrypts the stored secrets" in out, out
+
+
+def test_a_full_disk_under_the_archive_says_to_free_space(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A full disk was told to fix the folder's permissions. The probe's file is made a
+    link to /dev/full, whose every write fails with ENOSPC, as on a full disk."""
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    (archive / ".doctor-probe").symlink_to("/dev/full")
+    code, out = doctor(monkeypatch, DD0C_DATA_DIR=str(tmp_path))
+    assert code == 1
+    assert f"fail  archive: cannot write {archive}: No space left on device" in out
+    assert "fix: free space on its disk" in out and "write access" not in out
+    assert not (archive / ".doctor-probe").is_symlink()  # the doctor leaves nothing
+
+
+def test_a_read_only_data_folder_fails_its_check_and_the_others_still_run(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The doctor printed one line, `cannot write …dd0c.db: Read-only file system`, and
+    none of its checks: the database was opened for writing first."""
+    _in_use_folder(monkeypatch, tmp_path)
+    with unwritable_folder(tmp_path):
+        code, out = doctor(monkeypatch, DD0C_DATA_DIR=str(tmp_path))
+    assert code == 1, out
+    assert f"fail  data folder: cannot write {tmp_path}" in out
+    assert "ok    configuration" in out and "ok    database: sqlite" in out
+    assert "ok    migrations" in out and "ok    queue" in out
+    assert "ok    secret key: decrypts the stored secrets" in out
+    assert not list(tmp_path.glob(".write-probe*"))
+
+
+def _in_use_folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    monkeypatch.delenv("DD0C_SECRET_KEY", raising=False)
+    monkeypatch.setenv("DD0C_DATA_DIR", str(tmp_path))
+    created = CliRunner().invoke(app, ["tenant", "create", "acme", "--json"])
+    tenant = orjson.loads(created.output)["tenant_id"]
+    made = CliRunner().invoke(
+        app, ["integration", "create", "--tenant", tenant, "--provider", "custom"]
+    )
+    assert made.exit_code == 0, made.output
+    assert (tmp_path / "secret.key").exists()
+    return tmp_path / "dd0c.db"
+
+
+def test_migrate_refuses_to_make_a_lost_database_anew(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Every command refused a folder in use whose dd0c.db is gone, except `migrate`,
+    which made a new, empty installation of it."""
+    database = _in_use_folder(monkeypatch, tmp_path)
+    for lost in tmp_path.glob("dd0c.db*"):  # `rm dd0c.db*`
+        lost.unlink()
+    result = CliRunner().invoke(app, ["migrate"])
+    assert result.exit_code == 1
+    assert "is missing" in str(result.exception)
+    assert not database.exists()
+
+
+def test_a_database_made_anew_under_a_running_server_is_named_lost(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """dd0c.db deleted under a running server: its next connection makes a 4 KiB file
+    without a table. The doctor and /readyz said `run dd0c-alert migrate`, which made
+    it a new, empty installation under the server."""
+    database = _in_use_folder(monkeypatch, tmp_path)
+    for lost in tmp_path.glob("dd0c.db*"):  # `rm dd0c.db*`
+        lost.unlink()
+    anew = sqlite3.connect(database)
+    anew.execute("PRAGMA journal_mode = wal")  # what a server's connection does
+    anew.close()
+    assert database.stat().st_size > 0
+    code, out = doctor(monkeypatch, DD0C_DATA_DIR=str(tmp_path))
+    assert code == 1
+    assert f"fail  database: the database {database} holds no tables" in out
+    assert "dd0c-alert restore" in out and "run: dd0c-alert migrate" not in out
+    engine = sa.create_engine(f"sqlite:///{database}")
+    try:
+        with engine.connect() as conn:
+            why = schema_behind(conn)
+    finally:
+        engine.dispose()
+    assert why is not None and "deleted or replaced under the running server" in why
+    assert "restore" in why and "run dd0c-alert migrate" not in why

@@ -122,6 +122,10 @@ def test_detail_has_alerts_timeline_with_reasons_and_noise(
 
     assert [a["title"] for a in detail["alerts"]] == ["Latency high", "Error rate high"]
     assert all(a["raw_url"] == f"/v1/alerts/{a['id']}/raw" for a in detail["alerts"])
+    raw = client.get(detail["alerts"][0]["raw_url"], headers=acme.auth)
+    assert raw.headers["content-type"] == "application/json"
+    assert raw.headers["x-content-type-options"] == "nosniff"  # the sender's bytes: no page
+    assert raw.headers["content-security-policy"] == "sandbox; default-src 'none'"
     assert detail["alerts_truncated"] is False
     outcomes = [(e["kind"], e["outcome"]) for e in detail["timeline"]]
     assert outcomes == [

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,6 +14,7 @@ from fastapi.testclient import TestClient
 from conftest import TenantHandle, drain
 from dd0c_alert.pipeline.runtime import Runtime
 from dd0c_alert.providers import PROVIDERS
+from dd0c_alert.storage.ports import RotationInProgress
 from test_smoke_custom import sign
 
 BODY = b'{"title": "Disk full", "service": "db", "severity": "high"}'
@@ -135,6 +138,33 @@ def test_rotation_keeps_the_old_secret_for_the_grace_and_disable_refuses(
     assert call(client, tenant, "GET", "/v1/integrations", 200)["items"] == []
 
 
+def test_a_second_rotation_within_the_grace_is_refused_and_changes_nothing(
+    client: TestClient, tenant: TenantHandle
+) -> None:
+    """Only one previous secret is kept: a second rotation would drop the first secret
+    before the time the first rotation announced, refusing senders still on it."""
+    created = call(client, tenant, "POST", "/v1/integrations", 201, json={"provider": "custom"})
+    path, url = f"/v1/integrations/{created['id']}", created["webhook_url"]
+    rotated = call(client, tenant, "PATCH", path, 200, json={"rotate_secret": True})
+
+    again = client.patch(path, headers=tenant.auth, json={"rotate_secret": True, "name": "x"})
+    assert again.status_code == 409, again.text
+    assert again.json()["error"] == "rotation_in_progress"
+    until = datetime.fromisoformat(rotated["previous_secret_valid_until"])
+    assert until.isoformat() in again.json()["detail"]
+    assert webhook(client, url, created["secret"]).status_code == 202  # still in its grace
+    assert webhook(client, url, rotated["secret"]).status_code == 202
+    got = call(client, tenant, "GET", path, 200)
+    assert got["name"] == "custom"  # nothing of the refused request was applied
+    assert datetime.fromisoformat(got["previous_secret_valid_until"]) == until
+    audited = call(client, tenant, "GET", "/v1/audit", 200)["items"]
+    assert [e["action"] for e in audited if e["target_id"] == created["id"]].count(
+        "integration.update"
+    ) == 1
+    # Other changes need no rotation and go through.
+    assert call(client, tenant, "PATCH", path, 200, json={"name": "prod"})["name"] == "prod"
+
+
 def test_switches_are_json_booleans(client: TestClient, tenant: TenantHandle) -> None:
     """A string or a number was read as a boolean: "yes" rotated the secret."""
     created = call(client, tenant, "POST", "/v1/integrations", 201, json={"provider": "custom"})
@@ -158,6 +188,8 @@ def test_rotation_grace_ends(
     assert webhook(client, created["webhook_url"], rotated["secret"]).status_code == 202
     other = webhook(client, created["webhook_url"], "never-this-integration-s")
     assert other.json()["error"] == "signature_mismatch"  # only the old secret is told
+    # The previous secret's grace is over: another rotation is no conflict.
+    assert call(client, tenant, "PATCH", path, 200, json={"rotate_secret": True})["secret"]
 
 
 def test_another_tenants_integration_is_not_found(
@@ -169,3 +201,88 @@ def test_another_tenants_integration_is_not_found(
         kwargs: dict[str, Any] = {"json": {"enabled": False}} if method == "PATCH" else {}
         call(client, tenant, method, f"/v1/integrations/{theirs.id}{suffix}", 404, **kwargs)
     assert runtime.store.integrations_for(other.id, "custom")[0].enabled
+
+
+def test_a_leaked_secret_is_refused_at_once_on_request(
+    client: TestClient, tenant: TenantHandle
+) -> None:
+    """A rotation keeps the old secret for its grace (a day by default), and a second
+    rotation is refused meanwhile: with the old secret leaked, nothing could refuse it
+    before the day was out."""
+    created = call(client, tenant, "POST", "/v1/integrations", 201, json={"provider": "custom"})
+    path, url = f"/v1/integrations/{created['id']}", created["webhook_url"]
+    first = call(client, tenant, "PATCH", path, 200, json={"rotate_secret": True})
+    assert webhook(client, url, created["secret"]).status_code == 202  # in its grace
+
+    ended = call(client, tenant, "PATCH", path, 200, json={"revoke_previous_secret": True})
+    assert ended["previous_secret_valid_until"] is None and "secret" not in ended
+    refused = webhook(client, url, created["secret"])
+    assert refused.status_code == 401 and refused.json()["error"] == "secret_rotated"
+    assert webhook(client, url, first["secret"]).status_code == 202
+
+    # Rotating with it keeps no old secret at all, even while none is in its grace.
+    second = call(
+        client,
+        tenant,
+        "PATCH",
+        path,
+        200,
+        json={"rotate_secret": True, "revoke_previous_secret": True},
+    )
+    assert second["previous_secret_valid_until"] is None
+    assert webhook(client, url, first["secret"]).json()["error"] == "secret_rotated"
+    assert webhook(client, url, created["secret"]).json()["error"] == "signature_mismatch"
+    assert webhook(client, url, second["secret"]).status_code == 202
+    # No grace is running: a plain rotation goes through, with its grace.
+    third = call(client, tenant, "PATCH", path, 200, json={"rotate_secret": True})
+    assert third["previous_secret_valid_until"] is not None
+    assert webhook(client, url, second["secret"]).status_code == 202
+    audited = call(client, tenant, "GET", "/v1/audit?action=integration.update", 200)["items"]
+    ended_entry = {"rotate_secret": False, "revoke_previous_secret": True}
+    assert ended_entry in [e["detail"] for e in audited]
+    # Ending a grace that is not running changes nothing and is no error.
+    plain = call(client, tenant, "POST", "/v1/integrations", 201, json={"provider": "custom"})
+    call(
+        client,
+        tenant,
+        "PATCH",
+        f"/v1/integrations/{plain['id']}",
+        200,
+        json={"revoke_previous_secret": True},
+    )
+    assert webhook(client, plain["webhook_url"], plain["secret"]).status_code == 202
+
+
+def test_of_rotations_at_once_each_replaces_a_different_secret(
+    runtime: Runtime, tenant: TenantHandle
+) -> None:
+    """Rotations without a grace are not refused while another runs, so several at
+    once all succeed; they must still act one after another, each replacing the secret
+    in force when it wrote (the UPDATE copies the column, not a value read before),
+    never two the same one, which would leave a caller with a secret never in force."""
+    product = runtime.store.product()
+    created = runtime.store.create_integration(tenant.id, "custom", "racy", "s" * 32)
+    callers = 8
+    start = threading.Barrier(callers)
+
+    def rotate(n: int) -> tuple[str, str] | None:
+        start.wait()
+        try:
+            done = product.update_integration(
+                tenant.id, created.id, new_secret=f"{n:02d}" * 16, revoke_previous=True
+            )
+        except RotationInProgress:
+            return None
+        assert done is not None and done.previous_secret is not None
+        return done.previous_secret, done.secret
+
+    with ThreadPoolExecutor(callers) as pool:
+        rotated = [r for r in pool.map(rotate, range(callers)) if r is not None]
+    replaced = [old for old, _ in rotated]
+    assert len(set(replaced)) == len(replaced), rotated
+    # The successes form one chain from the first secret to the one now in force.
+    after = dict(rotated)
+    secret = "s" * 32
+    while secret in after:
+        secret = after.pop(secret)
+    assert not after and secret == product.get_integration(tenant.id, created.id).secret

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import orjson
 import pytest
 from fastapi.testclient import TestClient
@@ -79,3 +81,32 @@ def test_metrics_carry_no_tenant_ids_by_default(
 ) -> None:
     text = client.get(path).text
     assert tenant.id not in text
+
+
+def test_distinct_hostile_inputs_add_no_series(
+    client: TestClient, runtime: Runtime, tenant: TenantHandle
+) -> None:
+    """Whatever senders make up (tenants, providers, integration ids, paths, services,
+    alert names, labels), /metrics keeps the same series: every label is a fixed set."""
+    integration = tenant.integration("custom", SECRET)
+    headers = {"Content-Type": "application/json"}
+
+    def flood(first: int, last: int) -> None:
+        for i in range(first, last):
+            word = f"x{i}\x1b[31m{'a' * i}"
+            body = orjson.dumps([{"title": word, "service": word, "labels": {word: word}}])
+            word = quote(word)  # in a path: the server decodes it
+            client.post(f"/v1/wh/{word}/{word}", content=b"{}", headers=headers)
+            client.post(f"/v1/wh/{word}/custom/{word}", content=body, headers=headers)
+            client.post(f"/v1/wh/{tenant.id}/alertmanager/{word}", content=b"[", headers=headers)
+            client.post(f"/v1/wh/{word}/a/b/c", content=b"{}", headers=headers)
+            client.get(f"/{word}")
+            signed = {**headers, **auth_headers("custom", body, SECRET, {})}
+            url = f"/v1/wh/{tenant.id}/custom/{integration}"
+            assert client.post(url, content=body, headers=signed).status_code == 202
+        drain(runtime)
+
+    flood(0, 3)
+    before = set(scrape(client))
+    flood(3, 60)
+    assert set(scrape(client)) == before

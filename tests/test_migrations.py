@@ -592,3 +592,68 @@ def test_0012_lists_top_fingerprints_and_indexes_them_on_postgres(
     finally:
         engine.dispose()
         pg_server.drop_database(name)
+
+
+def _incidents_at_0020(engine: sa.Engine) -> None:
+    """As revision 0020 stored them: tenant t1 has a route with quiet hours, t2 one
+    without; open, paged, never-announced incidents of both, and of t1 others that
+    were acknowledged, merged, resolved, not paged, or announced."""
+    i, r, d = schema.incidents, schema.routes, schema.deliveries
+    with engine.begin() as conn:
+        for tenant, definition in (("t1", {"quiet_hours": "sat,sun 00:00-24:00"}), ("t2", {})):
+            route = {c.name: _value(c, f"{tenant}-route") for c in r.columns}
+            route |= {"id": f"route-{tenant}", "tenant_id": tenant}
+            conn.execute(r.insert().values({**route, "definition": {"name": "t", **definition}}))
+        cases = {
+            "held": {},
+            "acked": {"status": "acknowledged", "acknowledged_at": NOW},
+            "merged": {"merged_into": "t1-held"},
+            "resolved": {"status": "resolved"},
+            "unpaged": {"paged": False},
+            "announced": {},
+        }
+        for tenant in ("t1", "t2"):
+            for name, changed in cases.items():
+                incident = {c.name: _value(c, f"{tenant}-{name}") for c in i.columns}
+                fields = {"id": f"{tenant}-{name}", "tenant_id": tenant, "status": "open"}
+                fields |= {"paged": True, "acknowledged_at": None, "merged_into": None}
+                conn.execute(i.insert().values({**incident, **fields, **changed}))
+        delivery = {c.name: _value(c, "d") for c in d.columns}
+        delivery |= {"id": "d1", "tenant_id": "t1", "incident_id": "t1-announced"}
+        conn.execute(d.insert().values({**delivery, "kind": "message"}))
+
+
+def _held_after_upgrade(engine: sa.Engine) -> None:
+    h = schema.held_pages
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(h.c.tenant_id, h.c.incident_id, h.c.event)).all()
+    assert [tuple(row) for row in rows] == [("t1", "t1-held", "opened")]
+
+
+def test_0021_records_the_pages_held_before_it_on_sqlite(tmp_path: Path) -> None:
+    """Pages the previous release held (it kept no record) are recorded, so they are
+    sent when nothing holds them any more, not lost with the upgrade."""
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'dd0c.db'}")
+    try:
+        _upgrade(engine, "0020")
+        _incidents_at_0020(engine)
+        _upgrade(engine, "head")
+        _held_after_upgrade(engine)
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.slow
+def test_0021_records_the_pages_held_before_it_on_postgres(pg_server: PostgresServer) -> None:
+    name = "dd0c_upgrade_held_pages"
+    pg_server.drop_database(name)
+    pg_server.create_database(name)
+    engine = sa.create_engine(pg_server.url(name, OWNER))
+    try:
+        _upgrade(engine, "0020")
+        _incidents_at_0020(engine)
+        _upgrade(engine, "head")
+        _held_after_upgrade(engine)
+    finally:
+        engine.dispose()
+        pg_server.drop_database(name)

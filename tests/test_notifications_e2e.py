@@ -68,13 +68,15 @@ def notifying(
 
 
 def configure(runtime: Runtime, tenant: TenantHandle, *, email: bool = True) -> None:
-    runtime.outbox.put_slack(
+    runtime.notify_settings.put_slack(
         tenant.id, bot_token=TOKEN, signing_secret=SIGNING, default_channel="#oncall"
     )
     destinations: list[dict[str, Any]] = [{"type": "slack", "channel": "#oncall"}]
     if email:
         destinations.append({"type": "email", "to": ["oncall@example.com"]})
-    runtime.outbox.save_route(tenant.id, {"name": "everything", "destinations": destinations})
+    runtime.notify_settings.save_route(
+        tenant.id, {"name": "everything", "destinations": destinations}
+    )
 
 
 def post(client: TestClient, tenant: TenantHandle, integration: str, alerts: Any) -> None:

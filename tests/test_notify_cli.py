@@ -17,6 +17,7 @@ from dd0c_alert.app import open_store
 from dd0c_alert.cli import app
 from dd0c_alert.config import Settings
 from dd0c_alert.pipeline.route_documents import prepare
+from dd0c_alert.storage.notify_settings import SqlNotifySettings
 from dd0c_alert.storage.outbox import MAIL, Planned, SqlOutbox
 from stand_ins.slack_api import SlackStandIn
 
@@ -65,6 +66,10 @@ def outbox() -> SqlOutbox:
     return open_store(Settings()).outbox()
 
 
+def notify_settings() -> SqlNotifySettings:
+    return open_store(Settings()).notify_settings()
+
+
 def test_slack_manifest_points_at_the_public_url(
     env: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -96,7 +101,7 @@ def test_slack_configure_stores_encrypted_settings_and_prints_no_secret(env: Non
         "signing_secret": "set",
         "token_check": "ok",
     }
-    stored = outbox().slack(tenant)
+    stored = notify_settings().slack(tenant)
     assert stored is not None and stored.signing_secret == SIGNING
     assert stored.bot_token == TOKEN
     text = ok("slack", "configure", *args, "--channel", "C0123ABCD")
@@ -109,7 +114,7 @@ def test_slack_configure_stores_encrypted_settings_and_prints_no_secret(env: Non
     )  # fmt: skip
     bad = ["--tenant", tenant, "--bot-token", "xoxb-wrong", "--signing-secret", SIGNING]
     assert "invalid_auth" in refused("slack", "configure", *bad, "--channel", "#oncall")
-    still = outbox().slack(tenant)
+    still = notify_settings().slack(tenant)
     assert still is not None and still.bot_token == TOKEN
 
 
@@ -128,14 +133,14 @@ def test_slack_secrets_can_stay_off_the_command_line(
     assert asked.exit_code == 0, asked.output
     assert "Signing secret:" in asked.output and SIGNING not in asked.output  # not echoed
     assert "Bot User OAuth Token" not in asked.output  # the environment's was taken
-    stored = outbox().slack(tenant)
+    stored = notify_settings().slack(tenant)
     assert stored is not None and (stored.bot_token, stored.signing_secret) == (TOKEN, SIGNING)
 
 
 def test_routes_list_in_order_without_secrets(env: None) -> None:
     tenant = new_tenant()
     assert "no routes" in ok("routes", "list", "--tenant", tenant)
-    box = outbox()
+    box = notify_settings()
     hook = {"type": "webhook", "url": "https://hooks.example.com/x", "secret": HOOK_SECRET}
     box.save_route(
         tenant,

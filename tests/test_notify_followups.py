@@ -242,3 +242,26 @@ def test_a_bridge_merge_tells_both_incidents_and_the_survivor_keeps_the_acknowle
     assert (shown["status"], shown["alert_count"]) == ("acknowledged", 3)
     assert shown["acknowledged_at"] == merged[1]["incident"]["acknowledged_at"]
     assert shown["acknowledged_by"] == merged[1]["incident"]["acknowledged_by"] is not None
+
+
+def test_a_split_announces_the_new_incident_where_a_new_incident_goes(setup: Setup) -> None:
+    runtime, client, slack, hook, notifier, _ = setup
+    tenant = db_tenant(runtime, hook)
+    whole = fire(client, runtime, tenant, service="db", severity="high", fingerprint="a")
+    assert fire(client, runtime, tenant, service="db", severity="high", fingerprint="b") == whole
+    settle(notifier)
+    alerts = client.get(f"/v1/incidents/{whole}", headers=tenant.auth).json()["alerts"]
+    response = client.post(
+        f"/v1/incidents/{whole}/split",
+        json={"alert_ids": [alerts[1]["id"]]},
+        headers=tenant.auth,
+    )
+    assert response.status_code == 201, response.text
+    split_out = response.json()["id"]
+    assert response.json()["paged"] is True
+    settle(notifier)
+    told = events(hook, split_out)
+    assert [e["type"] for e in told] == ["incident.opened"]
+    assert told[0]["incident"]["alert_count"] == 1
+    assert posts(slack, split_out) == ["#db"]
+    assert [e["type"] for e in events(hook, whole)][-1] == "incident.updated"

@@ -83,13 +83,21 @@ def channels_of(slack: SlackStandIn, incident_id: str) -> set[str]:
     }
 
 
+#: A route whose non-critical pages wait out the weekend.
+QUIET_TEAM = {
+    "name": "team",
+    "quiet_hours": "sat,sun 00:00-24:00",
+    "destinations": [{"type": "slack", "channel": "#team"}],
+}
+
+
 def tenant_with(runtime: Runtime, *routes: dict[str, Any]) -> TenantHandle:
     tenant = new_tenant(runtime)
-    runtime.outbox.put_slack(
+    runtime.notify_settings.put_slack(
         tenant.id, bot_token=TOKEN, signing_secret="s", default_channel="#oncall"
     )
     for route in routes:
-        runtime.outbox.save_route(tenant.id, route)
+        runtime.notify_settings.save_route(tenant.id, dict(route))
     return tenant
 
 
@@ -151,14 +159,7 @@ def test_quiet_hours_hold_back_non_critical_pages_but_never_critical_ones(
     setup: tuple[Runtime, TestClient, SlackStandIn, Notifier, Clock],
 ) -> None:
     runtime, client, slack, notifier, clock = setup
-    tenant = tenant_with(
-        runtime,
-        {
-            "name": "team",
-            "quiet_hours": "sat,sun 00:00-24:00",
-            "destinations": [{"type": "slack", "channel": "#team"}],
-        },
-    )
+    tenant = tenant_with(runtime, QUIET_TEAM)
     now = datetime.now(UTC)
     clock.offset = timedelta(days=(5 - now.weekday()) % 7)  # a Saturday
     warning = fire(client, runtime, tenant, service="web", severity="medium")
@@ -292,3 +293,315 @@ def test_a_suppressed_page_replayed_from_the_log_is_delivered_after_all(
     assert replay.status_code == 200
     notify(notifier)
     assert channels_of(slack, incident) == {"#oncall"}  # delivered after all
+
+
+def test_a_snoozed_incident_escalates_only_once_its_snooze_is_over(
+    setup: tuple[Runtime, TestClient, SlackStandIn, Notifier, Clock],
+) -> None:
+    """Snooze means "no reminders until then" (docs/notifications.md): an open
+    incident snoozed for an hour was escalated to the managers 15 minutes after it
+    opened all the same. Still unacknowledged when the snooze ends, it escalates then,
+    as a snoozed PagerDuty incident re-triggers its escalation when the snooze expires."""
+    runtime, client, slack, notifier, clock = setup
+    tenant = tenant_with(
+        runtime,
+        {
+            "name": "db",
+            "destinations": [{"type": "slack", "channel": "#oncall"}],
+            "escalation": {
+                "after_seconds": 900,
+                "destinations": [{"type": "slack", "channel": "#managers"}],
+            },
+        },
+    )
+    snoozed = fire(client, runtime, tenant, service="db", severity="critical")
+    notify(notifier)
+    response = client.post(
+        f"/v1/incidents/{snoozed}/snooze", json={"minutes": 60}, headers=tenant.auth
+    )
+    assert response.status_code == 200
+    clock.offset = timedelta(seconds=1000)  # past the escalation, inside the snooze
+    notify(notifier)
+    notify(notifier)
+    assert channels_of(slack, snoozed) == {"#oncall"}
+    clock.offset = timedelta(seconds=3700)  # the snooze is over, nobody acknowledged
+    notify(notifier)
+    notify(notifier)
+    assert channels_of(slack, snoozed) == {"#oncall", "#managers"}
+
+
+def test_escalation_and_held_pages_reach_incidents_beyond_the_first_page(
+    setup: tuple[Runtime, TestClient, SlackStandIn, Notifier, Clock],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The notifier read the newest 200 open incidents only: in a storm of more, the
+    oldest (the ones waiting longest) never escalated and their held pages were never
+    sent. Here a page of 2 stands for the 200."""
+    runtime, client, slack, notifier, clock = setup
+    monkeypatch.setattr(Notifier, "OPEN_PAGE", 2)
+    tenant = tenant_with(
+        runtime,
+        {
+            "name": "team",
+            "quiet_hours": "sat,sun 00:00-24:00",
+            "destinations": [{"type": "slack", "channel": "#team"}],
+            "escalation": {
+                "after_seconds": 900,
+                "destinations": [{"type": "slack", "channel": "#managers"}],
+            },
+        },
+    )
+    now = datetime.now(UTC)
+    clock.offset = timedelta(days=(5 - now.weekday()) % 7)  # a Saturday
+    services = ("db", "web", "api", "batch", "search")
+    incidents = [fire(client, runtime, tenant, service=s, severity="medium") for s in services]
+    notify(notifier)
+    assert all(channels_of(slack, i) == set() for i in incidents)  # held back
+    clock.offset += timedelta(days=2)  # Monday: released, and long past 900 s
+    for _ in range(3):
+        notify(notifier)
+    assert [channels_of(slack, i) for i in incidents] == [{"#team", "#managers"}] * len(services)
+
+
+def test_a_route_with_an_escalation_and_no_destinations_of_its_own_escalates(
+    setup: tuple[Runtime, TestClient, SlackStandIn, Notifier, Clock],
+) -> None:
+    """A route that only escalates (the page goes out by the route before it, which
+    continues): escalation looked for routes by the destinations they chose, found
+    none for it, and nobody was ever escalated to."""
+    runtime, client, slack, notifier, clock = setup
+    tenant = tenant_with(
+        runtime,
+        {
+            "name": "page",
+            "continue": True,
+            "destinations": [{"type": "slack", "channel": "#oncall"}],
+        },
+        {
+            "name": "escalate",
+            "escalation": {
+                "after_seconds": 900,
+                "destinations": [{"type": "slack", "channel": "#managers"}],
+            },
+        },
+    )
+    waiting = fire(client, runtime, tenant, service="db", severity="critical")
+    notify(notifier)
+    assert channels_of(slack, waiting) == {"#oncall"}
+    clock.offset = timedelta(seconds=1000)
+    notify(notifier)
+    notify(notifier)
+    assert channels_of(slack, waiting) == {"#oncall", "#managers"}
+
+
+def test_a_page_held_back_is_sent_when_the_quiet_hours_are_removed(
+    setup: tuple[Runtime, TestClient, SlackStandIn, Notifier, Clock],
+) -> None:
+    """Quiet hours edited while a page is held back: the team drops them to hear about
+    what is open now. The release looked only at routes that still had quiet hours,
+    found none, and the held page was never sent."""
+    runtime, client, slack, notifier, clock = setup
+    tenant = tenant_with(runtime, QUIET_TEAM)
+    now = datetime.now(UTC)
+    clock.offset = timedelta(days=(5 - now.weekday()) % 7)  # a Saturday
+    held = fire(client, runtime, tenant, service="web", severity="medium")
+    notify(notifier)
+    assert channels_of(slack, held) == set()
+    [stored] = client.get("/v1/routes", headers=tenant.auth).json()["items"]
+    edited = client.patch(
+        f"/v1/routes/{stored['id']}", json={"quiet_hours": None}, headers=tenant.auth
+    )
+    assert edited.status_code == 200, edited.text
+    notify(notifier)
+    notify(notifier)
+    assert channels_of(slack, held) == {"#team"}
+
+
+def a_saturday(clock: Clock) -> None:
+    now = datetime.now(UTC)
+    clock.offset = timedelta(days=(5 - now.weekday()) % 7)
+
+
+def held_incidents(runtime: Runtime, tenant: TenantHandle) -> set[str]:
+    return {page.incident_id for page in runtime.outbox.held_pages(tenant.id)}
+
+
+def test_a_page_held_back_goes_to_the_default_channel_when_its_route_is_deleted(
+    setup: tuple[Runtime, TestClient, SlackStandIn, Notifier, Clock],
+) -> None:
+    """The route that held the page is gone: no route takes the incident any more,
+    so its page goes where an unrouted one goes, the default channel. The release
+    needed a route with quiet hours that matched, and the page was never sent."""
+    runtime, client, slack, notifier, clock = setup
+    tenant = tenant_with(runtime, QUIET_TEAM)
+    a_saturday(clock)
+    held = fire(client, runtime, tenant, service="web", severity="medium")
+    notify(notifier)
+    assert channels_of(slack, held) == set()
+    assert held_incidents(runtime, tenant) == {held}
+    [stored] = client.get("/v1/routes", headers=tenant.auth).json()["items"]
+    deleted = client.delete(f"/v1/routes/{stored['id']}", headers=tenant.auth)
+    assert deleted.status_code == 204, deleted.text
+    notify(notifier)
+    notify(notifier)
+    assert channels_of(slack, held) == {"#oncall"}
+    assert held_incidents(runtime, tenant) == set()
+    notify(notifier)
+    assert len([m for m in slack.messages("#oncall") if held in str(m.get("metadata"))]) == 1
+
+
+def test_a_page_held_back_and_acknowledged_meanwhile_is_dropped(
+    setup: tuple[Runtime, TestClient, SlackStandIn, Notifier, Clock],
+) -> None:
+    """Somebody is on it already: once the quiet hours end nothing is sent, and its
+    held page is forgotten (no row left behind for every later pass to read)."""
+    runtime, client, slack, notifier, clock = setup
+    tenant = tenant_with(runtime, QUIET_TEAM)
+    a_saturday(clock)
+    acked = fire(client, runtime, tenant, service="web", severity="medium")
+    notify(notifier)
+    assert held_incidents(runtime, tenant) == {acked}
+    assert client.post(f"/v1/incidents/{acked}/ack", headers=tenant.auth).status_code == 200
+    notify(notifier)  # the acknowledgement's intent is planned (to nobody) first
+    notify(notifier)
+    assert held_incidents(runtime, tenant) == set()
+    clock.offset += timedelta(days=2)  # Monday
+    notify(notifier)
+    notify(notifier)
+    assert channels_of(slack, acked) == set()
+    assert slack.calls_of("chat.postMessage") == []
+
+
+def test_critical_incidents_are_never_held_back(
+    setup: tuple[Runtime, TestClient, SlackStandIn, Notifier, Clock],
+) -> None:
+    runtime, client, slack, notifier, clock = setup
+    tenant = tenant_with(runtime, QUIET_TEAM)
+    a_saturday(clock)
+    critical = fire(client, runtime, tenant, service="db", severity="critical")
+    warning = fire(client, runtime, tenant, service="web", severity="medium")
+    notify(notifier)
+    assert channels_of(slack, critical) == {"#team"}
+    assert held_incidents(runtime, tenant) == {warning}
+
+
+def test_a_reopened_incident_never_announced_is_held_and_released_alike(
+    setup: tuple[Runtime, TestClient, SlackStandIn, Notifier, Clock],
+) -> None:
+    """Held, resolved and reopened inside the quiet hours: its ``reopened`` is its
+    first page, held back like an ``opened``, and sent as one when they are removed."""
+    runtime, client, slack, notifier, clock = setup
+    tenant = tenant_with(runtime, QUIET_TEAM)
+    a_saturday(clock)
+    incident = fire(client, runtime, tenant, service="web", severity="medium")
+    notify(notifier)
+    for action in ("resolve", "reopen"):
+        done = client.post(f"/v1/incidents/{incident}/{action}", headers=tenant.auth)
+        assert done.status_code == 200, done.text
+        notify(notifier)
+    notify(notifier)
+    assert channels_of(slack, incident) == set()
+    [page] = runtime.outbox.held_pages(tenant.id)
+    assert (page.incident_id, page.event) == (incident, "reopened")
+    [stored] = client.get("/v1/routes", headers=tenant.auth).json()["items"]
+    edited = client.patch(
+        f"/v1/routes/{stored['id']}", json={"quiet_hours": None}, headers=tenant.auth
+    )
+    assert edited.status_code == 200, edited.text
+    notify(notifier)
+    notify(notifier)
+    assert channels_of(slack, incident) == {"#team"}
+    assert held_incidents(runtime, tenant) == set()
+
+
+def test_a_held_page_of_a_snoozed_incident_waits_for_the_snooze_to_end(
+    setup: tuple[Runtime, TestClient, SlackStandIn, Notifier, Clock],
+) -> None:
+    """Snooze means "no reminders until then", as for escalation: a page released
+    while the incident is snoozed waits, and goes if it is still unacknowledged after."""
+    runtime, client, slack, notifier, clock = setup
+    tenant = tenant_with(
+        runtime,
+        {
+            "name": "team",
+            "quiet_hours": "mon-sun 00:00-24:00",
+            "destinations": [{"type": "slack", "channel": "#team"}],
+        },
+    )
+    snoozed = fire(client, runtime, tenant, service="web", severity="medium")
+    notify(notifier)
+    response = client.post(
+        f"/v1/incidents/{snoozed}/snooze", json={"minutes": 60}, headers=tenant.auth
+    )
+    assert response.status_code == 200
+    notify(notifier)  # the snooze is told to nobody: the quiet hours hold it too
+    [stored] = client.get("/v1/routes", headers=tenant.auth).json()["items"]
+    edited = client.patch(
+        f"/v1/routes/{stored['id']}", json={"quiet_hours": None}, headers=tenant.auth
+    )
+    assert edited.status_code == 200, edited.text
+    notify(notifier)
+    notify(notifier)
+    assert channels_of(slack, snoozed) == set()
+    assert held_incidents(runtime, tenant) == {snoozed}
+    clock.offset = timedelta(minutes=61)
+    notify(notifier)
+    notify(notifier)
+    assert channels_of(slack, snoozed) == {"#team"}
+
+
+def test_a_page_held_from_one_route_reaches_it_when_its_quiet_hours_end(
+    setup: tuple[Runtime, TestClient, SlackStandIn, Notifier, Clock],
+) -> None:
+    """Two routes take the incident, one in its quiet hours: the other is told at once,
+    and the quiet one's team used to hear nothing until the incident changed, since
+    only a page held from every destination was recorded. Now the quiet route's
+    destinations get it when the quiet hours end, and the others get no second page."""
+    runtime, client, slack, notifier, clock = setup
+    tenant = tenant_with(
+        runtime,
+        {
+            "name": "team",
+            "quiet_hours": "sat,sun 00:00-24:00",
+            "continue": True,
+            "destinations": [{"type": "slack", "channel": "#team"}],
+        },
+        {"name": "log", "destinations": [{"type": "slack", "channel": "#log"}]},
+    )
+    a_saturday(clock)
+    incident = fire(client, runtime, tenant, service="web", severity="medium")
+    notify(notifier)
+    assert channels_of(slack, incident) == {"#log"}
+    assert held_incidents(runtime, tenant) == {incident}
+    clock.offset += timedelta(days=2)  # Monday
+    notify(notifier)
+    notify(notifier)
+    assert channels_of(slack, incident) == {"#log", "#team"}
+    assert held_incidents(runtime, tenant) == set()
+    notify(notifier)
+    for channel in ("#log", "#team"):
+        posted = [m for m in slack.messages(channel) if incident in str(m.get("metadata"))]
+        assert len(posted) == 1, channel
+
+
+def test_a_quiet_route_whose_destination_was_told_anyway_holds_nothing(
+    setup: tuple[Runtime, TestClient, SlackStandIn, Notifier, Clock],
+) -> None:
+    """Its channel got the page from another route: nobody waits for it."""
+    runtime, client, slack, notifier, clock = setup
+    shared = [{"type": "slack", "channel": "#team"}]
+    tenant = tenant_with(
+        runtime,
+        {
+            "name": "night",
+            "quiet_hours": "sat,sun 00:00-24:00",
+            "continue": True,
+            "destinations": shared,
+        },
+        {"name": "day", "destinations": shared},
+    )
+    a_saturday(clock)
+    incident = fire(client, runtime, tenant, service="web", severity="medium")
+    notify(notifier)
+    assert channels_of(slack, incident) == {"#team"}
+    assert held_incidents(runtime, tenant) == set()

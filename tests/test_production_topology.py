@@ -285,10 +285,10 @@ def test_webhooks_over_tls_through_caddy_become_a_notified_incident(
             tenant = runtime.store.create_tenant("acme")
             runtime.store.create_integration(tenant.id, "alertmanager", "am", SECRET)
             api_key = runtime.store.create_api_key(tenant.id, "topology")
-            runtime.outbox.put_slack(
+            runtime.notify_settings.put_slack(
                 tenant.id, bot_token=TOKEN, signing_secret="signing", default_channel="#oncall"
             )
-            runtime.outbox.save_route(
+            runtime.notify_settings.save_route(
                 tenant.id,
                 {"name": "everything", "destinations": [{"type": "slack", "channel": "#oncall"}]},
             )

@@ -82,7 +82,13 @@ def history(client: Any, tenant: TenantHandle) -> None:
 
 #: Written by the notifier in the background as it works through the outbox the
 #: ingested alerts left: not by a replay, and not at a time the test controls.
-NOTIFIER_TABLES = {"notification_intents", "deliveries", "delivery_attempts", "destination_health"}
+NOTIFIER_TABLES = {
+    "notification_intents",
+    "deliveries",
+    "delivery_attempts",
+    "destination_health",
+    "held_pages",
+}
 
 
 def row_counts(settings: Settings, tenant_id: str) -> dict[str, int]:

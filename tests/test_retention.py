@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 import structlog
 
-from conftest import TenantHandle, tenant_connection
+from conftest import TenantHandle, drain, tenant_connection
 from dd0c_alert.config import Settings
 from dd0c_alert.pipeline.cron import Scheduler
 from dd0c_alert.pipeline.runtime import Runtime
@@ -18,6 +18,9 @@ from dd0c_alert.storage import schema as t
 from dd0c_alert.storage.engine import normalise_database_url
 from dd0c_alert.storage.ports import AlertFilter
 from dd0c_alert.storage.retention import purge_tenant
+from dd0c_alert.storage.tenancy import scope_user
+from test_deliveries_api import deliveries_for
+from test_smoke_custom import sign
 from test_suggestions_api import SECRET, fired, send
 
 
@@ -286,3 +289,182 @@ def test_an_alert_stored_after_the_cutoff_stays_until_the_cutoff_passes_its_stor
     later = datetime.now(UTC) + timedelta(seconds=1)  # past the moment it was stored
     assert runtime.store.purge_expired(tenant.id, later)["alerts"] == 1
     assert alerts_of(runtime, tenant.id) == []
+
+
+def _delivery_rows(settings: Settings, tenant_id: str) -> dict[str, int]:
+    with tenant_connection(settings, tenant_id) as conn:
+        return {
+            table.name: conn.execute(
+                sa.select(sa.func.count()).where(table.c.tenant_id == tenant_id)
+            ).scalar_one()
+            for table in (t.deliveries, t.delivery_attempts)
+        }
+
+
+def test_deliveries_and_their_attempts_go_with_their_incident(
+    client, tenant: TenantHandle, runtime: Runtime, settings: Settings, now: datetime
+) -> None:
+    """Every page, mail and webhook left a delivery row and a row per try, destination
+    and error text included, for ever after their incident was purged. They go once
+    their incident has gone; a kept incident keeps its own (its living message is
+    updated through them)."""
+    tenant.integration("custom", SECRET)
+    send(client, tenant, fired("Disk full", "db", now - timedelta(hours=2), timedelta(minutes=5)))
+    send(client, tenant, fired("CPU hot", "web", now - timedelta(minutes=10), None))
+    incidents = {a["title"]: a["incident_id"] for a in alerts_of(runtime, tenant.id)}
+    for incident_id in incidents.values():
+        deliveries_for(runtime, tenant, incident_id)  # 3 deliveries, one try each
+    assert _delivery_rows(settings, tenant.id) == {"deliveries": 6, "delivery_attempts": 6}
+
+    done = runtime.store.purge_expired(tenant.id, now + timedelta(days=1))
+    assert (done["incidents"], done["deliveries"], done["delivery_attempts"]) == (1, 3, 3)
+    assert _delivery_rows(settings, tenant.id) == {"deliveries": 3, "delivery_attempts": 3}
+    [kept] = {d["incident_id"] for d in _deliveries_listed(client, tenant)}
+    assert kept == incidents["CPU hot"]
+
+
+def _deliveries_listed(client: Any, tenant: TenantHandle) -> list[dict[str, Any]]:
+    answer = client.get("/v1/deliveries", headers=tenant.auth)
+    assert answer.status_code == 200, answer.text
+    return list(answer.json()["items"])
+
+
+def test_dead_letters_and_the_queues_copy_of_them_go_at_the_cutoff(
+    client, tenant: TenantHandle, runtime: Runtime, settings: Settings, now: datetime
+) -> None:
+    """A dead-lettered event is kept twice on PostgreSQL: the ``dead_letters`` row and
+    pgmq's archived message, body and headers included. Retention removed the first
+    only; the archive grew for ever."""
+    tenant.integration("custom", SECRET)
+    body = b'{"not": "an alert"}'
+    answer = client.post(f"/v1/wh/{tenant.id}/custom", content=body, headers=sign(SECRET, body))
+    assert answer.status_code == 202, answer.text
+    drain(runtime)
+    assert _dead_kept(settings, tenant.id) == {"dead_letters": 1, "queue_archive": 1}
+    runtime.store.purge_expired(tenant.id, now - timedelta(days=1))
+    assert _dead_kept(settings, tenant.id) == {"dead_letters": 1, "queue_archive": 1}
+    done = runtime.store.purge_expired(tenant.id, now + timedelta(days=1))
+    assert done["dead_letters"] == 1
+    assert _dead_kept(settings, tenant.id) == {"dead_letters": 0, "queue_archive": 0}
+
+
+def _dead_kept(settings: Settings, tenant_id: str) -> dict[str, int]:
+    """Dead letters, and on PostgreSQL pgmq's archived messages (as many: SQLite's
+    queue keeps no copy), of the tenant."""
+    dl = t.dead_letters
+    with tenant_connection(settings, tenant_id) as conn:
+        letters = conn.execute(
+            sa.select(sa.func.count()).where(dl.c.tenant_id == tenant_id)
+        ).scalar_one()
+        archived = letters
+        if conn.dialect.name == "postgresql":
+            archived = conn.execute(
+                sa.text("SELECT count(*) FROM pgmq.a_dd0c_ingest WHERE message->>'tenant_id' = :t"),
+                {"t": tenant_id},
+            ).scalar_one()
+    return {"dead_letters": letters, "queue_archive": archived}
+
+
+def test_refresh_tokens_expired_before_the_cutoff_go(
+    tenant: TenantHandle, runtime: Runtime, settings: Settings, now: datetime
+) -> None:
+    """Each renewal of a sign-in adds a refresh token row, the spent one kept (to spot a
+    stolen copy); nothing removed them. Those expired before the cutoff go; a live one
+    still renews."""
+    accounts = runtime.store.accounts()
+    user = accounts.create_user("ann@example.com", "not-a-real-hash")
+    accounts.add_member(tenant.id, user.id, "owner")
+    accounts.issue_refresh(tenant.id, user.id, timedelta(seconds=-1))  # expired
+    live = accounts.issue_refresh(tenant.id, user.id, timedelta(days=30))
+    rt = t.refresh_tokens
+
+    def count() -> int:
+        with tenant_connection(settings, tenant.id) as conn:
+            return int(
+                conn.execute(sa.select(sa.func.count()).where(rt.c.tenant_id == tenant.id)).scalar()
+            )
+
+    assert count() == 2
+    assert runtime.store.purge_expired(tenant.id, now - timedelta(days=1))["refresh_tokens"] == 0
+    later = datetime.now(UTC) + timedelta(seconds=1)
+    assert runtime.store.purge_expired(tenant.id, later)["refresh_tokens"] == 1
+    assert count() == 1
+    assert accounts.rotate_refresh(live.token, timedelta(days=30)).outcome == "ok"
+
+
+def _resets_of(settings: Settings, tenant_id: str, user_id: str) -> int:
+    """The user's password reset rows (visible on PostgreSQL only to the user's scope)."""
+    pr = t.password_resets
+    with tenant_connection(settings, tenant_id) as conn:
+        scope_user(conn, user_id)
+        return int(
+            conn.execute(sa.select(sa.func.count()).where(pr.c.user_id == user_id)).scalar_one()
+        )
+
+
+def test_password_resets_expired_before_the_cutoff_go_and_stay_refused(
+    client, tenant: TenantHandle, runtime: Runtime, settings: Settings, now: datetime
+) -> None:
+    """Every forgotten-password request left a row for ever. The members' resets that
+    expired before the cutoff go, used or not, a batch per transaction under each
+    member's own scope; their links stay refused (401, not a new password); a live one
+    still works; a user of another tenant keeps theirs to that tenant's pass."""
+    accounts = runtime.store.accounts()
+    ann = accounts.create_user("ann@example.com", "not-a-real-hash")
+    accounts.add_member(tenant.id, ann.id, "owner")
+    other = runtime.store.create_tenant("other").id
+    bob = accounts.create_user("bob@example.com", "not-a-real-hash")
+    accounts.add_member(other, bob.id, "owner")
+    expired = [accounts.create_reset(ann.id, timedelta(seconds=-1)) for _ in range(2)]
+    used = accounts.create_reset(ann.id, timedelta(seconds=1))
+    assert accounts.spend_reset(used) == ann.id
+    live = accounts.create_reset(ann.id, timedelta(days=1))
+    accounts.create_reset(bob.id, timedelta(seconds=-1))
+
+    assert runtime.store.purge_expired(tenant.id, now - timedelta(days=1))["password_resets"] == 0
+    assert _resets_of(settings, tenant.id, ann.id) == 4
+    url = normalise_database_url(settings.resolved_database_url)
+    engine, read_engine = sa.create_engine(url), sa.create_engine(url)
+    later = datetime.now(UTC) + timedelta(hours=1)  # past every expiry but the live one's
+    try:
+        done = purge_tenant(engine, read_engine, tenant.id, later, batch=2)
+    finally:
+        engine.dispose()
+        read_engine.dispose()
+    assert done["password_resets"] == 3
+    assert _resets_of(settings, tenant.id, ann.id) == 1
+    assert _resets_of(settings, other, bob.id) == 1
+    for token in (*expired, used):
+        answer = client.post("/v1/auth/reset", json={"token": token, "password": "brand new 1 x"})
+        assert answer.status_code == 401, answer.text
+    assert accounts.spend_reset(live) == ann.id
+
+
+def test_invitations_accepted_or_expired_before_the_cutoff_go_and_stay_refused(
+    client, tenant: TenantHandle, runtime: Runtime, settings: Settings, now: datetime
+) -> None:
+    """Every invitation left a row for ever. One accepted or expired before the cutoff
+    goes; its link stays refused (401, no membership); a pending one stays and can
+    still be accepted; another tenant's are its own pass's."""
+    accounts = runtime.store.accounts()
+    other = runtime.store.create_tenant("other").id
+    week = timedelta(days=7)
+    expired, _ = accounts.create_invitation(tenant.id, "a@x.io", "viewer", "t", -week)
+    accepted, _ = accounts.create_invitation(tenant.id, "b@x.io", "viewer", "t", week)
+    assert accounts.accept_invitation(accepted, "not-a-real-hash") is not None
+    pending, kept = accounts.create_invitation(tenant.id, "c@x.io", "viewer", "t", week)
+    accounts.create_invitation(other, "d@x.io", "viewer", "t", -week)
+
+    assert runtime.store.purge_expired(tenant.id, now - timedelta(days=8))["invitations"] == 0
+    assert len(accounts.invitations(tenant.id)) == 3
+    later = datetime.now(UTC) + timedelta(seconds=1)
+    assert runtime.store.purge_expired(tenant.id, later)["invitations"] == 2
+    assert [i.id for i in accounts.invitations(tenant.id)] == [kept.id]
+    assert len(accounts.invitations(other)) == 1
+    for token in (expired, accepted):
+        answer = client.post(
+            "/v1/invitations/accept", json={"token": token, "password": "brand new 1 x"}
+        )
+        assert answer.status_code == 401, answer.text
+    assert accounts.user_by_email("a@x.io") is None
+    assert accounts.accept_invitation(pending, "not-a-real-hash") is not None

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 from fastapi.testclient import TestClient
 from typer.main import get_command
 
@@ -14,6 +19,7 @@ from dd0c_alert.cli import app as cli_app
 from dd0c_alert.config import Settings
 from dd0c_alert.pipeline.runtime import ROLES
 from dd0c_alert.web.app import create_app
+from servers import free_port
 from test_smoke_custom import sign
 
 ALERT = json.dumps({"title": "Disk full", "service": "db", "severity": "critical"}).encode()
@@ -83,3 +89,39 @@ def test_headless_roles_serve_only_health_and_it_checks_their_loop(
         assert stopped is not None
         stopped.stop()
         assert client.get("/readyz").status_code == 503
+
+
+@pytest.mark.parametrize(
+    ("command", "unset", "says"),
+    [
+        (["ingest", "--port"], "DD0C_JWT_SECRET", "error: DD0C_JWT_SECRET must be set"),
+        (["api", "--port"], "DD0C_SECRET_KEY", "error: DD0C_SECRET_KEY must be set"),
+        (["correlate"], "DD0C_SECRET_KEY", "error: DD0C_SECRET_KEY must be set"),
+    ],
+)
+def test_a_role_without_a_shared_key_says_so_before_it_announces_itself(
+    tmp_path: Path, command: list[str], unset: str, says: str
+) -> None:
+    """An ingest or api role on PostgreSQL without DD0C_JWT_SECRET or DD0C_SECRET_KEY
+    bound its port and logged ``listening``, then exited with a bare sentence: a log
+    watcher saw a role start that never served. The database need not answer: the
+    keys are checked first."""
+    keys = {"DD0C_SECRET_KEY": Fernet.generate_key().decode(), "DD0C_JWT_SECRET": "j" * 48}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DD0C_")}
+    env |= {k: v for k, v in keys.items() if k != unset}
+    env |= {
+        "DATABASE_URL": f"postgresql://dd0c_app@127.0.0.1:{free_port()}/dd0c",
+        "DD0C_DATA_DIR": str(tmp_path / "data"),
+    }
+    args = [*command, str(free_port())] if command[-1] == "--port" else command
+    done = subprocess.run(
+        [sys.executable, "-m", "dd0c_alert", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "listening" not in done.stderr, done.stderr
+    assert done.stderr.startswith(says), done.stderr

@@ -87,7 +87,7 @@ def test_create_list_get_round_trip_without_secrets(api: Api, runtime: Runtime) 
     assert api("GET", "/v1/routes") == {"items": [created]}
 
     # The notifier still gets the secret, and what it reads parses.
-    [revealed] = runtime.outbox.routes_for_sending(api.tenant.id)
+    [revealed] = runtime.notify_settings.routes_for_sending(api.tenant.id)
     parsed = parse_route(revealed)
     assert WebhookDestination("https://hooks.example.com/dd0c", HOOK_SECRET) in parsed.destinations
 
@@ -107,6 +107,14 @@ def test_routes_list_in_creation_order(api: Api) -> None:
         (route_body(matchers='{service="' + "a" * 2000 + '"}'), "the limit is 1024"),
         (route_body(min_severity="urgent"), "'min_severity' must be one of"),
         (route_body(quiet_hours="someday 25:00-26:00"), "quiet_hours"),
+        (route_body(quiet_hours="TZ=Mars/Olympus; daily 22:00-07:00"), "unknown time zone"),
+        # Each was a 500: a folder of the zone database, and quiet hours not text.
+        (route_body(quiet_hours="TZ=Europe; daily 22:00-07:00"), "unknown time zone 'Europe'"),
+        (route_body(quiet_hours=5), "'quiet_hours' must be text"),
+        (route_body(quiet_hours=["daily 22:00-07:00"]), "'quiet_hours' must be text"),
+        (route_body(quiet_hours=True), "'quiet_hours' must be text"),
+        # As a silence's schedule: 50,000 windows (1 MiB) cost 33 ms per incident each.
+        (route_body(quiet_hours="; ".join(["daily 00:00-00:01"] * 12)), "the limit is 200"),
         (route_body(destinations=[{"type": "pager"}]), "unknown destination type"),
         (route_body(destinations=[{"type": "email", "to": ["nope"]}]), "not an email address"),
         (
@@ -148,7 +156,7 @@ def test_patch_merges_keys_and_keeps_the_webhook_secret(api: Api, runtime: Runti
     shown = api("GET", path)
     shown["destinations"].append({"type": "slack", "channel": "#payments"})
     api("PATCH", path, {"destinations": shown["destinations"]})
-    [revealed] = runtime.outbox.routes_for_sending(api.tenant.id)
+    [revealed] = runtime.notify_settings.routes_for_sending(api.tenant.id)
     hooks = [d for d in revealed["destinations"] if d["type"] == "webhook"]
     assert hooks == [
         {"type": "webhook", "url": "https://hooks.example.com/dd0c", "secret": HOOK_SECRET}
@@ -166,7 +174,7 @@ def test_patch_merges_keys_and_keeps_the_webhook_secret(api: Api, runtime: Runti
             ]
         },
     )
-    [revealed] = runtime.outbox.routes_for_sending(api.tenant.id)
+    [revealed] = runtime.notify_settings.routes_for_sending(api.tenant.id)
     assert revealed["destinations"][0]["secret"] == NEW_SECRET
 
 
@@ -304,7 +312,7 @@ def test_routes_are_put_in_a_new_order(api: Api, runtime: Runtime) -> None:
     third = api("POST", "/v1/routes", {"name": "third", "destinations": []}, 201)
 
     def first_match() -> str:
-        routes = [parse_route(r) for r in runtime.outbox.routes_for_sending(api.tenant.id)]
+        routes = [parse_route(r) for r in runtime.notify_settings.routes_for_sending(api.tenant.id)]
         labels = {"service": "checkout"}
         chosen = route(routes, labels, Severity.CRITICAL, datetime.now(UTC), "#default")
         return chosen[0][0].name if chosen and chosen[0][0] is not None else ""

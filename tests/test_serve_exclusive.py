@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -19,7 +20,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 import dd0c_alert.cli as cli_module
-from conftest import embedded_data_dir
+from conftest import embedded_data_dir, unwritable_folder
 from dd0c_alert import logs
 from dd0c_alert.cli import app
 from dd0c_alert.local_server import LOCK, NOTE, recorded
@@ -61,20 +62,26 @@ def cli(*args: str) -> Result:
     return runner.invoke(app, list(args))
 
 
+def banner_logged(capfd: pytest.CaptureFixture[str]) -> bool:
+    """Whether the server logged its ``listening`` line (on the process's stderr, which
+    the CLI runner's output does not hold; plain structlog here, JSON in a server)."""
+    return "listening" in capfd.readouterr().err
+
+
 def flat(text: str) -> str:
     """Error text without the rich box drawing and its line wrapping."""
     return " ".join(re.sub(r"[│╭╮╰╯─]", " ", text).split())
 
 
 def test_a_second_server_of_the_folder_is_refused_before_it_touches_the_queue(
-    data_dir: Path, no_runtime: None
+    data_dir: Path, no_runtime: None, capfd: pytest.CaptureFixture[str]
 ) -> None:
     with recorded(data_dir, "127.0.0.1", 9000):  # the first server
         result = cli("ingest", "--port", str(free_port()))
         assert result.exit_code == 2, result.output
         assert not isinstance(result.exception, Started)
         assert f"running on http://127.0.0.1:9000 (pid {os.getpid()})" in result.output
-        assert "listening on" not in result.output
+        assert not banner_logged(capfd)
         assert json.loads((data_dir / NOTE).read_text())["pid"] == os.getpid()
 
 
@@ -153,6 +160,131 @@ def test_the_servers_note_is_neither_backed_up_nor_restored(data_dir: Path, tmp_
     assert (data_dir / "secret.key").exists()  # the keys still come back
 
 
+def test_restore_of_the_data_folder_into_itself_changes_nothing(data_dir: Path) -> None:
+    """`restore DATA_DIR --force` deleted the database, queue and archive, then copied
+    from the files it had just deleted: the installation was gone, with a traceback."""
+    assert cli("tenant", "create", "acme").exit_code == 0
+    before = sorted(p.name for p in data_dir.iterdir() if p.name != LOCK)
+    result = cli("restore", "--force", str(data_dir / ".." / data_dir.name))
+    assert result.exit_code == 2, result.output
+    assert "is DD0C_DATA_DIR itself" in flat(result.output)
+    assert sorted(p.name for p in data_dir.iterdir() if p.name != LOCK) == before
+    assert cli("tenant", "list").output.count("acme") == 1
+
+
+def test_restore_from_a_running_servers_folder_is_refused_as_swapped(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The folders swapped (DD0C_DATA_DIR the backup, the argument the live folder):
+    `--force` replaced the backup with a copy of the live folder's files."""
+    assert cli("tenant", "create", "acme").exit_code == 0
+    copy = tmp_path / "copy"
+    assert cli("backup", str(copy)).exit_code == 0
+    before = (copy / "dd0c.db").stat()
+    monkeypatch.setenv("DD0C_DATA_DIR", str(copy))
+    with recorded(data_dir, "127.0.0.1", 9000):
+        result = cli("restore", "--force", str(data_dir))
+    assert result.exit_code == 2, result.output
+    assert "running on http://127.0.0.1:9000" in flat(result.output)
+    assert "not a backup" in flat(result.output)
+    after = (copy / "dd0c.db").stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+
+
+def test_restore_keeps_what_the_sources_write_ahead_log_holds(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stopped server's folder (a crash, a machine being replaced) keeps its latest
+    commits in dd0c.db-wal; restore copied dd0c.db alone and lost them, silently."""
+    old = tmp_path / "old"
+    monkeypatch.setenv("DD0C_DATA_DIR", str(old))
+    assert cli("tenant", "create", "acme").exit_code == 0
+    crashed = sqlite3.connect(old / "dd0c.db")  # left open: its commit stays in the log
+    try:
+        crashed.execute("PRAGMA wal_autocheckpoint = 0")
+        with crashed:
+            crashed.execute("UPDATE tenants SET name = 'acme-latest'")
+        assert (old / "dd0c.db-wal").stat().st_size > 0
+        monkeypatch.setenv("DD0C_DATA_DIR", str(data_dir))
+        result = cli("restore", str(old))
+        assert result.exit_code == 0, result.output
+    finally:
+        crashed.close()
+    restored = sqlite3.connect(data_dir / "dd0c.db")
+    try:
+        assert restored.execute("SELECT name FROM tenants").fetchall() == [("acme-latest",)]
+    finally:
+        restored.close()
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file() and p.name != LOCK}
+
+
+def _backup_of_another_installation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    data_dir = os.environ["DD0C_DATA_DIR"]
+    monkeypatch.setenv("DD0C_DATA_DIR", str(tmp_path / "other"))
+    assert cli("tenant", "create", "other").exit_code == 0
+    copy = tmp_path / "copy"
+    assert cli("backup", str(copy)).exit_code == 0
+    monkeypatch.setenv("DD0C_DATA_DIR", data_dir)
+    return copy
+
+
+def test_a_restore_that_fails_part_way_leaves_the_installation_as_it_was(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`restore --force` deleted the installation before copying the backup in: a
+    failure part-way (a full disk, a permission, Ctrl-C) left neither the old one nor
+    the new one. A named pipe in the backup's archive fails the copy after the
+    databases were copied, where a disk filling up fails it too."""
+    assert cli("tenant", "create", "acme").exit_code == 0
+    copy = _backup_of_another_installation(tmp_path, monkeypatch)
+    (copy / "archive").mkdir(exist_ok=True)
+    os.mkfifo(copy / "archive" / "stuck")
+    before = _files(data_dir)
+    result = cli("restore", "--force", str(copy))
+    assert _files(data_dir) == before
+    assert result.exit_code == 1, result.output
+    said = flat(result.output)
+    assert "restore failed while copying archive/" in said and "is a named pipe" in said
+    assert f"nothing was changed: {data_dir} still holds the installation" in said
+    assert not list(data_dir.glob(".restore-*"))  # the partial copy is gone
+    listed = cli("tenant", "list").output
+    assert "acme" in listed and "other" not in listed
+
+
+def test_a_restore_swaps_the_backup_in_whole_and_leaves_nothing_behind(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The old database's write-ahead log goes with it (replayed into the restored
+    file, it would damage it); the keys come from the backup; nothing is left over."""
+    assert cli("tenant", "create", "acme").exit_code == 0
+    copy = _backup_of_another_installation(tmp_path, monkeypatch)
+    (data_dir / "dd0c.db-wal").write_bytes(b"a log of the old database")
+    result = cli("restore", "--force", str(copy))
+    assert result.exit_code == 0, result.output
+    assert not (data_dir / "dd0c.db-wal").exists()
+    assert (data_dir / "secret.key").read_bytes() == (copy / "secret.key").read_bytes()
+    assert (data_dir / "secret.key").stat().st_mode & 0o777 == 0o600
+    assert not list(data_dir.glob(".restore-*"))
+    listed = cli("tenant", "list").output
+    assert "other" in listed and "acme" not in listed
+
+
+def test_a_restore_killed_while_swapping_is_named_before_another_runs(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert cli("tenant", "create", "acme").exit_code == 0
+    copy = _backup_of_another_installation(tmp_path, monkeypatch)
+    (data_dir / ".restore-x1" / "old").mkdir(parents=True)
+    before = _files(data_dir)
+    result = cli("restore", "--force", str(copy))
+    assert result.exit_code == 2, result.output
+    assert "was left by a restore that did not finish" in flat(result.output)
+    assert _files(data_dir) == before
+
+
 def test_backup_into_a_folder_that_is_not_empty_is_a_usage_error(
     data_dir: Path, tmp_path: Path
 ) -> None:
@@ -166,16 +298,35 @@ def test_backup_into_a_folder_that_is_not_empty_is_a_usage_error(
     assert "is not empty" in flat(result.output)
 
 
-def test_a_taken_port_is_named_and_no_banner_claims_it(data_dir: Path) -> None:
+def test_a_taken_port_is_named_and_no_banner_claims_it(
+    data_dir: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
         result = cli("ingest", "--port", str(port))
     assert result.exit_code == 1, result.output
-    assert "listening on" not in result.output
+    assert not banner_logged(capfd)
     assert f"error: cannot listen on 127.0.0.1:{port}: Address already in use" in result.output
     assert not (data_dir / NOTE).exists()  # no note naming a server that never ran
+
+
+def test_a_data_folder_that_refuses_writes_is_named_before_any_banner(
+    data_dir: Path, no_runtime: None, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The server bound its port and logged `listening`, then failed on its first
+    write (the database) and exited 1."""
+    assert cli("tenant", "create", "acme").exit_code == 0
+    port = free_port()
+    with unwritable_folder(data_dir):
+        result = cli("ingest", "--port", str(port))
+    assert result.exit_code == 1, result.output
+    assert not banner_logged(capfd)
+    assert f"error: cannot write DD0C_DATA_DIR {data_dir}: " in result.output
+    assert "write access" in result.output
+    with socket.socket() as free:  # the port was never taken
+        free.bind(("127.0.0.1", port))
 
 
 @pytest.mark.slow

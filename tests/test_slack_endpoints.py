@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import json
 import time
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from urllib.parse import urlencode
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import TenantHandle
+from conftest import BACKEND, TenantHandle
 from dd0c_alert.app import build_runtime
 from dd0c_alert.config import Settings
 from dd0c_alert.pipeline.runtime import Runtime
@@ -78,12 +79,30 @@ def signed_headers(secret: str, body: bytes, timestamp: int | None = None) -> di
     }
 
 
+def trigger_id() -> str:
+    """Slack gives every interaction and command its own ``trigger_id`` (and each
+    action an ``action_ts``), so no two real requests have the same body."""
+    return f"{time.time_ns()}.{next(_TRIGGERS)}.abcdef"
+
+
+_TRIGGERS = itertools.count(1)
+
+
 def click_body(action_id: str, incident_id: str, team: str = TEAM) -> bytes:
+    trigger = trigger_id()
     payload = {
         "type": "block_actions",
         "team": {"id": team, "domain": "acme"},
         "user": USER,
-        "actions": [{"action_id": action_id, "value": incident_id, "type": "button"}],
+        "trigger_id": trigger,
+        "actions": [
+            {
+                "action_id": action_id,
+                "value": incident_id,
+                "type": "button",
+                "action_ts": trigger.split(".", 1)[0],
+            }
+        ],
         "response_url": "https://hooks.slack.com/actions/T/1/x",
     }
     return urlencode({"payload": json.dumps(payload)}).encode()
@@ -114,6 +133,7 @@ def command(client: TestClient, text: str, secret: str = SIGNING, status: int = 
             "user_id": "U0JANE",
             "user_name": "jane",
             "response_url": "https://hooks.slack.com/commands/T/1/x",
+            "trigger_id": trigger_id(),
         }
     ).encode()
     response = client.post("/v1/slack/commands", content=body, headers=signed_headers(secret, body))
@@ -176,7 +196,7 @@ def test_settings_round_trip_without_secrets(env: tuple[TestClient, Runtime]) ->
     shown = client.get("/v1/slack", headers=handle.auth)
     assert TOKEN not in shown.text and SIGNING not in shown.text
     assert shown.json() == {k: v for k, v in saved.items() if k != "token_check"}
-    stored = runtime.outbox.slack(handle.id)
+    stored = runtime.notify_settings.slack(handle.id)
     assert stored is not None and stored.signing_secret == SIGNING
     assert client.put("/v1/slack", json={"bot_token": TOKEN}).status_code == 401
 
@@ -189,7 +209,7 @@ def test_a_malformed_default_channel_is_refused(
     handle = tenant_with_hook(runtime)
     refused = configure(client, handle, status=422, default_channel=channel)
     assert refused["error"] == "invalid_request"
-    assert runtime.outbox.slack(handle.id) is None
+    assert runtime.notify_settings.slack(handle.id) is None
 
 
 def test_a_channel_id_is_accepted(env: tuple[TestClient, Runtime]) -> None:
@@ -204,7 +224,7 @@ def test_a_token_slack_refuses_is_not_stored(env: tuple[TestClient, Runtime]) ->
     refused = configure(client, handle, status=422, bot_token="xoxb-revoked")
     assert "invalid_auth" in refused["detail"]
     assert "xoxb-revoked" not in json.dumps(refused)
-    assert runtime.outbox.slack(handle.id) is None
+    assert runtime.notify_settings.slack(handle.id) is None
 
 
 def test_an_unreachable_slack_does_not_stop_configuration(settings: Settings) -> None:
@@ -446,3 +466,87 @@ def test_commands_must_be_signed(env: tuple[TestClient, Runtime], acme: TenantHa
     refused = command(client, f"ack {incident_id}", secret="wrong", status=401)
     assert refused["error"] == "signature_mismatch"
     _unchanged(client, acme, incident_id)
+
+
+# --- replays ----------------------------------------------------------------------------
+
+
+def _post_signed(client: TestClient, path: str, body: bytes, headers: dict[str, str]) -> Any:
+    return client.post(path, content=body, headers=headers)
+
+
+def test_a_replayed_click_is_refused_and_changes_nothing(
+    env: tuple[TestClient, Runtime], acme: TenantHandle
+) -> None:
+    client, _ = env
+    incident_id = open_incident(client, acme)
+    body = click_body("resolve", incident_id)
+    captured = signed_headers(SIGNING, body)
+    first = _post_signed(client, "/v1/slack/interactions", body, captured)
+    assert first.status_code == 200 and "Resolved" in first.json()["text"]
+    reopened = client.post(f"/v1/incidents/{incident_id}/reopen", headers=acme.auth)
+    assert reopened.status_code == 200, reopened.text
+
+    replay = _post_signed(client, "/v1/slack/interactions", body, captured)
+    assert replay.status_code == 401
+    assert replay.json()["error"] == "replayed"
+    assert incident(client, acme, incident_id)["status"] == "open"
+
+
+def test_slacks_own_retry_of_a_used_request_gets_200_and_is_not_applied_again(
+    env: tuple[TestClient, Runtime], acme: TenantHandle
+) -> None:
+    """Slack retries when the first answer took over 3 s: that click did happen, so the
+    person sees no error, and what it did is not done a second time."""
+    client, _ = env
+    incident_id = open_incident(client, acme)
+    body = click_body("resolve", incident_id)
+    captured = signed_headers(SIGNING, body)
+    assert _post_signed(client, "/v1/slack/interactions", body, captured).status_code == 200
+    client.post(f"/v1/incidents/{incident_id}/reopen", headers=acme.auth)
+
+    retry = {**captured, "X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}
+    answer = _post_signed(client, "/v1/slack/interactions", body, retry)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["response_type"] == "ephemeral"
+    assert "not applied twice" in answer.json()["text"]
+    shown = incident(client, acme, incident_id)
+    assert shown["status"] == "open"
+    assert [e["kind"] for e in shown["timeline"]].count("resolve") == 1
+
+
+def test_a_replayed_command_is_refused(env: tuple[TestClient, Runtime], acme: TenantHandle) -> None:
+    client, _ = env
+    incident_id = open_incident(client, acme)
+    body = urlencode(
+        {
+            "command": "/dd0c",
+            "text": f"resolve {incident_id}",
+            "team_id": TEAM,
+            "user_id": "U0JANE",
+            "trigger_id": trigger_id(),
+        }
+    ).encode()
+    captured = signed_headers(SIGNING, body)
+    assert _post_signed(client, "/v1/slack/commands", body, captured).status_code == 200
+    client.post(f"/v1/incidents/{incident_id}/reopen", headers=acme.auth)
+    replay = _post_signed(client, "/v1/slack/commands", body, captured)
+    assert replay.status_code == 401 and replay.json()["error"] == "replayed"
+    assert incident(client, acme, incident_id)["status"] == "open"
+
+
+@pytest.mark.skipif(BACKEND != "production", reason="processes share a Redis in production")
+def test_a_replay_to_another_api_process_is_refused(
+    settings: Settings, slack: SlackStandIn, env: tuple[TestClient, Runtime], acme: TenantHandle
+) -> None:
+    """Two ``api`` processes behind a balancer: the replay reaches the other one."""
+    client, _ = env
+    incident_id = open_incident(client, acme)
+    body = click_body("resolve", incident_id)
+    captured = signed_headers(SIGNING, body)
+    assert _post_signed(client, "/v1/slack/interactions", body, captured).status_code == 200
+    client.post(f"/v1/incidents/{incident_id}/reopen", headers=acme.auth)
+    with TestClient(create_app(_runtime(settings, slack.base_url))) as other:
+        replay = _post_signed(other, "/v1/slack/interactions", body, captured)
+    assert replay.status_code == 401 and replay.json()["error"] == "replayed"
+    assert incident(client, acme, incident_id)["status"] == "open"

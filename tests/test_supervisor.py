@@ -24,12 +24,20 @@ def test_a_child_that_ends_while_the_service_stops_is_no_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """systemd stops a service by signalling its whole group: the child's exit is seen
-    before the parent's own stop begins, and is neither reported nor restarted."""
+    before the parent's own stop begins, and is neither reported nor restarted.
+
+    The stop comes within the restart delay, which is made far longer than any stall
+    here: a fixed 0.25 s sleep against the real 0.5 s delay failed whenever the test
+    process was descheduled for a quarter second (a busy CI machine)."""
     monkeypatch.setattr(supervisor, "spawn_linked", _exits_at_once)
+    monkeypatch.setattr(supervisor, "_RESTART_DELAYS", (600.0,))
     background = supervisor.BackgroundProcess()
     with structlog.testing.capture_logs() as logs:
         background.start()
-        time.sleep(0.25)  # the child has ended; the first restart delay is 0.5 s
+        deadline = time.monotonic() + 30
+        while background.alive():  # the child has ended before the stop begins
+            assert time.monotonic() < deadline, "the child never ended"
+            time.sleep(0.01)
         background.stop()
     assert [line["event"] for line in logs] == []
     assert background.restarts == 0

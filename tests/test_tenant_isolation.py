@@ -10,7 +10,7 @@ this test does not know fails the test, so a new endpoint cannot slip past it.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -70,7 +70,7 @@ def b_objects(runtime: Runtime, client: TestClient, b: TenantHandle) -> dict[str
         b.id,
         InhibitRule(new_id(), parse_matchers('{service="a"}'), parse_matchers('{service="b"}')),
     )
-    route = runtime.outbox.save_route(
+    route = runtime.notify_settings.save_route(
         b.id, {"name": "b", "destinations": [{"type": "email", "to": ["b@example.com"]}]}
     )
     assert route is not None
@@ -90,6 +90,9 @@ def b_objects(runtime: Runtime, client: TestClient, b: TenantHandle) -> dict[str
     user = accounts.create_user(f"b-{new_id()}@example.com", hash_password(PASSWORD))
     accounts.add_member(b.id, user.id, "member")
     _, key = accounts.create_api_key(b.id, "b-key", "admin")
+    _, invitation = accounts.create_invitation(
+        b.id, "b-invited@example.com", "member", "user:b@example.com", timedelta(days=1)
+    )
     return {
         "alert_id": alerts[0]["id"],
         "incident_id": incidents[0]["id"],
@@ -102,6 +105,7 @@ def b_objects(runtime: Runtime, client: TestClient, b: TenantHandle) -> dict[str
         "integration_id": integration,
         "user_id": user.id,
         "key_id": key.id,
+        "invitation_id": invitation.id,
     }
 
 
@@ -125,6 +129,7 @@ def snapshot(settings: Settings, client: TestClient, b: TenantHandle, ids: dict[
             "/v1/inhibitions",
             "/v1/suggestions",
             "/v1/users",
+            "/v1/invitations",
         )
     ]
     return counts, views

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+import sqlalchemy as sa
 import structlog
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -22,6 +23,7 @@ from conftest import drain
 from dd0c_alert import tracing
 from dd0c_alert.app import build_runtime
 from dd0c_alert.config import Settings
+from dd0c_alert.storage.tenancy import scope
 from servers import free_port, start_serve
 from stand_ins.otlp_collector import OtlpCollector
 from stand_ins.slack_api import SlackStandIn
@@ -164,6 +166,79 @@ def test_a_senders_traceparent_is_continued_and_logged_with_tracing_on_or_off(
     # folded into (it was attributed to the first event, and read as deciding nothing)
     assert processed[untraced]["outcomes"] == ["dedup"]
     assert processed[untraced]["incident_ids"] == processed[traced]["incident_ids"] != []
+
+
+#: What a sender can put in ``traceparent``: nothing of it may reach the log line, the
+#: stored deliveries or a trace unchecked.
+HOSTILE_PARENTS = (
+    SENDER_PARENT + "-" + "a" * 2000,  # a valid start, then 2 kB (a version-00 header is 55)
+    f"00-{'z' * 32}-00f067aa0ba902b7-01",  # not hex
+    f"00-{SENDER_TRACE[:16]}\x1b[31m\n{SENDER_TRACE[:13]}-00f067aa0ba902b7-01",  # escapes
+    f"ff-{SENDER_TRACE}-00f067aa0ba902b7-01",  # version ff is forbidden
+    f"00-{SENDER_TRACE}-{'0' * 16}-01",  # no parent span
+)
+
+
+@pytest.mark.both_modes
+def test_a_hostile_traceparent_is_neither_trusted_nor_kept_and_the_alert_still_notifies(
+    tmp_path: Path,
+) -> None:
+    # Tracing off (the default): the sender's header was kept as sent, logged as the
+    # trace id and written to the deliveries' traceparent column (64 characters: on
+    # PostgreSQL the batch failed and the alerts were dead-lettered, never notified).
+    with (
+        structlog.testing.capture_logs() as logs,
+        notifying(tmp_path) as (runtime, client, slack, _),
+    ):
+        tenant = new_tenant(runtime)
+        configure(runtime, tenant, email=False)
+        integration = tenant.integration("custom", SECRET)
+        for n, parent in enumerate(HOSTILE_PARENTS):
+            body = orjson.dumps([{"title": f"down {n}", "service": f"svc{n}", "severity": "high"}])
+            headers = {"Content-Type": "application/json", "traceparent": parent}
+            headers |= auth_headers("custom", body, SECRET, {})
+            response = client.post(
+                f"/v1/wh/{tenant.id}/custom/{integration}", content=body, headers=headers
+            )
+            assert response.status_code == 202, response.text
+        drain(runtime)
+        wait_until(lambda: len(top_level_posts(slack)) >= len(HOSTILE_PARENTS), what="the posts")
+        assert runtime.store.list_dead_letters(tenant.id, 10) == []
+        with runtime.outbox._engine.begin() as conn:  # the column no API shows
+            scope(conn, tenant.id)
+            kept = conn.execute(sa.text("SELECT traceparent FROM deliveries")).scalars().all()
+    assert len(kept) >= len(HOSTILE_PARENTS)
+    assert set(kept) == {None}, kept
+    processed = [line for line in logs if line["event"] == "event_processed"]
+    assert len(processed) == len(HOSTILE_PARENTS)
+    assert all(line.get("trace_id") is None for line in processed), processed
+
+
+def test_with_tracing_on_a_hostile_traceparent_starts_a_trace_of_its_own(
+    tmp_path: Path, spans: InMemorySpanExporter
+) -> None:
+    with running(tmp_path / "d") as (runtime, client):
+        tenant = new_tenant(runtime)
+        integration = tenant.integration("custom", SECRET)
+        for parent in HOSTILE_PARENTS:
+            _post(client, tenant.id, integration, traceparent=parent)
+        drain(runtime)
+    webhooks = _named(spans, WEBHOOK_SPAN)
+    assert len(webhooks) == len(HOSTILE_PARENTS)
+    assert all(span.parent is None for span in webhooks)
+    assert all(_hex(span.context.trace_id, 32) != SENDER_TRACE for span in webhooks)
+    assert len(_named(spans, "dd0c.worker.event")) == len(HOSTILE_PARENTS)
+
+
+def test_a_senders_traceparent_is_checked_and_kept_in_its_canonical_form() -> None:
+    assert tracing.sender_traceparent(SENDER_PARENT) == SENDER_PARENT
+    assert tracing.sender_traceparent(f" {SENDER_PARENT.upper()} ") is None  # hex is lower case
+    assert tracing.sender_traceparent(f"01-{SENDER_TRACE}-00f067aa0ba902b7-01-later") == (
+        f"00-{SENDER_TRACE}-00f067aa0ba902b7-01"  # a later version's fields are dropped
+    )
+    for parent in (*HOSTILE_PARENTS, None, "", "garbage"):
+        assert tracing.sender_traceparent(parent) is None, parent
+        assert tracing.trace_id_of(parent) is None, parent
 
 
 def test_tracing_is_off_unless_the_setting_or_the_standard_variables_ask() -> None:

@@ -6,16 +6,23 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
 import structlog
 import structlog.testing
 from fastapi.testclient import TestClient
 
 from conftest import drain
 from dd0c_alert.app import build_runtime
+from dd0c_alert.pipeline import worker as worker_module
+from dd0c_alert.pipeline.persist import persist
+from dd0c_alert.pipeline.runtime import Runtime
 from dd0c_alert.pipeline.worker import Worker
+from dd0c_alert.storage.engine import make_engines
 from dd0c_alert.storage.memory_state import MemoryCircuitBreaker
+from dd0c_alert.storage.ports import BatchOutcome
 from dd0c_alert.web.app import create_app
 from test_poison_events import all_alerts, post_custom
 from webhook_helpers import dead_letters, make_settings, new_tenant, stored_records
@@ -61,29 +68,74 @@ def test_an_archive_outage_longer_than_the_retries_dead_letters_nothing(tmp_path
         shutil.rmtree(archive, ignore_errors=True)
         data.mkdir(exist_ok=True)  # in the production pass the database is elsewhere
         archive.write_text("a file where the archive folder was: nothing can be written")
-        worker = Worker(
-            runtime.store,
-            runtime.queue,
-            runtime.archive,
-            max_attempts=2,
-            lease_seconds=0.2,
-            breakers=MemoryCircuitBreaker(threshold=1, cooldown_seconds=0.05),
-        )
-        outage_ends = time.monotonic() + 4  # over twice as long as two counted tries take
-        while time.monotonic() < outage_ends:
-            worker.run_once()
-            time.sleep(0.02)
+        worker = _worker_through_an_outage(runtime)
         assert dead_letters(runtime, tenant.id) == []
         assert runtime.queue.depth().messages == 3
         assert "archive" in (worker.last_error or "")
 
         archive.unlink()
-        deadline = time.monotonic() + 10
-        while runtime.queue.depth().messages:
-            assert time.monotonic() < deadline, runtime.queue.depth()
-            worker.run_once()
+        _drain_with(worker, runtime)
         assert dead_letters(runtime, tenant.id) == []
         assert len(stored_records(runtime, tenant.id)) == 3
+
+
+def test_claim_checked_bodies_wait_out_an_archive_outage_instead_of_dead_lettering(
+    tmp_path: Path,
+) -> None:
+    """Admission puts a large body in the archive and queues only its reference (the
+    claim check). While the archive cannot be read, each such event failed a counted
+    try: an outage longer than the retries dead-lettered them, and their alerts paged
+    nobody until someone replayed them. They now go back to the queue uncounted, as
+    events do when the archive cannot be written."""
+    data = tmp_path / "d"
+    runtime = build_runtime(
+        make_settings(data, claim_check_bytes=64), roles=frozenset({"ingest", "api"})
+    )
+    with TestClient(create_app(runtime)) as client:
+        tenant = new_tenant(runtime)
+        for n in range(2):
+            post_custom(client, tenant, {"title": f"large {n}", "description": "x" * 200})
+        post_custom(client, tenant, {"title": "small", "service": "s"})
+        archive = data / "archive"
+        hidden = data / "archive-away"
+        archive.rename(hidden)
+        data.mkdir(exist_ok=True)  # in the production pass the database is elsewhere
+        archive.write_text("a file where the archive folder was: nothing can be read")
+        worker = _worker_through_an_outage(runtime)
+        assert dead_letters(runtime, tenant.id) == []
+        assert runtime.queue.depth().messages == 3
+        assert "archive" in (worker.last_error or "")
+
+        archive.unlink()
+        hidden.rename(archive)
+        _drain_with(worker, runtime)
+        assert dead_letters(runtime, tenant.id) == []
+        assert len(stored_records(runtime, tenant.id)) == 3
+
+
+def _worker_through_an_outage(runtime: Runtime) -> Worker:
+    """A worker that tries two counted times, run for over twice as long as those
+    take while the archive is away (the caller made it so)."""
+    worker = Worker(
+        runtime.store,
+        runtime.queue,
+        runtime.archive,
+        max_attempts=2,
+        lease_seconds=0.2,
+        breakers=MemoryCircuitBreaker(threshold=1, cooldown_seconds=0.05),
+    )
+    outage_ends = time.monotonic() + 4
+    while time.monotonic() < outage_ends:
+        worker.run_once()
+        time.sleep(0.02)
+    return worker
+
+
+def _drain_with(worker: Worker, runtime: Runtime) -> None:
+    deadline = time.monotonic() + 10
+    while runtime.queue.depth().messages:
+        assert time.monotonic() < deadline, runtime.queue.depth()
+        worker.run_once()
 
 
 def test_a_dead_letter_of_a_transient_failure_says_what_failed_first(tmp_path: Path) -> None:
@@ -182,3 +234,40 @@ def test_a_lasting_failure_is_logged_once_a_minute_not_at_every_poll(tmp_path: P
     lines = [e for e in logged if e["event"] == "worker_batch_failed"]
     assert len(tries) == 50 and len(lines) <= 1  # the first, unless another test's was
     assert "No space left" in (worker.last_error or "")
+
+
+def test_a_batch_that_keeps_failing_is_logged_once_a_minute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch whose transaction fails is stored one event at a time, and said so in
+    the log with its traceback: once per batch, unthrottled, a cause that lasts (or a
+    sender who can make it happen) wrote a traceback twice a second."""
+    runtime = build_runtime(make_settings(tmp_path / "d"), roles=frozenset({"ingest", "api"}))
+    with TestClient(create_app(runtime)) as client:
+        tenant = new_tenant(runtime)
+        for n in range(4):
+            post_custom(client, tenant, {"title": f"failing batch {n}", "service": "s"})
+        worker = Worker(runtime.store, runtime.queue, runtime.archive)
+        worker.batch_limit = 2
+
+        def fail_batches(store: Any, outcome: BatchOutcome, *args: Any) -> Any:
+            if len(outcome.acked) > 1:
+                raise RuntimeError("the batch's transaction failed")
+            return persist(store, outcome, *args)
+
+        monkeypatch.setattr(worker_module, "persist", fail_batches)
+        with structlog.testing.capture_logs() as logged:
+            assert worker.run_once() == 2
+            assert worker.run_once() == 2
+        events = [e["event"] for e in logged]
+        assert events.count("batch_apply_failed") == 1, events
+        assert len(stored_records(runtime, tenant.id)) == 4  # one by one, all of them
+
+
+def test_a_failing_statement_keeps_its_parameters_out_of_the_error(tmp_path: Path) -> None:
+    """SQLAlchemy puts a failed statement's parameters (alert titles, labels) in the
+    exception's text, and so in every logged traceback."""
+    engine, _ = make_engines(f"sqlite:///{tmp_path / 'x.db'}")
+    with pytest.raises(sa.exc.OperationalError) as failed, engine.connect() as conn:
+        conn.execute(sa.text("SELECT * FROM no_such_table WHERE x = :v"), {"v": "label-42"})
+    assert "label-42" not in str(failed.value)

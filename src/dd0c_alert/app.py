@@ -40,6 +40,7 @@ from dd0c_alert.storage.ports import Archive, CircuitBreaker, IngestQueue, RateL
 from dd0c_alert.storage.redis_state import RedisCircuitBreaker, RedisLink, RedisRateLimiter
 from dd0c_alert.storage.s3_archive import S3Archive
 from dd0c_alert.storage.secrets import SecretBox
+from dd0c_alert.storage.seen_requests import MemorySeenRequests, RedisSeenRequests
 from dd0c_alert.storage.sql import SqlStore
 from dd0c_alert.storage.sqlite_queue import SqliteIngestQueue, queue_file
 from dd0c_alert.storage.unusable import check_database_present, check_key_present
@@ -55,6 +56,10 @@ def migrate(settings: Settings) -> None:
     (``DD0C_MIGRATION_DATABASE_URL``) and then grants the application role (the user
     of ``DATABASE_URL``) its data rights."""
     if not is_postgres(settings):
+        # Before SQLite creates a lost database anew: `migrate` was the one command that
+        # turned a deleted dd0c.db into a new, empty installation.
+        database = sqlite_path(settings.resolved_database_url)
+        check_database_present(database, queue_file(database), settings.data_dir)
         engine, _ = make_engines(settings.resolved_database_url, settings.sqlite_synchronous)
         upgrade(engine)
         return
@@ -69,12 +74,32 @@ def migrate(settings: Settings) -> None:
         engine.dispose()
 
 
+def _must_be_set(variable: str) -> str:
+    """Why a process on PostgreSQL refuses to start without ``variable``."""
+    if variable == "DD0C_JWT_SECRET":
+        why = "verify session tokens with the same key (e.g. `openssl rand -base64 48`)"
+    else:
+        why = "decrypt integration secrets with the same key"
+    return f"{variable} must be set with PostgreSQL: every process must {why}"
+
+
+def missing_shared_key(settings: Settings) -> str | None:
+    """Why this process cannot start on PostgreSQL (a key every process must share is
+    not set), or None. The server commands ask before they bind their port: found
+    while the runtime was built, it came after the ``listening`` line, so a role
+    announced itself and then exited."""
+    if not is_postgres(settings):
+        return None
+    if not settings.secret_key:
+        return _must_be_set("DD0C_SECRET_KEY")
+    if not settings.jwt_secret:
+        return _must_be_set("DD0C_JWT_SECRET")
+    return None
+
+
 def _secret_box(settings: Settings, engine: sa.Engine) -> SecretBox:
     if is_postgres(settings) and not settings.secret_key:
-        raise SystemExit(
-            "DD0C_SECRET_KEY must be set with PostgreSQL: every process must decrypt "
-            "integration secrets with the same key"
-        )
+        raise SystemExit(_must_be_set("DD0C_SECRET_KEY"))
     key_file = settings.data_dir / "secret.key"
     if not settings.secret_key:
         check_key_present(key_file, engine)
@@ -87,10 +112,7 @@ def jwt_secret(settings: Settings) -> str:
     if settings.jwt_secret:
         return settings.jwt_secret
     if is_postgres(settings):
-        raise SystemExit(
-            "DD0C_JWT_SECRET must be set with PostgreSQL: every process must verify "
-            "session tokens with the same key (e.g. `openssl rand -base64 48`)"
-        )
+        raise SystemExit(_must_be_set("DD0C_JWT_SECRET"))
     key_file = settings.data_dir / "jwt.key"
     if not key_file.exists():
         private_dir(key_file.parent)
@@ -278,6 +300,7 @@ def build_runtime(
     return Runtime(
         store=store,
         outbox=outbox,
+        notify_settings=store.notify_settings(),
         notifier=notifier,
         per_tenant_metrics=settings.metrics_per_tenant,
         queue=queue,
@@ -298,4 +321,5 @@ def build_runtime(
         ready_queue_lag_seconds=settings.ready_queue_lag_seconds,
         notify=notify,
         test_limiter=limiter,
+        slack_requests=RedisSeenRequests(redis) if redis else MemorySeenRequests(),
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import inspect
 import json
@@ -13,21 +12,20 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from dd0c_alert.cli_accounts import api_key_app, tenant_app, user_app
 from dd0c_alert.cli_audit import cli_audit
 from dd0c_alert.cli_integrations import integration_app
 from dd0c_alert.cli_notify import deliveries_app, routes_app, slack_app
+from dd0c_alert.cli_serve import server_app
 from dd0c_alert.domain.times import InvalidTime, parse_time
 from dd0c_alert.pipeline.limits import LimitExceeded, check_proposal, check_topology
 from dd0c_alert.roles import ROLES
 
 if TYPE_CHECKING:
-    import socket
-
     from dd0c_alert.config import Settings
     from dd0c_alert.pipeline.limits import ApiLimits
     from dd0c_alert.pipeline.runtime import Runtime
     from dd0c_alert.storage.sql import SqlStore
-    from dd0c_alert.supervisor import BackgroundProcess
 
 
 # The CLI starts fast (`--help` in well under a second): configuration, storage and
@@ -104,10 +102,17 @@ def require_tenant(store: SqlStore, tenant: str) -> None:
     )
 
 
+def tenant_store(tenant: str) -> SqlStore:
+    """The store, after checking the tenant exists."""
+    store = open_store(load_settings())
+    require_tenant(store, tenant)
+    return store
+
+
 app = typer.Typer(
     help="dd0c/alert: every alert in, nothing lost, one clear incident out.", no_args_is_help=True
 )
-tenant_app = typer.Typer(help="Tenants and their API keys.", no_args_is_help=True)
+app.registered_commands.extend(server_app.registered_commands)  # first in --help
 dlq_app = typer.Typer(
     help="Dead letters: accepted events that could not be processed.", no_args_is_help=True
 )
@@ -122,9 +127,7 @@ topology_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(topology_app, name="topology")
-user_app = typer.Typer(help="Users of a tenant, for headless set-up.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
-api_key_app = typer.Typer(help="A tenant's API keys.", no_args_is_help=True)
 app.add_typer(api_key_app, name="api-key")
 secrets_app = typer.Typer(
     help="Secrets stored encrypted with DD0C_SECRET_KEY (else the data folder's secret.key).",
@@ -135,304 +138,12 @@ app.add_typer(secrets_app, name="secrets")
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 
-def _json_value(value: object) -> str:
+def json_value(value: object) -> str:
     """Times as the REST API writes them (ISO 8601, ``T``, with their offset): ``str``
     wrote ``2026-12-07 09:50:58+00:00``, which not every ISO parser takes."""
     if isinstance(value, datetime):
         return value.isoformat()
     return str(value)
-
-
-PortOption = Annotated[int, typer.Option(help="Port to listen on.")]
-
-
-HostOption = Annotated[str, typer.Option(help="Interface to listen on.")]
-
-
-def _serve_http(
-    roles: frozenset[str], host: str, port: int, background: BackgroundProcess | None = None
-) -> None:
-    """uvicorn for ``roles``; with ``background``, the child process that runs the
-    other roles starts once this process has migrated the schema, and stops after
-    uvicorn's last request and commit. An embedded server holds its data folder
-    (``local_server.exclusive``) from before it touches the queue until it exits."""
-    from dd0c_alert.local_server import FolderInUse, recorded
-    from dd0c_alert.logs import configure
-    from dd0c_alert.tracing import setup as setup_tracing
-    from dd0c_alert.web.app import create_app
-
-    settings = _settings()
-    configure(settings.log_level)
-    setup_tracing(settings.otel_enabled, roles)
-    with contextlib.ExitStack() as held:
-        # Local admin commands and `demo` read where an embedded server listens.
-        if "ingest" in roles and not _is_postgres(settings):
-            try:
-                held.enter_context(recorded(settings.data_dir, host, port))
-            except FolderInUse as exc:
-                typer.echo(f"error: {exc}: stop it first, or use another DD0C_DATA_DIR", err=True)
-                raise typer.Exit(2) from None
-        listener = held.enter_context(_listen(host, port))
-        where = f"http://{host}:{port}"
-        typer.echo(
-            f"dd0c-alert {', '.join(sorted(roles))} listening on {where}"
-            + (f"; API docs at {where}/docs" if "api" in roles else ""),
-            err=True,
-        )
-        runtime = build_runtime(
-            settings, roles=roles, wake_consumer=background.wake if background else None
-        )
-        if "ingest" in roles:
-            from dd0c_alert.local_server import public_url_warning
-
-            warning = public_url_warning(settings.public_url, settings.data_dir)
-            if warning:
-                typer.echo(
-                    f"warning: {warning}, or the webhook URLs `dd0c-alert integration` "
-                    "prints point at nothing",
-                    err=True,
-                )
-        if background is not None:
-            runtime.background_alive = background.alive
-            background.start()
-        try:
-            _run_uvicorn(create_app(runtime), settings, listener)
-        finally:
-            if background is not None:
-                background.stop()
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    """The server's socket, bound and listening before the banner says so (uvicorn
-    bound it only after the banner, which then claimed a port that was taken).
-    Connections made while the schema is migrated wait in the backlog."""
-    import socket
-
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-        sock.listen(_BACKLOG)
-    except OSError as exc:
-        sock.close()
-        typer.echo(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}", err=True)
-        raise typer.Exit(1) from None
-    return sock
-
-
-#: uvicorn's default.
-_BACKLOG = 2048
-
-
-#: Allocations between young collections (Python's default is 700). A worker batch or
-#: a burst of webhooks keeps tens of thousands of objects alive for milliseconds; at
-#: 700, each of them was walked by several young collections and promoted, so the
-#: older generations filled with garbage and were collected again and again. At
-#: 10,000 the worker's collector time in ``bench/worker.py`` storm fell from 0.33 to
-#: 0.16 s per 30,000 alerts (50,000 measured slower again: a bigger young generation
-#: is walked while it no longer fits the caches).
-_GC_YOUNG_THRESHOLD = 10_000
-
-
-def freeze_heap() -> None:
-    """Move what start-up made (modules, the app, the runtime) out of the collector's
-    sight, and collect the young generation less often. A full collection walked all
-    of it: pauses of 390 ms mid-storm in ``serve``, every webhook and the worker's lock
-    held waiting, and 30 ms after freezing."""
-    import gc
-
-    gc.collect()
-    gc.freeze()
-    _, older, oldest = gc.get_threshold()
-    gc.set_threshold(_GC_YOUNG_THRESHOLD, older, oldest)
-
-
-class _Terminated(Exception):
-    """SIGTERM, as uvicorn re-raises it once its own graceful shutdown is done."""
-
-
-def _raise_terminated(signum: int, frame: object) -> None:
-    """Uvicorn re-raises a captured SIGTERM after its shutdown, for the handler that was
-    there before it. At the default action that ended the process on the spot, before
-    the caller's clean-up: serve's child then died of end-of-file in mid-batch instead
-    of being stopped in order, and the metrics folder and the folder's note stayed
-    behind. Raised instead, it returns control to the caller like Ctrl-C does."""
-    raise _Terminated
-
-
-def _run_uvicorn(asgi: Any, settings: Settings, listener: socket.socket) -> None:
-    import signal
-
-    import uvicorn
-
-    from dd0c_alert.web.http_server import protocol as http_protocol
-
-    freeze_heap()
-    config = uvicorn.Config(
-        asgi,
-        log_level="warning",
-        access_log=False,
-        loop="uvloop",
-        http=http_protocol(
-            settings.http_header_timeout_seconds,
-            settings.http_max_header_bytes,
-            getattr(asgi, "deliveries", None),
-        ),
-        timeout_graceful_shutdown=10,
-        timeout_keep_alive=settings.http_keep_alive_seconds,
-        limit_concurrency=settings.max_connections,
-        h11_max_incomplete_event_size=settings.http_max_header_bytes,
-        backlog=_BACKLOG,
-        proxy_headers=True,
-        forwarded_allow_ips=settings.trusted_proxies,
-    )
-    server = uvicorn.Server(config)
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
-    try:
-        with contextlib.suppress(KeyboardInterrupt, _Terminated):
-            server.run(sockets=[listener])
-    finally:
-        # A second SIGTERM while the caller stops the rest ends the process at once.
-        signal.signal(signal.SIGTERM, previous)
-    if not server.started:
-        raise typer.Exit(3)  # uvicorn's exit code for a failed start-up
-
-
-def _run_until_signalled(roles: frozenset[str]) -> None:
-    """Run roles that serve no HTTP until SIGTERM or SIGINT, then stop cleanly."""
-    import signal
-    import threading
-
-    from dd0c_alert.logs import configure
-    from dd0c_alert.tracing import setup as setup_tracing
-
-    settings = _settings()
-    configure(settings.log_level)
-    setup_tracing(settings.otel_enabled, roles)
-    runtime = build_runtime(settings, roles=roles)
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    freeze_heap()
-    runtime.start()
-    try:
-        stop.wait()
-    finally:
-        runtime.stop()
-
-
-@app.command()
-def serve(host: HostOption = "127.0.0.1", port: PortOption = 8080) -> None:
-    """Run every role: webhooks and the API here, the worker, notifier and scheduled
-    jobs in a child process this one supervises."""
-    import shutil
-
-    from dd0c_alert.supervisor import BACKGROUND_ROLES, BackgroundProcess, share_metrics_directory
-
-    metrics_dir = share_metrics_directory()
-    try:
-        _serve_http(ROLES - BACKGROUND_ROLES, host, port, BackgroundProcess())
-    finally:
-        if metrics_dir is not None:
-            shutil.rmtree(metrics_dir, ignore_errors=True)
-
-
-@app.command("serve-background", hidden=True)
-def serve_background(wake_fd: Annotated[int, typer.Option()]) -> None:
-    """The child process of ``serve`` (worker, notifier, scheduled jobs)."""
-    import signal
-    import threading
-
-    from dd0c_alert.logs import configure
-    from dd0c_alert.supervisor import BACKGROUND_ROLES, ParentLink
-    from dd0c_alert.tracing import setup as setup_tracing
-
-    parent = ParentLink(wake_fd)
-    # Ctrl-C in a terminal reaches the whole process group; the parent then stops
-    # this process in order (SIGTERM), after its own last commit.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    settings = _settings()
-    configure(settings.log_level)
-    setup_tracing(settings.otel_enabled, BACKGROUND_ROLES)
-    # The parent migrated the database before starting this process.
-    runtime = build_runtime(settings, roles=BACKGROUND_ROLES, migrate_schema=False)
-    runtime.cron_pass_process = True
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    if runtime.worker is not None:
-        parent.forward_to(runtime.worker.wake)
-    freeze_heap()
-    runtime.start()
-    try:
-        stop.wait()
-    finally:
-        runtime.stop()
-
-
-@app.command("cron-pass", hidden=True)
-def cron_pass(parent_fd: Annotated[int, typer.Option()]) -> None:
-    """One pass of the scheduled jobs, then exit (``serve``'s child runs each this way)."""
-    from dd0c_alert.logs import configure
-    from dd0c_alert.pipeline.cron import Scheduler
-    from dd0c_alert.supervisor import ParentLink
-
-    ParentLink(parent_fd)  # exits at once if the process that started this one dies
-
-    settings = _settings()
-    configure(settings.log_level)
-    runtime = build_runtime(settings, roles=frozenset({"cron"}), migrate_schema=False)
-    try:
-        Scheduler(runtime.store, 0, runtime.archive, runtime.retention, runtime.queue).run_once()
-    finally:
-        runtime.stop()
-
-
-@app.command()
-def ingest(host: HostOption = "127.0.0.1", port: PortOption = 8080) -> None:
-    """Receive webhooks and queue them (run several behind a load balancer)."""
-    _serve_http(frozenset({"ingest"}), host, port)
-
-
-@app.command()
-def api(host: HostOption = "127.0.0.1", port: PortOption = 8081) -> None:
-    """Serve the REST API."""
-    _serve_http(frozenset({"api"}), host, port)
-
-
-HealthPort = Annotated[
-    int | None,
-    typer.Option(
-        "--port",
-        help="Serve /healthz, /readyz and /metrics on this port (for orchestrators and "
-        "Prometheus); none: no HTTP.",
-    ),
-]
-
-
-def _run_role(role: str, host: str, port: int | None) -> None:
-    if port is None:
-        _run_until_signalled(frozenset({role}))
-    else:
-        _serve_http(frozenset({role}), host, port)
-
-
-@app.command()
-def correlate(host: HostOption = "127.0.0.1", port: HealthPort = None) -> None:
-    """Consume the queue: normalise, correlate and store (run several to scale out)."""
-    _run_role("correlate", host, port)
-
-
-@app.command()
-def notify(host: HostOption = "127.0.0.1", port: HealthPort = None) -> None:
-    """Deliver the notification outbox: Slack, email, webhooks (several may run)."""
-    _run_role("notify", host, port)
-
-
-@app.command()
-def cron(host: HostOption = "127.0.0.1", port: HealthPort = None) -> None:
-    """Run the scheduled jobs (retention, suggestions, idempotency-key purge); run only one
-    process of it."""
-    _run_role("cron", host, port)
 
 
 @app.command()
@@ -456,38 +167,6 @@ def secrets_reencrypt() -> None:
     store = open_store(_settings())
     count = store.reencrypt_secrets()
     typer.echo(f"{count} secret{'' if count == 1 else 's'} encrypted with the first key")
-
-
-@tenant_app.command("create")
-def tenant_create(
-    name: Annotated[str, typer.Argument(help="A name for people, e.g. acme.")],
-    as_json: JsonFlag = False,
-) -> None:
-    """Create a tenant and its first API key (shown once)."""
-    if not name.strip():
-        raise typer.BadParameter("a tenant needs a name", param_hint="'NAME'")
-    store = open_store(_settings())
-    tenant = store.create_tenant(name)
-    key = store.create_api_key(tenant.id, "default")
-    cli_audit(store, tenant.id, "tenant.create", "tenant", tenant.id, {"name": tenant.name})
-    if as_json:
-        typer.echo(json.dumps({"tenant_id": tenant.id, "api_key": key}))
-        return
-    typer.echo(f"tenant {tenant.name}: {tenant.id}")
-    typer.echo(f"API key (shown once, store it now): {key}")
-
-
-@tenant_app.command("list")
-def tenant_list(as_json: JsonFlag = False) -> None:
-    """List tenants: the id each --tenant option takes, and the name."""
-    tenants = open_store(_settings()).list_tenants()
-    if as_json:
-        typer.echo(json.dumps([{"tenant_id": t.id, "name": t.name} for t in tenants]))
-        return
-    if not tenants:  # an empty output read as a command that did nothing
-        typer.echo("no tenants: dd0c-alert tenant create NAME makes one")
-    for tenant in tenants:
-        typer.echo(f"{tenant.id}  {tenant.name}")
 
 
 @dlq_app.command("list")
@@ -655,104 +334,6 @@ def topology_show(
     _print_topology(topology_of(rules), as_json)
 
 
-TenantOption = Annotated[str, typer.Option("--tenant", help="Tenant id.")]
-
-
-def _tenant_store(tenant: str) -> SqlStore:
-    store = open_store(_settings())
-    require_tenant(store, tenant)
-    return store
-
-
-@user_app.command("create")
-def user_create(
-    tenant: TenantOption,
-    email: Annotated[str, typer.Option(help="The user's email address.")],
-    role: Annotated[str, typer.Option(help="owner, admin, member or viewer.")] = "owner",
-    password_stdin: Annotated[
-        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
-    ] = False,
-    as_json: JsonFlag = False,
-) -> None:
-    """Add a user to a tenant (created if new). Without a password the user sets one
-    through a reset link (POST /v1/auth/reset-request)."""
-    import sys
-
-    from dd0c_alert.web.passwords import WeakPassword, check_strength, hash_password
-    from dd0c_alert.web.permissions import ROLES
-
-    if role not in ROLES:
-        raise typer.BadParameter(f"role must be one of {', '.join(ROLES)}")
-    store = _tenant_store(tenant)
-    accounts = store.accounts()
-    password_hash = None
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\n")
-        try:
-            check_strength(password, email)
-        except WeakPassword as exc:
-            raise typer.BadParameter(str(exc)) from None
-        password_hash = hash_password(password)
-    user = accounts.user_by_email(email) or accounts.create_user(email, password_hash)
-    if password_hash is not None and user.password_hash is None:
-        accounts.set_password(user.id, password_hash)
-    accounts.add_member(tenant, user.id, role)
-    detail = {"email": user.email, "role": role, "password_set": password_hash is not None}
-    cli_audit(store, tenant, "user.add", "user", user.id, detail)
-    result = {"user_id": user.id, "email": user.email, "tenant_id": tenant, "role": role}
-    typer.echo(json.dumps(result) if as_json else f"{email} is {role} of {tenant} ({user.id})")
-
-
-@api_key_app.command("create")
-def api_key_create(
-    tenant: TenantOption,
-    name: Annotated[str, typer.Option(help="What the key is for.")],
-    scope: Annotated[str, typer.Option(help="read, write or admin.")] = "read",
-    as_json: JsonFlag = False,
-) -> None:
-    """Create an API key; it is shown once, only its hash is kept."""
-    from dd0c_alert.web.permissions import SCOPES
-
-    if scope not in SCOPES:
-        raise typer.BadParameter(f"scope must be one of {', '.join(SCOPES)}")
-    store = _tenant_store(tenant)
-    key, record = store.accounts().create_api_key(tenant, name, scope)
-    cli_audit(store, tenant, "api_key.create", "api_key", record.id, {"name": name, "scope": scope})
-    if as_json:
-        typer.echo(json.dumps({"id": record.id, "key": key, "scope": scope}))
-    else:
-        typer.echo(f"{record.id}  {scope}  {name}\n{key}\n(shown once: store it now)")
-
-
-@api_key_app.command("list")
-def api_key_list(tenant: TenantOption, as_json: JsonFlag = False) -> None:
-    """The tenant's API keys (never the keys themselves)."""
-    keys = [key.public() for key in _tenant_store(tenant).accounts().api_keys(tenant)]
-    if as_json:
-        typer.echo(json.dumps(keys, default=_json_value))
-        return
-    for key in keys:
-        used = (
-            f"last used {_json_value(key['last_used_at'])}" if key["last_used_at"] else "never used"
-        )
-        typer.echo(f"{key['id']}  {key['scope']:<5}  {key['name']}  ({used})")
-
-
-@api_key_app.command("revoke")
-def api_key_revoke(
-    tenant: TenantOption, key_id: Annotated[str, typer.Argument(help="The key's id.")]
-) -> None:
-    """Revoke an API key: refused at once by new processes, within 10 s by running
-    servers (they cache keys that long)."""
-    store = _tenant_store(tenant)
-    revoked = store.accounts().revoke_api_key(tenant, key_id)
-    if revoked is None:
-        raise typer.BadParameter(f"tenant {tenant} has no API key {key_id}")
-    if revoked:  # revoking it again changes nothing, and is not audited again
-        cli_audit(store, tenant, "api_key.revoke", "api_key", key_id)
-    typer.echo(f"revoked {key_id} (running servers refuse it within 10 s)")
-
-
 @app.command()
 def doctor(as_json: JsonFlag = False) -> None:
     """Check configuration, database, migrations, row-level security, Redis, the
@@ -799,6 +380,7 @@ def restore(
 ) -> None:
     """Restore an embedded installation from a backup (stop the service first)."""
     from dd0c_alert.local_server import FolderInUse, exclusive
+    from dd0c_alert.pipeline.backup import NotRestorable, RestoreFailed
     from dd0c_alert.pipeline.backup import restore as put_back
 
     settings = _settings()
@@ -811,8 +393,11 @@ def restore(
             copied = put_back(source, settings.data_dir, force=force)
     except FolderInUse as exc:
         raise typer.BadParameter(f"{exc}: stop it before restoring") from None
-    except (FileExistsError, FileNotFoundError) as exc:
+    except (FileExistsError, FileNotFoundError, NotRestorable) as exc:
         raise typer.BadParameter(str(exc)) from None
+    except RestoreFailed as exc:  # a full disk, a permission, Ctrl-C: no usage error
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
     typer.echo(f"restored {copied.archive_files} archive files into {settings.data_dir}")
 
 
@@ -829,7 +414,7 @@ def suggest(
     run_suggestions(store, tenant)
     items = store.list_suggestions(tenant, "open", None, 500, None).items
     if as_json:
-        typer.echo(json.dumps(items, default=_json_value))
+        typer.echo(json.dumps(items, default=json_value))
         return
     if not items:
         typer.echo("no open suggestions: the history supports none")

@@ -101,9 +101,8 @@ def integration_create(
     url = webhook_url(settings.public_url, integration)
     _warn_about_public_url(settings)
     if as_json:
-        typer.echo(
-            json.dumps({"integration_id": integration.id, "webhook_url": url, "secret": secret})
-        )
+        shown = {"integration_id": integration.id, "webhook_url": url, "secret": secret}
+        typer.echo(json.dumps(shown | {"setup": snippet(provider, url, secret)}))
         return
     typer.echo(f"integration {integration.id} ({provider})")
     typer.echo(f"webhook URL: {url}")
@@ -139,19 +138,25 @@ def _change(tenant: str, integration_id: str, **change: Any) -> tuple[Integratio
     from datetime import timedelta
 
     from dd0c_alert.pipeline.integrations import change_integration
+    from dd0c_alert.storage.ports import RotationInProgress
 
     settings = _settings()
     store = _store(settings, tenant)
-    changed = change_integration(
-        store.product(),
-        tenant,
-        integration_id,
-        grace=timedelta(seconds=settings.secret_rotation_grace_seconds),
-        **change,
-    )
+    try:
+        changed = change_integration(
+            store.product(),
+            tenant,
+            integration_id,
+            grace=timedelta(seconds=settings.secret_rotation_grace_seconds),
+            **change,
+        )
+    except RotationInProgress as exc:
+        typer.echo(f"error: not rotated: {exc}", err=True)
+        raise typer.Exit(1) from None
     if changed is None:
         raise typer.BadParameter(f"tenant {tenant} has no integration {integration_id!r}")
-    detail = {("rotate_secret" if k == "rotate" else k): v for k, v in change.items()}
+    names = {"rotate": "rotate_secret", "revoke_previous": "revoke_previous_secret"}
+    detail = {names.get(k, k): v for k, v in change.items()}
     cli_audit(store, tenant, "integration.update", "integration", integration_id, detail)
     return changed
 
@@ -173,22 +178,38 @@ def integration_disable(tenant: TenantOption, integration_id: IntegrationId) -> 
 
 @integration_app.command("rotate")
 def integration_rotate(
-    tenant: TenantOption, integration_id: IntegrationId, as_json: JsonFlag = False
+    tenant: TenantOption,
+    integration_id: IntegrationId,
+    as_json: JsonFlag = False,
+    no_grace: Annotated[
+        bool,
+        typer.Option(
+            "--no-grace",
+            help="The secret leaked: refuse the old one (and any earlier) at once.",
+        ),
+    ] = False,
 ) -> None:
     """Give the integration a new secret (shown once); the old one is still accepted
-    for DD0C_SECRET_ROTATION_GRACE_SECONDS (default 24 h) while the tool is updated."""
+    for DD0C_SECRET_ROTATION_GRACE_SECONDS (default 24 h) while the tool is updated,
+    unless --no-grace."""
     from dd0c_alert.setup_snippets import snippet
 
     settings = _settings()
-    integration, secret = _change(tenant, integration_id, rotate=True)
+    change: dict[str, Any] = {"rotate": True} | ({"revoke_previous": True} if no_grace else {})
+    integration, secret = _change(tenant, integration_id, **change)
     assert secret is not None
     shown = _shown(integration, settings)
     _warn_about_public_url(settings)
     if as_json:
-        typer.echo(json.dumps(shown | {"secret": secret}))
+        setup = snippet(integration.provider, shown["webhook_url"], secret)
+        typer.echo(json.dumps(shown | {"secret": secret, "setup": setup}))
         return
     typer.echo(f"new secret (shown once): {secret}")
-    typer.echo(f"the old one is accepted until {shown['previous_secret_valid_until'] or 'now'}\n")
+    if no_grace:
+        typer.echo(f"the old one is refused from now on ({_CACHE_NOTE})\n")
+    else:
+        until = shown["previous_secret_valid_until"] or "now"
+        typer.echo(f"the old one is accepted until {until}\n")
     typer.echo(snippet(integration.provider, shown["webhook_url"], secret))
 
 

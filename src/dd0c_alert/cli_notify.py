@@ -78,11 +78,11 @@ def slack_configure(
 
     settings = _settings()
     store = _tenant_store(tenant)
-    outbox = store.outbox()
+    notify_settings = store.notify_settings()
     try:
         check = asyncio.run(
             configure_slack(
-                outbox,
+                notify_settings,
                 tenant,
                 bot_token=bot_token,
                 signing_secret=signing_secret,
@@ -94,7 +94,7 @@ def slack_configure(
         raise typer.BadParameter(str(exc)) from None
     detail = {"default_channel": channel}  # never the token or the secret
     cli_audit(store, tenant, "slack.configure", "slack", tenant, detail)
-    view = {**slack_view(outbox, tenant), "token_check": check}
+    view = {**slack_view(notify_settings, tenant), "token_check": check}
     if as_json:
         typer.echo(json.dumps(view))
         return
@@ -173,7 +173,7 @@ def routes_list(
     """List a tenant's routes in evaluation order (webhook secrets are never shown)."""
     from dd0c_alert.pipeline.route_documents import shown
 
-    routes = [shown(r) for r in _tenant_store(tenant).outbox().list_routes(tenant)]
+    routes = [shown(r) for r in _tenant_store(tenant).notify_settings().list_routes(tenant)]
     if as_json:
         typer.echo(json.dumps(routes))
         return

@@ -115,8 +115,11 @@ class Settings(BaseSettings):
         ge=0,
         description="After an integration's secret is rotated, the old one is still "
         "accepted for this long, so the tool can be reconfigured without losing alerts; "
-        "then refused with 401 secret_rotated. Below 5 s, other running processes may "
-        "accept it until their 5 s cache of integrations expires.",
+        "then refused with 401 secret_rotated. Rotating again before then is refused "
+        "(409 rotation_in_progress): only one old secret is kept; for a leaked secret, "
+        "revoke_previous_secret (API) or rotate --no-grace (CLI) ends the grace at once. "
+        "Below 5 s, other "
+        "running processes may accept it until their 5 s cache of integrations expires.",
     )
 
     api_max_body_bytes: int = Field(
@@ -222,8 +225,8 @@ class Settings(BaseSettings):
     notify_coalesce_seconds: float = Field(
         default=3.0,
         ge=0,
-        description="An incident's Slack message is updated at most this often; the latest "
-        "state always goes out.",
+        description="An incident's Slack message is updated, and each webhook sent its "
+        "incident.updated, at most this often; the latest state always goes out.",
     )
     notify_max_attempts: int = Field(
         default=8,
@@ -244,7 +247,8 @@ class Settings(BaseSettings):
         default=8,
         ge=-1,
         le=23,
-        description="UTC hour after which each tenant's daily digest mail goes out; -1: none.",
+        description="Hour after which each tenant's daily digest mail goes out, on the "
+        "tenant's clock (its time_zone setting, UTC unless set); -1: none.",
     )
     notify_lease_seconds: float = Field(
         default=300.0,
@@ -255,8 +259,10 @@ class Settings(BaseSettings):
     retention_days: int = Field(
         default=30,
         ge=0,
-        description="Alerts, decisions, deploys, dead letters and raw payloads older than "
-        "this are purged by the scheduled jobs; 0 keeps everything.",
+        description="Alerts, incidents, decisions, deploys, dead letters, notification "
+        "deliveries, the audit log and raw payloads older than this are purged by the "
+        "scheduled jobs (every kind: docs/operations.md, Retention and disk use); "
+        "0 keeps everything.",
     )
     suggest_interval_seconds: float = Field(
         default=600,

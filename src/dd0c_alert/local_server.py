@@ -59,6 +59,22 @@ def exclusive(data_dir: Path) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
+def served(folder: Path) -> bool:
+    """Whether a server holds ``folder``'s lock now; creates nothing there, so a backup
+    folder asked about stays as it was."""
+    try:
+        fd = os.open(folder / LOCK, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
 @contextlib.contextmanager
 def recorded(data_dir: Path, host: str, port: int) -> Iterator[None]:
     """Hold the folder's lock (FolderInUse if a server runs) and leave the note while

@@ -16,6 +16,7 @@ per-event log line either way.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,10 @@ INSTRUMENTATION = "dd0c_alert"
 TRACEPARENT = "traceparent"
 TRACESTATE = "tracestate"
 _PROPAGATOR = TraceContextTextMapPropagator()
+#: version-trace id-parent id-flags, then a later version's fields (W3C Trace Context).
+_TRACEPARENT_RE = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
+#: Longer is not a header any tracer sends: no need to scan it.
+_TRACEPARENT_MAX = 512
 _tracer: trace.Tracer | None = None
 
 
@@ -148,12 +153,32 @@ def traceparent_of(span: trace.Span) -> str | None:
     return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
 
 
-def trace_id_of(traceparent: str | None) -> str | None:
-    """The trace id in a ``traceparent`` (``00-<trace id>-<span id>-<flags>``)."""
-    if not traceparent or len(traceparent) < 55 or traceparent[2] != "-":
+def sender_traceparent(value: str | None) -> str | None:
+    """A sender's ``traceparent`` header as dd0c keeps it: the W3C version-00 form of
+    the span it names, or None when it names none (malformed, not lower-case hex,
+    version ``ff``, zero ids, a version 00 with more fields). It is anyone's input:
+    kept as sent, its "trace id" reached the log lines unchecked (escapes, any text)
+    and its kilobytes the deliveries' 64-character ``traceparent`` column, which
+    PostgreSQL refused, failing the batch. A later version's extra fields are dropped,
+    as the specification asks of a version-00 reader."""
+    if not value or len(value) > _TRACEPARENT_MAX:
         return None
-    trace_id = traceparent[3:35]
-    return None if trace_id == "0" * 32 else trace_id
+    match = _TRACEPARENT_RE.fullmatch(value)
+    if match is None:
+        return None
+    version, trace_id, span_id, flags, rest = match.groups()
+    if version == "ff" or (version == "00" and rest) or trace_id == "0" * 32:
+        return None
+    if span_id == "0" * 16:
+        return None
+    return f"00-{trace_id}-{span_id}-{flags}"
+
+
+def trace_id_of(traceparent: str | None) -> str | None:
+    """The trace id in a ``traceparent`` (``00-<trace id>-<span id>-<flags>``); None
+    unless it is a valid one (see :func:`sender_traceparent`)."""
+    checked = sender_traceparent(traceparent)
+    return None if checked is None else checked[3:35]
 
 
 def add_trace_id(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 import re2
@@ -279,6 +280,88 @@ def test_parse_schedule_forms() -> None:
 def test_parse_schedule_errors(text: str, message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         parse_schedule(text)
+
+
+def test_a_tz_clause_puts_every_window_on_that_zones_clock() -> None:
+    night, weekend = parse_schedule("mon-fri 22:00-07:00; TZ=Europe/Berlin; sat,sun 00:00-24:00")
+    assert night.zone == weekend.zone == ZoneInfo("Europe/Berlin")
+    assert (night.start, night.end) == (22 * 60, 7 * 60)
+    assert parse_schedule("tz = UTC; daily 02:00-03:00")[0].zone is UTC
+    assert parse_schedule("daily 02:00-03:00")[0].zone is UTC
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("TZ=Mars/Olympus; daily 02:00-03:00", "unknown time zone 'Mars/Olympus'"),
+        ("TZ=; daily 02:00-03:00", "unknown time zone ''"),
+        ("TZ=/etc/passwd; daily 02:00-03:00", "unknown time zone"),
+        ("TZ=../../../etc/passwd; daily 02:00-03:00", "unknown time zone"),
+        ("TZ=" + "A/" * 40 + "; daily 02:00-03:00", "unknown time zone"),
+        ("TZ=Europe/Berlin", "no window"),
+        ("TZ=UTC; TZ=Europe/Berlin; daily 02:00-03:00", "more than one TZ= clause"),
+        # Folders of the zone database, not zones: opening one raised IsADirectoryError.
+        ("TZ=Europe; daily 02:00-03:00", "unknown time zone 'Europe'"),
+        ("TZ=Etc; daily 02:00-03:00", "unknown time zone 'Etc'"),
+        ("TZ=America/Argentina; daily 02:00-03:00", "unknown time zone"),
+        # Files of the database that are zones but not IANA names: the machine's own
+        # zone, the POSIX default rules, leap-second and POSIX copies, "Factory".
+        ("TZ=localtime; daily 02:00-03:00", "unknown time zone 'localtime'"),
+        ("TZ=posixrules; daily 02:00-03:00", "unknown time zone 'posixrules'"),
+        ("TZ=right/UTC; daily 02:00-03:00", "unknown time zone 'right/UTC'"),
+        ("TZ=posix/Europe/Berlin; daily 02:00-03:00", "unknown time zone"),
+        ("TZ=Factory; daily 02:00-03:00", "unknown time zone 'Factory'"),
+        ("TZ=zone.tab; daily 02:00-03:00", "unknown time zone 'zone.tab'"),
+        ("TZ=tzdata.zi; daily 02:00-03:00", "unknown time zone 'tzdata.zi'"),
+        ("TZ=leapseconds; daily 02:00-03:00", "unknown time zone 'leapseconds'"),
+        ("TZ=Europe/Berl\u00efn; daily 02:00-03:00", "unknown time zone"),
+        ("TZ=europe/berlin; daily 02:00-03:00", "did you mean 'Europe/Berlin'?"),
+    ],
+)
+def test_bad_time_zones_are_refused_by_name(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_schedule(text)
+
+
+def test_zone_names_of_the_iana_database_and_its_links_are_read() -> None:
+    for name in ("Europe/Berlin", "America/Argentina/Buenos_Aires", "US/Eastern", "EST5EDT"):
+        assert parse_schedule(f"TZ={name}; daily 02:00-03:00")[0].zone == ZoneInfo(name)
+
+
+def test_a_zoned_window_follows_daylight_saving_time() -> None:
+    """22:00-07:00 in Berlin is 21:00-06:00 UTC in winter (CET) and 20:00-05:00 UTC in
+    summer (CEST): the team's night, not a fixed UTC span that drifts by an hour."""
+    silence = Silence("s1", (), schedule="TZ=Europe/Berlin; daily 22:00-07:00")
+    for day in (datetime(2026, 1, 14, tzinfo=UTC), datetime(2026, 7, 14, tzinfo=UTC)):
+        summer = day.month == 7
+        evening = day.replace(hour=20 if summer else 21)
+        morning = day.replace(hour=5 if summer else 6)
+        assert silence_active(silence, evening)
+        assert not silence_active(silence, evening - timedelta(minutes=1))
+        assert silence_active(silence, morning - timedelta(minutes=1))
+        assert not silence_active(silence, morning)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    day=st.sampled_from(["mon", "fri", "sun", "sat-mon", "daily"]),
+    start=st.integers(0, 1439),
+    length=st.integers(1, 1439),
+    hours=st.integers(-12, 14),
+    minute=st.integers(0, 10079),
+)
+def test_a_fixed_offset_zone_shifts_the_utc_schedule_by_its_offset(
+    day: str, start: int, length: int, hours: int, minute: int
+) -> None:
+    """``Etc/GMT-2`` is UTC+2 (POSIX signs): a window on its clock is active at ``t``
+    exactly when the same window in UTC is active at ``t + 2 h``."""
+    end = (start + length) % 1440
+    text = f"{day} {start // 60:02d}:{start % 60:02d}-{end // 60:02d}:{end % 60:02d}"
+    name = "Etc/GMT" + ("" if hours == 0 else f"{-hours:+d}")
+    at = T0 + timedelta(minutes=minute)
+    zoned = Silence("s1", (), schedule=f"TZ={name}; {text}")
+    in_utc = Silence("s2", (), schedule=text)
+    assert silence_active(zoned, at) is silence_active(in_utc, at + timedelta(hours=hours))
 
 
 def test_silence_bounds_are_half_open() -> None:

@@ -205,6 +205,13 @@ def test_an_integration_is_created_tested_rotated_disabled_and_deleted(
     assert "Secret rotated" in rotated and "the old one is still accepted until" in rotated
     assert secret.group(1) not in rotated
     assert "Previous secret" in client.get("/settings/integrations").text
+    again = post(client, f"{base}/rotate")  # a double click, or a second try
+    assert again.status_code == 409 and "Not rotated: the secret was rotated already" in again.text
+    assert "Refuse the previous secret now" in again.text
+    ended = post(client, f"{base}/revoke-previous").text  # it leaked: end its grace
+    assert "The previous secret is refused from now on" in ended
+    assert "Previous secret" not in ended and "Refuse the previous secret now" not in ended
+    assert "Secret rotated" in post(client, f"{base}/rotate").text  # no grace was running
     assert 'tag off">disabled' in post(client, f"{base}/disable").text
     refused = post(client, f"{base}/test")
     assert refused.status_code == 409 and "Test alert refused" in refused.text
@@ -337,14 +344,14 @@ def test_routes_are_created_edited_and_deleted_with_errors_by_field(
     assert "'secret' must be a non-empty string" in field_error(bad.text, "webhook_secret")
     made = post(client, "/settings/routes/new", **ROUTE)
     assert made.status_code == 200 and "Route created." in made.text
-    [route] = runtime.outbox.list_routes(tenant_id)
+    [route] = runtime.notify_settings.list_routes(tenant_id)
     assert route["escalation"]["after_seconds"] == 900
     edit = client.get(f"/settings/routes/{route['id']}").text
     assert "webhook https://hooks.example.com/dd0c" in edit and "hook-secret" not in edit
     changed = ROUTE | {"webhook_secret": "", "min_severity": "", "escalate_after_minutes": ""}
     changed |= {"escalation_destinations": "", "continue": "on"}
     assert "Route saved." in post(client, f"/settings/routes/{route['id']}", **changed).text
-    [saved] = runtime.outbox.routes_for_sending(tenant_id)
+    [saved] = runtime.notify_settings.routes_for_sending(tenant_id)
     assert saved["continue"] is True and "escalation" not in saved
     assert "min_severity" not in saved
     assert any(d.get("secret") == "hook-secret" for d in saved["destinations"])  # kept
@@ -353,17 +360,44 @@ def test_routes_are_created_edited_and_deleted_with_errors_by_field(
     assert audit_actions(client)[:3] == ["route.delete", "route.update", "route.create"]
 
 
+def test_quiet_hours_show_the_zone_they_run_on(client: TestClient, team: Team) -> None:
+    """The list said "… UTC" after every schedule, a ``TZ=`` clause's too."""
+    zoned = "TZ=Europe/Berlin; mon-fri 22:00-07:00"
+    post(client, "/settings/routes/new", **(ROUTE | {"name": "berlin", "quiet_hours": zoned}))
+    post(
+        client,
+        "/settings/routes/new",
+        **(ROUTE | {"name": "utc", "quiet_hours": "sat 02:00-04:00"}),
+    )
+    bad = post(
+        client, "/settings/routes/new", **(ROUTE | {"quiet_hours": "TZ=Nowhere; sat 02:00-04:00"})
+    )
+    assert "unknown time zone 'Nowhere'" in field_error(bad.text, "quiet_hours")
+    listed = client.get("/settings/routes").text
+    assert (
+        f"<dd>{html_text.escape(zoned)}</dd>" in listed and "<dd>sat 02:00-04:00 UTC</dd>" in listed
+    )
+
+
 def test_routes_move_up_and_down(client: TestClient, team: Team, runtime: Runtime) -> None:
     for name in ("first", "second", "third"):
         post(client, "/settings/routes/new", name=name, destinations="slack #x")
-    ids = [r["id"] for r in runtime.outbox.list_routes(team.id)]
+    ids = [r["id"] for r in runtime.notify_settings.list_routes(team.id)]
     page = client.get("/settings/routes").text
     assert page.count('value="up"') == 2 and page.count('value="down"') == 2  # not past the ends
     moved = post(client, f"/settings/routes/{ids[2]}/move", direction="up")
     assert "Route moved" in moved.text
-    assert [r["name"] for r in runtime.outbox.list_routes(team.id)] == ["first", "third", "second"]
+    assert [r["name"] for r in runtime.notify_settings.list_routes(team.id)] == [
+        "first",
+        "third",
+        "second",
+    ]
     post(client, f"/settings/routes/{ids[0]}/move", direction="down")
-    assert [r["name"] for r in runtime.outbox.list_routes(team.id)] == ["third", "first", "second"]
+    assert [r["name"] for r in runtime.notify_settings.list_routes(team.id)] == [
+        "third",
+        "first",
+        "second",
+    ]
     assert audit_actions(client)[0] == "route.reorder"
 
 
@@ -460,6 +494,11 @@ def test_correlation_settings_are_saved_and_checked(
     assert "must be at least" in field_error(span.text, "max_incident_span_seconds")
     assert audit_actions(client) == ["settings.update"]
     assert "Not configured" in client.get("/settings/correlation").text  # SMTP
+    nowhere = post(client, "/settings/correlation", **(form | {"time_zone": "Europe"}))
+    assert "unknown time zone 'Europe'" in field_error(nowhere.text, "time_zone")
+    tokyo = post(client, "/settings/correlation", **(form | {"time_zone": "Asia/Tokyo"}))
+    assert "Settings saved" in tokyo.text and 'value="Asia/Tokyo"' in tokyo.text
+    assert runtime.store.tenant_settings(tenant_id).time_zone == "Asia/Tokyo"
 
 
 def test_the_team_is_invited_and_roles_follow_the_owner_rules(
@@ -470,6 +509,14 @@ def test_the_team_is_invited_and_roles_follow_the_owner_rules(
     assert bad.status_code == 422 and field_error(bad.text, "email")
     invited = post(client, "/settings/team/invite", email="new@example.com", role="member")
     assert "Invitation recorded" in invited.text and "new@example.com" in invited.text
+    post(client, "/settings/team/invite", email="typo@exmaple.com", role="member")
+    page = client.get("/settings/team").text
+    typo = re.findall(r'action="/settings/team/invitations/([^/]+)/revoke"', page)
+    assert len(typo) == 2
+    revoked = post(client, f"/settings/team/invitations/{typo[1]}/revoke")
+    assert "Invitation revoked" in revoked.text and "typo@exmaple.com" not in revoked.text
+    assert "new@example.com" in revoked.text
+    assert post(client, f"/settings/team/invitations/{typo[1]}/revoke").status_code == 404
     add_user(runtime, tenant_id, team.email("admin"), "admin")
     add_user(runtime, tenant_id, team.email("member"), "member")
     accounts = runtime.store.accounts()
@@ -487,6 +534,7 @@ def test_the_team_is_invited_and_roles_follow_the_owner_rules(
     assert accounts.member(tenant_id, member.id) is None
     actions = audit_actions(client)
     assert actions[:2] == ["user.remove", "user.role"] and "invitation.create" in actions
+    assert "invitation.revoke" in actions
 
 
 def test_an_api_key_is_shown_once_works_and_is_revoked(client: TestClient, team: Team) -> None:
@@ -496,7 +544,9 @@ def test_an_api_key_is_shown_once_works_and_is_revoked(client: TestClient, team:
     found = re.search(r'id="created-key">([^<]+)<', made.text)
     assert found is not None and "shown once" in made.text
     key = found.group(1)
-    assert key not in client.get("/settings/api-keys").text
+    listed = client.get("/settings/api-keys").text
+    assert key not in listed
+    assert f'<td data-label="Made by">{team.email("owner")}</td>' in listed  # whose key
     bearer = {"Authorization": f"Bearer {key}"}
     assert client.get("/v1/incidents", headers=bearer).status_code == 200
     key_id = re.findall(r'action="/settings/api-keys/([^/]+)/revoke"', made.text)[0]
@@ -587,7 +637,7 @@ def test_a_viewer_reads_without_controls_and_every_action_is_refused(
     post(client, "/settings/api-keys/new", name="ci", scope="read")
     post(client, "/settings/inhibitions/new", **RULE)
     add_user(runtime, tenant_id, team.email("member"), "member")
-    [route] = runtime.outbox.list_routes(tenant_id)
+    [route] = runtime.notify_settings.list_routes(tenant_id)
     [rule] = runtime.store.list_inhibitions(tenant_id)
     pages = [
         *CONFIG_PAGES,

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 import sqlalchemy as sa
-from dashboard_helpers import post_alert, sign_up
+from dashboard_helpers import add_user, csrf, log_in, post_alert, sign_up
 from fastapi.testclient import TestClient
 
 from conftest import tenant_connection
@@ -109,3 +109,34 @@ def test_a_broken_page_link_answers_the_dashboards_400_page(client: TestClient) 
         assert broken.headers["content-type"].startswith("text/html")
         assert "This link to older incidents is broken" in broken.text
         assert "default-src 'self'" in broken.headers["content-security-policy"]
+
+
+@pytest.mark.parametrize("ended_by", ["removal", "logout"])
+def test_the_stream_stops_when_its_viewer_is_removed_or_logs_out(
+    client: TestClient, runtime: Runtime, ended_by: str
+) -> None:
+    """The stream checked the viewer once, when it began, and then sent the team's
+    incidents for five minutes to a member removed (or logged out) meanwhile."""
+    tenant_id = sign_up(client)
+    incident = post_alert(client, runtime, tenant_id)
+    add_user(runtime, tenant_id, "member@example.com", "member")
+    assert log_in(client, "member@example.com").status_code == 303
+    member = runtime.store.accounts().user_by_email("member@example.com")
+    assert member is not None
+    key, _ = runtime.store.accounts().create_api_key(tenant_id, "owner-key", "admin")
+    started = time.monotonic()
+    with client.stream("GET", "/incidents/stream") as response:
+        lines = response.iter_lines()
+        assert next(x for x in lines if x.startswith("data: "))
+        if ended_by == "removal":
+            gone = client.delete(
+                f"/v1/users/{member.id}", headers={"Authorization": f"Bearer {key}"}
+            )
+            assert gone.status_code == 204
+        else:
+            out = client.post("/logout", data={"csrf_token": csrf(client)}, follow_redirects=False)
+            assert out.status_code == 303
+        runtime.store.incident_action(tenant_id, incident, "ack", 60, actor="user:owner")
+        later = [x for x in lines if x.startswith("data: ")]
+    assert later == []
+    assert time.monotonic() - started < incident_pages.STREAM_SECONDS

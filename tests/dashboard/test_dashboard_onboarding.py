@@ -131,11 +131,11 @@ def test_slack_and_email_connect_from_the_guide(
         "/onboarding/email", data={"csrf_token": csrf(client), "email": "oncall@example.com"}
     )
     assert "Email connected" in mailed.text and "oncall@example.com" in mailed.text
-    [route] = runtime.outbox.list_routes(tenant_id)
+    [route] = runtime.notify_settings.list_routes(tenant_id)
     assert route["destinations"] == [{"type": "email", "to": ["oncall@example.com"]}]
     # A second address gets a route of its own, under a name no route has.
     client.post("/onboarding/email", data={"csrf_token": csrf(client), "email": "b@example.com"})
-    names = [r["name"] for r in runtime.outbox.list_routes(tenant_id)]
+    names = [r["name"] for r in runtime.notify_settings.list_routes(tenant_id)]
     assert names == ["email (set-up guide)", "email (set-up guide) 2"]
     assert {"slack.configure", "route.create"} <= set(_audit(runtime, tenant_id))
 

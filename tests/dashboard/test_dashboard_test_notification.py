@@ -115,7 +115,7 @@ def test_routes_page_button_sends_and_shows_each_result(
         webhook_secret=HOOK_SECRET,
     )
     assert made.status_code == 200, made.text
-    [route] = runtime.outbox.list_routes(tenant_id)
+    [route] = runtime.notify_settings.list_routes(tenant_id)
     page = client.get("/settings/routes")
     assert f"/settings/routes/{route['id']}/test" in post_forms(page.text)
     assert "Send test notification" in page.text
@@ -152,7 +152,7 @@ def test_a_failing_destination_is_shown_not_a_server_error(
     client, runtime = env
     tenant_id = sign_up(client)
     post(client, "/settings/routes/new", name="ops", destinations="slack #ops")  # no Slack yet
-    [route] = runtime.outbox.list_routes(tenant_id)
+    [route] = runtime.notify_settings.list_routes(tenant_id)
     tested = post(client, f"/settings/routes/{route['id']}/test")
     assert tested.status_code == 200
     assert _results(tested.text) == ["failed slack #ops: Slack is not configured for this tenant"]
@@ -164,7 +164,7 @@ def test_a_viewer_has_no_button_and_is_refused(
     client, runtime = env
     tenant_id = sign_up(client)
     post(client, "/settings/routes/new", name="ops", destinations="slack #ops")
-    [route] = runtime.outbox.list_routes(tenant_id)
+    [route] = runtime.notify_settings.list_routes(tenant_id)
     add_user(runtime, tenant_id, "viewer@example.com", "viewer")
     client.cookies.clear()
     assert log_in(client, "viewer@example.com").status_code == 303
@@ -196,7 +196,7 @@ def test_setup_guide_tests_slack_and_email_once_connected(
     [message] = slack.messages("#incidents")
     assert message["text"] == "Test notification from dd0c/alert: the default Slack channel works"
 
-    [route] = runtime.outbox.list_routes(tenant_id)
+    [route] = runtime.notify_settings.list_routes(tenant_id)
     tested = post(client, "/onboarding/notify-test", target=route["id"])
     assert _results(tested.text) == ["sent email oncall@example.com"]
     [mail] = smtp.messages

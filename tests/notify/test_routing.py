@@ -99,6 +99,17 @@ def test_quiet_hours_hold_non_critical_but_never_critical() -> None:
     assert route(routes, labels, Severity.MEDIUM, early_thursday, None) == []
 
 
+def test_quiet_hours_in_a_time_zone_follow_the_teams_clock() -> None:
+    """A team in New York sleeps 22:00-07:00 Eastern: 03:00-12:00 UTC in winter."""
+    quiet = QuietHours.parse("TZ=America/New_York; mon-fri 22:00-07:00")
+    routes = [_route("team", '{service="web"}', ONCALL, quiet_hours=quiet)]
+    labels = {"service": "web"}
+    thursday = datetime(2026, 11, 26, tzinfo=UTC)
+    for hour, told in ((2, True), (3, False), (11, False), (12, True)):
+        found = route(routes, labels, Severity.HIGH, thursday.replace(hour=hour), None)
+        assert bool(found) is told, hour
+
+
 def test_severity_label_is_matchable() -> None:
     routes = [_route("sev", '{severity=~"critical|high"}', ONCALL)]
     assert route(routes, {}, Severity.HIGH, WEEKDAY_NOON, None) == [(routes[0], ONCALL)]

@@ -15,7 +15,6 @@ import tracemalloc
 from datetime import UTC, datetime
 
 import pytest
-import structlog
 from notify_samples import assert_snapshot, resolved
 
 from dd0c_alert import logs
@@ -134,7 +133,7 @@ def test_a_trickling_answer_ends_at_the_deadline() -> None:
             asyncio.run(
                 WebhookSender(timeout=1.5).send(hook.url, b"{}", webhook_id="e", secret="s")
             )
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 10  # the answer's 30 bytes take 15 s
     assert (caught.value.reason, caught.value.retry) == ("timeout", True)
 
 
@@ -152,20 +151,16 @@ def test_a_redirect_is_not_followed() -> None:
 @pytest.mark.parametrize("level", ["info", "debug"])
 def test_the_webhook_url_never_reaches_a_log(level: str, caplog: pytest.LogCaptureFixture) -> None:
     """httpx logs every request's full URL; a webhook URL often carries its token."""
-    saved = structlog.get_config()
     caplog.set_level(logging.DEBUG)
-    try:
-        logs.configure(level)
-        with WebhookReceiver() as hook:
-            hook.script("500")
-            for _ in range(2):
-                with contextlib.suppress(DeliveryError):
-                    asyncio.run(
-                        WebhookSender().send(
-                            hook.url + "/T0KEN-in-the-path", b"{}", webhook_id="e", secret="s"
-                        )
+    logs.configure(level)  # conftest puts the logs back as they were after the test
+    with WebhookReceiver() as hook:
+        hook.script("500")
+        for _ in range(2):
+            with contextlib.suppress(DeliveryError):
+                asyncio.run(
+                    WebhookSender().send(
+                        hook.url + "/T0KEN-in-the-path", b"{}", webhook_id="e", secret="s"
                     )
-    finally:
-        structlog.configure(**saved)
+                )
     assert len(hook.requests) == 2
     assert not [r.getMessage() for r in caplog.records if "T0KEN" in r.getMessage()]

@@ -55,8 +55,11 @@ def s3_endpoint() -> Iterator[str]:
 
 
 def _fast_s3(bucket: str, prefix: str, endpoint: str) -> S3Archive:
+    """No retries, so a failure shows at once. The read timeout is generous: the moto
+    server shares the machine with the rest of the suite, and a 2 s timeout turned its
+    slow answer (NoSuchBucket) into a read timeout under load."""
     return S3Archive(
-        bucket, prefix, endpoint_url=endpoint, connect_timeout=1, read_timeout=2, attempts=1
+        bucket, prefix, endpoint_url=endpoint, connect_timeout=1, read_timeout=30, attempts=1
     )
 
 

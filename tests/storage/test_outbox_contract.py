@@ -15,6 +15,7 @@ from cryptography.fernet import Fernet
 from dd0c_alert.storage import schema as t
 from dd0c_alert.storage.engine import make_engines
 from dd0c_alert.storage.migrate import upgrade
+from dd0c_alert.storage.notify_settings import SqlNotifySettings
 from dd0c_alert.storage.outbox import EVENT, MESSAGE, Planned, SqlOutbox, write_intents
 from dd0c_alert.storage.secrets import SecretBox
 from dd0c_alert.storage.tenancy import scoped
@@ -23,6 +24,7 @@ from servers import APP, PostgresServer
 T = "01TENANT000000000000000000"
 OTHER = "01OTHER0000000000000000000"
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+BOX = SecretBox(Fernet.generate_key())
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -34,7 +36,7 @@ def outbox(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Sql
         server: PostgresServer = request.getfixturevalue("pg_server")
         database = request.getfixturevalue("pg_database")
         engine, _ = make_engines(server.url(database, APP))
-    yield SqlOutbox(engine, SecretBox(Fernet.generate_key())), engine
+    yield SqlOutbox(engine, BOX), engine
     engine.dispose()
 
 
@@ -106,6 +108,7 @@ def test_route_webhook_secrets_and_slack_secrets_are_stored_encrypted(
     outbox: tuple[SqlOutbox, sa.Engine],
 ) -> None:
     box, engine = outbox
+    settings = SqlNotifySettings(engine, BOX)
     route = {
         "name": "hooks",
         "destinations": [
@@ -116,9 +119,9 @@ def test_route_webhook_secrets_and_slack_secrets_are_stored_encrypted(
             "destinations": [{"type": "webhook", "url": "https://e", "secret": "esc-s3cr3t"}],
         },
     }
-    saved = box.save_route(T, route)
+    saved = settings.save_route(T, route)
     assert saved is not None and "secret" not in saved["destinations"][0]
-    box.put_slack(
+    settings.put_slack(
         T,
         bot_token="xoxb-t0ken",
         signing_secret="sign-s3cr3t",
@@ -133,14 +136,15 @@ def test_route_webhook_secrets_and_slack_secrets_are_stored_encrypted(
         )
     for secret in ("whsec-s3cr3t", "esc-s3cr3t", "xoxb-t0ken", "sign-s3cr3t"):
         assert secret not in stored
+    # the notifier reads them, decrypted, through its outbox
     [revealed] = box.routes_for_sending(T)
     assert revealed["destinations"][0]["secret"] == "whsec-s3cr3t"
     assert revealed["escalation"]["destinations"][0]["secret"] == "esc-s3cr3t"
-    settings = box.slack(T)
-    assert settings is not None and settings.bot_token == "xoxb-t0ken"
-    assert "xoxb" not in repr(settings)
-    assert box.tenants_for_slack_team("T1") == [T]
-    assert box.slack(OTHER) is None and box.list_routes(OTHER) == []
+    slack = box.slack(T)
+    assert slack is not None and slack.bot_token == "xoxb-t0ken"
+    assert "xoxb" not in repr(slack)
+    assert settings.tenants_for_slack_team("T1") == [T]
+    assert settings.slack(OTHER) is None and settings.list_routes(OTHER) == []
 
 
 def test_one_incidents_events_are_due_one_at_a_time_in_the_order_they_happened(

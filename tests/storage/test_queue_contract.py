@@ -645,3 +645,41 @@ def test_sqlite_the_queue_file_takes_over_the_databases_queue_tables(
     queue.close()
     # A second opening finds nothing left to move.
     SqliteIngestQueue(queue_file(database), store=database).close()
+
+
+def test_sqlite_expired_delivery_ids_go_in_short_transactions_admission_can_pass(
+    sqlite_store: tuple[sa.Engine, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The queue file's write lock is admission's: a purge of a million expired keys in
+    one DELETE held it for 22 s while webhooks waited. They go ``PURGE_BATCH`` at a
+    time, each batch its own transaction, and a webhook is admitted between two."""
+    _, database = sqlite_store
+    monkeypatch.setattr(sqlite_queue, "PURGE_BATCH", 2)
+    queue = SqliteIngestQueue(queue_file(database), store=database, idempotency_ttl=100)
+    queue.start()
+    put_all(*((queue, event(key=f"k{n}")) for n in range(5)))
+    deletes: list[str] = []
+    admitted: list[EnqueueOutcome] = []
+    webhook = sqlite3.connect(queue_file(database), isolation_level=None)
+    webhook.execute("PRAGMA busy_timeout=0")
+
+    def between_batches(statement: str) -> None:
+        if statement.startswith("DELETE FROM idempotency_keys"):
+            deletes.append(statement)
+        elif statement == "BEGIN IMMEDIATE" and len(deletes) == 1:
+            # The first batch committed: the lock is free for a webhook's commit.
+            webhook.execute("BEGIN IMMEDIATE")
+            webhook.execute(sqlite_queue._INSERT, sqlite_queue._row(late := event()))
+            webhook.execute("COMMIT")
+            admitted.append(EnqueueOutcome(late.event_id))
+
+    purging = queue._conn()
+    purging.set_trace_callback(between_batches)
+    try:
+        assert queue.purge_expired(time.time() + 200) == 5
+    finally:
+        purging.set_trace_callback(None)
+        webhook.close()
+        queue.close()
+    assert len(deletes) == 3  # 2, 2, 1
+    assert len(admitted) == 1

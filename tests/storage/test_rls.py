@@ -190,6 +190,7 @@ def test_cross_tenant_functions_run_as_owner_and_only_for_granted_roles(
             " AND proname LIKE 'dd0c\\_%'"
         ).fetchall()
     assert sorted(f[0] for f in functions) == [
+        "dd0c_a_tenant_with_integration",
         "dd0c_dead_letter_tenant",
         "dd0c_notify_tenants",
         "dd0c_purge_idempotency_keys",

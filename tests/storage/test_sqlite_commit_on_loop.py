@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from dd0c_alert.domain.ids import new_id
-from dd0c_alert.storage import sqlite_queue
+from dd0c_alert.storage import group_commit, sqlite_queue
 from dd0c_alert.storage.engine import make_engines
 from dd0c_alert.storage.migrate import upgrade
 from dd0c_alert.storage.ports import EnqueueOutcome, RawEvent
@@ -66,6 +66,10 @@ def test_a_group_is_committed_on_the_loop_without_the_writer_thread(
 def test_while_another_writer_holds_the_lock_the_thread_waits_and_the_loop_runs_on(
     queue: SqliteIngestQueue,
 ) -> None:
+    """The loop turns ten times while the puts wait for the lock. Counted against the
+    clock (ten ticks of 10 ms within 0.3 s), it failed whenever the test process was
+    descheduled for a while (a busy CI machine): the ticks are now waited for, and a
+    loop held by the lock never gets to count them."""
     holder = sqlite3.connect(queue._path, isolation_level=None)  # the worker's claim, say
     holder.execute("BEGIN IMMEDIATE")
     queue.start()
@@ -81,7 +85,10 @@ def test_while_another_writer_holds_the_lock_the_thread_waits_and_the_loop_runs_
     async def run() -> list[EnqueueOutcome]:
         ticker = asyncio.ensure_future(tick())
         puts = asyncio.gather(*(queue.put(e) for e in events))
-        await asyncio.sleep(0.3)
+        deadline = time.monotonic() + 30  # a guard only: this takes 0.1 s
+        while ticks < 10:  # the loop runs on while the lock is taken
+            assert time.monotonic() < deadline, f"the loop turned {ticks} times"
+            await asyncio.sleep(0.01)
         assert not puts.done()  # nothing answered before its commit
         holder.execute("COMMIT")
         outcomes = await asyncio.wait_for(puts, 10)
@@ -91,13 +98,18 @@ def test_while_another_writer_holds_the_lock_the_thread_waits_and_the_loop_runs_
     outcomes = asyncio.run(run())
     holder.close()
     assert [o.event_id for o in outcomes] == [e.event_id for e in events]
-    assert ticks >= 10  # the loop was never held while the lock was taken
     assert queue.depth().messages == 5
 
 
-def test_a_lock_held_briefly_is_waited_for_on_the_loop(queue: SqliteIngestQueue) -> None:
+def test_a_lock_held_briefly_is_waited_for_on_the_loop(
+    queue: SqliteIngestQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Taken for less than ``BUSY_WAIT_SECONDS``: the loop asks again and commits the
-    group itself (no writer thread runs here)."""
+    group itself (no writer thread runs here). The wait is made far longer than the
+    10 ms the lock is held: at its real 50 ms, a test process descheduled for that long
+    between two asks (a busy CI machine) handed the group to the thread that is not
+    running, and the put never returned."""
+    monkeypatch.setattr(group_commit, "BUSY_WAIT_SECONDS", 600.0)
     holder = sqlite3.connect(queue._path, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
 

@@ -61,6 +61,8 @@ class FoldResult:
     alert: CanonicalAlert
     #: The event that brought this notification (``alert`` keeps the occurrence's first).
     event_id: str
+    #: When this notification arrived (``alert`` keeps the occurrence's first arrival).
+    seen: datetime
 
 
 def fold(state: FingerprintState, alert: CanonicalAlert) -> FoldResult:
@@ -80,7 +82,7 @@ def fold(state: FingerprintState, alert: CanonicalAlert) -> FoldResult:
             ended.last_seen_at = max(ended.last_seen_at, seen)
             ended.start_moved |= alert.started_at < ended.alert.started_at
             ended.alert = _late(ended.alert, alert)
-            return FoldResult(Fold.LATE_REPEAT, ended, ended.alert, alert.event_id)
+            return FoldResult(Fold.LATE_REPEAT, ended, ended.alert, alert.event_id, seen)
         # A resolve repeating the end of that occurrence: at or before its end, or later
         # when it started no later than that end (Alertmanager re-sends a resolved
         # alert in later notifications of its group with a later ``endsAt`` each time;
@@ -98,7 +100,7 @@ def fold(state: FingerprintState, alert: CanonicalAlert) -> FoldResult:
             ended.last_seen_at = max(ended.last_seen_at, seen)
             if moment > last:
                 ended.alert = replace(ended.alert, ended_at=moment)
-            return FoldResult(Fold.REPEAT_RESOLVE, ended, ended.alert, alert.event_id)
+            return FoldResult(Fold.REPEAT_RESOLVE, ended, ended.alert, alert.event_id, seen)
 
     active = state.active
     if active is not None and (moment is None or moment >= active.alert.started_at):
@@ -107,10 +109,10 @@ def fold(state: FingerprintState, alert: CanonicalAlert) -> FoldResult:
             active.repeat_count += 1
             active.start_moved |= alert.started_at < active.alert.started_at
             active.alert = _merged(active.alert, alert)
-            return FoldResult(Fold.REPEAT, active, active.alert, alert.event_id)
+            return FoldResult(Fold.REPEAT, active, active.alert, alert.event_id, seen)
         active.alert = replace(active.alert, status=AlertStatus.RESOLVED, ended_at=moment)
         state.active, state.last_ended = None, active
-        return FoldResult(Fold.RESOLVE, active, active.alert, alert.event_id)
+        return FoldResult(Fold.RESOLVE, active, active.alert, alert.event_id, seen)
 
     record = AlertRecord(
         alert=alert,
@@ -121,7 +123,7 @@ def fold(state: FingerprintState, alert: CanonicalAlert) -> FoldResult:
         state.active = record
     elif active is None:  # a resolve we never saw fire: kept, nothing said is lost
         state.last_ended = record
-    return FoldResult(Fold.NEW, record, alert, alert.event_id)
+    return FoldResult(Fold.NEW, record, alert, alert.event_id, seen)
 
 
 def _merged(known: CanonicalAlert, update: CanonicalAlert) -> CanonicalAlert:

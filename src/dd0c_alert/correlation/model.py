@@ -35,6 +35,9 @@ class TenantSettings:
     never_suppress_services: frozenset[str] = frozenset()
     auto_resolve: bool = True
     features: Features = Features()
+    #: The team's clock (an IANA name): its daily digest covers its calendar day and
+    #: goes out after ``DD0C_DIGEST_HOUR`` on it. Schedules name their own (``TZ=``).
+    time_zone: str = "UTC"
 
 
 #: The whole-number settings' bounds (inclusive), for every way a setting is given

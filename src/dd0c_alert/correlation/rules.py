@@ -20,9 +20,10 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, tzinfo
 from typing import Any, Literal, Protocol
+from zoneinfo import ZoneInfo, available_timezones
 
 import re2
 
@@ -352,15 +353,21 @@ _CLAUSE = re.compile(r"\s*(?P<days>\S.*?)\s+(?P<start>[0-9:]+)\s*-\s*(?P<end>[0-
 _MINUTES_PER_DAY = 24 * 60
 
 
+_ZONE = re.compile(r"\s*tz\s*=\s*(?P<name>\S*)\s*", re.IGNORECASE)
+#: How much of an unknown zone's name an error quotes.
+_ZONE_NAME_MAX = 64
+
+
 @dataclass(frozen=True, slots=True)
 class ScheduleWindow:
     """One recurring window: on each of ``days`` (0 = Monday) from minute ``start`` of
-    the day until minute ``end``. When ``end <= start`` the window crosses midnight
-    and its end lies on the next day."""
+    the day until minute ``end``, on the wall clock of ``zone``. When ``end <= start``
+    the window crosses midnight and its end lies on the next day."""
 
     days: frozenset[int]
     start: int
     end: int
+    zone: tzinfo = UTC
 
 
 def _day(word: str, clause: str) -> int:
@@ -414,19 +421,70 @@ def _window(clause: str) -> ScheduleWindow:
 
 
 def parse_schedule(text: str) -> tuple[ScheduleWindow, ...]:
-    """Parse a recurring window, in UTC: ``"<days> HH:MM-HH:MM"``.
+    """Parse a recurring window: ``"<days> HH:MM-HH:MM"``, in UTC unless a
+    ``TZ=<IANA name>`` clause names the time zone of its wall clock.
 
     ``days`` is ``daily`` or a comma list of ``mon``..``sun`` (full names too) and
     ranges such as ``mon-fri`` (a range may wrap: ``fri-mon``). The window is
     ``[start, end)``; ``24:00`` may end one. A window that crosses midnight, such as
     ``fri 22:00-02:00``, belongs to the night of the day listed: it runs from Friday
-    22:00 to Saturday 02:00. Several windows may be joined with ``;``. Raises
-    ``ValueError`` with what is wrong.
+    22:00 to Saturday 02:00. Several windows may be joined with ``;``, and one clause
+    may be ``TZ=Europe/Berlin``: then every window follows that zone's clock,
+    daylight saving time included (a team's night stays 22:00-07:00 all year, as in
+    Grafana's mute timings and PagerDuty's schedules). Raises ``ValueError`` with
+    what is wrong.
     """
     clauses = [c for c in text.split(";") if c.strip()]
-    if not clauses:
-        raise ValueError("bad schedule: it is empty")
-    return tuple(_window(clause) for clause in clauses)
+    zones = [found["name"] for c in clauses if (found := _ZONE.fullmatch(c))]
+    if len(zones) > 1:
+        raise ValueError("bad schedule: more than one TZ= clause")
+    windows = [c for c in clauses if not _ZONE.fullmatch(c)]
+    if not windows:
+        raise ValueError("bad schedule: it is empty" if not zones else "bad schedule: no window")
+    try:
+        zone = zone_named(zones[0]) if zones else UTC
+    except ValueError as exc:
+        raise ValueError(f"bad schedule: {exc}") from None
+    return tuple(replace(_window(clause), zone=zone) for clause in windows)
+
+
+def names_zone(text: str) -> bool:
+    """The schedule has a ``TZ=`` clause (else it runs on UTC)."""
+    return any(_ZONE.fullmatch(clause) for clause in text.split(";"))
+
+
+def zone_named(name: str) -> tzinfo:
+    """An IANA time zone by its name (``Europe/Berlin``), from the system's zone
+    database or the ``tzdata`` package; ``ValueError`` naming it when there is none,
+    with the name it means when only its case is wrong. Only names the database
+    lists are looked up, so a name is never a path to read (``../``, a folder such as
+    ``Europe``, a file that is no zone)."""
+    if name in ("UTC", "Etc/UTC"):
+        return UTC  # needs no database
+    known = _zone_names().get(name.lower()) if len(name) <= _ZONE_NAME_MAX else None
+    if known == name:
+        try:
+            return ZoneInfo(name)
+        except (ValueError, OSError):
+            pass  # listed but unreadable: refused as unknown below
+    hint = f"; did you mean {known!r}?" if known and known != name else ""
+    raise ValueError(
+        f"unknown time zone {name[:_ZONE_NAME_MAX]!r}"
+        f" (an IANA name such as Europe/Berlin or America/New_York){hint}"
+    )
+
+
+#: Files of the zone database that hold a zone but are no IANA name: the machine's own
+#: zone (a clock that differs between hosts and containers), the POSIX default rules
+#: and the placeholder zone of unconfigured systems.
+_NOT_ZONE_NAMES = frozenset({"localtime", "posixrules", "Factory"})
+
+
+@functools.cache
+def _zone_names() -> dict[str, str]:
+    """The IANA zone names (links such as ``US/Eastern`` too) by their lower-case
+    spelling, read once."""
+    return {n.lower(): n for n in available_timezones() if n not in _NOT_ZONE_NAMES}
 
 
 @functools.lru_cache(maxsize=256)
@@ -448,10 +506,14 @@ def _in_window(window: ScheduleWindow, weekday: int, minute: int) -> bool:
 
 
 def in_schedule(windows: Iterable[ScheduleWindow], at: datetime) -> bool:
-    """``at`` (UTC; naive means UTC) lies in one of the windows."""
+    """``at`` (naive means UTC) lies in one of the windows, read on each window's
+    clock."""
     at = _utc(at)
-    minute = at.hour * 60 + at.minute
-    return any(_in_window(w, at.weekday(), minute) for w in windows)
+    for window in windows:
+        local = at.astimezone(window.zone)
+        if _in_window(window, local.weekday(), local.hour * 60 + local.minute):
+            return True
+    return False
 
 
 def _utc(moment: datetime) -> datetime:

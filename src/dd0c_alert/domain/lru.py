@@ -48,6 +48,21 @@ class LRUCache(Generic[K, V]):
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
 
+    def put_new(self, key: K, value: V, ttl_seconds: float | None = None) -> bool:
+        """Store ``value`` unless ``key`` holds a fresh entry; whether it was stored.
+        One step under the lock, so of two threads putting one key only one wins."""
+        with self._lock:
+            now = self._clock()
+            entry = self._entries.get(key)
+            if entry is not None and entry[1] >= now:
+                return False
+            ttl = self.ttl_seconds if ttl_seconds is None else ttl_seconds
+            self._entries[key] = (value, now + ttl)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+            return True
+
     def pop(self, key: K) -> None:
         """Forget ``key`` (an entry made stale by a change, e.g. a revoked key)."""
         with self._lock:

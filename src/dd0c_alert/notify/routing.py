@@ -3,16 +3,17 @@ route tree made flat.
 
 Routes are tried in order; the first that matches stops the search unless it says
 ``continue``. A route matches when all its matchers match the incident's labels and
-the incident is at least its ``min_severity``. During a route's quiet hours (UTC) its
-non-critical pages are held back; critical ones are always delivered. With no matching
-route the default Slack channel gets the incident, so configuring nothing still pages
-somebody. A destination reached by several routes is notified once.
+the incident is at least its ``min_severity``. During a route's quiet hours (UTC, or
+the zone their ``TZ=`` clause names) its non-critical pages are held back; critical
+ones are always delivered. With no matching route the default Slack channel gets the
+incident, so configuring nothing still pages somebody. A destination reached by
+several routes is notified once.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -55,7 +56,8 @@ Destination = SlackDestination | EmailDestination | WebhookDestination
 
 @dataclass(frozen=True, slots=True)
 class QuietHours:
-    """``schedule`` as written (``"mon-fri 22:00-07:00; sat,sun 00:00-24:00"``, UTC)."""
+    """``schedule`` as written (``"TZ=Europe/Berlin; mon-fri 22:00-07:00"``; UTC without
+    a ``TZ=`` clause)."""
 
     schedule: str
     windows: tuple[ScheduleWindow, ...]
@@ -106,6 +108,26 @@ def at_least(severity: Severity, minimum: Severity) -> bool:
     return _ORDER.index(severity) <= _ORDER.index(minimum)
 
 
+def taking(
+    routes: Sequence[Route], labels: Mapping[str, str], severity: Severity, now: datetime
+) -> Iterator[tuple[Route, bool]]:
+    """The routes that take an incident, in order, each with whether it is told now
+    (not held back by quiet hours; critical always is), destinations or none: a
+    route may have only an escalation, and escalation asks which routes took the
+    incident, not which destinations they chose. ``labels`` include ``severity``."""
+    for candidate in routes:
+        if not matches_labels(candidate.matchers, labels):
+            continue
+        if candidate.min_severity is not None and not at_least(severity, candidate.min_severity):
+            continue
+        quiet = candidate.quiet_hours is not None and in_schedule(
+            candidate.quiet_hours.windows, now
+        )
+        yield candidate, not quiet or severity is Severity.CRITICAL
+        if not candidate.continue_:
+            return
+
+
 def route(
     routes: Sequence[Route],
     incident_labels: Mapping[str, str],
@@ -120,22 +142,12 @@ def route(
     chosen: list[tuple[Route | None, Destination]] = []
     seen: set[Destination] = set()
     matched = False
-    for candidate in routes:
-        if not matches_labels(candidate.matchers, labels):
-            continue
-        if candidate.min_severity is not None and not at_least(severity, candidate.min_severity):
-            continue
+    for candidate, told in taking(routes, labels, severity, now):
         matched = True
-        quiet = candidate.quiet_hours is not None and in_schedule(
-            candidate.quiet_hours.windows, now
-        )
-        if not quiet or severity is Severity.CRITICAL:
-            for destination in candidate.destinations:
-                if destination not in seen:
-                    seen.add(destination)
-                    chosen.append((candidate, destination))
-        if not candidate.continue_:
-            break
+        for destination in candidate.destinations if told else ():
+            if destination not in seen:
+                seen.add(destination)
+                chosen.append((candidate, destination))
     if not matched and default_slack_channel:
         chosen.append((None, SlackDestination(default_slack_channel)))
     return chosen
@@ -222,6 +234,8 @@ def parse_route(data: Any) -> Route:
     except ValueError as error:
         raise ValueError(f"{where}: matchers: {error}") from None
     quiet_text = data.get("quiet_hours")
+    if quiet_text is not None and not isinstance(quiet_text, str):
+        raise ValueError(f"{where}: 'quiet_hours' must be text, such as \"mon-fri 22:00-07:00\"")
     try:
         quiet = QuietHours.parse(quiet_text) if quiet_text else None
     except ValueError as error:

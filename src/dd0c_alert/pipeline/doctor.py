@@ -18,12 +18,24 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
+from cryptography.fernet import InvalidToken
 
 from dd0c_alert.config import Settings
+from dd0c_alert.storage import schema as t
 from dd0c_alert.storage.engine import make_engines, normalise_database_url, sqlite_path
+from dd0c_alert.storage.files import write_refused
 from dd0c_alert.storage.migrate import SchemaTooNew, schema_revisions
+from dd0c_alert.storage.secrets import SecretBox, parse_keys
 from dd0c_alert.storage.sqlite_queue import queue_file
-from dd0c_alert.storage.unusable import LostDatabase, check_database_present, unusable_storage
+from dd0c_alert.storage.tenancy import scope
+from dd0c_alert.storage.unusable import (
+    LostDatabase,
+    LostKey,
+    check_database_present,
+    check_key_present,
+    refused_write_fix,
+    unusable_storage,
+)
 
 State = Literal["ok", "warn", "fail"]
 TIMEOUT_SECONDS = 3.0
@@ -83,6 +95,39 @@ def check_configuration(settings: Settings) -> list[Finding]:
     return found
 
 
+def check_data_folder(settings: Settings) -> list[Finding]:
+    """Whether the embedded data folder takes writes. A read-only one stopped the
+    doctor at its first check with one line; the other checks now run, reading the
+    database without writing (``_engine``)."""
+    if _postgres(settings):
+        return []
+    refused = write_refused(settings.data_dir)
+    if refused is None:
+        return [Finding("data folder", "ok", "writable")]
+    return [
+        Finding(
+            "data folder",
+            "fail",
+            f"cannot write {settings.data_dir}: {refused.strerror}",
+            refused_write_fix(refused),
+        )
+    ]
+
+
+def _engine(settings: Settings) -> sa.Engine:
+    """The engine the checks read through. A SQLite database in a folder that refuses
+    writes is opened read-only, creating nothing (the write engine creates the file
+    and its write-ahead log, which failed there); without a write-ahead log to read,
+    as ``immutable``, since SQLite cannot otherwise open it without its -shm file."""
+    url = settings.resolved_database_url
+    database = sqlite_path(url) if not _postgres(settings) else None
+    if database is None or write_refused(database.parent) is None:
+        return make_engines(url, settings.sqlite_synchronous)[0]
+    wal = database.with_name(database.name + "-wal")
+    immutable = "" if wal.exists() and wal.stat().st_size else "&immutable=1"
+    return sa.create_engine(f"sqlite:///file:{database}?mode=ro{immutable}&uri=true")
+
+
 def check_database(settings: Settings) -> list[Finding]:
     if sa.make_url(normalise_database_url(settings.resolved_database_url)).get_backend_name() == (
         "sqlite"
@@ -92,7 +137,7 @@ def check_database(settings: Settings) -> list[Finding]:
             check_database_present(database, queue_file(database), settings.data_dir)
         except LostDatabase as exc:
             return [Finding("database", "fail", exc.what, exc.fix)]
-    engine, _ = make_engines(settings.resolved_database_url, settings.sqlite_synchronous)
+    engine = _engine(settings)
     try:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
@@ -103,7 +148,7 @@ def check_database(settings: Settings) -> list[Finding]:
                 found += _row_security(conn)
                 found += _clock(conn)
             if migrations[0].state == "ok":  # the queue's tables exist
-                found += _backlog(conn)
+                found += _backlog(conn, settings)
         return found
     except sa.exc.SQLAlchemyError as exc:
         reason = str(exc.orig if hasattr(exc, "orig") and exc.orig else exc).splitlines()[0]
@@ -187,13 +232,13 @@ def _clock(conn: sa.Connection) -> list[Finding]:
     return [Finding("clock", "ok", f"{skew:.2f} s off the database")]
 
 
-def _backlog(conn: sa.Connection) -> list[Finding]:
+def _backlog(conn: sa.Connection, settings: Settings) -> list[Finding]:
     if conn.dialect.name == "postgresql":
         waiting, age = conn.execute(
             sa.text("SELECT queue_length, oldest_msg_age_sec FROM pgmq.metrics('dd0c_ingest')")
         ).one()
     else:
-        queue = queue_file(sqlite_path(str(conn.engine.url)))
+        queue = queue_file(sqlite_path(settings.resolved_database_url))
         waiting, oldest = 0, None
         if queue.exists():  # the queue's own file, made by the first serve or ingest
             with contextlib.closing(sqlite3.connect(f"file:{queue}?mode=ro", uri=True)) as db:
@@ -234,6 +279,77 @@ def _scalar_or_none(conn: sa.Connection, query: str) -> int | None:
             return int(conn.execute(sa.text(query)).scalar_one())
     except sa.exc.SQLAlchemyError:
         return None
+
+
+_KEY_FIX = (
+    "use the key the secrets were stored with: put the secret.key of the backup in "
+    "DD0C_DATA_DIR, or set DD0C_SECRET_KEY to it (docs/operations.md#backups)"
+)
+#: PostgreSQL mode reads no secret.key: every process takes DD0C_SECRET_KEY.
+_POSTGRES_KEY_FIX = (
+    "set DD0C_SECRET_KEY, in every process, to the key the secrets were stored with "
+    "(docs/operations.md#backups)"
+)
+
+
+def check_secret_key(settings: Settings) -> list[Finding]:
+    """Whether the secret key reads the secrets stored with it. A restore without the
+    backup's secret.key (or a DD0C_SECRET_KEY from elsewhere) made every webhook answer
+    503 while every check here said ok. Nothing is created: a missing key file stays
+    missing. On PostgreSQL one tenant's secret is read in its scope, as /readyz does."""
+    if _postgres(settings) and not settings.secret_key:
+        return []  # check_configuration fails it
+    key_file = settings.data_dir / "secret.key"
+    if not _postgres(settings) and not sqlite_path(settings.resolved_database_url).exists():
+        return []  # a new installation: nothing is stored yet
+    engine = _engine(settings)
+    try:
+        if not settings.secret_key:
+            check_key_present(key_file, engine)
+            if not key_file.exists():
+                return []
+        token = _a_stored_secret(engine)
+    except LostKey as exc:
+        return [Finding("secret key", "fail", str(exc).split(": put back")[0], _KEY_FIX)]
+    except sa.exc.SQLAlchemyError:
+        return []  # check_database says why
+    finally:
+        engine.dispose()
+    if token is None:
+        return []
+    try:
+        SecretBox(*parse_keys(settings.secret_key or key_file.read_text())).decrypt(token)
+    except (InvalidToken, ValueError):
+        where = "DD0C_SECRET_KEY" if settings.secret_key else str(key_file)
+        return [
+            Finding(
+                "secret key",
+                "fail",
+                f"{where} cannot decrypt the stored secrets: every webhook is answered 503",
+                _POSTGRES_KEY_FIX if _postgres(settings) else _KEY_FIX,
+            )
+        ]
+    return [Finding("secret key", "ok", "decrypts the stored secrets")]
+
+
+def _a_stored_secret(engine: sa.Engine) -> str | None:
+    """One integration secret, as stored (encrypted), or None when there is none.
+    On PostgreSQL row-level security hides every tenant's rows from the application
+    role, so the tenant holding one is named by the migration 0020 function /readyz
+    uses, and the secret read in its scope; a plain read found none, and a key from
+    elsewhere passed."""
+    if t.integrations.name not in sa.inspect(engine).get_table_names():
+        return None
+    query = sa.select(t.integrations.c.secret_encrypted).order_by(t.integrations.c.id).limit(1)
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            found = conn.execute(sa.select(sa.func.dd0c_a_tenant_with_integration())).scalar()
+            if not isinstance(found, str):
+                return None
+            scope(conn, found)
+            query = query.where(t.integrations.c.tenant_id == found)
+        token = conn.execute(query).scalar()
+    return token if isinstance(token, str) else None
 
 
 def check_redis(settings: Settings) -> list[Finding]:
@@ -278,16 +394,15 @@ def check_archive(settings: Settings) -> list[Finding]:
     probe = folder / ".doctor-probe"
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        probe.write_bytes(b"ok")
-        probe.unlink()
+        try:
+            probe.write_bytes(b"ok")
+        finally:
+            probe.unlink(missing_ok=True)  # a write cut short by a full disk left it
         return [Finding("archive", "ok", str(folder))]
     except OSError as exc:
         return [
             Finding(
-                "archive",
-                "fail",
-                f"cannot write {folder}: {exc.strerror}",
-                "give the service's user write access to the data folder (DD0C_DATA_DIR)",
+                "archive", "fail", f"cannot write {folder}: {exc.strerror}", refused_write_fix(exc)
             )
         ]
 
@@ -318,7 +433,9 @@ def check_notifiers(settings: Settings) -> list[Finding]:
 
 CHECKS: tuple[Callable[[Settings], list[Finding]], ...] = (
     check_configuration,
+    check_data_folder,
     check_database,
+    check_secret_key,
     check_redis,
     check_archive,
     check_notifiers,

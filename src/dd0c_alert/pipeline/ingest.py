@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import orjson
 import structlog
+from cryptography.fernet import InvalidToken
 
 from dd0c_alert import tracing
 from dd0c_alert.domain.ids import new_id
@@ -113,6 +114,9 @@ class IngestService:
         #: The queue's last refusal to commit a delivery, while none committed since:
         #: (monotonic time, why), for /readyz (``not_queued``).
         self._not_queued: tuple[float, str] | None = None
+        #: (tenant, provider) whose stored secrets this key could not read, for a
+        #: moment: each refused retry must not cost a database read (``_candidates``).
+        self._unreadable: LRUCache[tuple[str, str], bool] = LRUCache(CACHE_ENTRIES, _TENANT_TTL)
         #: (event loop, what) -> the read of it in flight (``_read_once``).
         self._reads: dict[tuple[asyncio.AbstractEventLoop, Hashable], asyncio.Future[Any]] = {}
 
@@ -246,6 +250,7 @@ class IngestService:
     def forget_integrations(self, tenant_id: str, provider_name: str) -> None:
         """Drop the cached integrations (after a change through the API)."""
         self._integrations.put((tenant_id, provider_name), [])
+        self._unreadable.put((tenant_id, provider_name), False)
 
     async def _tenant(self, tenant_id: str) -> Tenant | None:
         if len(tenant_id) > 64:
@@ -319,10 +324,16 @@ class IngestService:
         if integration_id is not None:
             found = [i for i in found if i.id == integration_id]
         if not found:
-            read = await self._read_once(
-                ("integrations", *key),
-                lambda: self._store.integrations_for(tenant_id, provider_name),
-            )
+            if self._unreadable.get(key)[1]:
+                raise _secret_unreadable()
+            try:
+                read = await self._read_once(
+                    ("integrations", *key),
+                    lambda: self._store.integrations_for(tenant_id, provider_name),
+                )
+            except InvalidToken:
+                self._unreadable.put(key, True)
+                raise _secret_unreadable() from None
             self._integrations.put(key, read)
             found = [i for i in read if integration_id is None or i.id == integration_id]
         return found
@@ -415,6 +426,26 @@ def _rotated_out(
             "use the integration's new secret",
         )
     return None
+
+
+#: The reason code of a delivery refused because the server's key cannot read the
+#: integration's stored secret (``docs/operations.md``).
+KEY_MISMATCH = "secret_key_mismatch"
+
+
+def _secret_unreadable() -> Rejected:
+    """503 for a delivery whose integration secret this server's key cannot decrypt (a
+    restore onto another key, a wrong DD0C_SECRET_KEY). It was answered like a full
+    queue, which sent the operator to the wrong place; the sender cannot fix it, so it
+    is told to send again later, and nothing was stored."""
+    return Rejected(
+        503,
+        KEY_MISMATCH,
+        "the server's secret key cannot read this integration's secret: its operator must "
+        "restore the key the secrets were stored with (docs/operations.md); nothing was "
+        "stored, send it again later",
+        {"Retry-After": "5"},
+    )
 
 
 def _no_integration(provider_name: str) -> Rejected:

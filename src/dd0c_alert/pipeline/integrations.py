@@ -33,13 +33,21 @@ def change_integration(
     name: str | None = None,
     enabled: bool | None = None,
     rotate: bool = False,
+    revoke_previous: bool = False,
 ) -> tuple[Integration, str | None] | None:
     """Rename, enable or disable, and/or rotate the secret. A rotated-out secret is
     still accepted for ``grace``, so the tool can be reconfigured without losing
-    alerts meanwhile. Returns the integration and the new secret (when rotated), or
-    None when the tenant has no such integration."""
+    alerts meanwhile, unless ``revoke_previous`` (a leaked secret: refuse it now).
+    Returns the integration and the new secret (when rotated), or None when the
+    tenant has no such integration."""
     secret = new_secret() if rotate else None
     updated = product.update_integration(
-        tenant_id, integration_id, name=name, enabled=enabled, new_secret=secret, grace=grace
+        tenant_id,
+        integration_id,
+        name=name,
+        enabled=enabled,
+        new_secret=secret,
+        grace=grace,
+        revoke_previous=revoke_previous,
     )
     return None if updated is None else (updated, secret)

@@ -34,9 +34,9 @@ import asyncio
 import heapq
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from email.message import EmailMessage
 from email.utils import make_msgid
 from typing import Any
@@ -45,21 +45,17 @@ import structlog
 from opentelemetry.trace import SpanKind, StatusCode
 
 from dd0c_alert import tracing
-from dd0c_alert.domain.models import Severity
+from dd0c_alert.correlation.rules import zone_named
 from dd0c_alert.logs import Throttle
 from dd0c_alert.notify.base import DeliveryError
 from dd0c_alert.notify.email import render_digest_email, render_incident_email
 from dd0c_alert.notify.model import DigestView, IncidentView, NoisyAlert, NotificationEvent
 from dd0c_alert.notify.routing import (
-    Destination,
     EmailDestination,
     Route,
-    SlackDestination,
     WebhookDestination,
-    destination_key,
     every_destination,
     parse_route,
-    route,
 )
 from dd0c_alert.notify.slack import (
     ContentRefused,
@@ -74,24 +70,32 @@ from dd0c_alert.notify.smtp import SmtpSender
 from dd0c_alert.notify.webhook import render_event
 from dd0c_alert.storage.memory_state import MemoryCircuitBreaker
 from dd0c_alert.storage.outbox import (
-    ANNOUNCING,
     DIGEST,
-    EVENT,
-    MAIL,
     MESSAGE,
     NOTICE,
     REPLY,
     STATE,
     Delivery,
     Planned,
-    Sent,
     SqlOutbox,
 )
 from dd0c_alert.storage.ports import CircuitBreaker, IncidentFilter, Store
 
 from . import metrics
 from .background import Background
-from .incident_view import as_of, incident_view, routing_labels
+from .incident_view import as_of, incident_view
+from .planning import (
+    held_back,
+    matching,
+    not_yet_told,
+    page_still_wanted,
+    plan_one,
+    quiet_for,
+    reach,
+    remember,
+    sent_key,
+    snoozed,
+)
 from .senders import NotifyConfig, Senders
 
 log = structlog.get_logger(__name__)
@@ -100,10 +104,6 @@ log = structlog.get_logger(__name__)
 #: the worker does; a traceback per poll filled the log for as long as the outage.
 _FAILURE_LINES = Throttle(60.0)
 
-#: Events that get a reply in the incident's Slack thread besides the message update.
-THREAD_EVENTS = frozenset({"escalated", "merged", "resolved", "reopened"})
-#: Events worth a mail (an update or an acknowledgement is not).
-MAIL_EVENTS = frozenset({"opened", "escalated", "resolved"})
 MAX_BACKOFF_SECONDS = 600.0
 
 
@@ -155,6 +155,9 @@ class _Lane:
 
 class Notifier(Background):
     THREAD_NAME = "notifier"
+    #: Open incidents read per query by the escalation check, which pages through all
+    #: of them.
+    OPEN_PAGE = 200
 
     def __init__(
         self,
@@ -278,6 +281,7 @@ class Notifier(Background):
         details: dict[str, dict[str, Any] | None] = {}
         announced = self._outbox.announced(tenant_id, [i.incident_id for i in intents])
         planned: list[Planned] = []
+        held: list[tuple[str, str]] = []
         for intent in intents:
             if intent.incident_id not in details:
                 details[intent.incident_id] = self._store.notification_detail(
@@ -289,7 +293,7 @@ class Notifier(Background):
             sent = announced.setdefault(intent.incident_id, [])
             made = [
                 replace(item, traceparent=intent.traceparent, at=intent.created_at)
-                for item in _plan_one(
+                for item in plan_one(
                     intent.incident_id,
                     intent.event,
                     intent.detail,
@@ -300,9 +304,12 @@ class Notifier(Background):
                     sent,
                 )
             ]
-            _remember(sent, made)
+            if held_back(intent.event, made, detail, routes, now):
+                held.append((intent.incident_id, intent.event))
+            remember(sent, made)
             planned += made
-        self._outbox.plan(tenant_id, intents, planned, now)
+        pace = timedelta(seconds=self._config.coalesce_seconds)
+        self._outbox.plan(tenant_id, intents, planned, now, pace=pace, held=held)
 
     def _routes(self, tenant_id: str) -> list[Route]:
         routes = []
@@ -316,53 +323,88 @@ class Notifier(Background):
     # --- quiet hours ------------------------------------------------------------------
 
     def release_quiet(self, now: datetime) -> None:
-        """Pages a route's quiet hours held back, sent once they are over: an open,
-        paged, unacknowledged incident that no destination was ever told about, which a
-        route with quiet hours matches, and which now reaches somebody, gets its
-        ``opened`` intent again. As in Alertmanager, where a muted alert still firing
-        is notified at the first flush after the mute ends: dropping the page for good
-        left the incident unannounced until it changed, while its escalation went out."""
+        """Pages a route's quiet hours held back, sent once nothing holds them: as in
+        Alertmanager, where a muted alert still firing is notified at the first flush
+        after the mute ends. Planning recorded each held page (``held_pages``), so the
+        release does not depend on the routes of now: quiet hours removed, a route
+        deleted, renamed or re-matched while a page waited, it still goes wherever the
+        incident reaches now (the default channel, when no route takes it any more).
+        A tenant without held pages costs one primary-key read."""
         for tenant in self._store.list_tenants():
-            routes = self._routes(tenant.id)
-            if not any(r.quiet_hours is not None for r in routes):
+            held = self._outbox.held_pages(tenant.id)
+            if held:
+                self._release(
+                    tenant.id, [page.incident_id for page in held if not page.pending], now
+                )
+
+    def _release(self, tenant_id: str, waiting: list[str], now: datetime) -> None:
+        """An incident still open, paged and unacknowledged that now reaches a
+        destination it was never announced at gets its ``opened`` intent again, for
+        those destinations only (``RELEASED``); one snoozed waits for the snooze to
+        end. A row goes when its incident was resolved, acknowledged, merged or purged
+        meanwhile, or when nothing holds it any more and nobody is left to tell (a
+        later event told them, or no route takes it now), so the table keeps open,
+        waiting incidents only and needs no retention. Those with an intent pending
+        (``waiting`` leaves them out) wait for it to be planned: it may announce
+        them, or hold them again."""
+        routes = self._routes(tenant_id)
+        slack = self._outbox.slack(tenant_id)
+        default_channel = slack.default_channel if slack else None
+        announced = self._outbox.announced(tenant_id, waiting)
+        released: list[str] = []
+        gone: list[str] = []
+        for incident_id in waiting:
+            detail = self._store.notification_detail(tenant_id, incident_id)
+            if detail is None or not page_still_wanted(detail):
+                gone.append(incident_id)
                 continue
-            page = self._store.list_incidents(tenant.id, IncidentFilter(status="open"), 200, None)
-            unsent = [i["id"] for i in page.items if i.get("paged")]
-            announced = self._outbox.announced(tenant.id, unsent)
-            pending = {i.incident_id for i in self._outbox.intents(tenant.id, 500)}
-            slack = self._outbox.slack(tenant.id)
-            default_channel = slack.default_channel if slack else None
-            found: list[tuple[str, str, dict[str, Any]]] = []
-            for incident_id in unsent:
-                if incident_id in announced or incident_id in pending:
-                    continue
-                detail = self._store.notification_detail(tenant.id, incident_id)
-                if detail is not None and _held_by_quiet_hours(
-                    detail, routes, default_channel, now
-                ):
-                    found.append((incident_id, "opened", {}))
-            self._outbox.add_intents(tenant.id, found)
+            sent = announced.get(incident_id, [])
+            untold = not_yet_told(reach(detail, routes, default_channel, now, sent), sent)
+            if untold and not snoozed(detail, now):
+                released.append(incident_id)
+            elif not untold and not quiet_for(detail, routes, now, {sent_key(x) for x in sent}):
+                gone.append(incident_id)
+        if released or gone:
+            raised = self._outbox.settle_held(tenant_id, released, gone)
+            log.info(
+                "held_pages_settled", tenant_id=tenant_id, released=len(raised), dropped=len(gone)
+            )
 
     # --- escalation -------------------------------------------------------------------
 
+    def _open_incidents(self, tenant_id: str) -> Iterator[dict[str, Any]]:
+        """Every open incident of the tenant, newest first, a page at a time: the
+        newest page alone left the oldest of a storm (those waiting longest) never
+        escalated."""
+        cursor: str | None = None
+        while True:
+            page = self._store.list_incidents(
+                tenant_id, IncidentFilter(status="open"), self.OPEN_PAGE, cursor
+            )
+            yield from page.items
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
     def escalate(self, now: datetime) -> None:
         """Open, paged, unacknowledged incidents past a matching route's escalation
-        time get one ``escalated`` intent (a second destination, a thread reply)."""
+        time get one ``escalated`` intent (a second destination, a thread reply). A
+        snoozed one waits for its snooze to end: snooze promises no reminders until
+        then, and, as PagerDuty's, its escalation resumes when it runs out."""
         for tenant in self._store.list_tenants():
             routes = [r for r in self._routes(tenant.id) if r.escalation is not None]
             if not routes:
                 continue
             done = self._outbox.escalated(tenant.id)
-            page = self._store.list_incidents(tenant.id, IncidentFilter(status="open"), 200, None)
             found = []
-            for item in page.items:
-                if item["id"] in done or not item.get("paged"):
+            for item in self._open_incidents(tenant.id):
+                if item["id"] in done or not item.get("paged") or snoozed(item, now):
                     continue
                 opened = datetime.fromisoformat(item["opened_at"].replace("Z", "+00:00"))
                 detail = self._store.notification_detail(tenant.id, item["id"])
                 if detail is None:
                     continue
-                for candidate in _matching(routes, detail, now):
+                for candidate in matching(routes, detail, now):
                     after = candidate.escalation.after_seconds if candidate.escalation else 0
                     if now - opened >= timedelta(seconds=after):
                         found.append((item["id"], "escalated", {"route": candidate.name}))
@@ -372,13 +414,25 @@ class Notifier(Background):
     # --- daily digest -----------------------------------------------------------------
 
     def digests(self, now: datetime) -> None:
-        """Once a day, after ``digest_hour`` (UTC), a digest of the day before to every
-        mail address the tenant's routes name: the people who get its incident mails."""
+        """Once a day, after ``digest_hour`` on the tenant's clock (its ``time_zone``,
+        UTC unless set), a digest of its day before to every mail address the tenant's
+        routes name: the people who get its incident mails.
+
+        The digest due is the latest whose hour has passed, so one the notifier was
+        down for goes out late rather than never: down from before 08:00 until after
+        midnight, the day's digest was skipped (the next pass asked for the next
+        day's). Only that one: a week down sends one digest, not seven. A tenant
+        created after a day ended gets none for it (a new install's first pass before
+        the hour would send one of the day before it existed)."""
         hour = self._config.digest_hour
-        if hour is None or now.hour < hour:
+        if hour is None:
             return
-        key = f"digest-{(now - timedelta(days=1)).date().isoformat()}"
         for tenant in self._store.list_tenants():
+            zone = self._zone(tenant.id)
+            day = (now.astimezone(zone) - timedelta(hours=hour)).date() - timedelta(days=1)
+            key = f"digest-{day.isoformat()}"
+            if tenant.created_at >= _day_span(day, zone)[1]:
+                continue
             addresses = sorted(
                 {address for r in self._routes(tenant.id) for address in _mail_addresses(r)}
             )
@@ -386,6 +440,14 @@ class Notifier(Background):
                 continue
             planned = Planned(key, "email", ",".join(addresses), DIGEST, "digest")
             self._outbox.plan(tenant.id, [], [planned], now)
+
+    def _zone(self, tenant_id: str) -> tzinfo:
+        """The tenant's clock; UTC when this machine's zone database lacks its zone
+        (one older than the one it was set with)."""
+        try:
+            return zone_named(self._store.tenant_settings(tenant_id).time_zone)
+        except ValueError:
+            return UTC
 
     # --- sending ----------------------------------------------------------------------
 
@@ -678,14 +740,14 @@ class Notifier(Background):
         return receipt.ref
 
     async def _digest(self, delivery: Delivery) -> str | None:
-        day = datetime.fromisoformat(delivery.incident_id.removeprefix("digest-")).replace(
-            tzinfo=UTC
+        day = date.fromisoformat(delivery.incident_id.removeprefix("digest-"))
+        counts = self._store.digest(
+            delivery.tenant_id, *_day_span(day, self._zone(delivery.tenant_id))
         )
-        counts = self._store.digest(delivery.tenant_id, day, day + timedelta(days=1))
         tenant = self._store.get_tenant(delivery.tenant_id)
         view = DigestView(
             tenant_name=tenant.name if tenant else delivery.tenant_id,
-            day=day.date(),
+            day=day,
             incidents=counts["incidents"],
             pages=counts["pages"],
             alerts=counts["alerts"],
@@ -761,140 +823,10 @@ class _NotYet(Exception):
         self.seconds = seconds
 
 
-def _matching(routes: list[Route], detail: dict[str, Any], now: datetime) -> list[Route]:
-    """Routes (with escalation) the incident matches, by any of its alerts' labels."""
-    severity = Severity(detail["severity"])
-    found: list[Route] = []
-    for labels in routing_labels(detail):
-        for candidate, _ in route(routes, labels, severity, now, None):
-            if candidate is not None and candidate not in found:
-                found.append(candidate)
-    return found
-
-
-def _held_by_quiet_hours(
-    detail: dict[str, Any], routes: list[Route], default_channel: str | None, now: datetime
-) -> bool:
-    """A route with quiet hours matches the never-announced incident (quiet or not), and
-    it reaches a destination now: its page was held back and may go."""
-    loud = [replace(r, quiet_hours=None) for r in routes if r.quiet_hours is not None]
-    held = bool(_matching(loud, detail, now))
-    return held and bool(_reach(detail, routes, default_channel, now, []))
-
-
-def _remember(sent: list[Sent], made: list[Planned]) -> None:
-    """Add the destinations just planned to where the incident was announced, so a
-    later intent of the same pass follows them too."""
-    for item in made:
-        if item.kind in ANNOUNCING and _sent_key(item) not in {_sent_key(x) for x in sent}:
-            sent.append(Sent(item.destination_type, item.destination, item.route))
-
-
-def _sent_key(item: Sent | Planned) -> tuple[str, str]:
-    return (item.destination_type, item.destination)
-
-
-def _announced_at(sent: list[Sent], routes: list[Route]) -> list[tuple[str | None, Destination]]:
-    """The destinations an incident was announced at, as destinations again. A webhook
-    no route names any more is left out: its secret went with the route."""
-    hooks = {
-        d.url: d for r in routes for d in every_destination(r) if isinstance(d, WebhookDestination)
-    }
-    found: list[tuple[str | None, Destination]] = []
-    for item in sent:
-        if item.destination_type == "slack":
-            found.append((item.route, SlackDestination(item.destination)))
-        elif item.destination_type == "email":
-            found.append((item.route, EmailDestination(tuple(item.destination.split(",")))))
-        elif item.destination in hooks:
-            found.append((item.route, hooks[item.destination]))
-    return found
-
-
-def _reach(
-    detail: dict[str, Any],
-    routes: list[Route],
-    default_channel: str | None,
-    now: datetime,
-    sent: list[Sent],
-) -> list[tuple[str | None, Destination]]:
-    """Where an event of this incident goes, with the name of the route that chose each
-    destination. Once announced, it goes where it was announced, plus routes its labels
-    match now (it grew into a service another team watches); never the default channel
-    again, which only stands in for "no route matched" on a first page. An incident
-    merged away has no labels left: only where it was announced, if anywhere."""
-    severity = Severity(detail["severity"])
-    routed: list[tuple[str | None, Destination]] = []
-    for labels in routing_labels(detail):
-        for chosen, destination in route(routes, labels, severity, now, default_channel):
-            routed.append((chosen.name if chosen else None, destination))
-    if detail.get("merged_into"):
-        routed = []
-    elif sent:
-        routed = [(name, d) for name, d in routed if name is not None]
-    reached: list[tuple[str | None, Destination]] = []
-    for name, destination in _announced_at(sent, routes) + routed:
-        if destination_key(destination) not in {destination_key(d) for _, d in reached}:
-            reached.append((name, destination))
-    return reached
-
-
-def _plan_one(
-    incident_id: str,
-    event: str,
-    intent_detail: dict[str, Any],
-    detail: dict[str, Any],
-    routes: list[Route],
-    default_channel: str | None,
-    now: datetime,
-    sent: list[Sent] | None = None,
-) -> list[Planned]:
-    """The deliveries one intent makes: where the incident goes (``_reach``), what
-    each kind of destination gets for this event. Each delivery telling one event
-    keeps the incident's state of that moment (``STATE``) from the intent."""
-    reached = _reach(detail, routes, default_channel, now, sent or [])
-    state = {STATE: intent_detail[STATE]} if STATE in intent_detail else {}
-    planned: list[Planned] = []
-    if event == "escalated":
-        wanted = intent_detail.get("route")  # by name: one with an escalation, should
-        # two routes stored before names were unique share it
-        named = next((r for r in routes if r.name == wanted and r.escalation is not None), None)
-        if named is None or named.escalation is None:
-            return []
-        waited = {
-            "note": f"still unacknowledged after {named.escalation.after_seconds // 60} min",
-            **state,
-        }
-        for _, destination in reached:  # a reply in the first message's thread
-            if isinstance(destination, SlackDestination):
-                channel = destination.channel
-                planned.append(
-                    Planned(incident_id, "slack", channel, REPLY, event, named.name, waited)
-                )
-        reached = [(named.name, d) for d in named.escalation.destinations]
-    for name, destination in reached:
-        if isinstance(destination, SlackDestination):
-            planned.append(Planned(incident_id, "slack", destination.channel, MESSAGE, event, name))
-            if event in THREAD_EVENTS and event != "escalated":
-                into = intent_detail.get("into")
-                merged = {"note": f"merged into incident {into}"} if into else {}
-                planned.append(
-                    Planned(
-                        incident_id,
-                        "slack",
-                        destination.channel,
-                        REPLY,
-                        event,
-                        name,
-                        {**merged, **state},
-                    )
-                )
-        elif isinstance(destination, EmailDestination):
-            if event in MAIL_EVENTS:
-                to = ",".join(destination.to)
-                planned.append(Planned(incident_id, "email", to, MAIL, event, name, state))
-        else:
-            planned.append(
-                Planned(incident_id, "webhook", destination.url, EVENT, event, name, state)
-            )
-    return planned
+def _day_span(day: date, zone: tzinfo) -> tuple[datetime, datetime]:
+    """A calendar day on a clock, as UTC bounds ``[start, end)``: 23 or 25 hours long
+    on the days its daylight saving time starts or ends."""
+    midnight = datetime.min.time()
+    start = datetime.combine(day, midnight, zone)
+    end = datetime.combine(day + timedelta(days=1), midnight, zone)
+    return start.astimezone(UTC), end.astimezone(UTC)

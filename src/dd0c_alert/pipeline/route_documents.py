@@ -33,6 +33,10 @@ _DESTINATION_KEYS = {
     "email": ("type", "to"),
     "webhook": ("type", "url", "secret"),
 }
+#: Characters of ``quiet_hours``, as of a silence's schedule and the dashboard's field:
+#: each window is read for every incident the route might take, so a megabyte of
+#: windows would slow every tenant's notifier.
+MAX_QUIET_HOURS_CHARS = 200
 #: What :func:`shown` puts where a secret was; ignored on the way back in.
 SECRET_MARKER = "secret_set"  # noqa: S105 - a key name, not a secret
 
@@ -100,6 +104,11 @@ def prepare(given: Any, previous: Mapping[str, Any] | None = None) -> dict[str, 
             "destinations": _clean_destinations(escalation.get("destinations"), known),
         }
     document = {k: v for k, v in merged.items() if v is not None}
+    quiet = document.get("quiet_hours")
+    if isinstance(quiet, str) and len(quiet) > MAX_QUIET_HOURS_CHARS:
+        raise ValueError(
+            f"'quiet_hours' is {len(quiet)} characters: the limit is {MAX_QUIET_HOURS_CHARS}"
+        )
     parse_route(document)
     return document
 

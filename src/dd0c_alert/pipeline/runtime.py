@@ -16,6 +16,7 @@ from datetime import timedelta
 from dd0c_alert.roles import ROLES as ALL_ROLES
 from dd0c_alert.storage.login_throttle import LoginThrottle, MemoryLoginThrottle
 from dd0c_alert.storage.memory_state import MemoryCircuitBreaker, TokenBuckets
+from dd0c_alert.storage.notify_settings import SqlNotifySettings
 from dd0c_alert.storage.outbox import SqlOutbox
 from dd0c_alert.storage.ports import (
     Archive,
@@ -25,6 +26,7 @@ from dd0c_alert.storage.ports import (
     RateLimiter,
     Store,
 )
+from dd0c_alert.storage.seen_requests import MemorySeenRequests, SeenRequests
 
 from .auth_config import AuthConfig
 from .cron import Scheduler
@@ -41,6 +43,8 @@ ROLES = ALL_ROLES
 class Runtime:
     store: Store
     outbox: SqlOutbox
+    #: Routes and Slack settings, as the API and the dashboard change them.
+    notify_settings: SqlNotifySettings
     queue: IngestQueue
     archive: Archive
     ingest: IngestService
@@ -84,6 +88,9 @@ class Runtime:
     #: Token buckets of test notifications (in Redis when there is one), so a test
     #: cannot be used to spam a channel or probe the network.
     test_limiter: RateLimiter = field(default_factory=TokenBuckets)
+    #: Slack requests already acted on (in Redis when there is one): a captured
+    #: request replayed within its 5 minutes is refused, in whichever process.
+    slack_requests: SeenRequests = field(default_factory=MemorySeenRequests)
 
     def senders(self) -> Senders:
         return Senders(self.outbox, self.notify)

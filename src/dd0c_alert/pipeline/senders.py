@@ -36,7 +36,8 @@ class NotifyConfig:
     slack_per_second: float = 1.0
     slack_burst: int = 3
     escalation_check_seconds: float = 10.0
-    #: UTC hour after which each tenant's daily digest goes out; None: no digest.
+    #: Hour after which each tenant's daily digest goes out, on the tenant's clock
+    #: (its ``time_zone``); None: no digest.
     digest_hour: int | None = 8
     timeout_seconds: float = 5.0
     lease_seconds: float = 300.0

@@ -16,6 +16,7 @@ notification intent and the notifier updates the message (``pipeline/notifier.py
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import re
 from collections.abc import Sequence
@@ -30,7 +31,7 @@ from dd0c_alert.notify.base import DeliveryError
 from dd0c_alert.notify.slack import SlackSender, verify_slack_signature
 from dd0c_alert.notify.slack.signature import MAX_SKEW_SECONDS
 from dd0c_alert.notify.slack.text import clip_mrkdwn, escape
-from dd0c_alert.storage.outbox import SqlOutbox
+from dd0c_alert.storage.notify_settings import SqlNotifySettings
 from dd0c_alert.storage.ports import (
     IncidentAction,
     IncidentFilter,
@@ -38,10 +39,15 @@ from dd0c_alert.storage.ports import (
     Store,
     Verdict,
 )
+from dd0c_alert.storage.seen_requests import SeenRequests
 
 log = structlog.get_logger(__name__)
 
-SlackRefusal = Literal["missing_signature", "timestamp_expired", "signature_mismatch"]
+SlackRefusal = Literal["missing_signature", "timestamp_expired", "signature_mismatch", "replayed"]
+#: How long a used request is remembered. Its timestamp verifies while it is within
+#: 300 s of a process's clock, either way, so 600 s covers every moment it could verify
+#: again; the minute more covers ``api`` processes whose clocks disagree a little.
+REPLAY_WINDOW_SECONDS = 2 * MAX_SKEW_SECONDS + 60
 #: Button ``action_id`` -> (incident action, snooze minutes) or feedback verdict.
 ACTIONS: dict[str, tuple[IncidentAction, int]] = {
     "ack": ("ack", 60),
@@ -123,7 +129,12 @@ def command_form(body: bytes) -> dict[str, str]:
 
 
 def verified_tenants(
-    outbox: SqlOutbox, team_id: str, body: bytes, timestamp: str, signature: str, now: float
+    notify_settings: SqlNotifySettings,
+    team_id: str,
+    body: bytes,
+    timestamp: str,
+    signature: str,
+    now: float,
 ) -> list[str]:
     """The tenants whose Slack signing secret signed ``body``; ``SlackRefused`` when
     none did. A stale timestamp is refused before any secret is looked at."""
@@ -132,8 +143,8 @@ def verified_tenants(
     if timestamp.isascii() and timestamp.isdigit() and abs(now - int(timestamp)) > MAX_SKEW_SECONDS:
         raise SlackRefused("timestamp_expired")
     verified: list[str] = []
-    for tenant_id in outbox.tenants_for_slack_team(team_id) if team_id else ():
-        settings = outbox.slack(tenant_id)
+    for tenant_id in notify_settings.tenants_for_slack_team(team_id) if team_id else ():
+        settings = notify_settings.slack(tenant_id)
         if settings is not None and verify_slack_signature(
             body, timestamp, signature, settings.signing_secret, now=now
         ):
@@ -141,6 +152,18 @@ def verified_tenants(
     if not verified:
         raise SlackRefused("signature_mismatch")
     return verified
+
+
+def claim_once(seen: SeenRequests, timestamp: str, signature: str) -> str:
+    """Claim a verified request for this one use; ``SlackRefused("replayed")`` when
+    it was used before (a captured request sent again, or Slack's own retry). The
+    signature stands for the request: it is an HMAC of the timestamp and the body.
+    Returns the claim's key, to ``release`` should the work fail."""
+    digest = hashlib.sha256(f"{timestamp}:{signature}".encode("utf-8", "replace")).hexdigest()
+    key = f"slack:{digest}"
+    if not seen.claim(key, REPLAY_WINDOW_SECONDS):
+        raise SlackRefused("replayed")
+    return key
 
 
 def click_of(payload: dict[str, Any]) -> Click | None:
@@ -373,7 +396,7 @@ async def check_token(token: str, base_url: str, timeout: float = 3.0) -> tuple[
 
 
 async def configure_slack(
-    outbox: SqlOutbox,
+    notify_settings: SqlNotifySettings,
     tenant_id: str,
     *,
     bot_token: str,
@@ -381,7 +404,7 @@ async def configure_slack(
     default_channel: str,
     slack_api_url: str,
 ) -> TokenCheck:
-    """Store a tenant's Slack settings (secrets encrypted by the outbox), with the
+    """Store a tenant's Slack settings (secrets encrypted at rest), with the
     workspace id when ``auth.test`` can tell it. ``ValueError`` for a malformed
     channel; ``SlackTokenRejected`` (nothing stored) when Slack answered that the token
     is not valid — an unreachable Slack stores the settings all the same."""
@@ -390,7 +413,7 @@ async def configure_slack(
     if check == "rejected":
         raise SlackTokenRejected(f"Slack refused the bot token ({detail})")
     await asyncio.to_thread(
-        outbox.put_slack,
+        notify_settings.put_slack,
         tenant_id,
         bot_token=bot_token,
         signing_secret=signing_secret,
@@ -400,9 +423,9 @@ async def configure_slack(
     return check
 
 
-def slack_view(outbox: SqlOutbox, tenant_id: str) -> dict[str, Any]:
+def slack_view(notify_settings: SqlNotifySettings, tenant_id: str) -> dict[str, Any]:
     """A tenant's Slack settings as the API and CLI show them: never a secret."""
-    settings = outbox.slack(tenant_id)
+    settings = notify_settings.slack(tenant_id)
     if settings is None:
         return {
             "configured": False,

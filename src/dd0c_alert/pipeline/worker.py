@@ -154,6 +154,8 @@ class Worker(Background):
         #: which the outbox keeps so the delivery continues the event's trace.
         self._trace: BatchTrace | None = None
         self._traceparents: dict[str, str] = {}
+        #: The claim-checked bodies of the batch under way, read before it began.
+        self._claim_checked: dict[str, bytes] = {}
 
     def _config(self, tenant_id: str) -> tuple[TenantSettings, Rules]:
         """Tenant settings and rules, re-read at most every few seconds."""
@@ -190,11 +192,12 @@ class Worker(Background):
         if not events:
             return 0
         if not tracing.enabled():
-            # A sender's own traceparent, when it sent one: its trace id is logged.
+            # A sender's own traceparent, when it sent a valid one: its trace id is
+            # logged, and the deliveries it causes keep it.
             self._traceparents = {
-                e.event_id: e.headers[tracing.TRACEPARENT]
+                e.event_id: parent
                 for e in events
-                if tracing.TRACEPARENT in e.headers
+                if (parent := tracing.sender_traceparent(e.headers.get(tracing.TRACEPARENT)))
             }
             try:
                 return self._run_batch(events)
@@ -235,6 +238,9 @@ class Worker(Background):
         except Exception as exc:  # the archive is unwritable: every event waits for it
             self._postpone(live, exc)
             return len(events)
+        live, unreadable, refusal = self._read_claim_checks(live)
+        if refusal is not None:
+            self._postpone(unreadable, refusal, rest=not live)
         first = [e for e in live if e.attempts <= 1]
         # Claimed before and not finished: decided alone, so if one of them is what
         # stopped the last attempt, it cannot take the others down with it again.
@@ -248,7 +254,40 @@ class Worker(Background):
             self.after_commit()
         return len(events)
 
-    def _postpone(self, events: list[RawEvent], exc: Exception) -> None:
+    def _read_claim_checks(
+        self, events: list[RawEvent]
+    ) -> tuple[list[RawEvent], list[RawEvent], Exception | None]:
+        """Read the bodies admission claim-checked into the archive, and split the
+        events into those that can go on and those whose body cannot be read now.
+        An unreadable archive (``OSError``: the object store down, the disk failing)
+        is an outage like an unwritable one: counted as tries, it dead-lettered every
+        large webhook accepted during an outage longer than the retries. A body that
+        is gone (past retention, a restore without the archive) still fails its
+        event, in ``normalise``. Returns the events that go on, those that wait and
+        why they wait."""
+        self._claim_checked.clear()
+        ready: list[RawEvent] = []
+        unreadable: list[RawEvent] = []
+        refusal: Exception | None = None
+        for event in events:
+            if event.body is not None or not event.body_ref:
+                ready.append(event)
+            elif unreadable:  # one refusal is enough: the rest wait with it
+                unreadable.append(event)
+            else:
+                try:
+                    with guarded(self._breakers, "archive"):
+                        body = _read_if_present(self._archive, event.body_ref)
+                except (OSError, CircuitOpen) as exc:
+                    refusal = exc
+                    unreadable.append(event)
+                    continue
+                if body is not None:
+                    self._claim_checked[event.event_id] = body
+                ready.append(event)
+        return ready, unreadable, refusal
+
+    def _postpone(self, events: list[RawEvent], exc: Exception, *, rest: bool = True) -> None:
         """The archive refused the batch (disk full, object store down): no event can be
         processed until it is back, whatever the event holds. The events go back to the
         queue without this claim counting as one of their attempts, and the worker rests
@@ -263,7 +302,8 @@ class Worker(Background):
         )
         retries = [Retry(e.event_id, error, delay, counted=False) for e in events]
         persist(self._store, BatchOutcome(retries=retries), self._config)
-        self.rest(delay)
+        if rest:
+            self.rest(delay)
 
     def _hand_back(self, events: list[RawEvent]) -> None:
         """Give the queue back claimed events not started yet, visible at once and not
@@ -326,9 +366,11 @@ class Worker(Background):
             return False
         except LeaseLost as exc:  # another consumer holds these now; its work commits
             log.warning("lease_lost", events=len(events), detail=str(exc))
-        except Exception:
+        except Exception as exc:
             # One bad record must not hold the others back: store them one by one.
-            log.exception("batch_apply_failed", events=len(events))
+            held = _FAILURE_LINES.allow(f"batch_apply_failed:{type(exc).__name__}")
+            if held is not None:
+                log.exception("batch_apply_failed", events=len(events), repeated=held)
             self._apply_one_by_one(events, refs)
         return True
 
@@ -407,7 +449,11 @@ class Worker(Background):
 
     def normalise(self, event: RawEvent, raw_ref: str) -> list[Normalised]:
         """Turn an archived raw event into canonical records with ids."""
-        body = event.body if event.body is not None else self._archive.get(raw_ref)
+        body = event.body
+        if body is None:
+            body = self._claim_checked.pop(event.event_id, None)
+        if body is None:
+            body = self._archive.get(raw_ref)
         try:
             payload = json_document(body)
         except orjson.JSONDecodeError as exc:
@@ -550,3 +596,11 @@ def _believable_times(record: Normalised, received_at: datetime) -> None:
             record.started_at = min(record.started_at, record.ended_at)
     elif record.finished_at is not None:
         record.finished_at = believable(record.finished_at, received_at)
+
+
+def _read_if_present(archive: Archive, ref: str) -> bytes | None:
+    """The archived body, or None when it is gone (its event then fails as before)."""
+    try:
+        return archive.get(ref)
+    except FileNotFoundError:
+        return None

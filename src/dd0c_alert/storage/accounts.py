@@ -12,40 +12,39 @@ the security-definer functions of migration 0008, which answer ids only.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, NamedTuple
+from typing import Any
 
 import sqlalchemy as sa
 
 from dd0c_alert.domain.ids import new_id
 
 from . import schema as t
+from .account_rows import (
+    API_KEY_PREFIX,
+    INVITATION_PREFIX,
+    REFRESH_PREFIX,
+    RESET_PREFIX,
+    ApiKey,
+    EmailTaken,
+    Invitation,
+    LastOwner,
+    Member,
+    RefreshToken,
+    Revoked,
+    Rotation,
+    User,
+    api_key_of,
+    digest,
+    invitation_of,
+    normalise_email,
+    user_of,
+)
 from .ports import Tenant
 from .tenancy import scope, scope_user
-
-API_KEY_PREFIX = "dd0c_"
-REFRESH_PREFIX = "dd0r_"
-INVITATION_PREFIX = "dd0i_"
-RESET_PREFIX = "dd0p_"
-
-
-class EmailTaken(Exception):
-    """A user with this email exists already."""
-
-
-def digest(secret: str) -> str:
-    """Secrets carry 256 random bits: a fast hash is as safe as a slow one here."""
-    return hashlib.sha256(secret.encode()).hexdigest()
-
-
-def normalise_email(email: str) -> str:
-    return email.strip().lower()
-
 
 #: How long a rotated refresh token may be presented again for another token of its
 #: family, rather than be taken for a stolen copy (``rotate_refresh``). Okta's
@@ -58,129 +57,24 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-@dataclass(frozen=True)
-class User:
-    id: str
-    email: str
-    password_hash: str | None
-    created_at: datetime
-    disabled: bool
-    password_changed_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class Member:
-    tenant_id: str
-    user_id: str
-    email: str
-    role: str
-    created_at: datetime
-    disabled: bool
-
-
-@dataclass(frozen=True)
-class ApiKey:
-    id: str
-    tenant_id: str
-    name: str
-    scope: str
-    created_at: datetime
-    last_used_at: datetime | None
-    expires_at: datetime | None
-    revoked_at: datetime | None
-
-    def usable(self, now: datetime) -> bool:
-        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
-
-    def public(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "scope": self.scope,
-            "created_at": self.created_at,
-            "last_used_at": self.last_used_at,
-            "expires_at": self.expires_at,
-            "revoked_at": self.revoked_at,
-        }
-
-
-@dataclass(frozen=True)
-class Invitation:
-    id: str
-    tenant_id: str
-    email: str
-    role: str
-    invited_by: str
-    created_at: datetime
-    expires_at: datetime
-    accepted_at: datetime | None
-
-    def public(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "email": self.email,
-            "role": self.role,
-            "invited_by": self.invited_by,
-            "created_at": self.created_at,
-            "expires_at": self.expires_at,
-            "accepted_at": self.accepted_at,
-        }
-
-
-@dataclass(frozen=True)
-class Rotation:
-    """The outcome of presenting a refresh token."""
-
-    outcome: Literal["ok", "invalid", "reused"]
-    tenant_id: str | None = None
-    user_id: str | None = None
-    token: str | None = None
-    #: The browser session (token family) the new token continues.
-    family_id: str | None = None
-
-
-class RefreshToken(NamedTuple):
-    token: str
-    id: str
-    #: One per sign-in: the session its access tokens belong to (``session_alive``).
-    family_id: str
-
-
-def _user(row: Any) -> User:
-    return User(
-        id=row.id,
-        email=row.email,
-        password_hash=row.password_hash,
-        created_at=row.created_at,
-        disabled=bool(row.disabled),
-        password_changed_at=row.password_changed_at,
+def _withdraw_invitations_of(
+    conn: sa.Connection, tenant_id: str, user_id: str, keep_roles: Collection[str]
+) -> list[str]:
+    """Delete the pending invitations ``user_id`` made for a role not in ``keep_roles``
+    (as ``revoke_invitation`` does: their links are then unknown); their ids. A
+    removed admin's invitation, accepted under another address of theirs, brought
+    them back."""
+    inv = t.invitations
+    theirs = sa.and_(
+        inv.c.tenant_id == tenant_id,
+        inv.c.invited_by_user == user_id,
+        inv.c.accepted_at.is_(None),
+        inv.c.role.not_in(list(keep_roles)),
     )
-
-
-def _key(row: Any) -> ApiKey:
-    return ApiKey(
-        id=row.id,
-        tenant_id=row.tenant_id,
-        name=row.name,
-        scope=row.scope,
-        created_at=row.created_at,
-        last_used_at=row.last_used_at,
-        expires_at=row.expires_at,
-        revoked_at=row.revoked_at,
-    )
-
-
-def _invitation(row: Any) -> Invitation:
-    return Invitation(
-        id=row.id,
-        tenant_id=row.tenant_id,
-        email=row.email,
-        role=row.role,
-        invited_by=row.invited_by,
-        created_at=row.created_at,
-        expires_at=row.expires_at,
-        accepted_at=row.accepted_at,
-    )
+    ids = list(conn.execute(sa.select(inv.c.id).where(theirs).order_by(inv.c.id)).scalars())
+    if ids:
+        conn.execute(inv.delete().where(theirs, inv.c.id.in_(ids)))
+    return ids
 
 
 class AccountStore:
@@ -272,7 +166,7 @@ class AccountStore:
     def _get_user(self, conn: sa.Connection, user_id: str) -> User | None:
         scope_user(conn, user_id)
         row = conn.execute(sa.select(t.users).where(t.users.c.id == user_id)).first()
-        return None if row is None else _user(row)
+        return None if row is None else user_of(row)
 
     def get_user(self, user_id: str) -> User | None:
         with self._tx(write=False) as conn:
@@ -348,25 +242,96 @@ class AccountStore:
             ).all()
         return [Member(**row._asdict()) for row in rows]
 
-    def set_role(self, tenant_id: str, user_id: str, role: str) -> bool:
+    def set_role(
+        self,
+        tenant_id: str,
+        user_id: str,
+        role: str,
+        keep_scopes: Collection[str],
+        keep_invitations: Collection[str] = (),
+    ) -> Revoked | None:
+        """The member's new role, the API keys they made revoked unless their scope is
+        in ``keep_scopes`` and their pending invitations withdrawn unless their role is
+        in ``keep_invitations`` (what the new role may still make and grant): one
+        transaction. What it revoked; None when the user is no member. ``LastOwner``
+        when it would demote the tenant's last owner."""
         m = t.memberships
         with self._tx(tenant_id=tenant_id) as conn:
-            changed = conn.execute(
+            if self._guard_last_owner(conn, tenant_id, user_id, role) is None:
+                return None
+            conn.execute(
                 m.update()
                 .where(m.c.tenant_id == tenant_id, m.c.user_id == user_id)
                 .values(role=role)
-            ).rowcount
-        return bool(changed)
+            )
+            return Revoked(
+                self._revoke_keys_of(conn, tenant_id, user_id, keep_scopes, _now()),
+                _withdraw_invitations_of(conn, tenant_id, user_id, keep_invitations),
+            )
 
-    def remove_member(self, tenant_id: str, user_id: str) -> bool:
-        """The membership gone and the user's refresh tokens in the tenant revoked."""
+    def remove_member(self, tenant_id: str, user_id: str) -> Revoked | None:
+        """The membership gone, the user's refresh tokens in the tenant and every API
+        key they made revoked, their pending invitations withdrawn: one transaction.
+        What it revoked; None when the user is no member. ``LastOwner`` when it would
+        remove the last owner."""
         m = t.memberships
+        now = _now()
         with self._tx(tenant_id=tenant_id) as conn:
-            gone = conn.execute(
-                m.delete().where(m.c.tenant_id == tenant_id, m.c.user_id == user_id)
-            ).rowcount
-            self._revoke_where(conn, t.refresh_tokens.c.user_id == user_id, tenant_id, _now())
-        return bool(gone)
+            if self._guard_last_owner(conn, tenant_id, user_id, None) is None:
+                return None
+            conn.execute(m.delete().where(m.c.tenant_id == tenant_id, m.c.user_id == user_id))
+            self._revoke_where(conn, t.refresh_tokens.c.user_id == user_id, tenant_id, now)
+            return Revoked(
+                self._revoke_keys_of(conn, tenant_id, user_id, (), now),
+                _withdraw_invitations_of(conn, tenant_id, user_id, ()),
+            )
+
+    def _guard_last_owner(
+        self, conn: sa.Connection, tenant_id: str, user_id: str, new_role: str | None
+    ) -> str | None:
+        """The member's role as it stands, in the transaction that changes it (None:
+        no member); ``LastOwner`` when the change (``new_role`` None: removal) would
+        leave no owner. The tenant's owner rows are locked first, in one order, so
+        two owners demoting each other at once queue on PostgreSQL, and the second
+        sees the first's change; SQLite's write transactions queue whole."""
+        m = t.memberships
+        owners = set(
+            conn.execute(
+                sa.select(m.c.user_id)
+                .where(m.c.tenant_id == tenant_id, m.c.role == "owner")
+                .order_by(m.c.user_id)
+                .with_for_update()
+            ).scalars()
+        )
+        role: str | None = conn.execute(
+            sa.select(m.c.role)
+            .where(m.c.tenant_id == tenant_id, m.c.user_id == user_id)
+            .with_for_update()
+        ).scalar()
+        if role == "owner" and new_role != "owner" and not owners - {user_id}:
+            raise LastOwner(tenant_id)
+        return role
+
+    def _revoke_keys_of(
+        self,
+        conn: sa.Connection,
+        tenant_id: str,
+        user_id: str,
+        keep_scopes: Collection[str],
+        now: datetime,
+    ) -> list[str]:
+        """Revoke the unrevoked keys ``user_id`` made whose scope is not kept; their ids."""
+        k = t.api_keys
+        mine = sa.and_(
+            k.c.tenant_id == tenant_id,
+            k.c.created_by == user_id,
+            k.c.revoked_at.is_(None),
+            k.c.scope.not_in(list(keep_scopes)),
+        )
+        ids = list(conn.execute(sa.select(k.c.id).where(mine).order_by(k.c.id)).scalars())
+        if ids:
+            conn.execute(k.update().where(mine, k.c.id.in_(ids)).values(revoked_at=now))
+        return ids
 
     def _tenant_ids_of(self, conn: sa.Connection, user_id: str) -> list[str]:
         if self._rls(conn):
@@ -538,8 +503,17 @@ class AccountStore:
     # --- invitations -------------------------------------------------------------------
 
     def create_invitation(
-        self, tenant_id: str, email: str, role: str, invited_by: str, ttl: timedelta
+        self,
+        tenant_id: str,
+        email: str,
+        role: str,
+        invited_by: str,
+        ttl: timedelta,
+        inviter: str | None = None,
     ) -> tuple[str, Invitation]:
+        """A pending invitation and its token (shown once). ``inviter``: the user id
+        of the person behind it (None for the command line's keys), whose removal or
+        demotion withdraws it."""
         token = INVITATION_PREFIX + secrets.token_urlsafe(32)
         now = _now()
         invitation = Invitation(
@@ -561,6 +535,7 @@ class AccountStore:
                     role=role,
                     token_hash=digest(token),
                     invited_by=invited_by,
+                    invited_by_user=inviter,
                     created_at=now,
                     expires_at=invitation.expires_at,
                 )
@@ -573,7 +548,24 @@ class AccountStore:
             rows = conn.execute(
                 sa.select(inv).where(inv.c.tenant_id == tenant_id).order_by(inv.c.created_at)
             ).all()
-        return [_invitation(row) for row in rows]
+        return [invitation_of(row) for row in rows]
+
+    def revoke_invitation(self, tenant_id: str, invitation_id: str) -> bool:
+        """Delete a pending invitation (expired or not): its token is then unknown, and
+        acceptance refuses it as any unknown one. False when the tenant has no such
+        invitation or it was accepted (what it did stays: remove the member instead);
+        on PostgreSQL an acceptance running at once holds the row, and the delete then
+        finds it accepted."""
+        inv = t.invitations
+        with self._tx(tenant_id=tenant_id) as conn:
+            gone = conn.execute(
+                inv.delete().where(
+                    inv.c.tenant_id == tenant_id,
+                    inv.c.id == invitation_id,
+                    inv.c.accepted_at.is_(None),
+                )
+            ).rowcount
+        return bool(gone)
 
     def accept_invitation(
         self, token: str, password_hash: str | None
@@ -586,7 +578,7 @@ class AccountStore:
             row = self._token_tenant(conn, "dd0c_tenant_for_invitation", t.invitations, token)
             if row is None or row.accepted_at is not None or row.expires_at <= now:
                 return None
-            invitation = _invitation(row)
+            invitation = invitation_of(row)
             user_id = self._user_id_for_email(conn, invitation.email)
             if user_id is None:
                 if password_hash is None:
@@ -653,8 +645,16 @@ class AccountStore:
     # --- API keys ----------------------------------------------------------------------
 
     def create_api_key(
-        self, tenant_id: str, name: str, scope_: str, expires_at: datetime | None = None
+        self,
+        tenant_id: str,
+        name: str,
+        scope_: str,
+        expires_at: datetime | None = None,
+        created_by: str | None = None,
     ) -> tuple[str, ApiKey]:
+        """A new key, shown once; ``created_by`` the user making it, directly or with
+        a key of theirs (None for the command line), whose removal or demotion
+        revokes it."""
         key = API_KEY_PREFIX + secrets.token_urlsafe(32)
         record = ApiKey(
             id=new_id(),
@@ -665,6 +665,7 @@ class AccountStore:
             last_used_at=None,
             expires_at=expires_at,
             revoked_at=None,
+            created_by=created_by,
         )
         with self._tx(tenant_id=tenant_id) as conn:
             conn.execute(
@@ -676,17 +677,25 @@ class AccountStore:
                     created_at=record.created_at,
                     scope=scope_,
                     expires_at=expires_at,
+                    created_by=created_by,
                 )
             )
         return key, record
 
     def api_keys(self, tenant_id: str) -> list[ApiKey]:
-        k = t.api_keys
+        """The tenant's keys with their makers' emails (so an owner sees whose keys
+        remain; a maker no longer in the team shows no email)."""
+        k, m, u = t.api_keys, t.memberships, t.users
+        member = sa.and_(m.c.tenant_id == k.c.tenant_id, m.c.user_id == k.c.created_by)
         with self._tx(tenant_id=tenant_id, write=False) as conn:
             rows = conn.execute(
-                sa.select(k).where(k.c.tenant_id == tenant_id).order_by(k.c.created_at)
+                sa.select(k, u.c.email.label("created_by_email"))
+                .outerjoin(m, member)
+                .outerjoin(u, u.c.id == m.c.user_id)
+                .where(k.c.tenant_id == tenant_id)
+                .order_by(k.c.created_at)
             ).all()
-        return [_key(row) for row in rows]
+        return [api_key_of(row) for row in rows]
 
     def revoke_api_key(self, tenant_id: str, key_id: str) -> bool | None:
         """True when this call revoked the key, False when it was revoked already,
@@ -714,7 +723,7 @@ class AccountStore:
                     return None
                 scope(conn, tenant_id)
             row = conn.execute(sa.select(k).where(k.c.key_hash == key_hash)).first()
-        return None if row is None else _key(row)
+        return None if row is None else api_key_of(row)
 
     def touch_api_key(self, tenant_id: str, key_id: str, at: datetime) -> None:
         k = t.api_keys

@@ -12,6 +12,11 @@ from sqlalchemy import event
 
 from .files import private_dir, private_file
 
+#: Errors that say the database cannot be used now (stopped, restarting, unreachable,
+#: out of connection slots, locked, its disk full), not that a request was wrong: a
+#: caller may try again. The web layer answers them 503 with ``Retry-After``.
+UNAVAILABLE: tuple[type[Exception], ...] = (sa.exc.OperationalError, sa.exc.TimeoutError)
+
 
 def sqlite_path(url: str) -> Path:
     return Path(sa.make_url(url).database or "")
@@ -19,6 +24,14 @@ def sqlite_path(url: str) -> Path:
 
 #: How long a statement waits for a lock another connection holds (SQLite's handler).
 BUSY_TIMEOUT_MS = 30_000
+
+
+#: The size a WAL file is cut back to when SQLite starts it over (``journal_size_limit``):
+#: the database's usual size, ``WRITE_CHECKPOINT_PAGES`` of 4 KB plus a transaction.
+#: Without it a WAL file never shrank: one that grew while readers kept checkpoints from
+#: reaching its end (a purge of a million idempotency keys beside webhook admission
+#: left the queue's at 430 MB, beside a 200 MB file) kept that size until a restart.
+JOURNAL_SIZE_LIMIT = 72 * 1024 * 1024
 
 
 def configure_sqlite(conn: sqlite3.Connection, synchronous: str) -> None:
@@ -30,12 +43,14 @@ def configure_sqlite(conn: sqlite3.Connection, synchronous: str) -> None:
     100-alert event wrote its 34 KB body again, as zeros, to the WAL and then the file.
     FAST still clears deleted content inside the pages a statement writes anyway, as
     upstream SQLite's default does not, and leaves freed pages as they are until reused.
+    ``journal_size_limit``: see ``JOURNAL_SIZE_LIMIT``.
     """
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous}")
     conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA secure_delete=FAST")
+    conn.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
 
 
 def refresh_statistics(engine: sa.Engine) -> None:
@@ -114,8 +129,8 @@ WRITE_CACHE_KIB = 32 * 1024
 #: batches is copied once: ``bench/worker.py`` wrote 17-26 -> 11-16 KB per alert in
 #: spread, 13.1 -> 10.7 in single, 5.5 -> 5.0 in storm, for the same CPU or less
 #: (bench/README.md, 2026-12-07); a disk with a throughput cap, as cloud volumes have,
-#: takes a third more repeats. The WAL file keeps its largest size on disk: about this
-#: plus the largest transaction.
+#: takes a third more repeats. The WAL file is cut back to ``JOURNAL_SIZE_LIMIT`` each
+#: time SQLite starts it over.
 WRITE_CHECKPOINT_PAGES = 16_384
 
 
@@ -128,7 +143,8 @@ def make_engines(url: str, synchronous: str = "FULL") -> tuple[sa.Engine, sa.Eng
     keep a larger page cache (``WRITE_CACHE_KIB``) and checkpoint less often
     (``WRITE_CHECKPOINT_PAGES``); reads write nothing, so never checkpoint. PostgreSQL
     needs no such split: one pooled engine serves both (pre-ping drops connections a
-    server restart broke).
+    server restart broke). Both keep a failed statement's parameters (alert texts,
+    labels, tokens being checked) out of its exception, which tracebacks log.
     """
     if not url.startswith("sqlite"):
         url = normalise_database_url(url)
@@ -138,6 +154,7 @@ def make_engines(url: str, synchronous: str = "FULL") -> tuple[sa.Engine, sa.Eng
             max_overflow=10,
             pool_pre_ping=True,
             connect_args=postgres_connect_args(url),
+            hide_parameters=True,
             **_JSON,
         )
         return engine, engine
@@ -148,7 +165,10 @@ def make_engines(url: str, synchronous: str = "FULL") -> tuple[sa.Engine, sa.Eng
 
     def build(begin: str, *, writes: bool = False) -> sa.Engine:
         engine = sa.create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": 30}, **_JSON
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            hide_parameters=True,
+            **_JSON,
         )
 
         @event.listens_for(engine, "connect")

@@ -34,3 +34,25 @@ def private_file(path: Path) -> None:
     opens it next (SQLite, which gives its WAL the same mode) keeps that mode."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT, FILE_MODE)
     os.close(fd)
+
+
+#: The file a write probe makes and removes at once.
+_PROBE = ".write-probe"
+
+
+def write_refused(folder: Path) -> OSError | None:
+    """Why ``folder`` (created if missing) refuses a new file, or None when it takes
+    one. Asked before anything else is written, so a read-only mount or a folder of
+    another owner is named at once, not after a server announced it listens."""
+    probe = folder / _PROBE
+    try:
+        private_dir(folder)
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+        try:
+            os.write(fd, b"ok")
+        finally:
+            os.close(fd)
+            probe.unlink(missing_ok=True)  # a write cut short by a full disk left it
+    except OSError as exc:
+        return exc
+    return None

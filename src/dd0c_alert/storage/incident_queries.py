@@ -594,10 +594,13 @@ def split(
             raise InvalidTransition("a split must leave at least one alert in the incident")
         old = incident_state(row)
         new = incident_state(row)
-        new.id, new.paged, new.deploys, new.merged_into = new_id(), False, [], None
+        new.id, new.deploys, new.merged_into = new_id(), [], None
         new.noise_score, new.noise_reasons = 0, []
         for state, members in ((old, staying), (new, moving)):
             _recount(state, members, now)
+        # Split out of an incident that paged, a still firing part pages too: its team
+        # must hear of it as of any new incident (escalation included), not find it.
+        new.paged = row.paged and new.status is not IncidentStatus.RESOLVED
         # The repeats of the alerts that move go with them; the rest stay.
         new.folded = min(old.folded, sum(max(0, x.repeat_count - 1) for x in moving))
         old.folded -= new.folded
@@ -647,14 +650,30 @@ def split(
                 created_at=now,
             )
         )
-        if row.paged:
-            kept = conn.execute(
-                sa.select(i).where(i.c.tenant_id == tenant_id, i.c.id == incident_id)
-            ).one()
-            told = {"actor": actor, **_state(kept)}
-            write_intents(conn, tenant_id, [(incident_id, "updated", told)])
-        created = conn.execute(sa.select(i).where(i.c.tenant_id == tenant_id, i.c.id == new.id))
-        return incident_dict(created.one())
+        created = conn.execute(
+            sa.select(i).where(i.c.tenant_id == tenant_id, i.c.id == new.id)
+        ).one()
+        write_intents(conn, tenant_id, _split_intents(conn, tenant_id, row, created, actor))
+        return incident_dict(created)
+
+
+def _split_intents(
+    conn: sa.Connection, tenant_id: str, before: Any, created: Any, actor: str
+) -> list[tuple[str, str, dict[str, Any]]]:
+    """What a split tells, through the outbox as any decision: the incident that paged,
+    that it shrank (``updated``); the one split out of it, when it pages, that it was
+    opened, so it is announced (Slack, mail, webhooks) where a new incident goes."""
+    told: list[tuple[str, str, dict[str, Any]]] = []
+    if before.paged:
+        i = t.incidents
+        kept = conn.execute(
+            sa.select(i).where(i.c.tenant_id == tenant_id, i.c.id == before.id)
+        ).one()
+        told.append((before.id, "updated", {"actor": actor, **_state(kept)}))
+    if created.paged:
+        opened = {"actor": actor, "split_from": before.id, **_state(created)}
+        told.append((created.id, "opened", opened))
+    return told
 
 
 def _recount(state: IncidentState, alerts: list[Any], now: datetime) -> None:

@@ -66,6 +66,14 @@ def schema_behind(conn: sa.Connection) -> str | None:
     head, known = _revisions()
     if current == head or (current is not None and current not in known):
         return None
+    if current is None and conn.dialect.name == "sqlite":
+        # serve migrates SQLite before it serves: no schema at all means the file was
+        # deleted or replaced under it, and `migrate` would make a new, empty one.
+        return (
+            "the SQLite database holds no schema: dd0c.db was deleted or replaced under "
+            "the running server; stop it and restore the folder from a backup "
+            "(dd0c-alert restore BACKUP --force)"
+        )
     return f"schema at {current or 'nothing'}, this version needs {head}: run dd0c-alert migrate"
 
 

@@ -18,15 +18,17 @@ One incident's events reach one destination in the order they happened: a
 delivery's ``created_at`` is the time of the decision behind it (its intent's), and
 a webhook event, a mail or a thread reply is not due while an earlier one of the
 same incident to the same destination still waits (pending or retrying). Ids do not
-order them: two ids minted in one millisecond sort at random.
+order them: two ids minted in one millisecond sort at random. A webhook's ``updated``
+events are paced as a living message is coalesced (``_paced_update``).
 
 Every attempt is a ``delivery_attempts`` row; ``destination_health`` says which
-destinations fail, are rate-limited, or were stopped by a permanent error.
+destinations fail, are rate-limited, or were stopped by a permanent error. A first
+page quiet hours held back is a ``held_pages`` row until it is sent or no longer
+wanted (``storage/held_pages.py``).
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -36,7 +38,10 @@ import sqlalchemy as sa
 
 from dd0c_alert.domain.ids import new_id
 
+from . import held_pages as held_sql
 from . import schema as t
+from .held_pages import HeldPage
+from .notify_settings import SlackSettings, SqlNotifySettings
 from .ports import Page
 from .rows import decode_cursor, encode_cursor, iso
 from .secrets import SecretBox
@@ -58,8 +63,10 @@ ANNOUNCING = (MESSAGE, MAIL, EVENT)
 #: (``status``, ``acknowledged_at``, ``resolved_at``, ``snoozed_until``, as the API
 #: shows them), so an event sent later still tells the state of its moment.
 STATE = "state"
+#: The key of a released held page's ``opened`` intent (``settle_held``): it goes to
+#: the destinations that never heard of the incident only; others got it on time.
+RELEASED = "released"
 _TENANTS_WITH_WORK = sa.text("SELECT * FROM dd0c_notify_tenants(:now)")
-_TENANTS_FOR_TEAM = sa.text("SELECT * FROM dd0c_tenants_for_slack_team(:team)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,11 +217,12 @@ def shown_destination(destination_type: str, destination: str) -> str:
 
 
 class SqlOutbox:
-    """Intents, deliveries, attempts, routes, Slack settings and destination health."""
+    """Intents, deliveries, attempts and destination health; it reads the routes and
+    Slack settings the notifier plans and posts with from ``SqlNotifySettings``."""
 
     def __init__(self, engine: sa.Engine, box: SecretBox) -> None:
         self._engine = engine
-        self._box = box
+        self._settings = SqlNotifySettings(engine, box)
 
     # --- planning ---------------------------------------------------------------------
 
@@ -252,11 +260,21 @@ class SqlOutbox:
         ]
 
     def plan(
-        self, tenant_id: str, done: Sequence[Intent], planned: Sequence[Planned], now: datetime
+        self,
+        tenant_id: str,
+        done: Sequence[Intent],
+        planned: Sequence[Planned],
+        now: datetime,
+        *,
+        pace: timedelta = timedelta(0),
+        held: Sequence[tuple[str, str]] = (),
     ) -> bool:
         """Store the deliveries planned from ``done`` and delete those intents, in one
         transaction; ``False`` (and nothing stored) when another notifier planned any
-        of them first."""
+        of them first. ``pace``: an incident's ``updated`` events reach one webhook at
+        most this often (``_paced_update``), as its Slack message is updated.
+        ``held``: ``(incident_id, event)`` pages quiet hours held back, recorded in
+        the same transaction, so an intent is never gone without its held page."""
         n, d = t.notification_intents, t.deliveries
         with scoped(self._engine, tenant_id) as conn:
             seqs = [intent.seq for intent in done]
@@ -266,12 +284,16 @@ class SqlOutbox:
             if deleted != len(seqs):
                 conn.rollback()
                 return False
+            held_sql.hold(conn, tenant_id, held, now)
             for item in planned:
                 if item.kind == MESSAGE:
                     self._touch_message(conn, tenant_id, item, now)
-                elif item.event == "updated" and self._pending_update(conn, tenant_id, item):
-                    continue  # an update already waits to go out: it will carry this one
+                elif item.event == "updated":
+                    self._paced_update(conn, tenant_id, item, now, pace)
                 else:
+                    # A later event tells a newer state than an update still unsent:
+                    # that update is dropped, not sent after (or holding back) this one.
+                    conn.execute(d.delete().where(_unsent_updates(d, tenant_id, item)))
                     conn.execute(d.insert().values(**_new_row(tenant_id, item, now)))
         return True
 
@@ -306,22 +328,42 @@ class SqlOutbox:
         if not changed:
             conn.execute(d.insert().values(**_new_row(tenant_id, item, now)))
 
-    def _pending_update(self, conn: sa.Connection, tenant_id: str, item: Planned) -> bool:
+    def _paced_update(
+        self, conn: sa.Connection, tenant_id: str, item: Planned, now: datetime, pace: timedelta
+    ) -> None:
+        """An ``updated`` event, paced like a living message: an update not sent yet
+        (never leased, so no receiver can have its id) takes this newer state and
+        time; otherwise a new one is due ``pace`` after the incident's last event to
+        this destination. In a storm a receiver gets one update per interval, the
+        latest state last, each under an id of its own."""
         d = t.deliveries
-        return (
-            conn.execute(
-                sa.select(d.c.id).where(
-                    d.c.tenant_id == tenant_id,
-                    d.c.incident_id == item.incident_id,
-                    d.c.destination_type == item.destination_type,
-                    d.c.destination == item.destination,
-                    d.c.event == "updated",
-                    d.c.status == PENDING,
-                    d.c.attempts == 0,
-                )
-            ).first()
-            is not None
-        )
+        unsent = conn.execute(
+            sa.select(d.c.id)
+            .where(_unsent_updates(d, tenant_id, item))
+            .order_by(d.c.created_at.desc(), d.c.id.desc())
+        ).scalars()
+        newest, *older = [*unsent] or [None]
+        if newest is not None:
+            conn.execute(d.delete().where(d.c.id.in_(older), _unsent_updates(d, tenant_id, item)))
+            values: dict[str, Any] = {"detail": item.detail, "created_at": item.at or now}
+            if item.traceparent is not None:
+                values["traceparent"] = item.traceparent
+            folded = conn.execute(
+                d.update()
+                .where(d.c.id == newest, _unsent_updates(d, tenant_id, item))
+                .values(updated_at=now, **values)
+            ).rowcount
+            if folded:
+                return
+        last = conn.execute(
+            sa.select(sa.func.max(sa.func.coalesce(d.c.delivered_at, d.c.next_attempt_at))).where(
+                _same_stream(d, tenant_id, item), d.c.status != FAILED
+            )
+        ).scalar()
+        row = _new_row(tenant_id, item, now)
+        if last is not None and last + pace > now:
+            row["next_attempt_at"] = last + pace
+        conn.execute(d.insert().values(**row))
 
     # --- sending ----------------------------------------------------------------------
 
@@ -502,6 +544,26 @@ class SqlOutbox:
         with scoped(self._engine, tenant_id) as conn:
             write_intents(conn, tenant_id, intents)
 
+    def held_pages(self, tenant_id: str) -> list[HeldPage]:
+        """Pages quiet hours held back, oldest first (``storage/held_pages.py``)."""
+        with scoped(self._engine, tenant_id) as conn:
+            return held_sql.waiting(conn, tenant_id)
+
+    def settle_held(
+        self, tenant_id: str, released: Sequence[str], gone: Sequence[str]
+    ) -> list[str]:
+        """In one transaction: the ``released`` incidents' held pages become ``opened``
+        intents again, and the rows of those and of the ``gone`` ones (no page due any
+        more) are deleted. A page another notifier released first is not raised twice.
+        The incidents released by this call."""
+        with scoped(self._engine, tenant_id) as conn:
+            taken = held_sql.take(conn, tenant_id, released)
+            mine = [incident_id for incident_id in released if incident_id in taken]
+            again = [(incident_id, "opened", {RELEASED: True}) for incident_id in mine]
+            write_intents(conn, tenant_id, again)
+            held_sql.take(conn, tenant_id, gone)
+        return mine
+
     def has_delivery(self, tenant_id: str, incident_id: str) -> bool:
         d = t.deliveries
         with scoped(self._engine, tenant_id) as conn:
@@ -665,191 +727,15 @@ class SqlOutbox:
             row = conn.execute(sa.select(d).where(d.c.id == delivery_id)).one()
         return delivery_dict(row)
 
-    # --- routes -----------------------------------------------------------------------
-
-    def list_routes(self, tenant_id: str) -> list[dict[str, Any]]:
-        """Routes in evaluation order, as stored (webhook secrets encrypted)."""
-        r = t.routes
-        with scoped(self._engine, tenant_id) as conn:
-            rows = conn.execute(
-                sa.select(r).where(r.c.tenant_id == tenant_id).order_by(r.c.position, r.c.id)
-            ).all()
-        return [{"id": x.id, **dict(x.definition)} for x in rows]
+    # --- what the notifier plans and sends with -----------------------------------
 
     def routes_for_sending(self, tenant_id: str) -> list[dict[str, Any]]:
-        """Routes with their webhook secrets decrypted, for the notifier only."""
-        return [self._reveal(route) for route in self.list_routes(tenant_id)]
-
-    def save_route(
-        self, tenant_id: str, definition: dict[str, Any], route_id: str | None = None
-    ) -> dict[str, Any] | None:
-        """Create (at the end of the order) or replace a route; ``None`` when replacing
-        one the tenant does not have."""
-        r = t.routes
-        now = datetime.now(UTC)
-        stored = self._conceal(definition)
-        with scoped(self._engine, tenant_id) as conn:
-            if route_id is None:
-                route_id = new_id()
-                last = conn.execute(
-                    sa.select(sa.func.max(r.c.position)).where(r.c.tenant_id == tenant_id)
-                ).scalar()
-                conn.execute(
-                    r.insert().values(
-                        id=route_id,
-                        tenant_id=tenant_id,
-                        position=(last or 0) + 1,
-                        name=str(definition.get("name", "")),
-                        definition=stored,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
-            else:
-                changed = conn.execute(
-                    r.update()
-                    .where(r.c.tenant_id == tenant_id, r.c.id == route_id)
-                    .values(name=str(definition.get("name", "")), definition=stored, updated_at=now)
-                ).rowcount
-                if not changed:
-                    return None
-        return {"id": route_id, **stored}
-
-    def reorder_routes(self, tenant_id: str, route_ids: Sequence[str]) -> str | None:
-        """Put the tenant's routes in the order of ``route_ids``, which must name each
-        of them once; else nothing changes and the answer says what differs (a route
-        added or deleted since the caller read the list)."""
-        r = t.routes
-        with scoped(self._engine, tenant_id) as conn:
-            stored = set(
-                conn.execute(
-                    sa.select(r.c.id).where(r.c.tenant_id == tenant_id).with_for_update()
-                ).scalars()
-            )
-            given = list(route_ids)
-            repeated = sorted(i for i, n in Counter(given).items() if n > 1)
-            missing, unknown = sorted(stored - set(given)), sorted(set(given) - stored)
-            problems = [
-                f"{what}: {', '.join(ids[:5])}{'…' if len(ids) > 5 else ''}"
-                for what, ids in (
-                    ("named twice", repeated),
-                    ("missing", missing),
-                    ("no such route", unknown),
-                )
-                if ids
-            ]
-            if problems:
-                return "the order must name every route once; " + "; ".join(problems)
-            for position, route_id in enumerate(given, 1):
-                conn.execute(
-                    r.update()
-                    .where(r.c.tenant_id == tenant_id, r.c.id == route_id)
-                    .values(position=position)
-                )
-        return None
-
-    def delete_route(self, tenant_id: str, route_id: str) -> bool:
-        r = t.routes
-        with scoped(self._engine, tenant_id) as conn:
-            return bool(
-                conn.execute(
-                    r.delete().where(r.c.tenant_id == tenant_id, r.c.id == route_id)
-                ).rowcount
-            )
-
-    def _conceal(self, definition: dict[str, Any]) -> dict[str, Any]:
-        return map_webhook_secrets(definition, self._box.encrypt, "secret", "secret_encrypted")
-
-    def _reveal(self, definition: dict[str, Any]) -> dict[str, Any]:
-        return map_webhook_secrets(definition, self._box.decrypt, "secret_encrypted", "secret")
-
-    # --- Slack settings ---------------------------------------------------------------
-
-    def put_slack(
-        self,
-        tenant_id: str,
-        *,
-        bot_token: str,
-        signing_secret: str,
-        default_channel: str,
-        team_id: str | None = None,
-    ) -> None:
-        s = t.slack_settings
-        values = {
-            "bot_token_encrypted": self._box.encrypt(bot_token),
-            "signing_secret_encrypted": self._box.encrypt(signing_secret),
-            "default_channel": default_channel,
-            "team_id": team_id,
-            "updated_at": datetime.now(UTC),
-        }
-        with scoped(self._engine, tenant_id) as conn:
-            changed = conn.execute(
-                s.update().where(s.c.tenant_id == tenant_id).values(values)
-            ).rowcount
-            if not changed:
-                conn.execute(s.insert().values(tenant_id=tenant_id, **values))
-
-    def tenants_for_slack_team(self, team_id: str) -> list[str]:
-        """Tenants whose Slack settings name this workspace (or name none yet): the
-        candidates whose signing secrets an interaction is checked against."""
-        with self._engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                return list(conn.execute(_TENANTS_FOR_TEAM, {"team": team_id}).scalars())
-            s = t.slack_settings
-            query = (
-                sa.select(s.c.tenant_id)
-                .where(sa.or_(s.c.team_id == team_id, s.c.team_id.is_(None)))
-                .order_by(s.c.tenant_id)
-            )
-            return list(conn.execute(query).scalars())
+        """The tenant's routes with their webhook secrets decrypted, for planning."""
+        return self._settings.routes_for_sending(tenant_id)
 
     def slack(self, tenant_id: str) -> SlackSettings | None:
-        s = t.slack_settings
-        with scoped(self._engine, tenant_id) as conn:
-            row = conn.execute(sa.select(s).where(s.c.tenant_id == tenant_id)).first()
-        if row is None:
-            return None
-        return SlackSettings(
-            bot_token=self._box.decrypt(row.bot_token_encrypted),
-            signing_secret=self._box.decrypt(row.signing_secret_encrypted),
-            default_channel=row.default_channel,
-            team_id=row.team_id,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class SlackSettings:
-    bot_token: str
-    signing_secret: str
-    default_channel: str
-    team_id: str | None
-
-    def __repr__(self) -> str:  # never the token or the signing secret
-        return f"SlackSettings(default_channel={self.default_channel!r}, team_id={self.team_id!r})"
-
-
-def map_webhook_secrets(
-    definition: dict[str, Any], change: Any, old: str, new: str
-) -> dict[str, Any]:
-    """The route document with each webhook destination's ``old`` key turned into
-    ``new`` by ``change`` (encrypt on the way in, decrypt on the way out)."""
-
-    def fix(destinations: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        out = []
-        for given in destinations:
-            dest = dict(given)
-            if dest.get("type") == "webhook" and old in dest:
-                dest[new] = change(dest.pop(old))
-            out.append(dest)
-        return out
-
-    result = dict(definition)
-    result["destinations"] = fix(list(result.get("destinations", [])))
-    if isinstance(result.get("escalation"), dict):
-        escalation = dict(result["escalation"])
-        escalation["destinations"] = fix(list(escalation.get("destinations", [])))
-        result["escalation"] = escalation
-    return result
+        """The tenant's Slack settings, decrypted, for posting."""
+        return self._settings.slack(tenant_id)
 
 
 def _stopped(d: sa.Table) -> sa.Exists:
@@ -860,6 +746,30 @@ def _stopped(d: sa.Table) -> sa.Exists:
         h.c.destination_type == d.c.destination_type,
         h.c.destination == d.c.destination,
         h.c.state == "stopped",
+    )
+
+
+def _same_stream(d: sa.Table, tenant_id: str, item: Planned) -> sa.ColumnElement[bool]:
+    """The deliveries telling events of ``item``'s incident to ``item``'s destination."""
+    return sa.and_(
+        d.c.tenant_id == tenant_id,
+        d.c.incident_id == item.incident_id,
+        d.c.destination_type == item.destination_type,
+        d.c.destination == item.destination,
+        d.c.kind == item.kind,
+    )
+
+
+def _unsent_updates(d: sa.Table, tenant_id: str, item: Planned) -> sa.ColumnElement[bool]:
+    """``updated`` events of the same stream that no receiver can have seen: never
+    tried and not leased (a lease may be a send under way, or one that crashed after
+    the receiver took it), so a newer state may replace them under their id."""
+    return sa.and_(
+        _same_stream(d, tenant_id, item),
+        d.c.event == "updated",
+        d.c.status == PENDING,
+        d.c.attempts == 0,
+        d.c.leased_until.is_(None),
     )
 
 

@@ -171,6 +171,19 @@ class InvalidTransition(Exception):
     """The object's current state does not allow what was asked (409 in the API)."""
 
 
+class RotationInProgress(Exception):
+    """An integration's secret was rotated and its previous secret is still accepted
+    (409 in the API): rotating again would end that secret's promised grace early,
+    refusing a sender still on it before the time the first rotation announced."""
+
+    def __init__(self, until: datetime) -> None:
+        super().__init__(
+            f"the secret was rotated already and the previous one is accepted until "
+            f"{until.isoformat()}; rotate again after that time"
+        )
+        self.until = until
+
+
 @dataclass(frozen=True, slots=True)
 class QueueDepth:
     messages: int
@@ -280,12 +293,18 @@ class Store(Protocol):
 
     def integrations_for(self, tenant_id: str, provider: str) -> list[Integration]: ...
 
+    def secret_key_reads(self) -> bool | None:
+        """Whether the key decrypts a stored integration secret; None when none is stored."""
+
     def alerts_this_month(self, tenant_id: str) -> int: ...
 
     def product(self) -> ProductStore: ...
 
     def tenant_config(self, tenant_id: str) -> tuple[TenantSettings, Rules]:
         """The tenant's correlation settings and human-made rules."""
+
+    def tenant_settings(self, tenant_id: str) -> TenantSettings:
+        """The tenant's settings alone (one read: no rules)."""
 
     def transaction(self, tenant_ids: Sequence[str]) -> AbstractContextManager[Transaction]:
         """A Transaction that commits on normal exit and rolls back on error. It holds

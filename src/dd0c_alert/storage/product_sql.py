@@ -12,16 +12,17 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 import sqlalchemy as sa
+from cryptography.fernet import InvalidToken
 
 from dd0c_alert.domain.ids import new_id
 
 from . import schema as t
 from . import top_daily
 from .bulk import upsert_adding
-from .ports import Integration, Page
+from .ports import Integration, Page, RotationInProgress
 from .rollups import day_of, dimensions_of, hour_of, record_event
 from .rows import decode_cursor, encode_cursor, iso
 from .secrets import SecretBox
@@ -62,9 +63,19 @@ def integration_from_row(row: Any, box: SecretBox) -> Integration:
         secret=box.decrypt(row.secret_encrypted),
         created_at=row.created_at,
         enabled=bool(row.enabled),
-        previous_secret=box.decrypt(previous) if previous else None,
+        previous_secret=_readable(box, previous) if previous else None,
         previous_secret_until=row.previous_secret_until,
     )
+
+
+def _readable(box: SecretBox, token: str) -> str | None:
+    """A rotated-out secret, or None when the key cannot read it: it can prove nothing
+    then. Raising made ``integration rotate`` fail after the key was lost, and it is
+    the way to give each integration a secret the new key reads."""
+    try:
+        return box.decrypt(token)
+    except InvalidToken:
+        return None
 
 
 def _percentiles(values: list[float]) -> dict[str, float | None]:
@@ -189,28 +200,44 @@ class ProductStore:
         enabled: bool | None = None,
         new_secret: str | None = None,
         grace: timedelta = timedelta(hours=24),
+        revoke_previous: bool = False,
     ) -> Integration | None:
         """Rename, enable or disable, or rotate the secret (the current one stays
-        valid for ``grace``); None when the tenant has no such integration."""
+        valid for ``grace``); None when the tenant has no such integration.
+
+        Only one previous secret is kept, so a rotation while it is still accepted
+        raises ``RotationInProgress`` and changes nothing. The check is part of the
+        UPDATE's condition: of two rotations at once, one wins and one is refused.
+        ``revoke_previous`` is the way out when a secret leaked: the previous secret's
+        grace ends now, and a rotation with it has none. The rotated-out secret stays
+        stored, so a sender still on it is told ``secret_rotated``."""
         i = t.integrations
         mine = (i.c.tenant_id == tenant_id) & (i.c.id == integration_id)
+        now = datetime.now(UTC)
         values: dict[str, Any] = {}
         if name is not None:
             values["name"] = name
         if enabled is not None:
             values["enabled"] = enabled
+        if revoke_previous:
+            until = i.c.previous_secret_until
+            ends = sa.literal(now, type_=until.type)  # stored as every time of the column
+            values["previous_secret_until"] = sa.case((until > ends, ends), else_=until)
         with scoped(self._engine, tenant_id) as conn:
             row = conn.execute(sa.select(i).where(mine)).first()
             if row is None:
                 return None
+            condition = mine
             if new_secret is not None:
                 values |= {
                     "secret_encrypted": self._box.encrypt(new_secret),
-                    "previous_secret_encrypted": row.secret_encrypted,
-                    "previous_secret_until": datetime.now(UTC) + grace,
+                    "previous_secret_encrypted": i.c.secret_encrypted,
+                    "previous_secret_until": now if revoke_previous else now + grace,
                 }
-            if values:
-                conn.execute(i.update().where(mine).values(values))
+                if not revoke_previous:
+                    condition = mine & _no_grace_running(now)
+            if values and conn.execute(i.update().where(condition).values(values)).rowcount == 0:
+                _refuse_rotation(conn, mine)
             row = conn.execute(sa.select(i).where(mine)).one()
         return integration_from_row(row, self._box)
 
@@ -532,3 +559,16 @@ def _audit_dict(row: Any) -> dict[str, Any]:
 
 def _event_dict(row: Any) -> dict[str, Any]:
     return {"id": row.id, "name": row.name, "at": iso(row.at), "detail": dict(row.detail)}
+
+
+def _no_grace_running(now: datetime) -> sa.ColumnElement[bool]:
+    """No previous secret is still accepted: never rotated, or its grace is over."""
+    until = t.integrations.c.previous_secret_until
+    return sa.or_(until.is_(None), until <= now)
+
+
+def _refuse_rotation(conn: sa.Connection, mine: sa.ColumnElement[bool]) -> NoReturn:
+    """The rotation's UPDATE matched nothing although the integration exists: its
+    previous secret is still inside the grace."""
+    until = conn.execute(sa.select(t.integrations.c.previous_secret_until).where(mine)).scalar()
+    raise RotationInProgress(until if until is not None else datetime.now(UTC))

@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from . import schema as t
-from .outbox import map_webhook_secrets
+from .notify_settings import map_webhook_secrets
 from .secrets import SecretBox
 from .tenancy import scoped
 

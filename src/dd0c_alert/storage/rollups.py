@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from dd0c_alert.correlation.dedup import FoldResult
+from dd0c_alert.correlation.dedup import Fold, FoldResult
 from dd0c_alert.correlation.engine import event_time
 from dd0c_alert.correlation.model import Decision
 from dd0c_alert.domain.ids import new_id
@@ -30,6 +30,10 @@ from .bulk import upsert_adding
 
 FIRST_ALERT = "first_alert_received"
 FIRST_INCIDENT = "first_incident_correlated"
+#: Notifications that repeat an occurrence count when they arrive: at the occurrence's
+#: own time, an alert firing for weeks and re-sent every few hours counted on the day it
+#: began, outside any window that shows the noise it makes now.
+_REPEATS = frozenset({Fold.REPEAT, Fold.LATE_REPEAT, Fold.REPEAT_RESOLVE})
 #: Tenants whose pipeline onboarding steps are both recorded: nothing to check again.
 _onboarded: LRUCache[str, bool] = LRUCache(max_entries=100_000, ttl_seconds=24 * 3600)
 
@@ -63,7 +67,7 @@ def save_rollups(
     hours: dict[datetime, datetime] = {}  # a batch's alerts share a few times
     for fold, decision in pairs:
         alert = fold.alert
-        at = event_time(alert)
+        at = fold.seen if fold.fold in _REPEATS else event_time(alert)
         hour = hours.get(at)
         if hour is None:
             hour = hours[at] = hour_of(at)

@@ -50,7 +50,7 @@ def list_silences(read: sa.Engine, tenant_id: str) -> list[dict[str, Any]]:
     return [_silence_dict(row, now) for row in rows]
 
 
-def _silence_columns(silence: Silence) -> dict[str, Any]:
+def silence_columns(silence: Silence) -> dict[str, Any]:
     """What a person sets of a silence, as stored (a new one or a replacement)."""
     return {
         "matchers": format_matchers(silence.matchers),
@@ -68,7 +68,7 @@ def create_silence(write: sa.Engine, tenant_id: str, silence: Silence) -> dict[s
     with scoped(write, tenant_id) as conn:
         conn.execute(
             s.insert().values(
-                id=silence.id, tenant_id=tenant_id, created_at=now, **_silence_columns(silence)
+                id=silence.id, tenant_id=tenant_id, created_at=now, **silence_columns(silence)
             )
         )
         row = conn.execute(sa.select(s).where(s.c.id == silence.id)).one()
@@ -83,7 +83,7 @@ def update_silence(write: sa.Engine, tenant_id: str, silence: Silence) -> dict[s
         changed = conn.execute(
             s.update()
             .where(s.c.tenant_id == tenant_id, s.c.id == silence.id)
-            .values(**_silence_columns(silence))
+            .values(**silence_columns(silence))
         ).rowcount
         if not changed:
             return None

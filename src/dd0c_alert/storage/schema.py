@@ -117,6 +117,9 @@ api_keys = sa.Table(
     sa.Column("last_used_at", UTCDateTime, nullable=True),
     sa.Column("expires_at", UTCDateTime, nullable=True),
     sa.Column("revoked_at", UTCDateTime, nullable=True),
+    #: The user who made it (migration 0019); NULL for keys made before, by the
+    #: command line or by another key. Removing or demoting them revokes theirs.
+    sa.Column("created_by", sa.String(32), nullable=True),
 )
 
 # --- accounts (migration 0008) ------------------------------------------------------
@@ -170,6 +173,9 @@ invitations = sa.Table(
     sa.Column("role", sa.String(16), nullable=False),
     sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
     sa.Column("invited_by", sa.String(400), nullable=False),
+    #: The user id of the person who invited (0022; NULL: the command line's keys, or
+    #: before): their removal or demotion withdraws what they may no longer grant.
+    sa.Column("invited_by_user", sa.String(32), nullable=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("expires_at", UTCDateTime, nullable=False),
     sa.Column("accepted_at", UTCDateTime, nullable=True),
@@ -682,6 +688,18 @@ destination_health = sa.Table(
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# An incident whose first page (``event``: ``opened``, or ``reopened`` when it was
+# never announced) a route's quiet hours held back, recorded as the notifier planned
+# it so (0021): the notifier sends it later from here, whatever the routes became.
+held_pages = sa.Table(
+    "held_pages",
+    metadata,
+    sa.Column("tenant_id", sa.String(32), primary_key=True),
+    sa.Column("incident_id", sa.String(32), primary_key=True),
+    sa.Column("event", sa.String(32), nullable=False),
+    sa.Column("held_at", UTCDateTime, nullable=False),
 )
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
+from cryptography.fernet import InvalidToken
 
 from dd0c_alert.correlation.model import (
     InhibitRule,
@@ -41,6 +42,7 @@ from .accounts import AccountStore
 from .batch import QueueSettle, SqlTransaction, no_queue
 from .engine import refresh_statistics
 from .migrate import schema_behind
+from .notify_settings import SqlNotifySettings
 from .outbox import SqlOutbox
 from .ports import (
     AlertFilter,
@@ -140,15 +142,27 @@ class SqlStore:
         """The notification outbox, on this store's database and secret box."""
         return SqlOutbox(self._engine, self._box)
 
+    def notify_settings(self) -> SqlNotifySettings:
+        """Routes and Slack settings, on this store's database and secret box."""
+        return SqlNotifySettings(self._engine, self._box)
+
     # --- correlation configuration ----------------------------------------------------
+
+    def tenant_settings(self, tenant_id: str) -> TenantSettings:
+        with scoped(self._read, tenant_id) as conn:
+            return self._settings_of(conn, tenant_id)
+
+    def _settings_of(self, conn: sa.Connection, tenant_id: str) -> TenantSettings:
+        stored = conn.execute(
+            sa.select(t.tenant_settings.c.settings).where(
+                t.tenant_settings.c.tenant_id == tenant_id
+            )
+        ).scalar()
+        return settings_from(self.default_settings, stored or {})
 
     def tenant_config(self, tenant_id: str) -> tuple[TenantSettings, Rules]:
         with scoped(self._read, tenant_id) as conn:
-            stored = conn.execute(
-                sa.select(t.tenant_settings.c.settings).where(
-                    t.tenant_settings.c.tenant_id == tenant_id
-                )
-            ).scalar()
+            settings = self._settings_of(conn, tenant_id)
             deps = conn.execute(
                 sa.select(t.service_dependencies).where(
                     t.service_dependencies.c.tenant_id == tenant_id
@@ -187,7 +201,7 @@ class SqlStore:
             ),
             dependencies={k: frozenset(v) for k, v in dependencies.items()},
         )
-        return settings_from(self.default_settings, stored or {}), rules
+        return settings, rules
 
     def update_settings(self, tenant_id: str, changes: dict[str, Any]) -> TenantSettings:
         current, _ = self.tenant_config(tenant_id)
@@ -308,6 +322,30 @@ class SqlStore:
         with scoped(self._read, tenant_id) as conn:
             rows = conn.execute(query).all()
         return [integration_from_row(row, self._box) for row in rows]
+
+    def secret_key_reads(self) -> bool | None:
+        """Whether this store's key decrypts a stored integration secret (the oldest);
+        None when none is stored. A key from elsewhere let every role start and say
+        ready while it refused every webhook. On PostgreSQL the tenant holding it is
+        named by a migration 0020 function, and the secret read in its scope."""
+        column = t.integrations.c.secret_encrypted
+        oldest = sa.select(column).order_by(t.integrations.c.id).limit(1)
+        with self._read.begin() as conn:
+            if _row_security(conn):
+                tenant_id = conn.execute(sa.select(sa.func.dd0c_a_tenant_with_integration()))
+                found = tenant_id.scalar()
+                if found is None:
+                    return None
+                scope(conn, found)
+                oldest = oldest.where(t.integrations.c.tenant_id == found)
+            token = conn.execute(oldest).scalar()
+        if token is None:
+            return None
+        try:
+            self._box.decrypt(token)
+        except InvalidToken:
+            return False
+        return True
 
     def alerts_this_month(self, tenant_id: str) -> int:
         """Alerts the worker processed this month: what the quota counts."""

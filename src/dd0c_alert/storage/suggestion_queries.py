@@ -36,6 +36,7 @@ from . import schema as t
 from .bulk import insert_ignoring_duplicates
 from .correlation_sql import deploy_ref, record_from_row
 from .ports import ActualDecision, Page, ReplaySource, SuggestionVerdict
+from .rule_queries import silence_columns
 
 #: Bounds the job's memory on a very busy tenant: the newest alerts are kept.
 MAX_HISTORY_ALERTS = 200_000
@@ -457,17 +458,7 @@ def _unchanged(row: Any) -> SuggestionVerdict:
 def _insert_silence(
     conn: sa.Connection, tenant_id: str, silence: Silence, now: datetime
 ) -> dict[str, Any]:
-    row = {
-        "id": silence.id,
-        "tenant_id": tenant_id,
-        "matchers": format_matchers(silence.matchers),
-        "starts_at": silence.starts_at,
-        "ends_at": silence.ends_at,
-        "schedule": silence.schedule,
-        "author": silence.author,
-        "comment": silence.comment,
-        "created_at": now,
-    }
+    row = {"id": silence.id, "tenant_id": tenant_id, **silence_columns(silence), "created_at": now}
     conn.execute(t.silences.insert().values(row))
     return {"kind": "silence", **{k: v for k, v in row.items() if k != "tenant_id"}}
 

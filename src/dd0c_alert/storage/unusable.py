@@ -46,12 +46,14 @@ def check_database_present(database: Path, queue: Path, data_dir: Path) -> None:
     database lost to a bad copy, a volume mounted without it or a truncation started
     as a new empty one: every tenant, incident and integration gone without a word,
     and secrets encrypted under the old key unreadable. A new folder still starts."""
-    if _has_data(database) or _has_data(database.with_name(database.name + "-wal")):
+    if _has_tables(database):
         return
     evidence = [p.name for p in (queue, *(data_dir / n for n in _IN_USE)) if _has_data(p)]
     if not evidence:
         return
-    state = "is empty (0 bytes)" if database.exists() else "is missing"
+    state = "is missing"
+    if database.exists():
+        state = "is empty (0 bytes)" if not _has_data(database) else "holds no tables"
     raise LostDatabase(
         f"the database {database} {state}, but {data_dir} was in use (it holds "
         f"{', '.join(evidence)})",
@@ -95,11 +97,44 @@ def check_key_present(key_file: Path, engine: sa.Engine) -> None:
         )
 
 
+def _has_tables(database: Path) -> bool:
+    """Whether the file (with its write-ahead log) holds a schema. A database deleted
+    under a running server is made anew by its next connection: a 4 KiB file without
+    a table, which was taken for an installation in use. Unreadable counts as holding
+    tables: the damaged-file check says what is wrong with it."""
+    if not _has_data(database):
+        # Until its first checkpoint a new database can live in its WAL alone.
+        return _has_data(database.with_name(database.name + "-wal"))
+    try:
+        conn = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return True
+    try:
+        return bool(conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0])
+    except sqlite3.Error:
+        return True
+    finally:
+        conn.close()
+
+
 def _has_data(path: Path) -> bool:
     try:
         return path.stat().st_size > 0
     except OSError:
         return False
+
+
+def refused_write_fix(exc: OSError) -> str:
+    """What to do about a folder that refuses a write: a full disk was told to fix the
+    folder's permissions."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (
+            "free space on its disk (or raise the user's quota): until then webhooks are "
+            "answered 503 and nothing new is stored"
+        )
+    if exc.errno == errno.EROFS:
+        return "mount the folder read-write"
+    return "give the service's user write access to the data folder (DD0C_DATA_DIR)"
 
 
 def unusable_storage(exc: BaseException) -> str | None:

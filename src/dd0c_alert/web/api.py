@@ -157,6 +157,16 @@ async def get_alert(
     return {**with_raw_url(item), "decision": decision}
 
 
+#: The raw payload is whatever its sender wrote, served on the dashboard's origin to a
+#: signed-in browser: never sniffed into a page, and without script or origin if a
+#: browser renders it anyway (a payload shaped as HTML would otherwise run with the
+#: viewer's session, and reach every team of theirs).
+RAW_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "sandbox; default-src 'none'",
+}
+
+
 @router.get(
     "/alerts/{alert_id}/raw",
     summary="The raw payload the alert was normalised from, byte for byte",
@@ -174,7 +184,7 @@ async def get_alert_raw(
         body = await run_in_threadpool(runtime.archive.get, item["raw_ref"])
     except FileNotFoundError:
         raise HTTPException(404, "raw payload no longer retained") from None
-    return Response(body, media_type="application/json")
+    return Response(body, media_type="application/json", headers=RAW_HEADERS)
 
 
 @router.get("/deploys", response_model=DeployPage, tags=["deploys"], summary="List deploys")

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+import structlog
 from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -17,7 +18,9 @@ from starlette.types import Receive, Scope, Send
 from swagger_ui_bundle import swagger_ui_path
 
 from dd0c_alert import __version__
+from dd0c_alert.logs import Throttle
 from dd0c_alert.pipeline.runtime import Runtime
+from dd0c_alert.storage.engine import UNAVAILABLE
 
 from . import (
     api,
@@ -99,6 +102,34 @@ def _served(routes: Sequence[Any], prefix: str = "") -> Iterator[tuple[str, set[
             yield from _served(included.routes, prefix + getattr(context, "prefix", ""))
         elif getattr(route, "methods", None):
             yield prefix + route.path, set(route.methods)
+
+
+log = structlog.get_logger(__name__)
+
+#: One ``database_unavailable`` line a minute per kind of error while it lasts.
+_UNAVAILABLE_LINES = Throttle(60.0)
+_UNAVAILABLE_DETAIL = "the database cannot be reached right now: try again shortly"
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> Response:
+    """A database that is down or restarting answered every API and dashboard request
+    500 ``internal_error``, with a traceback per request in the log, while webhooks
+    got 503: it is the server's state, not the request, and passes. The error alone
+    is logged (not the traceback, whose frames hold the request)."""
+    held = _UNAVAILABLE_LINES.allow(type(exc).__name__)
+    if held is not None:
+        log.error(
+            "database_unavailable",
+            path=request.url.path[:200],
+            error=f"{type(exc).__name__}: {exc}"[:300],
+            repeated=held,
+        )
+    runtime = request.app.state.runtime
+    if "api" in runtime.roles and dashboard.is_page(request):
+        page = dashboard.error_page(request, 503, _UNAVAILABLE_DETAIL)
+        page.headers["Retry-After"] = "5"
+        return page
+    return error_response(503, "unavailable", _UNAVAILABLE_DETAIL, {"Retry-After": "5"})
 
 
 def allowed_methods(request: Request) -> str:
@@ -188,6 +219,9 @@ def create_app(runtime: Runtime) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
         return validation_error_response(exc.errors())
+
+    for unavailable in UNAVAILABLE:
+        app.add_exception_handler(unavailable, _database_unavailable)
 
     @app.exception_handler(Exception)
     async def _failed(request: Request, exc: Exception) -> Response:

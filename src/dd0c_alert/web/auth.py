@@ -5,7 +5,8 @@
 - ``Authorization: Bearer <JWT>``: a session access token (``sessions``).
 - The ``dd0c_session`` cookie holding the same token (the dashboard); a
   state-changing request so authenticated must also carry the CSRF token: header
-  ``X-CSRF-Token`` (or form field ``csrf_token``) equal to the ``dd0c_csrf`` cookie.
+  ``X-CSRF-Token`` (or the field ``csrf_token`` of a url-encoded form) equal to
+  the ``dd0c_csrf`` cookie.
 
 A session's membership is checked on every request (cached for a few seconds), so
 a removed member, a disabled user or a changed role takes effect at once in this
@@ -18,6 +19,7 @@ from __future__ import annotations
 import hmac
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs
 
 from fastapi import HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
@@ -25,7 +27,8 @@ from fastapi.security import HTTPAuthorizationCredentials
 
 from dd0c_alert.domain.lru import LRUCache
 from dd0c_alert.pipeline.auth_config import AuthConfig
-from dd0c_alert.storage.accounts import API_KEY_PREFIX, AccountStore, ApiKey, Member, digest
+from dd0c_alert.storage.account_rows import API_KEY_PREFIX, ApiKey, Member, digest
+from dd0c_alert.storage.accounts import AccountStore
 
 from .audit import audit
 from .principal import Principal, Role, Scope
@@ -69,6 +72,13 @@ def forget_session(tenant_id: str, family_id: str) -> None:
     _sessions.pop((tenant_id, family_id))
 
 
+def forget_sessions() -> None:
+    """After a password change or reset here: every sign-in it revoked (all of the
+    user's, in every tenant) is refused at once in this process, not when its cached
+    answer expires. The cache holds no one else's revocations, so all of it goes."""
+    _sessions.clear()
+
+
 def unauthorized(detail: str) -> HTTPException:
     return HTTPException(401, detail, headers={"WWW-Authenticate": "Bearer"})
 
@@ -105,6 +115,7 @@ async def _key_principal(request: Request, key: str) -> Principal:
     return Principal(
         tenant_id=record.tenant_id,
         key_id=record.id,
+        key_maker=record.created_by,
         scope=scope,
         actor=f"key:{record.name}",
         via="key",
@@ -182,15 +193,21 @@ async def check_csrf(request: Request) -> None:
     if request.method in _SAFE_METHODS:
         return
     expected = request.cookies.get(CSRF_COOKIE, "")
-    given = request.headers.get(CSRF_HEADER, "")
-    if not given and request.headers.get("content-type", "").startswith(
-        ("application/x-www-form-urlencoded", "multipart/form-data")
-    ):
-        form = await request.form()
-        value = form.get(CSRF_FIELD)
-        given = value if isinstance(value, str) else ""
+    given = request.headers.get(CSRF_HEADER, "") or await _form_token(request)
     if not expected or not given or not hmac.compare_digest(expected, given):
         raise HTTPException(403, "missing or wrong CSRF token")
+
+
+async def _form_token(request: Request) -> str:
+    """The ``csrf_token`` field of a url-encoded body ("" for any other body: a
+    multipart one sends the header). Read here rather than by Starlette's form parser,
+    which needs ``python-multipart``, not a dependency: every form post made with the
+    session cookie was answered 500. The body is capped by the app's ``BodyLimit``."""
+    if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        return ""
+    text = (await request.body()).decode("utf-8", errors="replace")
+    values = parse_qs(text, keep_blank_values=True).get(CSRF_FIELD, [])
+    return values[0] if values else ""
 
 
 async def authenticate(

@@ -24,14 +24,16 @@ from starlette.background import BackgroundTask
 
 from dd0c_alert.notify.smtp import SmtpSender
 from dd0c_alert.pipeline.auth_config import AuthConfig
-from dd0c_alert.storage.accounts import (
+from dd0c_alert.storage.account_rows import (
     API_KEY_PREFIX,
-    AccountStore,
     EmailTaken,
+    LastOwner,
+    Revoked,
     User,
     digest,
     normalise_email,
 )
+from dd0c_alert.storage.accounts import AccountStore
 
 from . import auth
 from .audit import audit
@@ -41,10 +43,11 @@ from .auth import (
     forget_key,
     forget_member,
     forget_session,
+    forget_sessions,
     unauthorized,
 )
 from .passwords import WeakPassword, check_strength, hash_password, verify_password
-from .permissions import Principal, require
+from .permissions import Principal, grantable_scopes, invitable_roles, require
 from .responses import error_response, json_response
 from .routing import JsonRoute
 from .sessions import CSRF_COOKIE, SESSION_COOKIE, Claims, issue_access, read_access
@@ -424,6 +427,7 @@ async def change_password(
         return _weak(exc)
     new_hash = await run_in_threadpool(hash_password, body.new_password)
     await run_in_threadpool(store.set_password, user.id, new_hash)
+    forget_sessions()
     return Response(status_code=204)
 
 
@@ -476,6 +480,7 @@ async def reset(request: Request, body: ResetIn) -> Response:
         raise unauthorized("invalid or expired reset link")
     new_hash = await run_in_threadpool(hash_password, body.password)
     await run_in_threadpool(store.set_password, user_id, new_hash)
+    forget_sessions()
     return Response(status_code=204)
 
 
@@ -562,19 +567,39 @@ async def patch_user(
     if member is None:
         raise HTTPException(404, "no such user")
     _check_owner_rules(principal, member.role, body.role)
-    if member.role == "owner" and body.role != "owner":
-        await _keep_an_owner(request, principal.tenant_id)
-    await run_in_threadpool(store.set_role, principal.tenant_id, user_id, body.role)
+    try:
+        revoked = await run_in_threadpool(
+            store.set_role,
+            principal.tenant_id,
+            user_id,
+            body.role,
+            grantable_scopes(body.role),
+            invitable_roles(body.role),
+        )
+    except LastOwner:
+        raise HTTPException(409, "a tenant keeps at least one owner") from None
+    if revoked is None:
+        raise HTTPException(404, "no such user")
     forget_member(principal.tenant_id, user_id)
     updated = await run_in_threadpool(store.member, principal.tenant_id, user_id)
     await audit(request, principal, "user.role", "user", user_id, {"role": body.role})
+    await _audit_revoked(request, principal, revoked, user_id, "creator_demoted")
     return _member_doc(updated)
 
 
-async def _keep_an_owner(request: Request, tenant_id: str) -> None:
-    members = await run_in_threadpool(accounts(request).members, tenant_id)
-    if sum(1 for m in members if m.role == "owner") <= 1:
-        raise HTTPException(409, "a tenant keeps at least one owner")
+async def _audit_revoked(
+    request: Request, principal: Principal, revoked: Revoked, user_id: str, reason: str
+) -> None:
+    """The keys and invitations a removal or demotion revoked with it: each in the
+    audit log as a revocation by the caller, with why; the keys dropped from this
+    process's key cache (other processes refuse them within its few seconds)."""
+    detail = {"reason": reason, "created_by": user_id}
+    if revoked.keys:
+        forget_key()
+    for key_id in revoked.keys:
+        await audit(request, principal, "api_key.revoke", "api_key", key_id, detail)
+    for invitation_id in revoked.invitations:
+        await audit(request, principal, "invitation.revoke", "invitation", invitation_id, detail)
 
 
 @router.delete(
@@ -591,11 +616,15 @@ async def delete_user(
     if member is None:
         raise HTTPException(404, "no such user")
     _check_owner_rules(principal, member.role, None)
-    if member.role == "owner":
-        await _keep_an_owner(request, principal.tenant_id)
-    await run_in_threadpool(store.remove_member, principal.tenant_id, user_id)
+    try:
+        revoked = await run_in_threadpool(store.remove_member, principal.tenant_id, user_id)
+    except LastOwner:
+        raise HTTPException(409, "a tenant keeps at least one owner") from None
+    if revoked is None:
+        raise HTTPException(404, "no such user")
     forget_member(principal.tenant_id, user_id)
     await audit(request, principal, "user.remove", "user", user_id)
+    await _audit_revoked(request, principal, revoked, user_id, "creator_removed")
     return Response(status_code=204)
 
 
@@ -612,6 +641,7 @@ async def invite(
         body.role,
         principal.actor,
         config.invitation_ttl,
+        principal.user_id or principal.key_maker,
     )
     tenant = await run_in_threadpool(
         request.app.state.runtime.store.get_tenant, principal.tenant_id
@@ -637,6 +667,31 @@ async def list_invitations(
 ) -> dict[str, Any]:
     found = await run_in_threadpool(accounts(request).invitations, principal.tenant_id)
     return {"items": [i.public() for i in found], "next_cursor": None}
+
+
+@router.delete(
+    "/invitations/{invitation_id}",
+    status_code=204,
+    responses={404: {"description": "`not_found`: no pending invitation of the tenant."}},
+    summary="Revoke a pending invitation",
+)
+async def revoke_invitation(
+    request: Request, principal: Annotated[Principal, require("users:admin")], invitation_id: str
+) -> Response:
+    """Its link is refused from now on, as an unknown one. Who may invite to a role may
+    revoke such an invitation (an owner's only an owner); an accepted one is 404:
+    remove the member instead."""
+    store = accounts(request)
+    found = await run_in_threadpool(store.invitations, principal.tenant_id)
+    invitation = next((i for i in found if i.id == invitation_id), None)
+    if invitation is None or invitation.accepted_at is not None:
+        raise HTTPException(404, "no such pending invitation")
+    _check_owner_rules(principal, None, invitation.role)
+    if not await run_in_threadpool(store.revoke_invitation, principal.tenant_id, invitation_id):
+        raise HTTPException(404, "no such pending invitation")  # accepted meanwhile
+    detail = {"email": invitation.email, "role": invitation.role}
+    await audit(request, principal, "invitation.revoke", "invitation", invitation_id, detail)
+    return Response(status_code=204)
 
 
 @router.post(
@@ -711,6 +766,9 @@ async def create_key(
         body.name,
         body.scope,
         body.expires_at,
+        # Made with a key: its maker's, so that person's removal revokes it too (a
+        # key made by a key of nobody, as the command line's, is nobody's).
+        principal.user_id or principal.key_maker,
     )
     detail = {"name": body.name, "scope": body.scope}  # never the key
     await audit(request, principal, "api_key.create", "api_key", record.id, detail)

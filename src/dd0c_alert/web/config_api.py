@@ -40,6 +40,7 @@ from dd0c_alert.correlation.rules import (
     format_matchers,
     parse_matchers,
     parse_schedule,
+    zone_named,
 )
 from dd0c_alert.domain.ids import new_id
 from dd0c_alert.pipeline.limits import (
@@ -149,6 +150,10 @@ class CorrelationSettings(BaseModel):
     never_suppress_services: list[str]
     auto_resolve: bool
     features: Features
+    time_zone: str = Field(
+        description="The team's clock (an IANA name): its daily digest covers its calendar"
+        " day and goes out after DD0C_DIGEST_HOUR on it."
+    )
 
 
 def _without_null(schema: dict[str, Any]) -> None:
@@ -204,9 +209,19 @@ class SettingsPatch(_Patch):
     never_suppress_services: list[ServiceName] | None = Field(default=None, max_length=10_000)
     auto_resolve: bool | None = None
     features: FeaturesPatch | None = None
+    time_zone: str | None = Field(default=None, max_length=64, examples=["Europe/Berlin"])
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            zone_named(value)
+        return value
 
 
-@router.get("/settings", response_model=CorrelationSettings, summary="Correlation settings")
+@router.get(
+    "/settings", response_model=CorrelationSettings, summary="Correlation settings and time zone"
+)
 async def get_settings(
     request: Request, principal: Annotated[Principal, require("config:read")]
 ) -> dict[str, Any]:
@@ -306,7 +321,8 @@ class SilenceIn(BaseModel):
     schedule: str = Field(
         default="",
         max_length=200,
-        description='Recurring window in UTC, e.g. "sat,sun 02:00-04:00" or "mon-fri 22:00-06:00"',
+        description='Recurring window, e.g. "sat,sun 02:00-04:00" or "mon-fri 22:00-06:00"; UTC'
+        ' unless a clause names the zone: "TZ=Europe/Berlin; mon-fri 22:00-06:00"',
     )
     author: str = Field(default="", max_length=200)
     comment: str = Field(default="", max_length=4000)

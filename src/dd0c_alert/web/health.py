@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -10,7 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from dd0c_alert.pipeline import metrics
 from dd0c_alert.pipeline.runtime import Runtime
-from dd0c_alert.storage.ports import QueueDepth, SchemaBehind
+from dd0c_alert.storage.ports import QueueDepth, SchemaBehind, Store
 
 from .responses import json_response
 from .routing import JsonRoute
@@ -31,7 +33,8 @@ async def healthz() -> Response:
     "`DD0C_READY_QUEUE_LAG_SECONDS` (webhooks are still admitted, but nothing processes them "
     "in time), or while the queue refuses to commit webhooks (a full disk; each is answered 503 "
     "meanwhile); 503 `not_ready` when the database, the worker or the scheduled jobs fail "
-    "(under `serve`: `background`, its child process that runs them).",
+    "(under `serve`: `background`, its child process that runs them), or when the secret key "
+    "cannot decrypt the stored secrets (`secret_key`: every webhook is answered 503).",
     responses={503: {"description": "`not_ready`, with the failing `checks`."}},
 )
 async def readyz(request: Request) -> Response:
@@ -55,7 +58,7 @@ async def readyz(request: Request) -> Response:
     if runtime.redis is not None:
         await run_in_threadpool(runtime.redis.probe)
         error = runtime.redis.last_error
-        checks["redis"] = f"degraded: {error}" if error is not None else "ok"
+        checks["redis"] = f"degraded: {_redis_failure(error)}" if error is not None else "ok"
     if not all(value.startswith(("ok", "degraded")) for value in checks.values()):
         return json_response({"status": "not_ready", "checks": checks}, 503)
     degraded = any(value.startswith("degraded") for value in checks.values())
@@ -82,7 +85,12 @@ async def _database_checks(state: Any, runtime: Runtime) -> dict[str, str]:
     if probe is None or probe.done():
         for gone in [other for other in probes if other.is_closed()]:
             del probes[gone]
-        probe = probes[loop] = asyncio.ensure_future(run_in_threadpool(_database_check, runtime))
+        secret_key = getattr(state, "secret_key_probe", None)
+        if secret_key is None:
+            secret_key = state.secret_key_probe = SecretKeyProbe()
+        probe = probes[loop] = asyncio.ensure_future(
+            run_in_threadpool(_database_check, runtime, secret_key)
+        )
     timeout = READY_DATABASE_TIMEOUT_SECONDS
     try:
         return dict(await asyncio.wait_for(asyncio.shield(probe), timeout))
@@ -90,15 +98,51 @@ async def _database_checks(state: Any, runtime: Runtime) -> dict[str, str]:
         return {"database": f"failing: no answer within {timeout:g} s"}
 
 
-def _database_check(runtime: Runtime) -> dict[str, str]:
+def _database_check(runtime: Runtime, secret_key: SecretKeyProbe) -> dict[str, str]:
     try:
         runtime.store.ping()
         depth = runtime.queue.depth()
+        reads = secret_key.reads(runtime.store)
     except SchemaBehind as exc:  # says which migration and what to run
         return {"database": f"failing: {exc}"}
     except Exception as exc:
         return {"database": f"failing: {_database_failure(exc)}"}
-    return {"database": "ok", "queue": _queue_check(depth, runtime.ready_queue_lag_seconds)}
+    checks = {"database": "ok", "queue": _queue_check(depth, runtime.ready_queue_lag_seconds)}
+    if reads is not None:
+        checks["secret_key"] = "ok" if reads else KEY_CANNOT_DECRYPT
+    return checks
+
+
+#: How long /readyz trusts its last decryption of a stored secret.
+SECRET_KEY_CHECK_SECONDS = 5.0
+#: /readyz's words for a key that cannot read the stored secrets (never the key).
+KEY_CANNOT_DECRYPT = (
+    "failing: the secret key cannot decrypt the stored secrets, so every webhook is "
+    "answered 503: start with the key they were stored with (docs/operations.md#backups)"
+)
+
+
+class SecretKeyProbe:
+    """Whether the key reads the stored secrets, decrypting one at most every
+    ``SECRET_KEY_CHECK_SECONDS``. A restore onto another folder's key, or a wrong
+    DD0C_SECRET_KEY, left a server that refused every webhook 503 reading ready, so
+    its load balancer kept sending it traffic and nothing told the operator."""
+
+    def __init__(
+        self, every: float = SECRET_KEY_CHECK_SECONDS, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._every = every
+        self._clock = clock
+        self._checked: tuple[float, bool | None] | None = None
+
+    def reads(self, store: Store) -> bool | None:
+        """None when no secret is stored (nothing to read, nothing refused)."""
+        now = self._clock()
+        if self._checked is not None and now - self._checked[0] < self._every:
+            return self._checked[1]
+        verdict = store.secret_key_reads()
+        self._checked = (now, verdict)
+        return verdict
 
 
 #: What libpq and SQLite say when a database cannot be used, and how /readyz words it.
@@ -132,6 +176,37 @@ def _database_failure(exc: Exception) -> str:
         if needle in text:
             return f"{type(exc).__name__} ({phrase})"
     return type(exc).__name__
+
+
+#: What redis-py says when Redis cannot be used, and how /readyz words it. Its text
+#: ("Error 111 connecting to redis.internal:6379. Connection refused.") names the host
+#: and port; it stays in the log line ``redis_degraded``.
+_REDIS_FAILURES = (
+    ("connection refused", "connection refused"),
+    ("timeout", "no answer in time"),
+    ("timed out", "no answer in time"),
+    ("name or service not known", "host name not found"),
+    ("name resolution", "host name not found"),
+    ("nodename nor servname", "host name not found"),
+    ("invalid username-password", "authentication refused"),
+    ("wrongpass", "authentication refused"),
+    ("authentication required", "authentication refused"),
+    ("noauth", "authentication refused"),
+    ("loading", "Redis is loading its data"),
+    ("max number of clients", "no free connection slots"),
+    ("closed by server", "the server closed the connection"),
+    ("connection reset", "the server closed the connection"),
+)
+
+
+def _redis_failure(error: str) -> str:
+    """``RedisLink.last_error`` ("<kind>: <text>") as its kind, with the cause in a
+    fixed phrase when it is a known one, as for the database."""
+    kind, _, text = error.partition(": ")
+    for needle, phrase in _REDIS_FAILURES:
+        if needle in text.lower():
+            return f"{kind} ({phrase})"
+    return kind
 
 
 def _queue_check(depth: QueueDepth, lag_limit: float) -> str:

@@ -17,7 +17,7 @@ from dd0c_alert.pipeline.integrations import change_integration, new_secret, web
 from dd0c_alert.pipeline.sample_alert import sample_delivery
 from dd0c_alert.providers import PROVIDERS
 from dd0c_alert.setup_snippets import snippet
-from dd0c_alert.storage.ports import Integration, Store
+from dd0c_alert.storage.ports import Integration, RotationInProgress, Store
 
 from .audit import audit
 from .permissions import require
@@ -86,7 +86,18 @@ class IntegrationPatch(BaseModel):
     # Strict: "yes", "no", 1 and "0" were read as booleans, and "rotate_secret":
     # "no" would have rotated nothing while "yes" replaced the sender's secret.
     enabled: StrictBool | None = None
-    rotate_secret: StrictBool = False
+    rotate_secret: StrictBool = Field(
+        default=False,
+        description="A new secret (shown once); the old one is accepted until "
+        "previous_secret_valid_until. Refused with 409 rotation_in_progress while an "
+        "earlier rotation's old secret is still accepted.",
+    )
+    revoke_previous_secret: StrictBool = Field(
+        default=False,
+        description="For a leaked secret: no previous secret is accepted from now on. "
+        "Alone, it ends a rotation's grace; with rotate_secret, the rotation keeps no "
+        "old secret at all (senders on it are refused at once).",
+    )
 
 
 class TestResult(BaseModel):
@@ -222,25 +233,41 @@ async def get_integration(
     response_model=IntegrationOut | IntegrationCreated,
     operation_id="integrations.update",
     summary="Rename, enable or disable, or rotate the secret (the new one is shown once)",
+    description="A rotated-out secret is still accepted for "
+    "`DD0C_SECRET_ROTATION_GRACE_SECONDS` (`previous_secret_valid_until`). Only one "
+    "previous secret is kept, so another rotation before that time is refused with 409 "
+    "`rotation_in_progress` (nothing in the request is applied): it would cut the first "
+    "secret's grace short and refuse senders still on it before the announced time. "
+    "`revoke_previous_secret` ends that grace on purpose, for a leaked secret.",
+    responses={
+        409: {
+            "description": "rotation_in_progress: the previous secret's grace "
+            "is still running; the detail says until when."
+        }
+    },
 )
 async def update_integration(
     request: Request,
     caller: Annotated[Principal, require("integrations:write")],
     integration_id: str,
     body: IntegrationPatch,
-) -> dict[str, Any]:
+) -> Response | dict[str, Any]:
     product = _store(request).product()
-    changed = await run_in_threadpool(
-        lambda: change_integration(
-            product,
-            caller.tenant_id,
-            integration_id,
-            grace=request.app.state.runtime.rotation_grace,
-            name=body.name,
-            enabled=body.enabled,
-            rotate=body.rotate_secret,
+    try:
+        changed = await run_in_threadpool(
+            lambda: change_integration(
+                product,
+                caller.tenant_id,
+                integration_id,
+                grace=request.app.state.runtime.rotation_grace,
+                name=body.name,
+                enabled=body.enabled,
+                rotate=body.rotate_secret,
+                revoke_previous=body.revoke_previous_secret,
+            )
         )
-    )
+    except RotationInProgress as exc:
+        return error_response(409, "rotation_in_progress", str(exc))
     if changed is None:
         raise HTTPException(404, _NOT_FOUND)
     updated, secret = changed

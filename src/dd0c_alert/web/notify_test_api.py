@@ -109,7 +109,8 @@ async def test_route(
 ) -> Response | dict[str, Any]:
     runtime = _runtime(request)
     stored = route_documents.find(
-        await run_in_threadpool(runtime.outbox.routes_for_sending, principal.tenant_id), route_id
+        await run_in_threadpool(runtime.notify_settings.routes_for_sending, principal.tenant_id),
+        route_id,
     )
     if stored is None:
         raise HTTPException(404, "no such route")
@@ -141,7 +142,7 @@ async def test_slack(
     request: Request, principal: Annotated[Principal, require("config:write")]
 ) -> Response | dict[str, Any]:
     runtime = _runtime(request)
-    settings = await run_in_threadpool(runtime.outbox.slack, principal.tenant_id)
+    settings = await run_in_threadpool(runtime.notify_settings.slack, principal.tenant_id)
     if settings is None or not settings.default_channel:
         return error_response(
             409, "conflict", "Slack is not configured: set it up first (PUT /v1/slack)"

@@ -31,7 +31,16 @@ from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBea
 from .auth import authenticate
 from .principal import Principal, Role, Scope
 
-__all__ = ["TABLE", "Principal", "Role", "Rule", "Scope", "allowed", "require"]
+__all__ = [
+    "TABLE",
+    "Principal",
+    "Role",
+    "Rule",
+    "Scope",
+    "allowed",
+    "grantable_scopes",
+    "require",
+]
 
 ROLES: tuple[Role, ...] = ("owner", "admin", "member", "viewer")
 SCOPES: tuple[Scope, ...] = ("admin", "write", "read")
@@ -83,6 +92,23 @@ TABLE: dict[str, Rule] = {
     # user; keys may ask who they are
     "self": Rule(_ALL_ROLES, _ANY_KEY),
 }
+
+
+def grantable_scopes(role: str | None) -> frozenset[Scope]:
+    """The key scopes a member of ``role`` may make (None: no longer a member): every
+    scope for the roles that manage keys, none for the others. A person's keys are
+    revoked when they lose the power to make them (``AccountStore.set_role``)."""
+    return frozenset(SCOPES) if role in TABLE["keys:admin"].roles else frozenset()
+
+
+def invitable_roles(role: str | None) -> frozenset[str]:
+    """The roles a member of ``role`` may invite people to (None: no longer a member):
+    every role for an owner, all but owner for the other roles that manage the team,
+    none for the rest. A person's pending invitations are withdrawn when they lose
+    the power to make them (``AccountStore.set_role``)."""
+    if role not in TABLE["users:admin"].roles:
+        return frozenset()
+    return frozenset(ROLES) if role == "owner" else frozenset(ROLES) - {"owner"}
 
 
 def allowed(operation: str, principal: Principal) -> bool:

@@ -16,6 +16,9 @@ class Principal:
     tenant_id: str
     user_id: str | None = None
     key_id: str | None = None
+    #: For a key: the person who made it (None for the command line's keys), whose
+    #: removal or demotion revokes it and every key made with it.
+    key_maker: str | None = None
     role: Role | None = None
     scope: Scope | None = None
     #: ``user:<email>`` or ``key:<name>``: what timelines and the audit log record.

@@ -19,7 +19,7 @@ from dd0c_alert.domain.models import Severity
 from dd0c_alert.notify.routing import MAX_DESTINATIONS, MAX_RECIPIENTS, parse_route
 from dd0c_alert.pipeline import route_documents
 from dd0c_alert.pipeline.limits import ApiLimits
-from dd0c_alert.storage.outbox import SqlOutbox
+from dd0c_alert.storage.notify_settings import SqlNotifySettings
 
 from .audit import audit
 from .permissions import Principal, require
@@ -143,9 +143,9 @@ def _documented(required: list[str]) -> dict[str, Any]:
     return {"requestBody": {"content": {"application/json": {"schema": schema}}}}
 
 
-def _outbox(request: Request) -> SqlOutbox:
-    outbox: SqlOutbox = request.app.state.runtime.outbox
-    return outbox
+def _settings(request: Request) -> SqlNotifySettings:
+    settings: SqlNotifySettings = request.app.state.runtime.notify_settings
+    return settings
 
 
 def _limits(request: Request) -> ApiLimits:
@@ -182,7 +182,7 @@ def _refused(
 async def list_routes(
     request: Request, principal: Annotated[Principal, require("config:read")]
 ) -> Response:
-    routes = await run_in_threadpool(_outbox(request).list_routes, principal.tenant_id)
+    routes = await run_in_threadpool(_settings(request).list_routes, principal.tenant_id)
     return json_response({"items": [route_documents.shown(r) for r in routes]})
 
 
@@ -202,15 +202,15 @@ async def create_route(
         document = route_documents.prepare(body)
     except ValueError as exc:
         return _invalid(exc)
-    outbox, cap = _outbox(request), _limits(request).max_routes
-    routes = await run_in_threadpool(outbox.list_routes, principal.tenant_id)
+    settings, cap = _settings(request), _limits(request).max_routes
+    routes = await run_in_threadpool(settings.list_routes, principal.tenant_id)
     if len(routes) >= cap:
         return error_response(
             422, "limit_exceeded", f"too many routes: the limit is {cap} (setting DD0C_MAX_ROUTES)"
         )
     if (refusal := _refused(request, document, routes)) is not None:
         return refusal
-    stored = await run_in_threadpool(outbox.save_route, principal.tenant_id, document)
+    stored = await run_in_threadpool(settings.save_route, principal.tenant_id, document)
     shown = route_documents.shown(stored or {})
     await audit(request, principal, "route.create", "route", str(shown.get("id")), shown)
     return json_response(shown, 201)
@@ -239,12 +239,12 @@ async def reorder_routes(
 ) -> Response:
     """The first route that matches an incident takes it (unless it says ``continue``):
     the order decides who is paged. Returns the routes in their new order."""
-    outbox = _outbox(request)
-    problem = await run_in_threadpool(outbox.reorder_routes, principal.tenant_id, body.ids)
+    settings = _settings(request)
+    problem = await run_in_threadpool(settings.reorder_routes, principal.tenant_id, body.ids)
     if problem is not None:
         return error_response(409, "conflict", problem)
     await audit(request, principal, "route.reorder", "route", "", {"ids": body.ids})
-    routes = await run_in_threadpool(outbox.list_routes, principal.tenant_id)
+    routes = await run_in_threadpool(settings.list_routes, principal.tenant_id)
     return json_response({"items": [route_documents.shown(r) for r in routes]})
 
 
@@ -252,7 +252,7 @@ async def reorder_routes(
 async def get_route(
     request: Request, principal: Annotated[Principal, require("config:read")], route_id: str
 ) -> Response:
-    routes = await run_in_threadpool(_outbox(request).list_routes, principal.tenant_id)
+    routes = await run_in_threadpool(_settings(request).list_routes, principal.tenant_id)
     found = route_documents.find(routes, route_id)
     if found is None:
         raise HTTPException(404, _NOT_FOUND)
@@ -270,8 +270,8 @@ async def patch_route(
     route_id: str,
     body: dict[str, Any] = RouteBody,
 ) -> Response:
-    outbox = _outbox(request)
-    routes = await run_in_threadpool(outbox.routes_for_sending, principal.tenant_id)
+    settings = _settings(request)
+    routes = await run_in_threadpool(settings.routes_for_sending, principal.tenant_id)
     previous = route_documents.find(routes, route_id)
     if previous is None:
         raise HTTPException(404, _NOT_FOUND)
@@ -281,7 +281,7 @@ async def patch_route(
         return _invalid(exc)
     if (refusal := _refused(request, document, routes, route_id)) is not None:
         return refusal
-    stored = await run_in_threadpool(outbox.save_route, principal.tenant_id, document, route_id)
+    stored = await run_in_threadpool(settings.save_route, principal.tenant_id, document, route_id)
     if stored is None:  # deleted meanwhile
         raise HTTPException(404, _NOT_FOUND)
     shown = route_documents.shown(stored)
@@ -293,7 +293,7 @@ async def patch_route(
 async def delete_route(
     request: Request, principal: Annotated[Principal, require("config:write")], route_id: str
 ) -> Response:
-    if not await run_in_threadpool(_outbox(request).delete_route, principal.tenant_id, route_id):
+    if not await run_in_threadpool(_settings(request).delete_route, principal.tenant_id, route_id):
         raise HTTPException(404, _NOT_FOUND)
     await audit(request, principal, "route.delete", "route", route_id)
     return Response(status_code=204)

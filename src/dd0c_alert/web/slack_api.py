@@ -5,11 +5,17 @@ The bot token and signing secret are write-only: they are stored encrypted and s
 as ``"set"``. Slack's own requests are answered 200 with an ephemeral message to the
 person who clicked or typed, as Slack expects; a request no tenant's signing secret
 verifies is refused with 401 and changes nothing (``pipeline/slack_actions.py``).
+
+Each verified request is acted on once. A second use of it (same timestamp and
+signature) changes nothing: Slack's own retry (``X-Slack-Retry-Num``: our first answer
+took over 3 s) gets a 200 saying so, since the click did happen and an error would
+tell the person it failed; any other repeat is a replay and gets 401 ``replayed``.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Request, Response
@@ -65,7 +71,7 @@ async def get_slack(
     request: Request, principal: Annotated[Principal, require("config:read")]
 ) -> dict[str, Any]:
     return await run_in_threadpool(
-        slack_actions.slack_view, _runtime(request).outbox, principal.tenant_id
+        slack_actions.slack_view, _runtime(request).notify_settings, principal.tenant_id
     )
 
 
@@ -83,7 +89,7 @@ async def put_slack(
     runtime = _runtime(request)
     try:
         check = await slack_actions.configure_slack(
-            runtime.outbox,
+            runtime.notify_settings,
             principal.tenant_id,
             bot_token=body.bot_token,
             signing_secret=body.signing_secret,
@@ -92,7 +98,9 @@ async def put_slack(
         )
     except ValueError as exc:
         return error_response(422, "invalid_request", str(exc))
-    view = await run_in_threadpool(slack_actions.slack_view, runtime.outbox, principal.tenant_id)
+    view = await run_in_threadpool(
+        slack_actions.slack_view, runtime.notify_settings, principal.tenant_id
+    )
     detail = {"default_channel": body.default_channel}  # never the token or the secret
     await audit(request, principal, "slack.configure", "slack", principal.tenant_id, detail)
     return {**view, "token_check": check}
@@ -102,9 +110,15 @@ async def put_slack(
 
 SlackTimestamp = Annotated[str, Header(alias="X-Slack-Request-Timestamp")]
 SlackSignature = Annotated[str, Header(alias="X-Slack-Signature")]
+SlackRetry = Annotated[str, Header(alias="X-Slack-Retry-Num")]
 _SIGNED: dict[int | str, dict[str, Any]] = {
-    401: {"description": "missing_signature, timestamp_expired or signature_mismatch."}
+    401: {
+        "description": "missing_signature, timestamp_expired, signature_mismatch, or "
+        "replayed: this signed request was already used (a retry from Slack, with "
+        "X-Slack-Retry-Num, gets 200 instead and is not applied again)."
+    }
 }
+_ALREADY_DONE = "Slack sent this request again; it was already received and is not applied twice."
 
 
 def _client(request: Request) -> str:
@@ -121,8 +135,34 @@ def _refused(exc: slack_actions.SlackRefused) -> Response:
         "missing_signature": "X-Slack-Request-Timestamp and X-Slack-Signature are required",
         "timestamp_expired": "the request timestamp is more than 300 s away from now",
         "signature_mismatch": "no Slack signing secret configured here verifies this request",
+        "replayed": "this signed request was already used once; a replay is not acted on",
     }
     return error_response(401, exc.reason, details[exc.reason])
+
+
+def _refused_or_retried(exc: slack_actions.SlackRefused, retry: str) -> Response:
+    """A used request sent again by Slack itself is no failure for the person who
+    clicked (the first one was acted on): 200, nothing applied again."""
+    if exc.reason == "replayed" and retry:
+        return _ephemeral(_ALREADY_DONE)
+    return _refused(exc)
+
+
+async def _claim(runtime: Runtime, timestamp: str, signature: str) -> str:
+    return await run_in_threadpool(
+        slack_actions.claim_once, runtime.slack_requests, timestamp, signature
+    )
+
+
+async def _once(runtime: Runtime, key: str, work: Callable[[], str]) -> Response:
+    """Do a claimed request's work; should it fail, the claim goes, so that Slack's
+    retry of the request can still do it."""
+    try:
+        text = await run_in_threadpool(work)
+    except BaseException:
+        await run_in_threadpool(runtime.slack_requests.release, key)
+        raise
+    return _ephemeral(text)
 
 
 @router.post(
@@ -134,6 +174,7 @@ async def interactions(
     request: Request,
     timestamp: SlackTimestamp = "",
     signature: SlackSignature = "",
+    retry: SlackRetry = "",
 ) -> Response:
     body = await request.body()
     runtime = _runtime(request)
@@ -141,21 +182,21 @@ async def interactions(
     try:
         tenants = await run_in_threadpool(
             slack_actions.verified_tenants,
-            runtime.outbox,
+            runtime.notify_settings,
             team_id,
             body,
             timestamp,
             signature,
             time.time(),
         )
+        key = await _claim(runtime, timestamp, signature)
     except slack_actions.SlackRefused as exc:
-        return _refused(exc)
+        return _refused_or_retried(exc, retry)
     click = slack_actions.click_of(payload)
     if click is None:
         return Response(status_code=200)
     actions = slack_actions.SlackActions(runtime.store, _client(request))
-    text = await run_in_threadpool(actions.click, tenants, click)
-    return _ephemeral(text)
+    return await _once(runtime, key, lambda: actions.click(tenants, click))
 
 
 @router.post(
@@ -167,6 +208,7 @@ async def commands(
     request: Request,
     timestamp: SlackTimestamp = "",
     signature: SlackSignature = "",
+    retry: SlackRetry = "",
 ) -> Response:
     body = await request.body()
     runtime = _runtime(request)
@@ -174,16 +216,16 @@ async def commands(
     try:
         tenants = await run_in_threadpool(
             slack_actions.verified_tenants,
-            runtime.outbox,
+            runtime.notify_settings,
             form.get("team_id", ""),
             body,
             timestamp,
             signature,
             time.time(),
         )
+        key = await _claim(runtime, timestamp, signature)
     except slack_actions.SlackRefused as exc:
-        return _refused(exc)
+        return _refused_or_retried(exc, retry)
     user = slack_actions.SlackUser(form.get("user_id", "unknown"), form.get("user_name", ""))
     actions = slack_actions.SlackActions(runtime.store, _client(request))
-    text = await run_in_threadpool(actions.command, tenants, form.get("text", ""), user)
-    return _ephemeral(text)
+    return await _once(runtime, key, lambda: actions.command(tenants, form.get("text", ""), user))

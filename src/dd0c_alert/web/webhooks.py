@@ -28,13 +28,14 @@ from starlette.types import Message, Receive, Scope, Send
 from dd0c_alert import tracing
 from dd0c_alert.logs import Throttle
 from dd0c_alert.pipeline import metrics
-from dd0c_alert.pipeline.ingest import IngestService, Rejected
+from dd0c_alert.pipeline.ingest import KEY_MISMATCH, IngestService, Rejected
 from dd0c_alert.providers import PROVIDERS
 
 log = structlog.get_logger(__name__)
 
 PREFIX = "/v1/wh/"
 _NOT_QUEUED_LINES = Throttle(60.0)
+_UNREADABLE_LINES = Throttle(60.0)
 _NOT_FOUND_DETAIL = (
     "no such endpoint: POST webhooks to /v1/wh/{tenant_id}/{provider}[/{integration_id}]"
 )
@@ -153,6 +154,8 @@ class WebhookEndpoint:
                 tenant_id, provider, integration[0] if integration else None, headers, body
             )
         except Rejected as exc:
+            if exc.reason == KEY_MISMATCH:
+                _log_unreadable(tenant_id, known)
             metrics.WEBHOOKS.labels(known, exc.reason).inc()
             _annotate(tenant_id, provider, None, exc.reason)
             return Reply(exc.status, {"error": exc.reason, "detail": exc.detail}, exc.headers)
@@ -182,6 +185,23 @@ class WebhookEndpoint:
         accepted.inc()
         body_bytes.observe(len(body))
         return Reply(202, {"event_id": outcome.event_id, "status": "accepted"})
+
+
+def _log_unreadable(tenant_id: str, provider: str) -> None:
+    """Name the cause for the operator, one line a minute: the key lasts until someone
+    fixes it, and every delivery of every integration is refused meanwhile. The line
+    said only ``InvalidToken: `` (Fernet's error has no words)."""
+    held = _UNREADABLE_LINES.allow(KEY_MISMATCH)
+    if held is not None:
+        log.error(
+            "webhook_secret_unreadable",
+            tenant_id=tenant_id[:64],
+            provider=provider,
+            error="the secret key (DD0C_SECRET_KEY, else DD0C_DATA_DIR/secret.key) cannot "
+            "decrypt this integration's stored secret: start with the key the secrets were "
+            "stored with (docs/operations.md#backups)",
+            repeated=held,
+        )
 
 
 @functools.cache  # one entry per provider, and "unknown"
@@ -281,7 +301,9 @@ def _responses() -> dict[str, dict[str, Any]]:
         "429": {"description": "`rate_limited` or `quota_exceeded`, with `Retry-After`."},
         "503": {
             "description": "`unavailable`: the queue could not commit the delivery (disk "
-            "full, database away); nothing was stored. Send it again (`Retry-After`)."
+            "full, database away); `secret_key_mismatch`: the server's secret key cannot "
+            "read this integration's stored secret (for its operator to fix). Nothing was "
+            "stored. Send it again (`Retry-After`)."
         },
     }
 

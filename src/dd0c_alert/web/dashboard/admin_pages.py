@@ -23,6 +23,7 @@ NOTES = {
     "role": "Role changed.",
     "removed": "Member removed from the team.",
     "revoked": "API key revoked: it is refused from now on.",
+    "uninvited": "Invitation revoked: its link no longer works.",
 }
 SCOPES = ("read", "write", "admin")
 AUDIT_PAGE = 50
@@ -49,6 +50,7 @@ AUDIT_ACTIONS = (
     "integration.test",
     "integration.update",
     "invitation.create",
+    "invitation.revoke",
     "route.create",
     "route.delete",
     "route.test",
@@ -128,6 +130,18 @@ async def invite(request: Request) -> Response:
         errors = {"form": f"Not invited: {answer.error}"}
         return await _team_page(request, me, errors=errors, values=values, status=answer.status)
     return redirect(request, "/settings/team?msg=invited")
+
+
+@router.post("/settings/team/invitations/{invitation_id}/revoke")
+async def revoke_invitation(request: Request, invitation_id: str) -> Response:
+    me, _ = await posting(request, auth_api.revoke_invitation)
+    answer = await call(auth_api.revoke_invitation, request, me, invitation_id=invitation_id)
+    if answer.status == 404:
+        raise HTTPException(404, answer.error)
+    if not answer.ok:
+        errors = {"form": f"Not revoked: {answer.error}."}
+        return await _team_page(request, me, errors=errors, status=answer.status)
+    return redirect(request, "/settings/team?msg=uninvited")
 
 
 async def _member_change(request: Request, user_id: str, role: str | None) -> Response:

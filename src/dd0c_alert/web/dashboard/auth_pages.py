@@ -8,7 +8,7 @@ from fastapi import HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 
-from dd0c_alert.storage.accounts import EmailTaken
+from dd0c_alert.storage.account_rows import EmailTaken
 
 from .. import auth_api
 from ..passwords import WeakPassword, check_strength, hash_password, verify_password

@@ -293,6 +293,7 @@ def _changes(form: Form, current: dict[str, Any]) -> tuple[dict[str, Any], dict[
     wanted["governance_mode"] = field(form, "governance_mode")
     wanted["auto_resolve"] = form.get("auto_resolve") == "on"
     wanted["never_suppress_services"] = sorted(_names(form.get("never_suppress_services", "")))
+    wanted["time_zone"] = field(form, "time_zone") or "UTC"
     features = {f: form.get(f"feature_{f}") == "on" for f in _FEATURES}
     changes = {k: v for k, v in wanted.items() if current.get(k) != v}
     changed_features = {k: v for k, v in features.items() if current["features"].get(k) != v}
@@ -366,6 +367,7 @@ async def save_settings(request: Request) -> Response:
         "auto_resolve": form.get("auto_resolve") == "on",
         "never_suppress_services": _names(form.get("never_suppress_services", "")),
         "features": {f: form.get(f"feature_{f}") == "on" for f in _FEATURES},
+        "time_zone": field(form, "time_zone"),
     }
     errors.setdefault("form", "The settings were not saved: see the fields marked below.")
     return _settings_page(request, me, shown, errors=errors, status=422)

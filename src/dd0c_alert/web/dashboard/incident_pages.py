@@ -22,7 +22,7 @@ from ..audit import audit
 from ..permissions import Principal, allowed
 from .guard import acting, runtime_of, store_of, viewer
 from .render import page, page_router, redirect, templates
-from .session import field
+from .session import field, still_signed_in_now
 from .svg import service_graph
 
 router = page_router()
@@ -166,13 +166,19 @@ async def _changes(
 ) -> AsyncIterator[bytes]:
     """Every ~second: the rows of this page (``cursor``: the same older page, which
     newer incidents never enter) that changed since the last event, and which rows
-    it holds (``_window``). The first event carries every row."""
+    it holds (``_window``). The first event carries every row. Ends as soon as the
+    viewer is no longer signed in or no longer a member (``still_signed_in_now``):
+    the browser's reconnection then lands on the login page."""
     store = store_of(request)
     known: dict[str, str] | None = None
     rows_template = templates.get_template("_incident_rows.html")
     ends, quiet = time.monotonic() + STREAM_SECONDS, 0
     yield b"retry: 2000\n\n"
     while time.monotonic() < ends and not await request.is_disconnected():
+        current = await still_signed_in_now(request)
+        if current is None:
+            return
+        me = current  # its role as of now, for the rows' buttons
         rows, next_cursor = await run_in_threadpool(find, store, me.tenant_id, query, cursor)
         now = {r["id"]: signature(r) for r in rows}
         news, known = _news(known, now), now

@@ -30,6 +30,7 @@ NOTES = {
     "enabled": "Integration enabled.",
     "disabled": "Integration disabled: its webhooks are refused until you enable it.",
     "deleted": "Integration deleted.",
+    "revoked": "The previous secret is refused from now on (by every server within 5 s).",
     "replayed": "Dead letter put back on the queue: the worker processes it again.",
 }
 DEAD_LETTERS_SHOWN = 100
@@ -130,9 +131,24 @@ async def rename(request: Request, integration_id: str) -> Response:
 
 @router.post("/settings/integrations/{integration_id}/rotate")
 async def rotate(request: Request, integration_id: str) -> Response:
-    me, answer = await _update(request, integration_id, rotate_secret=True)
+    me, _ = await posting(request, api.update_integration)
+    body = api.IntegrationPatch(rotate_secret=True)
+    answer = await call(
+        api.update_integration, request, me, integration_id=integration_id, body=body
+    )
+    if answer.status == 409:  # an earlier rotation's old secret is still accepted
+        return await _page(request, me, error=f"Not rotated: {answer.error}", status=409)
+    if not answer.ok:
+        raise HTTPException(answer.status, answer.error)
     message = "Secret rotated: copy the new one now, it is shown once."
     return await _page(request, me, created=_shown_once(answer, True), message=message)
+
+
+@router.post("/settings/integrations/{integration_id}/revoke-previous")
+async def revoke_previous(request: Request, integration_id: str) -> Response:
+    """A leaked secret rotated out: its grace ends now rather than after a day."""
+    await _update(request, integration_id, revoke_previous_secret=True)
+    return redirect(request, "/settings/integrations?msg=revoked")
 
 
 @router.post("/settings/integrations/{integration_id}/enable")

@@ -110,7 +110,7 @@ def progress_of(request: Request, tenant_id: str, chosen: Integration | None) ->
 def _state(request: Request, me: Principal, chosen_id: str) -> dict[str, Any]:
     """``chosen_id``: the integration the guide is about; empty: the newest one (a
     reopened guide shows where the team is); ``new``: none, to choose another source."""
-    store, outbox = store_of(request), runtime_of(request).outbox
+    store, settings = store_of(request), runtime_of(request).notify_settings
     integrations = store.product().list_integrations(me.tenant_id)
     if not chosen_id and integrations:
         chosen_id = integrations[-1].id
@@ -121,10 +121,10 @@ def _state(request: Request, me: Principal, chosen_id: str) -> dict[str, Any]:
         "chosen_url": _url(request, chosen) if chosen else "",
         "chosen_source": BY_PROVIDER[chosen.provider] if chosen else None,
         "progress": progress_of(request, me.tenant_id, chosen),
-        "slack": slack_actions.slack_view(outbox, me.tenant_id),
+        "slack": slack_actions.slack_view(settings, me.tenant_id),
         "email_routes": [
             r
-            for r in outbox.list_routes(me.tenant_id)
+            for r in settings.list_routes(me.tenant_id)
             if any(d.get("type") == "email" for d in r.get("destinations", []))
         ],
     }
@@ -218,7 +218,7 @@ async def connect_slack(request: Request) -> Response:
     runtime, chosen_id = runtime_of(request), field(form, "integration")[:32]
     try:
         check = await slack_actions.configure_slack(
-            runtime.outbox,
+            runtime.notify_settings,
             me.tenant_id,
             bot_token=field(form, "bot_token"),
             signing_secret=field(form, "signing_secret"),
@@ -238,8 +238,8 @@ async def connect_email(request: Request) -> Response:
     """A route mailing every paging incident to one address."""
     me, form = await acting(request, "config:write")
     address, chosen_id = field(form, "email")[:320], field(form, "integration")[:32]
-    outbox, cap = runtime_of(request).outbox, runtime_of(request).api_limits.max_routes
-    routes = await run_in_threadpool(outbox.list_routes, me.tenant_id)
+    settings, cap = runtime_of(request).notify_settings, runtime_of(request).api_limits.max_routes
+    routes = await run_in_threadpool(settings.list_routes, me.tenant_id)
     document = {
         "name": route_documents.free_name("email (set-up guide)", routes),
         "destinations": [{"type": "email", "to": [address]}],
@@ -251,7 +251,7 @@ async def connect_email(request: Request) -> Response:
     if len(routes) >= cap:
         error = f"Email: this team has {cap} routes already (DD0C_MAX_ROUTES)."
         return await _page(request, me, chosen_id, 422, error=error)
-    stored = await run_in_threadpool(outbox.save_route, me.tenant_id, prepared)
+    stored = await run_in_threadpool(settings.save_route, me.tenant_id, prepared)
     shown = route_documents.shown(stored or {})
     await audit(request, me, "route.create", "route", str(shown.get("id")), shown)
     return redirect(request, f"/onboarding?integration={chosen_id}&msg=email#notify-h")

@@ -144,11 +144,11 @@ def _integrations(store: Store, tenant_id: str) -> list[Any]:
 
 
 def settings_of(request: Request, tenant_id: str) -> dict[str, Any]:
-    store, outbox = store_of(request), runtime_of(request).outbox
+    store, notify = store_of(request), runtime_of(request).notify_settings
     return {
         "silences": store.list_silences(tenant_id),
-        "routes": [route_documents.shown(r) for r in outbox.list_routes(tenant_id)],
-        "slack": slack_actions.slack_view(outbox, tenant_id),
+        "routes": [route_documents.shown(r) for r in notify.list_routes(tenant_id)],
+        "slack": slack_actions.slack_view(notify, tenant_id),
         "integrations": _integrations(store, tenant_id),
     }
 

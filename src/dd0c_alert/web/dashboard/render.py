@@ -15,6 +15,7 @@ from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
 
+from dd0c_alert.correlation.rules import names_zone
 from dd0c_alert.domain.urls import web_url
 
 from ..permissions import Principal, allowed
@@ -47,7 +48,13 @@ def _ago(value: datetime | None) -> str:
     return "just now"
 
 
+def _schedule(text: str) -> str:
+    """A recurring window as written, with its zone: UTC unless it names one."""
+    return text if names_zone(text) else f"{text} UTC"
+
+
 templates.env.filters["when"] = _when
+templates.env.filters["schedule"] = _schedule
 templates.env.filters["ago"] = _ago
 #: Links from payloads: only http(s) ones are shown (rows stored before providers
 #: filtered them may hold ``javascript:`` URLs).

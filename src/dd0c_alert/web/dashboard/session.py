@@ -82,6 +82,18 @@ async def signed_in(request: Request) -> Principal | None:
     return await _principal(request, access)
 
 
+async def still_signed_in_now(request: Request) -> Principal | None:
+    """The user this request signed in, as of now: a long answer (the live list's
+    stream runs for minutes) asks again before each part it sends, so a member who
+    was removed, disabled or logged out stops getting the team's incidents at once
+    (within the membership cache's few seconds in another process), not when the
+    stream ends. Reads the access token the request authenticated with (renewed or
+    not) and renews nothing: its refresh token was spent once already."""
+    renewed: tuple[str, str] | None = getattr(request.state, _RENEWED, None)
+    token = renewed[0] if renewed is not None else request.cookies.get(SESSION_COOKIE, "")
+    return await _principal(request, token)
+
+
 def csrf_token(request: Request) -> str:
     """This browser's CSRF token (a new one when it has none yet; ``finish`` sets it)."""
     token = request.cookies.get(CSRF_COOKIE) or getattr(request.state, "csrf_new", None)
