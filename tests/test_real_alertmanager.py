@@ -280,6 +280,11 @@ def _resolved(api: httpx.Client) -> bool:
     return [i["status"] for i in _incidents(api)] == ["resolved"]
 
 
+def _truncations(api: httpx.Client) -> set[str | None]:
+    """The ``dd0c_truncated_alerts`` values the stored alerts carry (None: not cut)."""
+    return {a["labels"].get("dd0c_truncated_alerts") for a in _alerts(api).values()}
+
+
 def _fewest_repeats(api: httpx.Client) -> int:
     """The lowest repeat count of the alerts: at least one a notification that reached
     dd0c. More on a loaded machine: Alertmanager may flush a group before all of one
@@ -391,11 +396,12 @@ def test_a_group_cut_by_max_alerts_shows_what_was_sent_and_counts_the_rest(
     with running_alertmanager(tmp_path / "am", config, "--cluster.listen-address=") as am:
         ahead = datetime.now(UTC) + timedelta(minutes=5)
         am.post(dict.fromkeys("abcde", ahead))
+        # On a loaded machine Alertmanager may flush the group while only a and b have
+        # reached it (nothing cut, no label), then again with all five: wait for that.
         shown = wait_until(
-            lambda: len(_alerts(api)) == 2 and _alerts(api), what="two alerts in dd0c"
+            lambda: _truncations(api) == {"3"} and _alerts(api), what="two cut alerts in dd0c"
         )
         assert sorted(shown) == ["a", "b"]
-        assert {a["labels"]["dd0c_truncated_alerts"] for a in shown.values()} == {"3"}
         [incident] = _incidents(api)
         assert incident["alert_count"] == 2
 
@@ -403,4 +409,4 @@ def test_a_group_cut_by_max_alerts_shows_what_was_sent_and_counts_the_rest(
         am.post({"a": end, "b": end, "c": ahead, "d": ahead, "e": ahead})
         wait_until(lambda: _ends(api) == {end}, what="the shown alerts resolved")
         assert sorted(_alerts(api)) == ["a", "b"]  # c, d and e: never sent, never made up
-        assert am.sent() == 2
+        assert am.sent() >= 2
