@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from conftest import TenantHandle, drain
 from dd0c_alert.pipeline.incident_view import incident_view
 from dd0c_alert.pipeline.runtime import Runtime
+from dd0c_alert.storage import incident_queries
 from test_smoke_custom import sign
 
 SECRET = "s3cret"
@@ -128,16 +129,13 @@ def test_detail_has_alerts_timeline_with_reasons_and_noise(
     assert raw.headers["content-security-policy"] == "sandbox; default-src 'none'"
     assert detail["alerts_truncated"] is False
     outcomes = [(e["kind"], e["outcome"]) for e in detail["timeline"]]
-    assert outcomes == [
-        ("decision", "new_incident"),
-        ("decision", "joined"),
-        ("decision", "dedup"),
-    ]
-    new, joined, dedup = detail["timeline"]
+    assert outcomes == [("decision", "new_incident"), ("decision", "joined")]
+    new, joined = detail["timeline"]
     assert new["page"] is True and joined["page"] is False
     assert any("no incident of checkout" in r for r in new["reasons"])
     assert any(r.startswith("same service checkout") for r in joined["reasons"])
-    assert any("no new page" in r for r in dedup["reasons"])
+    # The repeat changed nothing: it is counted on its alert, not a timeline entry.
+    assert [a["repeat_count"] for a in detail["alerts"]] == [1, 2]
     assert new["at"] <= joined["at"]
     assert detail["noise"] == {"score": 5, "reasons": ["+5 severity medium"]}
     assert detail["noise_score"] == 5
@@ -145,9 +143,39 @@ def test_detail_has_alerts_timeline_with_reasons_and_noise(
     alert_detail = get(client, acme, f"/v1/alerts/{joined['alert_id']}")
     assert alert_detail["incident_id"] == incident["id"]
     decision = alert_detail["decision"]
-    assert decision["outcome"] == "dedup"  # its latest decision: the repeat
+    assert decision["outcome"] == "joined"  # where it went and why, not "repeat #1"
     assert decision["alert_id"] == joined["alert_id"]
     assert decision["incident_id"] == incident["id"]
+
+
+def test_a_long_firing_alert_leaves_the_rest_of_the_timeline_in_view(
+    client: TestClient, acme: TenantHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Alertmanager re-sends a firing group every few minutes. Each repeat was a
+    decision dated at its alert's start, so an alert that fired for a day filled the
+    timeline's first DETAIL_LIMIT entries and hid the joins and the resolve after it."""
+    monkeypatch.setattr(incident_queries, "DETAIL_LIMIT", 5)
+    for _ in range(8):
+        send(client, acme, alert("Latency high", "checkout", 3, fingerprint="lat"))
+    send(client, acme, alert("Error rate high", "checkout", 2, fingerprint="err"))
+    send(client, acme, alert("Latency high", "checkout", 3, fingerprint="lat", status="resolved"))
+    [incident] = incidents(client, acme)
+    detail = get(client, acme, f"/v1/incidents/{incident['id']}")
+    outcomes = [e["outcome"] for e in detail["timeline"]]
+    assert outcomes == ["new_incident", "joined", "resolved"]
+    assert detail["timeline_truncated"] is False
+    assert [a["repeat_count"] for a in detail["alerts"]] == [8, 1]  # notifications
+
+
+def test_a_repeat_that_changes_something_keeps_its_decision(
+    client: TestClient, acme: TenantHandle
+) -> None:
+    send(client, acme, alert("Latency high", "checkout", 3, severity="low", fingerprint="lat"))
+    send(client, acme, alert("Latency high", "checkout", 3, severity="critical", fingerprint="lat"))
+    [incident] = incidents(client, acme)
+    timeline = get(client, acme, f"/v1/incidents/{incident['id']}")["timeline"]
+    assert [e["outcome"] for e in timeline] == ["new_incident", "dedup"]
+    assert any("raises the incident's severity to critical" in r for r in timeline[1]["reasons"])
 
 
 def test_resolve_events_resolve_the_incident(client: TestClient, acme: TenantHandle) -> None:

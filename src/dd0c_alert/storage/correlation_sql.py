@@ -14,7 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from dd0c_alert.correlation.dedup import AlertRecord, FoldResult
+from dd0c_alert.correlation.dedup import AlertRecord, Fold, FoldResult
 from dd0c_alert.correlation.engine import EngineState, event_time, shift
 from dd0c_alert.correlation.model import (
     Decision,
@@ -208,7 +208,8 @@ def save_state(
         )
     _record_merges(conn, state)
     incident_search.save_batch(conn, state, pairs)
-    if pairs:
+    kept = [(fold, decision) for fold, decision in pairs if worth_a_row(fold, decision)]
+    if kept:
         execute_many(
             conn,
             _INSERT_DECISION,
@@ -229,9 +230,27 @@ def save_state(
                     "at": event_time(fold.alert),
                     "replayed_at": None,
                 }
-                for fold, decision in pairs
+                for fold, decision in kept
             ],
         )
+
+
+def worth_a_row(fold: FoldResult, decision: Decision) -> bool:
+    """Whether a decision is stored. Not a plain repeat's (another notification of a
+    firing alert that changed nothing: no page, no rule, no higher severity): the
+    alert's ``repeat_count`` and ``last_seen_at`` already say it came, and the placement
+    decision still explains where the alert went. Alertmanager re-sends a firing group
+    every few minutes; a row for each filled the incident's timeline with "repeat #n"
+    entries dated at the alert's start, which pushed the later joins and the resolve
+    past the timeline's limit, and it wrote a third of the worker's bytes in a mix of
+    repeats (bench/README.md)."""
+    return not (
+        fold.fold is Fold.REPEAT
+        and not decision.page
+        and decision.suppressed_by is None
+        and decision.would_suppress is None
+        and len(decision.reasons) == 1
+    )
 
 
 #: Columns people set (ack, snooze): a worker writes them back only for an incident
