@@ -6,12 +6,13 @@ outbox, queue acknowledgement), in-process, on the embedded SQLite store, so a c
 to the batch transaction shows up as a change in one number. Prints one JSON line per
 scenario on stdout; progress on stderr. Not a test.
 
-    .venv/bin/python bench/worker.py [--scenario storm|spread|single|all] [--alerts 50000]
+    .venv/bin/python bench/worker.py [--scenario NAME|all] [--alerts 50000]
 
 Scenarios: ``storm`` and ``single`` — ``bench/ingest.py``'s Alertmanager notifications of
 100 alerts and of one, every alert new and of one service (one incident grows to all of
 them), as its end-to-end figures send them; ``spread`` — 100-alert notifications over
-200 services x 50 alert names (many incidents, repeats).
+200 services x 50 alert names (many incidents, repeats); ``spread-single`` — that mix
+one alert a notification.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from dd0c_alert.domain.ids import new_id
 from dd0c_alert.pipeline.runtime import Runtime
 from dd0c_alert.storage.ports import RawEvent
 
-SCENARIOS = {"storm": 100, "spread": 100, "single": 1}
+SCENARIOS = {"storm": 100, "spread": 100, "single": 1, "spread-single": 1}
 
 
 PROGRESS = sys.stderr
@@ -63,7 +64,7 @@ def alert(labels: dict[str, str], fingerprint: str) -> dict[str, Any]:
 
 def bodies(scenario: str, total: int, rnd: random.Random) -> list[bytes]:
     per = SCENARIOS[scenario]
-    if scenario != "spread":  # bench/ingest.py's payloads, as end to end
+    if not scenario.startswith("spread"):  # bench/ingest.py's payloads, as end to end
         parts = body_parts(per)
         return [
             MARK.join(parts).replace(MARK, f"{scenario}-{n}").encode() for n in range(total // per)
