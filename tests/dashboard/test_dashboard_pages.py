@@ -214,6 +214,8 @@ def test_the_incident_list_and_detail_show_the_incident(
     detail = client.get(f"/incidents/{incident}").text
     assert "Opened the incident" in detail  # the timeline, in words
     assert '/raw">raw payload' in detail
+    # Repeats are counted on the alert, not the timeline: when it was last heard of.
+    assert '<td data-label="Last seen"><time datetime="' in detail
     assert 'class="node root"' in detail  # the service graph
     assert client.get("/incidents?status=resolved").text.count("<tr data-id") == 0
     assert client.get("/incidents?q=nothing-like-it").text.count("<tr data-id") == 0
