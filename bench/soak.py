@@ -3,7 +3,8 @@
 Starts its own ``dd0c-alert serve`` (embedded), or with ``--mode production`` one
 process per role (ingest, correlate, cron, api) on a local PostgreSQL and Redis, and
 posts Alertmanager webhooks at a fixed rate (``--rate`` requests/s of ``--alerts``
-alerts each, every alert new) from a paced asyncio client. Every ``--every`` seconds it
+alerts each, every alert new, or with ``--mix spread`` drawn from issue #11's 200
+services x 50 alert names, mostly repeats) from a paced asyncio client. Every ``--every`` seconds it
 samples the queue lag (the age of the oldest unprocessed event, from ``/readyz``), the
 depth, and the RSS of each server process (serve and its child; or ingest, correlate
 and cron); between samples it polls the lag every 2 s and reports the highest it saw
@@ -13,7 +14,7 @@ sample and a summary line; progress on stderr. Not a test. The issue's bar: lag 
 ``DD0C_SUGGEST_INTERVAL_SECONDS``, say) reach the server in both modes.
 
     .venv/bin/python bench/soak.py [--rate 20 --alerts 100] [--minutes 10] [--keep-log F]
-        [--mode production]
+        [--mode production] [--mix spread]
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import re
 import secrets
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -35,14 +38,35 @@ import httpx
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from ingest import USER_AGENT, body_parts, wait_drained  # noqa: E402
+from ingest import (  # noqa: E402
+    NAMES,
+    SERVICES,
+    USER_AGENT,
+    body_parts,
+    spread_webhook,
+    wait_drained,
+)
 from targets import OwnServer, ProductionCluster, Target, log, proc_status_mb  # noqa: E402
 
 _QUEUE = re.compile(r"\((\d+) waiting, oldest ([\d.]+) s\)")
 
 
+def spread_bodies(alerts: int, seed: int) -> Iterator[str]:
+    """Notifications of ``alerts`` alerts drawn from the spread mix (``ingest.py``'s
+    ``--mix spread``), as its Lua request builds them."""
+    spread, draw = spread_webhook(), random.Random(seed)
+    severities = ("critical", "warning", "info")
+    while True:
+        chosen = []
+        for _ in range(alerts):
+            service, name = draw.randrange(SERVICES), draw.randrange(NAMES)
+            item = spread.item.replace("@S@", str(service)).replace("@N@", str(name))
+            chosen.append(item.replace("@SEV@", severities[name % 3]))
+        yield spread.head + ",".join(chosen) + spread.tail
+
+
 async def paced_load(
-    target: Target, rate: float, alerts: int, seconds: float, sent: list[int]
+    target: Target, rate: float, alerts: int, seconds: float, sent: list[int], mix: str
 ) -> None:
     """``rate`` requests a second on 8 keep-alive connections, each on its own
     schedule, so a slow answer delays that connection's next request but not the pace
@@ -61,10 +85,14 @@ async def paced_load(
     async def connection(index: int) -> None:
         reader, writer = await asyncio.open_connection(url.hostname, url.port)
         n = 0
+        spread = spread_bodies(alerts, seed=index)
         while (due := start + index * interval / connections + n * interval) < start + seconds:
             await asyncio.sleep(max(0.0, due - time.perf_counter()))
             n += 1
-            body = f"{nonce}-{index}-{n}".join(parts).encode()
+            if mix == "spread":
+                body = next(spread).encode()
+            else:
+                body = f"{nonce}-{index}-{n}".join(parts).encode()
             writer.write(head + str(len(body)).encode() + b"\r\n\r\n" + body)
             response = await reader.readuntil(b"\r\n\r\n")
             length = re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", response)
@@ -131,7 +159,7 @@ async def main(args: argparse.Namespace) -> None:
     stop = asyncio.Event()
     try:
         load = asyncio.create_task(
-            paced_load(target, args.rate, args.alerts, args.minutes * 60, sent)
+            paced_load(target, args.rate, args.alerts, args.minutes * 60, sent, args.mix)
         )
         watcher = asyncio.create_task(watch_lag(target, highest, stop))
         started = time.monotonic()
@@ -179,6 +207,12 @@ if __name__ == "__main__":
         help="copy the server's log to this file at the end (production: to this folder)",
     )
     parser.add_argument("--mode", choices=["embedded", "production"], default="embedded")
+    parser.add_argument(
+        "--mix",
+        choices=["fresh", "spread"],
+        default="fresh",
+        help="every alert new (fresh), or issue #11's 200 services x 50 names (spread)",
+    )
     arguments = parser.parse_args()
     log(f"soak: starting the server ({arguments.mode})")
     asyncio.run(main(arguments))
