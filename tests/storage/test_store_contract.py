@@ -27,6 +27,8 @@ from dd0c_alert.domain.models import (
     Severity,
 )
 from dd0c_alert.pipeline.persist import persist
+from dd0c_alert.storage import schema as t
+from dd0c_alert.storage.correlation_sql import record_from_row
 from dd0c_alert.storage.ports import (
     AlertFilter,
     BatchOutcome,
@@ -36,6 +38,7 @@ from dd0c_alert.storage.ports import (
     RawEvent,
 )
 from dd0c_alert.storage.sql import SqlStore
+from dd0c_alert.storage.tenancy import scope
 from servers import APP, PostgresServer
 
 T0 = datetime(2026, 11, 27, 10, 0, 0, 123456, tzinfo=UTC)
@@ -314,6 +317,34 @@ def test_fingerprint_state_is_the_firing_and_the_latest_ended_occurrence(
     only_ended = states[(acme, "am:only-ended")]
     assert only_ended.active is None and only_ended.last_ended is not None
     assert (acme, "am:never") not in states and (globex, "am:cpu") not in states
+
+
+def test_fingerprint_state_reads_back_every_field_of_the_stored_occurrences(
+    backend: Backend,
+) -> None:
+    """The worker reads the occurrences as untyped rows, by position, and converts them
+    itself (``storage.alert_records``): each must equal the typed read of its row."""
+    store = backend.store
+    acme, _ = two_tenants(store)
+    persist(store, BatchOutcome(alerts=[alert(acme, fingerprint="am:firing")]))
+    persist(store, BatchOutcome(alerts=[alert(acme, fingerprint="am:ended")]))
+    resolve = alert(
+        acme,
+        fingerprint="am:ended",
+        status=AlertStatus.RESOLVED,
+        ended=T0 + timedelta(minutes=5),
+    )
+    persist(store, BatchOutcome(alerts=[resolve]))
+    with store.transaction([acme]) as tx:
+        states = tx.fingerprint_states({(acme, "am:firing"), (acme, "am:ended")})
+    with backend.engine.begin() as conn:
+        scope(conn, acme)
+        rows = conn.execute(sa.select(t.alerts).where(t.alerts.c.tenant_id == acme)).all()
+    typed = {row.id: record_from_row(row) for row in rows}
+    read = [states[acme, "am:firing"].active, states[acme, "am:ended"].last_ended]
+    assert all(record is not None for record in read)
+    assert {r.alert.id: r for r in read if r is not None} == typed
+    assert all(r.alert.started_at.tzinfo is UTC for r in typed.values())
 
 
 def test_a_notification_lists_the_worst_alerts_and_counts_folded_deliveries(

@@ -20,12 +20,14 @@ from dd0c_alert.correlation.model import (
     TenantSettings,
 )
 from dd0c_alert.domain.ids import new_id
-from dd0c_alert.domain.models import AlertStatus, DeployEvent
+from dd0c_alert.domain.models import DeployEvent
 
 from . import schema as t
+from .alert_records import FIRING, LATEST_ENDED
+from .alert_records import record as alert_record
 from .bulk import execute_many
-from .correlation_sql import load_state, record_from_row, save_state, stored_deploy_refs
-from .in_lists import padded
+from .correlation_sql import load_state, save_state, stored_deploy_refs
+from .in_lists import bound_list
 from .outbox import write_intents
 from .ports import (
     BatchOutcome,
@@ -142,7 +144,6 @@ class SqlTransaction:
         one (newest first on ``ix_alerts_tenant_fingerprint_started``). Ranking every
         stored occurrence instead read all of them, in every batch, for an alert that
         had flapped for months."""
-        a = t.alerts
         by_tenant: dict[str, list[str]] = {}
         for tenant_id, fingerprint in keys:
             by_tenant.setdefault(tenant_id, []).append(fingerprint)
@@ -151,19 +152,15 @@ class SqlTransaction:
             conn = self._use(tenant_id)
             for start in range(0, len(fingerprints), _STATE_QUERY_CHUNK):
                 chunk = fingerprints[start : start + _STATE_QUERY_CHUNK]
-                active = sa.select(a).where(
-                    a.c.tenant_id == tenant_id,
-                    a.c.fingerprint.in_(padded(chunk)),
-                    a.c.status == AlertStatus.FIRING,
-                )
-                rows = [*conn.execute(active), *_latest_ended(conn, tenant_id, chunk)]
-                for row in rows:
-                    state = states.setdefault((tenant_id, row.fingerprint), FingerprintState())
-                    record = record_from_row(row)
-                    if row.status == AlertStatus.FIRING:
-                        state.active = record
-                    else:
-                        state.last_ended = record
+                params = {"tenant": tenant_id, "fingerprints": bound_list(conn, chunk)}
+                for row in conn.execute(FIRING[conn.dialect.name], params).all():
+                    record = alert_record(row)
+                    key = (tenant_id, record.alert.fingerprint)
+                    states.setdefault(key, FingerprintState()).active = record
+                for row in conn.execute(LATEST_ENDED[conn.dialect.name], params).all():
+                    record = alert_record(row)
+                    key = (tenant_id, record.alert.fingerprint)
+                    states.setdefault(key, FingerprintState()).last_ended = record
         return states
 
     def save_alerts(self, created: list[AlertRecord], updated: list[AlertRecord]) -> None:
@@ -270,46 +267,6 @@ def _fold_deploy(conn: sa.Connection, deploy: DeployEvent) -> None:
 def no_queue(conn: sa.Connection, outcome: BatchOutcome) -> None:
     """The settle step of a store opened without a queue (admin commands, tests of the
     store alone): no message to acknowledge."""
-
-
-#: Each listed fingerprint's latest ended occurrence: one ordered probe per value of the
-#: list, not a scan of its history. PostgreSQL gets it as a ``LATERAL`` subquery that
-#: returns the row itself: given SQLite's form (join ``alerts`` on the id a subquery
-#: picks), it hashed all of the tenant's alerts, which row-level security hands it as a
-#: cheap-looking scan by ``tenant_id``, and probed them with the subquery's ids.
-_LATEST_ENDED_PROBE = (
-    "SELECT {} FROM alerts b WHERE b.tenant_id = :tenant"
-    " AND b.fingerprint = f.value AND b.status <> 'firing'"
-    " ORDER BY b.started_at DESC, b.id DESC LIMIT 1"
-)
-_LATEST_ENDED_BY_DIALECT = {
-    dialect: sa.text(statement.format(_LATEST_ENDED_PROBE.format(picked))).columns(*t.alerts.c)
-    for dialect, statement, picked in (
-        (
-            "sqlite",
-            "SELECT alerts.* FROM json_each(:fingerprints) AS f JOIN alerts ON alerts.id = ({})",
-            "b.id",
-        ),
-        (
-            "postgresql",
-            "SELECT latest.* FROM unnest(CAST(:fingerprints AS text[])) AS f(value)"
-            " CROSS JOIN LATERAL ({}) AS latest",
-            "b.*",
-        ),
-    )
-}
-
-
-def _latest_ended(
-    conn: sa.Connection, tenant_id: str, fingerprints: list[str]
-) -> sa.CursorResult[Any]:
-    """The latest ended occurrence of each of ``fingerprints`` that has one."""
-    sqlite = conn.dialect.name == "sqlite"
-    listed = orjson.dumps(fingerprints).decode() if sqlite else fingerprints
-    return conn.execute(
-        _LATEST_ENDED_BY_DIALECT[conn.dialect.name],
-        {"tenant": tenant_id, "fingerprints": listed},
-    )
 
 
 def _insert_row(record: AlertRecord) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from dd0c_alert.domain.models import AlertStatus, CanonicalAlert, DeployEvent, S
 from . import incident_search
 from . import schema as t
 from .bulk import execute_many, insert_ignoring_duplicates
-from .in_lists import padded
+from .in_lists import one_of
 
 HISTORY = timedelta(days=7)
 QUICK_RESOLVE = timedelta(minutes=2)
@@ -70,7 +70,7 @@ def load_state(
         i.c.first_at <= shift(high, 3 * window + lookback)
     )
     known = {f.record.incident_id for f in folds if f.record.incident_id}
-    wanted = near if not known else near | i.c.id.in_(padded(known))
+    wanted = near if not known else near | one_of(conn, i.c.id, sorted(known))
     rows = conn.execute(
         sa.select(i).where(i.c.tenant_id == tenant_id, i.c.merged_into.is_(None), wanted)
     ).all()
@@ -125,36 +125,39 @@ def _load_history(
     changes (for flapping)."""
     a, i, f = t.alerts, t.incidents, t.feedback
     flap = timedelta(seconds=state.settings.flap_window_seconds)
+    since, flap_low, flap_high = shift(low, -HISTORY), shift(low, -flap), shift(high, flap)
+    transitions = state.transitions
     stats: dict[str, dict[str, int]] = {}
     for start in range(0, len(fingerprints), _CHUNK):
-        chunk = padded(fingerprints[start : start + _CHUNK])
+        chunk = fingerprints[start : start + _CHUNK]
         rows = conn.execute(
             sa.select(a.c.fingerprint, a.c.started_at, a.c.ended_at, i.c.acknowledged_at)
             .select_from(a.outerjoin(i, i.c.id == a.c.incident_id))
             .where(
                 a.c.tenant_id == state.tenant_id,
-                a.c.fingerprint.in_(chunk),
-                a.c.started_at >= shift(low, -HISTORY),
+                one_of(conn, a.c.fingerprint, chunk),
+                a.c.started_at >= since,
             )
         ).all()
-        for row in rows:
-            counts = stats.setdefault(row.fingerprint, {})
+        for fingerprint, started_at, ended_at, acknowledged_at in rows:
+            counts = stats.setdefault(fingerprint, {})
             counts["fired"] = counts.get("fired", 0) + 1
-            if row.acknowledged_at is not None:
+            if acknowledged_at is not None:
                 counts["acknowledged"] = counts.get("acknowledged", 0) + 1
-            elif row.ended_at is not None and row.ended_at - row.started_at <= QUICK_RESOLVE:
+            elif ended_at is not None and ended_at - started_at <= QUICK_RESOLVE:
                 counts["quick"] = counts.get("quick", 0) + 1
-            times = state.transitions.setdefault(row.fingerprint, [])
-            for moment in (row.started_at, row.ended_at):
-                if moment is not None and shift(low, -flap) <= moment <= shift(high, flap):
-                    times.append(moment)
+            times = transitions.setdefault(fingerprint, [])
+            if flap_low <= started_at <= flap_high:
+                times.append(started_at)
+            if ended_at is not None and flap_low <= ended_at <= flap_high:
+                times.append(ended_at)
         verdicts = conn.execute(
             # One verdict counts once, however many occurrences of the alert it covers.
             sa.select(a.c.fingerprint, f.c.verdict, sa.func.count(sa.distinct(f.c.id)))
             .select_from(
                 f.join(a, (a.c.incident_id == f.c.incident_id) & (a.c.tenant_id == f.c.tenant_id))
             )
-            .where(f.c.tenant_id == state.tenant_id, a.c.fingerprint.in_(chunk))
+            .where(f.c.tenant_id == state.tenant_id, one_of(conn, a.c.fingerprint, chunk))
             .group_by(a.c.fingerprint, f.c.verdict)
         ).all()
         for fingerprint, verdict, count in verdicts:
