@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import given, settings
@@ -642,3 +643,57 @@ def test_a_backfill_in_event_time_order_groups_like_live_delivery() -> None:
         live.send(alert(m, fp=f"f{m}"))
         backfill.send(alert(m, fp=f"f{m}", delay_minutes=120))
     assert len(live.incidents()) == len(backfill.incidents()) == 3
+
+
+STORED_FIELDS = ("status", "severity", "title", "description", "labels", "links", "ended_at")
+notification = st.builds(
+    lambda minute, status, severity, title, label: replace(
+        alert(minute, fp="disk", status=status, severity=severity),
+        title=title,
+        labels={"pod": label} if label else {},
+    ),
+    st.integers(0, 30),
+    st.sampled_from(AlertStatus),
+    st.sampled_from(Severity),
+    st.sampled_from(["db is unwell", "db is down", ""]),
+    st.sampled_from(["", "a", "b"]),
+)
+
+
+@given(st.lists(notification, max_size=6), st.lists(notification, min_size=1, max_size=6))
+def test_an_occurrence_whose_stored_fields_moved_is_marked_changed(
+    before: list[CanonicalAlert], batch: list[CanonicalAlert]
+) -> None:
+    """A record without ``changed`` has only its counters and incident written
+    (``storage.batch``): whatever a batch folds, a record whose stored fields differ
+    from what was loaded must carry it."""
+    state = FingerprintState()
+    for item in before:
+        fold(state, item)
+    # As loaded by the next batch: fresh records, nothing marked.
+    loaded = {
+        r.alert.id: replace(r, alert=replace(r.alert))
+        for r in (state.active, state.last_ended)
+        if r is not None
+    }
+    state = FingerprintState(
+        active=loaded.get(state.active.alert.id) if state.active else None,
+        last_ended=loaded.get(state.last_ended.alert.id) if state.last_ended else None,
+    )
+    snapshot = {i: {f: getattr(r.alert, f) for f in STORED_FIELDS} for i, r in loaded.items()}
+    for item in batch:
+        result = fold(state, item)
+        if result.fold is not Fold.NEW and result.record.alert.id in snapshot:
+            now = {f: getattr(result.record.alert, f) for f in STORED_FIELDS}
+            assert result.record.changed or now == snapshot[result.record.alert.id]
+
+
+def test_a_plain_repeat_leaves_its_occurrence_unchanged() -> None:
+    state = FingerprintState()
+    fold(state, alert(0, fp="disk"))
+    assert state.active is not None and not state.active.changed
+    repeat = fold(state, alert(0, fp="disk"))
+    assert repeat.fold is Fold.REPEAT and repeat.record.repeat_count == 2
+    assert not repeat.record.changed
+    worse = fold(state, alert(0, fp="disk", severity=Severity.CRITICAL))
+    assert worse.record.changed and worse.record.alert.severity is Severity.CRITICAL

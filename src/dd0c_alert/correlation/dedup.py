@@ -36,6 +36,10 @@ class AlertRecord:
     #: A copy said the occurrence started earlier than stored: the start is rewritten
     #: only then (in every update, it would cost two index writes per repeat).
     start_moved: bool = False
+    #: A notification changed what is stored of the occurrence beyond when it was last
+    #: seen and how often (status, end, severity, texts, labels). A plain repeat leaves
+    #: it unset, and its update writes the two counters alone.
+    changed: bool = False
 
     @property
     def id(self) -> str:
@@ -81,7 +85,7 @@ def fold(state: FingerprintState, alert: CanonicalAlert) -> FoldResult:
             ended.repeat_count += 1
             ended.last_seen_at = max(ended.last_seen_at, seen)
             ended.start_moved |= alert.started_at < ended.alert.started_at
-            ended.alert = _late(ended.alert, alert)
+            _update(ended, _late(ended.alert, alert))
             return FoldResult(Fold.LATE_REPEAT, ended, ended.alert, alert.event_id, seen)
         # A resolve repeating the end of that occurrence: at or before its end, or later
         # when it started no later than that end (Alertmanager re-sends a resolved
@@ -99,7 +103,7 @@ def fold(state: FingerprintState, alert: CanonicalAlert) -> FoldResult:
         if moment is not None and (moment <= last or resent):
             ended.last_seen_at = max(ended.last_seen_at, seen)
             if moment > last:
-                ended.alert = replace(ended.alert, ended_at=moment)
+                _update(ended, replace(ended.alert, ended_at=moment))
             return FoldResult(Fold.REPEAT_RESOLVE, ended, ended.alert, alert.event_id, seen)
 
     active = state.active
@@ -108,9 +112,9 @@ def fold(state: FingerprintState, alert: CanonicalAlert) -> FoldResult:
         if moment is None:
             active.repeat_count += 1
             active.start_moved |= alert.started_at < active.alert.started_at
-            active.alert = _merged(active.alert, alert)
+            _update(active, _merged(active.alert, alert))
             return FoldResult(Fold.REPEAT, active, active.alert, alert.event_id, seen)
-        active.alert = replace(active.alert, status=AlertStatus.RESOLVED, ended_at=moment)
+        _update(active, replace(active.alert, status=AlertStatus.RESOLVED, ended_at=moment))
         state.active, state.last_ended = None, active
         return FoldResult(Fold.RESOLVE, active, active.alert, alert.event_id, seen)
 
@@ -124,6 +128,12 @@ def fold(state: FingerprintState, alert: CanonicalAlert) -> FoldResult:
     elif active is None:  # a resolve we never saw fire: kept, nothing said is lost
         state.last_ended = record
     return FoldResult(Fold.NEW, record, alert, alert.event_id, seen)
+
+
+def _update(record: AlertRecord, alert: CanonicalAlert) -> None:
+    if alert is not record.alert:
+        record.alert = alert
+        record.changed = True
 
 
 def _merged(known: CanonicalAlert, update: CanonicalAlert) -> CanonicalAlert:
@@ -145,13 +155,29 @@ def _combined(
     record: CanonicalAlert, *, newer: CanonicalAlert, older: CanonicalAlert
 ) -> CanonicalAlert:
     """``record`` (its identity and state) with the earliest start, the worst severity,
-    and the newer notification's texts where it has them."""
+    and the newer notification's texts where it has them; ``record`` itself when that
+    changes nothing, as for most repeats."""
+    started_at = min(newer.started_at, older.started_at)
+    severity = worst(Severity(older.severity), Severity(newer.severity))
+    title = newer.title or older.title
+    description = newer.description or older.description
+    labels = {**older.labels, **newer.labels}
+    links = newer.links or older.links
+    if (
+        started_at == record.started_at
+        and severity == record.severity
+        and title == record.title
+        and description == record.description
+        and labels == record.labels
+        and links == record.links
+    ):
+        return record
     return replace(
         record,
-        started_at=min(newer.started_at, older.started_at),
-        severity=worst(Severity(older.severity), Severity(newer.severity)),
-        title=newer.title or older.title,
-        description=newer.description or older.description,
-        labels={**older.labels, **newer.labels},
-        links=newer.links or older.links,
+        started_at=started_at,
+        severity=severity,
+        title=title,
+        description=description,
+        labels=labels,
+        links=links,
     )

@@ -51,11 +51,22 @@ _ALERT_FIELDS = (
     "links",
     "ended_at",
 )
-_RECORD_FIELDS = ("last_seen_at", "repeat_count", "incident_id")
+#: What every notification of an occurrence may change. The incident too: an alert
+#: whose incident was gone (merged away) is placed again.
+_COUNTERS = ("last_seen_at", "repeat_count", "incident_id")
 _UPDATE_ALERT = (
     t.alerts.update()
     .where(t.alerts.c.id == sa.bindparam("_id"))
-    .values({name: sa.bindparam(name) for name in (*_ALERT_FIELDS, "last_seen_at", "repeat_count")})
+    .values({name: sa.bindparam(name) for name in (*_ALERT_FIELDS, *_COUNTERS)})
+)
+#: A plain repeat's update (``AlertRecord.changed`` unset): the counters and the
+#: incident alone. Naming every column made SQLite rewrite the entries of each index
+#: over ``status`` (the partial ``ux_alerts_active_fingerprint``) on every repeat of a
+#: firing alert.
+_COUNT_REPEAT = (
+    t.alerts.update()
+    .where(t.alerts.c.id == sa.bindparam("_id"))
+    .values({name: sa.bindparam(name) for name in _COUNTERS})
 )
 _MOVE_START = (
     t.alerts.update()
@@ -169,16 +180,13 @@ class SqlTransaction:
         # fingerprint, ux_alerts_active_fingerprint). Updates never make an alert fire.
         for tenant_id, records in _by_tenant(updated).items():
             rows = [
-                {
-                    "_id": r.id,
-                    "last_seen_at": r.last_seen_at,
-                    "repeat_count": r.repeat_count,
-                    "incident_id": r.incident_id or None,
-                    **{name: getattr(r.alert, name) for name in _ALERT_FIELDS},
-                }
+                {**_counters(r), **{name: getattr(r.alert, name) for name in _ALERT_FIELDS}}
                 for r in records
+                if r.changed
             ]
             execute_many(self._use(tenant_id), _UPDATE_ALERT, rows)
+            counts = [_counters(r) for r in records if not r.changed]
+            execute_many(self._use(tenant_id), _COUNT_REPEAT, counts)
             moved = [
                 {"_id": r.id, "started_at": r.alert.started_at} for r in records if r.start_moved
             ]
@@ -267,6 +275,15 @@ def _fold_deploy(conn: sa.Connection, deploy: DeployEvent) -> None:
 def no_queue(conn: sa.Connection, outcome: BatchOutcome) -> None:
     """The settle step of a store opened without a queue (admin commands, tests of the
     store alone): no message to acknowledge."""
+
+
+def _counters(record: AlertRecord) -> dict[str, Any]:
+    return {
+        "_id": record.id,
+        "last_seen_at": record.last_seen_at,
+        "repeat_count": record.repeat_count,
+        "incident_id": record.incident_id or None,
+    }
 
 
 def _insert_row(record: AlertRecord) -> dict[str, Any]:
