@@ -64,18 +64,21 @@ def save_rollups(
     now = now or datetime.now(UTC)
     hourly: dict[tuple[datetime, str, str, str], list[int]] = {}
     daily: dict[tuple[datetime, str], tuple[str, int]] = {}
-    hours: dict[datetime, datetime] = {}  # a batch's alerts share a few times
+    # A batch's alerts share a few times: each one's hour and day are computed once.
+    periods: dict[datetime, tuple[datetime, datetime]] = {}
     for fold, decision in pairs:
         alert = fold.alert
         at = fold.seen if fold.fold in _REPEATS else event_time(alert)
-        hour = hours.get(at)
-        if hour is None:
-            hour = hours[at] = hour_of(at)
+        period = periods.get(at)
+        if period is None:
+            hour = hour_of(at)
+            period = periods[at] = (hour, hour.replace(hour=0))
+        hour, day = period
         counts = hourly.setdefault((hour, alert.service, alert.source, alert.severity), [0, 0, 0])
         counts[0] += 1
         counts[1] += decision.outcome == "new_incident"
         counts[2] += decision.page
-        key = (hour.replace(hour=0), alert.fingerprint[:200])
+        key = (day, alert.fingerprint[:200])
         daily[key] = (alert.title, daily.get(key, ("", 0))[1] + 1)
     upsert_adding(
         conn,
