@@ -380,6 +380,8 @@ def test_a_notification_lists_the_worst_alerts_and_counts_folded_deliveries(
     persist(store, BatchOutcome(alerts=[replace(mem_resolved, id=new_id())]))  # re-sent
 
     [incident] = store.list_incidents(acme, IncidentFilter(), 10, None).items
+    # Repeats wrote the folded count alone; what the alerts made of the incident stays.
+    assert (incident["alert_count"], incident["severity"]) == (4, "critical")
     detail = store.notification_detail(acme, incident["id"])
     assert detail is not None
     assert detail["dedup_count"] == 5  # 3 + 1 repeats, 1 repeated resolve

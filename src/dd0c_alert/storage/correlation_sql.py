@@ -191,7 +191,22 @@ def save_state(
         conn, _INSERT_INCIDENT, [_incident_row(x, now) for x in written if x.id not in existing]
     )
     _update_incidents(
-        conn, [x for x in written if x.id in existing], set(state.merges.values()), now
+        conn,
+        [x for x in written if x.id in existing and x.id in state.touched],
+        set(state.merges.values()),
+        now,
+    )
+    # Only their count of folded deliveries moved: nothing else is rewritten (every
+    # column named is re-indexed, JSON lists included, for each incident a batch's
+    # repeats reached).
+    execute_many(
+        conn,
+        _COUNT_FOLDED,
+        [
+            {"_id": x.id, "folded": x.folded, "updated_at": now}
+            for x in written
+            if x.id in existing and x.id not in state.touched
+        ],
     )
     insert_ignoring_duplicates(
         conn,
@@ -405,6 +420,11 @@ def _incident_row(incident: IncidentState, now: datetime) -> dict[str, Any]:
 
 
 _INSERT_INCIDENT = t.incidents.insert()
+_COUNT_FOLDED = (
+    t.incidents.update()
+    .where(t.incidents.c.id == sa.bindparam("_id"))
+    .values(folded=sa.bindparam("folded"), updated_at=sa.bindparam("updated_at"))
+)
 
 
 @functools.cache
