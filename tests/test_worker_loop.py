@@ -222,7 +222,7 @@ def test_a_lasting_failure_is_logged_once_a_minute_not_at_every_poll(tmp_path: P
     worker = Worker(runtime.store, runtime.queue, runtime.archive, poll_seconds=0.001)
     tries: list[int] = []
 
-    def claim(limit: int, lease: float) -> list[object]:
+    def claim(limit: int, lease: float, budget: object = None) -> list[object]:
         tries.append(limit)
         if len(tries) == 50:
             worker.stop()

@@ -36,7 +36,13 @@ from dd0c_alert.storage.login_throttle import MemoryLoginThrottle, RedisLoginThr
 from dd0c_alert.storage.memory_state import MemoryCircuitBreaker, TokenBuckets
 from dd0c_alert.storage.migrate import grant_app_role, upgrade
 from dd0c_alert.storage.pgmq_queue import PgmqIngestQueue
-from dd0c_alert.storage.ports import Archive, CircuitBreaker, IngestQueue, RateLimiter
+from dd0c_alert.storage.ports import (
+    Archive,
+    CircuitBreaker,
+    ClaimBudget,
+    IngestQueue,
+    RateLimiter,
+)
 from dd0c_alert.storage.redis_state import RedisCircuitBreaker, RedisLink, RedisRateLimiter
 from dd0c_alert.storage.s3_archive import S3Archive
 from dd0c_alert.storage.secrets import SecretBox
@@ -277,6 +283,7 @@ def build_runtime(
             queue,
             archive,
             batch_size=settings.worker_batch_size,
+            claim_budget=ClaimBudget(settings.worker_batch_bytes, settings.max_body_bytes),
             max_attempts=settings.worker_max_attempts,
             lease_seconds=settings.worker_lease_seconds,
             poll_seconds=settings.worker_poll_seconds,

@@ -165,7 +165,14 @@ class Settings(BaseSettings):
         description="A request body must arrive whole within this (408 and closed).",
     )
 
-    worker_batch_size: int = Field(default=500, gt=0, description="Most events per worker batch.")
+    worker_batch_size: int = Field(default=2000, gt=0, description="Most events per worker batch.")
+    worker_batch_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        gt=0,
+        description="Most bytes of webhook body per worker batch (at least one event): a "
+        "batch holds its events' bodies in memory. A claim-checked body counts as "
+        "max_body_bytes.",
+    )
     worker_max_attempts: int = Field(
         default=5,
         gt=0,

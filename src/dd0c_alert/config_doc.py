@@ -80,6 +80,7 @@ SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "Correlation workers",
         (
             "worker_batch_size",
+            "worker_batch_bytes",
             "worker_max_attempts",
             "worker_lease_seconds",
             "worker_poll_seconds",

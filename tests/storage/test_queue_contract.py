@@ -25,6 +25,7 @@ from dd0c_alert.storage.migrate import upgrade
 from dd0c_alert.storage.pgmq_queue import PgmqIngestQueue
 from dd0c_alert.storage.ports import (
     BatchOutcome,
+    ClaimBudget,
     DeadLetter,
     EnqueueOutcome,
     IngestQueue,
@@ -178,6 +179,27 @@ def test_claim_returns_what_was_put_byte_for_byte(backend: Harness) -> None:
         assert got.body == sent.body
         assert got.body_ref == sent.body_ref
         assert got.attempts == 1
+
+
+def test_a_claim_holds_at_most_its_byte_budget_of_bodies(backend: Harness) -> None:
+    """In queue order, as many events as their bodies fit the budget; the first
+    always, however large; a claim-checked body (only its archive key queued) counts
+    as the largest admission takes."""
+    queue = backend.queue()
+    budget = ClaimBudget(max_bytes=25_000, unread_body_bytes=20_000)
+    small = [event(body=b"x" * 10_000) for _ in range(4)]
+    put_all(*((queue, e) for e in small))
+    assert [e.event_id for e in queue.claim(10, 60, budget)] == [e.event_id for e in small[:2]]
+    assert [e.event_id for e in queue.claim(10, 60, budget)] == [e.event_id for e in small[2:]]
+    pointed = event(body=None)
+    pointed.body_ref = "archive/T/2026/12/08/large.json"
+    large, after = event(body=b"y" * 50_000), event(body=b"z" * 10_000)
+    for one in (pointed, large, after):
+        put_all((queue, one))
+    assert ids(queue.claim(10, 60, budget)) == {pointed.event_id}  # 20,000 + 50,000
+    assert ids(queue.claim(10, 60, budget)) == {large.event_id}  # alone, over the budget
+    assert ids(queue.claim(10, 60, budget)) == {after.event_id}
+    assert queue.claim(10, 60, budget) == []
 
 
 def test_a_repeated_delivery_id_answers_the_original_and_enqueues_once(backend: Harness) -> None:

@@ -59,6 +59,7 @@ from dd0c_alert.storage.ports import (
     BatchOutcome,
     CircuitBreaker,
     CircuitOpen,
+    ClaimBudget,
     DeadLetter,
     IngestQueue,
     LeaseLost,
@@ -116,7 +117,8 @@ class Worker(Background):
         queue: IngestQueue,
         archive: Archive,
         *,
-        batch_size: int = 500,
+        batch_size: int = 2000,
+        claim_budget: ClaimBudget | None = None,
         max_attempts: int = 5,
         lease_seconds: float = 60.0,
         poll_seconds: float = 0.5,
@@ -133,6 +135,8 @@ class Worker(Background):
         self._queue = queue
         self._archive = archive
         self._batch_size = batch_size
+        #: Bounds the bodies a batch holds in memory (``fair_claim``).
+        self._claim_budget = claim_budget
         #: The claim size now: halved while batches run over the target, doubled back
         #: (up to ``batch_size``) while they take under a quarter of it. It starts at
         #: one, so a first batch of costly events cannot be a long one.
@@ -170,11 +174,11 @@ class Worker(Background):
 
     def run(self) -> None:
         while not self.stopping:
-            # Wait only when the queue gave less than was asked for: compared with the
-            # largest batch instead, every batch the adaptive limit had made smaller
-            # was followed by a poll interval's sleep, and a backlog drained at a
-            # quarter of the worker's speed.
-            asked = self.batch_limit
+            # Wait only when the queue gave nothing: compared with the largest batch
+            # instead, every batch the adaptive limit had made smaller was followed by
+            # a poll interval's sleep, and a backlog drained at a quarter of the
+            # worker's speed. Nor with the limit: a claim cut short by its byte budget
+            # leaves the rest of a backlog waiting.
             try:
                 handled = self.run_once()
             except Exception as exc:  # the database itself failed: wait and try again
@@ -183,12 +187,12 @@ class Worker(Background):
                 if held is not None:
                     log.exception("worker_batch_failed", repeated=held)
                 handled = 0
-            if handled < asked:
+            if not handled:
                 self.pause(self._poll)
 
     def run_once(self) -> int:
         """Process one batch; return how many events it held."""
-        events = self._queue.claim(self.batch_limit, self._lease)
+        events = self._queue.claim(self.batch_limit, self._lease, self._claim_budget)
         if not events:
             return 0
         if not tracing.enabled():

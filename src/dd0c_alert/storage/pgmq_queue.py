@@ -30,7 +30,7 @@ import sqlalchemy as sa
 
 from .fair_claim import TenantTurns, fair_ids
 from .group_commit import GroupCommitWriter
-from .ports import BatchOutcome, EnqueueOutcome, LeaseLost, QueueDepth, RawEvent
+from .ports import BatchOutcome, ClaimBudget, EnqueueOutcome, LeaseLost, QueueDepth, RawEvent
 from .rows import month_of
 from .tenancy import scope, scoped
 
@@ -86,6 +86,12 @@ _LEASE = (
     " read_ct = read_ct + 1 WHERE msg_id = ANY(CAST(:ids AS bigint[]))"
     " RETURNING msg_id, read_ct, message::text"
 )
+#: The bytes of body each message brings into memory: what its base64 text decodes
+#: to, or for a claim-checked one (no body in the message) the largest admission takes.
+_SIZES = (
+    "SELECT msg_id, coalesce(octet_length(message->>'body') * 3 / 4, :unread) FROM {table}"
+    " WHERE msg_id = ANY(CAST(:ids AS bigint[]))"
+)
 _DELETE = sa.text("SELECT count(*) FROM pgmq.delete(:queue, CAST(:ids AS bigint[]))")
 _ARCHIVE = sa.text("SELECT count(*) FROM pgmq.archive(:queue, CAST(:ids AS bigint[]))")
 _RETRY = sa.text(
@@ -130,6 +136,7 @@ class PgmqIngestQueue:
         self._tenants = sa.text(_TENANTS.format(table=self._table))
         self._of_tenants = sa.text(_OF_TENANTS.format(table=self._table))
         self._lease = sa.text(_LEASE.format(table=self._table))
+        self._sizes = sa.text(_SIZES.format(table=self._table))
         self._turns = TenantTurns()
         self._leased_lock = threading.Lock()
 
@@ -217,7 +224,9 @@ class PgmqIngestQueue:
 
     # --- consumer side ----------------------------------------------------------------
 
-    def claim(self, limit: int, lease_seconds: float) -> list[RawEvent]:
+    def claim(
+        self, limit: int, lease_seconds: float, budget: ClaimBudget | None = None
+    ) -> list[RawEvent]:
         """``pgmq.read`` takes whole seconds: a lease is rounded up, never down."""
         vt = max(1, math.ceil(lease_seconds))
         with self._engine.begin() as conn:
@@ -233,8 +242,19 @@ class PgmqIngestQueue:
                     found.setdefault(tenant_id, []).append(msg_id)
                 return found
 
+            def sizes(ids: Sequence[int]) -> dict[int, int]:
+                unread = budget.unread_body_bytes if budget else 0
+                return dict(conn.execute(self._sizes, {"ids": list(ids), "unread": unread}).all())
+
             tenants = list(conn.execute(self._tenants).scalars())
-            ids = fair_ids(tenants, limit, fetch, self._turns)
+            ids = fair_ids(
+                tenants,
+                limit,
+                fetch,
+                self._turns,
+                sizes if budget else None,
+                budget.max_bytes if budget else 0,
+            )
             order = {msg_id: turn for turn, msg_id in enumerate(ids)}
             rows = sorted(
                 conn.execute(self._lease, {"vt": vt, "ids": ids}).all(),

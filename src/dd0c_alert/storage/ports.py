@@ -185,6 +185,17 @@ class RotationInProgress(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class ClaimBudget:
+    """How much event body one claim may bring into memory (``fair_claim``).
+
+    A claim-checked body's size is not in the queue (only its archive key is): it
+    counts as ``unread_body_bytes``, the largest body admission takes."""
+
+    max_bytes: int
+    unread_body_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
 class QueueDepth:
     messages: int
     oldest_age_seconds: float
@@ -196,8 +207,11 @@ class IngestQueue(Protocol):
     async def put(self, event: RawEvent) -> EnqueueOutcome:
         """Return only after the event is committed (or found to be a duplicate)."""
 
-    def claim(self, limit: int, lease_seconds: float) -> list[RawEvent]:
-        """Lease up to ``limit`` visible events; unacknowledged ones reappear after the lease."""
+    def claim(
+        self, limit: int, lease_seconds: float, budget: ClaimBudget | None = None
+    ) -> list[RawEvent]:
+        """Lease up to ``limit`` visible events (and, with a ``budget``, no more body
+        than it allows); unacknowledged ones reappear after the lease."""
 
     def requeue(self, event: RawEvent) -> None:
         """Enqueue again (dead-letter replay); a no-op if the event is still queued."""

@@ -40,7 +40,7 @@ from .engine import BUSY_TIMEOUT_MS, configure_sqlite
 from .fair_claim import TenantTurns, fair_ids
 from .files import private_file
 from .group_commit import GroupCommitWriter, LockBusy
-from .ports import BatchOutcome, EnqueueOutcome, LeaseLost, QueueDepth, RawEvent
+from .ports import BatchOutcome, ClaimBudget, EnqueueOutcome, LeaseLost, QueueDepth, RawEvent
 from .rows import month_of
 
 log = structlog.get_logger(__name__)
@@ -102,6 +102,14 @@ _TENANTS = (
 _OF_TENANT = (
     "SELECT seq FROM ingest_queue INDEXED BY ix_ingest_queue_tenant"
     " WHERE tenant_id = ? AND seq > ? AND visible_at <= ? ORDER BY seq LIMIT ?"
+)
+
+#: The bytes of body each event brings into memory: its own, or for a claim-checked
+#: one (no body in the queue) the largest admission takes. ``length`` of a BLOB reads
+#: its size from the record header, not its pages.
+_SIZES = (
+    "SELECT seq, coalesce(length(body), ?) FROM ingest_queue"
+    " WHERE seq IN (SELECT value FROM json_each(?))"
 )
 
 
@@ -300,7 +308,9 @@ class SqliteIngestQueue:
 
     # --- consumer side ----------------------------------------------------------------
 
-    def claim(self, limit: int, lease_seconds: float) -> list[RawEvent]:
+    def claim(
+        self, limit: int, lease_seconds: float, budget: ClaimBudget | None = None
+    ) -> list[RawEvent]:
         """Up to ``limit`` visible events, in turns across tenants (``fair_claim``).
 
         Events a dead worker stored but never acknowledged are let go here and the
@@ -308,11 +318,13 @@ class SqliteIngestQueue:
         interval per such event, each claim of one (its batch limit restarts at 1),
         while the rest of the queue waited."""
         while True:
-            events, skipped = self._claim_once(limit, lease_seconds)
+            events, skipped = self._claim_once(limit, lease_seconds, budget)
             if events or not skipped:
                 return events
 
-    def _claim_once(self, limit: int, lease_seconds: float) -> tuple[list[RawEvent], bool]:
+    def _claim_once(
+        self, limit: int, lease_seconds: float, budget: ClaimBudget | None
+    ) -> tuple[list[RawEvent], bool]:
         """The events claimed, and whether any were let go as stored already."""
         now = time.time()
         conn = self._conn()
@@ -328,8 +340,20 @@ class SqliteIngestQueue:
         # (7-8 ms now), and webhook commits in that time went to the writer thread.
         conn.execute("BEGIN")
         try:
+
+            def sizes(seqs: Sequence[int]) -> dict[int, int]:
+                unread = budget.unread_body_bytes if budget else 0
+                return dict(conn.execute(_SIZES, (unread, orjson.dumps(list(seqs)).decode())))
+
             tenants = [row[0] for row in conn.execute(_TENANTS)]
-            seqs = fair_ids(tenants, limit, fetch, self._turns)
+            seqs = fair_ids(
+                tenants,
+                limit,
+                fetch,
+                self._turns,
+                sizes if budget else None,
+                budget.max_bytes if budget else 0,
+            )
             wanted = orjson.dumps(seqs).decode()
             rows = conn.execute(
                 f"SELECT seq, {_COLUMNS} FROM ingest_queue"  # noqa: S608
