@@ -29,7 +29,10 @@ def slack() -> Iterator[SlackStandIn]:
         yield server
 
 
-def _sender(slack: SlackStandIn, token: str = TOKEN, timeout: float = 2.0) -> SlackSender:
+def _sender(slack: SlackStandIn, token: str = TOKEN, timeout: float = 30.0) -> SlackSender:
+    """A sender of the local stand-in. Its timeout is generous: on a loaded CI machine
+    one of 250 posts once went unanswered for 2 s, and only the test of timeouts (which
+    sets its own) is about them."""
     return SlackSender(token, base_url=slack.base_url, timeout=timeout)
 
 
