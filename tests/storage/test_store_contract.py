@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -28,7 +29,6 @@ from dd0c_alert.domain.models import (
 )
 from dd0c_alert.pipeline.persist import persist
 from dd0c_alert.storage import schema as t
-from dd0c_alert.storage.correlation_sql import record_from_row
 from dd0c_alert.storage.ports import (
     AlertFilter,
     BatchOutcome,
@@ -319,6 +319,19 @@ def test_fingerprint_state_is_the_firing_and_the_latest_ended_occurrence(
     assert (acme, "am:never") not in states and (globex, "am:cpu") not in states
 
 
+def _by_name(row: sa.Row[Any]) -> AlertRecord:
+    """The record of a typed row, each value taken by its column's name: what the
+    worker's positional read must equal."""
+    named = {name: getattr(row, name) for name in CanonicalAlert.__dataclass_fields__}
+    named.update(status=AlertStatus(row.status), severity=Severity(row.severity))
+    return AlertRecord(
+        alert=CanonicalAlert(**named),
+        last_seen_at=row.last_seen_at,
+        repeat_count=row.repeat_count,
+        incident_id=row.incident_id or "",
+    )
+
+
 def test_fingerprint_state_reads_back_every_field_of_the_stored_occurrences(
     backend: Backend,
 ) -> None:
@@ -340,7 +353,7 @@ def test_fingerprint_state_reads_back_every_field_of_the_stored_occurrences(
     with backend.engine.begin() as conn:
         scope(conn, acme)
         rows = conn.execute(sa.select(t.alerts).where(t.alerts.c.tenant_id == acme)).all()
-    typed = {row.id: record_from_row(row) for row in rows}
+    typed = {row.id: _by_name(row) for row in rows}
     read = [states[acme, "am:firing"].active, states[acme, "am:ended"].last_ended]
     assert all(record is not None for record in read)
     assert {r.alert.id: r for r in read if r is not None} == typed

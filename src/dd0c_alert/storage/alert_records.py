@@ -21,32 +21,12 @@ import sqlalchemy as sa
 from dd0c_alert.correlation.dedup import AlertRecord
 from dd0c_alert.domain.models import AlertStatus, CanonicalAlert, Severity
 
+from . import schema as t
 from .schema import utc_from_text
 
-_NAMES = (
-    "id",
-    "tenant_id",
-    "source",
-    "source_ref",
-    "fingerprint",
-    "status",
-    "severity",
-    "title",
-    "description",
-    "service",
-    "environment",
-    "resource",
-    "labels",
-    "links",
-    "started_at",
-    "received_at",
-    "ended_at",
-    "raw_ref",
-    "event_id",
-    "last_seen_at",
-    "repeat_count",
-    "incident_id",
-)
+#: The columns in the table's order: ``record`` reads the queries below and whole rows
+#: of ``alerts`` (``select(alerts)``) alike.
+_NAMES = tuple(column.name for column in t.alerts.c)
 
 
 def _columns(table: str) -> str:
@@ -106,10 +86,12 @@ def _document(value: Any) -> Any:
 
 
 def record(values: Sequence[Any]) -> AlertRecord:
-    """An ``AlertRecord`` from a row of the queries above, by position."""
+    """An ``AlertRecord`` from a row of the queries above or of ``select(alerts)``,
+    typed or not, by position."""
     (
         id_,
         tenant_id,
+        event_id,
         source,
         source_ref,
         fingerprint,
@@ -124,10 +106,9 @@ def record(values: Sequence[Any]) -> AlertRecord:
         links,
         started_at,
         received_at,
+        last_seen_at,
         ended_at,
         raw_ref,
-        event_id,
-        last_seen_at,
         repeat_count,
         incident_id,
     ) = values

@@ -14,7 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from dd0c_alert.correlation.dedup import AlertRecord, Fold, FoldResult
+from dd0c_alert.correlation.dedup import Fold, FoldResult
 from dd0c_alert.correlation.engine import EngineState, event_time, shift
 from dd0c_alert.correlation.model import (
     Decision,
@@ -26,10 +26,11 @@ from dd0c_alert.correlation.model import (
     TenantSettings,
 )
 from dd0c_alert.domain.ids import new_id
-from dd0c_alert.domain.models import AlertStatus, CanonicalAlert, DeployEvent, Severity
+from dd0c_alert.domain.models import DeployEvent, Severity
 
 from . import incident_search
 from . import schema as t
+from .alert_records import record as alert_record
 from .bulk import execute_many, insert_ignoring_duplicates
 from .in_lists import one_of
 
@@ -97,7 +98,7 @@ def load_state(
         firing = conn.execute(
             sa.select(a).where(a.c.tenant_id == tenant_id, a.c.status == "firing").limit(10_000)
         ).all()
-        state.firing = [record_from_row(row).alert for row in firing]
+        state.firing = [alert_record(row).alert for row in firing]
     return state
 
 
@@ -316,36 +317,6 @@ def _record_merges(conn: sa.Connection, state: EngineState) -> None:
                 }
             )
     execute_many(conn, _INSERT_EVENT, rows)
-
-
-def record_from_row(row: Any) -> AlertRecord:
-    alert = CanonicalAlert(
-        id=row.id,
-        tenant_id=row.tenant_id,
-        source=row.source,
-        source_ref=row.source_ref,
-        fingerprint=row.fingerprint,
-        status=AlertStatus(row.status),
-        severity=Severity(row.severity),
-        title=row.title,
-        description=row.description,
-        service=row.service,
-        environment=row.environment,
-        resource=row.resource,
-        labels=row.labels,
-        links=row.links,
-        started_at=row.started_at,
-        received_at=row.received_at,
-        ended_at=row.ended_at,
-        raw_ref=row.raw_ref,
-        event_id=row.event_id,
-    )
-    return AlertRecord(
-        alert=alert,
-        last_seen_at=row.last_seen_at,
-        repeat_count=row.repeat_count,
-        incident_id=row.incident_id or "",
-    )
 
 
 def deploy_ref(row: Any) -> DeployRef:

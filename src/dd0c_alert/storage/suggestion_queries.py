@@ -33,8 +33,9 @@ from dd0c_alert.domain.ids import new_id
 from dd0c_alert.domain.models import Severity
 
 from . import schema as t
+from .alert_records import record as alert_record
 from .bulk import insert_ignoring_duplicates
-from .correlation_sql import deploy_ref, record_from_row
+from .correlation_sql import deploy_ref
 from .ports import ActualDecision, Page, ReplaySource, SuggestionVerdict
 from .rule_queries import silence_columns
 
@@ -485,7 +486,7 @@ def replay_source(
         .limit(limit + 1)
     ).all()
     truncated = len(rows) > limit
-    records = [record_from_row(row) for row in rows[:limit]]
+    records = [alert_record(row) for row in rows[:limit]]
     deploys = conn.execute(
         sa.select(d)
         .where(
