@@ -28,11 +28,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from worker import SCENARIOS, bodies, enqueue
+from worker import SCENARIOS, bodies, enqueue, open_bench
 
 from dd0c_alert import logs
-from dd0c_alert.app import build_runtime
-from dd0c_alert.config import Settings
 from dd0c_alert.correlation.dedup import FingerprintState, Fold, fold
 from dd0c_alert.correlation.engine import correlate, event_time
 from dd0c_alert.domain.ids import new_id
@@ -45,25 +43,19 @@ class _RolledBack(Exception):
 
 
 def run(scenario: str, alerts: int, runs: int, size: int, folder: Path) -> dict[str, object]:
-    settings = Settings(data_dir=folder, secret_key="", suggest_interval_seconds=0)
-    runtime = build_runtime(settings, roles=frozenset({"ingest", "correlate"}))
-    worker = runtime.worker
-    assert worker is not None
-    tenant = runtime.store.create_tenant("bench")
-    integration = runtime.store.create_integration(tenant.id, "alertmanager", "am", "s3cret")
+    runtime, worker, tenant_id, integration_id = open_bench(folder)
     rnd = random.Random(7)
-    runtime.queue.start()
-    asyncio.run(enqueue(runtime, tenant.id, integration.id, bodies(scenario, alerts, rnd)))
+    asyncio.run(enqueue(runtime, tenant_id, integration_id, bodies(scenario, alerts, rnd)))
     while worker.run_once():
         pass
     extra = bodies(scenario, size, rnd)
-    asyncio.run(enqueue(runtime, tenant.id, integration.id, extra))
+    asyncio.run(enqueue(runtime, tenant_id, integration_id, extra))
     events = runtime.queue.claim(len(extra), 600)
     outcome = BatchOutcome()
     refs = worker._archive_batch(events)
     for event in events:
         worker._process(event, refs[event.event_id], outcome)
-    settings_, rules = worker._config(tenant.id)
+    settings, rules = worker._config(tenant_id)
     gc.collect()
     gc.freeze()
     best: dict[str, float] = {}
@@ -75,7 +67,7 @@ def run(scenario: str, alerts: int, runs: int, size: int, folder: Path) -> dict[
 
     for _ in range(runs):
         try:
-            with runtime.store.transaction([tenant.id]) as tx:
+            with runtime.store.transaction([tenant_id]) as tx:
                 at = time.perf_counter()
                 found = sorted(outcome.alerts, key=event_time)
                 states = tx.fingerprint_states({(a.tenant_id, a.fingerprint) for a in found})
@@ -92,16 +84,16 @@ def run(scenario: str, alerts: int, runs: int, size: int, folder: Path) -> dict[
                     if result.fold is Fold.NEW:
                         created.add(result.record.id)
                 at = lap("fold", at)
-                state = tx.correlation_state(tenant.id, settings_, rules, folds, [], seen)
+                state = tx.correlation_state(tenant_id, settings, rules, folds, [], seen)
                 at = lap("load_state", at)
                 before = {i: Snapshot.of(x) for i, x in state.incidents.items()}
                 pairs = list(zip(folds, correlate(state, folds, [], new_id, None), strict=True))
                 at = lap("correlate", at)
                 tx.save_correlation(state, pairs)
                 at = lap("save_correlation", at)
-                tx.save_rollups(tenant.id, pairs)
+                tx.save_rollups(tenant_id, pairs)
                 at = lap("save_rollups", at)
-                tx.save_intents(tenant.id, changes(before, state.incidents, state.touched), None)
+                tx.save_intents(tenant_id, changes(before, state.incidents, state.touched), None)
                 at = lap("save_intents", at)
                 tx.save_alerts(
                     [r for key, r in changed.items() if key in created],

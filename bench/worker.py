@@ -38,6 +38,7 @@ from dd0c_alert.cli_serve import freeze_heap
 from dd0c_alert.config import Settings
 from dd0c_alert.domain.ids import new_id
 from dd0c_alert.pipeline.runtime import Runtime
+from dd0c_alert.pipeline.worker import Worker
 from dd0c_alert.storage.ports import RawEvent
 
 SCENARIOS = {"storm": 100, "spread": 100, "single": 1, "spread-single": 1}
@@ -99,16 +100,22 @@ async def enqueue(runtime: Runtime, tenant_id: str, integration_id: str, docs: l
         await asyncio.gather(*(put(b) for b in docs[start : start + 500]))
 
 
-def run(scenario: str, alerts: int, folder: Path) -> dict[str, Any]:
+def open_bench(folder: Path) -> tuple[Runtime, Worker, str, str]:
+    """A runtime with the worker and no server on a fresh store in ``folder``, its queue
+    started, and one tenant with an Alertmanager integration (their ids)."""
     settings = Settings(data_dir=folder, secret_key="", suggest_interval_seconds=0)
     runtime = build_runtime(settings, roles=frozenset({"ingest", "correlate"}))
-    worker = runtime.worker
-    assert worker is not None
+    assert runtime.worker is not None
     tenant = runtime.store.create_tenant("bench")
     integration = runtime.store.create_integration(tenant.id, "alertmanager", "am", "s3cret")
-    docs = bodies(scenario, alerts, random.Random(7))
     runtime.queue.start()
-    asyncio.run(enqueue(runtime, tenant.id, integration.id, docs))
+    return runtime, runtime.worker, tenant.id, integration.id
+
+
+def run(scenario: str, alerts: int, folder: Path) -> dict[str, Any]:
+    runtime, worker, tenant_id, integration_id = open_bench(folder)
+    docs = bodies(scenario, alerts, random.Random(7))
+    asyncio.run(enqueue(runtime, tenant_id, integration_id, docs))
     log(f"{scenario}: {len(docs)} events queued ({alerts} alerts); draining")
     freeze_heap()  # the collector as serve's processes set it
     started, cpu_started = time.perf_counter(), time.process_time()
