@@ -292,3 +292,29 @@ def test_score_is_bounded_capped_and_explained(
         assert score <= 50
     assert sum(contributions(reasons)) == score
     assert all(reason[0] in "+-" for reason in reasons)
+
+
+@given(
+    fingerprints=st.sets(st.sampled_from([f"fp-{n}" for n in range(12)]), max_size=12),
+    history=st.dictionaries(
+        st.sampled_from([f"fp-{n}" for n in range(12)]),
+        st.builds(
+            FingerprintHistory,
+            fired=st.integers(0, 20),
+            quick_auto_resolved=st.integers(0, 20),
+            acknowledged=st.integers(0, 2),
+            noise_feedback=st.integers(0, 2),
+            useful_feedback=st.integers(0, 2),
+        ),
+    ),
+    others=st.integers(0, 40),
+)
+def test_history_of_other_fingerprints_changes_nothing(
+    fingerprints: set[str], history: dict[str, FingerprintHistory], others: int
+) -> None:
+    """The worker hands every incident the history of its whole batch: only the
+    incident's own fingerprints count, whichever of the two is larger."""
+    state = incident(fingerprints=fingerprints)
+    own = {fp: h for fp, h in history.items() if fp in fingerprints}
+    crowded = {**history, **{f"other-{n}": FingerprintHistory(fired=50) for n in range(others)}}
+    assert noise_score(state, crowded, SETTINGS) == noise_score(state, own, SETTINGS)
