@@ -350,11 +350,12 @@ def _candidates(
         related |= topology_index(state.rules.dependencies).neighbours(alert.service)
     found: list[tuple[IncidentState, timedelta, str, str]] = []
     for incident in state.incidents.values():
+        # Most incidents share no service: tell so without building the intersection.
+        if related.isdisjoint(incident.services):
+            continue
         if incident.merged_into is not None or incident.tenant_id != alert.tenant_id:
             continue
         shared = related & incident.services
-        if not shared:
-            continue
         gap = max(incident.first_at - at, at - incident.last_at, timedelta(0))
         if max(incident.last_at, at) - min(incident.first_at, at) > max_span:
             continue
