@@ -239,17 +239,15 @@ def test_deterministic() -> None:
 
 _fps = st.sampled_from(["fp-1", "fp-2", "fp-3"])
 _services = st.sampled_from(["payments-db", "web", "api"])
-_histories = st.dictionaries(
-    _fps,
-    st.builds(
-        FingerprintHistory,
-        fired=st.integers(0, 50),
-        quick_auto_resolved=st.integers(0, 50),
-        acknowledged=st.integers(0, 5),
-        noise_feedback=st.integers(0, 3),
-        useful_feedback=st.integers(0, 3),
-    ),
+_history = st.builds(
+    FingerprintHistory,
+    fired=st.integers(0, 50),
+    quick_auto_resolved=st.integers(0, 50),
+    acknowledged=st.integers(0, 5),
+    noise_feedback=st.integers(0, 3),
+    useful_feedback=st.integers(0, 3),
 )
+_histories = st.dictionaries(_fps, _history)
 _deploys = st.lists(
     st.builds(
         deploy,
@@ -294,19 +292,12 @@ def test_score_is_bounded_capped_and_explained(
     assert all(reason[0] in "+-" for reason in reasons)
 
 
+_twelve = st.sampled_from([f"fp-{n}" for n in range(12)])
+
+
 @given(
-    fingerprints=st.sets(st.sampled_from([f"fp-{n}" for n in range(12)]), max_size=12),
-    history=st.dictionaries(
-        st.sampled_from([f"fp-{n}" for n in range(12)]),
-        st.builds(
-            FingerprintHistory,
-            fired=st.integers(0, 20),
-            quick_auto_resolved=st.integers(0, 20),
-            acknowledged=st.integers(0, 2),
-            noise_feedback=st.integers(0, 2),
-            useful_feedback=st.integers(0, 2),
-        ),
-    ),
+    fingerprints=st.sets(_twelve, max_size=12),
+    history=st.dictionaries(_twelve, _history),
     others=st.integers(0, 40),
 )
 def test_history_of_other_fingerprints_changes_nothing(
